@@ -1,0 +1,15 @@
+"""The pure core of release-gate.
+
+Nothing here knows MLflow, the Hugging Face Hub or HTTP. Modules, one concept each:
+
+- :mod:`gate.core.manifest` - model identity: per-file SHA-256 and the OMS-compatible root digest.
+- :mod:`gate.core.keys` - signing keys and key ids.
+- :mod:`gate.core.dsse` - DSSE envelopes (PAE signing and verification).
+- :mod:`gate.core.attestation` - in-toto Statement v1 and the evaluation predicate.
+- :mod:`gate.core.trust` - the trust store of evaluators and their keys.
+- :mod:`gate.core.verify` - verifying attestations against a trust store and a model.
+- :mod:`gate.core.oms` - verifying OpenSSF Model Signing (model-signing) signatures.
+- :mod:`gate.core.evidence` - reading real evaluation logs (Inspect, lm-evaluation-harness).
+- :mod:`gate.core.policy`, :mod:`gate.core.decision`, :mod:`gate.core.vsa` - tiers and the release decision.
+- :mod:`gate.core.log` - the append-only Merkle log of decisions.
+"""

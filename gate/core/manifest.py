@@ -1,0 +1,297 @@
+"""Model identity: the OMS-compatible manifest of a model directory.
+
+A model *is* its manifest: the SHA-256 of every regular file, keyed by POSIX path relative to the model root. The
+root digest is the SHA-256 of the concatenated raw per-file digests, in code-point order of the paths, as the OpenSSF
+Model Signing (OMS) spec orders them.
+
+model-signing 1.1.1 orders resources by path *components* (sorted ``PurePosixPath``) instead. The two orders agree
+unless one path is a prefix of a sibling followed by a character below ``/`` (``-``, ``.``, ``,``, space ...): with
+``a/b`` and ``a-b/c`` present, code-point order puts ``a-b/c`` first, component order puts ``a/b`` first, and the
+root digests differ. :func:`model_signing_order` reproduces the other order where interop needs it.
+
+Hashing is parallel across files (hashlib releases the GIL on large updates), reads in large chunks into one
+reusable buffer per worker, and keeps memory constant whatever the model size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from gate.errors import InputError, ModelError
+
+#: Paths OMS ignores by default, plus the folder the gate keeps attestations in beside the weights.
+OMS_DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".gitignore", ".github")
+ATTESTATION_DIR = ".attestations"
+DEFAULT_IGNORES: tuple[str, ...] = OMS_DEFAULT_IGNORES + (ATTESTATION_DIR,)
+
+#: Files allowed inside the attestation folder; anything else there is refused, so that the folder that is left
+#: out of the model identity cannot smuggle unhashed weights into a release (model-signing 1.1.1 defect 4).
+ATTESTATION_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".dsse", ".sig", ".intoto", ".bundle")
+
+CHUNK_SIZE = 8 * 1024 * 1024
+
+ProgressCallback = Callable[[int], None]
+
+
+def _digest_hex(value: str) -> str:
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"not a lowercase hex SHA-256 digest: {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """One file of a model: its POSIX path relative to the root, its size in bytes and its SHA-256 (hex)."""
+
+    path: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.path, "size": self.size, "digest": {"sha256": self.sha256}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FileDigest":
+        try:
+            path = data["name"]
+            sha = _digest_hex(data["digest"]["sha256"])
+            size = data.get("size", -1)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"manifest file entry is missing {exc}") from None
+        if not isinstance(path, str) or not isinstance(size, int) or isinstance(size, bool):
+            raise ValueError("manifest file entry needs a string name and an integer size")
+        return cls(path=check_relative_path(path), size=size, sha256=sha)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The identity of a model: every file with its digest, in code-point order of the paths."""
+
+    files: tuple[FileDigest, ...]
+    ignore_paths: tuple[str, ...] = field(default=DEFAULT_IGNORES)
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.files, key=lambda f: f.path))
+        paths = [f.path for f in ordered]
+        if len(set(paths)) != len(paths):
+            raise ValueError("manifest lists a path twice")
+        object.__setattr__(self, "files", ordered)
+
+    @property
+    def root_digest(self) -> str:
+        """Hex SHA-256 over the concatenated raw file digests (OMS ``files`` serialization)."""
+        return root_digest(self.files)
+
+    @property
+    def digest(self) -> str:
+        """The model digest as the gate prints it: ``sha256:<hex>``."""
+        return f"sha256:{self.root_digest}"
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def by_path(self) -> dict[str, FileDigest]:
+        return {f.path: f for f in self.files}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": {"sha256": self.root_digest},
+            "serialization": {"method": "files", "hash_type": "sha256", "ignore_paths": list(self.ignore_paths)},
+            "files": [f.to_dict() for f in self.files],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Manifest":
+        """Load a manifest and check that its stated root digest matches its files."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("files"), list):
+            raise ValueError("manifest must be an object with a 'files' list")
+        files = tuple(FileDigest.from_dict(entry) for entry in data["files"])
+        ignores = data.get("serialization", {}).get("ignore_paths", list(DEFAULT_IGNORES))
+        manifest = cls(files=files, ignore_paths=tuple(ignores))
+        stated = data.get("digest", {}).get("sha256")
+        if stated is not None and stated != manifest.root_digest:
+            raise ValueError("manifest root digest does not match the digests of its files")
+        return manifest
+
+
+def root_digest(files: Iterable[FileDigest]) -> str:
+    """SHA-256 of the concatenated raw digests, in the order given (callers pass code-point order)."""
+    hasher = hashlib.sha256()
+    for entry in files:
+        hasher.update(bytes.fromhex(entry.sha256))
+    return hasher.hexdigest()
+
+
+def model_signing_order(files: Iterable[FileDigest]) -> list[FileDigest]:
+    """The order model-signing 1.1.1 uses (path components), for reproducing its root digest."""
+    return sorted(files, key=lambda f: PurePosixPath(f.path))
+
+
+def check_relative_path(path: str) -> str:
+    """Refuse paths that could name something outside the model: absolute, ``..``, empty parts, backslashes."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        raise ValueError(f"path {path!r} is not a relative POSIX path")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"path {path!r} has an empty, '.' or '..' component")
+    return path
+
+
+def parse_digest(text: str) -> str:
+    """Accept ``sha256:<hex>`` or bare hex; return the hex."""
+    value = text.strip().lower()
+    if value.startswith("sha256:"):
+        value = value[len("sha256:"):]
+    try:
+        return _digest_hex(value)
+    except ValueError:
+        raise InputError(f"{text!r} is not a model digest (expected sha256:<64 hex digits>)") from None
+
+
+# --- walking the directory -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    path: str  # POSIX, relative
+    real: Path  # what to open
+    size: int
+
+
+def _is_ignored(rel: str, ignores: Sequence[str]) -> bool:
+    return any(rel == ig or rel.startswith(ig + "/") for ig in ignores)
+
+
+def _decode_name(raw: bytes, where: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{where}: file name {raw!r} is not valid UTF-8; rename it before publishing") from None
+
+
+def _check_attestation_file(rel: str) -> None:
+    if not rel.endswith(ATTESTATION_SUFFIXES):
+        raise ModelError(
+            f"{rel}: only attestation files ({', '.join(ATTESTATION_SUFFIXES)}) may sit in {ATTESTATION_DIR}/, "
+            "because that folder is not part of the model's identity; move this file out of it"
+        )
+
+
+def _walk(root: Path, ignores: Sequence[str]) -> list[_Entry]:
+    """Every regular file under root, refusing whatever could make the identity ambiguous."""
+    root_real = root.resolve()
+    entries: list[_Entry] = []
+    stack: list[tuple[bytes, str]] = [(os.fsencode(root), "")]
+    while stack:
+        dir_bytes, rel_dir = stack.pop()
+        try:
+            scan = list(os.scandir(dir_bytes))
+        except OSError as exc:
+            raise ModelError(f"cannot read directory {os.fsdecode(dir_bytes)}: {exc.strerror}") from None
+        for item in scan:
+            name = _decode_name(item.name, root / rel_dir)
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            in_attestations = _is_ignored(rel, (ATTESTATION_DIR,))
+            ignored = _is_ignored(rel, ignores)
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                entries_from_link = _resolve_link(root_real, root / rel, rel)
+                if not ignored:
+                    entries.append(entries_from_link)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if in_attestations or not ignored:
+                    stack.append((item.path, rel))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise ModelError(f"{rel}: is a special file (device, socket or FIFO); a model holds regular files only")
+            if in_attestations and rel != ATTESTATION_DIR:
+                _check_attestation_file(rel)
+            if not ignored:
+                entries.append(_Entry(rel, Path(os.fsdecode(item.path)), st.st_size))
+    return entries
+
+
+def _resolve_link(root_real: Path, link: Path, rel: str) -> _Entry:
+    target = link.resolve()
+    if not target.is_relative_to(root_real):
+        raise ModelError(f"{rel}: symlink points outside the model directory (to {target}); copy the file in instead")
+    if not target.is_file():
+        raise ModelError(f"{rel}: symlink does not point to a regular file; only file symlinks inside the model are hashed")
+    return _Entry(rel, target, target.stat().st_size)
+
+
+# --- hashing ---------------------------------------------------------------------------------------------------
+
+
+def _hash_file(entry: _Entry, buffers: threading.local, progress: ProgressCallback | None) -> FileDigest:
+    buf = getattr(buffers, "buf", None)
+    if buf is None:
+        buf = buffers.buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    hasher = hashlib.sha256()
+    size = 0
+    try:
+        with open(entry.real, "rb", buffering=0) as handle:
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            while True:
+                n = handle.readinto(view)
+                if not n:
+                    break
+                hasher.update(view[:n])
+                size += n
+                if progress is not None:
+                    progress(n)
+    except OSError as exc:
+        raise ModelError(f"{entry.path}: cannot read: {exc.strerror}") from None
+    return FileDigest(path=entry.path, size=size, sha256=hasher.hexdigest())
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def hash_model(
+    root: str | os.PathLike[str],
+    *,
+    ignore_paths: Sequence[str] = DEFAULT_IGNORES,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> Manifest:
+    """Compute the manifest of the model directory ``root``.
+
+    ``progress``, if given, is called with the number of bytes hashed after each chunk, from worker threads.
+    """
+    path = Path(root)
+    if not path.is_dir():
+        raise ModelError(f"{path}: not a directory; pass the folder that holds the model's files")
+    for ignore in ignore_paths:
+        check_relative_path(ignore)
+    entries = _walk(path, tuple(ignore_paths))
+    # Largest first so that one big file does not start last and leave the other cores idle.
+    entries.sort(key=lambda e: e.size, reverse=True)
+    workers = workers or default_workers()
+    buffers = threading.local()
+    if workers == 1 or len(entries) <= 1:
+        files = [_hash_file(e, buffers, progress) for e in entries]
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(entries)), thread_name_prefix="gate-hash") as pool:
+            files = list(pool.map(lambda e: _hash_file(e, buffers, progress), entries))
+    return Manifest(files=tuple(files), ignore_paths=tuple(ignore_paths))
+
+
+def scan_size(root: str | os.PathLike[str], ignore_paths: Sequence[str] = DEFAULT_IGNORES) -> int:
+    """Total bytes hash_model would read (for sizing a progress bar)."""
+    return sum(e.size for e in _walk(Path(root), tuple(ignore_paths)))

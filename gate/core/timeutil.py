@@ -1,0 +1,32 @@
+"""RFC 3339 timestamps: one format everywhere (UTC, ``Z``, whole seconds unless given finer)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 / ISO 8601 time; a time without an offset is refused (ambiguous)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected an RFC 3339 time string, found {type(text).__name__}")
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 time: {text!r}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"time {text!r} has no UTC offset (write it like 2026-01-31T12:00:00Z)")
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(when: datetime) -> str:
+    when = when.astimezone(timezone.utc)
+    if when.microsecond:
+        return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
