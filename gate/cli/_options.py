@@ -1,0 +1,106 @@
+"""Options and helpers shared by several commands (one definition each)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from gate.core.manifest import Manifest, hash_model, scan_size
+from gate.core.timeutil import parse_time, utcnow
+from gate.errors import UsageError
+
+#: Models smaller than this hash too fast for a progress bar to help.
+PROGRESS_MIN_BYTES = 256 * 1024 * 1024
+
+model_dir_argument = click.argument(
+    "model_dir", type=click.Path(exists=True, file_okay=False, dir_okay=True, path_type=Path)
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+trust_option = click.option(
+    "--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
+    required=True, help="Trust store YAML (env GATE_TRUST).",
+)
+now_option = click.option(
+    "--now", "now_text", metavar="TIME", envvar="GATE_NOW",
+    help="Judge as of this RFC 3339 time instead of the clock (replaying a decision).",
+)
+
+
+def resolve_now(now_text: str | None) -> datetime:
+    if not now_text:
+        return utcnow()
+    try:
+        return parse_time(now_text)
+    except ValueError as exc:
+        raise UsageError(f"--now: {exc}") from None
+
+
+def passphrase_from_env(var: str | None) -> bytes | None:
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if value is None:
+        raise UsageError(f"--passphrase-env {var}: that environment variable is not set")
+    return value.encode("utf-8")
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def hash_with_progress(model_dir: Path, quiet: bool) -> Manifest:
+    """Hash a model, with a progress bar on stderr when it is a terminal and the model is large."""
+    if quiet or not sys.stderr.isatty():
+        return hash_model(model_dir)
+    total = scan_size(model_dir)
+    if total < PROGRESS_MIN_BYTES:
+        return hash_model(model_dir)
+    with _ProgressContext(total) as advance:
+        return hash_model(model_dir, progress=advance)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self.lock:
+            self.done += n
+
+
+class _ProgressContext:
+    """Workers only add to a counter; one thread draws the bar, so click's bar is never touched concurrently."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.counter = _Counter()
+        self.stop = threading.Event()
+
+    def __enter__(self) -> Callable[[int], None]:
+        self.bar = click.progressbar(length=self.total, label="hashing", file=sys.stderr, show_eta=True)
+        self.bar.__enter__()
+        self.thread = threading.Thread(target=self._draw, daemon=True)
+        self.thread.start()
+        return self.counter
+
+    def _draw(self) -> None:
+        shown = 0
+        while not self.stop.wait(0.2):
+            done = self.counter.done
+            self.bar.update(done - shown)
+            shown = done
+        self.bar.update(self.counter.done - shown)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]

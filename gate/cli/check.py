@@ -1,0 +1,101 @@
+"""``gate check`` (the decision) and ``gate verify-vsa`` (checking a signed summary of one)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gate.cli._options import hash_with_progress, model_dir_argument, now_option, print_json, quiet_option, resolve_now
+from gate.cli.render import decision_markdown, decision_text
+from gate.core.collect import model_attestations, read_attestations
+from gate.core.decision import Decision, decide
+from gate.core.keys import PrivateKey, PublicKey
+from gate.core.policy import Policy
+from gate.core.trust import TrustStore
+from gate.core.vsa import sign_vsa, tier_level, verify_vsa
+from gate.errors import UsageError
+
+policy_option = click.option(
+    "--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_POLICY",
+    help="Tier policy YAML (env GATE_POLICY; default: the policy shipped with release-gate).",
+)
+
+
+def load_trust(path: Path | None) -> TrustStore:
+    # Without a trust store nothing verifies, which still lets the lowest tier through: a useful dry run.
+    return TrustStore.load(path) if path else TrustStore((), source="(no trust store given)")
+
+
+def report(decision: Decision, as_json: bool, markdown_path: Path | None) -> None:
+    """Print the decision, append Markdown if asked, and exit with the code the decision implies."""
+    click.echo(decision.to_json() if as_json else decision_text(decision), nl=not as_json)
+    if markdown_path is not None:
+        with open(markdown_path, "a", encoding="utf-8") as handle:
+            handle.write(decision_markdown(decision))
+    if decision.decision == "deny":
+        click.echo(f"gate: {decision.summary()}", err=True)
+    sys.exit(0 if decision.allowed else 1)
+
+
+@click.command("check")
+@model_dir_argument
+@click.argument("attestations", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--tier", required=True, help="The tier the release is going to (e.g. internal, hosted, gated, open).")
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
+              help="Trust store YAML (env GATE_TRUST).")
+@policy_option
+@now_option
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (stable schema, replayable).")
+@click.option("--vsa", "vsa_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a signed SLSA VSA of the decision here.")
+@click.option("--gate-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_KEY", help="The gate's private key, to sign --vsa.")
+@click.option("--resource-uri", help="Resource URI for the VSA (default: the model folder's name).")
+@click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
+@quiet_option
+def check_command(model_dir: Path, attestations: tuple[Path, ...], tier: str, trust_path: Path | None,
+                  policy_path: Path | None, now_text: str | None, as_json: bool, vsa_path: Path | None,
+                  gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None, quiet: bool) -> None:
+    """Decide whether MODEL_DIR may be released at --tier.
+
+    Verifies every attestation (ATTESTATIONS plus MODEL_DIR/.attestations), evaluates the policy, prints one row per
+    requirement and the highest tier the evidence supports. Exit 0 allow, 1 deny, 2 usage or configuration error.
+    """
+    policy = Policy.load(policy_path)
+    policy.tier(tier)  # an unknown tier is a usage error before any hashing
+    trust = load_trust(trust_path)
+    if vsa_path and not gate_key:
+        raise UsageError("--vsa needs the gate's signing key: --gate-key KEY (or env GATE_KEY)")
+    key = PrivateKey.load(gate_key) if vsa_path and gate_key else None
+    now = resolve_now(now_text)
+    items = read_attestations(attestations) + model_attestations(model_dir)
+    manifest = hash_with_progress(model_dir, quiet)
+    decision = decide(policy, tier, manifest, items, trust, now)
+    if key is not None and vsa_path is not None:
+        vsa_path.write_bytes(sign_vsa(decision, resource_uri or model_dir.resolve().name, key).to_json())
+    report(decision, as_json, markdown_path)
+
+
+@click.command("verify-vsa")
+@click.argument("vsa_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The gate's public key.")
+@click.option("--digest", help="Also require the VSA to be about this model digest (sha256:...).")
+@click.option("--tier", help="Also require this tier to be among the verified levels.")
+def verify_vsa_command(vsa_file: Path, key_path: Path, digest: str | None, tier: str | None) -> None:
+    """Verify a VSA written by ``gate check --vsa``: signature, and optionally model and tier. Exit 0 only if PASSED."""
+    from gate.core.collect import read_attestation
+    from gate.core.manifest import parse_digest
+
+    summary = verify_vsa(read_attestation(vsa_file)[0].data, PublicKey.load(key_path))
+    problems = []
+    if digest and summary.model_digest != f"sha256:{parse_digest(digest)}":
+        problems.append(f"it is about {summary.model_digest}, not {digest}")
+    if tier and tier_level(tier) not in summary.verified_levels:
+        problems.append(f"tier {tier} is not among its verified levels ({', '.join(summary.verified_levels) or 'none'})")
+    if not summary.passed:
+        problems.append(f"its result is FAILED (requested {summary.requested_level})")
+    click.echo(f"VSA signed by the gate key: {summary.result} for {summary.model_digest} ({summary.resource_uri}); "
+               f"verified levels: {', '.join(summary.verified_levels) or 'none'}; policy {summary.policy_digest[:19]}")
+    if problems:
+        click.echo("gate: VSA does not vouch for this release: " + "; ".join(problems), err=True)
+        sys.exit(1)

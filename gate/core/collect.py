@@ -1,0 +1,55 @@
+"""Collecting attestation files: explicit paths, folders of them, and the ``.attestations/`` folder beside weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from gate.core.dsse import MAX_ENVELOPE_BYTES
+from gate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES
+from gate.core.verify import AttestationInput
+from gate.errors import InputError
+
+#: A folder of attestations holding more files than this is refused rather than read without end.
+MAX_ATTESTATION_FILES = 1000
+
+
+def read_attestation(path: str | os.PathLike[str]) -> list[AttestationInput]:
+    """One attestation file; a ``.jsonl`` file yields one input per non-empty line (in-toto bundle layout)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as handle:
+            data = handle.read(MAX_ENVELOPE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{p}: attestation file not found") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise InputError(f"{p}: larger than {MAX_ENVELOPE_BYTES} bytes; not an attestation")
+    if p.suffix == ".jsonl":
+        lines = [line for line in data.splitlines() if line.strip()]
+        return [AttestationInput(f"{p}:{n}", line) for n, line in enumerate(lines, 1)]
+    return [AttestationInput(str(p), data)]
+
+
+def read_attestations(paths: Iterable[str | os.PathLike[str]]) -> list[AttestationInput]:
+    """Read files and folders (a folder: every attestation-suffixed file in it, sorted, not recursive)."""
+    items: list[AttestationInput] = []
+    for path in paths:
+        p = Path(path)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(ATTESTATION_SUFFIXES))
+            if len(files) > MAX_ATTESTATION_FILES:
+                raise InputError(f"{p}: {len(files)} files is more than the {MAX_ATTESTATION_FILES} attestations read from one folder")
+            for f in files:
+                items.extend(read_attestation(f))
+        else:
+            items.extend(read_attestation(p))
+    return items
+
+
+def model_attestations(model_dir: str | os.PathLike[str]) -> list[AttestationInput]:
+    """The attestations kept in the model's own ``.attestations/`` folder (none if it has no such folder)."""
+    folder = Path(model_dir) / ATTESTATION_DIR
+    return read_attestations([folder]) if folder.is_dir() else []

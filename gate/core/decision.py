@@ -1,0 +1,264 @@
+"""The release decision: verified evidence + policy + tier -> allow or deny, with one row per requirement.
+
+Rules that make a decision deterministic and hard to game:
+
+- An attestation that fails verification counts as absent; it is listed with its reason.
+- When several valid attestations speak to one requirement, the *worst* result counts (no shopping for the best
+  score); the rows name every attestation that was considered.
+- Freshness is measured on the gate's clock from the older of the evaluation time and the signing time.
+- The same inputs and clock give byte-identical JSON (:meth:`Decision.to_json`), so auditors can replay it.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable, Sequence
+
+from gate.core.manifest import Manifest
+from gate.core.policy import EffectiveTier, EvaluationRequirement, Policy, format_duration, weight_format
+from gate.core.timeutil import format_time
+from gate.core.trust import TrustStore
+from gate.core.verify import AttestationInput, Rejection, VerifiedAttestation, unique_inputs, verify_all
+
+DECISION_SCHEMA = "https://release-gate.dev/decision/v1"
+
+MET, NOT_MET = "met", "not_met"
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq,
+}
+
+
+@dataclass(frozen=True)
+class RequirementResult:
+    id: str
+    tier: str
+    description: str
+    status: str  # met | not_met
+    reason: str
+    evidence: tuple[str, ...] = ()  # digests of the attestations the result rests on
+
+    @property
+    def met(self) -> bool:
+        return self.status == MET
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "tier": self.tier, "description": self.description, "status": self.status,
+                "reason": self.reason, "evidence": list(self.evidence)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str  # allow | deny
+    mode: str  # enforce | warn
+    requested_tier: str
+    satisfied_tier: str | None
+    model_digest: str
+    policy_uri: str
+    policy_digest: str
+    requirements: tuple[RequirementResult, ...]
+    rejected: tuple[Rejection, ...]
+    inputs: tuple[tuple[str, str], ...]  # (source, digest) of every attestation considered, accepted or not
+    time: datetime
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the publish may go ahead: allowed, or denied in warn mode."""
+        return self.decision == "allow" or self.mode == "warn"
+
+    @property
+    def missing(self) -> tuple[RequirementResult, ...]:
+        return tuple(r for r in self.requirements if not r.met)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": DECISION_SCHEMA,
+            "decision": self.decision,
+            "mode": self.mode,
+            "requested_tier": self.requested_tier,
+            "satisfied_tier": self.satisfied_tier,
+            "model_digest": self.model_digest,
+            "policy": {"uri": self.policy_uri, "digest": self.policy_digest},
+            "requirements": [r.to_dict() for r in self.requirements],
+            "rejected_attestations": [{"source": r.source, "digest": r.digest, "reason": r.reason} for r in self.rejected],
+            "inputs": [{"source": s, "digest": d} for s, d in self.inputs],
+            "time": format_time(self.time),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+    def summary(self) -> str:
+        """One paragraph for a release engineer: what was decided, what is missing, what to do."""
+        head = f"release at tier '{self.requested_tier}' {'allowed' if self.decision == 'allow' else 'denied'}"
+        if self.decision == "allow":
+            return f"{head} for {self.model_digest} (policy {self.policy_digest[:19]})."
+        missing = "; ".join(f"{r.id}: {r.reason}" for r in self.missing)
+        rejected = f" Rejected attestations: {len(self.rejected)} (see gate verify)." if self.rejected else ""
+        best = f"highest tier supported: '{self.satisfied_tier}'" if self.satisfied_tier else "no tier is supported"
+        warn = " [warn mode: not enforced]" if self.mode == "warn" else ""
+        return (f"{head}{warn}: {missing}.{rejected} {best}. "
+                "Add signed attestations from trusted evaluators that meet these requirements, or publish at a lower tier.")
+
+
+# --- evaluating requirements -------------------------------------------------------------------------------------
+
+
+def _age_start(item: VerifiedAttestation) -> datetime | None:
+    times = [t for t in (item.attested_at, item.evaluation.evaluated_at if item.evaluation else None) if t is not None]
+    return min(times) if times else None
+
+
+def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier, now: datetime) -> tuple[list[VerifiedAttestation], list[str]]:
+    """Split evidence into what is fresh enough for the tier and notes about what is not."""
+    if tier.max_age is None:
+        return list(items), []
+    fresh, stale = [], []
+    for item in items:
+        start = _age_start(item)
+        if start is None:
+            stale.append(f"{item.source} has no signing or evaluation time, so its age cannot be checked")
+        elif now - start > tier.max_age:
+            stale.append(f"{item.source} is from {format_time(start)}, older than {format_duration(tier.max_age)}")
+        else:
+            fresh.append(item)
+    return fresh, stale
+
+
+def _matches(req: EvaluationRequirement, item: VerifiedAttestation) -> bool:
+    ev = item.evaluation
+    if ev is None or req.metric not in ev.metrics:
+        return False
+    if req.benchmark is not None and ev.benchmark.lower() != req.benchmark.lower():
+        return False
+    return req.risk_domain is None or ev.risk_domain == req.risk_domain
+
+
+def _worst(req: EvaluationRequirement, values: Sequence[float]) -> float:
+    if req.comparator in ("<=", "<"):
+        return max(values)
+    if req.comparator in (">=", ">"):
+        return min(values)
+    # "==": any value that differs is the worst; otherwise they are all equal.
+    return next((v for v in values if v != req.threshold), values[0])
+
+
+def _evaluation_row(tier_name: str, req: EvaluationRequirement, evidence: Sequence[VerifiedAttestation], stale: Sequence[str]) -> RequirementResult:
+    def row(status: str, reason: str, used: Sequence[VerifiedAttestation] = ()) -> RequirementResult:
+        return RequirementResult(req.id, tier_name, req.describe(), status, reason, tuple(sorted(a.digest for a in used)))
+
+    matching = [a for a in evidence if _matches(req, a)]
+    small = [a for a in matching if req.min_samples and (a.evaluation.sample_size or 0) < req.min_samples]  # type: ignore[union-attr]
+    counted = [a for a in matching if a not in small]
+    if not counted:
+        if small:
+            sizes = ", ".join(str(a.evaluation.sample_size or 0) for a in small)  # type: ignore[union-attr]
+            return row(NOT_MET, f"sample size {sizes} is below the {req.min_samples} required", small)
+        stale_note = f" ({'; '.join(stale)})" if stale else ""
+        return row(NOT_MET, f"no valid attestation reports {req.describe()}{stale_note}")
+    values = [a.evaluation.metrics[req.metric] for a in counted]  # type: ignore[union-attr]
+    by = ", ".join(sorted({a.evaluator.evaluator_id for a in counted}))
+    if req.comparator == "reported":
+        return row(MET, f"reported by {by}", counted)
+    worst = _worst(req, values)
+    of = f" (worst of {len(counted)})" if len(counted) > 1 else ""
+    if _COMPARE[req.comparator](worst, req.threshold):  # type: ignore[arg-type]
+        return row(MET, f"{req.metric} = {worst:g}{of} {req.comparator} {req.threshold:g}, attested by {by}", counted)
+    return row(NOT_MET, f"{req.metric} = {worst:g}{of} does not satisfy {req.comparator} {req.threshold:g} (attested by {by})", counted)
+
+
+def _signer_rows(tier: EffectiveTier, evidence: Sequence[VerifiedAttestation]) -> list[RequirementResult]:
+    rule = tier.signers
+    signers = [s for a in evidence for s in a.signers]
+    used = tuple(sorted({a.digest for a in evidence}))
+    rows = []
+    if rule.min_organizations:
+        orgs = sorted({s.organization for s in signers})
+        status = MET if len(orgs) >= rule.min_organizations else NOT_MET
+        rows.append(RequirementResult(
+            "signers.organizations", tier.name,
+            f"evidence signed by at least {rule.min_organizations} distinct evaluator organizations", status,
+            f"{len(orgs)} organization(s): {', '.join(orgs) or 'none'}", used))
+    if rule.min_independent:
+        independent = sorted({s.organization for s in signers if s.independent})
+        status = MET if len(independent) >= rule.min_independent else NOT_MET
+        rows.append(RequirementResult(
+            "signers.independent", tier.name,
+            f"at least {rule.min_independent} organization(s) independent of the model developer", status,
+            f"independent: {', '.join(independent) or 'none'}", used))
+    for kind in rule.required_kinds:
+        # A developer's own evaluator never counts as a third party or government, whatever its declared kind.
+        found = sorted({s.organization for s in signers if s.kind == kind and (kind == "developer" or s.independent)})
+        rows.append(RequirementResult(
+            f"signers.kind.{kind}", tier.name, f"at least one {kind.replace('_', ' ')} evaluator signed",
+            MET if found else NOT_MET, f"{kind}: {', '.join(found) or 'none'}", used))
+    return rows
+
+
+def _format_row(tier: EffectiveTier, manifest: Manifest | None) -> list[RequirementResult]:
+    if tier.allowed_formats is None:
+        return []
+    description = f"weights only in {', '.join(tier.allowed_formats)}"
+    rid = "formats"
+    if manifest is None:
+        return [RequirementResult(rid, tier.name, description, NOT_MET, "the file list is unknown (decided by digest only)")]
+    refused = sorted(f.path for f in manifest.files if (fmt := weight_format(f.path)) and fmt not in tier.allowed_formats)
+    if refused:
+        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+        return [RequirementResult(rid, tier.name, description, NOT_MET, f"refused format: {shown}")]
+    weights = [f for f in manifest.files if weight_format(f.path)]
+    return [RequirementResult(rid, tier.name, description, MET, f"{len(weights)} weight file(s), all allowed")]
+
+
+def evaluate_tier(
+    policy: Policy, tier_name: str, accepted: Sequence[VerifiedAttestation], manifest: Manifest | None, now: datetime
+) -> list[RequirementResult]:
+    """Every requirement of ``tier_name`` (inherited ones included), met or not, in policy order."""
+    tier = policy.effective(tier_name)
+    evidence = [a for a in accepted if a.evaluation is not None]
+    fresh, stale = _fresh(evidence, tier, now)
+    rows = [_evaluation_row(owner, req, fresh, stale) for owner, req in tier.evaluations]
+    rows += _signer_rows(tier, fresh)
+    if tier.max_age is not None and stale:
+        rows.append(RequirementResult("max_age", tier.name,
+                                      f"attestations at most {format_duration(tier.max_age)} old", NOT_MET, "; ".join(stale)))
+    rows += _format_row(tier, manifest)
+    return rows
+
+
+def decide(
+    policy: Policy,
+    tier: str,
+    model: Manifest | str,
+    attestations: Sequence[AttestationInput],
+    trust: TrustStore,
+    now: datetime,
+) -> Decision:
+    """Verify ``attestations`` for ``model`` (a manifest or a hex root digest) and decide on releasing at ``tier``."""
+    requested = policy.tier(tier).name
+    items = unique_inputs(attestations)
+    manifest = model if isinstance(model, Manifest) else None
+    report = verify_all(items, trust, model, now, policy.clock_skew)
+    requirements = evaluate_tier(policy, requested, report.accepted, manifest, now)
+    satisfied = None
+    for name in policy.tier_names:
+        rows = requirements if name == requested else evaluate_tier(policy, name, report.accepted, manifest, now)
+        if all(r.met for r in rows):
+            satisfied = name
+    root = model.root_digest if isinstance(model, Manifest) else model
+    return Decision(
+        decision="allow" if all(r.met for r in requirements) else "deny",
+        mode=policy.effective(requested).mode,
+        requested_tier=requested,
+        satisfied_tier=satisfied,
+        model_digest=f"sha256:{root}",
+        policy_uri=policy.uri,
+        policy_digest=policy.digest,
+        requirements=tuple(requirements),
+        rejected=tuple(sorted(report.rejected, key=lambda r: (r.source, r.digest))),
+        inputs=tuple(sorted((i.source, i.digest) for i in items)),
+        time=now,
+    )

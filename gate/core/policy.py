@@ -1,0 +1,447 @@
+"""The tier policy: ordered release tiers, what each requires, and which publish targets need which tier.
+
+A policy file is YAML (schema: ``docs/schemas/policy.schema.json``; the default ships as
+``gate/data/default-policy.yaml``). Tiers are listed from least to most open; each tier inherits every requirement of
+the tier it ``extends`` (by default the one listed before it), so ``open`` requires all that ``gated`` does and more.
+Loading validates everything and names the file and field of the first mistake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import resources
+from typing import Any, Mapping, Sequence
+
+from gate.core.attestation import RISK_DOMAINS
+from gate.core.trust import EVALUATOR_KINDS
+from gate.core.yamlfile import read_limited
+from gate.errors import ConfigError, config_error
+
+POLICY_VERSION = 1
+COMPARATORS: tuple[str, ...] = ("<=", "<", ">=", ">", "==", "reported")
+MODES: tuple[str, ...] = ("enforce", "warn")
+BUILTIN_POLICY_URI = "builtin:default-policy.yaml"
+
+#: Weight formats by file suffix. Pickle-bearing formats can run code when loaded.
+WEIGHT_FORMATS: dict[str, str] = {
+    ".safetensors": "safetensors",
+    ".gguf": "gguf",
+    ".onnx": "onnx",
+    ".h5": "keras",
+    ".keras": "keras",
+    ".msgpack": "flax",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".pt": "pickle",
+    ".pth": "pickle",
+    ".bin": "pickle",  # PyTorch's pytorch_model.bin is a pickle in a zip
+    ".ckpt": "pickle",
+    ".joblib": "pickle",
+    ".npy": "pickle",  # may hold object arrays, which numpy loads with pickle
+    ".npz": "pickle",
+}
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: Any) -> timedelta:
+    """``90d``, ``12h``, ``5m``, ``30s``, ``2w``."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (write e.g. 90d, 12h, 5m)")
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def format_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def weight_format(path: str) -> str | None:
+    """The weight format of a file by its suffix, or None for files that are not weights (configs, docs)."""
+    lower = path.lower()
+    dot = lower.rfind(".")
+    return WEIGHT_FORMATS.get(lower[dot:]) if dot > lower.rfind("/") else None
+
+
+@dataclass(frozen=True)
+class EvaluationRequirement:
+    """A score an attestation must show: e.g. benchmark strongreject, metric score, <= 0.10, over >= 300 samples."""
+
+    id: str
+    description: str
+    metric: str
+    comparator: str
+    threshold: float | None = None
+    benchmark: str | None = None
+    risk_domain: str | None = None
+    min_samples: int | None = None
+    source: str | None = None
+
+    def describe(self) -> str:
+        what = " / ".join(x for x in (self.risk_domain, self.benchmark) if x)
+        if self.comparator == "reported":
+            rule = f"{what} {self.metric} reported"
+        else:
+            rule = f"{what} {self.metric} {self.comparator} {self.threshold:g}"
+        if self.min_samples:
+            rule += f" over at least {self.min_samples} samples"
+        return rule
+
+
+@dataclass(frozen=True)
+class SignerRequirement:
+    """Who must have signed the evidence for a tier."""
+
+    min_organizations: int = 0
+    required_kinds: tuple[str, ...] = ()
+    min_independent: int = 0
+
+    def merge(self, other: "SignerRequirement") -> "SignerRequirement":
+        return SignerRequirement(
+            max(self.min_organizations, other.min_organizations),
+            tuple(sorted(set(self.required_kinds) | set(other.required_kinds))),
+            max(self.min_independent, other.min_independent),
+        )
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One tier as written in the file (its own requirements only; see :meth:`Policy.effective`)."""
+
+    name: str
+    description: str
+    extends: str | None
+    evaluations: tuple[EvaluationRequirement, ...] = ()
+    signers: SignerRequirement = field(default_factory=SignerRequirement)
+    max_age: timedelta | None = None
+    allowed_formats: tuple[str, ...] | None = None
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class EffectiveTier:
+    """A tier with everything it inherits folded in: what a decision checks."""
+
+    name: str
+    rank: int
+    chain: tuple[str, ...]  # this tier first, then what it inherits from
+    evaluations: tuple[tuple[str, EvaluationRequirement], ...]  # (tier that states it, requirement)
+    signers: SignerRequirement
+    max_age: timedelta | None
+    allowed_formats: tuple[str, ...] | None
+    mode: str
+
+
+@dataclass(frozen=True)
+class MlflowTargets:
+    registration: str
+    aliases: Mapping[str, str]
+    stages: Mapping[str, str]
+    tags: Mapping[str, Mapping[str, str]]  # tag key -> tag value -> tier
+
+
+@dataclass(frozen=True)
+class HuggingFaceTargets:
+    private: str
+    gated_manual: str
+    gated_auto: str
+    public: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    version: int
+    tiers: tuple[Tier, ...]
+    mode: str
+    clock_skew: timedelta
+    mlflow: MlflowTargets
+    huggingface: HuggingFaceTargets
+    uri: str
+    digest: str  # sha256:<hex> of the policy file's bytes
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tiers)
+
+    def tier(self, name: str) -> Tier:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise ConfigError(f"unknown tier {name!r}; this policy has {', '.join(self.tier_names)}")
+
+    def rank(self, name: str) -> int:
+        return self.tier_names.index(self.tier(name).name)
+
+    def effective(self, name: str) -> EffectiveTier:
+        chain = _chain(self, name)
+        tiers = [self.tier(n) for n in chain]
+        signers = SignerRequirement()
+        ages = [t.max_age for t in tiers if t.max_age is not None]
+        format_sets = [set(t.allowed_formats) for t in tiers if t.allowed_formats is not None]
+        for tier in tiers:
+            signers = signers.merge(tier.signers)
+        evaluations = tuple((t.name, r) for t in reversed(tiers) for r in t.evaluations)
+        own = tiers[0]
+        return EffectiveTier(
+            name=own.name,
+            rank=self.rank(own.name),
+            chain=tuple(chain),
+            evaluations=evaluations,
+            signers=signers,
+            max_age=min(ages) if ages else None,
+            allowed_formats=tuple(sorted(set.intersection(*format_sets))) if format_sets else None,
+            mode=own.mode or self.mode,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> "Policy":
+        """Load a policy file, or the default policy shipped with the package when ``path`` is None."""
+        if path is None:
+            raw = resources.files("gate.data").joinpath("default-policy.yaml").read_bytes()
+            return cls.from_bytes(raw, BUILTIN_POLICY_URI)
+        return cls.from_bytes(read_limited(path, "policy"), str(path))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, uri: str) -> "Policy":
+        import yaml  # deferred: keeps `gate --help` fast
+
+        try:
+            data = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{uri}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        return _parse_policy(data, uri, "sha256:" + hashlib.sha256(raw).hexdigest())
+
+
+def _chain(policy: Policy, name: str) -> list[str]:
+    chain = [policy.tier(name).name]
+    while (parent := policy.tier(chain[-1]).extends) is not None:
+        if parent in chain:
+            raise config_error(policy.uri, f"tiers[{chain[-1]}].extends", f"inheritance cycle: {' -> '.join(chain + [parent])}")
+        chain.append(policy.tier(parent).name)
+    return chain
+
+
+# --- parsing ---------------------------------------------------------------------------------------------------
+
+_POLICY_FIELDS = {"version", "name", "mode", "clock_skew", "tiers", "targets"}
+_TIER_FIELDS = {"name", "description", "extends", "requires", "mode"}
+_REQUIRES_FIELDS = {"evaluations", "signers", "max_age", "formats"}
+_EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric", "comparator", "threshold", "min_samples", "source"}
+_SIGNER_FIELDS = {"min_organizations", "kinds", "min_independent"}
+
+
+class _Reader:
+    """Field access that names the file and the field in every error."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def error(self, where: str, problem: str) -> ConfigError:
+        return config_error(self.uri, where, problem)
+
+    def mapping(self, value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(where, "must be a mapping")
+        unknown = sorted(set(map(str, value)) - allowed)
+        if unknown:
+            raise self.error(f"{where}.{unknown[0]}" if where else unknown[0], f"unknown field (expected one of {', '.join(sorted(allowed))})")
+        return value
+
+    def text(self, data: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+        value = data.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(f"{where}.{key}", "required, a non-empty string")
+        return value.strip()
+
+    def choice(self, data: Mapping[str, Any], key: str, where: str, choices: Sequence[str], default: str | None = None) -> str | None:
+        value = data.get(key, default)
+        if value is None:
+            return None
+        if value not in choices:
+            raise self.error(f"{where}.{key}", f"{value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+
+    def count(self, data: Mapping[str, Any], key: str, where: str) -> int:
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.error(f"{where}.{key}", f"must be a whole number >= 0, found {value!r}")
+        return value
+
+    def duration(self, data: Mapping[str, Any], key: str, where: str) -> timedelta | None:
+        if data.get(key) is None:
+            return None
+        try:
+            return parse_duration(data[key])
+        except ValueError as exc:
+            raise self.error(f"{where}.{key}", str(exc)) from None
+
+
+def _parse_evaluation(r: _Reader, raw: Any, where: str) -> EvaluationRequirement:
+    data = r.mapping(raw, where, _EVALUATION_FIELDS)
+    comparator = r.choice(data, "comparator", where, COMPARATORS)
+    if comparator is None:
+        raise r.error(f"{where}.comparator", f"required, one of {', '.join(COMPARATORS)}")
+    threshold = data.get("threshold")
+    if comparator == "reported":
+        if threshold is not None:
+            raise r.error(f"{where}.threshold", "a 'reported' requirement takes no threshold")
+    elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise r.error(f"{where}.threshold", f"must be a number, found {threshold!r}")
+    benchmark = data.get("benchmark")
+    risk_domain = r.choice(data, "risk_domain", where, RISK_DOMAINS)
+    if benchmark is None and risk_domain is None:
+        raise r.error(where, "name a benchmark, a risk_domain, or both")
+    if benchmark is not None and (not isinstance(benchmark, str) or not benchmark):
+        raise r.error(f"{where}.benchmark", "must be a non-empty string")
+    min_samples = data.get("min_samples")
+    if min_samples is not None:
+        min_samples = r.count(data, "min_samples", where)
+    requirement_id = r.text(data, "id", where)
+    return EvaluationRequirement(
+        id=requirement_id,
+        description=str(data.get("description") or requirement_id),
+        metric=r.text(data, "metric", where),
+        comparator=comparator,
+        threshold=float(threshold) if threshold is not None else None,
+        benchmark=benchmark,
+        risk_domain=risk_domain,
+        min_samples=min_samples,
+        source=str(data["source"]) if data.get("source") else None,
+    )
+
+
+def _parse_signers(r: _Reader, raw: Any, where: str) -> SignerRequirement:
+    data = r.mapping(raw or {}, where, _SIGNER_FIELDS)
+    kinds = data.get("kinds", [])
+    if not isinstance(kinds, list) or any(k not in EVALUATOR_KINDS for k in kinds):
+        raise r.error(f"{where}.kinds", f"must list evaluator kinds ({', '.join(EVALUATOR_KINDS)}), found {kinds!r}")
+    return SignerRequirement(
+        min_organizations=r.count(data, "min_organizations", where),
+        required_kinds=tuple(sorted(set(kinds))),
+        min_independent=r.count(data, "min_independent", where),
+    )
+
+
+def _parse_formats(r: _Reader, raw: Any, where: str) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    data = r.mapping(raw, where, {"allow"})
+    allow = data.get("allow")
+    known = sorted(set(WEIGHT_FORMATS.values()))
+    if not isinstance(allow, list) or any(f not in known for f in allow):
+        raise r.error(f"{where}.allow", f"must list weight formats among {', '.join(known)}, found {allow!r}")
+    return tuple(sorted(set(allow)))
+
+
+def _parse_tier(r: _Reader, raw: Any, index: int, previous: str | None) -> Tier:
+    where = f"tiers[{index}]"
+    data = r.mapping(raw, where, _TIER_FIELDS)
+    name = r.text(data, "name", where)
+    where = f"tiers[{index}] ({name})"
+    requires = r.mapping(data.get("requires") or {}, f"{where}.requires", _REQUIRES_FIELDS)
+    raw_evals = requires.get("evaluations") or []
+    if not isinstance(raw_evals, list):
+        raise r.error(f"{where}.requires.evaluations", "must be a list")
+    extends = data["extends"] if "extends" in data else previous
+    if extends is not None and not isinstance(extends, str):
+        raise r.error(f"{where}.extends", "must name a tier")
+    return Tier(
+        name=name,
+        description=str(data.get("description") or ""),
+        extends=extends,
+        evaluations=tuple(_parse_evaluation(r, e, f"{where}.requires.evaluations[{i}]") for i, e in enumerate(raw_evals)),
+        signers=_parse_signers(r, requires.get("signers"), f"{where}.requires.signers"),
+        max_age=r.duration(requires, "max_age", f"{where}.requires"),
+        allowed_formats=_parse_formats(r, requires.get("formats"), f"{where}.requires.formats"),
+        mode=r.choice(data, "mode", where, MODES),
+    )
+
+
+def _tier_ref(r: _Reader, names: Sequence[str], value: Any, where: str) -> str:
+    if value not in names:
+        raise r.error(where, f"unknown tier {value!r} (tiers: {', '.join(names)})")
+    return value
+
+
+def _tier_map(r: _Reader, names: Sequence[str], raw: Any, where: str) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        raise r.error(where, "must map names to tiers")
+    return {str(k): _tier_ref(r, names, v, f"{where}.{k}") for k, v in raw.items()}
+
+
+def _parse_targets(r: _Reader, raw: Any, names: Sequence[str]) -> tuple[MlflowTargets, HuggingFaceTargets]:
+    data = r.mapping(raw or {}, "targets", {"mlflow", "huggingface"})
+    lowest, highest = names[0], names[-1]
+    ml = r.mapping(data.get("mlflow") or {}, "targets.mlflow", {"registration", "aliases", "stages", "tags"})
+    raw_tags = ml.get("tags") or {}
+    if not isinstance(raw_tags, Mapping):
+        raise r.error("targets.mlflow.tags", "must map tag keys to {value: tier}")
+    mlflow = MlflowTargets(
+        registration=_tier_ref(r, names, ml.get("registration", lowest), "targets.mlflow.registration"),
+        aliases=_tier_map(r, names, ml.get("aliases") or {}, "targets.mlflow.aliases"),
+        stages=_tier_map(r, names, ml.get("stages") or {}, "targets.mlflow.stages"),
+        tags={str(k): _tier_map(r, names, v, f"targets.mlflow.tags.{k}") for k, v in raw_tags.items()},
+    )
+    hf = r.mapping(data.get("huggingface") or {}, "targets.huggingface", {"private", "gated_manual", "gated_auto", "public"})
+    huggingface = HuggingFaceTargets(
+        private=_tier_ref(r, names, hf.get("private", lowest), "targets.huggingface.private"),
+        gated_manual=_tier_ref(r, names, hf.get("gated_manual", highest), "targets.huggingface.gated_manual"),
+        gated_auto=_tier_ref(r, names, hf.get("gated_auto", highest), "targets.huggingface.gated_auto"),
+        public=_tier_ref(r, names, hf.get("public", highest), "targets.huggingface.public"),
+    )
+    return mlflow, huggingface
+
+
+def _parse_policy(data: Any, uri: str, digest: str) -> Policy:
+    r = _Reader(uri)
+    data = r.mapping(data, "", _POLICY_FIELDS)
+    if data.get("version") != POLICY_VERSION:
+        raise r.error("version", f"expected {POLICY_VERSION}, found {data.get('version')!r}")
+    raw_tiers = data.get("tiers")
+    if not isinstance(raw_tiers, list) or not raw_tiers:
+        raise r.error("tiers", "must be a non-empty list, from least to most open")
+    tiers: list[Tier] = []
+    for index, raw in enumerate(raw_tiers):
+        tier = _parse_tier(r, raw, index, tiers[-1].name if tiers else None)
+        if tier.name in (t.name for t in tiers):
+            raise r.error(f"tiers[{index}].name", f"duplicate tier {tier.name!r}")
+        tiers.append(tier)
+    names = [t.name for t in tiers]
+    for index, tier in enumerate(tiers):
+        if tier.extends is not None:
+            _tier_ref(r, names, tier.extends, f"tiers[{index}] ({tier.name}).extends")
+    ids = [req.id for t in tiers for req in t.evaluations]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise r.error("tiers", f"requirement id {duplicates[0]!r} is used twice; ids must be unique")
+    try:
+        skew = parse_duration(data.get("clock_skew", "5m"))
+    except ValueError as exc:
+        raise r.error("clock_skew", str(exc)) from None
+    mlflow, huggingface = _parse_targets(r, data.get("targets"), names)
+    policy = Policy(
+        name=str(data.get("name") or "unnamed"),
+        version=POLICY_VERSION,
+        tiers=tuple(tiers),
+        mode=r.choice(data, "mode", "", MODES, default="enforce") or "enforce",
+        clock_skew=skew,
+        mlflow=mlflow,
+        huggingface=huggingface,
+        uri=uri,
+        digest=digest,
+    )
+    for name in names:
+        _chain(policy, name)  # every inheritance chain must end
+    return policy
