@@ -22,7 +22,8 @@ def decision_text(decision: Decision) -> str:
         lines.append(f"  tier '{decision.requested_tier}' has no requirements")
     width = max((len(r.id) for r in decision.requirements), default=0)
     for row in decision.requirements:
-        evidence = f"  [{', '.join(_short(d) for d in row.evidence)}]" if row.evidence and row.met else ""
+        shown = ", ".join(_short(d) for d in row.evidence[:3]) + (f", +{len(row.evidence) - 3}" if len(row.evidence) > 3 else "")
+        evidence = f"  [{shown}]" if row.evidence and row.met else ""
         lines.append(f"  {_MARK[row.status]:<8} {row.id:<{width}}  {row.reason}{evidence}")
     if decision.rejected:
         lines += ["", "rejected attestations (counted as absent):"]

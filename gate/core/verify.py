@@ -94,7 +94,10 @@ def _check_subject(statement: Statement, model: Manifest | str) -> None:
     digests = statement.digests("sha256")
     if root not in digests:
         found = ", ".join(f"sha256:{d[:16]}..." for d in sorted(digests)) or "no sha256 subject"
-        raise VerificationError(f"subject mismatch: attestation is for {found}, the model is sha256:{root[:16]}...")
+        raise VerificationError(
+            f"subject mismatch: attestation is for {found}, the model is sha256:{root[:16]}... "
+            "(these weights are not the ones evaluated)"
+        )
 
 
 def _check_pinned_manifest(pinned: Manifest, model: Manifest) -> None:
