@@ -34,7 +34,7 @@ from typing import Any, Mapping, NamedTuple, NoReturn
 
 from gate.errors import InputError, UsageError
 
-__all__ = ["EvalRun", "read_eval_log", "read_inspect_log", "read_lm_eval_results", "FORMATS"]
+__all__ = ["EvalRun", "read_eval_log", "read_inspect_log", "read_lm_eval_results"]
 
 MAX_LOG_BYTES = 512 * 1024 * 1024
 """Largest raw log file read. Inspect ``.json`` logs carry every sample, so real ones reach hundreds of MiB."""
@@ -95,8 +95,11 @@ def refuse(where: str, reason: str) -> NoReturn:
 
 
 def clean_text(text: str, limit: int | None = _MESSAGE_TEXT_LIMIT) -> str:
-    """Make text from a log safe for a one-line message: no control characters (terminal escapes), bounded length."""
-    flat = re.sub(r"[\x00-\x1f\x7f-\x9f]+", " ", text).strip()
+    """Make text from a log safe for a one-line message, with a bounded length.
+
+    Control and bidi characters are dropped: a log could otherwise send terminal escapes or reorder what is shown.
+    """
+    flat = re.sub(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]+", " ", text).strip()
     if limit is not None and len(flat) > limit:
         return flat[: limit - 3] + "..."
     return flat
@@ -117,21 +120,35 @@ def read_log_bytes(path: str | os.PathLike[str]) -> LogFile:
         refuse(where, "no such file")
     except OSError as exc:
         refuse(where, f"cannot be read ({exc.strerror or exc})")
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            refuse(where, "is not a regular file")
-        if info.st_size > MAX_LOG_BYTES:
-            refuse(where, f"is {info.st_size} bytes; logs larger than {_mib(MAX_LOG_BYTES)} are not read")
-        try:
-            data = handle.read(MAX_LOG_BYTES + 1)
-        except OSError as exc:
-            refuse(where, f"cannot be read ({exc.strerror or exc})")
+    try:
+        data = _read_regular_file(fd, where)
+    finally:
+        os.close(fd)
     if len(data) > MAX_LOG_BYTES:
         refuse(where, f"grew past {_mib(MAX_LOG_BYTES)} while being read")
     if not data:
         refuse(where, "is empty")
     return LogFile(where=where, name=name, data=data, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _read_regular_file(fd: int, where: str) -> bytes:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        refuse(where, "is not a regular file")
+    if info.st_size > MAX_LOG_BYTES:
+        refuse(where, f"is {info.st_size} bytes; logs larger than {_mib(MAX_LOG_BYTES)} are not read")
+    chunks: list[bytes] = []
+    remaining = MAX_LOG_BYTES + 1
+    try:
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as exc:
+        refuse(where, f"cannot be read ({exc.strerror or exc})")
+    return b"".join(chunks)
 
 
 class _DuplicateKey(ValueError):

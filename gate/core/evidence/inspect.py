@@ -5,12 +5,15 @@ Layouts followed (checked against UKGovernmentBEIS/inspect_ai ``src/inspect_ai/l
 ``src/inspect_ai/log/_recorders/eval.py`` for the zip member names; ``src/inspect_ai/_eval/task/results.py`` for how
 ``results.scores`` is built; ``src/inspect_ai/dataset/_sources/hf.py`` for what ``eval.dataset`` holds):
 
-- ``.eval`` (a zip; the default format since Inspect 0.3.46 or so): ``header.json`` is the whole ``EvalLog`` without
-  samples and is written when the run finishes. While a run is in progress (or if it crashed) there is only
+- ``.eval`` (a zip, Inspect's default log format): ``header.json`` is the whole ``EvalLog`` without samples and is
+  written when the run finishes. While a run is in progress (or if it crashed) there is only
   ``_journal/start.json`` (``{version, eval, plan}``) plus ``samples/<id>_epoch_<n>.json`` and
   ``_journal/summaries/<n>.json``: such a log is read as status ``"started"`` and refused. The first ``.eval``
   versions wrote ``start.json`` and ``results.json`` (``{status, stats, results, error}``) at the zip root instead;
-  both are read. Samples are never read: the scores signed are the harness's own aggregate ones.
+  both are read. Samples are never read: the scores signed are the harness's own aggregate ones (so the newer
+  "chunked" per-sample layouts change nothing here). Members are deflated by default; logs written with
+  ``INSPECT_USE_ZSTD`` use zstd (zip method 93), which :mod:`zipfile` reads only from Python 3.14 and which is
+  refused, with that reason, before.
 - ``.json``: the whole ``EvalLog`` as one JSON object (what ``inspect log dump`` prints).
 - ``results.scores[]`` (``{name, scorer, reducer, metrics: {key: {name, value}}}``); log schema version 1 wrote
   ``results.scorer`` + ``results.metrics`` instead, which is read as a single score.
@@ -19,17 +22,20 @@ A run is complete when ``status == "success"``, ``invalidated`` is not true, ``e
 ``eval.config.sample_id`` are unset, there are results with at least one metric, ``completed_samples ==
 total_samples`` and ``total_samples`` is at least ``eval.dataset.samples``. Anything else is refused.
 
-Zips are read from memory, never extracted: member names are checked (no absolute paths, ``..``, backslashes or
-duplicates), only the few JSON members needed are opened, each capped at :data:`MAX_MEMBER_BYTES` decompressed
-(checked against the declared size and again while reading, so a lying header cannot make a zip bomb).
+Zips are read from memory, never extracted: the member count is capped (:data:`MAX_ZIP_MEMBERS`), member names are
+checked (no absolute paths, ``..``, backslashes, drive letters or duplicates), encrypted members are refused, and
+only the few JSON members needed are opened, each capped at :data:`MAX_MEMBER_BYTES` decompressed (checked against
+the declared size and again while reading, so a lying header cannot make a zip bomb).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import re
+import struct
 import zipfile
 import zlib
 from datetime import datetime
@@ -52,6 +58,11 @@ from gate.core.timeutil import parse_time
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
 """Largest decompressed zip member read (``header.json`` of a real log is kilobytes to a few MiB)."""
 
+MAX_ZIP_MEMBERS = 500_000
+"""Most zip members accepted. A log has one member per sample and epoch plus a few; the cap is checked in the
+end-of-central-directory record before :mod:`zipfile` builds an object per member (millions of empty members fit
+in 512 MiB and would cost gigabytes of memory)."""
+
 HEADER_JSON = "header.json"
 JOURNAL_START_JSON = "_journal/start.json"
 LEGACY_START_JSON = "start.json"
@@ -60,6 +71,7 @@ LEGACY_RESULTS_JSON = "results.json"
 _WHAT = "an Inspect eval log"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _ENCRYPTED_FLAG = 0x1
+_METHOD_NAMES = {9: "9 (deflate64)", 93: "93 (zstd; readable from Python 3.14)"}
 
 
 def read_inspect_log(path: str | os.PathLike[str]) -> list[EvalRun]:
@@ -84,6 +96,7 @@ def _read_header(log: LogFile) -> dict[str, Any]:
 
 
 def _header_from_zip(log: LogFile) -> dict[str, Any]:
+    _refuse_too_many_members(log.data, log.where)
     try:
         archive = zipfile.ZipFile(io.BytesIO(log.data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
@@ -98,6 +111,24 @@ def _header_from_zip(log: LogFile) -> dict[str, Any]:
             # A run that is still going, or that died before writing header.json: only the start record exists.
             return {**_member_object(archive, members[JOURNAL_START_JSON], log.where), "status": "started"}
     refuse(log.where, f"has no {HEADER_JSON}, {JOURNAL_START_JSON} or {LEGACY_START_JSON}, so it is not {_WHAT}")
+
+
+def _refuse_too_many_members(data: bytes, where: str) -> None:
+    """Read the member count from the end-of-central-directory record (zip64 too) without parsing the directory.
+
+    An unreadable record is left for :mod:`zipfile` to reject; only a count known to be over the cap is refused here.
+    """
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 0xFFFF))
+    if end < 0 or len(data) < end + 22:
+        return
+    count = struct.unpack_from("<H", data, end + 10)[0]
+    locator = end - 20
+    if count == 0xFFFF and locator >= 0 and data[locator : locator + 4] == b"PK\x06\x07":
+        record = struct.unpack_from("<Q", data, locator + 8)[0]
+        if data[record : record + 4] == b"PK\x06\x06" and len(data) >= record + 40:
+            count = struct.unpack_from("<Q", data, record + 32)[0]
+    if count > MAX_ZIP_MEMBERS:
+        refuse(where, f"has {count} zip members; more than {MAX_ZIP_MEMBERS} are not read")
 
 
 def _legacy_header(archive: zipfile.ZipFile, members: Mapping[str, zipfile.ZipInfo], where: str) -> dict[str, Any]:
@@ -152,7 +183,8 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) ->
         with archive.open(info) as handle:
             data = handle.read(MAX_MEMBER_BYTES + 1)
     except NotImplementedError:
-        refuse(where, f"zip member {name} uses compression method {info.compress_type}, which cannot be read here")
+        method = _METHOD_NAMES.get(info.compress_type, str(info.compress_type))
+        refuse(where, f"zip member {name} uses compression method {method}, which this Python cannot read")
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError) as exc:
         refuse(where, f"zip member {name} is corrupt ({clean_text(str(exc))})")
     if len(data) > MAX_MEMBER_BYTES:
@@ -175,7 +207,7 @@ def _run_from_header(header: Mapping[str, Any], log: LogFile) -> EvalRun:
     results = header.get("results")
     if not isinstance(results, dict):
         refuse(where, "has no results (the run produced no scores)")
-    total, completed = _sample_counts(results, spec, where)
+    completed = _sample_counts(results, spec, where)
     metrics, stderr = _metrics(_scores(results, where), where)
     dataset = spec.get("dataset") if isinstance(spec.get("dataset"), dict) else {}
     packages = spec.get("packages") if isinstance(spec.get("packages"), dict) else {}
@@ -228,7 +260,7 @@ def _config(spec: Mapping[str, Any], where: str) -> Mapping[str, Any]:
 
 
 def _refuse_subset(config: Mapping[str, Any], where: str) -> None:
-    """``--limit N`` / ``--limit 10-20`` or ``--sample-id`` ran a part of the benchmark: its scores are not the score."""
+    """``--limit N`` / ``--limit 10-20`` or ``--sample-id`` ran part of the benchmark: its scores are not the score."""
     limit = config.get("limit")
     if limit is not None:
         refuse(where, f"the run was limited to part of the dataset (eval.config.limit = {_short_json(limit)})")
@@ -237,13 +269,16 @@ def _refuse_subset(config: Mapping[str, Any], where: str) -> None:
 
 
 def _short_json(value: Any) -> str:
+    """A log value as it reads in JSON (``null``, ``NaN``, ``[10, 20]``), short enough for a one-line reason."""
     if isinstance(value, list):
-        return "[" + ", ".join(clean_text(str(item), limit=40) for item in value[:4]) + ("...]" if len(value) > 4 else "]")
+        return "[" + ", ".join(_short_json(item) for item in value[:4]) + (", ...]" if len(value) > 4 else "]")
+    if value is None or isinstance(value, (bool, int, float)):
+        return json.dumps(value)
     return clean_text(str(value), limit=40)
 
 
-def _sample_counts(results: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> tuple[int, int]:
-    """Refuse runs that did not finish every sample (``--fail-on-error`` off, early stopping, a trimmed dataset)."""
+def _sample_counts(results: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> int:
+    """Completed samples, refusing runs that did not finish every one (errors allowed, early stopping, a trim)."""
     total = as_count(results.get("total_samples"))
     completed = as_count(results.get("completed_samples"))
     if total is None or completed is None:
@@ -256,7 +291,7 @@ def _sample_counts(results: Mapping[str, Any], spec: Mapping[str, Any], where: s
     dataset_samples = as_count(dataset.get("samples")) if isinstance(dataset, dict) else None
     if dataset_samples is not None and total < dataset_samples:
         refuse(where, f"the run covered {total} samples but the dataset has {dataset_samples}")
-    return total, completed
+    return completed
 
 
 def _distinct_samples(completed: int, config: Mapping[str, Any], where: str) -> int:
@@ -310,7 +345,7 @@ def _score_labels(scores: Sequence[Mapping[str, Any]], where: str) -> list[str]:
         return [""]
     names = [text_or_none(score.get("name")) or text_or_none(score.get("scorer")) for score in scores]
     labels = []
-    for index, (name, score) in enumerate(zip(names, scores)):
+    for index, (name, score) in enumerate(zip(names, scores, strict=True)):
         if name is None:
             refuse(where, f"results.scores[{index}] has no name")
         reducer = text_or_none(score.get("reducer"))
@@ -325,7 +360,7 @@ def _metrics(scores: Sequence[Mapping[str, Any]], where: str) -> tuple[dict[str,
     """
     metrics: dict[str, float] = {}
     stderr: dict[str, float] = {}
-    for label, score in zip(_score_labels(scores, where), scores):
+    for label, score in zip(_score_labels(scores, where), scores, strict=True):
         raw: Mapping[str, Any] = score["metrics"]
         error = _stderr_value(raw.get("stderr"), label, where)
         for key, metric in raw.items():
@@ -360,5 +395,5 @@ def _stderr_value(metric: Any, label: str, where: str) -> float | None:
         return None
     if not math.isfinite(value):
         name = f"{label}/stderr" if label else "stderr"
-        refuse(where, f"metric {clean_text(name)!r} is {value!r}, not a finite number")
+        refuse(where, f"metric {clean_text(name)!r} is {_short_json(value)}, not a finite number")
     return value

@@ -106,9 +106,14 @@ def _context(doc: Mapping[str, Any], log: LogFile) -> _RunContext:
         model=_model(doc),
         evaluated_at=_date(doc.get("date"), log.where),
         n_samples=n_samples,
-        configs=doc.get("configs") if isinstance(doc.get("configs"), dict) else {},
-        group_subtasks=doc.get("group_subtasks") if isinstance(doc.get("group_subtasks"), dict) else {},
+        configs=_object(doc.get("configs")),
+        group_subtasks=_object(doc.get("group_subtasks")),
     )
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    """An optional JSON object field: anything that is not an object reads as empty."""
+    return value if isinstance(value, dict) else {}
 
 
 def _refuse_partial_counts(context: _RunContext) -> None:
@@ -127,8 +132,7 @@ def _task_size(task: str, context: _RunContext) -> int:
     if effective < original:
         refuse(
             where,
-            f"task {clean_text(task)} evaluated {effective} of {original} samples "
-            "(n-samples effective < original)",
+            f"task {clean_text(task)} evaluated {effective} of {original} samples (n-samples effective < original)",
         )
     if effective == 0:
         refuse(where, f"task {clean_text(task)} has no results (0 samples)")
@@ -149,6 +153,7 @@ def _sample_size(task: str, context: _RunContext, seen: frozenset[str] = frozens
 
 
 def _leaf_tasks(task: str, context: _RunContext, seen: frozenset[str] = frozenset()) -> list[str]:
+    """The tasks a result row stands for: itself, or a group's subtasks all the way down (for its dataset)."""
     if task in context.n_samples or task in seen:
         return [task]
     subtasks = context.group_subtasks.get(task)
@@ -247,7 +252,7 @@ def _task_dataset(config: Any) -> tuple[str | None, str | None, str | None]:
     """(dataset_path, dataset_name, revision) of one task's config; revision may sit in ``dataset_kwargs``."""
     if not isinstance(config, dict):
         return None, None, None
-    kwargs = config.get("dataset_kwargs") if isinstance(config.get("dataset_kwargs"), dict) else {}
+    kwargs = _object(config.get("dataset_kwargs"))
     return (
         text_or_none(config.get("dataset_path")),
         text_or_none(config.get("dataset_name")),
@@ -263,7 +268,7 @@ def _model(doc: Mapping[str, Any]) -> str | None:
     name = text_or_none(doc.get("model_name"))
     if name:
         return name
-    config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+    config = _object(doc.get("config"))
     return _model_from_args(config.get("model_args")) or text_or_none(config.get("model"))
 
 
