@@ -158,3 +158,50 @@ def test_policy_explain_speaks_plainly() -> None:
     assert result.returncode == 0
     assert "Includes everything 'hosted' requires." in result.stdout
     assert "independent of the model developer" in result.stdout
+
+
+LM_EVAL = Path(__file__).parent / "evidence" / "data" / "lm_eval" / "results_2025-03-14T09-41-27.512843.json"
+INSPECT_HEADER = Path(__file__).parent / "evidence" / "data" / "inspect" / "wmdp_bio.header.json"
+
+
+def test_attest_from_lm_eval_signs_the_log_digest(setup) -> None:
+    import hashlib
+
+    model, trust, tmp = setup
+    several = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi", "--from-lm-eval", str(LM_EVAL))
+    assert several.returncode == 2 and "choose one with --task" in several.stderr
+    out = tmp / "bio.json"
+    result = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
+                      "--from-lm-eval", str(LM_EVAL), "--task", "wmdp_bio", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    from gate.core.dsse import Envelope
+
+    predicate = json.loads(Envelope.from_json(out.read_bytes()).payload)["predicate"]
+    assert predicate["evidence"]["digest"]["sha256"] == hashlib.sha256(LM_EVAL.read_bytes()).hexdigest()
+    assert predicate["evaluation"]["riskDomain"] == "cbrn" and predicate["results"]["sampleSize"] == 1273
+    assert predicate["evaluation"]["harness"]["name"] == "lm-evaluation-harness"
+
+
+def test_attest_refuses_an_incomplete_lm_eval_run(setup) -> None:
+    model, trust, tmp = setup
+    data = json.loads(LM_EVAL.read_text())
+    data["config"]["limit"] = 100
+    partial = tmp / "results_partial.json"
+    partial.write_text(json.dumps(data))
+    result = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
+                      "--from-lm-eval", str(partial), "--task", "wmdp_bio")
+    assert result.returncode == 1 and "limit" in result.stderr
+    assert not (model / ".attestations").exists()
+    assert_clean(result)
+
+
+def test_attest_from_inspect_json_log(setup) -> None:
+    model, trust, tmp = setup
+    header = json.loads(INSPECT_HEADER.read_text())
+    log = tmp / "wmdp.json"
+    log.write_text(json.dumps({**header, "samples": []}))
+    result = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
+                      "--from-inspect", str(log), "-o", str(tmp / "i.json"))
+    assert result.returncode == 0, result.stderr
+    verified = run_gate("verify", str(model), str(tmp / "i.json"), "--trust", str(trust), "--json")
+    assert json.loads(verified.stdout)["attestations"][0]["evaluation"].endswith("wmdp_bio")
