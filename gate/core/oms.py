@@ -106,6 +106,8 @@ def _parse_object(data: bytes, what: str) -> dict[str, Any]:
         _fail(f"malformed JSON: {what} is not UTF-8")
     except ValueError as exc:  # json.JSONDecodeError is a ValueError, as are the hooks' errors
         _fail(f"malformed JSON in {what}: {exc}")
+    except RecursionError:
+        _fail(f"malformed JSON in {what}: nested too deeply")
     if not isinstance(parsed, dict):
         _fail(f"malformed {what}: expected a JSON object")
     return parsed
