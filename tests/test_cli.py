@@ -205,3 +205,25 @@ def test_attest_from_inspect_json_log(setup) -> None:
     assert result.returncode == 0, result.stderr
     verified = run_gate("verify", str(model), str(tmp / "i.json"), "--trust", str(trust), "--json")
     assert json.loads(verified.stdout)["attestations"][0]["evaluation"].endswith("wmdp_bio")
+
+
+def test_gate_verify_accepts_a_real_model_signing_signature(tmp_path: Path) -> None:
+    """A directory signed with model-signing (EC P-256) passes `gate verify`; its defect 4 does not."""
+    from helpers_models import ms_sign, ms_verify, write_ec_keypair
+
+    model = write_model(tmp_path / "signed")
+    private, public = write_ec_keypair(tmp_path)
+    trust = tmp_path / "trust.yaml"
+    trust.write_text(yaml.safe_dump({"version": 1, "evaluators": [
+        {"id": "lab", "organization": "Lab", "kind": "developer", "keys": [{"path": str(public)}]}]}))
+    signature = tmp_path / "model.sig"
+    ms_sign(model, signature, private, ignore_paths=["extras"])
+    ok = run_gate("verify", str(model), str(signature), "--trust", str(trust))
+    assert ok.returncode == 0 and "VALID" in ok.stdout and "OMS signature" in ok.stdout, ok.stdout + ok.stderr
+    # model-signing 1.1.1 still verifies with an unsigned pickle under the ignored path; the gate does not.
+    (model / "extras").mkdir()
+    (model / "extras" / "evil.pkl").write_bytes(b"\x80\x04cos\nsystem\n.")
+    ms_verify(model, signature, public)
+    bad = run_gate("verify", str(model), str(signature), "--trust", str(trust))
+    assert bad.returncode == 1 and "extras/evil.pkl" in bad.stdout, bad.stdout
+    assert_clean(bad)
