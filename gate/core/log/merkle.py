@@ -61,6 +61,8 @@ def _largest_power_of_two_below(n: int) -> int:
 
 
 def _check_hash(value: bytes, what: str) -> bytes:
+    if type(value) is bytes and len(value) == HASH_SIZE:
+        return value
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise ProofError(f"{what} must be bytes, not {type(value).__name__}")
     value = bytes(value)
@@ -161,18 +163,33 @@ def range_root(source: SubtreeSource, start: int, end: int) -> bytes:
     """
     if not 0 <= start <= end:
         raise TreeRangeError(f"bad leaf range [{start}, {end})")
-    compact = CompactRange()
+    if start == end:
+        return EMPTY_ROOT
+    # The CompactRange algorithm, inlined: this is the inner loop of every proof.
+    stack: list[bytes] = []
     position = start
     while position < end:
-        height = 0
-        while True:
-            width = 2 << height
-            if position % width or (position - start) % width or position + width > end:
-                break
-            height += 1
-        compact.append_subtree(height, source.subtree_root(height, position >> height))
+        height = _block_height(position, start, end)
+        value = source.subtree_root(height, position >> height)
+        carry = (position - start) >> height
+        while carry & 1:
+            value = node_hash(stack.pop(), value)
+            carry >>= 1
+        stack.append(value)
         position += 1 << height
-    return compact.root()
+    value = stack.pop()
+    while stack:
+        value = node_hash(stack.pop(), value)
+    return value
+
+
+def _block_height(position: int, start: int, end: int) -> int:
+    """Height of the largest perfect subtree at ``position`` aligned in the tree and in ``[start, end)``."""
+    height = (end - position).bit_length() - 1
+    for offset in (position, position - start):
+        if offset:
+            height = min(height, (offset & -offset).bit_length() - 1)
+    return height
 
 
 def inclusion_path_ranges(index: int, size: int) -> list[tuple[int, int]]:
@@ -386,7 +403,12 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         raise ProofError(f"old tree size {old_size} is larger than new tree size {new_size}: a log cannot shrink")
     if old_size == new_size:
         if path:
-            raise ProofError(f"both trees have size {old_size}, so the proof must be empty, not {len(path)} hashes")
+            raise ProofError(
+                f"both trees have size {old_size}, so the proof must be empty; it has {len(path)} hash(es)"
+            )
+        for root, what in ((old_root, "old root hash"), (new_root, "new root hash")):
+            if not isinstance(root, (bytes, bytearray, memoryview)):
+                raise ProofError(f"{what} must be bytes, not {type(root).__name__}")
         if not hmac.compare_digest(bytes(old_root), bytes(new_root)):
             raise ProofError(f"two different roots for the same tree size {old_size}: the log forked")
         return
