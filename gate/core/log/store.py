@@ -410,10 +410,64 @@ class LogStore(ABC):
     def _close(self) -> None: ...
 
 
+# --- shared by the SQL backends ----------------------------------------------------------------------------------
+
+
+class _SqlLogStore(LogStore):
+    """Reads are the same SQL on both backends but for the parameter placeholder."""
+
+    _P = "?"
+    _db: Any
+    _entries: str
+    _tiles: str
+
+    def _errors(self, action: str) -> Any:
+        raise NotImplementedError
+
+    def _fetch_entries(self, start: int, end: int) -> list[LogEntry]:
+        with self._errors("read"):
+            cursor = self._db.execute(
+                f"SELECT idx, entry, leaf_hash, model_digest FROM {self._entries} "
+                f"WHERE idx >= {self._P} AND idx < {self._P} ORDER BY idx",
+                (start, end),
+            )
+            return [LogEntry(int(i), bytes(e), bytes(h), d) for i, e, h, d in cursor]
+
+    def _fetch_leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        with self._errors("read"):
+            cursor = self._db.execute(
+                f"SELECT leaf_hash FROM {self._entries} WHERE idx >= {self._P} AND idx < {self._P} ORDER BY idx", (start, end)
+            )
+            return [bytes(h) for (h,) in cursor]
+
+    def _fetch_tiles(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        with self._errors("read"):
+            cursor = self._db.execute(
+                f"SELECT tile, hash FROM {self._tiles} WHERE tile >= {self._P} AND tile < {self._P} ORDER BY tile", (start, end)
+            )
+            return [(int(t), bytes(h)) for t, h in cursor]
+
+    def _find(self, model_digest: str | None, start: int, end: int, limit: int | None) -> list[LogEntry]:
+        sql = f"SELECT idx, entry, leaf_hash, model_digest FROM {self._entries} WHERE idx >= {self._P} AND idx < {self._P}"
+        params: list[Any] = [start, end]
+        if model_digest is not None:
+            sql += f" AND model_digest = {self._P}"
+            params.append(model_digest)
+        sql += " ORDER BY idx"
+        if limit is not None:
+            sql += f" LIMIT {self._P}"
+            params.append(limit)
+        with self._errors("find"):
+            return [LogEntry(int(i), bytes(e), bytes(h), d) for i, e, h, d in self._db.execute(sql, params)]
+
+    def _close(self) -> None:
+        self._db.close()
+
+
 # --- SQLite --------------------------------------------------------------------------------------------------------
 
 
-class SQLiteLogStore(LogStore):
+class SQLiteLogStore(_SqlLogStore):
     """The embedded log: one SQLite file, WAL mode, several processes may append to it concurrently.
 
     ``namespace`` prefixes the table names (``<namespace>_log_entries``) so several logs can share one file.
@@ -516,45 +570,6 @@ class SQLiteLogStore(LogStore):
         with self._errors("size"):
             return int(self._db.execute(f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {self._entries}").fetchone()[0])
 
-    def _fetch_entries(self, start: int, end: int) -> list[LogEntry]:
-        with self._errors("read"):
-            cursor = self._db.execute(
-                f"SELECT idx, entry, leaf_hash, model_digest FROM {self._entries} "
-                "WHERE idx >= ? AND idx < ? ORDER BY idx",
-                (start, end),
-            )
-            return [LogEntry(int(i), bytes(e), bytes(h), d) for i, e, h, d in cursor]
-
-    def _fetch_leaf_hashes(self, start: int, end: int) -> list[bytes]:
-        with self._errors("read"):
-            cursor = self._db.execute(
-                f"SELECT leaf_hash FROM {self._entries} WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-            )
-            return [bytes(h) for (h,) in cursor]
-
-    def _fetch_tiles(self, start: int, end: int) -> list[tuple[int, bytes]]:
-        with self._errors("read"):
-            cursor = self._db.execute(
-                f"SELECT tile, hash FROM {self._tiles} WHERE tile >= ? AND tile < ? ORDER BY tile", (start, end)
-            )
-            return [(int(t), bytes(h)) for t, h in cursor]
-
-    def _find(self, model_digest: str | None, start: int, end: int, limit: int | None) -> list[LogEntry]:
-        sql = f"SELECT idx, entry, leaf_hash, model_digest FROM {self._entries} WHERE idx >= ? AND idx < ?"
-        params: list[Any] = [start, end]
-        if model_digest is not None:
-            sql += " AND model_digest = ?"
-            params.append(model_digest)
-        sql += " ORDER BY idx"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        with self._errors("find"):
-            return [LogEntry(int(i), bytes(e), bytes(h), d) for i, e, h, d in self._db.execute(sql, params)]
-
-    def _close(self) -> None:
-        self._db.close()
-
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------------------
 
@@ -584,7 +599,8 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresLogStore(LogStore):
+class PostgresLogStore(_SqlLogStore):
+    _P = "%s"
     """The shared log for several gate replicas: tables in schema ``namespace`` (default ``release_gate``).
 
     Appends serialise on the row lock of ``log_head`` (the current size), taken with ``SELECT ... FOR UPDATE`` in
@@ -691,45 +707,6 @@ class PostgresLogStore(LogStore):
     def _size(self) -> int:
         with self._errors("size"):
             return int(self._db.execute(f"SELECT size FROM {self._head} WHERE id = 1").fetchone()[0])
-
-    def _fetch_entries(self, start: int, end: int) -> list[LogEntry]:
-        with self._errors("read"):
-            cursor = self._db.execute(
-                f"SELECT idx, entry, leaf_hash, model_digest FROM {self._entries} "
-                "WHERE idx >= %s AND idx < %s ORDER BY idx",
-                (start, end),
-            )
-            return [LogEntry(int(i), bytes(e), bytes(h), d) for i, e, h, d in cursor]
-
-    def _fetch_leaf_hashes(self, start: int, end: int) -> list[bytes]:
-        with self._errors("read"):
-            cursor = self._db.execute(
-                f"SELECT leaf_hash FROM {self._entries} WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end)
-            )
-            return [bytes(h) for (h,) in cursor]
-
-    def _fetch_tiles(self, start: int, end: int) -> list[tuple[int, bytes]]:
-        with self._errors("read"):
-            cursor = self._db.execute(
-                f"SELECT tile, hash FROM {self._tiles} WHERE tile >= %s AND tile < %s ORDER BY tile", (start, end)
-            )
-            return [(int(t), bytes(h)) for t, h in cursor]
-
-    def _find(self, model_digest: str | None, start: int, end: int, limit: int | None) -> list[LogEntry]:
-        sql = f"SELECT idx, entry, leaf_hash, model_digest FROM {self._entries} WHERE idx >= %s AND idx < %s"
-        params: list[Any] = [start, end]
-        if model_digest is not None:
-            sql += " AND model_digest = %s"
-            params.append(model_digest)
-        sql += " ORDER BY idx"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(limit)
-        with self._errors("find"):
-            return [LogEntry(int(i), bytes(e), bytes(h), d) for i, e, h, d in self._db.execute(sql, params)]
-
-    def _close(self) -> None:
-        self._db.close()
 
 
 # --- choosing a backend --------------------------------------------------------------------------------------------
