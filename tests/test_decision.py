@@ -148,7 +148,14 @@ def test_freshness_one_second_too_old_denies(policy, manifest, world) -> None:
     stale = hosted_evidence(world, manifest, when=edge - timedelta(seconds=1))
     decision = decide(policy, "hosted", manifest, stale, world.trust(), NOW)
     assert decision.decision == "deny"
-    assert "older than 30d" in rows(decision)["max_age"].reason
+    assert "not counted:" in rows(decision)["sr"].reason and "older than 30d" in rows(decision)["sr"].reason
+    assert "max_age" not in rows(decision)
+
+
+def test_old_attestation_beside_fresh_evidence_does_not_deny(policy, manifest, world) -> None:
+    evidence = hosted_evidence(world, manifest) + [
+        world.attest(manifest, "redteam", "mmlu", {"acc": 0.9}, when=NOW - timedelta(days=365))]
+    assert decide(policy, "hosted", manifest, evidence, world.trust(), NOW).decision == "allow"
 
 
 def test_key_revoked_after_signing_keeps_old_signatures(policy, manifest, world) -> None:

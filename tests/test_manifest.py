@@ -351,3 +351,19 @@ def test_progress_sums_to_total_bytes(tmp_path: Path, monkeypatch: pytest.Monkey
     assert sum(calls) == result.total_size == 62_345 == scan_size(model)
     assert len(calls) > 3 and max(calls) <= 4096
     assert result.by_path()["a"].sha256 == sha256_hex((model / "a").read_bytes())
+
+
+def test_weights_under_an_ignored_path_are_refused(tmp_path: Path) -> None:
+    """model-signing's defect 4, in the gate's own default ignores: .github/evil.pkl must not ride along unhashed."""
+    from gate.core.manifest import hash_model
+
+    model = make_model(tmp_path / "m", {"model.safetensors": b"w", ".github/workflows/ci.yml": b"on: push"})
+    assert [f.path for f in hash_model(model).files] == ["model.safetensors"]
+    (model / ".github" / "evil.pkl").write_bytes(b"\x80\x04.")
+    with pytest.raises(ModelError, match=r"\.github/evil\.pkl: a pickle weight file under an ignored path"):
+        hash_model(model)
+    # git's own metadata folder is never published as files and is not looked into.
+    (model / ".github" / "evil.pkl").unlink()
+    (model / ".git" / "lfs" / "objects").mkdir(parents=True)
+    (model / ".git" / "lfs" / "objects" / "blob.bin").write_bytes(b"x")
+    assert [f.path for f in hash_model(model).files] == ["model.safetensors"]

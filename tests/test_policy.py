@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gate.core.policy import Policy, parse_duration, weight_format
+from gate.core.manifest import weight_format
+from gate.core.policy import Policy, parse_duration
 from gate.errors import ConfigError
 
 BASE = {

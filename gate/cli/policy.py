@@ -46,7 +46,7 @@ def explain_tier(policy: Policy, name: str) -> list[str]:
     for kind in s.required_kinds:
         lines.append(f"  - At least one {kind.replace('_', ' ')} evaluator among the signers.")
     if tier.max_age:
-        lines.append(f"  - Every attestation counted is at most {format_duration(tier.max_age)} old.")
+        lines.append(f"  - Only attestations at most {format_duration(tier.max_age)} old count; older ones are ignored.")
     if tier.allowed_formats:
         lines.append(f"  - Weight files only in {', '.join(tier.allowed_formats)} (pickle-bearing files refused).")
     return lines

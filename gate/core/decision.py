@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
 
-from gate.core.manifest import Manifest
-from gate.core.policy import EffectiveTier, EvaluationRequirement, Policy, format_duration, weight_format
+from gate.core.manifest import Manifest, weight_format
+from gate.core.policy import EffectiveTier, EvaluationRequirement, Policy, format_duration
 from gate.core.timeutil import format_time
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, Rejection, VerifiedAttestation, unique_inputs, verify_all
@@ -112,17 +112,17 @@ def _age_start(item: VerifiedAttestation) -> datetime | None:
     return min(times) if times else None
 
 
-def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier, now: datetime) -> tuple[list[VerifiedAttestation], list[str]]:
-    """Split evidence into what is fresh enough for the tier and notes about what is not."""
+def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier, now: datetime) -> tuple[list[VerifiedAttestation], dict[str, str]]:
+    """Split evidence into what is fresh enough for the tier and, by digest, why the rest is not counted."""
     if tier.max_age is None:
-        return list(items), []
-    fresh, stale = [], []
+        return list(items), {}
+    fresh, stale = [], {}
     for item in items:
         start = _age_start(item)
         if start is None:
-            stale.append(f"{item.source} has no signing or evaluation time, so its age cannot be checked")
+            stale[item.digest] = f"{item.source} has no signing or evaluation time, so its age cannot be checked"
         elif now - start > tier.max_age:
-            stale.append(f"{item.source} is from {format_time(start)}, older than {format_duration(tier.max_age)}")
+            stale[item.digest] = f"{item.source} is from {format_time(start)}, older than {format_duration(tier.max_age)}"
         else:
             fresh.append(item)
     return fresh, stale
@@ -146,7 +146,10 @@ def _worst(req: EvaluationRequirement, values: Sequence[float]) -> float:
     return next((v for v in values if v != req.threshold), values[0])
 
 
-def _evaluation_row(tier_name: str, req: EvaluationRequirement, evidence: Sequence[VerifiedAttestation], stale: Sequence[str]) -> RequirementResult:
+def _evaluation_row(
+    tier_name: str, req: EvaluationRequirement, evidence: Sequence[VerifiedAttestation],
+    stale: Sequence[VerifiedAttestation], stale_why: dict[str, str],
+) -> RequirementResult:
     def row(status: str, reason: str, used: Sequence[VerifiedAttestation] = ()) -> RequirementResult:
         return RequirementResult(req.id, tier_name, req.describe(), status, reason, tuple(sorted(a.digest for a in used)))
 
@@ -157,7 +160,8 @@ def _evaluation_row(tier_name: str, req: EvaluationRequirement, evidence: Sequen
         if small:
             sizes = ", ".join(str(a.evaluation.sample_size or 0) for a in small)  # type: ignore[union-attr]
             return row(NOT_MET, f"sample size {sizes} is below the {req.min_samples} required", small)
-        stale_note = f" ({'; '.join(stale)})" if stale else ""
+        too_old = [stale_why[a.digest] for a in stale if _matches(req, a)]
+        stale_note = f" (not counted: {'; '.join(too_old)})" if too_old else ""
         return row(NOT_MET, f"no valid attestation reports {req.describe()}{stale_note}")
     values = [a.evaluation.metrics[req.metric] for a in counted]  # type: ignore[union-attr]
     by = ", ".join(sorted({a.evaluator.evaluator_id for a in counted}))
@@ -219,12 +223,11 @@ def evaluate_tier(
     """Every requirement of ``tier_name`` (inherited ones included), met or not, in policy order."""
     tier = policy.effective(tier_name)
     evidence = [a for a in accepted if a.evaluation is not None]
-    fresh, stale = _fresh(evidence, tier, now)
-    rows = [_evaluation_row(owner, req, fresh, stale) for owner, req in tier.evaluations]
+    fresh, stale_why = _fresh(evidence, tier, now)
+    # Evidence too old for the tier counts as absent; only the rows it would have served say so.
+    stale = [a for a in evidence if a.digest in stale_why]
+    rows = [_evaluation_row(owner, req, fresh, stale, stale_why) for owner, req in tier.evaluations]
     rows += _signer_rows(tier, fresh)
-    if tier.max_age is not None and stale:
-        rows.append(RequirementResult("max_age", tier.name,
-                                      f"attestations at most {format_duration(tier.max_age)} old", NOT_MET, "; ".join(stale)))
     rows += _format_row(tier, manifest)
     return rows
 

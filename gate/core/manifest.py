@@ -40,6 +40,28 @@ ATTESTATION_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".dsse", ".sig", ".i
 #: Read size. Measured on a warm 1 GiB model (bench/bench_hash.py, 2 cores): 1-4 MiB are equally fast, 8 MiB is
 #: ~7 % slower (the buffer no longer stays in cache between the copy and the hash). mmap would save the copy (~10 %)
 #: but turns a file truncated while being hashed into a SIGBUS that kills the process, so the gate reads.
+#: Git's own metadata folder: never published as files, so not looked into.
+GIT_METADATA: tuple[str, ...] = (".git",)
+
+#: Weight formats by file suffix. Pickle-bearing formats can run code when loaded.
+WEIGHT_FORMATS: dict[str, str] = {
+    ".safetensors": "safetensors",
+    ".gguf": "gguf",
+    ".onnx": "onnx",
+    ".h5": "keras",
+    ".keras": "keras",
+    ".msgpack": "flax",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".pt": "pickle",
+    ".pth": "pickle",
+    ".bin": "pickle",  # PyTorch's pytorch_model.bin is a pickle in a zip
+    ".ckpt": "pickle",
+    ".joblib": "pickle",
+    ".npy": "pickle",  # may hold object arrays, which numpy loads with pickle
+    ".npz": "pickle",
+}
+
 CHUNK_SIZE = 2 * 1024 * 1024
 
 ProgressCallback = Callable[[int], None]
@@ -215,8 +237,9 @@ def _lstat(item: os.DirEntry[bytes], rel: str) -> os.stat_result:
 def _walk(root: Path, ignores: Sequence[str]) -> list[_Entry]:
     """Every regular file under root, refusing whatever could make the identity ambiguous.
 
-    Ignored paths are skipped unlooked-at, except the attestation folder: it is left out of the identity too, but
-    policed (attestation files only, no escaping symlinks), so that it cannot carry unhashed weights.
+    Ignored paths are left out of the identity but still looked at (all but git's own metadata, which is never
+    published as files): the attestation folder may hold attestation files only, and no ignored path may hold
+    weights, so that nothing left out of the identity can carry unhashed weights into a release.
     """
     root_real = root.resolve()
     police = ATTESTATION_DIR in ignores
@@ -226,16 +249,15 @@ def _walk(root: Path, ignores: Sequence[str]) -> list[_Entry]:
         dir_bytes, rel_dir = stack.pop()
         for item in _scan(dir_bytes):
             rel = _join(rel_dir, _decode_name(item.name, root / rel_dir))
-            policed = police and _is_ignored(rel, (ATTESTATION_DIR,))
             ignored = _is_ignored(rel, ignores)
-            if ignored and not policed:
+            if ignored and _is_ignored(rel, GIT_METADATA):
                 continue
             st = _lstat(item, rel)
             if stat.S_ISDIR(st.st_mode):
                 stack.append((item.path, rel))
                 continue
-            if policed and rel != ATTESTATION_DIR:
-                _check_attestation_file(rel)
+            if ignored:
+                _police_ignored(rel, police)
             if stat.S_ISLNK(st.st_mode):
                 entry = _resolve_link(root_real, root / rel, rel)
             elif stat.S_ISREG(st.st_mode):
@@ -245,6 +267,24 @@ def _walk(root: Path, ignores: Sequence[str]) -> list[_Entry]:
             if not ignored:
                 entries.append(entry)
     return entries
+
+
+def _police_ignored(rel: str, police_attestations: bool) -> None:
+    if police_attestations and _is_ignored(rel, (ATTESTATION_DIR,)):
+        if rel != ATTESTATION_DIR:
+            _check_attestation_file(rel)
+    elif weight_format(rel) is not None:
+        raise ModelError(
+            f"{rel}: a {weight_format(rel)} weight file under an ignored path would be published without being "
+            "part of the model's identity; move it out of there"
+        )
+
+
+def weight_format(path: str) -> str | None:
+    """The weight format of a file by its suffix, or None for files that are not weights (configs, docs)."""
+    lower = path.lower()
+    dot = lower.rfind(".")
+    return WEIGHT_FORMATS.get(lower[dot:]) if dot > lower.rfind("/") else None
 
 
 def _join(rel_dir: str, name: str) -> str:

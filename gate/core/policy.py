@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any, Mapping, Sequence
 
 from gate.core.attestation import RISK_DOMAINS
+from gate.core.manifest import WEIGHT_FORMATS
 from gate.core.trust import EVALUATOR_KINDS
 from gate.core.yamlfile import read_limited
 from gate.errors import ConfigError, config_error
@@ -25,25 +26,6 @@ POLICY_VERSION = 1
 COMPARATORS: tuple[str, ...] = ("<=", "<", ">=", ">", "==", "reported")
 MODES: tuple[str, ...] = ("enforce", "warn")
 BUILTIN_POLICY_URI = "builtin:default-policy.yaml"
-
-#: Weight formats by file suffix. Pickle-bearing formats can run code when loaded.
-WEIGHT_FORMATS: dict[str, str] = {
-    ".safetensors": "safetensors",
-    ".gguf": "gguf",
-    ".onnx": "onnx",
-    ".h5": "keras",
-    ".keras": "keras",
-    ".msgpack": "flax",
-    ".pkl": "pickle",
-    ".pickle": "pickle",
-    ".pt": "pickle",
-    ".pth": "pickle",
-    ".bin": "pickle",  # PyTorch's pytorch_model.bin is a pickle in a zip
-    ".ckpt": "pickle",
-    ".joblib": "pickle",
-    ".npy": "pickle",  # may hold object arrays, which numpy loads with pickle
-    ".npz": "pickle",
-}
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -63,13 +45,6 @@ def format_duration(delta: timedelta) -> str:
         if seconds % size == 0 and seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def weight_format(path: str) -> str | None:
-    """The weight format of a file by its suffix, or None for files that are not weights (configs, docs)."""
-    lower = path.lower()
-    dot = lower.rfind(".")
-    return WEIGHT_FORMATS.get(lower[dot:]) if dot > lower.rfind("/") else None
 
 
 @dataclass(frozen=True)

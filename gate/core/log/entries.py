@@ -1,0 +1,232 @@
+"""The entries of the decision log: canonical JSON bytes, one per accepted attestation and per decision.
+
+An auditor holding only the log must be able to tell what every leaf says and re-check it, so an entry is
+self-contained and has exactly one byte encoding:
+
+- canonical JSON: keys sorted, compact separators (``,`` and ``:``), UTF-8, no insignificant whitespace. Parsing
+  re-encodes and refuses bytes that differ, so two spellings of one entry can never both appear in a log;
+- ``kind`` is ``"attestation"`` (the attestation's exact bytes, base64, with their SHA-256, so its signatures can be
+  verified again and its digest matches what decisions cite) or ``"decision"`` (``Decision.to_dict()`` verbatim,
+  plus the publish ``context`` the caller sent, e.g. who pushed what where);
+- ``model_digest`` (``sha256:<hex>``) and ``time`` (RFC 3339) sit at the top level of both kinds, so the store can
+  index by model and a reader can sort without understanding the body.
+
+Everything here is pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from gate.core.manifest import parse_digest
+from gate.core.timeutil import format_time, parse_time
+from gate.errors import InputError
+
+ENTRY_SCHEMA = "https://release-gate.dev/log-entry/v1"
+ATTESTATION, DECISION = "attestation", "decision"
+KINDS: tuple[str, ...] = (ATTESTATION, DECISION)
+#: The publish context is metadata (who, where, which event), not evidence: keep it small.
+MAX_CONTEXT_BYTES = 64 * 1024
+
+_ATTESTATION_FIELDS = {"attestation", "kind", "model_digest", "schema", "time"}
+_DECISION_FIELDS = {"context", "decision", "kind", "model_digest", "schema", "time"}
+
+
+class EntryFormatError(InputError):
+    """A log entry is not a well-formed, canonical entry of a known kind. The message is the reason."""
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one encoding of ``value``: sorted keys, compact separators, UTF-8; NaN and infinities refused."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
+    except (TypeError, ValueError) as exc:
+        raise EntryFormatError(f"not representable as canonical JSON: {exc}") from None
+
+
+def _model_digest(value: str) -> str:
+    return f"sha256:{parse_digest(value)}"
+
+
+def check_context(context: Any) -> dict[str, Any]:
+    """A publish context is a JSON object of at most :data:`MAX_CONTEXT_BYTES` once encoded."""
+    if not isinstance(context, Mapping):
+        raise EntryFormatError(f"context must be a JSON object, not {type(context).__name__}")
+    if not all(isinstance(k, str) for k in context):
+        raise EntryFormatError("context keys must be strings")
+    size = len(canonical_json(dict(context)))
+    if size > MAX_CONTEXT_BYTES:
+        raise EntryFormatError(f"context is {size} bytes encoded; the limit is {MAX_CONTEXT_BYTES}")
+    return json.loads(canonical_json(dict(context)))  # a plain, JSON-only copy
+
+
+def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
+    """The entry recording that the attestation ``data`` (exact bytes) was accepted for ``model_digest`` at ``time``."""
+    body = {
+        "schema": ENTRY_SCHEMA,
+        "kind": ATTESTATION,
+        "model_digest": _model_digest(model_digest),
+        "time": format_time(time),
+        "attestation": {
+            "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+            "data": base64.b64encode(data).decode("ascii"),
+        },
+    }
+    return canonical_json(body)
+
+
+def decision_entry(decision: Any, context: Mapping[str, Any] | None = None) -> bytes:
+    """The entry recording ``decision`` (a :class:`~gate.core.decision.Decision`) and the publish ``context``."""
+    record = decision.to_dict()
+    body = {
+        "schema": ENTRY_SCHEMA,
+        "kind": DECISION,
+        "model_digest": _model_digest(record["model_digest"]),
+        "time": record["time"],
+        "decision": record,
+        "context": check_context(context or {}),
+    }
+    return canonical_json(body)
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttestationRecord:
+    """An attestation entry, decoded: the attestation's exact bytes and the model it was accepted for."""
+
+    model_digest: str
+    time: datetime
+    data: bytes
+    digest: str
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A decision entry, decoded: the decision as ``Decision.to_dict()`` gave it, and the publish context."""
+
+    model_digest: str
+    time: datetime
+    decision: dict[str, Any]
+    context: dict[str, Any]
+
+
+ParsedEntry = AttestationRecord | DecisionRecord
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise EntryFormatError(f"an entry is bytes, not {type(data).__name__}")
+    raw = bytes(data)
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        raise EntryFormatError(f"not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise EntryFormatError(f"not JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise EntryFormatError(f"an entry is a JSON object, not {type(value).__name__}")
+    if canonical_json(value) != raw:
+        raise EntryFormatError("not canonical JSON (keys unsorted, extra whitespace, duplicate keys or escapes differ)")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise EntryFormatError(f"JSON constant {name} is not allowed")
+
+
+def _text(body: Mapping[str, Any], key: str, where: str = "") -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise EntryFormatError(f"{where}{key} must be a non-empty string")
+    return value
+
+
+def _time(body: Mapping[str, Any], key: str) -> datetime:
+    try:
+        return parse_time(_text(body, key))
+    except ValueError as exc:
+        raise EntryFormatError(f"{key}: {exc}") from None
+
+
+def _fields(body: Mapping[str, Any], expected: set[str], kind: str) -> None:
+    missing = sorted(expected - set(body))
+    extra = sorted(set(body) - expected)
+    if missing:
+        raise EntryFormatError(f"{kind} entry has no {missing[0]!r}")
+    if extra:
+        raise EntryFormatError(f"{kind} entry has unknown field {extra[0]!r}")
+
+
+def entry_kind(data: bytes) -> str:
+    """The ``kind`` of an entry, checking only that it is canonical JSON with a known kind (cheap, for indexing)."""
+    body = _load(data)
+    kind = body.get("kind")
+    if kind not in KINDS:
+        raise EntryFormatError(f"unknown entry kind {kind!r} (expected one of {', '.join(KINDS)})")
+    return str(kind)
+
+
+def parse_entry(data: bytes) -> ParsedEntry:
+    """Decode and check an entry's structure; raises :class:`EntryFormatError` with the first problem found.
+
+    This checks the *format* only. Whether an attestation still verifies, or a decision follows from its inputs, is
+    the auditor's next step (:mod:`gate.audit`).
+    """
+    body = _load(data)
+    if body.get("schema") != ENTRY_SCHEMA:
+        raise EntryFormatError(f"schema must be {ENTRY_SCHEMA!r}, found {body.get('schema')!r}")
+    kind = body.get("kind")
+    try:
+        model_digest = _model_digest(_text(body, "model_digest"))
+    except InputError as exc:
+        raise EntryFormatError(f"model_digest: {exc}") from None
+    if model_digest != body["model_digest"]:
+        raise EntryFormatError(f"model_digest {body['model_digest']!r} is not written as sha256:<lowercase hex>")
+    if kind == ATTESTATION:
+        _fields(body, _ATTESTATION_FIELDS, kind)
+        return _attestation(body, model_digest)
+    if kind == DECISION:
+        _fields(body, _DECISION_FIELDS, kind)
+        return _decision(body, model_digest)
+    raise EntryFormatError(f"unknown entry kind {kind!r} (expected one of {', '.join(KINDS)})")
+
+
+def _attestation(body: Mapping[str, Any], model_digest: str) -> AttestationRecord:
+    item = body["attestation"]
+    if not isinstance(item, dict) or set(item) != {"data", "digest"}:
+        raise EntryFormatError("attestation must be an object with exactly 'data' and 'digest'")
+    encoded = _text(item, "data", "attestation.")
+    try:
+        data = base64.b64decode(encoded.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise EntryFormatError("attestation.data is not standard base64") from None
+    if base64.b64encode(data).decode("ascii") != encoded:
+        raise EntryFormatError("attestation.data is not canonical base64")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if item["digest"] != digest:
+        raise EntryFormatError(f"attestation.digest {item['digest']!r} is not the SHA-256 of its data ({digest})")
+    return AttestationRecord(model_digest, _time(body, "time"), data, digest)
+
+
+def _decision(body: Mapping[str, Any], model_digest: str) -> DecisionRecord:
+    record, context = body["decision"], body["context"]
+    if not isinstance(record, dict):
+        raise EntryFormatError("decision must be an object (Decision.to_dict())")
+    if not isinstance(context, dict):
+        raise EntryFormatError("context must be an object")
+    if record.get("model_digest") != model_digest:
+        raise EntryFormatError(f"the decision is about {record.get('model_digest')!r}, the entry about {model_digest}")
+    if record.get("time") != body["time"]:
+        raise EntryFormatError(f"the decision's time {record.get('time')!r} differs from the entry's {body['time']!r}")
+    return DecisionRecord(model_digest, _time(body, "time"), record, context)
+
