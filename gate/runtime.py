@@ -9,7 +9,7 @@ Configuration comes from a YAML file (``GATE_CONFIG``) and/or environment variab
 
     policy: policy.yaml          # GATE_POLICY   (default: the policy shipped with release-gate)
     trust: trust.yaml            # GATE_TRUST    (required to allow anything above the lowest tier)
-    log: sqlite:///gate-log.db   # GATE_LOG      (a SQLite path/URL or postgresql:// URL; optional)
+    log: gate-log.db             # GATE_LOG      (a SQLite file, or a postgresql:// URL; optional)
     server: http://127.0.0.1:8700  # GATE_SERVER (a gate service; optional)
     token_env: GATE_TOKEN        # the environment variable holding the service bearer token
     key: gate.key                # GATE_KEY      (the gate's signing key, for VSAs and log checkpoints)
@@ -71,7 +71,10 @@ class GateConfig:
             base = Path(source).resolve().parent
         for name, var in _FIELDS.items():
             if var and env.get(var):
-                values[name] = env[var]
+                value = env[var]
+                # A path given in the environment is relative to where the command runs, not to the file.
+                is_path = name in ("policy", "trust", "key") or (name == "log" and "://" not in value)
+                values[name] = str(Path(value).expanduser().resolve()) if is_path else value
         return cls._build(values, source, base)
 
     @classmethod

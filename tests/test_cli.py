@@ -135,6 +135,8 @@ def test_vsa_round_trip(setup, tmp_path: Path) -> None:
     digest = run_gate("hash", str(model)).stdout.strip()
     ok = run_gate("verify-vsa", str(vsa), "--key", str(tmp / "gate.pub"), "--digest", digest, "--tier", "internal")
     assert ok.returncode == 0 and "PASSED" in ok.stdout, ok.stderr
+    # Tiers are cumulative: a summary for 'hosted' evidence also vouches for 'internal'.
+    assert "verified levels: RELEASE_GATE_TIER_INTERNAL;" in ok.stdout
     wrong_tier = run_gate("verify-vsa", str(vsa), "--key", str(tmp / "gate.pub"), "--tier", "open")
     assert wrong_tier.returncode == 1 and "not among its verified levels" in wrong_tier.stderr
     assert run_gate("keygen", str(tmp / "other")).returncode == 0

@@ -1,14 +1,14 @@
 """SLSA Verification Summary Attestations (https://slsa.dev/spec/v1.0/verification_summary) of gate decisions.
 
 The gate signs one with its own key so a consumer downstream can trust the outcome without re-running the check.
-``verifiedLevels`` names the highest tier the evidence supports as ``RELEASE_GATE_TIER_<TIER>``.
+``verifiedLevels`` names every tier the evidence supports as ``RELEASE_GATE_TIER_<TIER>``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from gate import __version__
 from gate.core.attestation import AttestationFormatError, Statement, Subject
@@ -31,7 +31,10 @@ def _sha256(digest: str) -> dict[str, str]:
     return {"sha256": digest.split(":", 1)[-1]}
 
 
-def build_vsa(decision: Decision, resource_uri: str) -> Statement:
+def build_vsa(decision: Decision, resource_uri: str, tier_order: Sequence[str]) -> Statement:
+    """``tier_order`` is the policy's tiers, least open first: tiers are cumulative, so every tier up to the one
+    the evidence supports is a verified level."""
+    supported = list(tier_order[: tier_order.index(decision.satisfied_tier) + 1]) if decision.satisfied_tier else []
     predicate = {
         "verifier": {"id": VERIFIER_ID, "version": {"release-gate": __version__}},
         "timeVerified": format_time(decision.time),
@@ -39,7 +42,7 @@ def build_vsa(decision: Decision, resource_uri: str) -> Statement:
         "policy": {"uri": decision.policy_uri, "digest": _sha256(decision.policy_digest)},
         "inputAttestations": [{"uri": source, "digest": _sha256(digest)} for source, digest in decision.inputs],
         "verificationResult": "PASSED" if decision.decision == "allow" else "FAILED",
-        "verifiedLevels": [tier_level(decision.satisfied_tier)] if decision.satisfied_tier else [],
+        "verifiedLevels": [tier_level(t) for t in supported],
         "slsaVersion": "1.0",
         "requestedLevel": tier_level(decision.requested_tier),
     }
@@ -47,8 +50,8 @@ def build_vsa(decision: Decision, resource_uri: str) -> Statement:
     return Statement((subject,), VSA_PREDICATE_TYPE, predicate)
 
 
-def sign_vsa(decision: Decision, resource_uri: str, key: PrivateKey) -> Envelope:
-    return sign_statement(build_vsa(decision, resource_uri), [key])
+def sign_vsa(decision: Decision, resource_uri: str, tier_order: Sequence[str], key: PrivateKey) -> Envelope:
+    return sign_statement(build_vsa(decision, resource_uri, tier_order), [key])
 
 
 @dataclass(frozen=True)
