@@ -1,0 +1,342 @@
+"""``GatedHfApi``: an ``HfApi`` whose publishing calls ask the gate first and send nothing when it says no.
+
+Publishing calls and what the gate checks before any byte of weights or any visibility change leaves the process:
+
+==========================  ===========================================================================
+``create_commit``           the revision the commit will create (base revision + operations), at the
+(and ``upload_file``,       tier the repo's current visibility implies; the commit is pinned to the
+``upload_folder``)          checked base (``parent_commit``) and the backstop holds it to the checked bytes
+``update_repo_settings``    a change that widens access (private -> gated/public, manual -> auto gating,
+                            un-gating) is checked against the files of every branch and tag head
+``create_repo``             a new repository that is not private is checked as a publish of its (empty)
+                            content; :meth:`GatedHfApi.publish` checks the files first, then creates
+``duplicate_repo``          the source's default branch, at the tier of the copy's visibility
+==========================  ===========================================================================
+
+``upload_folder`` here always makes one commit (huggingface_hub would split a large folder into "part N" commits
+when hf_xet is installed, publishing partial models on the way): the decision is for the whole folder.
+
+The tier comes from the policy's ``targets.huggingface`` (:mod:`.tiers`); the evidence from the ``.attestations/``
+folder being uploaded, the one already in the repository, the ``attestations`` given here, and the gate service when
+one is configured (:class:`gate.runtime.Gate` asks it).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, RepositoryNotFoundError, RevisionNotFoundError, filter_repo_objects
+
+from gate.core.decision import Decision
+from gate.core.manifest import Manifest
+from gate.core.verify import AttestationInput
+from gate.errors import UsageError
+from gate.integrations.hf import backstop as backstop_module, plan as planning, remote
+from gate.integrations.hf.errors import GateDenied
+from gate.integrations.hf.remote import RemoteRevision
+from gate.integrations.hf.tiers import HubState, requested_state, tier_for, widens
+from gate.runtime import Gate
+
+_CREATE_HINT = ("Create the repository private (private=True) and make it public once its files pass the gate, or use "
+                "GatedHfApi.publish / `gate hf upload`, which check the files before creating the repository.")
+
+
+class GatedHfApi(HfApi):
+    """``HfApi`` with a release gate in front of every call that publishes weights or widens who can read them.
+
+    Args:
+        gate: a loaded :class:`~gate.runtime.Gate` (default: ``Gate.load()`` from ``GATE_*`` / ``GATE_CONFIG``).
+        attestations: extra attestations to present with every decision (besides ``.attestations/`` folders).
+        clock: the gate's clock (for replaying decisions; default: now).
+        backstop: install the commit backstop (:mod:`.backstop`) in huggingface_hub's HTTP client. Leave it on.
+        **kwargs: anything ``HfApi`` takes (``endpoint``, ``token``, ...).
+
+    ``last_decision`` holds the most recent decision, allowed or not.
+    """
+
+    def __init__(self, gate: Gate | None = None, *, attestations: Sequence[AttestationInput] = (),
+                 clock: Callable[[], datetime] | None = None, backstop: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate if gate is not None else Gate.load()
+        self.attestations = tuple(attestations)
+        self.clock = clock
+        self.use_backstop = backstop
+        self.last_decision: Decision | None = None
+        self._inside = threading.local()
+        if backstop:
+            backstop_module.install()
+
+    # --- plumbing ------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _approved(self, repo_id: str) -> Iterator[None]:
+        """Within a gated call, the nested HfApi calls it makes for the same repo are already covered."""
+        held = getattr(self._inside, "repos", None)
+        if held is None:
+            held = self._inside.repos = set()
+        added = repo_id not in held
+        held.add(repo_id)
+        try:
+            yield
+        finally:
+            if added:
+                held.discard(repo_id)
+
+    def _covered(self, repo_id: str) -> bool:
+        return repo_id in (getattr(self._inside, "repos", None) or ())
+
+    def _decide(self, target: str, tier: str, model: Manifest, attestations: Sequence[AttestationInput],
+                context: Mapping[str, Any], hint: str = "") -> Decision:
+        """One gate decision; raise GateDenied (after recording it) unless the publish may go ahead."""
+        now = self.clock() if self.clock else None
+        decision = self.gate.decide(tier, model, list(attestations) + list(self.attestations),
+                                    {"integration": "huggingface", "endpoint": self.endpoint, **context}, now=now)
+        self.last_decision = decision
+        if not decision.allowed:
+            raise GateDenied(target, decision, hint)
+        return decision
+
+    def _state(self, repo_id: str, repo_type: str | None, token: Any) -> HubState | None:
+        try:
+            return HubState.of(self.repo_info(repo_id, repo_type=repo_type, token=token))
+        except RepositoryNotFoundError:
+            return None
+
+    def _base(self, repo_id: str, repo_type: str | None, revision: str | None, token: Any) -> RemoteRevision:
+        try:
+            return remote.read_revision(self, repo_id, revision=revision, repo_type=repo_type, token=token)
+        except RepositoryNotFoundError:
+            return RemoteRevision.missing(repo_id, repo_type or "model")
+        except RevisionNotFoundError:
+            # A branch that does not exist yet is created from the default branch: that is its base.
+            return remote.read_revision(self, repo_id, revision=None, repo_type=repo_type, token=token)
+
+    def check_commit(self, repo_id: str, operations: Sequence[Any], *, repo_type: str | None = None,
+                     revision: str | None = None, state: HubState | None = None, token: Any = None,
+                     base: RemoteRevision | None = None, action: str = "commit") -> tuple[planning.CommitPlan, Decision]:
+        """Decide on a commit without sending it: hash the operations, build the resulting tree, ask the gate.
+
+        ``state`` overrides the repo's current visibility (for a repository about to be created or changed).
+        Raises GateDenied; returns the plan (for the backstop) and the decision.
+        """
+        base = base if base is not None else self._base(repo_id, repo_type, revision, token)
+        if state is None:
+            if not base.exists:
+                raise UsageError(f"{repo_id}: repository not found on {self.endpoint}; create it first "
+                                 "(or use `gate hf upload`, which creates it after the check)")
+            state = base.state
+        commit_plan = planning.plan_commit(self, operations, base, token)
+        manifest, attestations = planning.resulting_model(self, base, commit_plan, token)
+        tier = tier_for(self.gate.policy, state)
+        context = {"action": action, "repo": repo_id, "repo_type": base.repo_type, "revision": revision or "main",
+                   "base_commit": base.sha or None, "visibility": state.describe(), "files": len(commit_plan.writes)}
+        decision = self._decide(f"{action} to {repo_id} ({state.describe()})", tier, manifest, attestations, context)
+        return commit_plan, decision
+
+    # --- commits -------------------------------------------------------------------------------------------------
+
+    def create_commit(self, repo_id: str, operations: Iterable[Any], *, commit_message: str,  # type: ignore[override]
+                      commit_description: str | None = None, token: Any = None, repo_type: str | None = None,
+                      revision: str | None = None, create_pr: bool | None = None, num_threads: int = 5,
+                      parent_commit: str | None = None, run_as_future: bool = False, **kwargs: Any) -> Any:
+        """``HfApi.create_commit``, after the gate allowed the revision it creates (see the module docstring)."""
+        args = dict(commit_message=commit_message, commit_description=commit_description, token=token,
+                    repo_type=repo_type, revision=revision, create_pr=create_pr, num_threads=num_threads,
+                    parent_commit=parent_commit, **kwargs)
+        if run_as_future:
+            return self.run_as_future(self.create_commit, repo_id, list(operations), **args)
+        operations = list(operations)
+        if self._covered(repo_id):
+            return super().create_commit(repo_id, operations, **args)
+        base = self._base(repo_id, repo_type, parent_commit or revision, token)
+        commit_plan, _ = self.check_commit(repo_id, operations, repo_type=repo_type, revision=revision, token=token,
+                                           base=base, action="pull request" if create_pr else "commit")
+        return self._send_checked(repo_id, operations, commit_plan, args)
+
+    def _send_checked(self, repo_id: str, operations: list[Any], commit_plan: planning.CommitPlan,
+                      args: dict[str, Any]) -> Any:
+        base = commit_plan.base
+        if base is not None and base.exists and args.get("parent_commit") is None:
+            # The decision was about base + operations: if the branch moves meanwhile, the Hub must refuse.
+            args = {**args, "parent_commit": base.sha}
+        if self.use_backstop:
+            backstop_module.install()
+        with backstop_module.APPROVALS.approve(commit_plan), self._approved(repo_id):
+            return super().create_commit(repo_id, operations, **args)
+
+    def preupload_lfs_files(self, repo_id: str, additions: Iterable[Any], **kwargs: Any) -> None:  # type: ignore[override]
+        """Uploading LFS content ahead of a commit sends weights: only within a checked commit."""
+        if not self._covered(repo_id):
+            raise UsageError("preupload_lfs_files sends weights before any commit is checked; with GatedHfApi, "
+                             "pass the operations to create_commit, which checks them first")
+        return super().preupload_lfs_files(repo_id, additions, **kwargs)
+
+    def upload_folder(self, *, repo_id: str, folder_path: str | Path, path_in_repo: str | None = None,  # type: ignore[override]
+                      commit_message: str | None = None, commit_description: str | None = None, token: Any = None,
+                      repo_type: str | None = None, revision: str | None = None, create_pr: bool | None = None,
+                      parent_commit: str | None = None, allow_patterns: list[str] | str | None = None,
+                      ignore_patterns: list[str] | str | None = None, delete_patterns: list[str] | str | None = None,
+                      run_as_future: bool = False) -> Any:
+        """``HfApi.upload_folder`` as one checked commit: the gate decides for the whole folder first."""
+        kwargs = dict(repo_id=repo_id, folder_path=folder_path, path_in_repo=path_in_repo,
+                      commit_message=commit_message, commit_description=commit_description, token=token,
+                      repo_type=repo_type, revision=revision, create_pr=create_pr, parent_commit=parent_commit,
+                      allow_patterns=allow_patterns, ignore_patterns=ignore_patterns, delete_patterns=delete_patterns)
+        if run_as_future:
+            return self.run_as_future(self.upload_folder, **kwargs)
+        base = self._base(repo_id, repo_type, parent_commit or ("main" if create_pr else revision), token)
+        operations = folder_operations(folder_path, path_in_repo, allow_patterns, ignore_patterns, delete_patterns, base)
+        if self._covered(repo_id):
+            plan_args = None
+        else:
+            plan_args = self.check_commit(repo_id, operations, repo_type=repo_type, revision=revision, token=token,
+                                          base=base, action="upload")
+        args = dict(commit_message=commit_message or "Upload folder using huggingface_hub",
+                    commit_description=commit_description, token=token, repo_type=repo_type, revision=revision,
+                    create_pr=create_pr, parent_commit=parent_commit)
+        if plan_args is None:
+            return super().create_commit(repo_id, operations, **args)
+        return self._send_checked(repo_id, operations, plan_args[0], args)
+
+    # --- visibility ----------------------------------------------------------------------------------------------
+
+    def check_exposure(self, repo_id: str, state: HubState, *, repo_type: str | None = None, token: Any = None,
+                       action: str = "settings") -> list[Decision]:
+        """Decide on every branch and tag head of ``repo_id`` being readable in ``state``; raise on the first deny.
+
+        Widening access publishes everything already in the repository, on every ref, at once.
+        """
+        tier = tier_for(self.gate.policy, state)
+        decisions = []
+        for ref, sha in remote.ref_heads(self, repo_id, repo_type, token):
+            rev = remote.read_revision(self, repo_id, revision=sha, repo_type=repo_type, token=token)
+            manifest = remote.revision_manifest(self, rev, token)
+            attestations = remote.revision_attestations(self, rev, token=token)
+            context = {"action": action, "repo": repo_id, "repo_type": rev.repo_type, "ref": ref, "commit": sha,
+                       "visibility": state.describe()}
+            decisions.append(self._decide(f"making {repo_id} {state.describe()} ({ref} at {sha[:12]})", tier,
+                                          manifest, attestations, context))
+        return decisions
+
+    def update_repo_settings(self, repo_id: str, *, gated: Any = None, private: bool | None = None,  # type: ignore[override]
+                             visibility: str | None = None, token: Any = None, repo_type: str | None = None) -> None:
+        """``HfApi.update_repo_settings``; a change that widens access is checked against the files first."""
+        args = dict(gated=gated, private=private, visibility=visibility, token=token, repo_type=repo_type)
+        if self._covered(repo_id):
+            return super().update_repo_settings(repo_id, **args)
+        before = self._state(repo_id, repo_type, token)
+        if before is not None:
+            after = requested_state(before, private=private, gated=gated, visibility=visibility)
+            if widens(self.gate.policy, before, after):
+                self.check_exposure(repo_id, after, repo_type=repo_type, token=token)
+        with self._approved(repo_id):
+            return super().update_repo_settings(repo_id, **args)
+
+    def update_repo_visibility(self, repo_id: str, private: bool = False, *, token: Any = None,  # type: ignore[override]
+                               repo_type: str | None = None) -> Any:
+        """Older spelling of a visibility change: gated like ``update_repo_settings``."""
+        return self.update_repo_settings(repo_id, private=private, token=token, repo_type=repo_type)
+
+    def create_repo(self, repo_id: str, *, token: Any = None, private: bool | None = None,  # type: ignore[override]
+                    visibility: str | None = None, repo_type: str | None = None, exist_ok: bool = False,
+                    **kwargs: Any) -> Any:
+        """``HfApi.create_repo``; creating a repository that is not private is a publish (see the module docstring)."""
+        args = dict(token=token, private=private, visibility=visibility, repo_type=repo_type, exist_ok=exist_ok, **kwargs)
+        if self._covered(repo_id) or self._state(repo_id, repo_type, token) is not None:
+            return super().create_repo(repo_id, **args)  # the Hub ignores visibility for an existing repository
+        after = requested_state(None, private=private, visibility=visibility)
+        tier = tier_for(self.gate.policy, after)
+        if self.gate.policy.rank(tier) > 0:
+            self._decide(f"creating {repo_id} ({after.describe()})", tier, Manifest(files=()), [],
+                         {"action": "create_repo", "repo": repo_id, "visibility": after.describe()}, _CREATE_HINT)
+        with self._approved(repo_id):
+            return super().create_repo(repo_id, **args)
+
+    def duplicate_repo(self, from_id: str, to_id: str | None = None, *, repo_type: str | None = None,  # type: ignore[override]
+                       private: bool | None = None, visibility: str | None = None, token: Any = None,
+                       **kwargs: Any) -> Any:
+        """``HfApi.duplicate_repo``: the copy's content (the source's default branch) is checked at its tier."""
+        after = requested_state(None, private=private, visibility=visibility)
+        tier = tier_for(self.gate.policy, after)
+        if self.gate.policy.rank(tier) > 0:
+            rev = remote.read_revision(self, from_id, repo_type=repo_type, token=token)
+            self._decide(f"duplicating {from_id} as {after.describe()}", tier, remote.revision_manifest(self, rev, token),
+                         remote.revision_attestations(self, rev, token=token),
+                         {"action": "duplicate_repo", "repo": to_id or from_id, "source": rev.label,
+                          "visibility": after.describe()})
+        return super().duplicate_repo(from_id, to_id, repo_type=repo_type, private=private,
+                                      visibility=visibility, token=token, **kwargs)  # type: ignore[arg-type]
+
+    def batch_bucket_files(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise UsageError("release-gate does not gate bucket uploads; publish weights to a model repository")
+
+    def sync_bucket(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise UsageError("release-gate does not gate bucket uploads; publish weights to a model repository")
+
+    # --- `hf upload` ---------------------------------------------------------------------------------------------
+
+    def publish(self, repo_id: str, local_path: str | Path, path_in_repo: str | None = None, *,
+                repo_type: str | None = None, revision: str | None = None, private: bool | None = None,
+                include: list[str] | None = None, exclude: list[str] | None = None, delete: list[str] | None = None,
+                commit_message: str | None = None, commit_description: str | None = None, create_pr: bool = False,
+                token: Any = None) -> Any:
+        """What ``hf upload`` does — create the repo if needed, create the branch if needed, upload a file or a
+        folder — with one decision for all of it, made before the first request that changes anything."""
+        local = Path(local_path)
+        if not local.exists():
+            raise UsageError(f"{local}: no such file or directory")
+        is_file = local.is_file()
+        target = path_in_repo if path_in_repo not in (None, ".") else (local.name if is_file else None)
+        base = self._base(repo_id, repo_type, None if create_pr else revision, token)
+        state = base.state if base.exists else requested_state(None, private=private)
+        if is_file:
+            operations: list[Any] = [CommitOperationAdd(path_or_fileobj=str(local), path_in_repo=str(target))]
+        else:
+            operations = folder_operations(local, target, include, exclude, delete, base)
+        commit_plan, _ = self.check_commit(repo_id, operations, repo_type=repo_type, revision=revision, token=token,
+                                           state=state, base=base, action="upload")
+        with self._approved(repo_id):
+            if not base.exists:
+                super().create_repo(repo_id, token=token, private=private, repo_type=repo_type, exist_ok=True)
+            if revision is not None and not create_pr:
+                try:
+                    self.repo_info(repo_id, repo_type=repo_type, revision=revision, token=token)
+                except RevisionNotFoundError:
+                    self.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True, token=token)
+        default_message = f"Upload {target} with release-gate" if is_file else "Upload folder with release-gate"
+        args = dict(commit_message=commit_message or default_message, commit_description=commit_description,
+                    token=token, repo_type=repo_type, revision=revision, create_pr=create_pr)
+        if not base.exists:
+            base_after = self._base(repo_id, repo_type, None, token)  # the commit the Hub created the repo with
+            commit_plan = planning.rebase_on_new_repo(self, commit_plan, base_after, token)
+        return self._send_checked(repo_id, operations, commit_plan, args)
+
+
+def folder_operations(folder: str | Path, path_in_repo: str | None, allow: Any, ignore: Any, delete: Any,
+                      base: RemoteRevision) -> list[Any]:
+    """The operations ``HfApi.upload_folder`` would make, computed here so the gate checks exactly those."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise UsageError(f"{folder}: not a directory")
+    ignore_list = [ignore] if isinstance(ignore, str) else list(ignore or [])
+    ignore_list += list(DEFAULT_IGNORE_PATTERNS)
+    files = {p.relative_to(root).as_posix(): p for p in sorted(root.glob("**/*")) if p.is_file()}
+    prefix = f"{path_in_repo.strip('/')}/" if path_in_repo and path_in_repo.strip("/") not in ("", ".") else ""
+    adds = [CommitOperationAdd(path_or_fileobj=str(files[rel]), path_in_repo=prefix + rel)
+            for rel in filter_repo_objects(files.keys(), allow_patterns=allow, ignore_patterns=ignore_list)]
+    if not adds and not delete:
+        raise UsageError(f"{folder}: no file to upload")
+    deletes: list[Any] = []
+    if delete:
+        added = {op.path_in_repo for op in adds}
+        existing = {p[len(prefix):]: p for p in base.files if p.startswith(prefix)}
+        deletes = [CommitOperationDelete(path_in_repo=existing[rel], is_folder=False)
+                   for rel in filter_repo_objects(existing.keys(), allow_patterns=delete)
+                   if existing[rel] != ".gitattributes" and existing[rel] not in added]
+    return deletes + adds
+
