@@ -52,15 +52,28 @@ def report(decision: Decision, as_json: bool, markdown_path: Path | None) -> Non
 @click.option("--gate-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_KEY", help="The gate's private key, to sign --vsa.")
 @click.option("--resource-uri", help="Resource URI for the VSA (default: the model folder's name).")
 @click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
+@click.option("--server", envvar="GATE_SERVER", metavar="URL",
+              help="Let this gate service decide and log (env GATE_SERVER); the model is still hashed here.")
+@click.option("--token-env", default="GATE_TOKEN", show_default=True, metavar="VAR",
+              help="Environment variable holding the service's bearer token (with --server).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for --server.")
 @quiet_option
 def check_command(model_dir: Path, attestations: tuple[Path, ...], tier: str, trust_path: Path | None,
                   policy_path: Path | None, now_text: str | None, as_json: bool, vsa_path: Path | None,
-                  gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None, quiet: bool) -> None:
+                  gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None, server: str | None,
+                  token_env: str, timeout: float, quiet: bool) -> None:
     """Decide whether MODEL_DIR may be released at --tier.
 
     Verifies every attestation (ATTESTATIONS plus MODEL_DIR/.attestations), evaluates the policy, prints one row per
     requirement and the highest tier the evidence supports. Exit 0 allow, 1 deny, 2 usage or configuration error.
+
+    With --server the gate service decides (with its policy, trust store and the attestations it holds, plus these)
+    and logs the decision; if it cannot be reached or answers anything but a decision, the release is denied.
     """
+    if server:
+        _check_with_server(server, token_env, timeout, model_dir, attestations, tier, as_json, markdown_path, quiet,
+                           vsa_path, now_text)
+        return
     policy = Policy.load(policy_path)
     policy.tier(tier)  # an unknown tier is a usage error before any hashing
     trust = load_trust(trust_path)
@@ -72,7 +85,29 @@ def check_command(model_dir: Path, attestations: tuple[Path, ...], tier: str, tr
     manifest = hash_with_progress(model_dir, quiet)
     decision = decide(policy, tier, manifest, items, trust, now)
     if key is not None and vsa_path is not None:
-        vsa_path.write_bytes(sign_vsa(decision, resource_uri or model_dir.resolve().name, key).to_json())
+        vsa_path.write_bytes(sign_vsa(decision, resource_uri or model_dir.resolve().name, policy.tier_names, key).to_json())
+    report(decision, as_json, markdown_path)
+
+
+def _check_with_server(server: str, token_env: str, timeout: float, model_dir: Path, attestations: tuple[Path, ...],
+                       tier: str, as_json: bool, markdown_path: Path | None, quiet: bool, vsa_path: Path | None,
+                       now_text: str | None) -> None:
+    """Hash locally, send manifest and attestations, report the service's decision; any failure is a deny (exit 1)."""
+    import os
+
+    from gate.client import DENIED, GateClient, GateServiceError
+
+    if vsa_path is not None or now_text:
+        raise UsageError("--vsa and --now are local-only: with --server the service signs and times its decisions")
+    token = os.environ.get(token_env)
+    if not token:
+        raise GateServiceError(f"no bearer token for the gate service in ${token_env} (set it, or name another "
+                               f"variable with --token-env); {DENIED}")
+    items = read_attestations(attestations) + model_attestations(model_dir)
+    manifest = hash_with_progress(model_dir, quiet)
+    client = GateClient(server, token=token, timeout=timeout)
+    context = {"client": "gate check", "model_dir": model_dir.resolve().name}
+    decision = client.decide(tier=tier, model=manifest, attestations=items, context=context)
     report(decision, as_json, markdown_path)
 
 

@@ -22,11 +22,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from gate.core.manifest import parse_digest
 from gate.core.timeutil import format_time, parse_time
 from gate.errors import InputError
+
+if TYPE_CHECKING:  # only for the annotation: the log format does not depend on how decisions are made
+    from gate.core.decision import Decision
 
 ENTRY_SCHEMA = "https://release-gate.dev/log-entry/v1"
 ATTESTATION, DECISION = "attestation", "decision"
@@ -83,7 +86,7 @@ def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
     return canonical_json(body)
 
 
-def decision_entry(decision: Any, context: Mapping[str, Any] | None = None) -> bytes:
+def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = None) -> bytes:
     """The entry recording ``decision`` (a :class:`~gate.core.decision.Decision`) and the publish ``context``."""
     record = decision.to_dict()
     body = {

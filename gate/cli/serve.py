@@ -1,0 +1,110 @@
+"""``gate serve``: run the gate service; ``gate serve token-hash``: hash a bearer token for the tokens file."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from gate.errors import ConfigError
+
+_PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM so the server shuts down like on Ctrl-C."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+@click.group("serve", invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="GATE_HOST", help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8700, show_default=True, envvar="GATE_PORT",
+              help="Port (0: any free port; the one chosen is printed).")
+@click.option("--policy", "policy_path", type=_PATH, envvar="GATE_POLICY",
+              help="Tier policy YAML (default: the policy shipped with release-gate).")
+@click.option("--trust", "trust_path", type=_PATH, envvar="GATE_TRUST", help="Trust store YAML (required).")
+@click.option("--log", "log_target", default="gate-log.db", show_default=True, envvar="GATE_LOG",
+              help="Log store: a SQLite file, or a postgresql:// URL shared by several replicas.")
+@click.option("--log-namespace", envvar="GATE_LOG_NAMESPACE",
+              help="PostgreSQL schema (default release_gate) or SQLite table prefix of the log.")
+@click.option("--key", "key_path", type=_PATH, envvar="GATE_KEY",
+              help="The gate's Ed25519 private key, signing checkpoints (`gate keygen NAME`; required).")
+@click.option("--tokens", "tokens_path", type=_PATH, envvar="GATE_TOKENS",
+              help="File of SHA-256 hashes of the bearer tokens allowed to submit and decide (required).")
+@click.option("--origin", default="release-gate.local/log", show_default=True, envvar="GATE_ORIGIN",
+              help="The log's name in its checkpoints (and the checkpoint key's name).")
+@click.option("--max-body", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest request body, bytes.")
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | None, trust_path: Path | None,
+                  log_target: str, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
+                  origin: str, max_body: int) -> None:
+    """Run the gate service: attestation store, decisions and the transparency log over HTTP.
+
+    Submitting attestations and deciding need a bearer token; reading the log is public. The OpenAPI document is at
+    /openapi.json. Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from gate.service.config import ServiceConfig, load_service
+    from gate.service.http import GateHTTPServer
+
+    missing = [flag for flag, value in (("--trust", trust_path), ("--key", key_path), ("--tokens", tokens_path))
+               if value is None]
+    if missing:
+        raise ConfigError(f"gate serve needs {', '.join(missing)} (or env GATE_TRUST, GATE_KEY, GATE_TOKENS)")
+    assert trust_path and key_path and tokens_path
+    config = ServiceConfig(trust=trust_path, key=key_path, tokens=tokens_path, policy=policy_path, log=log_target,
+                           log_namespace=log_namespace, origin=origin, host=host, port=port, max_body=max_body)
+    service = load_service(config)
+    try:
+        server = GateHTTPServer((host, port), service, max_body)
+    except OSError as exc:
+        service.store.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound_host, bound_port = server.server_address[:2]
+    click.echo(f"gate: serving on http://{bound_host}:{bound_port} (log {_shown(log_target)}, origin {origin}, "
+               f"{service.store.size()} entries)", err=True)
+    click.echo(f"gate: log verifier key {service.signer.verifier.vkey()}", err=True)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+        service.store.close()
+    click.echo("gate: stopped", err=True)
+
+
+def _shown(target: str) -> str:
+    """The log target for messages, without a password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "<log URL>"
+    if parts.password is None:
+        return target
+    return target.replace(f":{parts.password}@", ":***@", 1)
+
+
+@serve_command.command("token-hash")
+def token_hash_command() -> None:
+    """Read a bearer token on standard input and print the line to put in the tokens file (its SHA-256).
+
+    Make a token with e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))"`.
+    """
+    from gate.service.tokens import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise ConfigError("no token on standard input (pipe it in: echo \"$TOKEN\" | gate serve token-hash)")
+    click.echo(hash_token(token))

@@ -1,0 +1,231 @@
+"""The service's operations, free of HTTP: submit an attestation, decide, and read the log.
+
+Why the log is written *before* an answer leaves: a decision or an accepted attestation that is not in the log did
+not happen. If the append fails the caller gets an error (a deny, for a publish), never an unlogged allow.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from gate.core import oms
+from gate.core.attestation import AttestationFormatError, Statement
+from gate.core.decision import Decision, decide
+from gate.core.dsse import Envelope
+from gate.core.log.checkpoint import Checkpoint, NoteSigner
+from gate.core.log.entries import EntryFormatError, attestation_entry, decision_entry, entry_kind
+from gate.core.log.store import MAX_ENTRY_SIZE, LogStore
+from gate.core.policy import Policy
+from gate.core.timeutil import utcnow
+from gate.core.trust import TrustStore
+from gate.core.verify import AttestationInput, verify_attestation
+from gate.errors import ConfigError, VerificationError
+from gate.service.attestations import AttestationIndex
+from gate.service.bodies import AttestationSubmission, DecisionRequest, model_digest
+from gate.service.responses import ApiError, bad_request
+from gate.service.targets import UnknownTarget, tier_for_target
+from gate.service.tokens import TokenSet
+
+#: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
+MAX_PAGE_ENTRIES = 1000
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+#: Results of one ``GET /v1/log/find`` at most.
+MAX_FIND = 1000
+#: The context key under which a decision entry records which token asked for it.
+REQUESTED_BY = "requested_by"
+
+
+def source_of_logged(index: int) -> str:
+    """How a decision names an attestation that came from the log (``Decision.inputs[].source``)."""
+    return f"log:{index}"
+
+
+def source_of_sent(position: int) -> str:
+    """How a decision names the n-th attestation sent along with the request."""
+    return f"request:attestations[{position}]"
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A decision and the index of its log entry."""
+
+    decision: Decision
+    index: int
+
+
+@dataclass
+class GateService:
+    policy: Policy
+    trust: TrustStore
+    store: LogStore
+    signer: NoteSigner
+    tokens: TokenSet
+    origin: str
+    clock: Callable[[], datetime] = utcnow
+    _index: AttestationIndex = field(init=False, repr=False)
+    _submit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = AttestationIndex(self.store)
+
+    # --- attestations ------------------------------------------------------------------------------------------
+
+    def submit_attestation(self, submission: AttestationSubmission) -> tuple[int, dict[str, Any]]:
+        """Verify and log one attestation; ``(201, receipt)`` when new, ``(200, receipt)`` when already held."""
+        model = submission.model or _subject_digest(submission.data)
+        item = AttestationInput("submitted", submission.data)
+        now = self.clock()
+        try:
+            verified = verify_attestation(item, self.trust, model, now, self.policy.clock_skew)
+        except VerificationError as exc:
+            raise bad_request(f"attestation rejected: {exc}", reason=str(exc)) from None
+        digest = f"sha256:{model}"
+        receipt = {"digest": item.digest, "model": digest, "evaluator": verified.evaluator.evaluator_id,
+                   "predicate_type": verified.predicate_type}
+        with self._submit_lock:  # one process never logs the same attestation twice (replicas may, harmlessly)
+            held = {a.digest: a for a in self._index.for_model(digest)}
+            if item.digest in held:
+                return 200, {**receipt, "index": held[item.digest].index, "status": "already stored"}
+            index = self.store.append(_fits(attestation_entry(submission.data, digest, now)), model_digest=digest)
+        return 201, {**receipt, "index": index, "status": "stored"}
+
+    def attestations(self, model: str) -> dict[str, Any]:
+        digest = f"sha256:{model}"
+        items = self._index.for_model(digest)
+        return {"model": digest, "attestations": [
+            {"digest": a.digest, "index": a.index, "data": base64.b64encode(a.data).decode("ascii")} for a in items]}
+
+    # --- decisions ---------------------------------------------------------------------------------------------
+
+    def tier_of(self, request: DecisionRequest) -> str:
+        if request.target is not None:
+            try:
+                return tier_for_target(self.policy, request.target)
+            except UnknownTarget as exc:
+                raise bad_request(str(exc)) from None
+        try:
+            return self.policy.tier(str(request.tier)).name
+        except ConfigError as exc:
+            raise bad_request(str(exc)) from None
+
+    def decide(self, request: DecisionRequest, requested_by: str | None = None) -> Logged:
+        """Decide with the logged attestations for the model plus those sent, then log the decision (and any newly
+        accepted attestation that was sent along) in one append.
+
+        ``requested_by`` (the name of the token that authenticated the request) is recorded in the context under
+        :data:`REQUESTED_BY`, replacing anything the caller put there, so the log says who asked.
+        """
+        tier = self.tier_of(request)
+        root = request.model if isinstance(request.model, str) else request.model.root_digest
+        digest = f"sha256:{root}"
+        logged = self._index.for_model(digest)
+        inputs = [AttestationInput(source_of_logged(a.index), a.data) for a in logged]
+        inputs += [AttestationInput(source_of_sent(i), data) for i, data in enumerate(request.attestations)]
+        now = self.clock()
+        decision = decide(self.policy, tier, request.model, inputs, self.trust, now)
+        rejected = {r.digest for r in decision.rejected}
+        known = {a.digest for a in logged}
+        entries: list[bytes] = []
+        for data in request.attestations:
+            item_digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            # An OMS signature binds files, not a digest: it could not be re-verified from the log alone, so the
+            # decision cites it (inputs) but it is not logged as an attestation of the model.
+            if item_digest not in rejected and item_digest not in known and not oms.is_oms_bundle(data):
+                known.add(item_digest)
+                entries.append(_fits(attestation_entry(data, digest, now)))
+        context = dict(request.context)
+        if requested_by is not None:
+            context[REQUESTED_BY] = requested_by
+        entries.append(decision_entry(decision, context))
+        indices = self.store.append_many(entries, [digest] * len(entries))
+        return Logged(decision, indices[-1])
+
+    # --- the log -----------------------------------------------------------------------------------------------
+
+    def checkpoint(self) -> bytes:
+        """The signed checkpoint of the log as it is now (re-signed only when the size changed)."""
+        size = self.store.size()
+        cached = self._checkpoint
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        note = Checkpoint(self.origin, size, self.store.root(size)).sign(self.signer.private_key, self.signer.name)
+        self._checkpoint = (size, note)
+        return note
+
+    def entries(self, start: int, end: int | None) -> dict[str, Any]:
+        size = self.store.size()
+        if start > size:
+            raise bad_request(f"start {start} is beyond the end of the log ({size} entries)")
+        stop = size if end is None else min(end, size)
+        if stop < start:
+            raise bad_request(f"end {end} is before start {start}")
+        stop = min(stop, start + MAX_PAGE_ENTRIES)
+        rows, total = [], 0
+        for entry in self.store.find(start=start, end=stop):
+            if rows and total + len(entry.entry) > MAX_PAGE_BYTES:
+                stop = entry.index
+                break
+            total += len(entry.entry)
+            rows.append({"index": entry.index, "data": base64.b64encode(entry.entry).decode("ascii")})
+        return {"start": start, "end": stop, "tree_size": size, "entries": rows}
+
+    def inclusion(self, index: int, size: int | None) -> dict[str, Any]:
+        size = self.store.size() if size is None else size
+        proof = self.store.inclusion_proof(index, size)
+        return {"index": index, "size": size, "hashes": [base64.b64encode(h).decode("ascii") for h in proof]}
+
+    def consistency(self, old: int, new: int | None) -> dict[str, Any]:
+        new = self.store.size() if new is None else new
+        proof = self.store.consistency_proof(old, new)
+        return {"old": old, "new": new, "hashes": [base64.b64encode(h).decode("ascii") for h in proof]}
+
+    def find(self, model: str, start: int, limit: int) -> dict[str, Any]:
+        digest = f"sha256:{model}"
+        found = self.store.find(model_digest=digest, start=min(start, self.store.size()), limit=limit + 1)
+        rows = []
+        for entry in found[:limit]:
+            try:
+                kind = entry_kind(entry.entry)
+            except EntryFormatError:
+                kind = "malformed"
+            rows.append({"index": entry.index, "kind": kind})
+        following = found[limit].index if len(found) > limit else None
+        return {"model": digest, "entries": rows, "next": following}
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),
+                "log_key": self.signer.verifier.vkey()}
+
+
+def _fits(entry: bytes) -> bytes:
+    """An attestation entry the log can hold, or a 413: an accepted attestation that cannot be logged is refused."""
+    if len(entry) > MAX_ENTRY_SIZE:
+        raise ApiError(413, f"the attestation is too large to be logged: its log entry would be {len(entry)} bytes, "
+                            f"over the log's {MAX_ENTRY_SIZE}-byte entry limit (base64 adds a third)")
+    return entry
+
+
+def _subject_digest(data: bytes) -> str:
+    """The model an attestation is about, when the caller did not say: its single sha256 subject."""
+    if oms.is_oms_bundle(data):
+        raise bad_request("an OMS signature binds a model's files, not a digest: send it with a decision that "
+                          "carries the model's manifest", reason="OMS bundle without a manifest")
+    try:
+        statement = Statement.from_json(Envelope.from_json(data).payload)
+    except VerificationError as exc:
+        raise bad_request(f"attestation rejected: {exc}", reason=str(exc)) from None
+    except AttestationFormatError as exc:
+        raise bad_request(f"attestation rejected: malformed statement: {exc}",
+                          reason=f"malformed statement: {exc}") from None
+    digests = sorted(statement.digests("sha256"))
+    if len(digests) != 1:
+        raise bad_request(f"the attestation names {len(digests)} sha256 subjects; say which model it is for with "
+                          "'model'", reason="ambiguous subject")
+    return model_digest(digests[0], "the attestation's subject digest")
+

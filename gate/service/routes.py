@@ -1,0 +1,146 @@
+"""Which operation answers which method and path, with the query parameters checked and turned into values.
+
+Reading the log is public (auditors need no account); submitting attestations and asking for decisions need a
+bearer token (``auth=True``), because both write to the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from gate.service.app import MAX_FIND, GateService
+from gate.service.bodies import model_digest, parse_decision_request, parse_submission
+from gate.service.openapi import openapi_document
+from gate.service.responses import ApiError, Response, bad_request
+
+MAX_INDEX = (1 << 63) - 1
+CHECKPOINT_TYPE = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    body: bytes
+    client: str | None  # the name of the token that authenticated the request, if any
+
+
+Handler = Callable[[GateService, Request], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    auth: bool = False
+
+
+def _one(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise bad_request(f"query parameter {name!r} given {len(values)} times")
+    return values[0]
+
+
+def _int(query: Mapping[str, list[str]], name: str, default: int | None = None, required: bool = False) -> int | None:
+    text = _one(query, name)
+    if text is None or text == "":
+        if required:
+            raise bad_request(f"missing query parameter {name!r}")
+        return default
+    if not text.isdigit() or not text.isascii() or len(text) > 19 or int(text) > MAX_INDEX:
+        raise bad_request(f"query parameter {name!r} must be a non-negative integer, not {text[:40]!r}")
+    return int(text)
+
+
+def _model(query: Mapping[str, list[str]]) -> str:
+    text = _one(query, "model")
+    if text is None:
+        raise bad_request("missing query parameter 'model' (sha256:<hex>)")
+    return model_digest(text)
+
+
+def submit_attestation(service: GateService, request: Request) -> Response:
+    status, receipt = service.submit_attestation(parse_submission(request.body))
+    return Response.json(status, receipt)
+
+
+def list_attestations(service: GateService, request: Request) -> Response:
+    return Response.json(200, service.attestations(_model(request.query)))
+
+
+def post_decision(service: GateService, request: Request) -> Response:
+    logged = service.decide(parse_decision_request(request.body), requested_by=request.client)
+    # Exactly what `gate check --json` prints; the log index travels in a header so the body stays that document.
+    return Response(200, logged.decision.to_json().encode("utf-8"), headers={"X-Gate-Log-Index": str(logged.index)})
+
+
+def checkpoint(service: GateService, request: Request) -> Response:
+    return Response(200, service.checkpoint(), CHECKPOINT_TYPE, {"Cache-Control": "no-store"})
+
+
+def entries(service: GateService, request: Request) -> Response:
+    start = _int(request.query, "start", 0)
+    assert start is not None
+    return Response.json(200, service.entries(start, _int(request.query, "end")))
+
+
+def inclusion(service: GateService, request: Request) -> Response:
+    index = _int(request.query, "index", required=True)
+    assert index is not None
+    return Response.json(200, service.inclusion(index, _int(request.query, "size")))
+
+
+def consistency(service: GateService, request: Request) -> Response:
+    old = _int(request.query, "old", required=True)
+    assert old is not None
+    return Response.json(200, service.consistency(old, _int(request.query, "new")))
+
+
+def find(service: GateService, request: Request) -> Response:
+    limit = _int(request.query, "limit", MAX_FIND)
+    assert limit is not None
+    if not 1 <= limit <= MAX_FIND:
+        raise bad_request(f"limit must be from 1 to {MAX_FIND}")
+    start = _int(request.query, "start", 0)
+    assert start is not None
+    return Response.json(200, service.find(_model(request.query), start, limit))
+
+
+def health(service: GateService, request: Request) -> Response:
+    return Response.json(200, service.health())
+
+
+def openapi(service: GateService, request: Request) -> Response:
+    return Response.json(200, openapi_document())
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/attestations", submit_attestation, auth=True),
+    Route("GET", "/v1/attestations", list_attestations),
+    Route("POST", "/v1/decisions", post_decision, auth=True),
+    Route("GET", "/v1/log/checkpoint", checkpoint),
+    Route("GET", "/v1/log/entries", entries),
+    Route("GET", "/v1/log/proof/inclusion", inclusion),
+    Route("GET", "/v1/log/proof/consistency", consistency),
+    Route("GET", "/v1/log/find", find),
+    Route("GET", "/v1/healthz", health),
+    Route("GET", "/openapi.json", openapi),
+)
+
+
+def route_for(method: str, path: str) -> Route:
+    """The route for ``method path``; 404 for an unknown path, 405 (with ``Allow``) for a known path's wrong method."""
+    methods = {r.method: r for r in ROUTES if r.path == path}
+    if not methods:
+        raise ApiError(404, f"no such endpoint: {path[:200]} (see /openapi.json)")
+    if method not in methods:
+        error = ApiError(405, f"{method} is not allowed on {path}; use {' or '.join(sorted(methods))}")
+        error.headers["Allow"] = ", ".join(sorted(methods))
+        raise error
+    return methods[method]
