@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gate.cli._options import hash_with_progress, model_dir_argument, now_option, print_json, quiet_option, resolve_now
+from gate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now
 from gate.cli.render import decision_markdown, decision_text
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.decision import Decision, decide
@@ -39,9 +39,24 @@ def report(decision: Decision, as_json: bool, markdown_path: Path | None) -> Non
     sys.exit(0 if decision.allowed else 1)
 
 
+def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, tuple[Path, ...]]:
+    """``MODEL_DIR [ATTESTATION...]``, or with ``--hf`` only attestations; checked here so both forms read well."""
+    model_dir, attestations = (None, paths) if hf else (paths[0] if paths else None, paths[1:])
+    if not hf:
+        if model_dir is None:
+            raise UsageError("give the model folder to check (gate check MODEL_DIR --tier T), or --hf REPO_ID")
+        if not model_dir.is_dir():
+            raise UsageError(f"MODEL_DIR {model_dir} is not a folder")
+    for path in attestations:
+        if not path.exists():
+            raise UsageError(f"attestation {path} does not exist")
+    return model_dir, attestations
+
+
 @click.command("check")
-@model_dir_argument
-@click.argument("attestations", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, metavar="MODEL_DIR [ATTESTATION]...", type=click.Path(path_type=Path))
+@click.option("--hf", "hf_target", metavar="REPO_ID[@REV]",
+              help="Check a revision already on the Hugging Face Hub instead of a folder (same as gate hf check).")
 @click.option("--tier", required=True, help="The tier the release is going to (e.g. internal, hosted, gated, open).")
 @click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
               help="Trust store YAML (env GATE_TRUST).")
@@ -58,7 +73,8 @@ def report(decision: Decision, as_json: bool, markdown_path: Path | None) -> Non
               help="Environment variable holding the service's bearer token (with --server).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for --server.")
 @quiet_option
-def check_command(model_dir: Path, attestations: tuple[Path, ...], tier: str, trust_path: Path | None,
+@click.pass_context
+def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | None, tier: str, trust_path: Path | None,
                   policy_path: Path | None, now_text: str | None, as_json: bool, vsa_path: Path | None,
                   gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None, server: str | None,
                   token_env: str, timeout: float, quiet: bool) -> None:
@@ -69,7 +85,19 @@ def check_command(model_dir: Path, attestations: tuple[Path, ...], tier: str, tr
 
     With --server the gate service decides (with its policy, trust store and the attestations it holds, plus these)
     and logs the decision; if it cannot be reached or answers anything but a decision, the release is denied.
+
+    With --hf REPO_ID[@REV] a pushed Hub revision is checked from its metadata, without downloading the weights.
     """
+    model_dir, attestations = _split_paths(paths, hf_target)
+    if hf_target:
+        if server or vsa_path:
+            raise UsageError("--hf cannot be combined with --server or --vsa")
+        from gate.cli.hf import check_command as hf_check
+
+        ctx.invoke(hf_check, target=hf_target, attestations=attestations, tier=tier, trust_path=trust_path,
+                   policy_path=policy_path, now_text=now_text, as_json=as_json, markdown_path=markdown_path)
+        return
+    assert model_dir is not None
     if server:
         _check_with_server(server, token_env, timeout, model_dir, attestations, tier, as_json, markdown_path, quiet,
                            vsa_path, now_text)

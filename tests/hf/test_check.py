@@ -28,6 +28,9 @@ def test_check_allows_an_attested_revision_without_downloading_weights(
     assert not any(p.endswith(".safetensors") for p in downloads)
     assert any(p.endswith("config.json") for p in downloads)  # small regular files are hashed
     assert "LFS digest(s) from metadata" in result.stderr
+    # `gate check --hf` is the same check, reached from the command release engineers already use.
+    same = run_gate("check", "--hf", f"org/tiny@{head}", "--tier", "open", "--json", env=gate_env)
+    assert same.returncode == 0 and json.loads(same.stdout)["model_digest"] == decision["model_digest"]
 
 
 def test_check_denies_and_says_what_is_missing(hub: HubStandin, gate_env: dict[str, str],
