@@ -23,7 +23,6 @@ from gate.core.decision import Decision
 from gate.core.manifest import Manifest, parse_digest
 from gate.core.verify import AttestationInput
 from gate.errors import GateError, InputError
-from gate.wire import decision_from_dict
 
 DENIED = "the publish is denied"
 #: Answers larger than this are refused unread: no gate answer is that large (entry pages are capped by the server).
@@ -162,7 +161,7 @@ class GateClient:
         body.update({"tier": tier} if tier is not None else {"target": target})
         answer = self._json(self._request("POST", "/v1/decisions", body=body, auth=True, publish=True), publish=True)
         try:
-            decision = decision_from_dict(answer)
+            decision = Decision.from_dict(answer)
         except InputError as exc:
             raise self._fail(f"sent something that is not a decision ({exc})", True) from None
         if decision.model_digest != wanted:

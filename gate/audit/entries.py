@@ -13,7 +13,7 @@ from gate.core.log.entries import AttestationRecord, EntryFormatError, parse_ent
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, verify_attestation
 from gate.errors import GateError
-from gate.wire import decision_from_dict
+from gate.core.decision import Decision
 
 
 class EntryProblem(Exception):
@@ -55,7 +55,7 @@ def check_entry(index: int, data: bytes, trust: TrustStore | None) -> EntrySumma
                                 f"{summary.text} by {verified.evaluator.evaluator_id}")
         return summary
     try:
-        decision_from_dict(record.decision)
+        Decision.from_dict(record.decision)
     except GateError as exc:
         raise EntryProblem(f"malformed decision: {exc}") from None
     return summary

@@ -21,7 +21,7 @@ from gate.core.policy import Policy
 from gate.errors import ConfigError
 from gate.service.targets import UnknownTarget, tier_for_target
 from gate.service.tokens import TokenSet, hash_token
-from gate.wire import DecisionFormatError, decision_from_dict
+from gate.core.decision import Decision, DecisionFormatError
 
 from .conftest import POLICY
 
@@ -82,14 +82,14 @@ def test_entry_fields_must_agree(decision, manifest) -> None:
 
 
 def test_decisions_read_back_exactly_and_strictly(decision) -> None:
-    assert decision_from_dict(json.loads(decision.to_json())) == decision
+    assert Decision.from_dict(json.loads(decision.to_json())) == decision
     body = decision.to_dict()
     for broken, reason in (({**body, "decision": "deny"}, "every requirement is met"),
                            ({**body, "extra": 1}, "unknown field"),
                            ({**body, "requirements": "none"}, "must be a list"),
                            ({**body, "time": "yesterday"}, "time")):
         with pytest.raises(DecisionFormatError, match=reason):
-            decision_from_dict(broken)
+            Decision.from_dict(broken)
 
 
 def test_tokens_files_hold_hashes_only(tmp_path: Path) -> None:
