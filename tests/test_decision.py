@@ -210,10 +210,18 @@ def test_decision_json_is_byte_identical_for_same_inputs(policy, manifest, world
     b = decide(policy, "gated", manifest, list(reversed(evidence)), world.trust(), NOW).to_json()
     assert a == b
     data = json.loads(a)
-    assert set(data) >= {"decision", "requested_tier", "satisfied_tier", "model_digest", "policy", "requirements",
+    assert set(data) >= {"decision", "requested_tier", "satisfied_tier", "model_digest", "policy", "trust", "requirements",
                          "rejected_attestations", "time"}
 
 
 def test_decision_by_digest_only_cannot_prove_formats(policy, manifest, world) -> None:
     decision = decide(policy, "open", manifest.root_digest, full_evidence(world, manifest), world.trust(), NOW)
     assert [r.id for r in decision.missing] == ["formats"]
+
+
+def test_decision_names_the_trust_store_it_used(policy, manifest, world) -> None:
+    from gate.core.trust import TrustStore
+
+    store = TrustStore.load(world.trust_path())
+    data = json.loads(decide(policy, "internal", manifest, [], store, NOW).to_json())
+    assert data["trust"]["source"].endswith("trust.yaml") and data["trust"]["digest"].startswith("sha256:")

@@ -15,6 +15,7 @@ def decision_text(decision: Decision) -> str:
     lines = [
         f"model      {decision.model_digest}",
         f"policy     {decision.policy_uri} ({decision.policy_digest[:19]}...)",
+        f"trust      {decision.trust_source}" + (f" ({decision.trust_digest[:19]}...)" if decision.trust_digest else ""),
         f"tier       {decision.requested_tier} (mode {decision.mode})",
         "",
     ]

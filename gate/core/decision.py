@@ -60,6 +60,8 @@ class Decision:
     model_digest: str
     policy_uri: str
     policy_digest: str
+    trust_source: str
+    trust_digest: str | None  # None for a trust store built in memory
     requirements: tuple[RequirementResult, ...]
     rejected: tuple[Rejection, ...]
     inputs: tuple[tuple[str, str], ...]  # (source, digest) of every attestation considered, accepted or not
@@ -83,6 +85,7 @@ class Decision:
             "satisfied_tier": self.satisfied_tier,
             "model_digest": self.model_digest,
             "policy": {"uri": self.policy_uri, "digest": self.policy_digest},
+            "trust": {"source": self.trust_source, "digest": self.trust_digest},
             "requirements": [r.to_dict() for r in self.requirements],
             "rejected_attestations": [{"source": r.source, "digest": r.digest, "reason": r.reason} for r in self.rejected],
             "inputs": [{"source": s, "digest": d} for s, d in self.inputs],
@@ -116,8 +119,8 @@ class Decision:
 
 # --- reading a decision back ------------------------------------------------------------------------------------
 
-_FIELDS = {"schema", "decision", "mode", "requested_tier", "satisfied_tier", "model_digest", "policy", "requirements",
-           "rejected_attestations", "inputs", "time"}
+_FIELDS = {"schema", "decision", "mode", "requested_tier", "satisfied_tier", "model_digest", "policy", "trust",
+           "requirements", "rejected_attestations", "inputs", "time"}
 
 
 class DecisionFormatError(InputError):
@@ -170,6 +173,7 @@ def _decision_from_dict(data: Any) -> "Decision":
     except InputError as exc:
         raise DecisionFormatError(f"model_digest: {exc}") from None
     policy = _obj(body["policy"], "policy")
+    trust = _obj(body["trust"], "trust")
     try:
         when = parse_time(_str(body, "time", ""))
     except ValueError as exc:
@@ -204,6 +208,8 @@ def _decision_from_dict(data: Any) -> "Decision":
         model_digest=digest,
         policy_uri=_str(policy, "uri", "policy."),
         policy_digest=_str(policy, "digest", "policy."),
+        trust_source=_str(trust, "source", "trust."),
+        trust_digest=_str(trust, "digest", "trust.", optional=True),
         requirements=tuple(requirements),
         rejected=tuple(rejected),
         inputs=tuple(inputs),
@@ -374,6 +380,8 @@ def decide(
         model_digest=f"sha256:{root}",
         policy_uri=policy.uri,
         policy_digest=policy.digest,
+        trust_source=trust.source,
+        trust_digest=trust.digest,
         requirements=tuple(requirements),
         rejected=tuple(sorted(report.rejected, key=lambda r: (r.source, r.digest))),
         inputs=tuple(sorted((i.source, i.digest) for i in items)),

@@ -21,8 +21,9 @@ Revocation: a key revoked with ``compromised: false`` (retired, rotated) keeps t
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,7 +31,7 @@ from typing import Any, Mapping
 from gate.core.attestation import RISK_DOMAINS
 from gate.core.keys import PublicKey
 from gate.core.timeutil import format_time, parse_time
-from gate.core.yamlfile import load_yaml
+from gate.core.yamlfile import parse_yaml, read_limited
 from gate.errors import ConfigError, config_error
 
 EVALUATOR_KINDS: tuple[str, ...] = ("developer", "third_party", "government")
@@ -88,6 +89,7 @@ class Evaluator:
 class TrustStore:
     evaluators: tuple[Evaluator, ...]
     source: str = "<memory>"
+    digest: str | None = None  # sha256:<hex> of the file it was loaded from, so decisions can name it
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
@@ -124,8 +126,9 @@ class TrustStore:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "TrustStore":
-        data = load_yaml(path, "trust store")
-        return cls.from_dict(data, source=str(path), base_dir=Path(path).parent)
+        raw = read_limited(path, "trust store")
+        store = cls.from_dict(parse_yaml(raw, path), source=str(path), base_dir=Path(path).parent)
+        return replace(store, digest="sha256:" + hashlib.sha256(raw).hexdigest())
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<memory>", base_dir: Path | None = None) -> "TrustStore":

@@ -29,9 +29,13 @@ def read_limited(path: str | os.PathLike[str], what: str, limit: int = MAX_CONFI
 
 
 def load_yaml(path: str | os.PathLike[str], what: str) -> Any:
+    return parse_yaml(read_limited(path, what), path)
+
+
+def parse_yaml(data: bytes, path: str | os.PathLike[str]) -> Any:
+    """Parse YAML read from ``path``; errors name the file and the line."""
     import yaml  # deferred: keeps `gate --help` fast
 
-    data = read_limited(path, what)
     try:
         return yaml.safe_load(data)
     except yaml.MarkedYAMLError as exc:

@@ -14,6 +14,7 @@ from conftest import World, run_gate, write_model
 from gate.core.decision import decide
 from gate.core.log.entries import parse_entry
 from gate.core.manifest import hash_model
+from gate.core.trust import TrustStore
 from gate.core.policy import Policy
 from gate.core.timeutil import parse_time
 from gate.core.verify import AttestationInput
@@ -98,7 +99,7 @@ def test_decision_equals_the_local_decision_and_is_logged(server: Server, http: 
     served = answer.json()
     inputs = [AttestationInput(source_of_logged(receipt["index"]), stored.data),
               AttestationInput(source_of_sent(0), sent.data), AttestationInput(source_of_sent(1), bogus.data)]
-    local = decide(Policy.load(server.env.policy), "gated", model, inputs, world.trust(), parse_time(served["time"]))
+    local = decide(Policy.load(server.env.policy), "gated", model, inputs, TrustStore.load(server.env.trust), parse_time(served["time"]))
     assert answer.text == local.to_json()  # byte for byte what `gate check --json` prints
     assert served["decision"] == "allow" and len(served["rejected_attestations"]) == 1
     index = int(answer.headers["X-Gate-Log-Index"])
