@@ -229,3 +229,10 @@ def test_gate_verify_accepts_a_real_model_signing_signature(tmp_path: Path) -> N
     bad = run_gate("verify", str(model), str(signature), "--trust", str(trust))
     assert bad.returncode == 1 and "extras/evil.pkl" in bad.stdout, bad.stdout
     assert_clean(bad)
+
+
+def test_attest_from_log_refuses_manual_facts(setup) -> None:
+    model, trust, tmp = setup
+    result = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
+                      "--from-lm-eval", str(LM_EVAL), "--task", "wmdp_bio", "--sample-size", "99999")
+    assert result.returncode == 2 and "--sample-size cannot be combined with --from-inspect/--from-lm-eval" in result.stderr

@@ -225,3 +225,10 @@ def test_decision_names_the_trust_store_it_used(policy, manifest, world) -> None
     store = TrustStore.load(world.trust_path())
     data = json.loads(decide(policy, "internal", manifest, [], store, NOW).to_json())
     assert data["trust"]["source"].endswith("trust.yaml") and data["trust"]["digest"].startswith("sha256:")
+
+
+def test_small_samples_ignored_are_mentioned(policy, manifest, world) -> None:
+    evidence = hosted_evidence(world, manifest) + [
+        world.attest(manifest, "redteam", "strongreject", {"score": 0.9}, sample_size=10)]
+    row = rows(decide(policy, "hosted", manifest, evidence, world.trust(), NOW))["sr"]
+    assert row.status == "met" and "1 attestation(s) with fewer than 300 samples ignored" in row.reason

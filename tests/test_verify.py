@@ -204,3 +204,10 @@ def test_trust_store_key_paths_are_relative_to_the_file(world, tmp_path: Path) -
     (tmp_path / "keys" / "e.pub").unlink()
     with pytest.raises(ConfigError, match=r"evaluators\[0\].keys\[0\].path: .*key file not found"):
         TrustStore.load(path)
+
+
+def test_evaluation_after_signing_is_refused(world, manifest) -> None:
+    item = world.attest(manifest, "evalco", "strongreject", {"score": 0.05})
+    later = "2026-10-31T13:00:00Z"  # the attestation was signed at 2026-10-31T12:00:00Z
+    edited = resign(item, lambda s: s["predicate"].update(evaluatedAt=later), world.evaluators["evalco"].key)
+    assert "an evaluation cannot be signed before it ran" in reason(edited, world, manifest)

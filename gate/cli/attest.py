@@ -148,8 +148,12 @@ def attest_command(
     keys = [PrivateKey.load(p, passphrase) for p in key_paths]  # load keys first: fail before a long hash
     log = from_inspect or from_lm_eval
     if log is not None:
-        if metrics or stderrs:
-            raise UsageError("scores come from the log with --from-inspect/--from-lm-eval; attest other scores separately")
+        manual = {"--metric": metrics, "--stderr": stderrs, "--sample-size": sample_size, "--harness": harness,
+                  "--dataset": dataset, "--evaluated-at": evaluated_at, "--evidence": evidence}
+        given = [name for name, value in manual.items() if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} cannot be combined with --from-inspect/--from-lm-eval: "
+                             "those facts come from the log itself (attest other scores separately)")
         evaluation, evidence_ref = _from_log(log, "inspect" if from_inspect else "lm-eval", task)
         evaluation = replace(evaluation, name=eval_name or evaluation.name,
                              benchmark=benchmark or (benchmark_of_task(eval_name) if eval_name else evaluation.benchmark))

@@ -285,6 +285,8 @@ def _evaluation_row(
         return row(NOT_MET, f"no valid attestation reports {req.describe()}{stale_note}")
     values = [a.evaluation.metrics[req.metric] for a in counted]  # type: ignore[union-attr]
     by = ", ".join(sorted({a.evaluator.evaluator_id for a in counted}))
+    if small:  # say so: a bad score on a small sample must not vanish silently behind a good one
+        by += f"; {len(small)} attestation(s) with fewer than {req.min_samples} samples ignored"
     if req.comparator == "reported":
         return row(MET, f"reported by {by}", counted)
     worst = _worst(req, values)
