@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gate.audit.entries import EntryProblem, check_entry
+from gate.audit.entries import EntryProblem, WebhookLinks, check_entry
 from gate.audit.sources import LogSource
 from gate.core.log.checkpoint import Checkpoint
 from gate.core.log.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
@@ -64,6 +64,7 @@ def audit_log(source: LogSource, trust: TrustStore | None, checkpoints: list[Nam
     if target is None:
         target = source.size()
     tree = MerkleTree()
+    links = WebhookLinks()
 
     def problem(index: int | None, reason: str) -> None:
         if len(report.problems) < max_problems:
@@ -77,7 +78,9 @@ def audit_log(source: LogSource, trust: TrustStore | None, checkpoints: list[Nam
         if entry.stored_leaf_hash is not None and entry.stored_leaf_hash != hashed:
             problem(entry.index, "its bytes do not match the leaf hash stored beside them (edited in the database)")
         try:
-            report.kinds[check_entry(entry.index, entry.data, trust).kind] += 1
+            summary = check_entry(entry.index, entry.data, trust)
+            report.kinds[summary.kind] += 1
+            links.check(entry.index, summary)
         except EntryProblem as exc:
             problem(entry.index, str(exc))
         tree.append(hashed)

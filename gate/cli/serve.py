@@ -40,14 +40,24 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 @click.option("--origin", default="release-gate.local/log", show_default=True, envvar="GATE_ORIGIN",
               help="The log's name in its checkpoints (and the checkpoint key's name).")
 @click.option("--max-body", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest request body, bytes.")
+@click.option("--hf-webhook-secret-env", metavar="VAR", envvar="GATE_HF_WEBHOOK_SECRET_ENV",
+              help="Turn on POST /v1/webhooks/huggingface (containment): the environment variable holding the Hub "
+                   "webhook's secret. Off (404) without it.")
+@click.option("--hf-endpoint", metavar="URL", default="https://huggingface.co", show_default=True,
+              envvar="GATE_HF_ENDPOINT", help="Hugging Face Hub API endpoint the webhook re-checks and contains on.")
+@click.option("--hf-token-env", metavar="VAR", default="HF_TOKEN", show_default=True, envvar="GATE_HF_TOKEN_ENV",
+              help="The environment variable holding the Hub token containment acts with (write access to the "
+                   "watched repositories).")
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | None, trust_path: Path | None,
                   log_target: str, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
-                  origin: str, max_body: int) -> None:
+                  origin: str, max_body: int, hf_webhook_secret_env: str | None, hf_endpoint: str,
+                  hf_token_env: str) -> None:
     """Run the gate service: attestation store, decisions and the transparency log over HTTP.
 
     Submitting attestations and deciding need a bearer token; reading the log is public. The OpenAPI document is at
-    /openapi.json. Stops cleanly on Ctrl-C or SIGTERM.
+    /openapi.json. With --hf-webhook-secret-env it also answers the Hugging Face Hub's webhook and contains releases
+    the gate denies. Stops cleanly on Ctrl-C or SIGTERM.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -60,17 +70,21 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
         raise ConfigError(f"gate serve needs {', '.join(missing)} (or env GATE_TRUST, GATE_KEY, GATE_TOKENS)")
     assert trust_path and key_path and tokens_path
     config = ServiceConfig(trust=trust_path, key=key_path, tokens=tokens_path, policy=policy_path, log=log_target,
-                           log_namespace=log_namespace, origin=origin, host=host, port=port, max_body=max_body)
+                           log_namespace=log_namespace, origin=origin, host=host, port=port, max_body=max_body,
+                           hf_webhook_secret_env=hf_webhook_secret_env or None, hf_endpoint=hf_endpoint,
+                           hf_token_env=hf_token_env)
     service = load_service(config)
     try:
         server = GateHTTPServer((host, port), service, max_body)
     except OSError as exc:
-        service.store.close()
+        _close(service)
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound_host, bound_port = server.server_address[:2]
     click.echo(f"gate: serving on http://{bound_host}:{bound_port} (log {_shown(log_target)}, origin {origin}, "
                f"{service.store.size()} entries)", err=True)
     click.echo(f"gate: log verifier key {service.signer.verifier.vkey()}", err=True)
+    if service.hf_webhook is not None:
+        click.echo(f"gate: Hugging Face webhook on /v1/webhooks/huggingface (Hub {hf_endpoint})", err=True)
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever(poll_interval=0.2)
@@ -79,8 +93,17 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
-        service.store.close()
+        _close(service)
     click.echo("gate: stopped", err=True)
+
+
+def _close(service: object) -> None:
+    """Let running webhook checks log their results, then close the webhook table and the log."""
+    webhook = getattr(service, "hf_webhook", None)
+    if webhook is not None:
+        webhook.close()
+        webhook.seen.close()
+    service.store.close()  # type: ignore[attr-defined]
 
 
 def _shown(target: str) -> str:

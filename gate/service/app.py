@@ -11,7 +11,7 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from gate.core import oms
 from gate.core.attestation import AttestationFormatError, Statement
@@ -20,6 +20,7 @@ from gate.core.dsse import Envelope
 from gate.core.log.checkpoint import Checkpoint, NoteSigner
 from gate.core.log.entries import EntryFormatError, attestation_entry, decision_entry, entry_kind
 from gate.core.log.store import MAX_ENTRY_SIZE, LogStore
+from gate.core.manifest import Manifest
 from gate.core.policy import Policy
 from gate.core.timeutil import utcnow
 from gate.core.trust import TrustStore
@@ -67,6 +68,8 @@ class GateService:
     tokens: TokenSet
     origin: str
     clock: Callable[[], datetime] = utcnow
+    #: ``POST /v1/webhooks/huggingface`` (a :class:`gate.service.webhook.HfWebhook`); None: the feature is off.
+    hf_webhook: Any = None
     _index: AttestationIndex = field(init=False, repr=False)
     _submit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)
@@ -122,26 +125,34 @@ class GateService:
         :data:`REQUESTED_BY`, replacing anything the caller put there, so the log says who asked.
         """
         tier = self.tier_of(request)
-        root = request.model if isinstance(request.model, str) else request.model.root_digest
+        sent = [AttestationInput(source_of_sent(i), data) for i, data in enumerate(request.attestations)]
+        context = dict(request.context)
+        if requested_by is not None:
+            context[REQUESTED_BY] = requested_by
+        return self.decide_and_log(tier, request.model, sent, context)
+
+    def decide_and_log(self, tier: str, model: Manifest | str, sent: Sequence[AttestationInput],
+                       context: dict[str, Any]) -> Logged:
+        """Decide on ``model`` at ``tier`` with the attestations the log holds for it plus ``sent`` (named by their
+        ``source``), and log the decision, with any newly accepted attestation of ``sent``, in one append."""
+        root = model if isinstance(model, str) else model.root_digest
         digest = f"sha256:{root}"
         logged = self._index.for_model(digest)
         inputs = [AttestationInput(source_of_logged(a.index), a.data) for a in logged]
-        inputs += [AttestationInput(source_of_sent(i), data) for i, data in enumerate(request.attestations)]
+        inputs += list(sent)
         now = self.clock()
-        decision = decide(self.policy, tier, request.model, inputs, self.trust, now)
+        decision = decide(self.policy, tier, model, inputs, self.trust, now)
         rejected = {r.digest for r in decision.rejected}
         known = {a.digest for a in logged}
         entries: list[bytes] = []
-        for data in request.attestations:
+        for item in sent:
+            data = item.data
             item_digest = "sha256:" + hashlib.sha256(data).hexdigest()
             # An OMS signature binds files, not a digest: it could not be re-verified from the log alone, so the
             # decision cites it (inputs) but it is not logged as an attestation of the model.
             if item_digest not in rejected and item_digest not in known and not oms.is_oms_bundle(data):
                 known.add(item_digest)
                 entries.append(_fits(attestation_entry(data, digest, now)))
-        context = dict(request.context)
-        if requested_by is not None:
-            context[REQUESTED_BY] = requested_by
         entries.append(decision_entry(decision, context))
         indices = self.store.append_many(entries, [digest] * len(entries))
         return Logged(decision, indices[-1])

@@ -7,8 +7,11 @@ line naming the file, instead of surfacing as failed publishes later.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gate.core.keys import PrivateKey
 from gate.core.log.checkpoint import NoteSigner, key_name_problem
@@ -23,6 +26,8 @@ from gate.service.tokens import TokenSet
 DEFAULT_ORIGIN = "release-gate.local/log"
 DEFAULT_PORT = 8700
 DEFAULT_LOG = "gate-log.db"
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+DEFAULT_HF_TOKEN_ENV = "HF_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,11 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     max_body: int = DEFAULT_MAX_BODY
+    #: The environment variable holding the Hugging Face webhook's secret; None: the webhook endpoint is off (404).
+    hf_webhook_secret_env: str | None = None
+    hf_endpoint: str = DEFAULT_HF_ENDPOINT
+    #: The environment variable holding the Hub token containment acts with (settings, discussions).
+    hf_token_env: str = DEFAULT_HF_TOKEN_ENV
 
 
 def _signer(config: ServiceConfig) -> NoteSigner:
@@ -67,5 +77,45 @@ def load_service(config: ServiceConfig) -> GateService:
     trust = TrustStore.load(config.trust)
     signer = _signer(config)
     tokens = TokenSet.load(config.tokens)
+    hub = _hf_settings(config)
     store = open_log(config.log, config.log_namespace)
-    return GateService(policy=policy, trust=trust, store=store, signer=signer, tokens=tokens, origin=config.origin)
+    service = GateService(policy=policy, trust=trust, store=store, signer=signer, tokens=tokens, origin=config.origin)
+    if hub is not None:
+        from gate.service.seen import DatabaseSeen
+        from gate.service.webhook import HfWebhook
+
+        secret, token = hub
+        try:
+            seen = DatabaseSeen(config.log, config.log_namespace)
+        except StoreError as exc:
+            store.close()
+            raise ConfigError(f"cannot open the webhook table next to the log {config.log}: {exc}") from None
+        except BaseException:
+            store.close()
+            raise
+        service.hf_webhook = HfWebhook(service, secret, seen, endpoint=config.hf_endpoint, token=token)
+    return service
+
+
+def _hf_settings(config: ServiceConfig) -> tuple[str, str] | None:
+    """The webhook's secret and the Hub token, read from the environment variables named; None when the feature is
+    off. A variable named but empty stops start-up: a webhook nobody can call, or that cannot contain, is a mistake."""
+    if config.hf_webhook_secret_env is None:
+        return None
+    secret = os.environ.get(config.hf_webhook_secret_env, "")
+    if not secret.strip():
+        raise ConfigError(f"--hf-webhook-secret-env: ${config.hf_webhook_secret_env} is not set or empty "
+                          "(it must hold the secret configured on the Hub webhook)")
+    if len(secret) < 16:
+        raise ConfigError(f"--hf-webhook-secret-env: the secret in ${config.hf_webhook_secret_env} is "
+                          f"{len(secret)} characters; use at least 16 random ones")
+    token = os.environ.get(config.hf_token_env, "").strip()
+    if not token:
+        raise ConfigError(f"--hf-token-env: ${config.hf_token_env} is not set or empty (containment needs a Hub "
+                          "token with write access to the watched repositories)")
+    parts = urlsplit(config.hf_endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"--hf-endpoint {config.hf_endpoint!r} must be an http(s):// URL")
+    if importlib.util.find_spec("huggingface_hub") is None:  # found, not imported: that waits for the first event
+        raise ConfigError("the Hugging Face webhook needs huggingface_hub; install release-gate[hf]")
+    return secret, token

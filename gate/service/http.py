@@ -106,7 +106,10 @@ class GateRequestHandler(BaseHTTPRequestHandler):
         client = self._authenticate() if route.auth else None
         body = self._read_body() if method == "POST" else b""
         query = parse_qs(url.query, keep_blank_values=True)
-        return route.handler(self.server.service, Request(method, url.path, query, body, client))
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            headers.setdefault(name.lower(), value)
+        return route.handler(self.server.service, Request(method, url.path, query, body, client, headers))
 
     def _authenticate(self) -> str:
         header = self.headers.get("Authorization", "")

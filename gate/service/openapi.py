@@ -126,7 +126,8 @@ def openapi_document() -> dict[str, Any]:
                     "tree_size": {"type": "integer"},
                     "entries": {"type": "array", "items": {"type": "object", "required": ["index", "data"], "properties": {
                         "index": {"type": "integer"},
-                        "data": {**_B64, "description": "The entry: canonical JSON, kind attestation or decision."}}}}}},
+                        "data": {**_B64, "description": (
+                            "The entry: canonical JSON, kind attestation, decision, webhook or containment.")}}}}}},
                 "InclusionProof": {**_HASHES, "required": ["index", "size", "hashes"],
                                    "properties": {**_HASHES["properties"], "index": {"type": "integer"},
                                                   "size": {"type": "integer"}}},
@@ -136,8 +137,39 @@ def openapi_document() -> dict[str, Any]:
                 "FindResult": {"type": "object", "required": ["model", "entries", "next"], "properties": {
                     "model": {"type": "string"},
                     "entries": {"type": "array", "items": {"type": "object", "properties": {
-                        "index": {"type": "integer"}, "kind": {"enum": ["attestation", "decision", "malformed"]}}}},
+                        "index": {"type": "integer"},
+                        "kind": {"enum": ["attestation", "decision", "webhook", "containment", "malformed"]}}}},
                     "next": {"type": ["integer", "null"], "description": "start of the next page, if any."}}},
+                "HfWebhookPayload": {"type": "object", "required": ["event", "repo"], "description": (
+                    "A Hugging Face Hub webhook payload (version 3), as the Hub sends it. Read: event.scope and "
+                    "event.action, repo.type and repo.name, updatedRefs[].ref/newSha, updatedConfig."), "properties": {
+                    "event": {"type": "object", "properties": {"action": {"type": "string"},
+                                                               "scope": {"type": "string"}}},
+                    "repo": {"type": "object", "properties": {"type": {"type": "string"}, "name": {"type": "string"},
+                                                              "headSha": {"type": ["string", "null"]}}},
+                    "updatedRefs": {"type": "array", "items": {"type": "object", "properties": {
+                        "ref": {"type": "string"}, "oldSha": {"type": "string"}, "newSha": {"type": "string"}}}},
+                    "updatedConfig": {"type": "object"},
+                    "webhook": {"type": "object", "properties": {"id": {"type": "string"},
+                                                                 "version": {"type": "integer"}}}}},
+                "HfWebhookResult": {"type": "object", "description": (
+                    "What became of each revision the event concerns. For an event that cannot publish: "
+                    "{status: ignored, reason}."), "properties": {
+                    "status": {"const": "ignored"}, "reason": {"type": "string"},
+                    "webhook_entry": {"type": "integer", "description": "Log index of the webhook entry."},
+                    "error": {"type": "string", "description": "With a 502 or 503: why, and that the Hub should retry."},
+                    "results": {"type": "array", "items": {"type": "object", "properties": {
+                        "repo": {"type": "string"}, "ref": {"type": "string"}, "commit": {"type": "string"},
+                        "tier": {"type": "string", "description": "The tier the repository's state required."},
+                        "state": {"type": "string", "description": "The repository's state when checked."},
+                        "decision": {"enum": ["allow", "deny", None]},
+                        "outcome": {"enum": ["allowed", "contained", "denied", "skipped", "failed"]},
+                        "missing": {"type": "array", "items": {"type": "string"}},
+                        "actions": {"type": "array", "items": {"type": "string"},
+                                    "description": "What was done on the Hub, in order."},
+                        "state_after": {"type": ["string", "null"]}, "skipped": {"type": ["string", "null"]},
+                        "decision_index": {"type": ["integer", "null"]},
+                        "log_index": {"type": "integer", "description": "Log index of the containment entry."}}}}}},
                 "Health": {"type": "object", "required": ["status", "origin", "tree_size"], "properties": {
                     "status": {"const": "ok"}, "origin": {"type": "string"}, "tree_size": {"type": "integer"},
                     "log_key": {"type": "string", "description": "Checkpoint verifier key (vkey); pin it out of band."}}},
@@ -196,6 +228,36 @@ def openapi_document() -> dict[str, Any]:
             "/v1/healthz": {"get": {
                 "summary": "Liveness and the log's size.",
                 "responses": {"200": _json("Health", "Serving."), "503": unavailable}}},
+            "/v1/webhooks/huggingface": {"post": {
+                "summary": "Hugging Face Hub webhook: re-check what an event published, contain it on a deny.",
+                "description": (
+                    "Enabled with `gate serve --hf-webhook-secret-env VAR` (else 404). Authenticated by the webhook's "
+                    "shared secret in X-Webhook-Secret (compared in constant time), not by a bearer token. For "
+                    "repo.content and repo.config events (and repo creation) each revision concerned is decided at "
+                    "the tier the repository's current state implies, with the attestations in its .attestations/ "
+                    "and those the log holds for the model. On a deny access is narrowed as the policy says "
+                    "(private, or gated with manual approval) and a discussion lists what is missing. Every step is "
+                    "logged: a webhook entry, decision entries, a containment entry per revision. Idempotent by "
+                    "(repository, commit, tier) across restarts and replicas; a repository widened again after a "
+                    "containment is checked again."),
+                "parameters": [{"name": "X-Webhook-Secret", "in": "header", "required": True,
+                                "description": "The secret configured on the Hub webhook.",
+                                "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/HfWebhookPayload"}}}},
+                "responses": {
+                    "200": _json("HfWebhookResult", "Handled (or ignored: the event cannot publish anything)."),
+                    "400": _error("The payload is not a JSON object."),
+                    "401": _error("Wrong or missing X-Webhook-Secret: nothing was read, sent to the Hub or logged."),
+                    "404": _error("The webhook is not enabled on this service."),
+                    "411": _error("No Content-Length."),
+                    "413": _error("Body larger than the service's limit."),
+                    "415": _error("Body is not application/json."),
+                    "502": _json("HfWebhookResult", "Reading or changing the repository on the Hub failed; the "
+                                                    "failure is logged. Retry-After is set; a redelivery retries."),
+                    "503": _json("HfWebhookResult", "The log is unavailable, the check took longer than the "
+                                                    "service waits (it goes on and is logged), or another request "
+                                                    "is checking the same revision. Retry-After is set.")}}},
             "/openapi.json": {"get": {
                 "summary": "This document.",
                 "responses": {"200": {"description": "OpenAPI 3.1.", "content": {"application/json": {}}}}}},

@@ -6,7 +6,7 @@ bearer token (``auth=True``), because both write to the log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from gate.service.app import MAX_FIND, GateService
@@ -25,6 +25,7 @@ class Request:
     query: Mapping[str, list[str]]
     body: bytes
     client: str | None  # the name of the token that authenticated the request, if any
+    headers: Mapping[str, str] = field(default_factory=dict)  # names in lower case; the first of repeated ones
 
 
 Handler = Callable[[GateService, Request], Response]
@@ -120,6 +121,14 @@ def openapi(service: GateService, request: Request) -> Response:
     return Response.json(200, openapi_document())
 
 
+def huggingface_webhook(service: GateService, request: Request) -> Response:
+    """Authenticated by the webhook's shared secret (X-Webhook-Secret), not a bearer token: the Hub sends the former."""
+    if service.hf_webhook is None:
+        raise ApiError(404, "the Hugging Face webhook is not enabled on this service "
+                            "(start it with --hf-webhook-secret-env VAR)")
+    return service.hf_webhook.handle(request.headers, request.body)
+
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/attestations", submit_attestation, auth=True),
     Route("GET", "/v1/attestations", list_attestations),
@@ -131,6 +140,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/log/find", find),
     Route("GET", "/v1/healthz", health),
     Route("GET", "/openapi.json", openapi),
+    Route("POST", "/v1/webhooks/huggingface", huggingface_webhook),
 )
 
 

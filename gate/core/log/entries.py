@@ -8,8 +8,13 @@ self-contained and has exactly one byte encoding:
 - ``kind`` is ``"attestation"`` (the attestation's exact bytes, base64, with their SHA-256, so its signatures can be
   verified again and its digest matches what decisions cite) or ``"decision"`` (``Decision.to_dict()`` verbatim,
   plus the publish ``context`` the caller sent, e.g. who pushed what where);
-- ``model_digest`` (``sha256:<hex>``) and ``time`` (RFC 3339) sit at the top level of both kinds, so the store can
-  index by model and a reader can sort without understanding the body.
+- or, for the gate service's Hugging Face webhook, ``"webhook"`` (an authenticated Hub event that can publish: which
+  repository, which refs, what changed) and ``"containment"`` (what was done about one revision of it: the decision
+  it cites by log index, and the access narrowing and discussion that followed, or why nothing was done);
+- ``model_digest`` (``sha256:<hex>``) and ``time`` (RFC 3339) sit at the top level of attestation and decision
+  entries, so the store can index by model and a reader can sort without understanding the body. A webhook entry is
+  about a repository, not a model: it has ``time`` only. A containment entry has ``model_digest`` exactly when it
+  cites a decision.
 
 Everything here is pure: no I/O, no clock.
 """
@@ -33,12 +38,31 @@ if TYPE_CHECKING:  # only for the annotation: the log format does not depend on 
 
 ENTRY_SCHEMA = "https://release-gate.dev/log-entry/v1"
 ATTESTATION, DECISION = "attestation", "decision"
-KINDS: tuple[str, ...] = (ATTESTATION, DECISION)
+WEBHOOK, CONTAINMENT = "webhook", "containment"
+KINDS: tuple[str, ...] = (ATTESTATION, DECISION, WEBHOOK, CONTAINMENT)
+#: What became of one revision named by a webhook: allowed (left as it is), contained (denied, access narrowed),
+#: denied (denied, access already as narrow as the evidence allows: explained only), skipped (already handled at this
+#: tier), failed (an error; ``error`` says which, ``actions`` what was done before it).
+OUTCOMES: tuple[str, ...] = ("allowed", "contained", "denied", "skipped", "failed")
+#: The webhook integrations that exist. Today: the Hugging Face Hub.
+INTEGRATIONS: tuple[str, ...] = ("huggingface",)
 #: The publish context is metadata (who, where, which event), not evidence: keep it small.
 MAX_CONTEXT_BYTES = 64 * 1024
 
 _ATTESTATION_FIELDS = {"attestation", "kind", "model_digest", "schema", "time"}
 _DECISION_FIELDS = {"context", "decision", "kind", "model_digest", "schema", "time"}
+_WEBHOOK_FIELDS = {"kind", "schema", "time", "webhook"}
+_CONTAINMENT_FIELDS = {"containment", "kind", "schema", "time"}  # + model_digest when it cites a decision
+#: key -> accepted types (None: JSON null). Exactly these keys, no others.
+_WEBHOOK_RECORD: dict[str, tuple[type | None, ...]] = {
+    "integration": (str,), "scope": (str,), "action": (str,), "repo": (str,), "repo_type": (str,), "refs": (list,),
+    "updated_config": (dict, None), "hub_webhook_id": (str, None),
+}
+_CONTAINMENT_RECORD: dict[str, tuple[type | None, ...]] = {
+    "integration": (str,), "repo": (str,), "repo_type": (str,), "ref": (str, None), "commit": (str, None),
+    "tier": (str, None), "state": (str, None), "outcome": (str,), "decision_index": (int, None),
+    "webhook_index": (int,), "missing": (list,), "actions": (list,), "state_after": (str, None), "error": (str, None),
+}
 
 
 class EntryFormatError(InputError):
@@ -100,6 +124,101 @@ def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = Non
     return canonical_json(body)
 
 
+def webhook_entry(record: Mapping[str, Any], time: datetime) -> bytes:
+    """The entry recording an authenticated webhook event that can publish (see :func:`check_webhook_record`)."""
+    body = {"schema": ENTRY_SCHEMA, "kind": WEBHOOK, "time": format_time(time), "webhook": check_webhook_record(record)}
+    return canonical_json(body)
+
+
+def containment_entry(record: Mapping[str, Any], time: datetime, model_digest: str | None = None) -> bytes:
+    """The entry recording what was done about one revision a webhook named (see :func:`check_containment_record`).
+
+    ``model_digest`` is the model the cited decision was about; required exactly when ``decision_index`` is set.
+    """
+    checked = check_containment_record(record)
+    if (model_digest is None) != (checked["decision_index"] is None):
+        raise EntryFormatError("a containment entry has a model_digest exactly when it cites a decision")
+    body: dict[str, Any] = {"schema": ENTRY_SCHEMA, "kind": CONTAINMENT, "time": format_time(time),
+                            "containment": checked}
+    if model_digest is not None:
+        body["model_digest"] = _model_digest(model_digest)
+    return canonical_json(body)
+
+
+def _record(record: Any, shape: Mapping[str, tuple[type | None, ...]], what: str) -> dict[str, Any]:
+    """A JSON-only copy of ``record`` with exactly the keys of ``shape``, each of an accepted type, small enough."""
+    if not isinstance(record, Mapping):
+        raise EntryFormatError(f"{what} must be a JSON object, not {type(record).__name__}")
+    plain = check_context(record)  # an object of string keys, at most MAX_CONTEXT_BYTES once encoded
+    missing = sorted(set(shape) - set(plain))
+    extra = sorted(set(plain) - set(shape))
+    if missing:
+        raise EntryFormatError(f"{what} has no {missing[0]!r}")
+    if extra:
+        raise EntryFormatError(f"{what} has unknown field {extra[0]!r}")
+    for key, types in shape.items():
+        value = plain[key]
+        if value is None and None in types:
+            continue
+        if isinstance(value, bool) or not isinstance(value, tuple(t for t in types if t is not None)):
+            allowed = " or ".join("null" if t is None else {str: "a string", int: "an integer", list: "a list",
+                                                            dict: "an object"}[t] for t in types)
+            raise EntryFormatError(f"{what}.{key} must be {allowed}")
+        if isinstance(value, str) and not value:
+            raise EntryFormatError(f"{what}.{key} must not be empty")
+    return plain
+
+
+def _strings(value: list[Any], where: str) -> None:
+    if not all(isinstance(item, str) and item for item in value):
+        raise EntryFormatError(f"{where} must be a list of non-empty strings")
+
+
+def check_webhook_record(record: Any) -> dict[str, Any]:
+    """A webhook record: ``integration`` (huggingface), the event's ``scope`` and ``action``, the ``repo`` and its
+    ``repo_type``, ``refs`` (``[{"ref", "sha"}]`` the event moved), ``updated_config`` (what a config event changed)
+    and ``hub_webhook_id`` (which Hub webhook sent it)."""
+    plain = _record(record, _WEBHOOK_RECORD, "webhook")
+    if plain["integration"] not in INTEGRATIONS:
+        raise EntryFormatError(f"webhook.integration {plain['integration']!r} is not one of {', '.join(INTEGRATIONS)}")
+    for n, ref in enumerate(plain["refs"]):
+        if not isinstance(ref, dict) or set(ref) != {"ref", "sha"} or not all(
+                isinstance(v, str) and v for v in ref.values()):
+            raise EntryFormatError(f"webhook.refs[{n}] must be an object with exactly non-empty 'ref' and 'sha'")
+    return plain
+
+
+def check_containment_record(record: Any) -> dict[str, Any]:
+    """A containment record: which revision (``repo``, ``ref``, ``commit``) was checked at which ``tier`` for the
+    repository's ``state``; the ``outcome`` (one of :data:`OUTCOMES`); the decision entry it cites
+    (``decision_index``) and the webhook entry it answers (``webhook_index``); the requirements ``missing``; the
+    ``actions`` taken on the Hub, in order; the ``state_after`` a narrowing; the ``error`` of a failure."""
+    plain = _record(record, _CONTAINMENT_RECORD, "containment")
+    if plain["integration"] not in INTEGRATIONS:
+        raise EntryFormatError(f"containment.integration {plain['integration']!r} is not one of "
+                               f"{', '.join(INTEGRATIONS)}")
+    outcome = plain["outcome"]
+    if outcome not in OUTCOMES:
+        raise EntryFormatError(f"containment.outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+    _strings(plain["missing"], "containment.missing")
+    _strings(plain["actions"], "containment.actions")
+    for key in ("decision_index", "webhook_index"):
+        if plain[key] is not None and plain[key] < 0:
+            raise EntryFormatError(f"containment.{key} must not be negative")
+    decided = outcome in ("allowed", "contained", "denied")
+    if decided and (plain["decision_index"] is None or plain["commit"] is None or plain["tier"] is None):
+        raise EntryFormatError(f"a containment {outcome!r} names the commit, the tier and the decision it follows")
+    if outcome == "skipped" and plain["decision_index"] is not None:
+        raise EntryFormatError("a skipped containment cites no decision")
+    if outcome == "contained" and plain["state_after"] is None:
+        raise EntryFormatError("a containment 'contained' says what access was narrowed to (state_after)")
+    if (outcome == "failed") != (plain["error"] is not None):
+        raise EntryFormatError("a containment has an error exactly when its outcome is 'failed'")
+    if outcome in ("allowed", "skipped") and plain["actions"]:
+        raise EntryFormatError(f"a containment {outcome!r} took no actions")
+    return plain
+
+
 # --- reading ---------------------------------------------------------------------------------------------------
 
 
@@ -123,7 +242,25 @@ class DecisionRecord:
     context: dict[str, Any]
 
 
-ParsedEntry = AttestationRecord | DecisionRecord
+@dataclass(frozen=True)
+class WebhookRecord:
+    """A webhook entry, decoded: the event as :func:`check_webhook_record` describes it. It is about no model."""
+
+    time: datetime
+    webhook: dict[str, Any]
+    model_digest: None = None
+
+
+@dataclass(frozen=True)
+class ContainmentRecord:
+    """A containment entry, decoded; ``model_digest`` is that of the decision it cites, if any."""
+
+    model_digest: str | None
+    time: datetime
+    containment: dict[str, Any]
+
+
+ParsedEntry = AttestationRecord | DecisionRecord | WebhookRecord | ContainmentRecord
 
 
 def _load(data: bytes) -> dict[str, Any]:
@@ -189,12 +326,17 @@ def parse_entry(data: bytes) -> ParsedEntry:
     if body.get("schema") != ENTRY_SCHEMA:
         raise EntryFormatError(f"schema must be {ENTRY_SCHEMA!r}, found {body.get('schema')!r}")
     kind = body.get("kind")
-    try:
-        model_digest = _model_digest(_text(body, "model_digest"))
-    except InputError as exc:
-        raise EntryFormatError(f"model_digest: {exc}") from None
-    if model_digest != body["model_digest"]:
-        raise EntryFormatError(f"model_digest {body['model_digest']!r} is not written as sha256:<lowercase hex>")
+    if kind == WEBHOOK:
+        _fields(body, _WEBHOOK_FIELDS, kind)
+        return WebhookRecord(_time(body, "time"), check_webhook_record(body["webhook"]))
+    if kind == CONTAINMENT:
+        _fields(body, _CONTAINMENT_FIELDS | ({"model_digest"} if "model_digest" in body else set()), kind)
+        record = check_containment_record(body["containment"])
+        digest = _entry_model_digest(body) if "model_digest" in body else None
+        if (digest is None) != (record["decision_index"] is None):
+            raise EntryFormatError("a containment entry has a model_digest exactly when it cites a decision")
+        return ContainmentRecord(digest, _time(body, "time"), record)
+    model_digest = _entry_model_digest(body)
     if kind == ATTESTATION:
         _fields(body, _ATTESTATION_FIELDS, kind)
         return _attestation(body, model_digest)
@@ -202,6 +344,16 @@ def parse_entry(data: bytes) -> ParsedEntry:
         _fields(body, _DECISION_FIELDS, kind)
         return _decision(body, model_digest)
     raise EntryFormatError(f"unknown entry kind {kind!r} (expected one of {', '.join(KINDS)})")
+
+
+def _entry_model_digest(body: Mapping[str, Any]) -> str:
+    try:
+        model_digest = _model_digest(_text(body, "model_digest"))
+    except InputError as exc:
+        raise EntryFormatError(f"model_digest: {exc}") from None
+    if model_digest != body["model_digest"]:
+        raise EntryFormatError(f"model_digest {body['model_digest']!r} is not written as sha256:<lowercase hex>")
+    return model_digest
 
 
 def _attestation(body: Mapping[str, Any], model_digest: str) -> AttestationRecord:

@@ -9,7 +9,8 @@ module re-checks each revision concerned at the tier the repository's *current* 
    says: gated with manual approval if the model satisfies that tier, else private;
 2. opens a discussion on the repository listing what is missing and what was done.
 
-The webhook service (not this module) owns the HTTP endpoint; it calls :func:`handle_webhook` with the raw request.
+The webhook service (not this module) owns the HTTP endpoint (``gate.service.webhook``: it calls :func:`contain` and
+logs each result); :func:`handle_webhook` is the whole request for other hosts.
 Work is idempotent by (repository, commit, tier): a redelivered event does nothing twice, while the same commit is
 checked again when the repository's visibility changes. The Hub sends the secret verbatim in ``X-Webhook-Secret``
 (it is not an HMAC), so it is compared in constant time.
@@ -23,7 +24,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from gate.core.decision import Decision
 from gate.integrations.hf import remote
@@ -50,9 +51,23 @@ class SeenStore(Protocol):
     def discard(self, key: tuple[str, ...]) -> None:
         """Forget ``key`` (handling failed; a redelivery should try again)."""
 
+    def done(self, key: tuple[str, ...], *, reopen: bool = False) -> None:
+        """Handling ``key`` finished. ``reopen``: the revision was denied and access was narrowed below this tier, so
+        meeting it at this tier again means someone widened access again, and it must be checked again then."""
+
+
+def seen_key(repo_type: str, repo_id: str, commit: str, tier: str) -> tuple[str, ...]:
+    """The idempotency key of checking ``commit`` of a repository at ``tier``."""
+    return (repo_type, repo_id, commit, tier)
+
 
 class MemorySeen:
-    """In-process SeenStore, bounded (oldest forgotten first): enough for one service process."""
+    """In-process SeenStore, bounded (oldest forgotten first): enough for one process.
+
+    It never reopens a key: a repository widened again after a containment is not re-checked at the same tier. The
+    gate service uses a database-backed store instead (``gate.service.seen``), which does, survives restarts and is
+    shared by replicas.
+    """
 
     def __init__(self, limit: int = 100_000) -> None:
         self._keys: OrderedDict[tuple[str, ...], None] = OrderedDict()
@@ -71,6 +86,9 @@ class MemorySeen:
     def discard(self, key: tuple[str, ...]) -> None:
         with self._lock:
             self._keys.pop(key, None)
+
+    def done(self, key: tuple[str, ...], *, reopen: bool = False) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -124,12 +142,18 @@ class Containment:
     decision: Decision | None = None
     actions: list[str] = field(default_factory=list)
     skipped: str | None = None
+    state_after: str | None = None  # what access was narrowed to, if it was
 
     def to_dict(self) -> dict[str, Any]:
         return {"repo": self.repo_id, "ref": self.ref, "commit": self.commit, "tier": self.tier, "state": self.state,
                 "decision": self.decision.decision if self.decision else None,
                 "missing": [r.id for r in self.decision.missing] if self.decision else [],
-                "actions": self.actions, "skipped": self.skipped}
+                "actions": self.actions, "skipped": self.skipped, "state_after": self.state_after}
+
+
+#: Called after each revision: with ``None`` when it was handled (or skipped), with the exception when handling it
+#: failed (``actions`` then lists what was done before the error). The service logs each call.
+ResultCallback = Callable[[Containment, "Exception | None"], None]
 
 
 def _revisions(api: Any, event: WebhookEvent, token: Any) -> list[tuple[str, str]]:
@@ -155,12 +179,14 @@ def _discussion_text(result: Containment, decision: Decision, before: HubState, 
 
 
 def contain(api: Any, payload: Mapping[str, Any], gate: Gate, *, seen: SeenStore | None = None,
-            now: datetime | None = None, token: Any = None) -> list[Containment]:
+            now: datetime | None = None, token: Any = None,
+            on_result: ResultCallback | None = None) -> list[Containment]:
     """Re-check the revisions a webhook event concerns and contain the repository if the gate denies one.
 
     ``api`` is a plain ``HfApi`` with a token that may change the repository's settings and open discussions.
     Returns one :class:`Containment` per revision (empty for events that cannot publish). Errors propagate, with the
-    revision forgotten by ``seen`` so that a redelivery retries it.
+    revision forgotten by ``seen`` so that a redelivery retries it. ``on_result`` hears of every revision as soon as
+    it is handled, or failed; ``seen`` hears that a revision is done only after that.
     """
     event = parse_event(payload)
     if event is None:
@@ -171,19 +197,31 @@ def contain(api: Any, payload: Mapping[str, Any], gate: Gate, *, seen: SeenStore
     results: list[Containment] = []
     for ref, sha in _revisions(api, event, token):
         result = Containment(event.repo_id, ref, sha, tier, state.describe())
-        key = (event.repo_type, event.repo_id, sha, tier)
+        key = seen_key(event.repo_type, event.repo_id, sha, tier)
         if not seen.add(key):
             result.skipped = "already checked at this tier"
             results.append(result)
+            if on_result is not None:
+                on_result(result, None)
             continue
+        denied = False
         try:
             _check_one(api, gate, event, state, result, now, token)
-        except BaseException:
+            denied = result.decision is not None and not result.decision.allowed
+            if denied:
+                state = HubState.of(api.repo_info(event.repo_id, repo_type=event.repo_type, token=token))
+            if on_result is not None:
+                on_result(result, None)
+        except BaseException as exc:
             seen.discard(key)
+            if on_result is not None and isinstance(exc, Exception):
+                on_result(result, exc)
             raise
+        # Narrowed below this tier: if the repository is seen at this tier again, someone widened it again.
+        done = getattr(seen, "done", None)
+        if done is not None:
+            done(key, reopen=denied and tier_for(gate.policy, state) != tier)
         results.append(result)
-        if result.decision is not None and not result.decision.allowed:
-            state = HubState.of(api.repo_info(event.repo_id, repo_type=event.repo_type, token=token))
     return results
 
 
@@ -208,6 +246,8 @@ def _check_one(api: Any, gate: Gate, event: WebhookEvent, state: HubState, resul
         api.update_repo_settings(event.repo_id, gated="manual", repo_type=event.repo_type, token=token)
         result.actions.append("gated (manual approval)")
         changed = target
+    if changed is not None:
+        result.state_after = changed.describe()
     title = f"release-gate: {result.ref} at {result.commit[:12]} is not cleared for a {state.describe()} release"
     discussion = api.create_discussion(event.repo_id, title=title, repo_type=event.repo_type, token=token,
                                        description=_discussion_text(result, decision, state, changed))
