@@ -138,3 +138,22 @@ def test_secret_comparison() -> None:
     assert secret_matches("abc", "abc")
     assert not secret_matches("abd", "abc") and not secret_matches(None, "abc") and not secret_matches("", "")
     assert secret_matches("ünï", "ünï")
+
+
+def test_a_revision_the_gate_cannot_read_is_contained_not_retried(
+        hub: HubStandin, hub_api: Any, gate: Gate, make_model: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: a large file kept out of LFS cannot be checked from metadata, so the flip is undone."""
+    from gate.integrations.hf import remote
+
+    monkeypatch.setattr(remote, "MAX_REGULAR_BYTES", 64)  # stands in for a 64 MiB file committed without LFS
+    files = folder_files(make_model(evidence="open"))
+    files["notes.txt"] = b"x" * 100
+    hub.create_repo("org/odd", private=True, files=files)
+
+    results = contain(hub_api, flip_public(hub, "org/odd"), gate, now=NOW)
+
+    assert results[0].decision is None and results[0].actions[0].startswith("could not verify: ")
+    assert "not stored with LFS" in results[0].actions[0]
+    assert hub.repo("org/odd").private is True
+    body = hub.repo("org/odd").discussions[0]["description"]
+    assert "could not be verified" in body and "narrowed from **public** to **private**" in body

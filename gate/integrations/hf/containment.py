@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping, Protocol
 
 from gate.core.decision import Decision
+from gate.errors import GateError
 from gate.integrations.hf import remote
 from gate.integrations.hf.tiers import HubState, containment_state, tier_for
 from gate.runtime import Gate
@@ -163,15 +164,17 @@ def _revisions(api: Any, event: WebhookEvent, token: Any) -> list[tuple[str, str
     return remote.ref_heads(api, event.repo_id, event.repo_type, token)
 
 
-def _discussion_text(result: Containment, decision: Decision, before: HubState, after: HubState | None) -> str:
+def _discussion_text(result: Containment, decision: Decision | None, before: HubState, after: HubState | None,
+                     unverifiable: str | None = None) -> str:
     from gate.cli.render import decision_markdown
 
     done = (f"Access was narrowed from **{before.describe()}** to **{after.describe()}** by the release gate."
             if after is not None else f"The repository stays **{before.describe()}**; nothing else was changed.")
+    finding = decision_markdown(decision) if decision is not None else f"The revision {unverifiable}.\n"
     return (
         f"The release gate checked `{result.ref}` at `{result.commit}` for the tier `{result.tier}` that a "
         f"{before.describe()} repository requires, and **denied** it.\n\n{done}\n\n"
-        f"{decision_markdown(decision)}\n"
+        f"{finding}\n"
         "To release it: add signed attestations from trusted evaluators that meet the missing requirements to "
         "`.attestations/` (or the gate service), then ask a platform admin to widen access again; the change is "
         "checked against the files of every branch and tag.\n"
@@ -227,16 +230,28 @@ def contain(api: Any, payload: Mapping[str, Any], gate: Gate, *, seen: SeenStore
 
 def _check_one(api: Any, gate: Gate, event: WebhookEvent, state: HubState, result: Containment,
                now: datetime | None, token: Any) -> None:
-    rev = remote.read_revision(api, event.repo_id, revision=result.commit, repo_type=event.repo_type, token=token)
-    manifest = remote.revision_manifest(api, rev, token)
-    attestations = remote.revision_attestations(api, rev, token=token)
+    try:
+        rev = remote.read_revision(api, event.repo_id, revision=result.commit, repo_type=event.repo_type, token=token)
+        manifest = remote.revision_manifest(api, rev, token)
+        attestations = remote.revision_attestations(api, rev, token=token)
+    except GateError as exc:
+        # A revision the gate cannot read (a large file kept out of LFS, a bad attestation folder) is one it cannot
+        # clear: contain it now. Retrying would fail the same way while the release stays out.
+        result.actions.append(f"could not verify: {exc}")
+        _narrow(api, gate, event, state, result, None, token, f"could not be verified: {exc}")
+        return
     context = {"integration": "huggingface-webhook", "event": f"{event.scope}/{event.action}", "repo": event.repo_id,
                "repo_type": event.repo_type, "ref": result.ref, "commit": result.commit, "visibility": state.describe()}
     decision = gate.decide(result.tier, manifest, attestations, context, now=now)
     result.decision = decision
-    if decision.allowed:
-        return
-    target = containment_state(gate.policy, state, decision.satisfied_tier)
+    if not decision.allowed:
+        _narrow(api, gate, event, state, result, decision, token, None)
+
+
+def _narrow(api: Any, gate: Gate, event: WebhookEvent, state: HubState, result: Containment,
+            decision: Decision | None, token: Any, unverifiable: str | None) -> None:
+    """Narrow access as far as the evidence requires and open a discussion that says why."""
+    target = containment_state(gate.policy, state, decision.satisfied_tier if decision else None)
     changed: HubState | None = None
     if target.private and not state.private:
         api.update_repo_settings(event.repo_id, private=True, repo_type=event.repo_type, token=token)
@@ -250,7 +265,7 @@ def _check_one(api: Any, gate: Gate, event: WebhookEvent, state: HubState, resul
         result.state_after = changed.describe()
     title = f"release-gate: {result.ref} at {result.commit[:12]} is not cleared for a {state.describe()} release"
     discussion = api.create_discussion(event.repo_id, title=title, repo_type=event.repo_type, token=token,
-                                       description=_discussion_text(result, decision, state, changed))
+                                       description=_discussion_text(result, decision, state, changed, unverifiable))
     result.actions.append(f"opened discussion #{discussion.num}")
 
 
