@@ -1,0 +1,13 @@
+"""The gate in front of the MLflow model registry.
+
+``mlflow server --app-name release-gate`` loads :func:`gate.integrations.mlflow.app.create_app`, which puts a hook in
+front of the registry's write calls: a version is registered, aliased, tagged or moved to a stage only if the gate
+allows releasing its weights at the tier the policy's ``targets.mlflow`` gives that call.
+
+Modules, one job each: ``routes`` (which calls, what they ask), ``targets`` (the tier a call needs), ``internals``
+(every use of MLflow's private server API), ``cache`` (not re-hashing unchanged weights), ``holder`` (the loaded
+configuration, reloaded when its files change), ``tags`` (the decision shown on the version), ``gatekeeper`` (one
+call -> one decision), ``hook`` (Flask glue and the 403), ``startup`` (refusing to start on a broken configuration)
+and ``app`` (the plugin factory). Nothing here imports mlflow until the server is built, so ``gate --help`` stays
+fast.
+"""

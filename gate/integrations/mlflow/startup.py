@@ -1,0 +1,70 @@
+"""Refusing to start ``mlflow server`` when the gate's configuration is broken, with one clear message.
+
+The place to refuse is the ``mlflow server`` command itself, before it spawns any worker: it imports the plugin's
+module there to see whether ``create_app`` is a factory (``mlflow.server._is_factory``). Refusing later, in the
+worker's factory, does not stop the server: uvicorn's supervisor restarts a worker whose factory raises, forever.
+So the check runs when this module is imported by the ``mlflow server`` command (and only then: not in workers,
+which MLflow marks with ``_MLFLOW_SGI_NAME``, and not in tests or other programs importing the plugin).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from gate.errors import ConfigError, GateError
+from gate.runtime import Gate, GateConfig
+
+EXIT_CONFIG = 2
+
+
+def _in_mlflow_server_command() -> bool:
+    if os.environ.get("_MLFLOW_SGI_NAME"):
+        return False  # a server worker: its factory handles a broken configuration by refusing every publish
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    callback = getattr(getattr(ctx, "command", None), "callback", None)
+    return ctx is not None and ctx.info_name == "server" and getattr(callback, "__module__", "").startswith("mlflow")
+
+
+def describe(gate: Gate) -> str:
+    """One line saying what the server will gate with, for its start-up output."""
+    trust = f"{len(gate.trust.evaluators)} evaluator(s) from {gate.trust.source}" if gate.config.trust else \
+        f"no trust store (only tier '{gate.policy.tier_names[0]}' can be allowed)"
+    record = gate.config.server or gate.config.log or "not recorded (no GATE_LOG or GATE_SERVER)"
+    return (f"gating the model registry with policy {gate.policy.uri} ({gate.policy.digest[:19]}), "
+            f"{trust}; decisions: {record}")
+
+
+def check_before_server_start() -> None:
+    """Exit ``mlflow server`` with status 2 and the reason if the configuration does not load."""
+    if not _in_mlflow_server_command():
+        return
+    try:
+        gate = Gate.load(GateConfig.from_env())
+        _check_mlflow()
+    except GateError as exc:
+        sys.stderr.write(f"release-gate: refusing to start the MLflow server: {exc}\n"
+                         "release-gate: fix the gate configuration (GATE_CONFIG, GATE_POLICY, GATE_TRUST, GATE_LOG, "
+                         "GATE_KEY) and start it again.\n")
+        sys.stderr.flush()
+        raise SystemExit(EXIT_CONFIG) from None
+    sys.stderr.write(f"release-gate: {describe(gate)}\n")
+
+
+def _check_mlflow() -> None:
+    """This MLflow must serve every call the gate watches as a Flask route; otherwise a publish could go around it."""
+    from mlflow.server import app as flask_app
+
+    from gate.integrations.mlflow.internals import registry_routes, unserved_routes
+    from gate.integrations.mlflow.routes import WATCHED
+
+    try:
+        routes = registry_routes(WATCHED)
+    except RuntimeError as exc:
+        raise ConfigError(str(exc)) from None
+    unserved = unserved_routes(routes, flask_app)
+    if unserved:
+        raise ConfigError(f"this MLflow does not serve {', '.join(unserved)} through Flask, where the gate's hook "
+                          "runs, so it cannot guard them (release-gate supports mlflow 3.3 to 3.17)")
