@@ -23,6 +23,7 @@ from gate.core.decision import Decision
 from gate.core.manifest import Manifest, parse_digest
 from gate.core.verify import AttestationInput
 from gate.errors import GateError, InputError
+from gate.runtime import RecordedDecision
 
 DENIED = "the publish is denied"
 #: Answers larger than this are refused unread: no gate answer is that large (entry pages are capped by the server).
@@ -41,6 +42,7 @@ class _Answer:
 
     status: int
     content: bytes
+    log_index: int | None = None  # X-Gate-Log-Index of a decision
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class GateClient:
             response = self._session.request(method, self.server + path, params=params, data=data, headers=headers,
                                              timeout=self.timeout, stream=True, allow_redirects=False)
             with response:
-                answer = _Answer(response.status_code, _read_limited(response))
+                answer = _Answer(response.status_code, _read_limited(response), _log_index(response.headers))
                 reason = response.reason
         except requests.Timeout:
             raise self._fail(f"did not answer within {self.timeout:g} s", publish) from None
@@ -140,6 +142,13 @@ class GateClient:
 
     def decide(self, *, tier: str | None = None, model: Manifest | str, attestations: Sequence[AttestationInput] = (),
                context: Mapping[str, Any] | None = None, target: str | None = None) -> Decision:
+        """Ask the service to decide; see :meth:`decide_recorded`."""
+        return self.decide_recorded(tier=tier, model=model, attestations=attestations, context=context,
+                                    target=target).decision
+
+    def decide_recorded(self, *, tier: str | None = None, model: Manifest | str,
+                        attestations: Sequence[AttestationInput] = (), context: Mapping[str, Any] | None = None,
+                        target: str | None = None) -> RecordedDecision:
         """Ask the service to decide (and log) a release of ``model`` (a manifest or a digest) at ``tier``/``target``.
 
         Any failure raises :class:`GateServiceError` saying the publish is denied. The answer must be a well-formed
@@ -159,7 +168,8 @@ class GateClient:
             "context": dict(context or {}),
         }
         body.update({"tier": tier} if tier is not None else {"target": target})
-        answer = self._json(self._request("POST", "/v1/decisions", body=body, auth=True, publish=True), publish=True)
+        raw = self._request("POST", "/v1/decisions", body=body, auth=True, publish=True)
+        answer = self._json(raw, publish=True)
         try:
             decision = Decision.from_dict(answer)
         except InputError as exc:
@@ -168,7 +178,7 @@ class GateClient:
             raise self._fail(f"answered about {decision.model_digest}, not {wanted}", True)
         if tier is not None and decision.requested_tier != tier:
             raise self._fail(f"answered for tier {decision.requested_tier!r}, not {tier!r}", True)
-        return decision
+        return RecordedDecision(decision, raw.log_index)
 
     # --- the log -----------------------------------------------------------------------------------------------
 
@@ -258,3 +268,8 @@ def _error_text(content: bytes, reason: str | None) -> str:
     except (ValueError, UnicodeDecodeError):
         pass
     return (reason or "error").strip()[:200]
+
+
+def _log_index(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("X-Gate-Log-Index")
+    return int(value) if value is not None and value.isdigit() else None

@@ -104,6 +104,14 @@ class GateConfig:
                    source=source)
 
 
+@dataclass(frozen=True)
+class RecordedDecision:
+    """A decision and where the log holds it (None when no log is configured)."""
+
+    decision: Decision
+    log_index: int | None
+
+
 @dataclass
 class Gate:
     """A loaded gate: policy, trust store and where decisions go. Build one at start-up, reuse it per request."""
@@ -138,17 +146,29 @@ class Gate:
         With a gate service configured the service decides (and the client fails closed); otherwise it is decided
         here. Errors propagate: callers turn any exception into a deny.
         """
+        return self.decide_recorded(tier, model, attestations, context, now).decision
+
+    def decide_recorded(
+        self,
+        tier: str,
+        model: Manifest | str,
+        attestations: Sequence[AttestationInput] = (),
+        context: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> RecordedDecision:
+        """:meth:`decide`, also saying at which log index the decision was recorded, for hosts that show it."""
         if self.config.server:
             from gate.client import GateClient
 
             client = GateClient(self.config.server, token=self.config.token, timeout=self.config.timeout)
-            return client.decide(tier=tier, model=model, attestations=attestations, context=context or {})
+            return client.decide_recorded(tier=tier, model=model, attestations=attestations, context=context or {})
         decision = decide(self.policy, tier, model, attestations, self.trust, now or utcnow())
+        index = None
         if self._log is not None:
             from gate.core.log.entries import decision_entry
 
-            self._log.append(decision_entry(decision, context or {}), model_digest=decision.model_digest)
-        return decision
+            index = self._log.append(decision_entry(decision, context or {}), model_digest=decision.model_digest)
+        return RecordedDecision(decision, index)
 
 
 def _open_log(url: str) -> Any:

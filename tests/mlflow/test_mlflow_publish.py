@@ -173,4 +173,17 @@ def test_every_decision_and_withdrawal_is_in_the_gate_log_with_the_publish_event
     context = entries[2]["context"]
     assert context["host"] == "mlflow" and context["model"] == version.name and context["version"] == version.version
     assert context["alias"] == "production" and context["user"] == "alice" and context["server"] == gate_server.server.url
+    # The version shows where its latest decision sits in the log, so an auditor can prove it (gate log prove).
+    indexes = [e.index for e in store_entries(gate_server, model.manifest.digest)]
+    assert registry.tags(version.name, version.version)["release_gate.log_index"] == str(indexes[2])
     assert entries[3]["context"]["event"] == "withdrawn"
+
+
+def store_entries(gate_server: GateServer, digest: str) -> list:
+    from gate.core.log.store import open_store
+
+    store = open_store(str(gate_server.log_path))
+    try:
+        return store.find(model_digest=digest)
+    finally:
+        store.close()

@@ -85,10 +85,10 @@ class RegistryGate:
         if tier is None or weights is None:
             return None
         location, existing = weights
-        decision = self._decide(gate, tier, location, call, requester)
+        decision, log_index = self._decide(gate, tier, location, call, requester)
         if not decision.allowed:
             return Deny(f"release-gate refused {call.describe()}: {decision.summary()}")
-        return Publish(call, decision_tags(decision, gate.policy, existing), call.version)
+        return Publish(call, decision_tags(decision, gate.policy, existing, log_index), call.version)
 
     @staticmethod
     def _weights(call: Call) -> tuple[str, dict[str, str]] | None:
@@ -105,16 +105,18 @@ class RegistryGate:
             return None
         return internals.resolve_location(version.download_uri), dict(version.tags)
 
-    def _decide(self, gate: Gate, tier: str, location: str, call: Call, requester: Mapping[str, str]) -> Decision:
+    def _decide(self, gate: Gate, tier: str, location: str, call: Call,
+                requester: Mapping[str, str]) -> tuple[Decision, int | None]:
         started = time.monotonic()
         with internals.local_copy(location) as (path, in_place):
             manifest, cached = self._cache.manifest(path) if in_place else (hash_model(path), False)
             attestations = model_attestations(path)
-        decision = gate.decide(tier, manifest, attestations, {**call.context(), **requester})
+        recorded = gate.decide_recorded(tier, manifest, attestations, {**call.context(), **requester})
+        decision = recorded.decision
         how = "weights unchanged, not re-hashed" if cached else f"weights hashed ({manifest.total_size} bytes)"
         log.info("%s: %s at tier '%s' for %s; %d attestation(s); %s; %.2f s", call.describe(), decision.decision,
                  tier, decision.model_digest, len(attestations), how, time.monotonic() - started)
-        return decision
+        return decision, recorded.log_index
 
     def _withdrawal(self, call: Call, requester: Mapping[str, str]) -> Outcome:
         """Never blocks: a configuration or lookup problem is logged, and the withdrawal goes ahead."""

@@ -17,6 +17,7 @@ PREFIX = "release_gate."
 TIER = PREFIX + "tier"
 DECISION = PREFIX + "decision"
 DIGEST = PREFIX + "digest"
+LOG_INDEX = PREFIX + "log_index"  # where the decision sits in the gate's log, for auditors
 
 
 def is_reserved(key: str | None) -> bool:
@@ -24,7 +25,8 @@ def is_reserved(key: str | None) -> bool:
     return key is not None and key.casefold().startswith(PREFIX)
 
 
-def decision_tags(decision: Decision, policy: Policy, existing: Mapping[str, str]) -> dict[str, str]:
+def decision_tags(decision: Decision, policy: Policy, existing: Mapping[str, str],
+                  log_index: int | None = None) -> dict[str, str]:
     """The tags to write for ``decision`` on a version that currently has the tags ``existing``: only those that
     change, because each tag is its own database write and an alias on an already-published version changes none."""
     tier = decision.requested_tier
@@ -37,4 +39,6 @@ def decision_tags(decision: Decision, policy: Policy, existing: Mapping[str, str
             pass
     verdict = decision.decision if decision.decision == "allow" or decision.mode != "warn" else "deny (warn mode, not enforced)"
     tags = {TIER: tier, DECISION: verdict, DIGEST: decision.model_digest}
+    if log_index is not None:
+        tags[LOG_INDEX] = str(log_index)
     return {key: value for key, value in tags.items() if existing.get(key) != value}
