@@ -240,7 +240,7 @@ def test_root_must_be_a_directory(tmp_path: Path) -> None:
 def test_file_replaced_by_symlink_after_the_walk_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / "outside.bin").write_bytes(b"secret")
     model = make_model(tmp_path / "m", {"w": b"w"})
-    entries = manifest_mod._walk(model, DEFAULT_IGNORES)
+    entries = manifest_mod.list_files(model, DEFAULT_IGNORES)
     (model / "w").unlink()
     (model / "w").symlink_to(tmp_path / "outside.bin")
     with pytest.raises(ModelError, match="w: became a symlink"):

@@ -194,9 +194,11 @@ def parse_digest(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Entry:
-    path: str  # POSIX, relative
-    real: Path  # what to open
+class ModelFile:
+    """A file of a model as the walk finds it, before hashing."""
+
+    path: str  # POSIX, relative to the model root
+    real: Path  # what to open (a symlink inside the model is resolved)
     size: int
 
 
@@ -234,7 +236,7 @@ def _lstat(item: os.DirEntry[bytes], rel: str) -> os.stat_result:
         raise ModelError(f"{rel}: cannot stat ({exc.strerror}); is the model being modified?") from None
 
 
-def _walk(root: Path, ignores: Sequence[str]) -> list[_Entry]:
+def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES) -> list[ModelFile]:
     """Every regular file under root, refusing whatever could make the identity ambiguous.
 
     Ignored paths are left out of the identity but still looked at (all but git's own metadata, which is never
@@ -243,7 +245,7 @@ def _walk(root: Path, ignores: Sequence[str]) -> list[_Entry]:
     """
     root_real = root.resolve()
     police = ATTESTATION_DIR in ignores
-    entries: list[_Entry] = []
+    entries: list[ModelFile] = []
     stack: list[tuple[bytes, str]] = [(os.fsencode(root), "")]
     while stack:
         dir_bytes, rel_dir = stack.pop()
@@ -261,7 +263,7 @@ def _walk(root: Path, ignores: Sequence[str]) -> list[_Entry]:
             if stat.S_ISLNK(st.st_mode):
                 entry = _resolve_link(root_real, root / rel, rel)
             elif stat.S_ISREG(st.st_mode):
-                entry = _Entry(rel, Path(os.fsdecode(item.path)), st.st_size)
+                entry = ModelFile(rel, Path(os.fsdecode(item.path)), st.st_size)
             else:
                 raise ModelError(f"{rel}: is a special file (device, socket or FIFO); a model holds regular files only")
             if not ignored:
@@ -291,7 +293,7 @@ def _join(rel_dir: str, name: str) -> str:
     return f"{rel_dir}/{name}" if rel_dir else name
 
 
-def _resolve_link(root_real: Path, link: Path, rel: str) -> _Entry:
+def _resolve_link(root_real: Path, link: Path, rel: str) -> ModelFile:
     """A symlink is hashed as the file it names, if that is a regular file inside the model.
 
     Anything else would let the identity depend on what lies outside the published directory.
@@ -312,7 +314,7 @@ def _resolve_link(root_real: Path, link: Path, rel: str) -> _Entry:
         )
     if not stat.S_ISREG(st.st_mode):
         raise ModelError(f"{rel}: symlink points to a special file ({target}); a model holds regular files only")
-    return _Entry(rel, target, st.st_size)
+    return ModelFile(rel, target, st.st_size)
 
 
 # --- hashing ---------------------------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ def _resolve_link(root_real: Path, link: Path, rel: str) -> _Entry:
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
-def _open_regular(entry: _Entry) -> int:
+def _open_regular(entry: ModelFile) -> int:
     try:
         fd = os.open(entry.real, _OPEN_FLAGS)
     except OSError as exc:
@@ -341,7 +343,7 @@ def _open_regular(entry: _Entry) -> int:
     return fd
 
 
-def _hash_file(entry: _Entry, buffers: threading.local, progress: ProgressCallback | None) -> FileDigest:
+def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCallback | None) -> FileDigest:
     """SHA-256 of one file, read into this worker's reusable buffer (no per-chunk allocation)."""
     buf = getattr(buffers, "buf", None)
     if buf is None:
@@ -389,7 +391,7 @@ def hash_model(
         raise ModelError(f"{path}: not a directory; pass the folder that holds the model's files")
     for ignore in ignore_paths:
         check_relative_path(ignore)
-    entries = _walk(path, tuple(ignore_paths))
+    entries = list_files(path, tuple(ignore_paths))
     # Largest first so that one big file does not start last and leave the other cores idle.
     entries.sort(key=lambda e: e.size, reverse=True)
     workers = workers or default_workers()
@@ -408,4 +410,4 @@ def hash_model(
 
 def scan_size(root: str | os.PathLike[str], ignore_paths: Sequence[str] = DEFAULT_IGNORES) -> int:
     """Total bytes hash_model would read (for sizing a progress bar)."""
-    return sum(e.size for e in _walk(Path(root), tuple(ignore_paths)))
+    return sum(e.size for e in list_files(Path(root), tuple(ignore_paths)))

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
-from gate.core.manifest import DEFAULT_IGNORES, Manifest, _walk, hash_model
+from gate.core.manifest import Manifest, hash_model, list_files
 from gate.errors import ModelError
 
 Signature = tuple[tuple[str, int, int, int, int, int], ...]
@@ -32,7 +32,7 @@ LOCK_STRIPES = 64
 def signature(root: Path) -> Signature:
     """The stat of every file hash_model would read (same walk, same ignores, symlinks resolved)."""
     rows = []
-    for entry in _walk(root, DEFAULT_IGNORES):
+    for entry in list_files(root):
         try:
             st = os.stat(entry.real)
         except OSError as exc:
