@@ -110,7 +110,8 @@ class Decision:
         if self.decision == "allow":
             return f"{head} for {self.model_digest} (policy {self.policy_digest[:19]})."
         missing = "; ".join(f"{r.id}: {r.reason}" for r in self.missing)
-        rejected = f" Rejected attestations: {len(self.rejected)} (see gate verify)." if self.rejected else ""
+        rejected = (f" {len(self.rejected)} attestation(s) rejected, e.g. {self.rejected[0].source}: "
+                    f"{self.rejected[0].reason}." if self.rejected else "")
         best = f"highest tier supported: '{self.satisfied_tier}'" if self.satisfied_tier else "no tier is supported"
         warn = " [warn mode: not enforced]" if self.mode == "warn" else ""
         return (f"{head}{warn}: {missing}.{rejected} {best}. "
