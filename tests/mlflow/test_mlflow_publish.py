@@ -71,7 +71,8 @@ def test_a_weight_file_changed_after_attestation_is_refused(registry: Registry, 
     with pytest.raises(MlflowException) as excinfo:
         registry.client.set_registered_model_alias(version.name, "champion", version.version)
     message = refused(excinfo)
-    assert "tier 'hosted' denied" in message and "Rejected attestations: 6" in message
+    assert "tier 'hosted' denied" in message and "6 attestation(s) rejected" in message
+    assert "these weights are not the ones evaluated" in message
     assert "risk-assessment" in message
 
 
