@@ -30,7 +30,7 @@ from gate.core.policy import Policy
 from gate.core.timeutil import utcnow
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput
-from gate.core.yamlfile import load_yaml
+from gate.core.files import load_yaml
 from gate.errors import ConfigError, config_error
 
 _FIELDS = {"policy": "GATE_POLICY", "trust": "GATE_TRUST", "log": "GATE_LOG", "server": "GATE_SERVER",

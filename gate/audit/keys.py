@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gate.core.keys import PublicKey
 from gate.core.log.checkpoint import Checkpoint, NoteVerifier, parse_checkpoint, verify_checkpoint
-from gate.core.yamlfile import read_limited
+from gate.core.files import read_limited
 from gate.errors import ConfigError, UsageError
 
 

@@ -9,6 +9,7 @@ from typing import Iterable
 from gate.core.dsse import MAX_ENVELOPE_BYTES
 from gate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES
 from gate.core.verify import AttestationInput
+from gate.core.files import read_limited
 from gate.errors import InputError
 
 #: A folder of attestations holding more files than this is refused rather than read without end.
@@ -18,15 +19,7 @@ MAX_ATTESTATION_FILES = 1000
 def read_attestation(path: str | os.PathLike[str]) -> list[AttestationInput]:
     """One attestation file; a ``.jsonl`` file yields one input per non-empty line (in-toto bundle layout)."""
     p = Path(path)
-    try:
-        with open(p, "rb") as handle:
-            data = handle.read(MAX_ENVELOPE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"{p}: attestation file not found") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_ENVELOPE_BYTES:
-        raise InputError(f"{p}: larger than {MAX_ENVELOPE_BYTES} bytes; not an attestation")
+    data = read_limited(p, "attestation", MAX_ENVELOPE_BYTES, error=InputError)
     if p.suffix == ".jsonl":
         lines = [line for line in data.splitlines() if line.strip()]
         return [AttestationInput(f"{p}:{n}", line) for n, line in enumerate(lines, 1)]
@@ -34,12 +27,13 @@ def read_attestation(path: str | os.PathLike[str]) -> list[AttestationInput]:
 
 
 def read_attestations(paths: Iterable[str | os.PathLike[str]]) -> list[AttestationInput]:
-    """Read files and folders (a folder: every attestation-suffixed file in it, sorted, not recursive)."""
+    """Read files and folders (a folder: every attestation-suffixed file in it and below it, sorted)."""
     items: list[AttestationInput] = []
     for path in paths:
         p = Path(path)
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(ATTESTATION_SUFFIXES))
+            # Recursive, as the manifest polices the attestation folder recursively: what sits there is read.
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(ATTESTATION_SUFFIXES))
             if len(files) > MAX_ATTESTATION_FILES:
                 raise InputError(f"{p}: {len(files)} files is more than the {MAX_ATTESTATION_FILES} attestations read from one folder")
             for f in files:

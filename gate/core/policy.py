@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from gate.core.attestation import RISK_DOMAINS
 from gate.core.manifest import WEIGHT_FORMATS
 from gate.core.trust import EVALUATOR_KINDS
-from gate.core.yamlfile import read_limited
+from gate.core.files import read_limited
 from gate.errors import ConfigError, config_error
 
 POLICY_VERSION = 1

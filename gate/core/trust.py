@@ -31,7 +31,7 @@ from typing import Any, Mapping
 from gate.core.attestation import RISK_DOMAINS
 from gate.core.keys import PublicKey
 from gate.core.timeutil import format_time, parse_time
-from gate.core.yamlfile import parse_yaml, read_limited
+from gate.core.files import parse_yaml, read_limited
 from gate.errors import ConfigError, config_error
 
 EVALUATOR_KINDS: tuple[str, ...] = ("developer", "third_party", "government")

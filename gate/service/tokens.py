@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from gate.core.yamlfile import read_limited
+from gate.core.files import read_limited
 from gate.errors import config_error
 
 _HEX = re.compile(r"(?:sha256:)?([0-9a-f]{64})")

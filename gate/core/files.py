@@ -1,4 +1,4 @@
-"""Reading the gate's own YAML files (policy, trust store, config): safe, size-limited, errors that name the file."""
+"""Reading files from disk: size-limited, with errors that name the file; YAML for the gate's own files (policy, trust store, config)."""
 
 from __future__ import annotations
 
@@ -6,25 +6,28 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gate.errors import ConfigError
+from gate.errors import ConfigError, GateError
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
-def read_limited(path: str | os.PathLike[str], what: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
-    """Read a file of at most ``limit`` bytes, or raise ConfigError naming it."""
+def read_limited(
+    path: str | os.PathLike[str], what: str, limit: int = MAX_CONFIG_BYTES, error: type[GateError] = ConfigError
+) -> bytes:
+    """Read a file of at most ``limit`` bytes, or raise ``error`` naming it (a ConfigError for the gate's own
+    files, exit 2; an InputError for what arrives from outside, exit 1)."""
     p = Path(path)
     try:
         with open(p, "rb") as handle:
             data = handle.read(limit + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{p}: {what} not found") from None
+        raise error(f"{p}: {what} not found") from None
     except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, expected a {what} file") from None
+        raise error(f"{p}: is a directory, expected a {what} file") from None
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the {what}: {exc.strerror}") from None
+        raise error(f"{p}: cannot read the {what}: {exc.strerror}") from None
     if len(data) > limit:
-        raise ConfigError(f"{p}: {what} is larger than {limit} bytes")
+        raise error(f"{p}: {what} is larger than {limit} bytes")
     return data
 
 
