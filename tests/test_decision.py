@@ -111,7 +111,7 @@ def test_min_sample_size(policy, manifest, world) -> None:
     evidence = [world.attest(manifest, "evalco", "strongreject", {"score": 0.01}, sample_size=299),
                 world.attest(manifest, "evalco", "wmdp_bio", {"acc": 0.26})]
     row = rows(decide(policy, "hosted", manifest, evidence, world.trust(), NOW))["sr"]
-    assert row.status == "not_met" and "sample size 299 is below the 300 required" in row.reason
+    assert row.status == "not_met" and "has sample size 299, below the 300 required" in row.reason
 
 
 def test_worst_result_counts_when_several_attest(policy, manifest, world) -> None:
@@ -231,4 +231,21 @@ def test_small_samples_ignored_are_mentioned(policy, manifest, world) -> None:
     evidence = hosted_evidence(world, manifest) + [
         world.attest(manifest, "redteam", "strongreject", {"score": 0.9}, sample_size=10)]
     row = rows(decide(policy, "hosted", manifest, evidence, world.trust(), NOW))["sr"]
-    assert row.status == "met" and "1 attestation(s) with fewer than 300 samples ignored" in row.reason
+    assert row.status == "met" and "1 attestation(s) not counted" in row.reason and "sample size 10" in row.reason
+
+
+def test_with_conditions_must_hold_in_the_same_attestation(tmp_path, manifest, world) -> None:
+    """The TAR score counts only from an attestation whose own attack suite is large enough."""
+    data = {"version": 1, "tiers": [{"name": "internal"}, {"name": "open", "requires": {"evaluations": [
+        {"id": "tar", "benchmark": "tamper_resistance", "metric": "acc", "comparator": "<=", "threshold": 0.35,
+         "with": [{"metric": "attacks", "comparator": ">=", "threshold": 28}]}]}}]}
+    path = tmp_path / "with.yaml"
+    path.write_text(yaml.safe_dump(data))
+    policy = Policy.load(path)
+    # A good score from a small suite and a big suite without a score do not add up to evidence.
+    split = [world.attest(manifest, "redteam", "tamper_resistance", {"acc": 0.2, "attacks": 3}, risk_domain="tamper"),
+             world.attest(manifest, "aisi", "tamper_resistance", {"attacks": 40, "other": 1.0}, risk_domain="tamper")]
+    row = rows(decide(policy, "open", manifest, split, world.trust(), NOW))["tar"]
+    assert row.status == "not_met" and "has attacks = 3 (needs attacks >= 28)" in row.reason
+    together = [world.attest(manifest, "redteam", "tamper_resistance", {"acc": 0.3, "attacks": 28}, risk_domain="tamper")]
+    assert decide(policy, "open", manifest, together, world.trust(), NOW).decision == "allow"

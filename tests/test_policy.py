@@ -90,6 +90,8 @@ def test_default_open_tier_inherits_everything() -> None:
         (mutate(tiers__1__requires__evaluations__0__benchmark=None, tiers__1__requires__evaluations__0__risk_domain=None),
          "evaluations[0]", "name a benchmark"),
         (mutate(tiers__1__colour="red"), "colour", "unknown field"),
+        (mutate(tiers__1__requires__evaluations__0__with=[{"metric": "n", "comparator": "reported", "threshold": 1}]),
+         "with[0].comparator", "'reported' is not one of"),
         (mutate(targets={"huggingface": {"public": "world"}}), "targets.huggingface.public", "unknown tier 'world'"),
     ],
 )

@@ -258,6 +258,21 @@ def _matches(req: EvaluationRequirement, item: VerifiedAttestation) -> bool:
     return req.risk_domain is None or ev.risk_domain == req.risk_domain
 
 
+def _unqualified(req: EvaluationRequirement, item: VerifiedAttestation) -> str | None:
+    """Why a matching attestation does not count for ``req`` (too few samples, a condition unmet), or None."""
+    ev = item.evaluation
+    assert ev is not None
+    if req.min_samples and (ev.sample_size or 0) < req.min_samples:
+        return f"{item.source} has sample size {ev.sample_size or 0}, below the {req.min_samples} required"
+    for condition in req.conditions:
+        value = ev.metrics.get(condition.metric)
+        if value is None:
+            return f"{item.source} does not report {condition.metric} (needs {condition.describe()})"
+        if not _COMPARE[condition.comparator](value, condition.threshold):
+            return f"{item.source} has {condition.metric} = {value:g} (needs {condition.describe()})"
+    return None
+
+
 def _worst(req: EvaluationRequirement, values: Sequence[float]) -> float:
     if req.comparator in ("<=", "<"):
         return max(values)
@@ -275,19 +290,18 @@ def _evaluation_row(
         return RequirementResult(req.id, tier_name, req.describe(), status, reason, tuple(sorted(a.digest for a in used)))
 
     matching = [a for a in evidence if _matches(req, a)]
-    small = [a for a in matching if req.min_samples and (a.evaluation.sample_size or 0) < req.min_samples]  # type: ignore[union-attr]
-    counted = [a for a in matching if a not in small]
+    unqualified = {a.digest: why for a in matching if (why := _unqualified(req, a))}
+    counted = [a for a in matching if a.digest not in unqualified]
     if not counted:
-        if small:
-            sizes = ", ".join(str(a.evaluation.sample_size or 0) for a in small)  # type: ignore[union-attr]
-            return row(NOT_MET, f"sample size {sizes} is below the {req.min_samples} required", small)
+        if unqualified:
+            return row(NOT_MET, "not counted: " + "; ".join(unqualified.values()), [a for a in matching])
         too_old = [stale_why[a.digest] for a in stale if _matches(req, a)]
         stale_note = f" (not counted: {'; '.join(too_old)})" if too_old else ""
         return row(NOT_MET, f"no valid attestation reports {req.describe()}{stale_note}")
     values = [a.evaluation.metrics[req.metric] for a in counted]  # type: ignore[union-attr]
     by = ", ".join(sorted({a.evaluator.evaluator_id for a in counted}))
-    if small:  # say so: a bad score on a small sample must not vanish silently behind a good one
-        by += f"; {len(small)} attestation(s) with fewer than {req.min_samples} samples ignored"
+    if unqualified:  # say so: a bad score on a small sample must not vanish silently behind a good one
+        by += f"; {len(unqualified)} attestation(s) not counted ({'; '.join(unqualified.values())})"
     if req.comparator == "reported":
         return row(MET, f"reported by {by}", counted)
     worst = _worst(req, values)

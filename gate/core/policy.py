@@ -48,6 +48,18 @@ def format_duration(delta: timedelta) -> str:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A further metric the same attestation must show for it to count (e.g. the attack count of a TAR suite)."""
+
+    metric: str
+    comparator: str
+    threshold: float
+
+    def describe(self) -> str:
+        return f"{self.metric} {self.comparator} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
 class EvaluationRequirement:
     """A score an attestation must show: e.g. benchmark strongreject, metric score, <= 0.10, over >= 300 samples."""
 
@@ -60,6 +72,7 @@ class EvaluationRequirement:
     risk_domain: str | None = None
     min_samples: int | None = None
     source: str | None = None
+    conditions: tuple[Condition, ...] = ()
 
     def describe(self) -> str:
         what = " / ".join(x for x in (self.risk_domain, self.benchmark) if x)
@@ -69,6 +82,8 @@ class EvaluationRequirement:
             rule = f"{what} {self.metric} {self.comparator} {self.threshold:g}"
         if self.min_samples:
             rule += f" over at least {self.min_samples} samples"
+        if self.conditions:
+            rule += " with " + " and ".join(c.describe() for c in self.conditions)
         return rule
 
 
@@ -213,7 +228,9 @@ def _chain(policy: Policy, name: str) -> list[str]:
 _POLICY_FIELDS = {"version", "name", "mode", "clock_skew", "tiers", "targets"}
 _TIER_FIELDS = {"name", "description", "extends", "requires", "mode"}
 _REQUIRES_FIELDS = {"evaluations", "signers", "max_age", "formats"}
-_EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric", "comparator", "threshold", "min_samples", "source"}
+_EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric", "comparator", "threshold", "min_samples",
+                      "source", "with"}
+_CONDITION_FIELDS = {"metric", "comparator", "threshold"}
 _SIGNER_FIELDS = {"min_organizations", "kinds", "min_independent"}
 
 
@@ -263,6 +280,17 @@ class _Reader:
             raise self.error(f"{where}.{key}", str(exc)) from None
 
 
+def _parse_condition(r: _Reader, raw: Any, where: str) -> Condition:
+    data = r.mapping(raw, where, _CONDITION_FIELDS)
+    comparator = r.choice(data, "comparator", where, COMPARATORS[:-1])  # "reported" is what matching already means
+    if comparator is None:
+        raise r.error(f"{where}.comparator", f"required, one of {', '.join(COMPARATORS[:-1])}")
+    threshold = data.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise r.error(f"{where}.threshold", f"must be a number, found {threshold!r}")
+    return Condition(metric=r.text(data, "metric", where), comparator=comparator, threshold=float(threshold))
+
+
 def _parse_evaluation(r: _Reader, raw: Any, where: str) -> EvaluationRequirement:
     data = r.mapping(raw, where, _EVALUATION_FIELDS)
     comparator = r.choice(data, "comparator", where, COMPARATORS)
@@ -284,6 +312,9 @@ def _parse_evaluation(r: _Reader, raw: Any, where: str) -> EvaluationRequirement
     if min_samples is not None:
         min_samples = r.count(data, "min_samples", where)
     requirement_id = r.text(data, "id", where)
+    raw_conditions = data.get("with") or []
+    if not isinstance(raw_conditions, list):
+        raise r.error(f"{where}.with", "must be a list of {metric, comparator, threshold}")
     return EvaluationRequirement(
         id=requirement_id,
         description=str(data.get("description") or requirement_id),
@@ -294,6 +325,7 @@ def _parse_evaluation(r: _Reader, raw: Any, where: str) -> EvaluationRequirement
         risk_domain=risk_domain,
         min_samples=min_samples,
         source=str(data["source"]) if data.get("source") else None,
+        conditions=tuple(_parse_condition(r, c, f"{where}.with[{i}]") for i, c in enumerate(raw_conditions)),
     )
 
 
