@@ -282,7 +282,7 @@ def test_key_rules() -> None:
     vkey = NoteVerifier(ORIGIN, key).vkey()
     name, key_id, encoded = vkey.split("+", 2)
     with pytest.raises(ConfigError, match="lowercase hex"):
-        NoteVerifier.from_vkey(f"{name}+{key_id.upper()}+{encoded}")
+        NoteVerifier.from_vkey(f"{name}+DEADBEEF+{encoded}")  # key_id.upper() may be all digits
     wrong_type = base64.b64encode(b"\x02" + base64.b64decode(encoded)[1:]).decode()
     with pytest.raises(ConfigError, match="0x02 is not supported"):
         NoteVerifier.from_vkey(f"{name}+{key_id}+{wrong_type}")
