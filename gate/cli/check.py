@@ -156,7 +156,7 @@ def verify_vsa_command(vsa_file: Path, key_path: Path, digest: str | None, tier:
     if tier and tier_level(tier) not in summary.verified_levels:
         problems.append(f"tier {tier} is not among its verified levels ({', '.join(summary.verified_levels) or 'none'})")
     if not summary.passed:
-        problems.append(f"its result is FAILED (requested {summary.requested_level})")
+        problems.append("its result is FAILED: the release it summarises was denied")
     click.echo(f"VSA signed by the gate key: {summary.result} for {summary.model_digest} ({summary.resource_uri}); "
                f"verified levels: {', '.join(summary.verified_levels) or 'none'}; policy {summary.policy_digest[:19]}")
     if problems:

@@ -44,7 +44,6 @@ def build_vsa(decision: Decision, resource_uri: str, tier_order: Sequence[str]) 
         "verificationResult": "PASSED" if decision.decision == "allow" else "FAILED",
         "verifiedLevels": [tier_level(t) for t in supported],
         "slsaVersion": "1.0",
-        "requestedLevel": tier_level(decision.requested_tier),
     }
     subject = Subject(name=resource_uri, digest=_sha256(decision.model_digest))
     return Statement((subject,), VSA_PREDICATE_TYPE, predicate)
@@ -60,7 +59,6 @@ class VerifiedSummary:
     model_digest: str
     result: str  # PASSED | FAILED
     verified_levels: tuple[str, ...]
-    requested_level: str | None
     policy_uri: str
     policy_digest: str
     time_verified: datetime
@@ -105,7 +103,6 @@ def verify_vsa(data: bytes, key: PublicKey) -> VerifiedSummary:
         model_digest=f"sha256:{model}",
         result=result,
         verified_levels=tuple(_field(predicate, "verifiedLevels")),
-        requested_level=predicate.get("requestedLevel"),
         policy_uri=str(policy.get("uri")),
         policy_digest=policy_digest,
         time_verified=verified_at,
