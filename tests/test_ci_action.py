@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, World, write_model
+from support import REPO, World, write_model
 
 SCRIPT = REPO / ".github" / "actions" / "release-gate" / "run.sh"
 

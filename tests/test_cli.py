@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import World, run_gate, write_model
+from support import World, run_gate, write_model
 
 
 def assert_clean(result: subprocess.CompletedProcess[str]) -> None:

@@ -133,7 +133,7 @@ def test_statements_and_vsas_parse_with_the_in_toto_attestation_library(tmp_path
     from in_toto_attestation.v1 import statement_pb2
     from in_toto_attestation.v1.statement import Statement as TheirStatement
 
-    from conftest import write_model
+    from support import write_model
     from gate.core.attestation import Evaluation, EvaluatorRef
     from gate.core.decision import decide
     from gate.core.manifest import hash_model

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 from referencing import Registry, Resource
 
-from conftest import NOW, REPO, World
+from support import NOW, REPO, World
 from gate.core.decision import decide
 from gate.core.dsse import Envelope
 from gate.core.policy import Policy

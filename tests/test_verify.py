@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NOW, World, write_model
+from support import NOW, World, write_model
 from gate.core.attestation import (
     TEST_RESULT_PREDICATE_TYPE, EvaluationPredicate, Statement, Subject,
 )

@@ -16,7 +16,6 @@ from gate.core import oms
 from gate.core.attestation import (
     EVALUATION_PREDICATE_TYPE,
     PREDICATE_TYPES,
-    TEST_RESULT_PREDICATE_TYPE,
     AttestationFormatError,
     Evaluation,
     EvaluationPredicate,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import World, write_model
+from support import World, write_model
 from gate.core.manifest import ATTESTATION_DIR, hash_model
 
 HAS_LFS = shutil.which("git-lfs") is not None
@@ -247,7 +247,7 @@ def test_install_keeps_foreign_hooks_and_replaces_git_lfs_hook(tmp_path: Path, e
 def test_repository_hook_script_matches_the_installed_one() -> None:
     from gate.integrations.git.install import hook_script
 
-    from conftest import REPO
+    from support import REPO
     script = REPO / "hooks" / "pre-push"
     assert script.read_text() == hook_script(None)
     assert os.access(script, os.X_OK)

@@ -1,2 +1,1 @@
-# A package, so this directory's conftest.py is imported as `hf.conftest` and does not replace the top-level
-# `conftest` module that test files import helpers from (`from conftest import World, ...`).
+# A package, so that its helpers import as `hf.conftest` / `hf.hub_standin` from other test folders.

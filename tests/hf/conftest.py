@@ -23,7 +23,7 @@ os.environ.pop("HF_TOKEN", None)
 
 from gate.core.manifest import ATTESTATION_DIR, Manifest, hash_model  # noqa: E402
 from gate.runtime import Gate, GateConfig  # noqa: E402
-from conftest import NOW, World, write_model  # noqa: E402
+from support import NOW, World, write_model  # noqa: E402
 from hf.hub_standin import HubStandin  # noqa: E402
 
 POLICY = """\

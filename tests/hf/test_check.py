@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from conftest import World, run_gate
+from support import World, run_gate
 from gate.core.manifest import hash_model
 from hf.conftest import folder_files
 from hf.hub_standin import HubStandin

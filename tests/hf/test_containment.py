@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import NOW
+from support import NOW
 from gate.integrations.hf.containment import MemorySeen, contain, handle_webhook, parse_event, secret_matches
 from gate.runtime import Gate
 from hf.conftest import folder_files

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import NOW, World
+from support import NOW, World
 from gate.core.manifest import hash_model
 from gate.integrations.hf.errors import BackstopRefused, GateDenied
 from gate.runtime import Gate

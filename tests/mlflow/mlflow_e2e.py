@@ -1,9 +1,7 @@
 """A real ``mlflow server --app-name release-gate`` for the tests, and small real models to publish to it.
 
-There is no ``tests/mlflow/conftest.py`` on purpose: a second ``conftest`` module replaces the root one in
-``sys.modules`` while pytest collects, and every ``from conftest import ...`` collected after this folder (the
-``tests/test_*.py`` files) would then fail. Test modules import the fixtures from here instead; the server is
-memoized per pytest session, so every module shares one server whatever imports the fixture.
+The fixtures are re-exported by this folder's conftest.py; the server is memoized per pytest session, so every
+module shares one server.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from typing import Any, Callable, Iterator, Mapping
 import pytest
 import requests
 
-from conftest import Evaluator, World
+from support import Evaluator, World
 from gate.core.keys import PrivateKey
 from gate.core.manifest import Manifest, hash_model
 from gate.core.timeutil import utcnow

@@ -7,16 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_e2e import (  # noqa: F401
-    GateServer,
-    Registry,
-    client_env,
-    free_port,
-    gate_server,
-    registry,
-    server_command,
-    server_env,
-)
+from mlflow_e2e import GateServer, Registry, free_port, server_command, server_env
 
 pytestmark = pytest.mark.e2e
 

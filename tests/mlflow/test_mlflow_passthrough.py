@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from mlflow_e2e import GateServer, Registry, client_env, gate_server, registry  # noqa: F401
+from mlflow_e2e import GateServer, Registry
 
 pytestmark = pytest.mark.e2e
 

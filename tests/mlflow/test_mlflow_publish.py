@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlflow_e2e import GateServer, Registry, client_env, gate_server, hosted_evidence, registry  # noqa: F401
+from mlflow_e2e import GateServer, Registry, hosted_evidence
 
 pytestmark = pytest.mark.e2e
 

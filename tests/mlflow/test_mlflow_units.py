@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NOW, World, write_model
+from support import NOW, World, write_model
 from gate.core.decision import decide
 from gate.core.manifest import hash_model
 from gate.core.policy import Policy

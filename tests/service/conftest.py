@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import Evaluator, World
+from support import Evaluator, World
 from gate.client import GateClient
 from gate.core.keys import PrivateKey, write_keypair
 from gate.core.log.checkpoint import NoteSigner

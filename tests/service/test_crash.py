@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import run_gate
+from support import run_gate
 from gate.core.log.entries import parse_entry
 
 from .conftest import Server

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import World, run_gate, write_model
+from support import World, run_gate, write_model
 from gate.core.decision import decide
 from gate.core.log.entries import parse_entry
 from gate.core.manifest import hash_model

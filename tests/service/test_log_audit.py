@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_gate, write_model
+from support import run_gate, write_model
 from gate.core.log.entries import canonical_json
 from gate.core.manifest import hash_model
 

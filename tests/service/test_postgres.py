@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from conftest import run_gate
+from support import run_gate
 from gate.audit.keys import CheckpointKey
 from gate.core.log.entries import parse_entry
 from gate.core.log.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion

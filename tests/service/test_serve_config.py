@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_gate
+from support import run_gate
 from gate.core.keys import PrivateKey, write_keypair
 
 from .conftest import GateEnv

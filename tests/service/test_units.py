@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import NOW, World
+from support import NOW, World
 from gate.client import GateClient, GateServiceError
 from gate.core.decision import decide
 from gate.core.log.entries import (

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from conftest import REPO, run_gate, write_model
+from support import REPO, run_gate, write_model
 from gate.audit.entries import EntryProblem, WebhookLinks, check_entry
 from gate.core.log.entries import (
     ContainmentRecord, DecisionRecord, EntryFormatError, WebhookRecord, containment_entry, parse_entry, webhook_entry,
