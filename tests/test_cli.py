@@ -236,3 +236,12 @@ def test_attest_from_log_refuses_manual_facts(setup) -> None:
     result = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
                       "--from-lm-eval", str(LM_EVAL), "--task", "wmdp_bio", "--sample-size", "99999")
     assert result.returncode == 2 and "--sample-size cannot be combined with --from-inspect/--from-lm-eval" in result.stderr
+
+
+def test_policy_explain_cites_requirement_sources(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(yaml.safe_dump({"version": 1, "tiers": [{"name": "internal"}, {"name": "open", "requires": {
+        "evaluations": [{"id": "sr", "benchmark": "strongreject", "metric": "score", "comparator": "<=",
+                         "threshold": 0.05, "source": "Souly et al. 2024"}]}}]}))
+    result = run_gate("policy", "explain", str(policy))
+    assert result.returncode == 0 and "Source: Souly et al. 2024." in result.stdout

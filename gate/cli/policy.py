@@ -37,7 +37,8 @@ def explain_tier(policy: Policy, name: str) -> list[str]:
     for owner, req in tier.evaluations:
         source = f" ({req.description})" if req.description != req.id else ""
         inherited = f" [from {owner}]" if owner != tier.name else ""
-        lines.append(f"  - {req.id}: a signed evaluation showing {req.describe()}{source}{inherited}")
+        cited = f" Source: {req.source}." if req.source else ""
+        lines.append(f"  - {req.id}: a signed evaluation showing {req.describe()}{source}{inherited}{cited}")
     s = tier.signers
     if s.min_organizations:
         lines.append(f"  - Evidence signed by at least {s.min_organizations} different evaluator organization(s).")
