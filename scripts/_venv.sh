@@ -8,7 +8,7 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
 fi
 VPY="$ROOT/.venv/bin/python"
 "$VPY" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-"$VPY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[all,dev]"
+"$VPY" -m pip install -qq --disable-pip-version-check -e "$ROOT[all,dev]"
 # git-lfs is used by the pre-push hook tests; installed from Debian where we can (root), else they skip loudly.
 if ! command -v git-lfs >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   { apt-get install -y -q git-lfs || { apt-get update -q && apt-get install -y -q git-lfs; }; } >/dev/null 2>&1 \
