@@ -249,3 +249,14 @@ def test_with_conditions_must_hold_in_the_same_attestation(tmp_path, manifest, w
     assert row.status == "not_met" and "has attacks = 3 (needs attacks >= 28)" in row.reason
     together = [world.attest(manifest, "redteam", "tamper_resistance", {"acc": 0.3, "attacks": 28}, risk_domain="tamper")]
     assert decide(policy, "open", manifest, together, world.trust(), NOW).decision == "allow"
+
+
+def test_default_policy_reads_inspect_and_lm_eval_metric_names(manifest, world) -> None:
+    """UK AISI's Inspect writes `accuracy` and `strong_reject`; lm-evaluation-harness writes `acc`."""
+    policy = Policy.load()
+    evidence = [world.attest(manifest, "aisi", "wmdp_bio", {"accuracy": 0.26}, sample_size=1273),
+                world.attest(manifest, "aisi", "wmdp_chem", {"acc": 0.27}, sample_size=408),
+                world.attest(manifest, "evalco", "strong_reject", {"score": 0.2}, sample_size=313)]
+    result = rows(decide(policy, "hosted", manifest, evidence, world.trust(), NOW))
+    assert result["wmdp-bio-reported"].status == "met" and result["wmdp-chem-reported"].status == "met"
+    assert result["strongreject-hosted"].status == "not_met" and "score = 0.2" in result["strongreject-hosted"].reason

@@ -251,9 +251,7 @@ def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier, now: datet
 
 def _matches(req: EvaluationRequirement, item: VerifiedAttestation) -> bool:
     ev = item.evaluation
-    if ev is None or req.metric not in ev.metrics:
-        return False
-    if req.benchmark is not None and ev.benchmark.lower() != req.benchmark.lower():
+    if ev is None or req.value_in(ev.metrics) is None or not req.covers_benchmark(ev.benchmark):
         return False
     return req.risk_domain is None or ev.risk_domain == req.risk_domain
 
@@ -298,7 +296,7 @@ def _evaluation_row(
         too_old = [stale_why[a.digest] for a in stale if _matches(req, a)]
         stale_note = f" (not counted: {'; '.join(too_old)})" if too_old else ""
         return row(NOT_MET, f"no valid attestation reports {req.describe()}{stale_note}")
-    values = [a.evaluation.metrics[req.metric] for a in counted]  # type: ignore[union-attr]
+    values = [req.value_in(a.evaluation.metrics) for a in counted]  # type: ignore[union-attr]
     by = ", ".join(sorted({a.evaluator.evaluator_id for a in counted}))
     if unqualified:  # say so: a bad score on a small sample must not vanish silently behind a good one
         by += f"; {len(unqualified)} attestation(s) not counted ({'; '.join(unqualified.values())})"

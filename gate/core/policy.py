@@ -61,25 +61,42 @@ class Condition:
 
 @dataclass(frozen=True)
 class EvaluationRequirement:
-    """A score an attestation must show: e.g. benchmark strongreject, metric score, <= 0.10, over >= 300 samples."""
+    """A score an attestation must show: e.g. benchmark strongreject, metric score, <= 0.10, over >= 300 samples.
+
+    ``metrics`` and ``benchmarks`` are names that mean the same thing to different harnesses (lm-eval's ``acc`` is
+    Inspect's ``accuracy``; ``strongreject`` is inspect_evals' ``strong_reject``): any one of them matches.
+    """
 
     id: str
     description: str
-    metric: str
+    metrics: tuple[str, ...]
     comparator: str
     threshold: float | None = None
-    benchmark: str | None = None
+    benchmarks: tuple[str, ...] = ()  # empty: any benchmark (of the risk domain)
     risk_domain: str | None = None
     min_samples: int | None = None
     source: str | None = None
     conditions: tuple[Condition, ...] = ()
 
+    @property
+    def metric(self) -> str:
+        """The name used in messages."""
+        return self.metrics[0]
+
+    def value_in(self, metrics: Mapping[str, float]) -> float | None:
+        """The score this requirement reads from an attestation's metrics (the first of its names present)."""
+        return next((metrics[name] for name in self.metrics if name in metrics), None)
+
+    def covers_benchmark(self, benchmark: str) -> bool:
+        return not self.benchmarks or benchmark.lower() in (b.lower() for b in self.benchmarks)
+
     def describe(self) -> str:
-        what = " / ".join(x for x in (self.risk_domain, self.benchmark) if x)
+        what = " / ".join(x for x in (self.risk_domain, "|".join(self.benchmarks)) if x)
+        metric = "|".join(self.metrics)
         if self.comparator == "reported":
-            rule = f"{what} {self.metric} reported"
+            rule = f"{what} {metric} reported"
         else:
-            rule = f"{what} {self.metric} {self.comparator} {self.threshold:g}"
+            rule = f"{what} {metric} {self.comparator} {self.threshold:g}"
         if self.min_samples:
             rule += f" over at least {self.min_samples} samples"
         if self.conditions:
@@ -257,6 +274,14 @@ class _Reader:
             raise self.error(f"{where}.{key}", "required, a non-empty string")
         return value.strip()
 
+    def names(self, data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+        """A name, or a list of names that mean the same thing."""
+        value = data.get(key)
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise self.error(f"{where}.{key}", "required, a name or a non-empty list of names")
+        return tuple(n.strip() for n in names)
+
     def choice(self, data: Mapping[str, Any], key: str, where: str, choices: Sequence[str], default: str | None = None) -> str | None:
         value = data.get(key, default)
         if value is None:
@@ -302,12 +327,10 @@ def _parse_evaluation(r: _Reader, raw: Any, where: str) -> EvaluationRequirement
             raise r.error(f"{where}.threshold", "a 'reported' requirement takes no threshold")
     elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise r.error(f"{where}.threshold", f"must be a number, found {threshold!r}")
-    benchmark = data.get("benchmark")
+    benchmarks = r.names(data, "benchmark", where) if data.get("benchmark") is not None else ()
     risk_domain = r.choice(data, "risk_domain", where, RISK_DOMAINS)
-    if benchmark is None and risk_domain is None:
+    if not benchmarks and risk_domain is None:
         raise r.error(where, "name a benchmark, a risk_domain, or both")
-    if benchmark is not None and (not isinstance(benchmark, str) or not benchmark):
-        raise r.error(f"{where}.benchmark", "must be a non-empty string")
     min_samples = data.get("min_samples")
     if min_samples is not None:
         min_samples = r.count(data, "min_samples", where)
@@ -318,10 +341,10 @@ def _parse_evaluation(r: _Reader, raw: Any, where: str) -> EvaluationRequirement
     return EvaluationRequirement(
         id=requirement_id,
         description=str(data.get("description") or requirement_id),
-        metric=r.text(data, "metric", where),
+        metrics=r.names(data, "metric", where),
         comparator=comparator,
         threshold=float(threshold) if threshold is not None else None,
-        benchmark=benchmark,
+        benchmarks=benchmarks,
         risk_domain=risk_domain,
         min_samples=min_samples,
         source=str(data["source"]) if data.get("source") else None,
