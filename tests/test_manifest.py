@@ -362,8 +362,12 @@ def test_weights_under_an_ignored_path_are_refused(tmp_path: Path) -> None:
     (model / ".github" / "evil.pkl").write_bytes(b"\x80\x04.")
     with pytest.raises(ModelError, match=r"\.github/evil\.pkl: a pickle weight file under an ignored path"):
         hash_model(model)
-    # git's own metadata folder is never published as files and is not looked into.
+    # git's own metadata is left out of the identity too (LFS objects are named by oid, not by format) ...
     (model / ".github" / "evil.pkl").unlink()
-    (model / ".git" / "lfs" / "objects").mkdir(parents=True)
-    (model / ".git" / "lfs" / "objects" / "blob.bin").write_bytes(b"x")
+    (model / ".git" / "lfs" / "objects" / "ab").mkdir(parents=True)
+    (model / ".git" / "lfs" / "objects" / "ab" / ("ab" + "0" * 62)).write_bytes(b"x")
     assert [f.path for f in hash_model(model).files] == ["model.safetensors"]
+    # ... but weights there are refused: an MLflow artifact folder named .git is served like any other.
+    (model / ".git" / "model.safetensors").write_bytes(b"w")
+    with pytest.raises(ModelError, match=r"\.git/model\.safetensors: a safetensors weight file under an ignored path"):
+        hash_model(model)

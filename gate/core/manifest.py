@@ -40,9 +40,6 @@ ATTESTATION_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".dsse", ".sig", ".i
 #: Read size. Measured on a warm 1 GiB model (bench/bench_hash.py, 2 cores): 1-4 MiB are equally fast, 8 MiB is
 #: ~7 % slower (the buffer no longer stays in cache between the copy and the hash). mmap would save the copy (~10 %)
 #: but turns a file truncated while being hashed into a SIGBUS that kills the process, so the gate reads.
-#: Git's own metadata folder: never published as files, so not looked into.
-GIT_METADATA: tuple[str, ...] = (".git",)
-
 #: Weight formats by file suffix. Pickle-bearing formats can run code when loaded.
 WEIGHT_FORMATS: dict[str, str] = {
     ".safetensors": "safetensors",
@@ -239,9 +236,9 @@ def _lstat(item: os.DirEntry[bytes], rel: str) -> os.stat_result:
 def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES) -> list[ModelFile]:
     """Every regular file under root, refusing whatever could make the identity ambiguous.
 
-    Ignored paths are left out of the identity but still looked at (all but git's own metadata, which is never
-    published as files): the attestation folder may hold attestation files only, and no ignored path may hold
-    weights, so that nothing left out of the identity can carry unhashed weights into a release.
+    Ignored paths are left out of the identity but still looked at: the attestation folder may hold attestation
+    files only, and no ignored path may hold weights, so that nothing left out of the identity can carry unhashed
+    weights into a release (an MLflow artifact folder named ``.git/`` is served like any other).
     """
     root_real = root.resolve()
     police = ATTESTATION_DIR in ignores
@@ -252,26 +249,32 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES) -> list[Mod
         for item in _scan(dir_bytes):
             rel = _join(rel_dir, _decode_name(item.name, root / rel_dir))
             ignored = _is_ignored(rel, ignores)
-            if ignored and _is_ignored(rel, GIT_METADATA):
-                continue
             st = _lstat(item, rel)
             if stat.S_ISDIR(st.st_mode):
                 stack.append((item.path, rel))
                 continue
             if ignored:
-                _police_ignored(rel, police)
+                # Left out of the identity: checked by name. Links are followed only in the attestation folder, whose
+                # files the gate reads; elsewhere (a `.git` link to a separate git dir) they may point anywhere.
+                police_ignored(rel, police)
+                if police and stat.S_ISLNK(st.st_mode) and _is_ignored(rel, (ATTESTATION_DIR,)):
+                    _resolve_link(root_real, root / rel, rel)
+                continue
             if stat.S_ISLNK(st.st_mode):
-                entry = _resolve_link(root_real, root / rel, rel)
+                entries.append(_resolve_link(root_real, root / rel, rel))
             elif stat.S_ISREG(st.st_mode):
-                entry = ModelFile(rel, Path(os.fsdecode(item.path)), st.st_size)
+                entries.append(ModelFile(rel, Path(os.fsdecode(item.path)), st.st_size))
             else:
                 raise ModelError(f"{rel}: is a special file (device, socket or FIFO); a model holds regular files only")
-            if not ignored:
-                entries.append(entry)
     return entries
 
 
-def _police_ignored(rel: str, police_attestations: bool) -> None:
+def police_ignored(rel: str, police_attestations: bool = True) -> None:
+    """Refuse what an ignored path may not hold: anything but attestation files in the attestation folder, and
+    weights anywhere else (``.git/``, ``.github/`` ...), since what is left out of the identity is not checked.
+
+    Shared by every way the gate builds a manifest (a folder here; git trees and Hub revisions in the integrations).
+    """
     if police_attestations and _is_ignored(rel, (ATTESTATION_DIR,)):
         if rel != ATTESTATION_DIR:
             _check_attestation_file(rel)
