@@ -260,3 +260,14 @@ def test_default_policy_reads_inspect_and_lm_eval_metric_names(manifest, world) 
     result = rows(decide(policy, "hosted", manifest, evidence, world.trust(), NOW))
     assert result["wmdp-bio-reported"].status == "met" and result["wmdp-chem-reported"].status == "met"
     assert result["strongreject-hosted"].status == "not_met" and "score = 0.2" in result["strongreject-hosted"].reason
+
+
+def test_decision_pins_file_names_beside_the_content_digest(policy, world, tmp_path) -> None:
+    """Renaming model.pkl to model.safetensors keeps the OMS digest; the decision's files_digest tells them apart."""
+    pickle = hash_model(write_model(tmp_path / "a", {"model.pkl": b"weights"}))
+    renamed = hash_model(write_model(tmp_path / "b", {"model.safetensors": b"weights"}))
+    assert pickle.digest == renamed.digest
+    a = decide(policy, "internal", pickle, [], world.trust(), NOW)
+    b = decide(policy, "internal", renamed, [], world.trust(), NOW)
+    assert a.model_digest == b.model_digest and a.files_digest != b.files_digest
+    assert decide(policy, "internal", pickle.root_digest, [], world.trust(), NOW).files_digest is None

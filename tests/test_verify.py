@@ -211,3 +211,13 @@ def test_evaluation_after_signing_is_refused(world, manifest) -> None:
     later = "2026-10-31T13:00:00Z"  # the attestation was signed at 2026-10-31T12:00:00Z
     edited = resign(item, lambda s: s["predicate"].update(evaluatedAt=later), world.evaluators["evalco"].key)
     assert "an evaluation cannot be signed before it ran" in reason(edited, world, manifest)
+
+
+def test_rejection_reasons_are_bounded(world, manifest) -> None:
+    from gate.core.verify import MAX_REASON_CHARS, verify_all
+
+    item = world.attest(manifest, "evalco", "strongreject", {"score": 0.05})
+    edited = resign(item, lambda s: s.update(predicateType="https://x/" + "A" * 700_000), world.evaluators["evalco"].key)
+    report = verify_all([edited], world.trust(), manifest, NOW)
+    reason = report.rejected[0].reason
+    assert reason.startswith("unsupported predicateType") and len(reason) == MAX_REASON_CHARS

@@ -58,6 +58,7 @@ class Decision:
     requested_tier: str
     satisfied_tier: str | None
     model_digest: str
+    files_digest: str | None  # Manifest.files_digest (names included); None when decided by digest only
     policy_uri: str
     policy_digest: str
     trust_source: str
@@ -84,6 +85,7 @@ class Decision:
             "requested_tier": self.requested_tier,
             "satisfied_tier": self.satisfied_tier,
             "model_digest": self.model_digest,
+            "files_digest": self.files_digest,
             "policy": {"uri": self.policy_uri, "digest": self.policy_digest},
             "trust": {"source": self.trust_source, "digest": self.trust_digest},
             "requirements": [r.to_dict() for r in self.requirements],
@@ -120,7 +122,7 @@ class Decision:
 
 # --- reading a decision back ------------------------------------------------------------------------------------
 
-_FIELDS = {"schema", "decision", "mode", "requested_tier", "satisfied_tier", "model_digest", "policy", "trust",
+_FIELDS = {"schema", "decision", "mode", "requested_tier", "satisfied_tier", "model_digest", "files_digest", "policy", "trust",
            "requirements", "rejected_attestations", "inputs", "time"}
 
 
@@ -207,6 +209,7 @@ def _decision_from_dict(data: Any) -> "Decision":
         requested_tier=_str(body, "requested_tier", ""),
         satisfied_tier=_str(body, "satisfied_tier", "", optional=True),
         model_digest=digest,
+        files_digest=_str(body, "files_digest", "", optional=True),
         policy_uri=_str(policy, "uri", "policy."),
         policy_digest=_str(policy, "digest", "policy."),
         trust_source=_str(trust, "source", "trust."),
@@ -393,6 +396,7 @@ def decide(
         requested_tier=requested,
         satisfied_tier=satisfied,
         model_digest=f"sha256:{root}",
+        files_digest=manifest.files_digest if manifest is not None else None,
         policy_uri=policy.uri,
         policy_digest=policy.digest,
         trust_source=trust.source,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import stat
 import threading
@@ -116,6 +117,17 @@ class Manifest:
     def digest(self) -> str:
         """The model digest as the gate prints it: ``sha256:<hex>``."""
         return f"sha256:{self.root_digest}"
+
+    @property
+    def files_digest(self) -> str:
+        """``sha256:<hex>`` over the file list *with names* (canonical JSON of ``[[path, size, sha256], ...]``).
+
+        The OMS root digest covers contents only: renaming ``model.pkl`` to ``model.safetensors`` keeps it. Decisions
+        record this digest beside it, so what was decided about names (weight formats) can be checked too.
+        """
+        listing = [[f.path, f.size, f.sha256] for f in self.files]
+        canonical = json.dumps(listing, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
     @property
     def total_size(self) -> int:

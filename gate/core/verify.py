@@ -29,6 +29,13 @@ from gate.core.trust import Evaluator, TrustedKey, TrustStore
 from gate.errors import GateError, VerificationError
 
 DEFAULT_SKEW = timedelta(minutes=5)
+#: Reasons quote what an attestation claims (its predicateType, an evaluator id ...); a claim is the sender's to
+#: choose, so a reason is cut to this length before it is printed, returned or logged.
+MAX_REASON_CHARS = 400
+
+
+def bounded(reason: str, limit: int = MAX_REASON_CHARS) -> str:
+    return reason if len(reason) <= limit else reason[: limit - 1] + "\u2026"
 
 
 @dataclass(frozen=True)
@@ -236,7 +243,7 @@ def verify_all(
         try:
             accepted.append(verify_attestation(item, store, model, now, skew))
         except GateError as exc:
-            rejected.append(Rejection(item.source, item.digest, str(exc)))
+            rejected.append(Rejection(item.source, item.digest, bounded(str(exc))))
     return VerificationReport(tuple(accepted), tuple(rejected))
 
 
