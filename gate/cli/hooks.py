@@ -62,7 +62,7 @@ def prepush_command(remote: str, url: str, tier: str | None, now_text: str | Non
     from gate.integrations.git.objects import GitRepo
     from gate.integrations.git.prepush import (
         DEFAULT_TIER_KEY, TIER_KEY, chain_to_lfs, check_push, configured_tier, describe_check, lfs_available,
-        parse_updates, uses_lfs)
+        parse_updates, uses_lfs, verify_lfs_objects)
     from gate.runtime import Gate, GateConfig
 
     stdin = sys.stdin.buffer.read()
@@ -90,6 +90,7 @@ def prepush_command(remote: str, url: str, tier: str | None, now_text: str | Non
                 click.echo(f"gate: push to {remote} blocked: {denied.summary()}", err=True)
                 sys.exit(1)
         if lfs_available():
+            verify_lfs_objects(repo, updates)  # git-lfs uploads the local objects without hashing them again
             sys.exit(chain_to_lfs(repo, remote, url, stdin))
         if uses_lfs(repo, updates):
             click.echo("gate: warning: this push tracks files with git-lfs, but git-lfs is not installed, so their "

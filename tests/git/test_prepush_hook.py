@@ -262,3 +262,207 @@ def test_pointer_parsing() -> None:
     assert parse_pointer(b"just a file") is None
 
 
+
+
+# --- security review: ignored paths (F2), history by content (F4), LFS objects (F5), what is on the remote (F6) --
+
+
+def test_tree_paths_police_every_ignored_path_as_a_folder_does() -> None:
+    from gate.core.manifest import FileDigest
+    from gate.errors import ModelError
+    from gate.integrations.git.treemanifest import check_tree_paths, manifest_from_files
+
+    fine = [".gitattributes", ".gitignore", ".github/workflows/ci.yml", ".attestations/eval.json", "model.safetensors"]
+    check_tree_paths(fine, "org/model@main")
+    digest = "ab" * 32
+    manifest = manifest_from_files([FileDigest(p, 1, digest) for p in fine], "org/model@main")
+    assert [f.path for f in manifest.files] == ["model.safetensors"]
+    for path in (".github/model.safetensors", ".git/lfs/model.bin", ".gitignore/w.pt", ".gitattributes/x.gguf"):
+        with pytest.raises(ModelError, match=rf"^org/model@main: {path}: a \w+ weight file under an ignored path"):
+            check_tree_paths([path], "org/model@main")
+        with pytest.raises(ModelError, match="under an ignored path"):
+            manifest_from_files([FileDigest(path, 1, digest)], "org/model@main")
+    with pytest.raises(ModelError, match=r"^org/model@main: \.attestations/model\.bin: only attestation files"):
+        check_tree_paths([".attestations/model.bin"], "org/model@main")
+
+
+def test_weights_under_an_ignored_path_are_refused_in_a_pushed_tree_as_in_a_folder(
+        tmp_path: Path, remote: Path, env: dict[str, str], world: World) -> None:
+    from gate.errors import ModelError
+
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    write_model(work)
+    attest(world, work, "open")  # the attested identity leaves .github/ out ...
+    write_model(work, {".github/model.safetensors": b"\x00unhashed" * 512})  # ... so this would ride along unhashed
+    head = commit_all(work, "model with weights in .github")
+
+    result = push(work, env)
+
+    assert result.returncode != 0
+    assert (f"commit {head[:12]}: .github/model.safetensors: a safetensors weight file under an ignored path"
+            in result.stderr)
+    assert remote_head(remote) is None
+    folder = write_model(tmp_path / "folder", {".github/model.safetensors": b"x", "config.json": b"{}"})
+    with pytest.raises(ModelError, match=r"\.github/model\.safetensors: a safetensors weight file under an ignored"):
+        hash_model(folder)  # the same rule for the folder
+
+
+def test_weights_under_an_ignored_path_in_history_are_refused(tmp_path: Path, remote: Path, env: dict[str, str],
+                                                              world: World) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    write_model(work)
+    attest(world, work, "open")
+    write_model(work, {".github/model.safetensors": b"\x00unhashed" * 512})
+    first = commit_all(work, "attested model, plus weights in .github")
+    (work / ".github" / "model.safetensors").unlink()
+    commit_all(work, "tidy up")  # the tip is clean; its parent is published as well
+
+    result = push(work, env)
+
+    assert result.returncode != 0
+    assert f"commit {first[:12]}: .github/model.safetensors: a safetensors weight file under an ignored path" \
+        in result.stderr
+    assert remote_head(remote) is None
+
+
+def test_history_is_checked_by_content_not_by_file_name(tmp_path: Path, remote: Path, env: dict[str, str],
+                                                        world: World) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    write_model(work, {"variables/variables.data-00000-of-00001": os.urandom(4096),  # TF weights, no weight suffix
+                       "ckpt/step-100": os.urandom(4096)})  # a renamed checkpoint
+    commit_all(work, "draft")
+    shutil.rmtree(work / "variables")
+    shutil.rmtree(work / "ckpt")
+    write_model(work)
+    attest(world, work, "open")
+    commit_all(work, "release")
+
+    result = push(work, env)
+
+    assert result.returncode != 0
+    assert "history: adds ckpt/step-100, variables/variables.data-00000-of-00001" in result.stderr
+    assert remote_head(remote) is None
+
+
+def test_content_hidden_in_a_symlink_blob_in_history_is_checked(tmp_path: Path, remote: Path,
+                                                                env: dict[str, str], world: World) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    write_model(work)
+    attest(world, work, "open")
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(8192))
+    blob = git(work, "hash-object", "-w", str(payload)).stdout.strip()
+    git(work, "add", "-A")
+    git(work, "update-index", "--add", "--cacheinfo", f"120000,{blob},weights")  # a "symlink" of 8 KiB
+    git(work, "commit", "-q", "-m", "weights behind a symlink")
+    git(work, "rm", "-q", "--cached", "weights")
+    commit_all(work, "release")
+
+    result = push(work, env)
+
+    assert result.returncode != 0
+    assert "weights: a symlink whose target is 8192 bytes long is content, not a link" in result.stderr
+    assert remote_head(remote) is None
+
+
+def test_history_on_a_fetch_mirror_is_not_taken_as_being_on_the_push_target(
+        tmp_path: Path, remote: Path, env: dict[str, str], world: World) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    mirror = tmp_path / "mirror.git"
+    subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(mirror)], check=True)
+    git(work, "remote", "add", "mirror", str(mirror))
+    git(work, "config", "remote.mirror.releaseGateTier", "internal")
+    write_model(work, {"draft.safetensors": b"\x00unreviewed" * 512})
+    commit_all(work, "draft weights")
+    assert push(work, env, "mirror", "main").returncode == 0  # fine for the internal mirror
+    git(work, "remote", "set-url", "origin", str(mirror))  # origin fetches from the mirror ...
+    git(work, "remote", "set-url", "--push", "origin", str(remote))  # ... and pushes to the public remote
+    git(work, "fetch", "-q", "origin")  # refs/remotes/origin/main: the draft, which the public remote never had
+    (work / "draft.safetensors").unlink()
+    write_model(work)
+    attest(world, work, "open")
+    commit_all(work, "release")
+
+    result = push(work, env)
+
+    assert result.returncode != 0
+    assert "history: adds draft.safetensors" in result.stderr
+    assert remote_head(remote) is None
+
+
+def test_a_new_ref_is_checked_down_to_what_the_push_itself_says_is_on_the_remote(
+        tmp_path: Path, remote: Path, env: dict[str, str], world: World) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    git(work, "config", "release-gate.tier", "internal")
+    write_model(work, {"draft.safetensors": b"\x00unreviewed" * 512})
+    commit_all(work, "draft weights")
+    (work / "draft.safetensors").unlink()
+    write_model(work)
+    attest(world, work, "open")
+    commit_all(work, "release")
+    assert push(work, env).returncode == 0  # main, draft included, is on the remote at 'internal'
+    git(work, "config", "release-gate.tier", "open")
+    git(work, "commit", "-q", "--allow-empty", "-m", "bump")
+    git(work, "branch", "feature")
+
+    alone = push(work, env, "origin", "feature")  # git names no remote tip: all of feature's history is checked
+    assert alone.returncode != 0 and "history: adds draft.safetensors" in alone.stderr
+    assert remote_head(remote, "refs/heads/feature") is None
+
+    together = push(work, env, "origin", "main", "feature")  # main's remote tip is on stdin: the draft is there
+    assert together.returncode == 0, together.stderr
+    assert remote_head(remote, "refs/heads/feature") == remote_head(remote)
+
+
+def lfs_object_path(work: Path, oid: str) -> Path:
+    return work / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+
+
+def lfs_oid(work: Path, path: str) -> str:
+    pointer = git(work, "cat-file", "-p", f"HEAD:{path}").stdout
+    return next(line for line in pointer.splitlines() if line.startswith("oid sha256:"))[len("oid sha256:"):]
+
+
+@needs_lfs
+def test_a_local_lfs_object_changed_after_the_commit_is_not_pushed(tmp_path: Path, remote: Path,
+                                                                   env: dict[str, str], world: World) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=True)
+    write_model(work)
+    attest(world, work, "open")
+    head = commit_all(work, "model v1")
+    oid = lfs_oid(work, "model.safetensors")
+    stored = lfs_object_path(work, oid)
+    os.chmod(stored, 0o644)
+    stored.write_bytes(os.urandom(stored.stat().st_size))  # same size, other bytes: git-lfs would upload them as-is
+
+    result = push(work, env)
+
+    assert result.returncode != 0
+    assert (f"model.safetensors in commit {head[:12]}: its LFS object sha256:{oid} does not match its pointer"
+            in result.stderr)
+    assert remote_head(remote) is None
+    assert not (remote / "lfs").exists() or lfs_objects(remote) == set()
+
+    stored.unlink()
+    missing = push(work, env)
+    assert missing.returncode != 0
+    assert f"its LFS object sha256:{oid} is not in the local LFS store" in missing.stderr
+    assert remote_head(remote) is None
+
+
+@needs_lfs
+def test_lfs_objects_already_on_the_remote_need_not_be_local(tmp_path: Path, remote: Path,
+                                                             env: dict[str, str], world: World) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=True)
+    write_model(work)
+    attest(world, work, "open")
+    commit_all(work, "model v1")
+    assert push(work, env).returncode == 0
+    lfs_object_path(work, lfs_oid(work, "model.safetensors")).unlink()  # as in a clone made with GIT_LFS_SKIP_SMUDGE
+    (work / ATTESTATION_DIR / "eval-9.json").write_bytes((work / ATTESTATION_DIR / "eval-0.json").read_bytes())
+    head = commit_all(work, "more evidence")  # the pointer is unchanged: only objects the push sends are hashed
+
+    result = push(work, env)
+
+    assert result.returncode == 0, result.stderr
+    assert remote_head(remote) == head

@@ -11,6 +11,7 @@ import hashlib
 import os
 import posixpath
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ MAX_POINTER_BYTES = 1024
 _POINTER_OID = re.compile(rb"^oid sha256:([0-9a-f]{64})$", re.M)
 _POINTER_SIZE = re.compile(rb"^size (\d+)$", re.M)
 ZERO_SHA = "0" * 40
+SYMLINK = "120000"
+SUBMODULE = "160000"
+#: A symlink's blob is its target path; a larger one is content hidden behind a link, not a link.
+MAX_SYMLINK_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,10 @@ class GitRepo:
     def __init__(self, path: str | os.PathLike[str] = ".") -> None:
         self.path = Path(path)
         self._batch: subprocess.Popen[bytes] | None = None
+        self._check: subprocess.Popen[bytes] | None = None
         self._digests: dict[str, BlobDigest] = {}
+        self._changes: dict[str, list[Change]] = {}
+        self._media: Path | None = None
 
     def git(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
         result = subprocess.run(["git", *args], cwd=self.path, input=input, capture_output=True)
@@ -85,11 +93,12 @@ class GitRepo:
                               capture_output=True).returncode == 0
 
     def close(self) -> None:
-        if self._batch is not None:
-            assert self._batch.stdin is not None
-            self._batch.stdin.close()
-            self._batch.wait()
-            self._batch = None
+        for proc in (self._batch, self._check):
+            if proc is not None:
+                assert proc.stdin is not None
+                proc.stdin.close()
+                proc.wait()
+        self._batch = self._check = None
 
     def __enter__(self) -> "GitRepo":
         return self
@@ -167,10 +176,132 @@ class GitRepo:
         self._digests[oid] = digest
         return digest
 
+    def blob_size(self, oid: str) -> int:
+        """A blob's size, without reading it (one persistent ``cat-file --batch-check``)."""
+        if self._check is None:
+            self._check = subprocess.Popen(["git", "cat-file", "--batch-check"], cwd=self.path,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self._check.stdin is not None and self._check.stdout is not None
+        self._check.stdin.write(oid.encode() + b"\n")
+        self._check.stdin.flush()
+        header = self._check.stdout.readline().split()
+        if len(header) != 3 or header[1] != b"blob":
+            raise InputError(f"git object {oid} is not a readable blob")
+        return int(header[2])
+
+    def pointer(self, oid: str) -> LfsPointer | None:
+        """The LFS pointer a blob holds, or None; reads at most a pointer's worth of the blob."""
+        cached = self._digests.get(oid)
+        if cached is not None:
+            return LfsPointer(cached.sha256, cached.size) if cached.lfs else None
+        if self.blob_size(oid) > MAX_POINTER_BYTES:
+            return None
+        return parse_pointer(self.read_blob(oid, MAX_POINTER_BYTES))
+
+    def changes(self, commit: str) -> list["Change"]:
+        """What ``commit`` adds or changes, compared with each of its parents (all of it for a root commit).
+
+        Every blob a push sends is in this list for at least one pushed commit, or is already on the remote (in the
+        tree of a parent that is), so deciding on the commits that introduce blobs covers everything published.
+        """
+        if commit not in self._changes:
+            self.load_changes([commit])
+        return self._changes[commit]
+
+    def load_changes(self, commits: Sequence[str]) -> None:
+        """Read the changes of many commits with one ``git diff-tree --stdin`` (a push may send thousands)."""
+        todo = [c for c in dict.fromkeys(commits) if c not in self._changes]
+        if not todo:
+            return
+        out = subprocess.run(["git", "diff-tree", "--stdin", "-r", "-z", "--no-renames", "--root", "-m"],
+                             cwd=self.path, input="".join(f"{c}\n" for c in todo).encode(), capture_output=True)
+        if out.returncode != 0:
+            raise InputError(f"cannot list the changes of {len(todo)} commit(s): "
+                             f"{out.stderr.decode(errors='replace').strip()}")
+        found: dict[str, dict[tuple[str, str], Change]] = {c: {} for c in todo}
+        fields = out.stdout.split(b"\x00")
+        commit = ""
+        i = 0
+        while i < len(fields):
+            field = fields[i]
+            if not field.startswith(b":"):  # a commit id: the records that follow are its changes
+                if field:
+                    commit = field.decode()
+                    found.setdefault(commit, {})
+                i += 1
+                continue
+            if not commit or i + 1 >= len(fields):
+                raise InputError("git diff-tree: unexpected output")
+            parts = field[1:].split()
+            if parts[4] != b"D":
+                try:
+                    path = fields[i + 1].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ModelError(f"{commit[:12]}: file name {fields[i + 1]!r} is not valid UTF-8") from None
+                change = Change(path, parts[3].decode(), parts[1].decode())
+                found[commit].setdefault((change.path, change.oid), change)
+            i += 2
+        for commit in todo:
+            self._changes[commit] = list(found[commit].values())
+
+    # --- LFS objects -------------------------------------------------------------------------------------------
+
+    def lfs_media_dir(self) -> Path:
+        """Where git-lfs keeps this repository's objects (``git lfs env``'s LocalMediaDir, so lfs.storage counts)."""
+        if self._media is None:
+            media = None
+            env = subprocess.run(["git", "lfs", "env"], cwd=self.path, capture_output=True, text=True) \
+                if shutil.which("git-lfs") else None
+            if env is not None and env.returncode == 0:
+                for line in env.stdout.splitlines():
+                    if line.startswith("LocalMediaDir=") and line[len("LocalMediaDir="):].strip():
+                        media = Path(line[len("LocalMediaDir="):].strip())
+                        break
+            if media is None:
+                common = Path(self.git("rev-parse", "--git-common-dir").strip())
+                common = common if common.is_absolute() else self.path / common
+                storage = self.config("lfs.storage")
+                media = (common / storage if storage else common / "lfs") / "objects"
+            self._media = media if media.is_absolute() else self.path / media
+        return self._media
+
     def lfs_object(self, oid: str) -> Path:
-        common = Path(self.git("rev-parse", "--git-common-dir").strip())
-        common = common if common.is_absolute() else self.path / common
-        return common / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+        return self.lfs_media_dir() / oid[:2] / oid[2:4] / oid
+
+    def lfs_object_problem(self, pointer: LfsPointer) -> str | None:
+        """Why the local object a pointer names cannot be pushed as that pointer's file, or None if it can.
+
+        git-lfs uploads ``lfs/objects/<oid>`` as it finds it, without hashing it again: an object replaced after the
+        commit would be published under a digest that was decided on but is not its own. Read in chunks.
+        """
+        path = self.lfs_object(pointer.oid)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            return ("is not in the local LFS store, so what would be uploaded for it cannot be checked; fetch it "
+                    "(`git lfs fetch --all`) and push again")
+        except OSError as exc:
+            return f"cannot be read from the local LFS store ({exc.strerror}) at {path}"
+        with handle:
+            hasher = hashlib.sha256()
+            size = 0
+            while chunk := handle.read(CHUNK_SIZE):
+                hasher.update(chunk)
+                size += len(chunk)
+        if size != pointer.size or hasher.hexdigest() != pointer.oid:
+            return (f"does not match its pointer ({size} bytes, sha256 {hasher.hexdigest()[:12]}...: it was changed "
+                    f"or replaced after it was committed); delete {path} and `git lfs fetch` it again, or, if the new "
+                    "content is the one to release, add the file and commit it again")
+        return None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A file a commit adds or changes: its path, new blob id and mode (``120000`` symlink, ``160000`` submodule)."""
+
+    path: str
+    oid: str
+    mode: str
 
 
 @dataclass(frozen=True)
@@ -187,7 +318,7 @@ def _resolve_symlink(entry: TreeEntry, target: bytes, files: dict[str, TreeEntry
     """A symlink counts as the file it names, if that is a file of the same tree (as hash_model does for folders)."""
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), target.decode("utf-8", "replace")))
     found = files.get(resolved)
-    if found is None or found.mode == "120000":
+    if found is None or found.mode == SYMLINK:
         raise ModelError(f"{commit[:12]}: {entry.path}: symlink to {target.decode('utf-8', 'replace')!r}, which is "
                          "not a file of this commit; replace it with the file itself")
     return TreeEntry(found.mode, found.kind, found.oid, found.size, entry.path)
@@ -207,8 +338,11 @@ def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
             if is_ignored(entry.path):
                 continue
             raise ModelError(f"{where}: {entry.path} is a submodule; a model's files must be in its own tree")
-        if entry.mode == "120000":
-            entry = _resolve_symlink(entry, repo.read_blob(entry.oid, 4096), files, commit)
+        if entry.mode == SYMLINK:
+            if entry.size > MAX_SYMLINK_BYTES:
+                raise ModelError(f"{where}: {entry.path}: a symlink whose target is {entry.size} bytes long is "
+                                 "content, not a link; commit the file itself")
+            entry = _resolve_symlink(entry, repo.read_blob(entry.oid, MAX_SYMLINK_BYTES), files, commit)
         if is_attestation_path(entry.path) and entry.path.endswith(ATTESTATION_SUFFIXES):
             attestations.extend(_attestation(repo, entry, commit))
         if is_ignored(entry.path):
@@ -236,34 +370,13 @@ def _attestation(repo: GitRepo, entry: TreeEntry, commit: str) -> list[Attestati
     return [AttestationInput(source, data)]
 
 
-def new_commits(repo: GitRepo, local_sha: str, remote_sha: str, remote_name: str) -> list[str]:
-    """Commits a push sends: reachable from ``local_sha`` and not already on the remote (as far as git knows)."""
-    exclude: list[str] = ["--not", f"--remotes={remote_name}"] if remote_name else ["--not"]
-    if remote_sha != ZERO_SHA and repo.has_commit(remote_sha):
-        exclude.append(remote_sha)
-    out = repo.git("rev-list", "--topo-order", local_sha, *exclude)
+def new_commits(repo: GitRepo, local_sha: str, on_remote: Sequence[str]) -> list[str]:
+    """Commits a push sends: reachable from ``local_sha`` and from none of ``on_remote``.
+
+    ``on_remote`` are commits known to be on the remote: the remote's current tips that git gives the hook on stdin
+    (see :func:`remote_tips`). Remote-tracking refs are not used: they come from the fetch url, may be stale, and
+    say nothing about a push url that points somewhere else.
+    """
+    out = repo.git("rev-list", "--topo-order", local_sha, "--not", *on_remote, "--")
     return [line for line in out.split() if line]
-
-
-def introduced_blobs(repo: GitRepo, commits: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
-    """For each commit, the (path, blob id) it adds or changes (merges compared with each parent)."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for commit in commits:
-        raw = subprocess.run(["git", "diff-tree", "-r", "-z", "--no-renames", "--root", "-m", "--no-commit-id",
-                              commit], cwd=repo.path, capture_output=True).stdout
-        fields = raw.split(b"\x00")
-        changes: list[tuple[str, str]] = []
-        i = 0
-        while i < len(fields) - 1:
-            meta = fields[i]
-            if not meta.startswith(b":"):
-                i += 1
-                continue
-            parts = meta[1:].split()
-            path = fields[i + 1].decode("utf-8", "replace")
-            if parts[4] != b"D" and parts[1] not in (b"160000", b"120000"):
-                changes.append((path, parts[3].decode()))
-            i += 2
-        out[commit] = changes
-    return out
 

@@ -1,16 +1,17 @@
 """The manifest of a model that is not a local folder: a git tree or a Hub revision, known as (path, size, sha256).
 
 :func:`gate.core.manifest.hash_model` decides what belongs to a model folder's identity (ignored paths, the policed
-``.attestations/`` folder). A pushed git tree or a Hub revision must get the *same* identity as the folder it was
-made from, or attestations signed over the folder would not match what was published; this module applies the same
-rules to a list of already-known digests, so that no file has to be read again.
+``.attestations/`` folder, no weights under any ignored path). A pushed git tree or a Hub revision must get the *same*
+identity as the folder it was made from, or attestations signed over the folder would not match what was published;
+this module applies the same rules to a list of already-known digests, so that no file has to be read again.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from gate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES, DEFAULT_IGNORES, FileDigest, Manifest, check_relative_path
+from gate.core.manifest import (ATTESTATION_DIR, DEFAULT_IGNORES, FileDigest, Manifest, check_relative_path,
+                                police_ignored)
 from gate.errors import ModelError
 
 
@@ -26,9 +27,9 @@ def is_attestation_path(path: str) -> bool:
 def manifest_from_files(files: Iterable[FileDigest], where: str) -> Manifest:
     """The manifest of a tree whose per-file digests are known.
 
-    Applies hash_model's rules: ignored paths are left out, and the attestation folder may hold attestation files
-    only, since it is outside the identity and could otherwise carry unhashed weights. ``where`` names the tree in
-    error messages (e.g. ``org/model@1a2b3c`` or ``refs/heads/main``).
+    Applies hash_model's rules: ignored paths are left out, but may not hold weights, and the attestation folder may
+    hold attestation files only, since what is outside the identity could otherwise carry unhashed weights.
+    ``where`` names the tree in error messages (e.g. ``org/model@1a2b3c`` or ``refs/heads/main``).
     """
     items = list(files)
     check_tree_paths((item.path for item in items), where)
@@ -36,14 +37,19 @@ def manifest_from_files(files: Iterable[FileDigest], where: str) -> Manifest:
 
 
 def check_tree_paths(paths: Iterable[str], where: str) -> None:
-    """Refuse paths that could name something outside the model, and non-attestation files in ``.attestations/``."""
+    """Refuse paths that could name something outside the model, and what an ignored path may not hold.
+
+    Every ignored path goes through :func:`gate.core.manifest.police_ignored`, the rule a folder is hashed with:
+    attestation files only in ``.attestations/``, no weight file under ``.git``, ``.github``, ``.gitattributes`` or
+    ``.gitignore``.
+    """
     for path in paths:
         try:
             check_relative_path(path)
         except ValueError as exc:
             raise ModelError(f"{where}: {exc}") from None
-        if is_attestation_path(path) and not path.endswith(ATTESTATION_SUFFIXES):
-            raise ModelError(
-                f"{where}: {path}: only attestation files ({', '.join(ATTESTATION_SUFFIXES)}) may sit in "
-                f"{ATTESTATION_DIR}/, because that folder is not part of the model's identity; move this file out of it"
-            )
+        if is_ignored(path):
+            try:
+                police_ignored(path)
+            except ModelError as exc:
+                raise ModelError(f"{where}: {exc}") from None
