@@ -2,8 +2,9 @@
 
 It implements the endpoints the gate's Hub integration and ``HfApi`` use, with the shapes huggingface_hub 2.x
 parses (see /work/shared/reference/huggingface.md): repo create, model/dataset info with ``files_metadata``
-siblings, refs, preupload, commit (NDJSON), LFS batch + PUT + verify, paths-info, settings, discussions,
-resolve (GET) and validate-yaml. It keeps repositories as git-like commits of trees in memory and records every
+siblings, refs (pull requests with ``include_prs``), commit listing (paginated with ``Link`` headers, as
+``HfApi.list_repo_commits`` follows them), preupload, commit (NDJSON), LFS batch + PUT + verify, paths-info,
+settings, discussions, resolve (GET) and validate-yaml. ``fail`` makes chosen requests answer an error. It keeps repositories as git-like commits of trees in memory and records every
 request (method, path, size of the body, and the body itself when small) so tests can assert what was sent.
 
 LFS objects can be *synthetic* (``add_synthetic_lfs``): a size and a seed instead of bytes, served as a generated
@@ -19,9 +20,10 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, Iterable, Iterator
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".h5", ".msgpack", ".ckpt", ".pkl", ".npy",
                 ".npz", ".zip", ".tar", ".gz")
@@ -29,6 +31,9 @@ REGULAR_LIMIT = 10 * 1024 * 1024
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
 KEEP_BODY = 1024 * 1024
 BLOCK = 1024 * 1024
+#: The Hub lists commits a page at a time; tests lower ``HubStandin.commits_page_size`` to exercise pagination.
+COMMITS_PAGE_SIZE = 50
+_EPOCH = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def git_blob_id(data: bytes) -> str:
@@ -86,6 +91,7 @@ class Commit:
     parent: str | None
     tree: dict[str, Blob]
     message: str
+    date: str = "2026-11-01T12:00:00.000Z"
 
 
 @dataclass
@@ -138,7 +144,11 @@ class HubStandin:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._counter = itertools.count(1)
+        self._clock = itertools.count(1)
         self.endpoint = ""
+        self.commits_page_size = COMMITS_PAGE_SIZE
+        #: (method, path substring) -> (status, X-Error-Code or None): requests that answer an error instead.
+        self.failures: dict[tuple[str, str], tuple[int, str | None]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -200,7 +210,8 @@ class HubStandin:
     def _commit(self, repo: Repo, branch: str | None, tree: dict[str, Blob], message: str,
                 parent: str | None = None) -> Commit:
         parent = parent if parent is not None else (repo.branches.get(branch) if branch else None)
-        commit = Commit(self.new_sha(), parent, tree, message)
+        date = (_EPOCH + timedelta(seconds=next(self._clock))).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        commit = Commit(self.new_sha(), parent, tree, message, date)
         repo.commits[commit.sha] = commit
         if branch:
             repo.branches[branch] = commit.sha
@@ -214,14 +225,41 @@ class HubStandin:
         return repo.commits[repo.branches[branch]].tree
 
     def push_commit(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model", branch: str = "main",
-                    message: str = "pushed") -> str:
-        """A commit made behind the gate's back (a raw git push): returns the new sha."""
+                    message: str = "pushed", delete: Iterable[str] = ()) -> str:
+        """A commit made behind the gate's back (a raw git push): returns the new sha. ``delete``: paths removed."""
         with self.lock:
             repo = self.repo(repo_id, repo_type)
             tree = dict(repo.commits[repo.branches[branch]].tree)
+            for path in delete:
+                del tree[path]
             for path, data in files.items():
                 tree[path] = self._store(path, data)
             return self._commit(repo, branch, tree, message).sha
+
+    def open_pr(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model", base: str = "main",
+                message: str = "a pull request") -> tuple[int, str]:
+        """A pull request (``refs/pr/N``) adding ``files`` on top of ``base``: returns (N, its head commit)."""
+        with self.lock:
+            repo = self.repo(repo_id, repo_type)
+            parent = repo.resolve(base)
+            assert parent is not None
+            tree = dict(repo.commits[parent].tree)
+            for path, data in files.items():
+                tree[path] = self._store(path, data)
+            commit = self._commit(repo, None, tree, message, parent=parent)
+            num = len(repo.discussions) + len(repo.prs) + 1
+            repo.prs[num] = commit.sha
+            return num, commit.sha
+
+    def history(self, repo_id: str, rev: str = "main", repo_type: str = "model") -> list[str]:
+        """The commits reachable from ``rev``, newest first (what the commit listing serves)."""
+        repo = self.repo(repo_id, repo_type)
+        sha = repo.resolve(rev)
+        out = []
+        while sha:
+            out.append(sha)
+            sha = repo.commits[sha].parent
+        return out
 
     def set_visibility(self, repo_id: str, private: bool, repo_type: str = "model") -> None:
         with self.lock:
@@ -293,7 +331,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.requests.append(Recorded(self.command, unquote(url.path), parse_qs(url.query),
                                               {k.lower(): v for k, v in self.headers.items()}, len(body),
                                               body[:KEEP_BODY]))
+        failure = next((v for (m, part), v in list(self.hub.failures.items())
+                        if m == self.command and part in unquote(url.path)), None)
         try:
+            if failure is not None:
+                raise _HubError(failure[0], f"injected failure for {self.command} {unquote(url.path)}", failure[1])
             status, payload, headers = self._route(self.command, url.path, parse_qs(url.query), body)
         except _HubError as exc:
             status, headers = exc.status, {"X-Error-Code": exc.code} if exc.code else {}
@@ -374,7 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_repo(self, method: str, kind: str, rest: list[str], query: dict[str, list[str]],
                   body: bytes) -> tuple[int, Any, dict[str, str]]:
         # rest: ns, name, [action, ...] or name, [action ...]
-        actions = {"revision", "preupload", "commit", "paths-info", "settings", "discussions", "refs", "tree", "branch"}
+        actions = {"revision", "preupload", "commit", "commits", "paths-info", "settings", "discussions", "refs", "tree",
+                   "branch"}
         if len(rest) >= 2 and unquote(rest[1]) not in actions:
             repo_id, tail = f"{unquote(rest[0])}/{unquote(rest[1])}", rest[2:]
         else:
@@ -385,12 +428,17 @@ class _Handler(BaseHTTPRequestHandler):
             commit = self._rev(repo, tail[1] if len(tail) > 1 else "main")
             return 200, self._info(repo, commit, "blobs" in query), {}
         if action == "refs":
-            return 200, {
+            refs: dict[str, Any] = {
                 "branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": s} for b, s in repo.branches.items()],
                 "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": s} for t, s in repo.tags.items()],
                 "converts": [],
-                "pullRequests": [{"name": str(n), "ref": f"refs/pr/{n}", "targetCommit": s} for n, s in repo.prs.items()],
-            }, {}
+            }
+            if query.get("include_prs", ["0"])[0] not in ("", "0", "false"):  # the Hub lists PR refs only if asked
+                refs["pullRequests"] = [{"name": str(n), "ref": f"refs/pr/{n}", "targetCommit": s}
+                                        for n, s in repo.prs.items()]
+            return 200, refs, {}
+        if action == "commits" and method == "GET":
+            return self._commits(kind, repo, unquote(tail[1]) if len(tail) > 1 else "main", query)
         if action == "preupload":
             commit = self._rev(repo, tail[1])
             files = json.loads(body)["files"]
@@ -449,6 +497,24 @@ class _Handler(BaseHTTPRequestHandler):
                 "changes": {"base": "refs/heads/main"}, "filesWithConflicts": [],
             }, {}
         raise _HubError(404, f"no route for {method} {action}")
+
+    def _commits(self, kind: str, repo: Repo, rev: str, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        """``GET /api/{type}s/{repo}/commits/{rev}[?p=N]``: the commits reachable from ``rev``, newest first, a page at
+        a time; a ``Link: <...>; rel="next"`` header points at the next page, as on the Hub."""
+        chain = []
+        sha: str | None = self._rev(repo, rev).sha
+        while sha:
+            chain.append(repo.commits[sha])
+            sha = repo.commits[sha].parent
+        size = self.hub.commits_page_size
+        page = int(query.get("p", ["0"])[0])
+        items = [{"id": c.sha, "title": c.message, "message": "", "date": c.date,
+                  "authors": [{"user": "someone", "avatar": None}]} for c in chain[page * size:(page + 1) * size]]
+        headers = {}
+        if (page + 1) * size < len(chain):
+            url = f"{self.hub.endpoint}/api/{kind}/{repo.repo_id}/commits/{quote(rev, safe='')}?p={page + 1}"
+            headers["Link"] = f'<{url}>; rel="next"'
+        return 200, items, headers
 
     def _info(self, repo: Repo, commit: Commit, blobs: bool) -> dict[str, Any]:
         siblings = []
