@@ -7,7 +7,9 @@ Publishing calls and what the gate checks before any byte of weights or any visi
 (and ``upload_file``,       tier the repo's current visibility implies; the commit is pinned to the
 ``upload_folder``)          checked base (``parent_commit``) and the backstop holds it to the checked bytes
 ``update_repo_settings``    a change that widens access (private -> gated/public, manual -> auto gating,
-                            un-gating) is checked against the files of every branch and tag head
+                            un-gating) is checked against every commit reachable from a branch, tag or
+                            pull request (history included: any commit is downloadable by its sha);
+                            refused when the repository's state cannot be read
 ``create_repo``             a new repository that is not private is checked as a publish of its (empty)
                             content; :meth:`GatedHfApi.publish` checks the files first, then creates
 ``duplicate_repo``          the source's default branch, at the tier of the copy's visibility
@@ -30,14 +32,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, RepositoryNotFoundError, RevisionNotFoundError, filter_repo_objects
+from huggingface_hub.utils import (DEFAULT_IGNORE_PATTERNS, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError,
+                                   filter_repo_objects)
 
 from gate.core.decision import Decision
 from gate.core.manifest import Manifest
 from gate.core.verify import AttestationInput
 from gate.errors import UsageError
 from gate.integrations.hf import backstop as backstop_module, plan as planning, remote
-from gate.integrations.hf.errors import GateDenied
+from gate.integrations.hf.errors import GateDenied, Unverifiable
 from gate.integrations.hf.remote import RemoteRevision
 from gate.integrations.hf.tiers import HubState, requested_state, tier_for, widens
 from gate.runtime import Gate
@@ -54,14 +57,18 @@ class GatedHfApi(HfApi):
         attestations: extra attestations to present with every decision (besides ``.attestations/`` folders).
         clock: the gate's clock (for replaying decisions; default: now).
         backstop: install the commit backstop (:mod:`.backstop`) in huggingface_hub's HTTP client. Leave it on.
+        max_commits: the most commits reachable from a repository's refs that a widening of access is checked
+            against; past it the change is refused (default: ``$GATE_HF_MAX_COMMITS``, else 1000).
         **kwargs: anything ``HfApi`` takes (``endpoint``, ``token``, ...).
 
     ``last_decision`` holds the most recent decision, allowed or not.
     """
 
     def __init__(self, gate: Gate | None = None, *, attestations: Sequence[AttestationInput] = (),
-                 clock: Callable[[], datetime] | None = None, backstop: bool = True, **kwargs: Any) -> None:
+                 clock: Callable[[], datetime] | None = None, backstop: bool = True, max_commits: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.max_commits = max_commits
         self.gate = gate if gate is not None else Gate.load()
         self.attestations = tuple(attestations)
         self.clock = clock
@@ -90,13 +97,19 @@ class GatedHfApi(HfApi):
     def _covered(self, repo_id: str) -> bool:
         return repo_id in (getattr(self._inside, "repos", None) or ())
 
-    def _decide(self, target: str, tier: str, model: Manifest, attestations: Sequence[AttestationInput],
-                context: Mapping[str, Any], hint: str = "") -> Decision:
-        """One gate decision; raise GateDenied (after recording it) unless the publish may go ahead."""
+    def _decision(self, tier: str, model: Manifest, attestations: Sequence[AttestationInput],
+                  context: Mapping[str, Any]) -> Decision:
+        """One gate decision (recorded as ``last_decision``), whatever it says."""
         now = self.clock() if self.clock else None
         decision = self.gate.decide(tier, model, list(attestations) + list(self.attestations),
                                     {"integration": "huggingface", "endpoint": self.endpoint, **context}, now=now)
         self.last_decision = decision
+        return decision
+
+    def _decide(self, target: str, tier: str, model: Manifest, attestations: Sequence[AttestationInput],
+                context: Mapping[str, Any], hint: str = "") -> Decision:
+        """One gate decision; raise GateDenied (after recording it) unless the publish may go ahead."""
+        decision = self._decision(tier, model, attestations, context)
         if not decision.allowed:
             raise GateDenied(target, decision, hint)
         return decision
@@ -106,6 +119,27 @@ class GatedHfApi(HfApi):
             return HubState.of(self.repo_info(repo_id, repo_type=repo_type, token=token))
         except RepositoryNotFoundError:
             return None
+
+    def _current_state(self, repo_id: str, repo_type: str | None, token: Any, change: str) -> HubState | None:
+        """The state a settings change starts from; None only when the repository does not exist.
+
+        Anything else that keeps the gate from reading it refuses the change (fail closed): a gated repository this
+        token may not read (``GatedRepoError`` is a ``RepositoryNotFoundError`` too, but the repository exists), a
+        "not found" the Hub does not confirm as such, the Hub failing or unreachable.
+        """
+        refusal = f"{repo_id}: cannot read the repository's current visibility, so {change} is refused (it could widen " \
+                  "access to files the gate has not checked); nothing was sent"
+        try:
+            return HubState.of(self.repo_info(repo_id, repo_type=repo_type, token=token))
+        except GatedRepoError:
+            raise Unverifiable(f"{refusal}. The repository is gated and this token is not on its access list: use a "
+                               "token of a member of the repository's organization") from None
+        except RepositoryNotFoundError as exc:
+            if _does_not_exist(exc):
+                return None
+            raise Unverifiable(f"{refusal}. The Hub answered {_first_line(exc)}") from None
+        except Exception as exc:  # whatever it is, the change is not made unchecked
+            raise Unverifiable(f"{refusal}. {type(exc).__name__}: {_first_line(exc)}") from exc
 
     def _base(self, repo_id: str, repo_type: str | None, revision: str | None, token: Any) -> RemoteRevision:
         try:
@@ -207,20 +241,43 @@ class GatedHfApi(HfApi):
 
     def check_exposure(self, repo_id: str, state: HubState, *, repo_type: str | None = None, token: Any = None,
                        action: str = "settings") -> list[Decision]:
-        """Decide on every branch and tag head of ``repo_id`` being readable in ``state``; raise on the first deny.
+        """Decide on every commit reachable from a branch, tag or pull request of ``repo_id`` being readable in
+        ``state``; raise GateDenied naming every commit that is not cleared.
 
-        Widening access publishes everything already in the repository, on every ref, at once.
+        Widening access publishes everything already in the repository at once: every ref's head, and every commit
+        in their history, since any commit can be downloaded by its sha. Commits that hold nothing of a model (the
+        Hub's initial commit) are not decided. More than ``max_commits`` commits: refused (TooManyCommits), as is
+        a commit the gate cannot read.
         """
         tier = tier_for(self.gate.policy, state)
-        decisions = []
-        for ref, sha in remote.ref_heads(self, repo_id, repo_type, token):
-            rev = remote.read_revision(self, repo_id, revision=sha, repo_type=repo_type, token=token)
-            manifest = remote.revision_manifest(self, rev, token)
-            attestations = remote.revision_attestations(self, rev, token=token)
-            context = {"action": action, "repo": repo_id, "repo_type": rev.repo_type, "ref": ref, "commit": sha,
-                       "visibility": state.describe()}
-            decisions.append(self._decide(f"making {repo_id} {state.describe()} ({ref} at {sha[:12]})", tier,
-                                          manifest, attestations, context))
+        what = f"making {repo_id} {state.describe()}"
+        heads = remote.ref_heads(self, repo_id, repo_type, token)
+        commits, _ = remote.reachable_commits(self, repo_id, heads, repo_type=repo_type, token=token,
+                                              limit=self.max_commits)
+        reader = remote.CommitReader(self, repo_id, repo_type, token)
+        decisions: list[Decision] = []
+        denied: list[tuple[remote.ReachableCommit, Decision]] = []
+        for check in reader.checks(commits):
+            commit = check.commit
+            if check.error is not None or check.manifest is None:
+                raise Unverifiable(f"{what}: {commit.where} cannot be verified, so access is not widened: "
+                                   f"{check.error}")
+            context = {"action": action, "repo": repo_id, "repo_type": repo_type or "model", "ref": commit.ref,
+                       "commit": commit.sha, "history": not commit.head, "visibility": state.describe()}
+            decision = self._decision(tier, check.manifest, check.attestations, context)
+            decisions.append(decision)
+            if not decision.allowed:
+                denied.append((commit, decision))
+        if denied:
+            first, decision = denied[0]
+            self.last_decision = decision
+            named = "; ".join(c.where for c, _ in denied[:10]) + (f"; and {len(denied) - 10} more" if len(denied) > 10
+                                                                  else "")
+            hint = (f"Not cleared for tier '{tier}': {len(denied)} of the {len(decisions)} commit(s) checked: "
+                    f"{named}. Widening access makes every commit reachable from a branch, tag or pull request "
+                    "downloadable. Attest them, or take them out of reach (HfApi.super_squash_history, delete the "
+                    "branch or tag) or publish from a fresh repository.")
+            raise GateDenied(f"{what} ({first.where})", decision, hint)
         return decisions
 
     def update_repo_settings(self, repo_id: str, *, gated: Any = None, private: bool | None = None,  # type: ignore[override]
@@ -229,7 +286,7 @@ class GatedHfApi(HfApi):
         args = dict(gated=gated, private=private, visibility=visibility, token=token, repo_type=repo_type)
         if self._covered(repo_id):
             return super().update_repo_settings(repo_id, **args)
-        before = self._state(repo_id, repo_type, token)
+        before = self._current_state(repo_id, repo_type, token, "changing its settings")
         if before is not None:
             after = requested_state(before, private=private, gated=gated, visibility=visibility)
             if widens(self.gate.policy, before, after):
@@ -315,6 +372,21 @@ class GatedHfApi(HfApi):
             base_after = self._base(repo_id, repo_type, None, token)  # the commit the Hub created the repo with
             commit_plan = planning.rebase_on_new_repo(self, commit_plan, base_after, token)
         return self._send_checked(repo_id, operations, commit_plan, args)
+
+
+def _does_not_exist(exc: RepositoryNotFoundError) -> bool:
+    """Whether the Hub said the repository does not exist (``X-Error-Code: RepoNotFound``), not just that this token
+    may not read it (``GatedRepoError``, a bare 401)."""
+    if isinstance(exc, GatedRepoError):
+        return False
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    return headers.get("X-Error-Code") == "RepoNotFound"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "(no message)"
 
 
 def folder_operations(folder: str | Path, path_in_repo: str | None, allow: Any, ignore: Any, delete: Any,

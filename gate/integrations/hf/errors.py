@@ -1,4 +1,4 @@
-"""The two ways the Hub integration refuses a publish, as exceptions a caller can catch and a CLI can print."""
+"""The ways the Hub integration refuses a publish, as exceptions a caller can catch and a CLI can print."""
 
 from __future__ import annotations
 
@@ -23,3 +23,16 @@ class BackstopRefused(GateError):
     made outside a gated call). It was stopped before it left the process."""
 
     exit_code = 1
+
+
+class Unverifiable(GateError):
+    """The gate could not check what a change would expose, so it refused the change; nothing was sent.
+
+    Raised when the repository's current state cannot be read (a gated repository the token may not read, the Hub
+    failing), or when more history is reachable than the gate checks (:class:`TooManyCommits`)."""
+
+    exit_code = 1
+
+
+class TooManyCommits(Unverifiable):
+    """More commits are reachable from a repository's refs than the gate checks before widening access to them."""

@@ -7,20 +7,29 @@ blob id, a SHA-1: they are small (the Hub caps them at 10 MB), so they are downl
 checked against the blob id so that what was hashed is what the tree holds.
 
 Every read is pinned to the commit the metadata came from, so a push that lands during the check cannot mix trees.
+
+Widening access to a repository (private -> public, removing gating) publishes every commit reachable from any of its
+refs, pull requests included, not just the heads: anyone may download a file at any commit sha. So
+:func:`reachable_commits` lists them all (bounded by :func:`max_reachable_commits`, past which the gate refuses) and
+:class:`CommitReader` reads many commits of one repository cheaply: one metadata request per commit, each small file
+and attestation downloaded once whatever number of commits hold it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from gate.core.dsse import MAX_ENVELOPE_BYTES
+from gate.core.attestation import Statement
+from gate.core.dsse import MAX_ENVELOPE_BYTES, Envelope
 from gate.core.manifest import ATTESTATION_SUFFIXES, FileDigest, Manifest
 from gate.core.verify import AttestationInput
-from gate.errors import InputError
+from gate.errors import ConfigError, GateError, InputError
 from gate.integrations.git.treemanifest import check_tree_paths, is_attestation_path, is_ignored, manifest_from_files
+from gate.integrations.hf.errors import TooManyCommits
 from gate.integrations.hf.tiers import HubState
 
 #: A non-LFS file larger than this is refused rather than downloaded: the Hub keeps regular files under 10 MB, so a
@@ -29,6 +38,12 @@ MAX_REGULAR_BYTES = 64 * 1024 * 1024
 #: The attestation folder is read whole; more files than this is not an attestation folder.
 MAX_ATTESTATION_FILES = 1000
 DOWNLOAD_WORKERS = 4
+#: Widening access publishes every commit reachable from a ref; past this many the gate refuses instead of checking
+#: (fail closed). ``GATE_HF_MAX_COMMITS`` overrides it (the webhook service reads it), as does ``max_commits=``.
+MAX_REACHABLE_COMMITS = 1000
+MAX_COMMITS_ENV = "GATE_HF_MAX_COMMITS"
+#: Paths a commit may hold and still hold nothing of a model (the Hub's "initial commit" has .gitattributes only).
+_NOTHING_PATHS = frozenset({".gitattributes", ".gitignore"})
 
 
 @dataclass(frozen=True)
@@ -84,15 +99,82 @@ def read_revision(api: Any, repo_id: str, *, revision: str | None = None, repo_t
 
 
 def ref_heads(api: Any, repo_id: str, repo_type: str | None = None, token: Any = None) -> list[tuple[str, str]]:
-    """(ref, commit) for every branch and tag head, one ref per commit, the default branch first.
+    """(ref, commit) for every branch, tag and pull-request head, one ref per commit, the default branch first.
 
-    Widening access to a repository publishes all of them at once, so all of them are checked.
+    Widening access to a repository publishes all of them at once (``refs/pr/N`` is as downloadable as a branch), so
+    all of them are checked.
     """
-    refs = api.list_repo_refs(repo_id, repo_type=repo_type, token=token)
+    refs = api.list_repo_refs(repo_id, repo_type=repo_type, include_pull_requests=True, token=token)
     heads: dict[str, str] = {}
-    for item in list(refs.branches) + list(refs.tags):
+    for item in list(refs.branches) + list(refs.tags) + list(getattr(refs, "pull_requests", None) or ()):
         heads.setdefault(item.target_commit, item.ref)
     return sorted(((ref, sha) for sha, ref in heads.items()), key=lambda pair: pair[0] != "refs/heads/main")
+
+
+def max_reachable_commits(value: int | None = None) -> int:
+    """The most commits the gate checks before widening access: ``value``, else $GATE_HF_MAX_COMMITS, else 1000."""
+    if value is None:
+        raw = os.environ.get(MAX_COMMITS_ENV, "").strip()
+        if not raw:
+            return MAX_REACHABLE_COMMITS
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"${MAX_COMMITS_ENV}={raw[:40]!r}: not a whole number of commits") from None
+    if value < 1:
+        raise ConfigError(f"the most commits to check ({MAX_COMMITS_ENV} / max_commits) must be at least 1, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class ReachableCommit:
+    """A commit that can be downloaded once access widens: the ref it was found through, and whether it is that
+    ref's head (False: it is in the ref's history)."""
+
+    ref: str
+    sha: str
+    head: bool
+
+    @property
+    def where(self) -> str:
+        return f"{self.ref} at {self.sha[:12]}" if self.head else f"{self.sha[:12]} in the history of {self.ref}"
+
+
+def reachable_commits(api: Any, repo_id: str, heads: Sequence[tuple[str, str]], *, repo_type: str | None = None,
+                      token: Any = None, limit: int | None = None
+                      ) -> tuple[list[ReachableCommit], dict[str, frozenset[str]]]:
+    """Every commit reachable from ``heads`` ((ref, commit) pairs), each once: the heads first, then their history.
+
+    Returns the commits and, for each head, the set of commits reachable from it (itself included). The history of
+    each head is listed at that commit (``HfApi.list_repo_commits(revision=sha)``), so a ref that moves meanwhile
+    does not change what is listed. Raises :class:`TooManyCommits` past ``limit`` (default
+    :func:`max_reachable_commits`): history the gate has not checked is refused, never assumed clean.
+    """
+    limit = max_reachable_commits(limit)
+    found: dict[str, ReachableCommit] = {}
+
+    def add(item: ReachableCommit) -> None:
+        if item.sha in found:
+            return
+        found[item.sha] = item
+        if len(found) > limit:
+            prefix = "" if (repo_type or "model") == "model" else f"{repo_type}s/"
+            raise TooManyCommits(
+                f"{prefix}{repo_id}: more than {limit} commits are reachable from its branches, tags and pull "
+                f"requests, more than the gate checks (${MAX_COMMITS_ENV} or max_commits= raises the bound); every "
+                "one of them becomes downloadable when access widens, so access is not widened over history the gate "
+                "has not checked. Squash the history (HfApi.super_squash_history) or publish from a fresh repository")
+
+    for ref, sha in heads:
+        add(ReachableCommit(ref, sha, True))
+    reach: dict[str, frozenset[str]] = {}
+    for ref, sha in heads:
+        shas = {sha}
+        for commit in api.list_repo_commits(repo_id, repo_type=repo_type, revision=sha, token=token):
+            shas.add(commit.commit_id)
+            add(ReachableCommit(ref, commit.commit_id, False))
+        reach[sha] = frozenset(shas)
+    return list(found.values()), reach
 
 
 def git_blob_id(data: bytes) -> str:
@@ -132,8 +214,13 @@ def _checked_content(api: Any, rev: RemoteRevision, item: RemoteFile, limit: int
     return data
 
 
-def file_digests(api: Any, rev: RemoteRevision, paths: Iterable[str], token: Any = None) -> dict[str, FileDigest]:
-    """sha256 of each path: from LFS metadata, or by downloading and hashing the (small) regular file."""
+def file_digests(api: Any, rev: RemoteRevision, paths: Iterable[str], token: Any = None,
+                 cache: dict[str, tuple[int, str]] | None = None) -> dict[str, FileDigest]:
+    """sha256 of each path: from LFS metadata, or by downloading and hashing the (small) regular file.
+
+    ``cache`` (git blob id -> (size, sha256)) spares downloading a regular file again for another commit that holds
+    the same blob: the blob id is checked against the downloaded bytes, so it names what was hashed.
+    """
     wanted = [rev.files[p] for p in paths]
     digests = {f.path: FileDigest(f.path, f.size, f.lfs_sha256) for f in wanted if f.lfs_sha256}
     regular = [f for f in wanted if not f.lfs_sha256]
@@ -141,13 +228,23 @@ def file_digests(api: Any, rev: RemoteRevision, paths: Iterable[str], token: Any
         if item.size > MAX_REGULAR_BYTES:
             raise InputError(f"{rev.label}: {item.path} is a {item.size}-byte file not stored with LFS; "
                              "the gate only checks large files through their LFS sha256. Track it with git-lfs.")
+    todo = []
+    for item in regular:
+        known = cache.get(item.blob_id) if cache is not None and item.blob_id else None
+        if known is not None:
+            digests[item.path] = FileDigest(item.path, known[0], known[1])
+        else:
+            todo.append(item)
 
     def one(item: RemoteFile) -> FileDigest:
         data = _checked_content(api, rev, item, MAX_REGULAR_BYTES, token)
-        return FileDigest(item.path, len(data), hashlib.sha256(data).hexdigest())
+        digest = FileDigest(item.path, len(data), hashlib.sha256(data).hexdigest())
+        if cache is not None and item.blob_id:
+            cache[item.blob_id] = (digest.size, digest.sha256)
+        return digest
 
     with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
-        for digest in pool.map(one, regular):
+        for digest in pool.map(one, todo):
             digests[digest.path] = digest
     return digests
 
@@ -157,10 +254,11 @@ def identity_paths(rev: RemoteRevision) -> list[str]:
     return sorted(p for p in rev.files if not is_ignored(p))
 
 
-def revision_manifest(api: Any, rev: RemoteRevision, token: Any = None) -> Manifest:
+def revision_manifest(api: Any, rev: RemoteRevision, token: Any = None,
+                      cache: dict[str, tuple[int, str]] | None = None) -> Manifest:
     """The gate manifest of a revision, the same as ``hash_model`` gives for the folder it was uploaded from."""
     check_tree_paths(rev.files, rev.label)
-    digests = file_digests(api, rev, identity_paths(rev), token)
+    digests = file_digests(api, rev, identity_paths(rev), token, cache)
     return manifest_from_files(digests.values(), rev.label)
 
 
@@ -172,12 +270,21 @@ def attestation_paths(paths: Iterable[str]) -> list[str]:
 
 
 def revision_attestations(api: Any, rev: RemoteRevision, paths: Sequence[str] | None = None,
-                          token: Any = None) -> list[AttestationInput]:
-    """The attestations kept in the revision's ``.attestations/`` folder (or just ``paths`` of it)."""
+                          token: Any = None, cache: dict[str, bytes] | None = None) -> list[AttestationInput]:
+    """The attestations kept in the revision's ``.attestations/`` folder (or just ``paths`` of it).
+
+    ``cache`` (blob key -> bytes) spares downloading the same attestation file again for another commit.
+    """
     chosen = attestation_paths(rev.files) if paths is None else list(paths)
 
     def one(path: str) -> list[AttestationInput]:
-        data = _checked_content(api, rev, rev.files[path], MAX_ENVELOPE_BYTES, token)
+        item = rev.files[path]
+        key = f"lfs:{item.lfs_sha256}" if item.lfs_sha256 else (f"git:{item.blob_id}" if item.blob_id else None)
+        data = cache.get(key) if cache is not None and key else None
+        if data is None:
+            data = _checked_content(api, rev, item, MAX_ENVELOPE_BYTES, token)
+            if cache is not None and key:
+                cache[key] = data
         source = f"hf://{rev.label}/{path}"
         if path.endswith(".jsonl"):
             lines = [line for line in data.splitlines() if line.strip()]
@@ -186,3 +293,100 @@ def revision_attestations(api: Any, rev: RemoteRevision, paths: Sequence[str] | 
 
     with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
         return [item for items in pool.map(one, chosen) for item in items]
+
+
+def holds_nothing(rev: RemoteRevision) -> bool:
+    """Whether a commit holds nothing of a model: only .gitattributes / .gitignore and attestation files (the Hub's
+    "initial commit" of every repository). Such a commit in a repository's history publishes nothing to check."""
+    return all(p in _NOTHING_PATHS or (is_attestation_path(p) and p.endswith(ATTESTATION_SUFFIXES)) for p in rev.files)
+
+
+def subject_digests(item: AttestationInput) -> frozenset[str]:
+    """The sha256 subjects an in-toto (DSSE) attestation names, read WITHOUT verifying it: only to pick which
+    attestations to present for which model (the gate verifies what it is given). Empty if it cannot be read so."""
+    try:
+        return frozenset(Statement.from_json(Envelope.from_json(item.data).payload).digests("sha256"))
+    except (GateError, ValueError, TypeError, KeyError, AttributeError):
+        return frozenset()
+
+
+@dataclass
+class CommitCheck:
+    """What to decide for one reachable commit: its manifest and evidence, or why it cannot be read (then it cannot
+    be cleared)."""
+
+    commit: ReachableCommit
+    manifest: Manifest | None = None
+    attestations: list[AttestationInput] = field(default_factory=list)
+    error: GateError | None = None
+
+
+class CommitReader:
+    """Reads many commits of one repository: each commit's file list once (one metadata request, pinned to the
+    commit), each small regular file and attestation file downloaded once whatever number of commits hold it."""
+
+    def __init__(self, api: Any, repo_id: str, repo_type: str | None = None, token: Any = None) -> None:
+        self.api, self.repo_id, self.repo_type, self.token = api, repo_id, repo_type, token
+        self._revisions: dict[str, RemoteRevision] = {}
+        self._digests: dict[str, tuple[int, str]] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._subjects: dict[str, frozenset[str]] = {}
+
+    def revision(self, sha: str) -> RemoteRevision:
+        if sha not in self._revisions:
+            rev = read_revision(self.api, self.repo_id, revision=sha, repo_type=self.repo_type, token=self.token)
+            if rev.sha != sha:
+                raise InputError(f"{rev.label}: the Hub described commit {rev.sha} when asked for {sha}")
+            self._revisions[sha] = rev
+        return self._revisions[sha]
+
+    def manifest(self, sha: str) -> Manifest:
+        return revision_manifest(self.api, self.revision(sha), self.token, self._digests)
+
+    def attestations(self, sha: str) -> list[AttestationInput]:
+        return revision_attestations(self.api, self.revision(sha), token=self.token, cache=self._blobs)
+
+    def subjects(self, item: AttestationInput) -> frozenset[str]:
+        if item.digest not in self._subjects:
+            self._subjects[item.digest] = subject_digests(item)
+        return self._subjects[item.digest]
+
+    def checks(self, commits: Sequence[ReachableCommit]) -> list[CommitCheck]:
+        """The inputs of a decision for each commit access would widen to: every head, and every commit in their
+        history except those that hold nothing (:func:`holds_nothing`).
+
+        Evidence for a commit: its own ``.attestations/``, and any attestation kept in another of these commits that
+        names the commit's model (an attestation is about a model, wherever it is kept: weights uploaded in one
+        commit and attested in the next are cleared by the later commit's attestations). A commit that cannot be
+        read (a large file out of LFS, a bad attestation folder) comes back with ``error`` set: it is not cleared.
+        """
+        out: list[CommitCheck] = []
+        for commit in commits:
+            check = CommitCheck(commit)
+            try:
+                rev = self.revision(commit.sha)
+                if not commit.head and holds_nothing(rev):
+                    continue
+                check.attestations = self.attestations(commit.sha)
+            except GateError as exc:
+                check.error = exc
+            out.append(check)
+        by_model: dict[str, list[AttestationInput]] = {}
+        for check in out:
+            for item in check.attestations:
+                for root in self.subjects(item):
+                    by_model.setdefault(root, []).append(item)
+        for check in out:
+            if check.error is not None:
+                continue
+            try:
+                check.manifest = self.manifest(check.commit.sha)
+            except GateError as exc:
+                check.error = exc
+                continue
+            have = {item.digest for item in check.attestations}
+            for item in by_model.get(check.manifest.root_digest, ()):
+                if item.digest not in have:
+                    have.add(item.digest)
+                    check.attestations.append(item)
+        return out
