@@ -9,7 +9,8 @@ Run by ``./scripts/demo``. Everything happens in ./demo-out (recreated each run)
 4. promoting it (alias 'production' = tier 'hosted') is refused with 403 PERMISSION_DENIED naming what is missing;
 5. evaluators sign what they measured (one from a real lm-evaluation-harness results file) and upload the
    attestations into the model's artifacts; the same promotion is allowed and the version shows the decision;
-6. a weight file is changed after evaluation: the next promotion is refused;
+6. re-uploading changed weights to the published model is refused (403 PERMISSION_DENIED: its files are frozen);
+   a change made directly on the server's disk is caught at the next promotion, which is refused;
 7. an auditor reads the decisions in the log and audits it.
 """
 
@@ -24,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,22 @@ def promote(client: Any, version: str, alias: str) -> bool:
     return True
 
 
+def upload(client: Any, model_id: str, folder: Path) -> bool:
+    """Re-upload the model's files to the same logged model; print what the server answers."""
+    import requests
+
+    print(f">>> client.log_model_artifacts({model_id!r}, {str(folder.relative_to(OUT))!r})")
+    try:
+        client.log_model_artifacts(model_id, str(folder))
+    except requests.HTTPError as exc:  # MLflow's client raises HTTPError, not RestException, for artifact calls
+        body = exc.response.json() if exc.response is not None else {}
+        print(f"HTTPError {body.get('error_code')} (HTTP {exc.response.status_code if exc.response is not None else '?'}):"
+              f"\n  {body.get('message')}")
+        return False
+    print("uploaded")
+    return True
+
+
 def show_tags(client: Any, version: str) -> None:
     tags = client.get_model_version(MODEL_NAME, version).tags
     for key in sorted(k for k in tags if k.startswith("release_gate.")):
@@ -212,9 +230,14 @@ def run(tracking: str) -> None:
         sys.exit("demo: the gate should have allowed this promotion")
     show_tags(client, version)
 
-    step("6. A weight file changes after evaluation: the next promotion is refused")
+    step("6. Changing the weights after evaluation: the upload is refused; a change on disk is caught at the next promotion")
     write_safetensors(model / "model.safetensors", seed=2)
-    client.log_model_artifacts(logged.model_id, str(model))
+    if upload(client, logged.model_id, model):
+        sys.exit("demo: the gate should have refused overwriting the published weights")
+    # Someone with access to the server's artifact store on disk goes around the API:
+    stored = OUT / "mlartifacts" / urllib.parse.urlparse(logged.artifact_location).path.lstrip("/") / "model.safetensors"
+    shutil.copyfile(model / "model.safetensors", stored)
+    print(f"(changed {stored.relative_to(OUT)} on the server's disk)")
     if promote(client, version, "champion"):
         sys.exit("demo: the gate should have refused the changed weights")
 

@@ -218,6 +218,17 @@ class GateServer:
     def log_path(self) -> Path:
         return self.workdir / "gate-log.db"
 
+    @property
+    def artifacts_dir(self) -> Path:
+        """The server's ``--artifacts-destination``: its artifact store, plain files on this machine's disk."""
+        return self.workdir / "server" / "mlartifacts"
+
+    def stored_file(self, artifact_uri: str, *parts: str) -> Path:
+        """Where a file under a proxied artifact URI (``mlflow-artifacts:/1/models/m-…/artifacts``) lies on disk."""
+        from urllib.parse import urlparse
+
+        return self.artifacts_dir.joinpath(urlparse(artifact_uri).path.lstrip("/"), *parts)
+
 
 _SHARED: dict[str, GateServer] = {}
 

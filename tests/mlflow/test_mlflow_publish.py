@@ -62,11 +62,13 @@ def test_a_weight_file_changed_after_attestation_is_refused(registry: Registry, 
     version = registry.register(model)
     registry.client.set_registered_model_alias(version.name, "production", version.version)
 
-    weights = model.local / "model.safetensors"
-    data = bytearray(weights.read_bytes())
+    # Through the API the weights are frozen now (test_mlflow_artifacts.py); someone with access to the artifact
+    # store's disk can still change them, and the next promotion hashes them again.
+    location = registry.client.get_logged_model(model.model_id).artifact_location
+    stored = gate_server.stored_file(location, "model.safetensors")
+    data = bytearray(stored.read_bytes())
     data[-1] ^= 0x01  # one bit of one weight
-    weights.write_bytes(bytes(data))
-    registry.client.log_model_artifact(model.model_id, str(weights))  # replaces the file in the artifact store
+    stored.write_bytes(bytes(data))
 
     with pytest.raises(MlflowException) as excinfo:
         registry.client.set_registered_model_alias(version.name, "champion", version.version)

@@ -190,3 +190,205 @@ def test_gate_help_and_gate_mlflow_help_do_not_import_mlflow() -> None:
              "assert 'mlflow' not in sys.modules, 'mlflow was imported'\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+# --- frozen artifacts -------------------------------------------------------------------------------------------
+
+from gate.integrations.mlflow.artifacts import ArtifactGuard, ArtifactWrite, frozen_by  # noqa: E402
+from gate.integrations.mlflow.gatekeeper import Deny  # noqa: E402
+from gate.integrations.mlflow.internals import PROXIED, GatedVersion  # noqa: E402
+
+MODEL_ID = "m-" + "a" * 32
+RUN_ID = "b" * 32
+
+
+def proxied(path: str) -> tuple[str, ...]:
+    return internals.proxied_place(path)
+
+
+@pytest.fixture
+def gated() -> list[tuple[GatedVersion, tuple[str, ...]]]:
+    return [
+        (GatedVersion("tiny", "1", "sha256:" + "1" * 64, f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts"),
+         proxied(f"1/models/{MODEL_ID}/artifacts")),
+        (GatedVersion("run-model", "2", "sha256:" + "2" * 64, f"runs:/{RUN_ID}/weights", RUN_ID),
+         proxied(f"1/{RUN_ID}/artifacts/weights")),
+    ]
+
+
+@pytest.mark.parametrize(("path", "deletes", "frozen"), [
+    (f"1/models/{MODEL_ID}/artifacts/model.safetensors", False, ["tiny/1"]),
+    (f"1/models/{MODEL_ID}/artifacts/sub/new-file.bin", False, ["tiny/1"]),  # adding files changes the version too
+    (f"1/models/{MODEL_ID}/artifacts/.attestations/evalco.intoto.json", False, []),  # evidence may be added
+    (f"1/models/{MODEL_ID}/artifacts/.attestations/model.safetensors", False, ["tiny/1"]),  # but only evidence
+    (f"1/models/{MODEL_ID}/artifacts/.attestations/evalco.intoto.json", True, ["tiny/1"]),  # and not taken away
+    (f"1/models/{MODEL_ID}", True, ["tiny/1"]),  # a delete above the version's folder removes it
+    ("1", True, ["tiny/1", "run-model/2"]),
+    ("1", False, []),
+    (f"1/models/{MODEL_ID}-other/artifacts/model.safetensors", False, []),
+    (f"1/{RUN_ID}/artifacts/weights/model.safetensors", False, ["run-model/2"]),
+    (f"1/{RUN_ID}/artifacts/checkpoints/model.safetensors", False, []),  # the run's other folders are not frozen
+    (f"1/{RUN_ID}/artifacts/weights-v2/model.safetensors", False, []),  # compared by path segment, not by prefix
+    (f"1/{RUN_ID}/artifacts/checkpoints", True, []),
+])
+def test_a_write_is_refused_exactly_when_it_changes_a_gated_version_s_files(
+        gated: list, path: str, deletes: bool, frozen: list[str]) -> None:
+    write = ArtifactWrite("UploadArtifact" if not deletes else "DeleteArtifact", path, proxied(path), deletes)
+    assert [f"{v.name}/{v.version}" for v in frozen_by(write, gated)] == frozen
+
+
+def test_places_compare_every_way_of_naming_the_server_s_artifact_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.server import ARTIFACTS_DESTINATION_ENV_VAR
+
+    store = tmp_path / "mlartifacts"
+    monkeypatch.setenv(ARTIFACTS_DESTINATION_ENV_VAR, str(store))
+    expected = (PROXIED, "1", "models", MODEL_ID, "artifacts")
+    assert internals.place(f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts") == expected
+    assert internals.place(f"mlflow-artifacts://host:5000/1/models/{MODEL_ID}/artifacts/") == expected
+    assert internals.place(f"http://host:5000/api/2.0/mlflow-artifacts/artifacts/1/models/{MODEL_ID}/artifacts") == expected
+    assert internals.place(f"file://{store}/1/models/{MODEL_ID}/artifacts") == expected  # the store's own URI
+    assert internals.place("s3://Bucket/a/b") == ("s3", "bucket", "a", "b")
+    assert internals.proxied_path(f"1/models/{MODEL_ID}/artifacts/x") == f"1/models/{MODEL_ID}/artifacts/x"
+    with pytest.raises(Exception):
+        internals.proxied_path("1/../../etc/passwd")  # MLflow's own validation, applied first
+    assert internals.entity_ids(expected + (RUN_ID, "m-short", "B" * 32)) == {MODEL_ID, RUN_ID}
+
+
+@pytest.mark.parametrize("sql", [True, False], ids=["sql-registry", "searched-registry"])
+def test_gated_versions_are_found_by_the_ids_their_files_lie_under(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sql: bool) -> None:
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    if sql:
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+        store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'registry.db'}")
+    else:
+        from mlflow.store.model_registry.file_store import FileStore
+
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        monkeypatch.chdir(tmp_path)  # the file store creates ./mlflow.db
+        store = FileStore(str(tmp_path / "registry"))
+    monkeypatch.setattr(internals, "_registry", lambda: store)
+    digest = ModelVersionTag("release_gate.digest", "sha256:" + "1" * 64)
+    store.create_registered_model("tiny")
+    run_version = store.create_model_version("tiny", f"mlflow-artifacts:/1/{RUN_ID}/artifacts/w", run_id=RUN_ID)
+    model_version = store.create_model_version("tiny", f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts")
+    ungated = store.create_model_version("tiny", f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts/x")
+    deleted = store.create_model_version("tiny", f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts/y")
+    for version in (run_version, model_version, deleted):
+        store.set_model_version_tag("tiny", version.version, digest)
+    store.delete_model_version("tiny", deleted.version)
+
+    def found(ids: frozenset[str] | None) -> list[str]:
+        return sorted(v.version for v in internals.gated_versions(ids))
+
+    assert found(frozenset({RUN_ID})) == [str(run_version.version)]
+    assert found(frozenset({MODEL_ID})) == [str(model_version.version)]
+    assert found(frozenset({"c" * 32})) == []
+    assert found(None) == sorted([str(run_version.version), str(model_version.version)])
+    assert str(ungated.version) not in found(None)
+
+
+class _Guard(ArtifactGuard):
+    def __init__(self, outcome: Deny | None | Exception) -> None:
+        self.outcome = outcome
+        self.seen: list[ArtifactWrite] = []
+
+    def before(self, write: ArtifactWrite, requester) -> Deny | None:
+        self.seen.append(write)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403() -> None:
+    from flask import Flask
+
+    from gate.integrations.mlflow.hook import install
+
+    app = Flask("unit")
+    app.add_url_rule("/api/2.0/mlflow-artifacts/artifacts/<path:artifact_path>", "artifacts",
+                     lambda artifact_path: "{}", methods=["GET", "PUT", "DELETE"])
+    app.add_url_rule("/api/2.0/mlflow/runs/log-metric", "log_metric", lambda: "{}", methods=["POST"])
+    guard = _Guard(Deny("release-gate refused it"))
+    install(app, None, guard)  # type: ignore[arg-type]  (no registry call is made here)
+    client = app.test_client()
+    response = client.delete("/api/2.0/mlflow-artifacts/artifacts/1/models/x/artifacts")
+    assert response.status_code == 403 and response.json == {"error_code": "PERMISSION_DENIED",
+                                                               "message": "release-gate refused it"}
+    assert guard.seen[-1].deletes and guard.seen[-1].path == "1/models/x/artifacts"
+    assert client.get("/api/2.0/mlflow-artifacts/artifacts/1/x").status_code == 200  # reads are not looked at
+    assert client.post("/api/2.0/mlflow/runs/log-metric", json={}).status_code == 200
+    assert len(guard.seen) == 1
+    guard.outcome = RuntimeError("registry unreachable")
+    response = client.put("/api/2.0/mlflow-artifacts/artifacts/1/x/model.bin", data=b"weights")
+    assert response.status_code == 403 and "fails closed" in response.json["message"]
+    assert "registry unreachable" in response.json["message"]
+    guard.outcome = None
+    assert client.put("/api/2.0/mlflow-artifacts/artifacts/1/x/model.bin", data=b"weights").status_code == 200
+    assert client.put("/api/2.0/mlflow-artifacts/artifacts/..%2f..%2fetc/x", data=b"").status_code == 403
+
+
+def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself() -> None:
+    import asyncio
+    import json
+
+    from mlflow.server import app as flask_app
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    from gate.integrations.mlflow.hook import ArtifactWriteGuard
+
+    routes = internals.native_routes(create_fastapi_app(flask_app))
+    passed: list[str] = []
+
+    async def inner(scope, receive, send) -> None:
+        passed.append(f"{scope['method']} {scope['path']}")
+
+    def call(guard: _Guard, method: str, path: str) -> tuple[int | None, dict]:
+        sent: list[dict] = []
+        chunks = [{"type": "http.request", "body": b"x" * 10, "more_body": True},
+                  {"type": "http.request", "body": b"x", "more_body": False}]
+
+        async def receive() -> dict:
+            return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "root_path": "",
+                 "query_string": b"", "headers": [(b"host", b"127.0.0.1:5000")], "client": ("10.0.0.7", 1234),
+                 "scheme": "http", "server": ("127.0.0.1", 5000)}
+        asyncio.run(ArtifactWriteGuard(inner, guard, routes)(scope, receive, send))
+        if not sent:
+            return None, {}
+        assert not chunks  # the refused upload's body was read before answering
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    upload = "/api/2.0/mlflow-artifacts/artifacts/1/models/x/artifacts/model.bin"
+    status, body = call(_Guard(Deny("release-gate refused it")), "PUT", upload)
+    assert (status, body["error_code"], body["message"]) == (403, "PERMISSION_DENIED", "release-gate refused it")
+    status, body = call(_Guard(RuntimeError("boom")), "PUT", upload.replace("/api/", "/ajax-api/"))
+    assert status == 403 and "fails closed" in body["message"]
+    guard = _Guard(None)
+    assert call(guard, "PUT", upload) == (None, {}) and guard.seen[0].path == "1/models/x/artifacts/model.bin"
+    for method, path in (("DELETE", upload), ("GET", upload), ("POST", "/api/2.0/mlflow/runs/log-metric")):
+        assert call(guard, method, path) == (None, {})  # Flask serves these (the hook checks the delete): passed on
+    assert len(guard.seen) == 1 and passed[-3:] == [f"DELETE {upload}", f"GET {upload}",
+                                                     "POST /api/2.0/mlflow/runs/log-metric"]
+
+
+def test_every_artifact_write_this_mlflow_serves_is_one_the_gate_understands() -> None:
+    from mlflow.server import app as flask_app
+
+    routes = internals.artifact_write_routes()
+    for prefix in ("/api/2.0", "/ajax-api/2.0"):
+        assert routes[("PUT", f"{prefix}/mlflow-artifacts/artifacts/<path:artifact_path>")] == "UploadArtifact"
+        assert routes[("DELETE", f"{prefix}/mlflow-artifacts/artifacts/<path:artifact_path>")] == "DeleteArtifact"
+        assert routes[("POST", f"{prefix}/mlflow-artifacts/mpu/complete/<path:artifact_path>")] == "CompleteMultipartUpload"
+        assert routes[("POST", f"{prefix}/mlflow/artifacts/presigned-upload-url")] == "CreatePresignedUploadUrl"
+    assert routes[("POST", "/ajax-api/2.0/mlflow/upload-artifact")] == "UploadArtifact (UI)"
+    assert internals.unknown_artifact_writes(flask_app, routes) == frozenset()
+    assert internals.native_upload_path("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/a/b") == "1/a/b"
+    assert internals.native_upload_path("DELETE", "/api/2.0/mlflow-artifacts/artifacts/1/a/b") is None

@@ -2,12 +2,13 @@
 
 ``mlflow server --app-name release-gate`` loads :func:`gate.integrations.mlflow.app.create_app`, which puts a hook in
 front of the registry's write calls: a version is registered, aliased, tagged or moved to a stage only if the gate
-allows releasing its weights at the tier the policy's ``targets.mlflow`` gives that call.
+allows releasing its weights at the tier the policy's ``targets.mlflow`` gives that call; once decided on, the
+version's files cannot be changed through the artifact API.
 
 Modules, one job each: ``routes`` (which calls, what they ask), ``targets`` (the tier a call needs), ``internals``
 (every use of MLflow's private server API), ``cache`` (not re-hashing unchanged weights), ``holder`` (the loaded
 configuration, reloaded when its files change), ``tags`` (the decision shown on the version), ``gatekeeper`` (one
-call -> one decision), ``hook`` (Flask glue and the 403), ``startup`` (refusing to start on a broken configuration)
-and ``app`` (the plugin factory). Nothing here imports mlflow until the server is built, so ``gate --help`` stays
-fast.
+call -> one decision), ``artifacts`` (freezing the files of gated versions against artifact writes), ``hook`` (Flask
+and ASGI glue and the 403), ``startup`` (refusing to start on a broken configuration) and ``app`` (the plugin
+factory). Nothing here imports mlflow until the server is built, so ``gate --help`` stays fast.
 """

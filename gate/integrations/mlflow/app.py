@@ -3,7 +3,8 @@ model registry.
 
 Under uvicorn (MLflow's default server) the factory returns MLflow's FastAPI wrapper around the Flask app, as the
 built-in basic-auth app does; returning the bare Flask app there makes every request fail. The gate itself is a
-Flask before-request hook, because every registry route is a Flask route.
+Flask before-request hook, because every registry route is a Flask route; the artifact upload MLflow's FastAPI app
+serves itself is checked by an ASGI middleware in that app (:mod:`gate.integrations.mlflow.hook`).
 
 The factory never raises: a raising factory sends uvicorn's worker supervisor into an endless restart loop. A
 configuration that does not load is reported by the ``mlflow server`` command before any worker starts
@@ -37,9 +38,10 @@ def create_app() -> Any:
     from mlflow.environment_variables import _MLFLOW_SGI_NAME
     from mlflow.server import app as flask_app
 
+    from gate.integrations.mlflow.artifacts import ArtifactGuard
     from gate.integrations.mlflow.gatekeeper import RegistryGate
     from gate.integrations.mlflow.holder import GateHolder
-    from gate.integrations.mlflow.hook import install
+    from gate.integrations.mlflow.hook import install, install_asgi
 
     _configure_logging()
     holder = GateHolder()
@@ -48,11 +50,14 @@ def create_app() -> Any:
                   "fixed", holder.error)
     else:
         log.info("%s", describe(holder.current()))
-    install(flask_app, RegistryGate(holder))
+    guard = ArtifactGuard(holder)
+    install(flask_app, RegistryGate(holder), guard)
     if _MLFLOW_SGI_NAME.get() == "uvicorn":
         from mlflow.server.fastapi_app import create_fastapi_app
 
-        return create_fastapi_app(flask_app)
+        fastapi_app = create_fastapi_app(flask_app)
+        install_asgi(fastapi_app, guard)  # the artifact upload it serves itself, outside Flask
+        return fastapi_app
     return flask_app
 
 

@@ -67,6 +67,11 @@ class RegistryGate:
         self._holder = holder
         self._cache = cache or ManifestCache()
 
+    @property
+    def holder(self) -> GateHolder:
+        """Where the gate's configuration comes from (shared with the artifact guard)."""
+        return self._holder
+
     def before(self, call: Call, requester: Mapping[str, str]) -> Outcome:
         """The outcome for ``call``, decided before MLflow carries it out. Exceptions mean: refuse (fail closed)."""
         reserved = _reserved_key(call)

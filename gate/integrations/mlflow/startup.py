@@ -57,11 +57,12 @@ def _check_mlflow() -> None:
     """This MLflow must serve every call the gate watches as a Flask route; otherwise a publish could go around it."""
     from mlflow.server import app as flask_app
 
-    from gate.integrations.mlflow.internals import registry_routes, unserved_routes
+    from gate.integrations.mlflow.internals import artifact_write_routes, registry_routes, unserved_routes
     from gate.integrations.mlflow.routes import WATCHED
 
     try:
         routes = registry_routes(WATCHED)
+        artifact_write_routes()  # the artifact writes the gate freezes gated versions' files against
     except RuntimeError as exc:
         raise ConfigError(str(exc)) from None
     unserved = unserved_routes(routes, flask_app)
