@@ -5,6 +5,10 @@ unreachable, slow, answering with an HTTP error or with something that is not ex
 was asked about. Each of those raises :class:`GateServiceError` (a :class:`~gate.errors.GateError`, exit code 1)
 whose message names the service and, for decisions, says the publish is denied.
 
+"Slow" is the whole exchange: ``timeout`` bounds connecting, sending, the headers and the body of the answer
+together, however slowly a service trickles its bytes (each request runs in a helper thread the caller stops waiting
+for at the deadline; the helper stops reading at the deadline too).
+
 The log methods (checkpoint, entries, proofs) return raw material only; auditors verify it themselves
 (:mod:`gate.audit`), never trusting the service.
 """
@@ -14,7 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
+import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
 import requests
@@ -28,6 +35,8 @@ from gate.runtime import RecordedDecision
 DENIED = "the publish is denied"
 #: Answers larger than this are refused unread: no gate answer is that large (entry pages are capped by the server).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: Bytes read from the answer at a time (each read returns what has arrived, so the deadline is checked in between).
+_CHUNK = 1 << 16
 
 
 class GateServiceError(GateError):
@@ -74,6 +83,7 @@ class GateClient:
         self.token = token
         self.timeout = timeout
         self._session = session or requests.Session()
+        self._policy_summary: dict[str, Any] | None = None
 
     # --- transport ---------------------------------------------------------------------------------------------
 
@@ -91,18 +101,36 @@ class GateClient:
             if not self.token:
                 raise self._fail("needs a bearer token and none was given (set it with --token-env VAR)", publish)
             headers["Authorization"] = f"Bearer {self.token}"
-        try:
-            response = self._session.request(method, self.server + path, params=params, data=data, headers=headers,
-                                             timeout=self.timeout, stream=True, allow_redirects=False)
-            with response:
-                answer = _Answer(response.status_code, _read_limited(response), _log_index(response.headers))
-                reason = response.reason
-        except requests.Timeout:
+        deadline = time.monotonic() + self.timeout
+        outcome: list[Any] = []
+
+        def exchange() -> None:
+            try:
+                response = self._session.request(method, self.server + path, params=params, data=data,
+                                                 headers=headers, timeout=self.timeout, stream=True,
+                                                 allow_redirects=False)
+                with response:
+                    content = _read_limited(response, deadline)
+                    outcome.append((_Answer(response.status_code, content, _log_index(response.headers)),
+                                    response.reason))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        helper = threading.Thread(target=exchange, name=f"gate-client {method} {path}", daemon=True)
+        helper.start()
+        helper.join(max(0.0, deadline - time.monotonic()))
+        if not outcome:  # still connecting, sending or reading: the helper gives up at its next read
+            raise self._fail(f"did not answer within {self.timeout:g} s", publish)
+        result = outcome[0]
+        if isinstance(result, (requests.Timeout, _Late)):
             raise self._fail(f"did not answer within {self.timeout:g} s", publish) from None
-        except requests.ConnectionError as exc:
-            raise self._fail(f"unreachable: {_reason(exc)}", publish) from None
-        except requests.RequestException as exc:
-            raise self._fail(f"request failed: {_reason(exc)}", publish) from None
+        if isinstance(result, requests.ConnectionError):
+            raise self._fail(f"unreachable: {_reason(result)}", publish) from None
+        if isinstance(result, requests.RequestException):
+            raise self._fail(f"request failed: {_reason(result)}", publish) from None
+        if isinstance(result, BaseException):
+            raise result
+        answer, reason = result
         if answer.status >= 300:
             raise self._fail(f"answered HTTP {answer.status}: {_error_text(answer.content, reason)}", publish)
         return answer
@@ -110,7 +138,7 @@ class GateClient:
     def _json(self, answer: _Answer, publish: bool = False) -> Any:
         try:
             return json.loads(answer.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise self._fail("sent an answer that is not JSON", publish) from None
 
     def _field(self, data: Any, key: str, kind: type | tuple[type, ...], publish: bool = False) -> Any:
@@ -178,7 +206,57 @@ class GateClient:
             raise self._fail(f"answered about {decision.model_digest}, not {wanted}", True)
         if tier is not None and decision.requested_tier != tier:
             raise self._fail(f"answered for tier {decision.requested_tier!r}, not {tier!r}", True)
+        if target is not None:
+            expected = self._target_tier(target, decision.policy_digest)
+            if decision.requested_tier != expected:
+                raise self._fail(f"answered for tier {decision.requested_tier!r}, but its policy "
+                                 f"({decision.policy_digest[:19]}...) requires tier {expected!r} for {target}", True)
         return RecordedDecision(decision, raw.log_index)
+
+    def policy(self, publish: bool = False) -> dict[str, Any]:
+        """The service's ``GET /v1/policy``: its policy's uri, digest, tiers and publish targets (unverified)."""
+        answer = self._json(self._request("GET", "/v1/policy", publish=publish), publish=publish)
+        self._field(answer, "digest", str, publish=publish)
+        tiers = self._field(answer, "tiers", list, publish=publish)
+        if not tiers or not all(isinstance(t, str) for t in tiers):
+            raise self._fail("sent a malformed policy (no valid 'tiers')", publish)
+        self._field(answer, "targets", dict, publish=publish)
+        return answer
+
+    def _target_tier(self, target: str, policy_digest: str) -> str:
+        """The tier the service's policy ``policy_digest`` requires for ``target``, resolved here from what the service
+        reports of that policy (``GET /v1/policy``, kept while the digest stays the same).
+
+        A decision asked for by target names the tier it was decided at and the policy it was decided with; this
+        checks the two agree, so an answer for a lower tier (a mix-up, a replayed answer, a server resolving the
+        target wrongly) is a deny. The service reports its policy itself, so this does not protect against a service
+        that lies consistently; only a policy held by the caller could.
+        """
+        summary = self._policy_summary
+        if summary is None or summary.get("digest") != policy_digest:
+            summary = self._policy_summary = self.policy(publish=True)  # first use, or it changed (restart, replica)
+        if summary["digest"] != policy_digest:
+            raise self._fail(f"decided with policy {policy_digest[:19]}... but reports policy "
+                             f"{str(summary['digest'])[:19]}...", True)
+        from gate.service.targets import UnknownTarget, tier_for_target
+
+        try:
+            targets = summary["targets"]
+            hf, ml = targets["huggingface"], targets["mlflow"]
+            view = SimpleNamespace(
+                huggingface=SimpleNamespace(**{k: str(hf[k]) for k in ("private", "gated_manual", "gated_auto",
+                                                                         "public")}),
+                mlflow=SimpleNamespace(registration=str(ml["registration"]), aliases=dict(ml["aliases"]),
+                                       stages=dict(ml["stages"]), tags={str(k): dict(v) for k, v in ml["tags"].items()}))
+            expected = tier_for_target(view, target)  # type: ignore[arg-type]
+        except UnknownTarget as exc:
+            raise self._fail(f"decided on a target its policy does not know: {exc}", True) from None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._fail("sent a malformed policy (no valid 'targets')", True) from None
+        if not isinstance(expected, str) or expected not in summary["tiers"]:
+            raise self._fail(f"reports target {target} needing tier {expected!r}, which is not one of its policy's "
+                             "tiers", True)
+        return expected
 
     # --- the log -----------------------------------------------------------------------------------------------
 
@@ -238,9 +316,21 @@ class GateClient:
             raise self._fail(f"sent {what} that is not base64", False) from None
 
 
-def _read_limited(response: requests.Response) -> bytes:
+class _Late(Exception):
+    """The answer was still arriving at the deadline."""
+
+
+def _read_limited(response: requests.Response, deadline: float) -> bytes:
+    """The body of ``response``, at most :data:`MAX_ANSWER_BYTES`, all of it by ``deadline`` (or :class:`_Late`)."""
     chunks, total = [], 0
-    for chunk in response.iter_content(1 << 16):
+    raw = response.raw
+    while True:
+        if time.monotonic() > deadline:
+            response.close()
+            raise _Late()
+        chunk = raw.read1(_CHUNK, decode_content=True)  # returns what one read brings, not a full chunk
+        if not chunk:
+            break
         total += len(chunk)
         if total > MAX_ANSWER_BYTES:
             response.close()
@@ -265,11 +355,14 @@ def _error_text(content: bytes, reason: str | None) -> str:
         data = json.loads(content)
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             return data["error"][:500]
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         pass
     return (reason or "error").strip()[:200]
 
 
 def _log_index(headers: Mapping[str, str]) -> int | None:
+    """X-Gate-Log-Index when it is a log index (ASCII digits: ``"²".isdigit()`` is true, ``int("²")`` fails)."""
     value = headers.get("X-Gate-Log-Index")
-    return int(value) if value is not None and value.isdigit() else None
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 19:
+        return None
+    return int(value)

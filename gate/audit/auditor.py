@@ -87,7 +87,8 @@ def audit_log(source: LogSource, trust: TrustStore | None, checkpoints: list[Nam
     report.size = tree.size
     report.root = tree.root()
     if tree.size < target and not any(p.index == tree.size for p in report.problems):
-        problem(tree.size, f"missing: the log has {tree.size} entries, but a checkpoint covers {target}")
+        problem(tree.size, f"entries missing from {tree.size}: {source.name} has {tree.size} entries, but a "
+                           f"checkpoint covers {target}")
     for named in checkpoints:
         _check_checkpoint(source, tree, named, report)
     return report

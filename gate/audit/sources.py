@@ -71,7 +71,7 @@ class ServerSource:
 
 
 class StoreSource:
-    PAGE = 512
+    PAGE = 32  # entries read at once: at most 32 MiB, were each as large as an entry can be
 
     def __init__(self, store: LogStore, name: str) -> None:
         self.store = store
@@ -81,11 +81,16 @@ class StoreSource:
         return self.store.size()
 
     def entries(self, start: int, end: int) -> Iterator[SourcedEntry]:
-        # find() reads what is there without insisting on continuity, so a deleted row shows as a gap.
+        # find() reads what is there without insisting on continuity, so a deleted row shows as a gap. Past the end
+        # of the database (a truncated copy checked against a larger checkpoint) there is nothing to read: the
+        # auditor reports the entries missing from there.
         position = start
         while position < end:
-            stop = min(end, position + self.PAGE)
-            for entry in self.store.find(start=position, end=min(stop, self.store.size())):
+            size = self.store.size()
+            if position >= size:
+                return
+            stop = min(end, position + self.PAGE, size)
+            for entry in self.store.find(start=position, end=stop):
                 yield SourcedEntry(entry.index, entry.entry, entry.leaf_hash)
             position = stop
 

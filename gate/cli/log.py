@@ -202,12 +202,18 @@ def consistency_command(old_checkpoint: Path, new_checkpoint: Path, server: str 
 @click.option("--origin", help="Require checkpoints of this log origin.")
 @click.option("--checkpoint", "checkpoint_files", type=_EXISTING, multiple=True,
               help="A checkpoint saved earlier (repeatable): the log must still match each.")
+@click.option("--unsigned-ok", is_flag=True,
+              help="With --log and no --checkpoint: pass on the entries alone (nothing signed vouches for the "
+                   "root; whoever edited the database could have rewritten all of it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit_command(server: str | None, log_target: str | None, log_namespace: str | None, timeout: float,
                   trust_path: Path, key_file: Path | None, pub: Path | None, origin: str | None,
-                  checkpoint_files: tuple[Path, ...], as_json: bool) -> None:
+                  checkpoint_files: tuple[Path, ...], unsigned_ok: bool, as_json: bool) -> None:
     """Download every entry, re-check each (attestations against --trust, decisions well formed), recompute the tree
-    and compare it with every checkpoint given and the service's current one. Names the first bad entry."""
+    and compare it with every checkpoint given and the service's current one. Names the first bad entry.
+
+    Reading a database (--log), give a checkpoint saved from the service (--checkpoint): without one nothing signed
+    says the root is the gate's, and the audit fails unless --unsigned-ok says that is enough."""
     from gate.audit.auditor import NamedCheckpoint, Problem, audit_log
     from gate.audit.keys import read_checkpoint_file
     from gate.core.trust import TrustStore
@@ -226,6 +232,10 @@ def audit_command(server: str | None, log_target: str | None, log_namespace: str
             except GateError as exc:
                 early.append(Problem(None, f"no valid current checkpoint: {exc}"))
         report = audit_log(opened.source, trust, checkpoints)
+        if not checkpoints and opened.client is None and not unsigned_ok:
+            early.append(Problem(None, "nothing signed to compare the root with: give --checkpoint FILE (saved with "
+                                       "`gate log checkpoint --server URL --save FILE`), or --unsigned-ok to accept "
+                                       "the entries alone"))
     report.problems[:0] = early
     _print_audit(report, as_json)
     sys.exit(0 if report.ok else 1)
@@ -275,12 +285,18 @@ def find_command(model: str, server: str | None, log_target: str | None, log_nam
                 found, start = opened.client.find(digest, start)
                 rows += [{"index": r["index"], "kind": r["kind"]} for r in found]
         else:
-            for entry in opened.store.find(model_digest=digest):
-                try:
-                    text = describe(entry.entry)
-                    rows.append({"index": entry.index, "kind": text.kind, "summary": text.text})
-                except EntryProblem as exc:
-                    rows.append({"index": entry.index, "kind": "malformed", "summary": str(exc)})
+            position = 0
+            while True:  # a page at a time: a busy model has many entries, each up to 1 MiB
+                page = opened.store.find(model_digest=digest, start=position, limit=32)
+                for entry in page:
+                    try:
+                        text = describe(entry.entry)
+                        rows.append({"index": entry.index, "kind": text.kind, "summary": text.text})
+                    except EntryProblem as exc:
+                        rows.append({"index": entry.index, "kind": "malformed", "summary": str(exc)})
+                if len(page) < 32:
+                    break
+                position = page[-1].index + 1
     if as_json:
         click.echo(json.dumps({"model": digest, "entries": rows}, indent=2, sort_keys=True))
         return

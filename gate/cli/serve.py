@@ -39,7 +39,16 @@ def _stop(signum: int, frame: FrameType | None) -> None:
               help="File of SHA-256 hashes of the bearer tokens allowed to submit and decide (required).")
 @click.option("--origin", default="release-gate.local/log", show_default=True, envvar="GATE_ORIGIN",
               help="The log's name in its checkpoints (and the checkpoint key's name).")
-@click.option("--max-body", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest request body, bytes.")
+@click.option("--max-body", type=int, default=16 * 1024 * 1024, show_default=True,
+              help="Largest request body, bytes (attestations are capped at 2 MiB and webhook payloads at 1 MiB "
+                   "below it).")
+@click.option("--max-connections", type=click.IntRange(1, 10000), default=128, show_default=True,
+              envvar="GATE_MAX_CONNECTIONS",
+              help="Connections served at once (a thread each); more are answered 503 and closed.")
+@click.option("--request-timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
+              envvar="GATE_REQUEST_TIMEOUT", metavar="SECONDS",
+              help="Seconds a request may take to arrive, headers and body, however slowly it trickles in (408 "
+                   "after); each read also times out after 30 s.")
 @click.option("--hf-webhook-secret-env", metavar="VAR", envvar="GATE_HF_WEBHOOK_SECRET_ENV",
               help="Turn on POST /v1/webhooks/huggingface (containment): the environment variable holding the Hub "
                    "webhook's secret. Off (404) without it.")
@@ -51,8 +60,8 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | None, trust_path: Path | None,
                   log_target: str, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
-                  origin: str, max_body: int, hf_webhook_secret_env: str | None, hf_endpoint: str,
-                  hf_token_env: str) -> None:
+                  origin: str, max_body: int, max_connections: int, request_timeout: float,
+                  hf_webhook_secret_env: str | None, hf_endpoint: str, hf_token_env: str) -> None:
     """Run the gate service: attestation store, decisions and the transparency log over HTTP.
 
     Submitting attestations and deciding need a bearer token; reading the log is public. The OpenAPI document is at
@@ -75,7 +84,8 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
                            hf_token_env=hf_token_env)
     service = load_service(config)
     try:
-        server = GateHTTPServer((host, port), service, max_body)
+        server = GateHTTPServer((host, port), service, max_body, max_connections=max_connections,
+                                request_timeout=request_timeout)
     except OSError as exc:
         _close(service)
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

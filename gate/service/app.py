@@ -18,7 +18,9 @@ from gate.core.attestation import AttestationFormatError, Statement
 from gate.core.decision import Decision, decide
 from gate.core.dsse import Envelope
 from gate.core.log.checkpoint import Checkpoint, NoteSigner
-from gate.core.log.entries import EntryFormatError, attestation_entry, decision_entry, entry_kind
+from gate.core.log.entries import (
+    DecisionTooLarge, EntryFormatError, attestation_entry, bounded_decision_record, decision_entry, entry_kind,
+)
 from gate.core.log.store import MAX_ENTRY_SIZE, LogStore
 from gate.core.manifest import Manifest
 from gate.core.policy import Policy
@@ -29,14 +31,15 @@ from gate.errors import ConfigError, VerificationError
 from gate.service.attestations import AttestationIndex
 from gate.service.bodies import AttestationSubmission, DecisionRequest, model_digest
 from gate.service.responses import ApiError, bad_request
-from gate.service.targets import UnknownTarget, tier_for_target
+from gate.service.targets import TARGET_FORMS, UnknownTarget, tier_for_target
 from gate.service.tokens import TokenSet
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
 MAX_PAGE_ENTRIES = 1000
 MAX_PAGE_BYTES = 8 * 1024 * 1024
-#: Results of one ``GET /v1/log/find`` at most.
+#: Results of one ``GET /v1/log/find`` at most, and bytes of entries it reads to tell their kinds (at least one).
 MAX_FIND = 1000
+MAX_FIND_BYTES = 8 * 1024 * 1024
 #: The context key under which a decision entry records which token asked for it.
 REQUESTED_BY = "requested_by"
 
@@ -142,6 +145,10 @@ class GateService:
         inputs += list(sent)
         now = self.clock()
         decision = decide(self.policy, tier, model, inputs, self.trust, now)
+        record = decision.to_dict()
+        bounded = bounded_decision_record(record)
+        if bounded is not record:  # a text was cut for the log: answer with the decision as logged
+            decision = Decision.from_dict(bounded)
         rejected = {r.digest for r in decision.rejected}
         known = {a.digest for a in logged}
         entries: list[bytes] = []
@@ -153,7 +160,10 @@ class GateService:
             if item_digest not in rejected and item_digest not in known and not oms.is_oms_bundle(data):
                 known.add(item_digest)
                 entries.append(_fits(attestation_entry(data, digest, now)))
-        entries.append(decision_entry(decision, context))
+        try:
+            entries.append(decision_entry(decision, context))
+        except DecisionTooLarge as exc:
+            raise ApiError(413, f"the decision cannot be logged: {exc}; send fewer attestations") from None
         indices = self.store.append_many(entries, [digest] * len(entries))
         return Logged(decision, indices[-1])
 
@@ -177,13 +187,19 @@ class GateService:
         if stop < start:
             raise bad_request(f"end {end} is before start {start}")
         stop = min(stop, start + MAX_PAGE_ENTRIES)
-        rows, total = [], 0
-        for entry in self.store.find(start=start, end=stop):
-            if rows and total + len(entry.entry) > MAX_PAGE_BYTES:
-                stop = entry.index
+        rows: list[dict[str, Any]] = []
+        position, total = start, 0
+        while position < stop:
+            # Never more at once than the page may still hold, were every entry of the largest size.
+            batch = self.store.find(start=position, end=min(stop, position + _batch(MAX_PAGE_BYTES - total)))
+            if not batch:
                 break
-            total += len(entry.entry)
-            rows.append({"index": entry.index, "data": base64.b64encode(entry.entry).decode("ascii")})
+            for entry in batch:
+                if rows and total + len(entry.entry) > MAX_PAGE_BYTES:
+                    return {"start": start, "end": entry.index, "tree_size": size, "entries": rows}
+                total += len(entry.entry)
+                rows.append({"index": entry.index, "data": base64.b64encode(entry.entry).decode("ascii")})
+            position = batch[-1].index + 1
         return {"start": start, "end": stop, "tree_size": size, "entries": rows}
 
     def inclusion(self, index: int, size: int | None) -> dict[str, Any]:
@@ -198,20 +214,50 @@ class GateService:
 
     def find(self, model: str, start: int, limit: int) -> dict[str, Any]:
         digest = f"sha256:{model}"
-        found = self.store.find(model_digest=digest, start=min(start, self.store.size()), limit=limit + 1)
-        rows = []
-        for entry in found[:limit]:
-            try:
-                kind = entry_kind(entry.entry)
-            except EntryFormatError:
-                kind = "malformed"
-            rows.append({"index": entry.index, "kind": kind})
-        following = found[limit].index if len(found) > limit else None
-        return {"model": digest, "entries": rows, "next": following}
+        size = self.store.size()
+        rows: list[dict[str, Any]] = []
+        position, total = min(start, size), 0
+        while True:
+            # One entry past the limit (or the byte budget) says where the next page starts.
+            count = 1 if len(rows) >= limit else min(limit + 1 - len(rows), _batch(MAX_FIND_BYTES - total))
+            batch = self.store.find(model_digest=digest, start=position, end=size, limit=count)
+            for entry in batch:
+                if len(rows) >= limit or (rows and total + len(entry.entry) > MAX_FIND_BYTES):
+                    return {"model": digest, "entries": rows, "next": entry.index}
+                total += len(entry.entry)
+                try:
+                    kind = entry_kind(entry.entry)
+                except EntryFormatError:
+                    kind = "malformed"
+                rows.append({"index": entry.index, "kind": kind})
+            if len(batch) < count:
+                return {"model": digest, "entries": rows, "next": None}
+            position = batch[-1].index + 1
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),
                 "log_key": self.signer.verifier.vkey()}
+
+    def policy_summary(self) -> dict[str, Any]:
+        """What a client needs to check a decision asked for by target: the policy's digest (every decision carries
+        it), its tiers, and which tier each publish target needs (as :func:`tier_for_target` resolves them)."""
+        hf, ml = self.policy.huggingface, self.policy.mlflow
+        return {
+            "uri": self.policy.uri, "digest": self.policy.digest, "tiers": list(self.policy.tier_names),
+            "target_forms": list(TARGET_FORMS),
+            "targets": {
+                "huggingface": {name: str(getattr(hf, name)) for name in
+                                ("private", "gated_manual", "gated_auto", "public")},
+                "mlflow": {"registration": ml.registration, "aliases": dict(ml.aliases), "stages": dict(ml.stages),
+                           "tags": {key: dict(values) for key, values in ml.tags.items()}},
+            },
+        }
+
+
+def _batch(budget: int) -> int:
+    """Entries to read at once so that, were each the largest an entry can be, they stay within ``budget`` bytes
+    (one at least: a page always makes progress)."""
+    return max(1, min(64, budget // MAX_ENTRY_SIZE))
 
 
 def _fits(entry: bytes) -> bytes:

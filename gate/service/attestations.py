@@ -5,6 +5,10 @@ so replicas sharing one log share one store. Decisions for a model are indexed u
 model accumulates many of them; re-reading them all on every decision would make each decision slower than the last.
 So each model's view remembers how far it has read and only asks the store for entries appended since (by this
 process or any other), keeping what it found. Views are kept for the most recently used models only.
+
+The store is read in pages of :data:`PAGE_ENTRIES` entries, so a cold view of a model with thousands of logged
+decisions holds one page of them at a time (at most ``PAGE_ENTRIES`` x 1 MiB), not all of them: only the
+attestations are kept.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from gate.core.log.entries import AttestationRecord, EntryFormatError, parse_entry
-from gate.core.log.store import LogStore
+from gate.core.log.store import MAX_ENTRY_SIZE, LogStore
 
 #: Canonical entries have sorted keys and "attestation" sorts first among an attestation entry's keys, so this
 #: prefix tells the kinds apart without decoding every decision entry of a busy model.
 _ATTESTATION_PREFIX = b'{"attestation":'
+#: Entries read from the store at once: at most 16 MiB were each as large as an entry can be.
+PAGE_ENTRIES = max(1, (16 * 1024 * 1024) // MAX_ENTRY_SIZE)
 
 
 @dataclass(frozen=True)
@@ -48,14 +54,18 @@ class AttestationIndex:
             self._views[model_digest] = view
             while len(self._views) > self._max_models:
                 self._views.popitem(last=False)
-            for entry in self._store.find(model_digest=model_digest, start=view.upto):
-                view.upto = entry.index + 1
-                if not entry.entry.startswith(_ATTESTATION_PREFIX):
-                    continue
-                try:
-                    record = parse_entry(entry.entry)
-                except EntryFormatError:
-                    continue  # an auditor reports malformed entries; the gate just does not rely on them
-                if isinstance(record, AttestationRecord) and record.digest not in view.items:
-                    view.items[record.digest] = StoredAttestation(entry.index, record.digest, record.data)
+            while True:
+                page = self._store.find(model_digest=model_digest, start=view.upto, limit=PAGE_ENTRIES)
+                for entry in page:
+                    view.upto = entry.index + 1
+                    if not entry.entry.startswith(_ATTESTATION_PREFIX):
+                        continue
+                    try:
+                        record = parse_entry(entry.entry)
+                    except EntryFormatError:
+                        continue  # an auditor reports malformed entries; the gate just does not rely on them
+                    if isinstance(record, AttestationRecord) and record.digest not in view.items:
+                        view.items[record.digest] = StoredAttestation(entry.index, record.digest, record.data)
+                if len(page) < PAGE_ENTRIES:
+                    break
             return sorted(view.items.values(), key=lambda item: item.index)

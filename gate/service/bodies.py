@@ -20,6 +20,11 @@ from gate.service.responses import bad_request
 
 #: Attestations sent along with one decision request, at most.
 MAX_ATTESTATIONS = 256
+#: Arrays and objects nested in a request body at most (a manifest or an envelope needs a handful).
+MAX_DEPTH = 64
+#: Context keys the service writes itself; a caller setting them could pass its decision off as another's (who asked
+#: for it; which webhook event it answers), so a request that does is refused.
+RESERVED_CONTEXT_KEYS = ("requested_by", "webhook_entry")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class DecisionRequest:
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except RecursionError:
+        raise bad_request(f"request body is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except UnicodeDecodeError:
         raise bad_request("request body is not UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -52,7 +59,26 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise bad_request(f"request body must be a JSON object, not {type(value).__name__}")
+    if _depth_over(value, MAX_DEPTH):
+        raise bad_request(f"request body is nested too deeply (at most {MAX_DEPTH} levels)")
     return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` deep in ``value`` (iteratively: no recursion to exhaust).
+
+    What passes can be re-encoded and parsed again (canonical JSON, the log) without nearing the recursion limit.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _refuse_constant(name: str) -> Any:
@@ -137,4 +163,8 @@ def parse_decision_request(body: bytes) -> DecisionRequest:
         context = check_context({} if data.get("context") is None else data["context"])
     except EntryFormatError as exc:
         raise bad_request(str(exc)) from None
+    reserved = sorted(set(RESERVED_CONTEXT_KEYS) & set(context))
+    if reserved:
+        raise bad_request(f"context key {reserved[0]!r} is set by the service, not the caller "
+                          f"(reserved: {', '.join(RESERVED_CONTEXT_KEYS)})")
     return DecisionRequest(tier, target, _model(data["model"]), attestations, context)

@@ -36,11 +36,15 @@ def openapi_document() -> dict[str, Any]:
     auth_errors = {
         "400": bad,
         "401": _error("No or unknown bearer token."),
+        "408": _error("The request (headers and body) did not arrive within the service's --request-timeout "
+                      "(default 60 s), or a read waited 30 s for bytes. The connection is closed."),
         "411": _error("No Content-Length (chunked bodies are not accepted)."),
-        "413": _error("Body larger than the service's limit (--max-body, default 16 MiB), or an attestation too "
-                      "large for a log entry (1 MiB once base64-encoded)."),
+        "413": _error("Body larger than the service's limit (--max-body, default 16 MiB; attestations 2 MiB), an "
+                      "attestation too large for a log entry (1 MiB once base64-encoded), or a decision too large "
+                      "to log (64 KiB: too many attestations sent along)."),
         "415": _error("Body is not application/json."),
-        "503": unavailable,
+        "503": _error("The log store is unavailable (nothing was decided or recorded), or the service is serving "
+                      "as many connections as it allows (--max-connections; Retry-After is set)."),
     }
     return {
         "openapi": "3.1.0",
@@ -104,7 +108,8 @@ def openapi_document() -> dict[str, Any]:
                                                      "log:<index>. Accepted ones are logged.")},
                     "context": {"type": "object", "description": (
                         "Publish context recorded with the decision (<= 64 KiB). The service sets its key "
-                        "requested_by to the name of the token that authenticated the request.")}}},
+                        "requested_by to the name of the token that authenticated the request; requested_by and "
+                        "webhook_entry are reserved (a request setting either is refused with a 400).")}}},
                 "Decision": {"type": "object", "description": "Decision.to_dict(): exactly what `gate check --json` prints.",
                              "required": ["schema", "decision", "mode", "requested_tier", "satisfied_tier", "model_digest",
                                           "policy", "requirements", "rejected_attestations", "inputs", "time"],
@@ -170,6 +175,19 @@ def openapi_document() -> dict[str, Any]:
                         "state_after": {"type": ["string", "null"]}, "skipped": {"type": ["string", "null"]},
                         "decision_index": {"type": ["integer", "null"]},
                         "log_index": {"type": "integer", "description": "Log index of the containment entry."}}}}}},
+                "PolicySummary": {"type": "object", "required": ["uri", "digest", "tiers", "targets"], "description": (
+                    "The service's policy as far as a client needs it to check a decision asked for by target: "
+                    "the decision's policy.digest must be this digest and its requested_tier what `targets` maps "
+                    "the target to."), "properties": {
+                    "uri": {"type": "string"}, "digest": {"type": "string", "description": "sha256:<hex> of the file."},
+                    "tiers": {"type": "array", "items": {"type": "string"}, "description": "Lowest first."},
+                    "target_forms": {"type": "array", "items": {"type": "string"}},
+                    "targets": {"type": "object", "properties": {
+                        "huggingface": {"type": "object", "additionalProperties": {"type": "string"}, "description":
+                                        "private, gated_manual, gated_auto, public -> tier."},
+                        "mlflow": {"type": "object", "description": (
+                            "registration -> tier; aliases, stages: name -> tier; tags: key -> value -> tier. An "
+                            "alias, stage or tag not listed needs the registration tier.")}}}}},
                 "Health": {"type": "object", "required": ["status", "origin", "tree_size"], "properties": {
                     "status": {"const": "ok"}, "origin": {"type": "string"}, "tree_size": {"type": "integer"},
                     "log_key": {"type": "string", "description": "Checkpoint verifier key (vkey); pin it out of band."}}},
@@ -197,7 +215,9 @@ def openapi_document() -> dict[str, Any]:
                 "security": [{"bearer": []}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/DecisionRequest"}}}},
-                "responses": {"200": {**_json("Decision", "The decision (allow or deny)."), "headers": {
+                "responses": {"200": {**_json("Decision", (
+                    "The decision (allow or deny), exactly as logged: reasons and sources over 400 characters are "
+                    "cut, ending in an ellipsis.")), "headers": {
                     "X-Gate-Log-Index": {"schema": {"type": "integer"}, "description": "Log index of the decision entry."}}},
                     **auth_errors}}},
             "/v1/log/checkpoint": {"get": {
@@ -224,15 +244,22 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Log entries about a model (attestations and decisions), in index order.",
                 "parameters": [_MODEL_PARAM, _int_param("start", "Smallest index to return (default 0).", False),
                                {**_int_param("limit", "At most this many (1-1000, default 1000).", False)}],
-                "responses": {"200": _json("FindResult", "Matching entries."), "400": bad, "503": unavailable}}},
+                "responses": {"200": _json("FindResult", "Matching entries (fewer than `limit` when they add up to "
+                                                         "8 MiB; `next` says where to go on)."), "400": bad,
+                              "503": unavailable}}},
             "/v1/healthz": {"get": {
                 "summary": "Liveness and the log's size.",
                 "responses": {"200": _json("Health", "Serving."), "503": unavailable}}},
+            "/v1/policy": {"get": {
+                "summary": "The policy's digest, tiers and publish targets (what a client checks a decision by target "
+                           "against).",
+                "responses": {"200": _json("PolicySummary", "The policy the service decides with.")}}},
             "/v1/webhooks/huggingface": {"post": {
                 "summary": "Hugging Face Hub webhook: re-check what an event published, contain it on a deny.",
                 "description": (
                     "Enabled with `gate serve --hf-webhook-secret-env VAR` (else 404). Authenticated by the webhook's "
-                    "shared secret in X-Webhook-Secret (compared in constant time), not by a bearer token. For "
+                    "shared secret in X-Webhook-Secret (compared in constant time, before the body is read), not by a "
+                    "bearer token. For "
                     "repo.content and repo.config events (and repo creation) each revision concerned is decided at "
                     "the tier the repository's current state implies, with the attestations in its .attestations/ "
                     "and those the log holds for the model. On a deny access is narrowed as the policy says "
@@ -249,9 +276,10 @@ def openapi_document() -> dict[str, Any]:
                     "200": _json("HfWebhookResult", "Handled (or ignored: the event cannot publish anything)."),
                     "400": _error("The payload is not a JSON object."),
                     "401": _error("Wrong or missing X-Webhook-Secret: nothing was read, sent to the Hub or logged."),
-                    "404": _error("The webhook is not enabled on this service."),
+                    "404": _error("The webhook is not enabled on this service (the body is not read)."),
+                    "408": _error("The request did not arrive in time (--request-timeout)."),
                     "411": _error("No Content-Length."),
-                    "413": _error("Body larger than the service's limit."),
+                    "413": _error("Body larger than 1 MiB (or the service's --max-body, if lower)."),
                     "415": _error("Body is not application/json."),
                     "502": _json("HfWebhookResult", "Reading or changing the repository on the Hub failed; the "
                                                     "failure is logged. Retry-After is set; a redelivery retries."),

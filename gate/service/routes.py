@@ -1,7 +1,9 @@
 """Which operation answers which method and path, with the query parameters checked and turned into values.
 
 Reading the log is public (auditors need no account); submitting attestations and asking for decisions need a
-bearer token (``auth=True``), because both write to the log.
+bearer token (``auth=True``), because both write to the log. The Hugging Face webhook is authenticated by its shared
+secret instead (``admit``). Both checks, and the route's own body limit (``max_body``), come before a byte of the
+body is read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from gate.service.responses import ApiError, Response, bad_request
 
 MAX_INDEX = (1 << 63) - 1
 CHECKPOINT_TYPE = "text/plain; charset=utf-8"
+#: Body limits below the service's --max-body. An attestation entry holds at most 1 MiB (base64 included), so no
+#: submission much larger can be logged; a Hub webhook payload is a few kilobytes.
+MAX_ATTESTATION_BODY = 2 * 1024 * 1024
+MAX_WEBHOOK_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class Request:
 
 
 Handler = Callable[[GateService, Request], Response]
+#: Checks a request's headers before its body is read; raises :class:`ApiError` to refuse it.
+Admission = Callable[[GateService, Mapping[str, str]], None]
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,9 @@ class Route:
     method: str
     path: str
     handler: Handler
-    auth: bool = False
+    auth: bool = False  # a bearer token is required (checked before the body is read)
+    max_body: int | None = None  # bytes; None: the service's --max-body (a route's limit never exceeds it)
+    admit: Admission | None = None  # run after routing and auth, before the body is read
 
 
 def _one(query: Mapping[str, list[str]], name: str) -> str | None:
@@ -117,20 +127,30 @@ def health(service: GateService, request: Request) -> Response:
     return Response.json(200, service.health())
 
 
+def policy(service: GateService, request: Request) -> Response:
+    return Response.json(200, service.policy_summary())
+
+
 def openapi(service: GateService, request: Request) -> Response:
     return Response.json(200, openapi_document())
 
 
-def huggingface_webhook(service: GateService, request: Request) -> Response:
-    """Authenticated by the webhook's shared secret (X-Webhook-Secret), not a bearer token: the Hub sends the former."""
+def admit_huggingface_webhook(service: GateService, headers: Mapping[str, str]) -> None:
+    """Before the body is read: the webhook must be enabled (else 404) and X-Webhook-Secret right (else 401)."""
     if service.hf_webhook is None:
         raise ApiError(404, "the Hugging Face webhook is not enabled on this service "
                             "(start it with --hf-webhook-secret-env VAR)")
+    service.hf_webhook.authenticate(headers)
+
+
+def huggingface_webhook(service: GateService, request: Request) -> Response:
+    """Authenticated by the webhook's shared secret (X-Webhook-Secret), not a bearer token: the Hub sends the former."""
+    admit_huggingface_webhook(service, request.headers)
     return service.hf_webhook.handle(request.headers, request.body)
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/v1/attestations", submit_attestation, auth=True),
+    Route("POST", "/v1/attestations", submit_attestation, auth=True, max_body=MAX_ATTESTATION_BODY),
     Route("GET", "/v1/attestations", list_attestations),
     Route("POST", "/v1/decisions", post_decision, auth=True),
     Route("GET", "/v1/log/checkpoint", checkpoint),
@@ -139,8 +159,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/log/proof/consistency", consistency),
     Route("GET", "/v1/log/find", find),
     Route("GET", "/v1/healthz", health),
+    Route("GET", "/v1/policy", policy),
     Route("GET", "/openapi.json", openapi),
-    Route("POST", "/v1/webhooks/huggingface", huggingface_webhook),
+    Route("POST", "/v1/webhooks/huggingface", huggingface_webhook, max_body=MAX_WEBHOOK_BODY,
+          admit=admit_huggingface_webhook),
 )
 
 

@@ -3,8 +3,8 @@
 The Hub calls this for new commits (``repo.content``) and settings changes (``repo.config``). For an event that can
 publish, the service, in order:
 
-1. checks ``X-Webhook-Secret`` in constant time: wrong or missing is a 401, before anything is read, logged or sent
-   to the Hub;
+1. checks ``X-Webhook-Secret`` in constant time (:meth:`HfWebhook.authenticate`, called by the HTTP layer before
+   the body is read): wrong or missing is a 401, before anything is read, logged or sent to the Hub;
 2. logs a ``webhook`` entry (the event: repository, refs, what changed);
 3. re-checks each revision concerned at the tier the repository's current visibility implies
    (:func:`gate.integrations.hf.containment.contain`), deciding with the attestations in the revision's
@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 from gate.core.log.entries import containment_entry, webhook_entry
 from gate.core.log.store import StoreError, StoreIntegrityError
 from gate.errors import GateError
-from gate.service.responses import Response
+from gate.service.responses import ApiError, Response
 
 #: Seconds one request to the Hub may take (connect, and each read or write).
 HUB_TIMEOUT = 10.0
@@ -126,13 +126,24 @@ class HfWebhook:
 
     # --- the request ---------------------------------------------------------------------------------------------
 
-    def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
-        from gate.integrations.hf.containment import SECRET_HEADER, parse_event, secret_matches
+    def authenticate(self, headers: Mapping[str, str]) -> None:
+        """Raise a 401 :class:`ApiError` unless ``headers`` (names in lower case) carry the webhook's secret."""
+        from gate.integrations.hf.containment import SECRET_HEADER, secret_matches
 
         if not secret_matches(headers.get(SECRET_HEADER.lower()), self._secret):
-            return Response.json(401, {"error": f"wrong or missing {SECRET_HEADER}"})
+            raise ApiError(401, f"wrong or missing {SECRET_HEADER}")
+
+    def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+        from gate.integrations.hf.containment import parse_event
+
+        try:
+            self.authenticate(headers)  # checked before the body was read, and again here for direct callers
+        except ApiError as exc:
+            return exc.response()
         try:
             payload = json.loads(body)
+        except RecursionError:
+            return Response.json(400, {"error": "webhook payload is nested too deeply"})
         except ValueError:
             return Response.json(400, {"error": "webhook payload is not JSON"})
         if not isinstance(payload, dict):

@@ -57,7 +57,10 @@ def test_sigkill_during_appends_leaves_a_log_that_audits_clean(start_server, tmp
     for index, body in acknowledged[:: max(1, len(acknowledged) // 50)] + acknowledged[-5:]:
         entries = server.client(token=None).entries(index, index + 1).entries
         assert parse_entry(entries[0][1]).decision == json.loads(body)  # acknowledged means logged
-    for where in (("--server", server.url), ("--log", str(db))):
+    saved = tmp_path / "after-crashes.checkpoint"
+    result = run_gate("log", "checkpoint", "--server", server.url, "--key-file", str(env.vkey), "--save", str(saved))
+    assert result.returncode == 0, result.stderr
+    for where in (("--server", server.url), ("--log", str(db), "--checkpoint", str(saved))):
         result = run_gate("log", "audit", *where, "--trust", str(env.trust), "--key-file", str(env.vkey))
         assert result.returncode == 0, (where, result.stderr)
         assert f"{page_size} entries" in result.stdout

@@ -93,5 +93,9 @@ def test_two_replicas_append_1000_decisions_concurrently(start_server, pg_namesp
     result = run_gate("log", "audit", "--server", replicas[1].url, "--trust", str(env.trust), "--key-file",
                       str(env.vkey))
     assert result.returncode == 0 and f"{DECISIONS} entries" in result.stdout, result.stderr
-    result = run_gate("log", "audit", "--log", PG_URL, "--log-namespace", pg_namespace, "--trust", str(env.trust))
+    saved = env.tmp / f"{pg_namespace}.checkpoint"
+    result = run_gate("log", "checkpoint", "--server", replicas[0].url, "--key-file", str(env.vkey), "--save", str(saved))
     assert result.returncode == 0, result.stderr
+    result = run_gate("log", "audit", "--log", PG_URL, "--log-namespace", pg_namespace, "--trust", str(env.trust),
+                      "--key-file", str(env.vkey), "--checkpoint", str(saved))
+    assert result.returncode == 0 and "root matches 1 signed checkpoint(s)" in result.stdout, result.stderr

@@ -455,3 +455,43 @@ def test_webhook_and_containment_entries_are_strict_and_audited(tmp_path: Path) 
     with pytest.raises(EntryProblem, match="not earlier in the log"):
         check_entry(1, record, None)
 
+
+
+# --- bounds before the secret is known (security review findings 1 and 5) ---------------------------------------
+
+
+def _raw_post(server: Server, head_lines: list[str], body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    """POST to the webhook over a raw socket, sending only ``body`` (possibly less than announced)."""
+    import socket
+
+    host, port = server.url.removeprefix("http://").split(":")
+    head = "\r\n".join(["POST /v1/webhooks/huggingface HTTP/1.1", "Host: gate", "Content-Type: application/json",
+                        *head_lines]) + "\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode("latin-1") + body)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+                data.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0]):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1]), json.loads(data.partition(b"\r\n\r\n")[2])
+
+
+def test_the_secret_and_the_size_are_checked_before_the_body_is_read(hooked: Server) -> None:
+    """The body (up to 16 MiB) used to be read before the secret was checked; a webhook payload is now 1 MiB at most."""
+    before = tree_size(hooked)
+    status, body = _raw_post(hooked, ["Content-Length: 16000000", "X-Webhook-Secret: wrong"])  # no body sent
+    assert status == 401 and "X-Webhook-Secret" in body["error"]
+    status, body = _raw_post(hooked, ["Content-Length: 16000000"])
+    assert status == 401
+    status, body = _raw_post(hooked, ["Content-Length: 2000000", f"X-Webhook-Secret: {SECRET}"])
+    assert status == 413 and "1048576-byte limit" in body["error"]
+    assert tree_size(hooked) == before  # nothing logged
+
+
+def test_a_deeply_nested_payload_is_a_400(hooked: Server) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    status, body = _raw_post(hooked, [f"Content-Length: {len(deep)}", f"X-Webhook-Secret: {SECRET}"], deep)
+    assert status == 400 and "nested too deeply" in body["error"]

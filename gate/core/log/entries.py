@@ -48,6 +48,14 @@ OUTCOMES: tuple[str, ...] = ("allowed", "contained", "denied", "skipped", "faile
 INTEGRATIONS: tuple[str, ...] = ("huggingface",)
 #: The publish context is metadata (who, where, which event), not evidence: keep it small.
 MAX_CONTEXT_BYTES = 64 * 1024
+#: The decision recorded in a decision entry, encoded, at most (the context is bounded apart, so a decision entry is
+#: at most about 128 KiB, far below the log's 1 MiB entry limit). Reasons are cut to MAX_RECORDED_TEXT first; what is
+#: still larger (hundreds of rejected attestations) is refused with :class:`DecisionTooLarge`.
+MAX_DECISION_BYTES = 64 * 1024
+#: Characters of one rejection reason, source or requirement reason kept in a decision entry. Reasons quote what an
+#: attestation claims (a predicateType, an evaluator id), which is the sender's to choose; the decision code bounds
+#: them too (gate.core.verify.MAX_REASON_CHARS, also 400): this is the log's own backstop.
+MAX_RECORDED_TEXT = 400
 
 _ATTESTATION_FIELDS = {"attestation", "kind", "model_digest", "schema", "time"}
 _DECISION_FIELDS = {"context", "decision", "kind", "model_digest", "schema", "time"}
@@ -67,6 +75,10 @@ _CONTAINMENT_RECORD: dict[str, tuple[type | None, ...]] = {
 
 class EntryFormatError(InputError):
     """A log entry is not a well-formed, canonical entry of a known kind. The message is the reason."""
+
+
+class DecisionTooLarge(EntryFormatError):
+    """The decision to record is over :data:`MAX_DECISION_BYTES` even with its texts cut (the gate service: a 413)."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -110,9 +122,48 @@ def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
     return canonical_json(body)
 
 
+#: The texts of a decision record that :func:`bounded_decision_record` cuts: (list field, keys of its rows).
+_BOUNDED_TEXTS = (("rejected_attestations", ("reason", "source")), ("inputs", ("source",)), ("requirements", ("reason",)))
+
+
+def _cut(text: Any, limit: int = MAX_RECORDED_TEXT) -> Any:
+    if isinstance(text, str) and len(text) > limit:
+        return text[: limit - 1] + "\u2026"
+    return text
+
+
+def bounded_decision_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (``Decision.to_dict()``) with every rejection reason and source, input source and requirement reason
+    cut to :data:`MAX_RECORDED_TEXT` characters (ending in an ellipsis); ``record`` itself when none is longer.
+
+    A cut record is still a well-formed decision (``Decision.from_dict`` reads it back): the one that is logged.
+    """
+    def long(row: Any, key: str) -> bool:
+        return isinstance(row, dict) and isinstance(row.get(key), str) and len(row[key]) > MAX_RECORDED_TEXT
+
+    if not any(long(row, key) for name, keys in _BOUNDED_TEXTS for row in record.get(name) or () for key in keys):
+        return record
+    bounded = dict(record)
+    for name, keys in _BOUNDED_TEXTS:
+        rows = record.get(name)
+        if isinstance(rows, list):
+            bounded[name] = [{**row, **{k: _cut(row[k]) for k in keys if k in row}} if isinstance(row, dict) else row
+                             for row in rows]
+    return bounded
+
+
 def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = None) -> bytes:
-    """The entry recording ``decision`` (a :class:`~gate.core.decision.Decision`) and the publish ``context``."""
-    record = decision.to_dict()
+    """The entry recording ``decision`` (a :class:`~gate.core.decision.Decision`) and the publish ``context``.
+
+    Long texts in the decision are cut (:func:`bounded_decision_record`); a decision still over
+    :data:`MAX_DECISION_BYTES` raises :class:`DecisionTooLarge`.
+    """
+    record = bounded_decision_record(decision.to_dict())
+    size = len(canonical_json(record))
+    if size > MAX_DECISION_BYTES:
+        raise DecisionTooLarge(f"the decision is {size} bytes encoded, over the {MAX_DECISION_BYTES}-byte limit of a "
+                               f"decision entry ({len(record.get('inputs') or ())} attestations considered, "
+                               f"{len(record.get('rejected_attestations') or ())} rejected)")
     body = {
         "schema": ENTRY_SCHEMA,
         "kind": DECISION,
