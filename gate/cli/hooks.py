@@ -23,19 +23,19 @@ def hooks_group() -> None:
 @click.option("--remote", help="Set the tier for this remote only (remote.<name>.releaseGateTier).")
 @click.option("--config", "gate_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Gate config file the hook should use when GATE_CONFIG is not set (git config release-gate.config).")
-@click.option("--force", is_flag=True, help="Replace an existing pre-push hook (kept as pre-push.before-release-gate).")
+@click.option("--force", is_flag=True, help="Replace a hook already kept as pre-push.before-release-gate.")
 def install_command(repo: Path, tier: str | None, remote: str | None, gate_config: Path | None, force: bool) -> None:
     """Install the release-gate pre-push hook into REPO (default: the current repository).
 
-    The hook runs git-lfs's pre-push itself after the check, so it replaces git-lfs's hook.
+    It goes where git runs hooks from (core.hooksPath included). An existing pre-push hook is kept as
+    pre-push.before-release-gate and run after the check; git-lfs's hook is replaced (the gate's runs git-lfs).
     """
-    from gate.integrations.git.install import install_hook
+    from gate.integrations.git.install import CHAINED, hooks_path, install_hook
     from gate.integrations.git.objects import GitRepo
-    from gate.integrations.git.prepush import DEFAULT_TIER_KEY, TIER_KEY
+    from gate.integrations.git.tiers import DEFAULT_TIER_KEY, TIER_KEY
 
     if remote and not tier:
         raise UsageError("--remote needs --tier")
-    path = install_hook(repo, force=force)
     git = GitRepo(repo)
     if tier:
         from gate.core.policy import Policy
@@ -43,45 +43,87 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
 
         env = {**os.environ, **({"GATE_CONFIG": str(gate_config)} if gate_config else {})}
         Policy.load(GateConfig.from_env(env).policy).tier(tier)  # refuse a tier the policy does not have
+    path = install_hook(repo, force=force)
+    where = hooks_path(git)
+    if where.setting:
+        click.echo(f"gate: core.hooksPath = {where.setting}: installed where git runs hooks from", err=True)
+    if path.with_name(CHAINED).exists():
+        click.echo(f"gate: the hook that was there is kept as {path.with_name(CHAINED)} and runs after the check",
+                   err=True)
+    if tier:
         key = TIER_KEY.format(remote=remote) if remote else DEFAULT_TIER_KEY
-        git.git("config", key, tier)
+        git.git("config", "--local", key, tier)
         click.echo(f"gate: {key} = {tier}", err=True)
     if gate_config:
-        git.git("config", "release-gate.config", str(gate_config.resolve()))
+        git.git("config", "--local", "release-gate.config", str(gate_config.resolve()))
     click.echo(f"gate: installed {path}", err=True)
+
+
+@hooks_group.command("status")
+@click.argument("repo", required=False, default=".", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def status_command(repo: Path) -> None:
+    """Say whether git will run the release-gate pre-push hook in REPO, and at which tier each remote is checked.
+
+    Exit 0 when it runs; 1 when it is missing, shadowed (core.hooksPath), rewritten, not executable or broken.
+    """
+    from gate.core.policy import Policy
+    from gate.errors import GateError
+    from gate.integrations.git.install import hook_status
+    from gate.integrations.git.objects import GitRepo
+    from gate.integrations.git.tiers import remote_push_urls, resolve_tier
+    from gate.runtime import GateConfig
+
+    status = hook_status(repo)
+    for line in status.lines:
+        click.echo(f"gate: {line}")
+    git = GitRepo(repo)
+    if not os.environ.get("GATE_CONFIG") and git.config("release-gate.config"):
+        os.environ["GATE_CONFIG"] = str(git.config("release-gate.config"))
+    try:
+        policy = Policy.load(GateConfig.from_env().policy)
+    except GateError as exc:
+        click.echo(f"gate: tiers not shown: {exc}")
+        sys.exit(0 if status.runs else 1)
+    urls = remote_push_urls(git)
+    for name, pushes in urls.items():
+        for url in pushes:
+            try:
+                choice = resolve_tier(git, name, url, policy.rank, urls)
+                click.echo(f"gate: push to {name} ({url}): tier '{choice.tier}' from {choice.source}")
+            except GateError as exc:
+                click.echo(f"gate: push to {name} ({url}): refused: {exc}")
+    sys.exit(0 if status.runs else 1)
 
 
 @hooks_group.command("pre-push")
 @click.argument("remote")
 @click.argument("url")
-@click.option("--tier", help="Tier to check for (default: git config remote.<name>.releaseGateTier or release-gate.tier).")
+@click.option("--tier", help="Tier to check for (default: from git config, by the remote's name and the url).")
+@click.option("--hook", "hook_path", hidden=True, help="The installed hook's path ($0), to run the hook it replaced.")
 @now_option
-def prepush_command(remote: str, url: str, tier: str | None, now_text: str | None) -> None:
+def prepush_command(remote: str, url: str, tier: str | None, hook_path: str | None, now_text: str | None) -> None:
     """Run by git before a push (REMOTE URL as arguments, the refs on stdin). Exit 1 aborts the push."""
     from gate.cli.render import decision_text
+    from gate.integrations.git.install import run_chained
     from gate.integrations.git.objects import GitRepo
-    from gate.integrations.git.prepush import (
-        DEFAULT_TIER_KEY, TIER_KEY, chain_to_lfs, check_push, configured_tier, describe_check, lfs_available,
-        parse_updates, uses_lfs, verify_lfs_objects)
+    from gate.integrations.git.prepush import (chain_to_lfs, check_push, describe_check, lfs_available,
+                                               max_pushed_commits, parse_updates, uses_lfs, verify_lfs_objects)
+    from gate.integrations.git.tiers import TierChoice, resolve_tier
     from gate.runtime import Gate, GateConfig
 
     stdin = sys.stdin.buffer.read()
     updates = parse_updates(stdin.decode("utf-8", "replace"))
     with GitRepo(".") as repo:
         if any(not u.is_delete for u in updates):
-            chosen = tier or configured_tier(repo, remote)
-            if not chosen:
-                raise UsageError(
-                    f"no release tier configured for remote '{remote}'; set one with "
-                    f"`git config {TIER_KEY.format(remote=remote)} <tier>` (or `git config {DEFAULT_TIER_KEY} <tier>` "
-                    "for every remote). The push was not sent.")
             if not os.environ.get("GATE_CONFIG") and repo.config("release-gate.config"):
                 os.environ["GATE_CONFIG"] = str(repo.config("release-gate.config"))
             gate = Gate.load(GateConfig.from_env())
-            gate.policy.tier(chosen)
+            choice = TierChoice(tier, "--tier") if tier else resolve_tier(repo, remote, url, gate.policy.rank)
+            gate.policy.tier(choice.tier)
+            click.echo(f"release-gate: push to {url} checked at tier '{choice.tier}' (from {choice.source})", err=True)
             now = resolve_now(now_text) if now_text else None
-            checks = check_push(repo, remote, url, updates, chosen,
-                                lambda t, m, a, c: gate.decide(t, m, a, c, now=now))
+            checks = check_push(repo, remote, url, updates, choice.tier,
+                                lambda t, m, a, c: gate.decide(t, m, a, c, now=now), max_pushed_commits())
             for check in checks:
                 click.echo(describe_check(check), err=True)
             if checks and not checks[-1].decision.allowed:
@@ -91,6 +133,13 @@ def prepush_command(remote: str, url: str, tier: str | None, now_text: str | Non
                 sys.exit(1)
         if lfs_available():
             verify_lfs_objects(repo, updates)  # git-lfs uploads the local objects without hashing them again
+        if hook_path:
+            code = run_chained(hook_path, [remote, url], stdin, repo.path)
+            if code:
+                click.echo(f"gate: the pre-push hook the release-gate hook runs after its check refused the push "
+                           f"(exit {code})", err=True)
+                sys.exit(code)
+        if lfs_available():
             sys.exit(chain_to_lfs(repo, remote, url, stdin))
         if uses_lfs(repo, updates):
             click.echo("gate: warning: this push tracks files with git-lfs, but git-lfs is not installed, so their "

@@ -230,15 +230,20 @@ def test_install_keeps_foreign_hooks_and_replaces_git_lfs_hook(tmp_path: Path, e
                               capture_output=True, text=True, env={**os.environ, **env})
 
     hook.write_text("#!/bin/sh\nexit 0\n")
+    kept = install()  # kept and chained (see test_prepush_review.py for it running)
+    assert kept.returncode == 0, kept.stderr
+    assert (hook.parent / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 0\n"
+    hook.write_text("#!/bin/sh\nexit 3\n")  # another hook again, while a different one is kept: refused
     refused = install()
     assert refused.returncode == 2 and "--force" in refused.stderr
     assert install("--force").returncode == 0
-    assert (hook.parent / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 0\n"
+    assert (hook.parent / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 3\n"
     lfs_hook = ('#!/bin/sh\ncommand -v git-lfs >/dev/null 2>&1 || { echo >&2 "This repository is configured for '
                 'Git LFS but \'git-lfs\' was not found"; exit 2; }\ngit lfs pre-push "$@"\n')
     hook.write_text(lfs_hook)
     assert install("--tier", "gated", "--remote", "hub").returncode == 0
     assert "release-gate pre-push hook" in hook.read_text() and sys.executable in hook.read_text()
+    assert (hook.parent / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 3\n"  # git-lfs's: gone
     assert git(repo, "config", "remote.hub.releaseGateTier").stdout.strip() == "gated"
     bad = install("--tier", "everyone")
     assert bad.returncode == 2 and "unknown tier" in bad.stderr

@@ -312,6 +312,7 @@ class PushedTree:
     manifest: Manifest
     attestations: tuple[AttestationInput, ...]
     lfs_files: int
+    paths: tuple[str, ...] = ()  # every path of the tree, ignored ones included
 
 
 def _resolve_symlink(entry: TreeEntry, target: bytes, files: dict[str, TreeEntry], commit: str) -> TreeEntry:
@@ -334,10 +335,10 @@ def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
     attestations: list[AttestationInput] = []
     lfs = 0
     for entry in entries:
-        if entry.kind != "blob":
-            if is_ignored(entry.path):
-                continue
-            raise ModelError(f"{where}: {entry.path} is a submodule; a model's files must be in its own tree")
+        if entry.kind != "blob":  # under an ignored path too: `git push --recurse-submodules` pushes its commits
+            raise ModelError(f"{where}: {entry.path} is a submodule: its commits are in another repository, which "
+                             "`git push --recurse-submodules` would push unchecked; a model's files must be in its "
+                             "own tree (`git rm` it)")
         if entry.mode == SYMLINK:
             if entry.size > MAX_SYMLINK_BYTES:
                 raise ModelError(f"{where}: {entry.path}: a symlink whose target is {entry.size} bytes long is "
@@ -350,7 +351,8 @@ def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
         digest = repo.blob_digest(entry.oid)
         lfs += digest.lfs
         digests.append(FileDigest(entry.path, digest.size, digest.sha256))
-    return PushedTree(commit, manifest_from_files(digests, where), tuple(attestations), lfs)
+    return PushedTree(commit, manifest_from_files(digests, where), tuple(attestations), lfs,
+                      tuple(e.path for e in entries))
 
 
 def _attestation(repo: GitRepo, entry: TreeEntry, commit: str) -> list[AttestationInput]:

@@ -5,40 +5,47 @@ git runs ``pre-push <remote-name> <remote-url>`` with one line per ref on stdin:
 ref that is created or updated:
 
 1. the pushed commit's tree is turned into a manifest (LFS pointers give the weights' sha256; regular blobs are
-   hashed) and decided at the tier configured for that remote, with the attestations in its ``.attestations/``
-   (and the gate service's, when one is configured);
-2. every *other* commit the push sends that adds or changes a file whose content is not in that tree is decided
-   too, whatever the file's name: history is downloadable from the remote, so what is there is published as well.
-   The commits a push sends are those reachable from the pushed sha and from none of the remote sha values on
-   stdin (the remote's own tips, as the remote reported them for this push): remote-tracking refs are not
-   trusted, since they come from the fetch url and may be stale. A new ref therefore has its whole history checked,
-   apart from what the other refs of the same push already have on the remote.
+   hashed) and decided at the push's tier, with the attestations in its ``.attestations/`` (and the gate service's,
+   when one is configured);
+2. so is every *other* commit the push sends (history is the unit: anyone can fetch a file at any commit the remote
+   has), whatever it changes, except commits that hold nothing of a model (only ``.gitattributes``,
+   ``.gitignore`` and attestation files). Evidence kept in any pushed commit counts for every commit whose model it
+   names, and a model already decided with the same evidence is not decided again, so "weights, then their
+   attestations" is two commits and one decision. The commits a push sends are those reachable from the pushed sha
+   and from none of the remote sha values on stdin (the remote's own tips, as the remote reported them for this
+   push): remote-tracking refs are not trusted, since they come from the fetch url and may be stale. A new ref
+   therefore has its whole history checked, apart from what the other refs of the same push already have on the
+   remote. Past :data:`MAX_PUSHED_COMMITS` the push is refused, not checked in part.
+
+Every tree read is policed as a folder is (:func:`gate.integrations.git.objects.pushed_tree`); a submodule anywhere,
+``.github/`` included, is refused, because ``git push --recurse-submodules`` pushes its commits (after this hook, to
+another repository) unchecked.
 
 Any deny aborts the push (exit 1) before git-lfs uploads a single object, since git-lfs uploads from its own
 pre-push hook, which this hook runs last, replaying the same stdin. Before that, every local LFS object a pushed
 pointer refers to is hashed (:func:`verify_lfs_objects`): git-lfs uploads ``lfs/objects/<oid>`` as it is, so an
 object changed after the commit would otherwise go out under a digest that was decided on but is not its own.
 
-The tier comes from git config: ``remote.<name>.releaseGateTier``, else ``release-gate.tier``. No tier configured
-means the push is refused with the command that configures one: a hook that guessed would either block everything
-or publish anything. The hook is advisory (``git push --no-verify`` skips it); the Hub webhook is the backstop.
+The tier comes from git config, by the remote's name and by the url pushed to (:mod:`gate.integrations.git.tiers`).
+No tier configured means the push is refused with the command that configures one: a hook that guessed would either
+block everything or publish anything. The hook is advisory (``git push --no-verify`` skips it); the Hub webhook is
+the backstop.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gate.core.decision import Decision
-from gate.errors import ModelError, UsageError
-from gate.integrations.git.objects import (MAX_SYMLINK_BYTES, SUBMODULE, SYMLINK, ZERO_SHA, Change, GitRepo, LfsPointer,
-                                           PushedTree, new_commits, pushed_tree)
-from gate.integrations.git.treemanifest import check_tree_paths, is_ignored
-
-TIER_KEY = "remote.{remote}.releaseGateTier"
-DEFAULT_TIER_KEY = "release-gate.tier"
+from gate.core.history import EvidencePool, holds_nothing
+from gate.errors import InputError, ModelError, UsageError
+from gate.integrations.git.objects import (SUBMODULE, SYMLINK, ZERO_SHA, Change, GitRepo, LfsPointer, new_commits,
+                                           pushed_tree)
+from gate.integrations.git.treemanifest import is_ignored
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,6 @@ def parse_updates(text: str) -> list[RefUpdate]:
     return updates
 
 
-def configured_tier(repo: GitRepo, remote: str) -> str | None:
-    return repo.config(TIER_KEY.format(remote=remote)) or repo.config(DEFAULT_TIER_KEY)
-
-
 def remote_tips(repo: GitRepo, updates: Sequence[RefUpdate]) -> list[str]:
     """The remote sha values on stdin that name commits this repository has: history known to be on the remote.
 
@@ -93,13 +96,29 @@ def pushed_commits(repo: GitRepo, updates: Sequence[RefUpdate]) -> dict[str, lis
     return out
 
 
+#: A push sends every commit it makes reachable, each a model state to decide; past this many the push is refused
+#: rather than checked in part (fail closed, as the Hub's visibility checks are). ``GATE_GIT_MAX_COMMITS`` overrides.
+MAX_PUSHED_COMMITS = 1000
+MAX_COMMITS_ENV = "GATE_GIT_MAX_COMMITS"
+
+
+def max_pushed_commits(environ: Mapping[str, str] | None = None) -> int:
+    """The most commits one push may send (UsageError for a bad ``GATE_GIT_MAX_COMMITS``)."""
+    raw = (os.environ if environ is None else environ).get(MAX_COMMITS_ENV, "").strip()
+    if not raw:
+        return MAX_PUSHED_COMMITS
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"{MAX_COMMITS_ENV}={raw!r}: expected a whole number of commits, at least 1")
+    return int(raw)
+
+
 @dataclass
 class PushCheck:
     """One decision the hook made: which ref, which commit, and why that commit was checked."""
 
     ref: str
     commit: str
-    reason: str  # "pushed tree" | "history"
+    reason: str  # "pushed tree" | "history: ..."
     decision: Decision
 
 
@@ -107,62 +126,67 @@ Decide = Callable[[str, Any, Sequence[Any], dict[str, Any]], Decision]
 
 
 def check_push(repo: GitRepo, remote: str, url: str, updates: Sequence[RefUpdate], tier: str,
-               decide: Decide) -> list[PushCheck]:
-    """Decide on every tree the push publishes; stops at the first deny (its check is the last one returned)."""
-    checks: list[PushCheck] = []
-    trees: dict[str, PushedTree] = {}
+               decide: Decide, max_commits: int = MAX_PUSHED_COMMITS) -> list[PushCheck]:
+    """Decide on every commit the push makes reachable at ``tier``; stops at the first deny (the last check returned).
 
-    def tree(sha: str) -> PushedTree:
-        if sha not in trees:
-            trees[sha] = pushed_tree(repo, sha)
-        return trees[sha]
-
-    def run(ref: str, sha: str, reason: str) -> bool:
-        pushed = tree(sha)
-        context = {"integration": "git-pre-push", "remote": remote, "url": url, "ref": ref, "commit": sha,
-                   "reason": reason}
-        decision = decide(tier, pushed.manifest, list(pushed.attestations), context)
-        checks.append(PushCheck(ref, sha, reason, decision))
-        return decision.allowed
-
-    decided: set[str] = set()
+    Each pushed ref's tip is decided, then every other commit the push sends (old..new, whatever its content), except
+    those that hold nothing of a model (:func:`gate.core.history.holds_nothing`). A commit's evidence is its own
+    ``.attestations/`` plus any attestation in the pushed commits that names its model; one model with one set of
+    evidence is decided once. Raises ModelError for a tree that cannot be given an identity (weights under an
+    ignored path, a submodule, ...) and InputError for a push of more than ``max_commits`` commits.
+    """
     commits_of = pushed_commits(repo, updates)
-    for update in updates:
-        if update.is_delete:
-            continue
-        if update.local_sha not in decided:
-            decided.add(update.local_sha)
-            if not run(update.remote_ref, update.local_sha, "pushed tree"):
-                return checks
-        tip = {f.sha256 for f in tree(update.local_sha).manifest.files}
-        repo.load_changes(commits_of[update.local_sha])
+    todo: dict[str, tuple[str, str]] = {}  # commit -> (ref, the pushed tip it is sent with), tips first
+    live = [u for u in updates if not u.is_delete]
+    for update in live:
+        todo.setdefault(update.local_sha, (update.remote_ref, update.local_sha))
+    for update in live:
         for commit in commits_of[update.local_sha]:
-            if commit in decided:
-                continue
-            changes = repo.changes(commit)
-            check_tree_paths((c.path for c in changes), f"commit {commit[:12]}")  # no weights under ignored paths
-            foreign = sorted(c.path for c in changes if _not_in(repo, c, tip))
-            if foreign:
-                decided.add(commit)
-                more = f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else ""
-                if not run(update.remote_ref, commit, f"history: adds {', '.join(foreign[:3])}{more}"):
-                    return checks
+            todo.setdefault(commit, (update.remote_ref, update.local_sha))
+    if len(todo) > max_commits:
+        raise InputError(f"push not sent: it sends {len(todo)} commits, each a model state the gate must check, and "
+                         f"at most {max_commits} are checked in one push ({MAX_COMMITS_ENV}); push the older history "
+                         "first in parts (`git push <remote> <commit>:<ref>`) or squash it")
+    trees = {commit: pushed_tree(repo, commit) for commit in todo}  # every tree is policed, held nothing or not
+    pool = EvidencePool()
+    for pushed in trees.values():
+        pool.add(pushed.attestations)
+    repo.load_changes([c for c, (_, tip) in todo.items() if c != tip])
+    checks: list[PushCheck] = []
+    decided: dict[tuple[str, frozenset[str]], Decision] = {}
+    tip_content: dict[str, set[str]] = {}
+    for commit, (ref, tip) in todo.items():
+        pushed = trees[commit]
+        if commit != tip and holds_nothing(pushed.paths):
+            continue
+        evidence = pool.for_model(pushed.manifest.root_digest, pushed.attestations)
+        key = (pushed.manifest.root_digest, frozenset(item.digest for item in evidence))
+        if key in decided:
+            continue
+        if commit == tip:
+            reason = "pushed tree"
+        else:
+            if tip not in tip_content:
+                tip_content[tip] = {f.sha256 for f in trees[tip].manifest.files}
+            reason = "history: " + _describe_changes(repo, repo.changes(commit), tip_content[tip])
+        context = {"integration": "git-pre-push", "remote": remote, "url": url, "ref": ref, "commit": commit,
+                   "reason": reason}
+        decision = decided[key] = decide(tier, pushed.manifest, evidence, context)
+        checks.append(PushCheck(ref, commit, reason, decision))
+        if not decision.allowed:
+            break
     return checks
 
 
-def _not_in(repo: GitRepo, change: Change, tip: set[str]) -> bool:
-    """Whether a file a commit adds carries content the pushed tree does not (so that commit must be decided).
-
-    Judged by content, not by name: TF's ``variables.data-00000-of-00001``, ONNX external data or a renamed
-    checkpoint are weights without a weight suffix. Ignored paths are policed by name instead (check_tree_paths);
-    submodules carry no content; a symlink is its target's path (the target is a change of its own), unless its blob
-    is too large to be one.
-    """
-    if is_ignored(change.path) or change.mode == SUBMODULE:
-        return False
-    if change.mode == SYMLINK:
-        return repo.blob_size(change.oid) > MAX_SYMLINK_BYTES
-    return repo.blob_digest(change.oid).sha256 not in tip
+def _describe_changes(repo: GitRepo, changes: Sequence[Change], tip: set[str]) -> str:
+    """What a history commit adds, for the user: first the files whose content the pushed tip does not have."""
+    files = [c for c in changes if not is_ignored(c.path) and c.mode != SUBMODULE]
+    foreign = sorted(c.path for c in files if c.mode != SYMLINK and repo.blob_digest(c.oid).sha256 not in tip)
+    shown = foreign or sorted(c.path for c in files)
+    if not shown:
+        return "a model state of its own"
+    more = f" (+{len(shown) - 3} more)" if len(shown) > 3 else ""
+    return f"adds {', '.join(shown[:3])}{more}" if foreign else f"{', '.join(shown[:3])}{more} as in no pushed tip"
 
 
 def pushed_lfs_pointers(repo: GitRepo, updates: Sequence[RefUpdate]) -> dict[str, tuple[str, str, LfsPointer]]:

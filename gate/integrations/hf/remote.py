@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from gate.core.attestation import Statement
-from gate.core.dsse import MAX_ENVELOPE_BYTES, Envelope
+from gate.core import history
+from gate.core.dsse import MAX_ENVELOPE_BYTES
 from gate.core.manifest import ATTESTATION_SUFFIXES, FileDigest, Manifest
 from gate.core.verify import AttestationInput
 from gate.errors import ConfigError, GateError, InputError
@@ -42,8 +42,6 @@ DOWNLOAD_WORKERS = 4
 #: (fail closed). ``GATE_HF_MAX_COMMITS`` overrides it (the webhook service reads it), as does ``max_commits=``.
 MAX_REACHABLE_COMMITS = 1000
 MAX_COMMITS_ENV = "GATE_HF_MAX_COMMITS"
-#: Paths a commit may hold and still hold nothing of a model (the Hub's "initial commit" has .gitattributes only).
-_NOTHING_PATHS = frozenset({".gitattributes", ".gitignore"})
 
 
 @dataclass(frozen=True)
@@ -296,18 +294,8 @@ def revision_attestations(api: Any, rev: RemoteRevision, paths: Sequence[str] | 
 
 
 def holds_nothing(rev: RemoteRevision) -> bool:
-    """Whether a commit holds nothing of a model: only .gitattributes / .gitignore and attestation files (the Hub's
-    "initial commit" of every repository). Such a commit in a repository's history publishes nothing to check."""
-    return all(p in _NOTHING_PATHS or (is_attestation_path(p) and p.endswith(ATTESTATION_SUFFIXES)) for p in rev.files)
-
-
-def subject_digests(item: AttestationInput) -> frozenset[str]:
-    """The sha256 subjects an in-toto (DSSE) attestation names, read WITHOUT verifying it: only to pick which
-    attestations to present for which model (the gate verifies what it is given). Empty if it cannot be read so."""
-    try:
-        return frozenset(Statement.from_json(Envelope.from_json(item.data).payload).digests("sha256"))
-    except (GateError, ValueError, TypeError, KeyError, AttributeError):
-        return frozenset()
+    """Whether a commit holds nothing of a model (:func:`gate.core.history.holds_nothing`)."""
+    return history.holds_nothing(rev.files)
 
 
 @dataclass
@@ -330,7 +318,6 @@ class CommitReader:
         self._revisions: dict[str, RemoteRevision] = {}
         self._digests: dict[str, tuple[int, str]] = {}
         self._blobs: dict[str, bytes] = {}
-        self._subjects: dict[str, frozenset[str]] = {}
 
     def revision(self, sha: str) -> RemoteRevision:
         if sha not in self._revisions:
@@ -345,11 +332,6 @@ class CommitReader:
 
     def attestations(self, sha: str) -> list[AttestationInput]:
         return revision_attestations(self.api, self.revision(sha), token=self.token, cache=self._blobs)
-
-    def subjects(self, item: AttestationInput) -> frozenset[str]:
-        if item.digest not in self._subjects:
-            self._subjects[item.digest] = subject_digests(item)
-        return self._subjects[item.digest]
 
     def checks(self, commits: Sequence[ReachableCommit]) -> list[CommitCheck]:
         """The inputs of a decision for each commit access would widen to: every head, and every commit in their
@@ -371,11 +353,9 @@ class CommitReader:
             except GateError as exc:
                 check.error = exc
             out.append(check)
-        by_model: dict[str, list[AttestationInput]] = {}
+        pool = history.EvidencePool()
         for check in out:
-            for item in check.attestations:
-                for root in self.subjects(item):
-                    by_model.setdefault(root, []).append(item)
+            pool.add(check.attestations)
         for check in out:
             if check.error is not None:
                 continue
@@ -384,9 +364,5 @@ class CommitReader:
             except GateError as exc:
                 check.error = exc
                 continue
-            have = {item.digest for item in check.attestations}
-            for item in by_model.get(check.manifest.root_digest, ()):
-                if item.digest not in have:
-                    have.add(item.digest)
-                    check.attestations.append(item)
+            check.attestations = pool.for_model(check.manifest.root_digest, check.attestations)
         return out
