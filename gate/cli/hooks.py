@@ -106,7 +106,7 @@ def prepush_command(remote: str, url: str, tier: str | None, hook_path: str | No
     from gate.cli.render import decision_text
     from gate.integrations.git.install import run_chained
     from gate.integrations.git.objects import GitRepo
-    from gate.integrations.git.prepush import (chain_to_lfs, check_push, describe_check, lfs_available,
+    from gate.integrations.git.prepush import (chain_to_lfs, check_push, describe_checks, lfs_available,
                                                max_pushed_commits, parse_updates, uses_lfs, verify_lfs_objects)
     from gate.integrations.git.tiers import TierChoice, resolve_tier
     from gate.runtime import Gate, GateConfig
@@ -124,8 +124,8 @@ def prepush_command(remote: str, url: str, tier: str | None, hook_path: str | No
             now = resolve_now(now_text) if now_text else None
             checks = check_push(repo, remote, url, updates, choice.tier,
                                 lambda t, m, a, c: gate.decide(t, m, a, c, now=now), max_pushed_commits())
-            for check in checks:
-                click.echo(describe_check(check), err=True)
+            for line in describe_checks(checks):
+                click.echo(line, err=True)
             if checks and not checks[-1].decision.allowed:
                 denied = checks[-1].decision
                 click.echo(decision_text(denied), err=True)

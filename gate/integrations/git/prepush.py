@@ -248,3 +248,18 @@ def describe_check(check: PushCheck) -> str:
     return (f"release-gate: {check.ref} {check.commit[:12]} ({check.reason}) at tier "
             f"'{check.decision.requested_tier}': {verdict}")
 
+
+#: Past this many allowed history decisions, the hook says how many instead of one line each.
+SHOWN_HISTORY = 5
+
+
+def describe_checks(checks: Sequence[PushCheck]) -> list[str]:
+    """One line per pushed tip and per deny; allowed history commits one line each, or counted when many."""
+    history = [c for c in checks if c.reason != "pushed tree" and c.decision.allowed]
+    lines = [describe_check(c) for c in checks if len(history) <= SHOWN_HISTORY or c not in history]
+    if len(history) > SHOWN_HISTORY:
+        lines.insert(-1 if checks and not checks[-1].decision.allowed else len(lines),
+                     f"release-gate: {len(history)} other model states in the pushed history at tier "
+                     f"'{history[0].decision.requested_tier}': allowed")
+    return lines
+
