@@ -26,7 +26,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from gate.core.log.store import DEFAULT_POSTGRES_SCHEMA, StoreError
+from gate.core.log.postgres import DEFAULT_POSTGRES_SCHEMA, import_psycopg
+from gate.core.log.redact import redact_url
+from gate.core.log.store import StoreError
 from gate.errors import ConfigError
 
 #: Seconds after which a claim of a process that did not finish may be taken over. Checking one revision is a
@@ -76,17 +78,15 @@ class DatabaseSeen:
                 key TEXT PRIMARY KEY, state TEXT NOT NULL, claimed_at REAL NOT NULL)""")
 
     def _open_postgres(self, url: str, schema: str, timeout: float) -> None:
-        from gate.core.log.store import _import_psycopg, _redact
-
-        psycopg = _import_psycopg()
-        self._where = f"{_redact(url)} schema {schema}"
+        psycopg = import_psycopg()
+        self._where = f"{redact_url(url)} schema {schema}"
         self._p = "%s"
         self._table = f'"{schema}".hf_webhook_seen'
         self._errors_from = (psycopg.Error,)
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
-            raise ConfigError(f"cannot connect to the PostgreSQL log at {_redact(url)}: "
+            raise ConfigError(f"cannot connect to the PostgreSQL log at {redact_url(url)}: "
                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
         with self._errors("open"):
             self._db.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")

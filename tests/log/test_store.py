@@ -24,14 +24,9 @@ import pytest
 
 from gate.core.log import merkle
 from gate.core.log.merkle import MerkleTree, TreeRangeError, leaf_hash, verify_consistency, verify_inclusion
-from gate.core.log.store import (
-    TILE_WIDTH,
-    LogStore,
-    SQLiteLogStore,
-    StoreError,
-    StoreIntegrityError,
-    open_store,
-)
+from gate.core.log.sqlite import SQLiteLogStore
+from gate.core.log.store import LogStore, StoreError, StoreIntegrityError, open_store
+from gate.core.log.tiles import TILE_WIDTH
 from gate.errors import ConfigError, InputError
 
 PG_URL = os.environ.get("GATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -317,6 +312,22 @@ def test_open_store_picks_the_backend(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_postgres_connection_errors_are_config_errors(pg_url: str) -> None:
     with pytest.raises(ConfigError, match=r"nobody:\*\*\*@127\.0\.0\.1:1/"):
         open_store("postgresql://nobody:secret@127.0.0.1:1/test", connect_timeout=1)
+
+
+@pytest.mark.postgres
+def test_a_lost_postgres_connection_fails_one_call_and_is_replaced(pg_url: str, pg_namespace: str) -> None:
+    import psycopg
+
+    with open_store(pg_url, namespace=pg_namespace, connect_timeout=2) as store:
+        store.append(b"before")
+        with store._connection() as db:  # type: ignore[attr-defined]
+            pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # a server restart, a network cut, an admin
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError, match=r"log database error during append"):
+            store.append(b"lost")  # the call that meets the dead connection fails closed, in one line
+        assert store.append(b"after") == 1  # the next one gets a new connection
+        assert [e.entry for e in store.entries()] == [b"before", b"after"] and store.audit().size == 2
 
 
 # --- many processes ------------------------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 - :mod:`gate.core.log.merkle` - tree hashing, inclusion and consistency proofs, and their verification.
 - :mod:`gate.core.log.checkpoint` - signed notes, checkpoints (signed tree heads) and verifier keys.
-- :mod:`gate.core.log.store` - SQLite / PostgreSQL storage that many processes can append to safely.
+- :mod:`gate.core.log.store` - the append-only store many processes can append to safely, and ``open_store``;
+  its backends :mod:`gate.core.log.sqlite` and :mod:`gate.core.log.postgres` (on :mod:`gate.core.log.sql`), the
+  tile cache that makes proofs cheap (:mod:`gate.core.log.tiles`), passwords kept out of messages
+  (:mod:`gate.core.log.redact`).
 
 Auditors need only :mod:`merkle` and :mod:`checkpoint`: both are pure and work offline.
 """
