@@ -272,3 +272,19 @@ def test_a_push_of_more_commits_than_the_bound_is_refused_not_checked_in_part(
     assert result.returncode != 0 and "it sends 3 commits" in result.stderr and "GATE_GIT_MAX_COMMITS" in result.stderr
     assert remote_head(remote) is None
     assert push(work, env).returncode == 0
+
+
+def test_many_allowed_history_decisions_are_counted_not_listed(tmp_path: Path, remote: Path,
+                                                               env: dict[str, str]) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    git(work, "config", "release-gate.tier", "internal")
+    for n in range(8):
+        write_model(work, {"config.json": f'{{"n": {n}}}'.encode()})
+        commit_all(work, f"c{n}")
+
+    result = push(work, env)
+
+    assert result.returncode == 0, result.stderr
+    assert "(pushed tree) at tier 'internal': allowed" in result.stderr
+    assert "7 other model states in the pushed history at tier 'internal': allowed" in result.stderr
+    assert "(history:" not in result.stderr
