@@ -6,3 +6,6 @@ command line in :mod:`gate.cli`; adapters for hosts (MLflow, the Hugging Face Hu
 """
 
 __version__ = "0.1.0"
+
+#: The distribution to install (``pip install DISTRIBUTION[extra]``); messages about missing extras name it.
+DISTRIBUTION = "release-gate"
