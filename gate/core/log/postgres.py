@@ -31,8 +31,11 @@ def import_psycopg() -> Any:
         import psycopg
         import psycopg_pool  # noqa: F401  (the log store's connections come from a pool)
     except ImportError:
+        from gate import DISTRIBUTION
+
         raise ConfigError(
-            "a postgresql:// log store needs psycopg; install release-gate[postgres]"
+            f"a postgresql:// log store needs the 'postgres' extra (psycopg or psycopg_pool is not installed): "
+            f"pip install '{DISTRIBUTION}[postgres]'"
         ) from None
     return psycopg
 
