@@ -320,7 +320,7 @@ def test_a_lost_postgres_connection_fails_one_call_and_is_replaced(pg_url: str, 
 
     with open_store(pg_url, namespace=pg_namespace, connect_timeout=2) as store:
         store.append(b"before")
-        with store._connection() as db:  # type: ignore[attr-defined]
+        with store._connection() as db:  # type: ignore[attr-defined]  # the pooled connection, to end it
             pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
         with psycopg.connect(pg_url, autocommit=True) as admin:  # a server restart, a network cut, an admin
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))

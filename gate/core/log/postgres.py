@@ -95,7 +95,7 @@ class PostgresLogStore(SqlLogStore):
             db.execute(statement)
 
     def _connection(self) -> AbstractContextManager[Any]:
-        return self._pool.connection()  # type: ignore[no-any-return]
+        return self._pool.connection()
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
