@@ -288,3 +288,23 @@ def test_many_allowed_history_decisions_are_counted_not_listed(tmp_path: Path, r
     assert "(pushed tree) at tier 'internal': allowed" in result.stderr
     assert "7 other model states in the pushed history at tier 'internal': allowed" in result.stderr
     assert "(history:" not in result.stderr
+
+
+def test_a_ref_to_a_blob_or_a_tree_is_refused(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    git(work, "config", "release-gate.tier", "internal")  # even where anything goes, a model has to be a commit
+    write_model(work)
+    commit_all(work, "model")
+    payload = tmp_path / "payload.safetensors"
+    payload.write_bytes(os.urandom(4096))
+    blob = git(work, "hash-object", "-w", str(payload)).stdout.strip()
+    git(work, "tag", "weights", blob)  # served by the remote as refs/tags/weights, in no commit
+    git(work, "tag", "-a", "-m", "annotated", "weights-annotated", blob)
+    git(work, "tag", "tree", "HEAD^{tree}")
+
+    for tag, kind in (("weights", "blob"), ("weights-annotated", "blob"), ("tree", "tree")):
+        result = push(work, env, "origin", tag)
+        assert result.returncode != 0, tag
+        assert f"refs/tags/{tag} names a {kind}" in result.stderr and "Traceback" not in result.stderr
+        assert remote_head(remote, f"refs/tags/{tag}") is None
+    assert push(work, env, "origin", "main").returncode == 0

@@ -87,11 +87,19 @@ def remote_tips(repo: GitRepo, updates: Sequence[RefUpdate]) -> list[str]:
 
 
 def pushed_commits(repo: GitRepo, updates: Sequence[RefUpdate]) -> dict[str, list[str]]:
-    """For each pushed sha (deletions left out), the commits the push sends with it, that sha included."""
+    """For each pushed sha (deletions left out), the commits the push sends with it, that sha included.
+
+    Raises ModelError for a ref that names a blob or a tree (``git tag t <blob>``): the remote would serve that
+    object through the ref, outside any commit, so outside any model the gate can decide on.
+    """
     on_remote = remote_tips(repo, updates)
     out: dict[str, list[str]] = {}
     for update in updates:
         if not update.is_delete and update.local_sha not in out:
+            kind = repo.git("cat-file", "-t", f"{update.local_sha}^{{}}", check=False).strip() or "missing object"
+            if kind != "commit":
+                raise ModelError(f"{update.remote_ref} names a {kind} ({update.local_sha[:12]}), not a commit: the "
+                                 "remote would serve it outside any model the gate can check; point it at a commit")
             out[update.local_sha] = new_commits(repo, update.local_sha, on_remote)
     return out
 
