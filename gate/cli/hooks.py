@@ -30,7 +30,7 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
     It goes where git runs hooks from (core.hooksPath included). An existing pre-push hook is kept as
     pre-push.before-release-gate and run after the check; git-lfs's hook is replaced (the gate's runs git-lfs).
     """
-    from gate.integrations.git.install import CHAINED, hooks_path, install_hook
+    from gate.integrations.git.install import CHAINED, hooks_path, install_hook, is_husky
     from gate.integrations.git.objects import GitRepo
     from gate.integrations.git.tiers import DEFAULT_TIER_KEY, TIER_KEY
 
@@ -47,6 +47,9 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
     where = hooks_path(git)
     if where.setting:
         click.echo(f"gate: core.hooksPath = {where.setting}: installed where git runs hooks from", err=True)
+    if is_husky(where):
+        click.echo("gate: husky rewrites that folder on `npm install`: run `gate hooks install` again afterwards, or "
+                   "put `gate hooks pre-push \"$@\"` first in .husky/pre-push (`gate hooks status` checks)", err=True)
     if path.with_name(CHAINED).exists():
         click.echo(f"gate: the hook that was there is kept as {path.with_name(CHAINED)} and runs after the check",
                    err=True)

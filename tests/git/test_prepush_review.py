@@ -141,7 +141,13 @@ def test_a_hooks_path_set_after_install_is_reported_and_install_chains_it(
     allowed = push(work, env)
     assert allowed.returncode == 0, allowed.stderr
     assert remote_head(remote) == head
-    assert log.read_text().splitlines() == [f"husky origin", f"refs/heads/main {head} refs/heads/main {'0' * 40}"]
+    assert log.read_text().splitlines() == ["husky origin", f"refs/heads/main {head} refs/heads/main {'0' * 40}"]
+
+    (husky / "_" / "pre-push").write_text(HUSKY_STUB)  # `npm install`: husky rewrites its stubs ...
+    assert gate_cmd(env, "hooks", "status", str(work)).returncode == 1
+    (husky / "pre-push").write_text(f'{sys.executable} -m gate hooks pre-push "$@"\n')  # ... so wire it by hand
+    wired = gate_cmd(env, "hooks", "status", str(work))
+    assert wired.returncode == 0 and "wired by hand" in wired.stdout, wired.stdout
 
 
 def test_a_kept_hook_that_fails_stops_the_push(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:

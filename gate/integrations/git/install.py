@@ -167,6 +167,29 @@ def _interpreter_problem(text: str) -> str | None:
     return None if ok else f"it runs {program}, which is not there (reinstall: `gate hooks install`)"
 
 
+_HAND_WIRED = re.compile(r"(^|[\s/\"'])gate[\"']?\s+hooks\s+pre-push\b", re.M)
+
+
+def is_husky(where: HooksPath) -> bool:
+    return where.setting is not None and Path(where.setting).parts[-2:] in ((".husky", "_"), (".husky",))
+
+
+def _wired_by_hand(target: Path, text: str, where: HooksPath) -> Path | None:
+    """The script that calls ``gate hooks pre-push`` itself, if not the installed hook: the hook git runs, or, with
+    husky, the ``.husky/pre-push`` script its stub runs."""
+    if MARKER in text:
+        return None
+    candidates = [(target, text)]
+    if is_husky(where):
+        script = where.folder.parent / "pre-push" if where.folder.name == "_" else where.folder / "pre-push"
+        if script.is_file() and script != target:
+            candidates.append((script, script.read_text(errors="replace")))
+    for path, content in candidates:
+        if _HAND_WIRED.search(content) and (path != target or os.access(target, os.X_OK)):
+            return path
+    return None
+
+
 def hook_status(repo_path: str | os.PathLike[str]) -> HookStatus:
     """Find where git runs pre-push from and whether the release-gate hook is there and can run."""
     repo = _open_repo(repo_path)
@@ -179,7 +202,12 @@ def hook_status(repo_path: str | os.PathLike[str]) -> HookStatus:
     target = where.folder / "pre-push"
     text = target.read_text(errors="replace") if target.is_file() else ""
     runs = False
-    if not target.exists():
+    wired = _wired_by_hand(target, text, where)
+    if wired is not None:
+        runs = True
+        lines.append(f"runs: {wired} calls `gate hooks pre-push` (wired by hand: `gate hooks status` cannot tell "
+                     "whether it runs first, or at all on every path of that script)")
+    elif not target.exists():
         lines.append(f"NOT RUN: there is no {target}")
     elif MARKER not in text:
         lines.append(f"NOT RUN: {target} is another hook (a hook manager may have rewritten it); "
@@ -204,7 +232,7 @@ def hook_status(repo_path: str | os.PathLike[str]) -> HookStatus:
         moved = where.folder / name
         if moved.is_file() and MARKER in moved.read_text(errors="replace"):
             lines.append(f"{moved} is a release-gate hook another tool moved aside: it runs only if that tool runs it")
-    if where.setting and Path(where.setting).parts[-2:] in ((".husky", "_"), (".husky",)):
+    if is_husky(where) and wired is None:
         lines.append("husky rewrites its hooks folder on install; to keep the gate, put `gate hooks pre-push \"$@\"` "
                      "first in .husky/pre-push, or run `gate hooks install` after each husky install")
     return HookStatus(runs, tuple(lines))
