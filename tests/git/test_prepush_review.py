@@ -240,8 +240,8 @@ def test_every_pushed_commit_is_decided_not_only_those_with_new_content(
     result = push(work, env)
 
     assert result.returncode != 0
-    assert f"{first[:12]} (history: config.json, model.safetensors, tokenizer.json as in no pushed tip)" \
-        in result.stderr
+    assert (f"{first[:12]} (history: config.json, model.safetensors, tokenizer.json: a model state no pushed tip "
+            "has)") in result.stderr
     assert remote_head(remote) is None
 
 

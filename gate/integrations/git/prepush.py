@@ -194,7 +194,9 @@ def _describe_changes(repo: GitRepo, changes: Sequence[Change], tip: set[str]) -
     if not shown:
         return "a model state of its own"
     more = f" (+{len(shown) - 3} more)" if len(shown) > 3 else ""
-    return f"adds {', '.join(shown[:3])}{more}" if foreign else f"{', '.join(shown[:3])}{more} as in no pushed tip"
+    if foreign:
+        return f"adds {', '.join(shown[:3])}{more}"
+    return f"{', '.join(shown[:3])}{more}: a model state no pushed tip has"
 
 
 def pushed_lfs_pointers(repo: GitRepo, updates: Sequence[RefUpdate]) -> dict[str, tuple[str, str, LfsPointer]]:
