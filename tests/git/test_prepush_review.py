@@ -314,3 +314,24 @@ def test_a_ref_to_a_blob_or_a_tree_is_refused(tmp_path: Path, remote: Path, env:
         assert f"refs/tags/{tag} names a {kind}" in result.stderr and "Traceback" not in result.stderr
         assert remote_head(remote, f"refs/tags/{tag}") is None
     assert push(work, env, "origin", "main").returncode == 0
+
+
+def test_a_kept_hook_that_runs_a_copy_of_the_gate_hook_does_not_loop(tmp_path: Path, remote: Path,
+                                                                      env: dict[str, str]) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    hooks = work / ".git" / "hooks"
+    (hooks / "pre-push").rename(hooks / "pre-push.old")  # what lefthook does to a hook it finds ...
+    (hooks / "pre-push").write_text('#!/bin/sh\n"$(dirname "$0")/pre-push.old" "$@"\n')  # ... and then runs it
+    (hooks / "pre-push").chmod(0o755)
+    assert "moved aside" in gate_cmd(env, "hooks", "status", str(work)).stdout
+    assert gate_cmd(env, "hooks", "install", str(work)).returncode == 0
+    git(work, "config", "release-gate.tier", "internal")
+    write_model(work)
+    head = commit_all(work, "model")
+
+    result = subprocess.run(["git", "push", "origin", "main"], cwd=work, capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("(pushed tree) at tier 'internal': allowed") == 1  # checked once, no loop
+    assert remote_head(remote) == head

@@ -32,6 +32,8 @@ from gate.integrations.git.objects import GitRepo
 
 MARKER = "release-gate pre-push hook"
 CHAINED = "pre-push.before-release-gate"
+#: Set while the kept hook runs: a release-gate hook it runs in turn (a hook manager's copy of ours) returns at once.
+KEPT_HOOK_ENV = "RELEASE_GATE_KEPT_HOOK"
 HOOK = """#!/bin/sh
 # {marker}: checks the weights a push publishes against the release policy, then runs
 # the hook it replaced ({chained}, if any) and `git lfs pre-push`.
@@ -131,10 +133,10 @@ def run_chained(hook: str | os.PathLike[str], args: list[str], stdin: bytes, cwd
     if words and Path(words[0]).name == "env" and len(words) > 1:
         words = words[1:]
     if words and Path(words[0]).name in _SHELLS and shutil.which(words[0]):
-        command = [words[0], "-c", '. "$RELEASE_GATE_KEPT_HOOK"', str(hook), *args]
+        command = [words[0], "-c", f'. "${KEPT_HOOK_ENV}"', str(hook), *args]
     else:
         command = [str(kept), *args]
-    env = {**os.environ, "RELEASE_GATE_KEPT_HOOK": str(kept)}
+    env = {**os.environ, KEPT_HOOK_ENV: str(kept)}
     return subprocess.run(command, cwd=cwd, input=stdin, env=env).returncode
 
 
