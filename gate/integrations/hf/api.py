@@ -40,7 +40,7 @@ from gate.core.manifest import Manifest
 from gate.core.verify import AttestationInput
 from gate.errors import UsageError
 from gate.integrations.hf import backstop as backstop_module, plan as planning, remote
-from gate.integrations.hf.errors import GateDenied, Unverifiable
+from gate.integrations.hf.errors import BackstopRefused, GateDenied, Unverifiable
 from gate.integrations.hf.remote import RemoteRevision
 from gate.integrations.hf.tiers import HubState, requested_state, tier_for, widens
 from gate.runtime import Gate
@@ -201,7 +201,23 @@ class GatedHfApi(HfApi):
         if self.use_backstop:
             backstop_module.install()
         with backstop_module.APPROVALS.approve(commit_plan), self._approved(repo_id):
-            return super().create_commit(repo_id, operations, **args)
+            # What huggingface_hub uploads is read through CheckedSource: exactly the checked bytes, and through its
+            # Python HTTP client (LFS) even with hf_xet installed, where the backstop sees it.
+            sending = [planning.checked_operation(op, commit_plan) if isinstance(op, CommitOperationAdd) else op
+                       for op in operations]
+            try:
+                return super().create_commit(repo_id, sending, **args)
+            except BackstopRefused:
+                raise
+            except Exception as exc:
+                refused = _refusal_in(exc)
+                if refused is not None:  # huggingface_hub wraps upload errors: say why it stopped
+                    raise refused from None
+                raise
+            finally:
+                for op in sending:
+                    if isinstance(op, CommitOperationAdd) and isinstance(op.path_or_fileobj, planning.CheckedSource):
+                        op.path_or_fileobj.close()
 
     def preupload_lfs_files(self, repo_id: str, additions: Iterable[Any], **kwargs: Any) -> None:  # type: ignore[override]
         """Uploading LFS content ahead of a commit sends weights: only within a checked commit."""
@@ -382,6 +398,18 @@ def _does_not_exist(exc: RepositoryNotFoundError) -> bool:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
     return headers.get("X-Error-Code") == "RepoNotFound"
+
+
+def _refusal_in(exc: BaseException) -> BackstopRefused | None:
+    """The BackstopRefused an exception was raised from (huggingface_hub re-raises upload errors), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BackstopRefused):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

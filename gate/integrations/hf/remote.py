@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -91,11 +92,31 @@ def read_revision(api: Any, repo_id: str, *, revision: str | None = None, repo_t
         lfs = sibling.lfs
         sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
         size = (lfs.get("size") if isinstance(lfs, dict) else getattr(lfs, "size", None)) if lfs else None
+        _check_listed_digest(repo_id, revision, sibling.rfilename, "sha256", sha, _SHA256_HEX)
+        _check_listed_digest(repo_id, revision, sibling.rfilename, "git blob id", sibling.blob_id, _BLOB_ID_HEX)
         files[sibling.rfilename] = RemoteFile(sibling.rfilename, int(size if size is not None else sibling.size or 0),
                                               sibling.blob_id, sha)
     if not info.sha:
         raise InputError(f"{repo_id}: the Hub did not say which commit revision {revision or 'main'} is")
     return RemoteRevision(repo_id, repo_type or "model", info.sha, HubState.of(info), files)
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_BLOB_ID_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _check_listed_digest(repo_id: str, revision: str | None, path: str, kind: str, value: Any,
+                         shape: re.Pattern[str]) -> None:
+    """Refuse a digest the Hub listed that is not one: a gated repository lists ``***`` to a caller without access.
+
+    Raises InputError: a placeholder is never trusted as a file's identity."""
+    if value is None or (isinstance(value, str) and shape.fullmatch(value)):
+        return
+    shown = str(value)[:20]
+    hint = (" (the Hub lists this placeholder for the files of a gated repository to a token not on its access "
+            "list: use a token with access)") if "*" in shown else ""
+    raise InputError(f"{repo_id}@{revision or 'main'}: the Hub listed {shown!r} as the {kind} of {path}, not a "
+                     f"digest the gate can check{hint}; nothing was allowed")
 
 
 def ref_heads(api: Any, repo_id: str, repo_type: str | None = None, token: Any = None) -> list[tuple[str, str]]:
