@@ -162,9 +162,10 @@ class ReachableCommit:
 
 
 def reachable_commits(api: Any, repo_id: str, heads: Sequence[tuple[str, str]], *, repo_type: str | None = None,
-                      token: Any = None, limit: int | None = None
+                      token: Any = None, limit: int | None = None, known: frozenset[str] = frozenset()
                       ) -> tuple[list[ReachableCommit], dict[str, frozenset[str]]]:
-    """Every commit reachable from ``heads`` ((ref, commit) pairs), each once: the heads first, then their history.
+    """Every commit reachable from ``heads`` ((ref, commit) pairs), each once: the heads first, then their history;
+    ``known`` commits (checked already, or already reachable where they are going) are left out, and not counted.
 
     Returns the commits and, for each head, the set of commits reachable from it (itself included). The history of
     each head is listed at that commit (``HfApi.list_repo_commits(revision=sha)``), so a ref that moves meanwhile
@@ -175,7 +176,7 @@ def reachable_commits(api: Any, repo_id: str, heads: Sequence[tuple[str, str]], 
     found: dict[str, ReachableCommit] = {}
 
     def add(item: ReachableCommit) -> None:
-        if item.sha in found:
+        if item.sha in found or item.sha in known:
             return
         found[item.sha] = item
         if len(found) > limit:
