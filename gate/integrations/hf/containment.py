@@ -299,13 +299,15 @@ def contain(api: Any, payload: Mapping[str, Any], gate: Gate, *, seen: SeenStore
             on_result(result, None)
     if not claimed:
         return results
-    if walk:
-        cleared += [sha for _, sha in event.previous
-                    if _cleared(seen, seen_key(event.repo_type, event.repo_id, sha, tier, True))]
     run = _Run(api, gate, event, state, tier, now, token, on_result)
     try:
         heads_claimed = [result for _, result in claimed]
         run.contain_first(heads_claimed, walk=walk)
+        if walk and pushed:
+            # What the push moved from, and the other refs, if cleared at this tier: their history is not read again
+            others = [sha for _, sha in remote.ref_heads(api, event.repo_id, event.repo_type, token)]
+            cleared += [sha for sha in [old for _, old in event.previous] + others
+                        if sha not in cleared and _cleared(seen, seen_key(event.repo_type, event.repo_id, sha, tier))]
         run.check(heads_claimed, walk=walk, limit=limit, cleared=cleared)
         run.settle()
     except BaseException as exc:
