@@ -116,3 +116,14 @@ def test_publish_private_into_a_repo_created_public_meanwhile_is_refused(
     repo = hub.repo("org/race")
     assert len(repo.commits) == 1 and hub.requests_matching("POST", "/commit/") == []
     assert not hub.lfs and hub.requests_matching("POST", "/preupload/") == []
+
+
+def test_upload_cli_private_into_a_public_repo_is_refused_in_one_line(
+        hub: HubStandin, gate_env: dict[str, str], make_model: Callable[..., Path]) -> None:
+    from support import run_gate
+
+    hub.create_repo("org/cli-taken", private=False)
+    result = run_gate("hf", "upload", "org/cli-taken", str(make_model()), "--private", env=gate_env)
+    assert result.returncode == 1, result.stderr
+    assert "org/cli-taken already exists and is public, not private as asked" in result.stderr
+    assert "Traceback" not in result.stderr and hub.requests_matching("POST", "/commit/") == []

@@ -252,10 +252,18 @@ def checked_operation(op: Any, plan: CommitPlan) -> Any:
     Raises BackstopRefused if the content is no longer what was checked (huggingface_hub reads it at once).
     """
     from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.lfs import UploadInfo
 
     digest = plan.writes[op.path_in_repo]
     source = CheckedSource(op.path_or_fileobj, op.path_in_repo, digest.size, plan.blocks[op.path_in_repo])
-    return CommitOperationAdd(path_in_repo=op.path_in_repo, path_or_fileobj=source)
+    sample = source.read(512)
+    source.seek(0)
+    # Built empty, then given the source and the checked digest: huggingface_hub would otherwise read the whole file
+    # once more only to hash it again (the checked blocks already prove that digest for everything served).
+    checked = CommitOperationAdd(path_in_repo=op.path_in_repo, path_or_fileobj=b"")
+    checked.path_or_fileobj = source
+    checked.upload_info = UploadInfo(size=digest.size, sample=sample, sha256=bytes.fromhex(digest.sha256))
+    return checked
 
 
 def _copy_digests(api: Any, base: RemoteRevision, copies: Sequence[Any], token: Any) -> dict[str, FileDigest]:
