@@ -161,3 +161,37 @@ def test_a_head_only_record_never_stands_in_for_a_history_walk(
     assert [(r.commit, r.decision.decision if r.decision else None) for r in results] == [
         (head, "allow"), (unattested, "deny")]
     assert hub.repo("org/old").private is True
+
+
+@pytest.mark.parametrize("attested", [False, True])
+def test_what_is_pushed_while_access_is_narrowed_is_verified_before_restoring(
+        hub: HubStandin, hub_api: Any, gate: Gate, make_model: Callable[..., Path], attested: bool) -> None:
+    """A push to the narrowed repository is checked at the private tier only: the restore must not publish it."""
+    hub.create_repo("org/busy", private=True, files=folder_files(make_model(evidence="open")))
+    payload = flip_public(hub, "org/busy")
+    arrived: list[str] = []
+    late = folder_files(make_model(evidence="open")) if attested else {"late.safetensors": b"\x0b" * 4096}
+
+    def push_meanwhile(method: str, path: str) -> None:
+        if method == "GET" and "/commits/" in path and not arrived:
+            arrived.append(hub.push_commit("org/busy", late))
+
+    hub.on_request = push_meanwhile
+    results = contain(hub_api, payload, gate, now=NOW)
+
+    [late_result] = [r for r in results if r.commit == arrived[0]]
+    assert late_result.actions[0] == "arrived while access was narrowed: verified before restoring"
+    assert late_result.decision is not None and late_result.decision.allowed is attested
+    assert hub.repo("org/busy").private is not attested
+    assert bool(hub.repo("org/busy").discussions) is not attested
+
+
+def test_a_new_repository_holding_nothing_yet_is_restored_without_a_discussion(
+        hub: HubStandin, hub_api: Any, gate: Gate) -> None:
+    """`publish` creates the repository public first: its initial commit publishes nothing of a model."""
+    hub.create_repo("org/new", private=False)
+    [result] = contain(hub_api, webhook_payload("org/new", scope="repo", action="create", endpoint=hub.endpoint),
+                       gate, now=NOW)
+    assert result.skipped == "holds nothing of a model" and result.decision is None
+    assert result.actions == ["made private", "restored to public"]
+    assert hub.repo("org/new").private is False and hub.repo("org/new").discussions == []

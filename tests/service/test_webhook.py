@@ -436,11 +436,13 @@ def test_webhook_and_containment_entries_are_strict_and_audited(tmp_path: Path) 
                "commit": "a" * 40, "tier": "open", "state": "public", "outcome": "skipped", "decision_index": None,
                "webhook_index": 0, "missing": [], "actions": [], "state_after": None, "error": None}
     assert parse_entry(containment_entry(skipped, now)).containment == skipped
+    # contain first: a revision found to need no decision still lists the narrowing and the restore
+    steps = {**skipped, "actions": ["made private", "restored to public"]}
+    assert parse_entry(containment_entry(steps, now)).containment == steps
     digest = "sha256:" + "b" * 64
     for bad, model in (({**skipped, "outcome": "contained"}, None),  # contained cites a decision and a new state
                        ({**skipped, "outcome": "maybe"}, None),
                        ({**skipped, "decision_index": 1}, digest),  # a skip decides nothing
-                       ({**skipped, "actions": ["made private"]}, None),
                        ({**skipped, "outcome": "failed"}, None),  # a failure says why
                        (skipped, digest)):  # a model digest only with a decision
         with pytest.raises(EntryFormatError):

@@ -299,7 +299,8 @@ def contain(api: Any, payload: Mapping[str, Any], gate: Gate, *, seen: SeenStore
             on_result(result, None)
     if not claimed:
         return results
-    run = _Run(api, gate, event, state, tier, now, token, on_result)
+    run = _Run(api, gate, event, state, tier, now, token, on_result, seen, limit)
+    run.claimed = claimed
     try:
         heads_claimed = [result for _, result in claimed]
         run.contain_first(heads_claimed, walk=walk)
@@ -308,19 +309,24 @@ def contain(api: Any, payload: Mapping[str, Any], gate: Gate, *, seen: SeenStore
             others = [sha for _, sha in remote.ref_heads(api, event.repo_id, event.repo_type, token)]
             cleared += [sha for sha in [old for _, old in event.previous] + others
                         if sha not in cleared and _cleared(seen, seen_key(event.repo_type, event.repo_id, sha, tier))]
-        run.check(heads_claimed, walk=walk, limit=limit, cleared=cleared)
+        run.check(heads_claimed, walk=walk, cleared=cleared)
         run.settle()
     except BaseException as exc:
-        for key, _ in claimed:
+        for key, _ in run.claimed:
             seen.discard(key)
         run.failed(exc)
         raise
     done = getattr(seen, "done", None)
     if done is not None:
-        for key, result in claimed:
+        for key, result in run.claimed:
             # Narrowed below this tier: if the repository is seen at this tier again, someone widened it again.
             done(key, reopen=run.reopen(result.commit))
-    return results + run.history
+    return results + run.arrived + run.history
+
+
+#: Before restoring access, the refs are read again: heads that moved while the run verified (a push to the narrowed
+#: repository, checked at the private tier only) are verified too, this many times at most; then access stays narrow.
+_RECHECK_ROUNDS = 3
 
 
 def _narrowest(policy: Any, states: list[HubState]) -> HubState:
@@ -331,9 +337,12 @@ class _Run:
     """The commits of one event: contain at once, decide each, then restore what is cleared and explain the rest."""
 
     def __init__(self, api: Any, gate: Gate, event: WebhookEvent, state: HubState, tier: str, now: datetime | None,
-                 token: Any, on_result: ResultCallback | None) -> None:
+                 token: Any, on_result: ResultCallback | None, seen: SeenStore, limit: int) -> None:
         self.api, self.gate, self.event, self.state, self.tier = api, gate, event, state, tier
-        self.now, self.token, self.on_result = now, token, on_result
+        self.now, self.token, self.on_result, self.seen, self.limit = now, token, on_result, seen, limit
+        self.claimed: list[tuple[tuple[str, ...], Containment]] = []  # keys this run holds, finished by contain()
+        self.arrived: list[Containment] = []  # heads that moved while the run verified, verified too
+        self.ok: set[str] = set()  # commits cleared at this tier (decided, or reachable from a cleared head)
         self.current = state  # as set by this run so far
         self.final = state  # as read back at the end
         self.narrowed: list[Containment] = []  # the heads access was narrowed for, before verifying
@@ -373,28 +382,30 @@ class _Run:
 
     # --- 2. verify -----------------------------------------------------------------------------------------------
 
-    def check(self, heads: list[Containment], *, walk: bool, limit: int, cleared: list[str]) -> None:
+    def check(self, heads: list[Containment], *, walk: bool, cleared: list[str]) -> None:
         event = self.event
         by_sha = {result.commit: result for result in heads}
+        limit = self.limit
         if walk:
             try:
-                known: frozenset[str] = frozenset()
+                known = frozenset(self.ok)
                 if cleared:
                     _, covered = remote.reachable_commits(self.api, event.repo_id, [("", sha) for sha in cleared],
                                                           repo_type=event.repo_type, token=self.token, limit=limit)
-                    known = frozenset().union(*covered.values())
-                commits, self.reach = remote.reachable_commits(
+                    known |= frozenset().union(*covered.values())
+                commits, reach = remote.reachable_commits(
                     self.api, event.repo_id, [(r.ref, r.commit) for r in heads], repo_type=event.repo_type,
                     token=self.token, limit=limit, known=known)
             except TooManyCommits as exc:
                 for result in heads:
                     self._unverifiable(result, exc)
                 return
+            self.ok |= known
         else:
             commits = [remote.ReachableCommit(r.ref, r.commit, True) for r in heads]
-            self.reach = {r.commit: frozenset({r.commit}) for r in heads}
-        published = frozenset().union(*(self.reach.get(r.commit, frozenset()) for r in heads
-                                        if r.pull_request is None))
+            reach = {r.commit: frozenset({r.commit}) for r in heads}
+        self.reach.update(reach)
+        published = frozenset().union(*(reach.get(r.commit, frozenset()) for r in heads if r.pull_request is None))
         listed = {commit.sha for commit in commits}
         for result in heads:
             if result.commit not in listed:  # reachable from a head already cleared at this tier
@@ -414,14 +425,23 @@ class _Run:
                 # attestation folder) is one it cannot clear. Retrying would fail the same way.
                 self._unverifiable(result, check.error)
                 continue
+            if not result.history and remote.holds_nothing(reader.revision(result.commit)):
+                # e.g. the Hub's initial commit of a repository just created: it publishes nothing of a model
+                result.skipped = "holds nothing of a model"
+                self.ok.add(result.commit)
+                continue
             context = {"integration": "huggingface-webhook", "event": f"{event.scope}/{event.action}",
                        "repo": event.repo_id, "repo_type": event.repo_type, "ref": result.ref,
                        "commit": result.commit, "history": result.history, "visibility": self.state.describe()}
             decision = self.gate.decide(self.tier, check.manifest, check.attestations, context, now=self.now)
             result.decision = decision
-            if not decision.allowed:
+            if decision.allowed:
+                self.ok.add(result.commit)
+            else:
                 self.bad.append(result)
                 self.satisfied[id(result)] = decision.satisfied_tier
+        # commits the reader left out hold nothing of a model (history only): cleared as well
+        self.ok |= {commit.sha for commit in commits if not commit.head} - {r.commit for r in self.bad}
 
     def _pull_request_of(self, sha: str, heads: list[Containment]) -> int | None:
         return next((r.pull_request for r in heads if r.pull_request is not None
@@ -435,13 +455,54 @@ class _Run:
 
     # --- 3. restore what is cleared, explain the rest ------------------------------------------------------------
 
+    def _moved(self) -> list[tuple[str, str]]:
+        """Branch and tag heads (pull requests aside) now pointing at a commit this run did not clear."""
+        return [(ref, sha) for ref, sha in remote.ref_heads(self.api, self.event.repo_id, self.event.repo_type,
+                                                            self.token)
+                if pull_request_number(ref) is None and sha not in self.ok]
+
+    def _verify_arrivals(self) -> bool:
+        """Before restoring: verify what was pushed meanwhile (it was checked at the private tier only). False when
+        the refs keep moving or another run holds one of them: then access stays narrow."""
+        event = self.event
+        for _ in range(_RECHECK_ROUNDS):
+            moved = self._moved()
+            if not moved:
+                return True
+            arrived = []
+            for ref, sha in moved:
+                key = seen_key(event.repo_type, event.repo_id, sha, self.tier, True)
+                if not self.seen.add(key):
+                    if not _cleared(self.seen, key):
+                        return False  # being checked elsewhere, or contained: not this run's to clear
+                    self.ok.add(sha)
+                    continue
+                result = Containment(event.repo_id, ref, sha, self.tier, self.state.describe(), walked=True)
+                result.actions.append("arrived while access was narrowed: verified before restoring")
+                self.claimed.append((key, result))
+                self.arrived.append(result)
+                self.pending.append(result)
+                arrived.append(result)
+            if arrived:
+                self.check(arrived, walk=True, cleared=[])
+            if self.bad:
+                return True  # settled as a containment
+        return not self._moved()
+
     def settle(self) -> None:
+        steady = True
+        if self.narrowed and not [r for r in self.bad if r.pull_request is None]:
+            steady = self._verify_arrivals()
         repository = [r for r in self.bad if r.pull_request is None]
         target = self.state
         if repository:
             target = _narrowest(self.gate.policy, [containment_state(self.gate.policy, self.state,
                                                                      self.satisfied.get(id(r))) for r in repository])
-        if self.narrowed and target != self.current:
+        if self.narrowed and not steady and not repository:
+            for result in self.narrowed:
+                result.actions.append("left private: the refs kept moving while verifying; widening access again "
+                                      "has them checked")
+        elif self.narrowed and target != self.current:
             self._set(target, repository)
         elif repository and not self.narrowed and target != self.current:  # nothing was narrowed first (private)
             self._set(target, repository)
