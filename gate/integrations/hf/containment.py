@@ -13,7 +13,7 @@ the tier the repository's *current* state implies:
    head, not only the head (any commit is downloadable by its sha), minus the commits already cleared at this tier
    (the history of the heads the event moved from, and of heads already checked); for a private one, the heads;
 3. **restore what verification clears**: all cleared — access goes back to what it was (unless someone changed it
-   meanwhile); a commit not cleared — access stays as narrow as the policy's ``targets.huggingface`` says for the
+   meanwhile; and what was pushed while it was narrowed is verified first); a commit not cleared — access stays as narrow as the policy's ``targets.huggingface`` says for the
    weakest evidence (gated with manual approval if the model satisfies that tier, else private) and one discussion
    lists the commits, what is missing and what was done; a pull request not cleared stays closed with a comment
    saying why, one cleared is reopened.
