@@ -127,3 +127,21 @@ def test_upload_cli_private_into_a_public_repo_is_refused_in_one_line(
     assert result.returncode == 1, result.stderr
     assert "org/cli-taken already exists and is public, not private as asked" in result.stderr
     assert "Traceback" not in result.stderr and hub.requests_matching("POST", "/commit/") == []
+
+
+def test_a_pull_request_based_on_an_unpublished_commit_checks_its_history(
+        hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+    """Opened with parent_commit: the commit's history becomes reachable from the new refs/pr/N."""
+    from huggingface_hub import CommitOperationAdd
+
+    hub.create_repo("org/pub", private=False, files=folder_files(make_model(evidence="open")))
+    repo = hub.repo("org/pub")
+    main = repo.branches["main"]
+    with hub.lock:  # a side line of history no branch or tag reaches: weights added, then removed again
+        dirty = hub._commit(repo, None, {**repo.commits[main].tree, "x.safetensors": hub._store(
+            "x.safetensors", b"\x0c" * 4096)}, "draft", parent=main)
+        clean = hub._commit(repo, None, dict(repo.commits[main].tree), "undo", parent=dirty.sha)
+    with pytest.raises(GateDenied, match=f"opening a pull request in org/pub .*{dirty.sha[:12]}"):
+        gated_api.create_commit("org/pub", [CommitOperationAdd(path_in_repo="notes.txt", path_or_fileobj=b"hi")],
+                                commit_message="notes", create_pr=True, parent_commit=clean.sha)
+    assert repo.prs == {}

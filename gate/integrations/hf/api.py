@@ -11,12 +11,22 @@ Publishing calls and what the gate checks before any byte of weights or any visi
                             pull request (history included: any commit is downloadable by its sha);
                             refused when the repository's state cannot be read
 ``create_repo``             a new repository that is not private is checked as a publish of its (empty)
-                            content; :meth:`GatedHfApi.publish` checks the files first, then creates
-``duplicate_repo``          the source's default branch, at the tier of the copy's visibility
+                            content; :meth:`GatedHfApi.publish` checks the files first, then creates.
+                            An existing repository wider than asked for (``private=True`` into a public
+                            one, also when created meanwhile: ``exist_ok`` hides the Hub's 409) is refused
+``duplicate_repo``          every commit reachable from the source's refs (the Hub copies the whole
+                            history), at the tier of the copy's visibility
+``create_branch``,          the commits the new ref reaches that no branch or tag reached, at the
+``create_tag``,             repository's tier (history is the unit: never just the head)
+``merge_pull_request``
 ==========================  ===========================================================================
 
 ``upload_folder`` here always makes one commit (huggingface_hub would split a large folder into "part N" commits
 when hf_xet is installed, publishing partial models on the way): the decision is for the whole folder.
+
+What a commit uploads is read through :class:`~gate.integrations.hf.plan.CheckedSource`: exactly the bytes the check
+read (a file changed since is refused before its changed block is sent), uploaded by LFS through huggingface_hub's
+Python HTTP client, where the backstop sees it, even with hf_xet installed.
 
 The tier comes from the policy's ``targets.huggingface`` (:mod:`.tiers`); the evidence from the ``.attestations/``
 folder being uploaded, the one already in the repository, the ``attestations`` given here, and the gate service when
@@ -188,6 +198,10 @@ class GatedHfApi(HfApi):
         if self._covered(repo_id):
             return super().create_commit(repo_id, operations, **args)
         base = self._base(repo_id, repo_type, parent_commit or revision, token)
+        if create_pr and parent_commit:
+            # a pull request based on an older commit makes that commit's history reachable from refs/pr/N
+            self._check_new_ref(repo_id, "refs/pr/(new)", parent_commit, repo_type=repo_type, token=token,
+                                action="opening a pull request")
         commit_plan, _ = self.check_commit(repo_id, operations, repo_type=repo_type, revision=revision, token=token,
                                            base=base, action="pull request" if create_pr else "commit")
         return self._send_checked(repo_id, operations, commit_plan, args)
