@@ -206,3 +206,26 @@ def test_placeholder_digests_are_refused_by_the_reader(hub: HubStandin, gated_ap
     with pytest.raises(InputError, match="listed '\\*\\*\\*' as the (sha256|git blob id) of "):
         remote.read_revision(gated_api, "org/locked", token="hf_test")
     assert remote.read_revision(gated_api, "org/locked", token="hf_member").files["model.safetensors"].lfs_sha256
+
+
+# --- client-reported digests: the check that holds them to the bytes ---------------------------------------------
+
+
+def test_verify_bytes_refuses_a_listed_sha256_the_bytes_do_not_have(
+        hub: HubStandin, gate_env: dict[str, str], make_model: Callable[..., Path]) -> None:
+    """Xet storage keeps the sha256 the uploading client reported: a modified client can list an attested digest for
+    other bytes. Metadata alone cannot tell; downloading does."""
+    root = make_model(evidence="open")
+    hub.create_repo("org/claimed", private=False, files=folder_files(root))
+    oid = hub.head_tree("org/claimed")["model.safetensors"].lfs_oid
+    assert oid is not None
+    hub.lfs[oid] = b"\x0d" * len(hub.lfs[oid])  # what is stored under the claimed digest
+
+    assert run_gate("hf", "check", "org/claimed", env=gate_env).returncode == 0  # metadata: the claim
+    verified = run_gate("hf", "check", "org/claimed", "--verify-bytes", env=gate_env)
+    assert verified.returncode == 1
+    assert "the bytes of model.safetensors" in verified.stderr and "the uploading client's word" in verified.stderr
+    hub.lfs[oid] = (root / "model.safetensors").read_bytes()
+    honest = run_gate("hf", "check", "org/claimed", "--verify-bytes", env=gate_env)
+    assert honest.returncode == 0, honest.stderr
+    assert "each is the sha256 the Hub lists" in honest.stderr

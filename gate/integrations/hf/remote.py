@@ -226,6 +226,39 @@ def fetch_file(api: Any, rev: RemoteRevision, path: str, limit: int, token: Any 
     return b"".join(chunks)
 
 
+def verify_listed_sha256(api: Any, rev: RemoteRevision, token: Any = None) -> int:
+    """Download every LFS file of ``rev`` (streamed, never held) and check its bytes against the sha256 the Hub lists.
+
+    For a file stored with Xet that sha256 was reported by the client that uploaded it, not computed by the Hub: this
+    is the check that holds it to the bytes anyone downloads. Returns the bytes read; raises InputError naming the
+    first file whose bytes differ.
+    """
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    headers = build_hf_headers(token=token if token is not None else api.token, library_name=api.library_name,
+                               library_version=api.library_version, user_agent=api.user_agent, headers=api.headers)
+
+    def one(item: RemoteFile) -> int:
+        url = hf_hub_url(rev.repo_id, item.path, repo_type=rev.repo_type, revision=rev.sha, endpoint=api.endpoint)
+        hasher, size = hashlib.sha256(), 0
+        with get_session().stream("GET", url, headers=headers, follow_redirects=True) as response:
+            if response.status_code >= 400:
+                response.read()
+            hf_raise_for_status(response)
+            for chunk in response.iter_bytes():
+                hasher.update(chunk)
+                size += len(chunk)
+        if size != item.size or hasher.hexdigest() != item.lfs_sha256:
+            raise InputError(f"{rev.label}: the bytes of {item.path} ({size} bytes, sha256 {hasher.hexdigest()[:16]}…) "
+                             f"are not the {item.size} bytes with sha256 {str(item.lfs_sha256)[:16]}… the Hub lists "
+                             "(for Xet storage, the uploading client's word); nothing was allowed")
+        return size
+
+    with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
+        return sum(pool.map(one, [f for f in rev.files.values() if f.is_lfs and not is_ignored(f.path)]))
+
+
 def _checked_content(api: Any, rev: RemoteRevision, item: RemoteFile, limit: int, token: Any) -> bytes:
     data = fetch_file(api, rev, item.path, limit, token)
     if item.is_lfs:
