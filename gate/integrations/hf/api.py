@@ -299,6 +299,7 @@ class GatedHfApi(HfApi):
         commits, _ = remote.reachable_commits(self, repo_id, heads, repo_type=repo_type, token=token,
                                               limit=self.max_commits, known=known)
         reader = remote.CommitReader(self, repo_id, repo_type, token)
+        reader.prefetch(commit.sha for commit in commits)
         decisions: list[Decision] = []
         denied: list[tuple[remote.ReachableCommit, Decision]] = []
         for check in reader.checks(commits):

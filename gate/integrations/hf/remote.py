@@ -395,6 +395,20 @@ class CommitReader:
             self._revisions[sha] = rev
         return self._revisions[sha]
 
+    def prefetch(self, shas: Iterable[str], workers: int = 8) -> None:
+        """Read the file lists of many commits in parallel (one metadata request each: the cost of a history walk).
+        Failures are left for :meth:`revision` to raise when the commit is checked."""
+        todo = [sha for sha in dict.fromkeys(shas) if sha not in self._revisions]
+
+        def one(sha: str) -> None:
+            try:
+                self.revision(sha)
+            except Exception:  # noqa: BLE001 - raised again, in order, when the commit is checked
+                pass
+
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+            list(pool.map(one, todo))
+
     def manifest(self, sha: str) -> Manifest:
         return revision_manifest(self.api, self.revision(sha), self.token, self._digests)
 
