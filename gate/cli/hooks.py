@@ -30,7 +30,7 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
     It goes where git runs hooks from (core.hooksPath included). An existing pre-push hook is kept as
     pre-push.before-release-gate and run after the check; git-lfs's hook is replaced (the gate's runs git-lfs).
     """
-    from gate.integrations.git.install import CHAINED, hooks_path, install_hook, is_husky
+    from gate.integrations.git.install import CHAINED, hooks_path, install_hook, is_husky, tracked_hook
     from gate.integrations.git.objects import GitRepo
     from gate.integrations.git.tiers import DEFAULT_TIER_KEY, TIER_KEY
 
@@ -43,8 +43,13 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
 
         env = {**os.environ, **({"GATE_CONFIG": str(gate_config)} if gate_config else {})}
         Policy.load(GateConfig.from_env(env).policy).tier(tier)  # refuse a tier the policy does not have
+    tracked = tracked_hook(repo)
     path = install_hook(repo, force=force)
     where = hooks_path(git)
+    if tracked is not None:
+        click.echo(f"gate: warning: {tracked} is tracked by git; it changed in this clone only (the team's hook is "
+                   f"kept as {CHAINED} and still runs): do not commit that change, since the hook names this "
+                   "machine's interpreter", err=True)
     if where.setting:
         click.echo(f"gate: core.hooksPath = {where.setting}: installed where git runs hooks from", err=True)
     if is_husky(where):

@@ -335,3 +335,21 @@ def test_a_kept_hook_that_runs_a_copy_of_the_gate_hook_does_not_loop(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("(pushed tree) at tier 'internal': allowed") == 1  # checked once, no loop
     assert remote_head(remote) == head
+
+
+def test_install_warns_when_the_hook_git_runs_is_a_tracked_file(tmp_path: Path, remote: Path,
+                                                                env: dict[str, str]) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    team = work / ".githooks"
+    team.mkdir()
+    (team / "pre-push").write_text("#!/bin/sh\nexit 0\n")
+    (team / "pre-push").chmod(0o755)
+    commit_all(work, "the team's hooks")
+    git(work, "config", "core.hooksPath", ".githooks")
+
+    result = gate_cmd(env, "hooks", "install", str(work))
+
+    assert result.returncode == 0, result.stderr
+    assert "pre-push is tracked by git" in result.stderr and "do not commit that change" in result.stderr
+    assert (team / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 0\n"
+    assert gate_cmd(env, "hooks", "status", str(work)).returncode == 0

@@ -112,6 +112,15 @@ def install_hook(repo_path: str | os.PathLike[str], *, force: bool = False, pyth
     return target
 
 
+def tracked_hook(repo_path: str | os.PathLike[str]) -> Path | None:
+    """The pre-push hook git runs, if it is a file git tracks (a team's ``.githooks/`` in the work tree): installing
+    changes it in this clone only, and committing that change would hand every clone this machine's interpreter."""
+    repo = _open_repo(repo_path)
+    target = hooks_path(repo).folder / "pre-push"
+    listed = repo.git("ls-files", "--error-unmatch", "--", str(target.resolve()), check=False)
+    return target if listed.strip() else None
+
+
 # --- running the kept hook -------------------------------------------------------------------------------------
 
 
