@@ -354,7 +354,8 @@ def _format_row(tier: EffectiveTier, manifest: Manifest | None) -> list[Requirem
     for f in manifest.files:
         if f.content in AUXILIARY_CLASSES or f.content in tier.allowed_formats:
             continue
-        found = "not classified" if f.content is None else f.content
+        found = "not classified: its bytes were not available, e.g. an LFS object not fetched" if f.content is None \
+            else f.content
         named = weight_format(f.path)
         refused.append(f"{f.path} ({found}{f', named like {named}' if named and named != found else ''})")
     if refused:

@@ -13,7 +13,8 @@ allowed beside weights at every tier; ``unknown`` is refused at every tier with 
   dtypes, shapes matching ``data_offsets``, tensors contiguous and covering exactly the rest of the file);
 - ``gguf``: magic, version 2/3, metadata and tensor infos walked within bounds, tensor offsets inside the file;
 - ``onnx``: a protobuf ``ModelProto`` (``ir_version`` and ``graph``, only ModelProto fields, the whole file parsed);
-- ``keras``: HDF5 (signature at offset 0 or a user-block offset), or a Keras v3 zip (``config.json`` + HDF5);
+- ``keras``: HDF5 (signature at offset 0 or after a user block of up to 32 KiB), or a Keras v3 zip
+  (``config.json`` + HDF5);
 - ``numpy``: ``.npy`` with a plain dtype and a size matching its header, or an ``.npz`` zip of those;
 - ``pickle``: anything a pickle loader would run: a pickle stream at offset 0 (protocol 2+ ``PROTO``, or protocol
   0/1 opcodes, also when they look like text), a numpy object array, and any zip (torch ``*/data.pkl``), tar
@@ -28,7 +29,7 @@ allowed beside weights at every tier; ``unknown`` is refused at every tier with 
 
 Polyglots: a zip is found by its end (zip readers, ``torch.load`` among them, ignore what precedes it) and HDF5 by
 a superblock at 0, 512, 1024, 2048 ... (h5py skips a user block), so both are looked for in every file whatever it
-starts with. Decompression and recursion are bounded (:class:`Limits`: depth, bytes read, bytes inflated, members):
+starts with. A remote file costs about two ranged reads: its first 64 KiB and its last 64 KiB. Decompression and recursion are bounded (:class:`Limits`: depth, bytes read, bytes inflated, members):
 a bomb ends as ``unknown`` quickly, never as an allowed class.
 """
 
@@ -66,6 +67,9 @@ SAFETENSORS_DTYPE_BITS: dict[str, int] = {
     "F6_E2M3": 6, "F6_E3M2": 6,
 }
 ZIP_END_SEARCH = 65536 + 22  # the end-of-central-directory record is within this many bytes of the end
+#: HDF5 user blocks are looked for up to here (h5py finds a superblock at 512, 1024, ... bytes); a larger user
+#: block in front of an HDF5 file is not seen (docs/formats.md).
+HDF5_USER_BLOCK_SEARCH = 64 * 1024
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
 _TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
@@ -197,7 +201,7 @@ class _Cached:
         n = max(0, min(n, self.size - offset))
         if n == 0 or offset < 0:
             return b""
-        if n > 4 * self.BLOCK:  # large reads (a text file, a big header) go straight through
+        if n > self.BLOCK:  # large reads (a zip's tail, a text file, a big header) go straight through
             self.budget.charge_read(n)
             data = self.source.read_at(offset, n)
             if len(data) != n:
@@ -592,8 +596,9 @@ def _zip_end(src: Any) -> int | None:
 
 
 def _hdf5_user_block(src: Any) -> bool:
+    """An HDF5 superblock after a user block of 512 bytes to 32 KiB (within the first block read anyway)."""
     offset = 512
-    while offset + 8 <= src.size:
+    while offset + 8 <= min(src.size, HDF5_USER_BLOCK_SEARCH):
         if src.read_at(offset, 8) == HDF5_SIGNATURE:
             return True
         offset *= 2

@@ -254,12 +254,14 @@ def _lstat(item: os.DirEntry[bytes], rel: str) -> os.stat_result:
         raise ModelError(f"{rel}: cannot stat ({exc.strerror}); is the model being modified?") from None
 
 
-def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES) -> list[ModelFile]:
+def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git: bool = False) -> list[ModelFile]:
     """Every regular file of root's identity, refusing whatever could make the identity ambiguous.
 
     Excluded paths are left out of the identity but read and judged by :func:`check_excluded` (attestation
     envelopes in ``.attestations/``, bounded text elsewhere; a ``.git`` is refused), so that nothing left out of the
     identity can carry unhashed weights into a release: an MLflow artifact folder is served as it is.
+    ``skip_git`` leaves a root ``.git`` out unread instead, for a folder that is published only by git or
+    huggingface_hub (neither sends ``.git``): the caller vouches for that.
 
     Raises ModelError naming the first offending path.
     """
@@ -273,6 +275,8 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES) -> list[Mod
             excluded = _is_ignored(rel, ignores)
             st = _lstat(item, rel)
             if excluded and _is_ignored(rel, (GIT_DIR,)):
+                if skip_git:
+                    continue
                 raise ModelError(git_dir_refusal(rel))
             if stat.S_ISDIR(st.st_mode):
                 stack.append((item.path, rel))
@@ -294,7 +298,8 @@ def git_dir_refusal(rel: str) -> str:
     return (f"{rel}: a .git folder inside the model folder is not part of the model's identity, and a folder "
             "published as it is (an MLflow artifact folder) would publish it and every file in its history; check a "
             "copy without it (e.g. `rsync -a --exclude .git MODEL/ COPY/`), or the pushed tree itself "
-            "(the pre-push hook, `gate check --hf`)")
+            "(the pre-push hook, `gate check --hf`); if it is published only by git or huggingface_hub, which leave .git "
+            "out, pass --skip-git")
 
 
 def _check_excluded_file(entry: ModelFile) -> None:
@@ -492,10 +497,12 @@ def hash_model(
     ignore_paths: Sequence[str] = DEFAULT_IGNORES,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    skip_git: bool = False,
 ) -> Manifest:
     """Compute the manifest of the model directory ``root``.
 
     ``progress``, if given, is called with the number of bytes hashed after each chunk, from worker threads.
+    ``skip_git``: see :func:`list_files`. Raises ModelError for anything the identity rule refuses.
     """
     if workers is not None and workers < 0:
         raise ValueError("workers must be a positive number of threads")
@@ -504,7 +511,7 @@ def hash_model(
         raise ModelError(f"{path}: not a directory; pass the folder that holds the model's files")
     for ignore in ignore_paths:
         check_relative_path(ignore)
-    entries = list_files(path, tuple(ignore_paths))
+    entries = list_files(path, tuple(ignore_paths), skip_git=skip_git)
     # Largest first so that one big file does not start last and leave the other cores idle.
     entries.sort(key=lambda e: e.size, reverse=True)
     workers = workers or default_workers()
@@ -521,6 +528,7 @@ def hash_model(
     return Manifest(files=tuple(files), ignore_paths=tuple(ignore_paths))
 
 
-def scan_size(root: str | os.PathLike[str], ignore_paths: Sequence[str] = DEFAULT_IGNORES) -> int:
+def scan_size(root: str | os.PathLike[str], ignore_paths: Sequence[str] = DEFAULT_IGNORES, *,
+              skip_git: bool = False) -> int:
     """Total bytes hash_model would read (for sizing a progress bar)."""
-    return sum(e.size for e in list_files(Path(root), tuple(ignore_paths)))
+    return sum(e.size for e in list_files(Path(root), tuple(ignore_paths), skip_git=skip_git))

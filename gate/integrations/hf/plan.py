@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from gate.core.dsse import MAX_ENVELOPE_BYTES
+from gate.core.formats import BytesSource, FileSource, classify
 from gate.core.manifest import ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest, default_workers
 from gate.core.verify import AttestationInput
-from gate.errors import InputError
-from gate.integrations.git.treemanifest import check_tree_paths, is_attestation_path, is_ignored, manifest_from_files
+from gate.errors import InputError, ModelError
+from gate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,
+                                                is_ignored, manifest_from_files)
 from gate.integrations.hf import remote
 from gate.integrations.hf.remote import RemoteRevision
 
@@ -94,16 +96,54 @@ def hash_source(source: Any, keep: bool = False) -> tuple[int, str, bytes | None
     raise InputError(f"cannot hash an upload source of type {type(source).__name__}")
 
 
+class _SeekSource:
+    """A seekable binary file object read at offsets (its position is put back by the caller)."""
+
+    def __init__(self, handle: Any, start: int, size: int) -> None:
+        self.handle, self.start, self.size = handle, start, size
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        self.handle.seek(self.start + offset)
+        return bytes(self.handle.read(max(0, min(n, self.size - offset))))
+
+
+def _with_source(source: Any, size: int, use: Any) -> Any:
+    """Call ``use`` with a ByteSource over what an upload operation reads (a path, bytes or a file object)."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            fd = os.open(source, os.O_RDONLY)
+        except OSError as exc:
+            raise InputError(f"{source}: cannot read: {exc.strerror}") from None
+        try:
+            return use(FileSource(fd, size))
+        finally:
+            os.close(fd)
+    if isinstance(source, (bytes, bytearray)):
+        return use(BytesSource(bytes(source)))
+    start = source.tell()
+    try:
+        return use(_SeekSource(source, start, size))
+    finally:
+        source.seek(start)
+
+
 def _digest_add(op: Any) -> tuple[FileDigest, AttestationInput | None]:
-    keep = is_attestation_path(op.path_in_repo) and op.path_in_repo.endswith(ATTESTATION_SUFFIXES)
+    """Hash and classify what an addition uploads; a file under an excluded path is judged by the identity rule."""
+    path = op.path_in_repo
+    keep = is_attestation_path(path) and path.endswith(ATTESTATION_SUFFIXES)
     try:
         size, sha, data = hash_source(op.path_or_fileobj, keep)
-    except InputError as exc:
-        raise InputError(f"{op.path_in_repo}: {exc}") from None
+        if not is_ignored(path):
+            content: str | None = _with_source(op.path_or_fileobj, size, lambda src: classify(src).kind)
+    except (InputError, OSError) as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if is_ignored(path):  # left out of the identity: judged by the same rule as a folder's (ModelError if refused)
+        _with_source(op.path_or_fileobj, size, lambda src: check_excluded_content(path, src, "upload"))
+        content = None
     attestation = None
     if data is not None:
-        attestation = AttestationInput(f"upload:{op.path_in_repo}", data)
-    return FileDigest(op.path_in_repo, size, sha), attestation
+        attestation = AttestationInput(f"upload:{path}", data)
+    return FileDigest(path, size, sha, content), attestation
 
 
 def _copy_digests(api: Any, base: RemoteRevision, copies: Sequence[Any], token: Any) -> dict[str, FileDigest]:
@@ -116,8 +156,11 @@ def _copy_digests(api: Any, base: RemoteRevision, copies: Sequence[Any], token: 
                                           repo_type=op.src_repo_type or base.repo_type, token=token)
         if op.src_path_in_repo not in source.files:
             raise InputError(f"{source.label}: cannot copy {op.src_path_in_repo}: no such file")
+        if is_ignored(op.path_in_repo) or is_ignored(op.src_path_in_repo):
+            raise ModelError(f"{op.path_in_repo}: copying a file to or from an excluded path is refused (what is "
+                             "there is left out of the model's identity); upload the file itself")
         digest = remote.file_digests(api, source, [op.src_path_in_repo], token)[op.src_path_in_repo]
-        out[op.path_in_repo] = FileDigest(op.path_in_repo, digest.size, digest.sha256)
+        out[op.path_in_repo] = FileDigest(op.path_in_repo, digest.size, digest.sha256, digest.content)
     return out
 
 
@@ -178,6 +221,7 @@ def resulting_model(api: Any, base: RemoteRevision, plan: CommitPlan,
     kept = remaining_paths(base, plan)
     label = f"{base.label} + commit"
     check_tree_paths(list(kept) + list(plan.writes), label)
+    remote.excluded_content(api, base, kept, token)  # what the base keeps under excluded paths, judged by content
     from_remote = remote.file_digests(api, base, [p for p in kept if not is_ignored(p)], token)
     manifest = manifest_from_files(list(from_remote.values()) + list(plan.writes.values()), label)
     remote_attestations = remote.revision_attestations(api, base, remote.attestation_paths(kept), token) if kept else []
