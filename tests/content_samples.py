@@ -93,8 +93,8 @@ def gguf_bytes() -> bytes:
 
     body = b"GGUF" + struct.pack("<IQQ", 3, 1, 1)
     body += string("general.architecture") + struct.pack("<I", 8) + string("llama")
-    body += string("tok") + struct.pack("<II", 1, 0) + struct.pack("<Q", 4) + struct.pack("<QQ", 2, 2) \
-        + struct.pack("<I", 0) + struct.pack("<Q", 0)
+    body += string("tok") + struct.pack("<I", 2) + struct.pack("<QQ", 2, 2) + struct.pack("<I", 0) \
+        + struct.pack("<Q", 0)
     body += b"\x00" * (-len(body) % 32)
     return body + b"\x00" * 16
 

@@ -527,11 +527,13 @@ def _npy_header(src: Any) -> dict[str, Any]:
 
 
 def _has_object(descr: Any) -> bool:
+    """Whether a dtype descr can hold Python objects (numpy loads those with pickle). Anything but the forms numpy
+    writes (a type string, or a list of (name, descr[, shape]) fields) counts as able to."""
     if isinstance(descr, str):
         return descr.lstrip("<>|=").startswith("O")
-    if isinstance(descr, (list, tuple)):
-        return any(_has_object(part) for part in descr)
-    return True  # not a descr numpy writes: treat as able to hold objects
+    if isinstance(descr, list):
+        return any(not isinstance(f, tuple) or len(f) not in (2, 3) or _has_object(f[1]) for f in descr)
+    return True
 
 
 def _itemsize(descr: Any) -> int | None:
