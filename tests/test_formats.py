@@ -170,3 +170,18 @@ def test_suffix_never_matters() -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.array([Boom()], dtype=object), allow_pickle=True)
     assert classify_bytes(buffer.getvalue()).kind == "pickle"
+
+
+@pytest.mark.parametrize("data", [
+    b"cos\nsystem\n(S'echo pwned'\ntR\x00 and then anything at all",  # acts before it fails: a pickle
+    b"cbuiltins\nexec\n",  # the import alone runs code
+    b"(cos\nsystem\nS'id'\no",  # INST/OBJ
+])
+def test_a_text_pickle_that_acts_before_it_breaks_is_a_pickle(data: bytes) -> None:
+    assert classify_bytes(data).kind == "pickle"
+
+
+@pytest.mark.parametrize("data", [b".attestations/*.json filter=lfs diff=lfs merge=lfs -text\n", b"No.\n",
+                                  b"cos is a function\nof the angle\n", b"(a) first\n(b) second\n", b"]\n"])
+def test_text_the_loader_would_reject_is_text(data: bytes) -> None:
+    assert classify_bytes(data).kind == "text"

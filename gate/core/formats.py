@@ -319,22 +319,48 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
 # --- pickle and text ---------------------------------------------------------------------------------------------
 
 
-def _is_pickle(data: bytes, complete: bool) -> bool:
-    """Whether a pickle loader would run ``data`` from its start.
+#: Opcodes a pickle loader acts on beyond building data: imports (GLOBAL, STACK_GLOBAL, INST, the EXT registry)
+#: and calls (REDUCE, OBJ, NEWOBJ, BUILD). A stream that reaches one of them has run code, whatever follows.
+_EXECUTES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "REDUCE", "BUILD", "EXT1",
+                       "EXT2", "EXT4"})
 
-    Complete data is a pickle if its opcodes parse up to STOP (a loader ignores what follows). A prefix of a longer
-    stream is also taken for one if its opcodes parse to the end of the prefix (a real text or binary file fails
-    within a few bytes).
+
+_IMPORTABLE = re.compile(r"[A-Za-z_][\w.]* [A-Za-z_][\w.]*")
+
+
+def _is_pickle(data: bytes, complete: bool) -> bool:
+    """Whether a pickle loader would act on ``data`` from its start.
+
+    The opcodes are walked as the loader walks them, with its stack and marks: a pickle is a stream that reaches an
+    importing or calling opcode, or STOP with something to return, before anything the loader would fail on
+    (whatever follows, the loader has acted by then). A prefix of a longer stream whose opcodes are all valid up to
+    its end is taken for one too: a real text or binary file fails within a few bytes.
     """
     if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
         return True
-    stream = io.BytesIO(data)
-    ops = 0
+    depth, marks, ops = 0, [], 0
     try:
-        for op, _arg, _pos in pickletools.genops(stream):
+        for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
             ops += 1
+            if op.name in ("GLOBAL", "INST") and not _IMPORTABLE.fullmatch(str(arg)):
+                return False  # not a module and a name: the loader's import fails before anything runs
+            before, after = op.stack_before, op.stack_after
+            if pickletools.markobject in before:
+                if not marks:
+                    return False  # the loader fails here: no mark to pop to
+                depth = marks.pop() - before.index(pickletools.markobject)
+            else:
+                depth -= len(before)
+            if depth < 0:
+                return False  # stack underflow: the loader fails here
             if op.name == "STOP":
                 return True
+            if op.name in _EXECUTES:
+                return True
+            if pickletools.markobject in after:
+                marks.append(depth)
+            else:
+                depth += len(after)
     except Exception:  # noqa: BLE001 - any malformed opcode or argument: genops raises several kinds
         pass
     return not complete and ops >= 3
