@@ -14,6 +14,7 @@ stream. The benchmark uses that to describe a 20 GiB model without holding it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import json
@@ -46,6 +47,7 @@ def lfs_pointer(oid: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n".encode()
 
 
+@functools.lru_cache(maxsize=8)  # ranged reads ask for a few bytes of it many times
 def synthetic_block(seed: int) -> bytes:
     """1 MiB of deterministic bytes; a synthetic object is this block repeated (and cut at its size)."""
     out = bytearray()
