@@ -21,6 +21,6 @@ def hash_command(model_dir: Path, as_json: bool, quiet: bool) -> None:
     """
     manifest = hash_with_progress(model_dir, quiet)
     if as_json:
-        print_json({"model": str(model_dir), **manifest.to_dict(), "total_size": manifest.total_size})
+        print_json({"model": str(model_dir), **manifest.to_dict(content=True), "total_size": manifest.total_size})
     else:
         click.echo(manifest.digest)
