@@ -299,3 +299,30 @@ def test_prepush_refuses_an_lfs_tracked_attestation_over_the_limit(pushing) -> N
     result = pushing([{".attestations/eval.json": big}], lfs=".attestations/*.json")
     assert result.returncode != 0
     assert f".attestations/eval.json: {len(big)} bytes is over the {MAX_ENVELOPE_BYTES}-byte limit" in result.stderr
+
+
+# --- Hub history: what widening access, duplicate_repo and containment walk ------------------------------------
+
+
+def test_hub_history_is_judged_by_content_even_where_there_is_no_model(hub: HubStandin) -> None:
+    """A commit holding only .gitattributes and attestation files has no model to decide on; its bytes are still
+    published when access widens, so they are judged like any excluded file (it used to be skipped by name)."""
+    from huggingface_hub import HfApi
+
+    from gate.integrations.hf import remote
+
+    api = HfApi(endpoint=hub.endpoint, token="hf_test")
+    hub.create_repo("org/history")
+    hidden = hub.push_commit("org/history", {".gitattributes": pickle_bytes(4),
+                                             ".attestations/adapter.json": HIDDEN[".attestations/adapter.json"]})
+    disguised = hub.push_commit("org/history", {".gitattributes": b"*.bin filter=lfs\n", "model.data": pickle_bytes(0)},
+                                delete=[".attestations/adapter.json"])
+    head = hub.push_commit("org/history", {"model.safetensors": safetensors_bytes()}, delete=["model.data"])
+    commits, _ = remote.reachable_commits(api, "org/history", [("refs/heads/main", head)])
+    checks = {c.commit.sha: c for c in remote.CommitReader(api, "org/history").checks(commits)}
+    assert checks[hidden].error is not None
+    assert ".gitattributes: only text" in str(checks[hidden].error) \
+        or ".attestations/adapter.json: not an attestation envelope" in str(checks[hidden].error)
+    assert checks[disguised].error is None and checks[disguised].manifest is not None
+    assert [f.content for f in checks[disguised].manifest.files if f.path == "model.data"] == ["pickle"]
+    assert checks[head].error is None

@@ -406,7 +406,8 @@ def revision_attestations(api: Any, rev: RemoteRevision, paths: Sequence[str] | 
 
 def holds_nothing(rev: RemoteRevision) -> bool:
     """Whether a commit holds nothing of a model: only .gitattributes / .gitignore and attestation files (the Hub's
-    "initial commit" of every repository). Such a commit in a repository's history publishes nothing to check."""
+    "initial commit" of every repository). Such a commit in a repository's history has no model to decide on; what
+    those files hold is still judged by content (:func:`excluded_content`)."""
     return all(p in _NOTHING_PATHS or (is_attestation_path(p) and p.endswith(ATTESTATION_SUFFIXES)) for p in rev.files)
 
 
@@ -475,6 +476,8 @@ class CommitReader:
             try:
                 rev = self.revision(commit.sha)
                 if not commit.head and holds_nothing(rev):
+                    # Nothing to decide on, but what its excluded paths hold is published too: judged by content.
+                    excluded_content(self.api, rev, rev.files, self.token, self._blobs)
                     continue
                 check.attestations = self.attestations(commit.sha)
             except GateError as exc:
