@@ -185,3 +185,10 @@ def test_a_text_pickle_that_acts_before_it_breaks_is_a_pickle(data: bytes) -> No
                                   b"cos is a function\nof the angle\n", b"(a) first\n(b) second\n", b"]\n"])
 def test_text_the_loader_would_reject_is_text(data: bytes) -> None:
     assert classify_bytes(data).kind == "text"
+
+
+def test_an_image_signature_does_not_hide_a_pickle() -> None:
+    """GIF89a parses as BINFLOAT and 8 bytes: what follows in the file may be a pickle a loader would run."""
+    polyglot = b"GIF89a\x01\x00\x01" + protocol0_text_pickle() + b";"  # BINFLOAT eats 8 bytes
+    assert classify_bytes(polyglot).kind == "pickle"
+    assert classify_bytes(b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * 64 + b";").kind == "image"

@@ -299,7 +299,12 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
         return found
     if head.startswith(_PNG) or head.startswith(b"\xff\xd8\xff") or head[:6] in (b"GIF87a", b"GIF89a") \
             or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return _image(src, head) if complete else _unknown("an image inside an archive")
+        if not complete:
+            return _unknown("an image inside an archive")
+        window = src.read_at(0, min(size, 1024 * 1024))  # a GIF header is also a valid start of a pickle stream
+        if _is_pickle(window, complete=len(window) == size):
+            return Classification("pickle", "pickle opcodes behind an image signature")
+        return _image(src, head)
     if complete and (found := _protobuf(src)) is not None:
         return found
     if complete and size <= budget.limits.max_text:
