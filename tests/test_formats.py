@@ -192,3 +192,48 @@ def test_an_image_signature_does_not_hide_a_pickle() -> None:
     polyglot = b"GIF89a\x01\x00\x01" + protocol0_text_pickle() + b";"  # BINFLOAT eats 8 bytes
     assert classify_bytes(polyglot).kind == "pickle"
     assert classify_bytes(b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * 64 + b";").kind == "image"
+
+
+# --- properties ----------------------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+                       | st.binary(max_size=40),
+                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+                       | st.tuples(inner, inner), max_leaves=12)
+_WRAPS = {
+    "none": lambda d: d,
+    "gzip": lambda d: compress("gzip", d),
+    "bz2": lambda d: compress("bz2", d),
+    "xz": lambda d: compress("xz", d),
+    "tar": lambda d: tar_of({"x/data.pkl": d}),
+    "zip": lambda d: zip_of({"archive/data.pkl": d}),
+    "stored zip": lambda d: zip_of({"archive/data.pkl": d}, zipfile.ZIP_STORED),
+    "tar.gz": lambda d: compress("gzip", tar_of({"model.pkl": d})),
+    "zip in tar": lambda d: tar_of({"inner.zip": zip_of({"data.pkl": d})}),
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_values, protocol=st.integers(0, 5), wrap=st.sampled_from(sorted(_WRAPS)))
+def test_any_pickle_in_any_wrapper_is_a_pickle(value, protocol: int, wrap: str) -> None:
+    import pickle
+
+    data = _WRAPS[wrap](pickle.dumps(value, protocol=protocol))
+    assert classify_bytes(data).kind == "pickle"
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=4096))
+def test_arbitrary_bytes_get_a_class_and_never_raise(data: bytes) -> None:
+    from gate.core.formats import CLASSES
+
+    assert classify_bytes(data).kind in CLASSES
+
+
+@settings(max_examples=100, deadline=None)
+@given(prefix=st.binary(max_size=64))
+def test_a_prefix_never_launders_an_appended_torch_zip(prefix: bytes) -> None:
+    assert classify_bytes(prefix + torch_zip_bytes()).kind == "pickle"

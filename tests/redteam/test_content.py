@@ -326,3 +326,22 @@ def test_hub_history_is_judged_by_content_even_where_there_is_no_model(hub: HubS
     assert checks[disguised].error is None and checks[disguised].manifest is not None
     assert [f.content for f in checks[disguised].manifest.files if f.path == "model.data"] == ["pickle"]
     assert checks[head].error is None
+
+
+def test_a_weight_file_the_hub_will_not_range_read_is_not_cleared(hub: HubStandin, tmp_path: Path) -> None:
+    """Fail closed: no bytes, no class, no manifest (and no decision that could allow)."""
+    from huggingface_hub import HfApi
+
+    from gate.errors import InputError
+    from gate.integrations.hf import remote
+
+    root = _model(tmp_path, {"weights/model-2.safetensors": safetensors_bytes()})
+    hub.create_repo("org/norange", files={p.relative_to(root).as_posix(): p.read_bytes()
+                                          for p in root.rglob("*") if p.is_file()})
+    api = HfApi(endpoint=hub.endpoint, token="hf_test")
+    hub.failures[("GET", "model-2.safetensors")] = (500, None)
+    try:
+        with pytest.raises(InputError, match="model-2.safetensors: cannot read its first bytes to check its format"):
+            remote.revision_manifest(api, remote.read_revision(api, "org/norange"))
+    finally:
+        hub.failures.clear()
