@@ -102,6 +102,16 @@ class BytesSource:
         return self.data[offset:offset + n]
 
 
+@dataclass(frozen=True)
+class SizeOnly:
+    """A file known by its size only: over the limit of the rule it is judged by, so never read."""
+
+    size: int
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        raise OSError("not read: over the size limit")
+
+
 class FileSource:
     """An open file read with ``os.pread`` (no shared position: safe beside hashing threads on the same fd)."""
 
