@@ -255,3 +255,15 @@ def test_a_safetensors_header_length_that_starts_like_proto_is_safetensors(heade
     padded = safetensors_bytes({"w": ("U8", [4], b"\x01\x02\x03\x04")}, pad=header_length - length)
     assert padded[:2] == header_length.to_bytes(2, "little")
     assert classify_bytes(padded).kind == "safetensors"
+
+
+@pytest.mark.parametrize("data, kind", [
+    (zip_of({"config.json": b"{}", "metadata.json": b"{}", "model.weights.h5": hdf5_bytes()}), "keras"),
+    (zip_of({"config.json": b"{}", "model.weights.h5": hdf5_bytes(), "data.pkl": pickle_bytes()}), "pickle"),
+    (b"", "text"),
+    (b"\xef\xbb\xbf{\"bos_token\": \"<s>\"}", "text"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "text"),
+    ("r\u00e9sum\u00e9".encode("utf-16"), "unknown"),
+])
+def test_everyday_files_of_model_repos(data: bytes, kind: str) -> None:
+    assert classify_bytes(data).kind == kind
