@@ -267,3 +267,13 @@ def test_a_safetensors_header_length_that_starts_like_proto_is_safetensors(heade
 ])
 def test_everyday_files_of_model_repos(data: bytes, kind: str) -> None:
     assert classify_bytes(data).kind == kind
+
+
+def test_a_torch_zip_inside_valid_tensor_data_is_found() -> None:
+    """A polyglot with an exactly covering header: the zip lives in the tensor bytes, and torch.load finds it by
+    its end. The header validates, so only looking for the zip's end record first catches it."""
+    inner = torch_zip_bytes()
+    data = safetensors_bytes({"w": ("U8", [len(inner)], inner)})
+    assert classify_bytes(data).kind == "pickle"
+    gguf_polyglot = gguf_bytes() + inner  # GGUF tensor data may be followed by anything within the file
+    assert classify_bytes(gguf_polyglot).kind == "pickle"
