@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from gate.core.files import StrictJSONError, parse_json
 from gate.core.keys import PrivateKey, PublicKey
 from gate.errors import VerificationError
 
@@ -94,9 +95,9 @@ class Envelope:
         if len(data) > MAX_ENVELOPE_BYTES:
             raise VerificationError(f"envelope is {len(data)} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")
         try:
-            parsed = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise VerificationError(f"malformed JSON: {exc}") from None
+            parsed = parse_json(data)
+        except StrictJSONError as exc:
+            raise VerificationError(f"malformed JSON: the envelope {exc}") from None
         return cls.from_dict(parsed)
 
     def pae(self) -> bytes:

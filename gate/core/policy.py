@@ -36,7 +36,10 @@ def parse_duration(text: Any) -> timedelta:
     match = _DURATION.match(str(text))
     if not match:
         raise ValueError(f"{text!r} is not a duration (write e.g. 90d, 12h, 5m)")
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any duration the gate can count") from None
 
 
 def format_duration(delta: timedelta) -> str:

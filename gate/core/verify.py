@@ -166,10 +166,11 @@ def _verify_dsse(item: AttestationInput, store: TrustStore, model: Manifest | st
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
     accepted = _accepted_signers(envelope, store, signed_at, now)
-    if signed_at is not None and signed_at > now + skew:
+    # Differences, not sums: a time near the end of the calendar plus the skew would overflow.
+    if signed_at is not None and signed_at - now > skew:
         raise VerificationError(f"attestedAt {format_time(signed_at)} is in the future (gate clock {format_time(now)})")
     evaluated_at = evaluation.evaluated_at
-    if evaluated_at is not None and signed_at is not None and evaluated_at > signed_at + skew:
+    if evaluated_at is not None and signed_at is not None and evaluated_at - signed_at > skew:
         raise VerificationError(
             f"evaluatedAt {format_time(evaluated_at)} is after attestedAt {format_time(signed_at)}: "
             "an evaluation cannot be signed before it ran"
