@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -188,23 +187,17 @@ class StrictJSONError(ValueError):
     document was."""
 
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_INNERMOST = re.compile(r"[\[{][\]}]")
-
-
-def _json_depth_exceeds(text: str, max_depth: int) -> bool:
-    """Whether ``text`` nests containers deeper than ``max_depth``, found without recursion: strings are dropped,
-    then innermost bracket pairs are removed once per level. Unbalanced brackets are left to the parser."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    for _ in range(max_depth):
-        if not brackets:
-            return False
-        reduced = _INNERMOST.sub("", brackets)
-        if reduced == brackets:
-            return False  # unbalanced: not JSON, and the parser says where
-        brackets = reduced
-    return bool(brackets) and _INNERMOST.search(brackets) is not None
+def _nests_deeper(value: Any, max_depth: int) -> bool:
+    """Whether arrays and objects nest more than ``max_depth`` levels in ``value``, found without recursion."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -262,10 +255,8 @@ def parse_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH, allow_constan
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StrictJSONError(f"is not UTF-8 text (byte {exc.start})") from None
-    if _json_depth_exceeds(text, max_depth):
-        raise StrictJSONError(f"nests more than {max_depth} levels deep")
     try:
-        return json.loads(
+        value = json.loads(
             text, object_pairs_hook=_json_object, parse_int=_json_int, parse_float=_json_float,
             parse_constant=_keep_constant if allow_constants else _refuse_constant,
         )
@@ -277,3 +268,7 @@ def parse_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH, allow_constan
         raise StrictJSONError(f"nests more than {max_depth} levels deep") from None
     except ValueError as exc:
         raise StrictJSONError(f"is not valid JSON: {exc}") from None
+    # The parser itself stops at Python's recursion limit (RecursionError above); the bound is checked on the result.
+    if _nests_deeper(value, max_depth):
+        raise StrictJSONError(f"nests more than {max_depth} levels deep")
+    return value
