@@ -105,6 +105,9 @@ RAW_CASES: dict[str, tuple[bytes, str]] = {
     "too many signatures": (json.dumps({"payload": "e30=", "payloadType": INTOTO,
                                         "signatures": [{"keyid": "k", "sig": "AAAA"}] * 1000}).encode(),
                             "1000 signatures, more than the 32"),
+    # Each quote opens a string that never closes: a scan that looks for the closing quote from every one of them is
+    # quadratic (hours at this size); the parser fails at the first.
+    "unterminated escapes": (b'"\\' * 200_000, "is not valid JSON"),
     "signature not base64": (b'{"payload":"e30=","payloadType":"x","signatures":[{"sig":"%%%"}]}', "not valid base64"),
     "OMS bundle nested": (b'{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","x":' + b"[" * 100_000
                           + b"]" * 100_000 + b"}", "nests more than 64 levels"),
