@@ -41,10 +41,15 @@ def bounded(reason: str, limit: int = MAX_REASON_CHARS) -> str:
 
 @dataclass(frozen=True)
 class AttestationInput:
-    """One attestation as read from somewhere: where from (a path or URI, for messages) and its raw bytes."""
+    """One attestation as read from somewhere: where from (a path or URI, for messages) and its raw bytes.
+
+    ``problem`` says why a file could not be read at all (too large, unreadable): it is then rejected with that
+    reason like any other bad attestation, instead of stopping the check of the others.
+    """
 
     source: str
     data: bytes
+    problem: str | None = None
 
     @property
     def digest(self) -> str:
@@ -258,6 +263,8 @@ def verify_attestation(
 
     Raises VerificationError with the reason it is not acceptable.
     """
+    if item.problem is not None:
+        raise VerificationError(item.problem)
     if oms.is_oms_bundle(item.data):
         return _verify_oms(item, store, model, now)
     return _verify_dsse(item, store, model, now, skew, catalogue or builtin_catalogue())
@@ -284,10 +291,11 @@ def verify_all(
 
 def unique_inputs(items: Sequence[AttestationInput]) -> list[AttestationInput]:
     """Drop byte-identical duplicates (the same attestation found in two places counts once)."""
-    seen: set[str] = set()
+    seen: set[object] = set()
     out = []
     for item in items:
-        if item.digest not in seen:
-            seen.add(item.digest)
+        key = item.digest if item.problem is None else (item.source, item.problem)  # unread files are not alike
+        if key not in seen:
+            seen.add(key)
             out.append(item)
     return out

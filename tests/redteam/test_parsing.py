@@ -172,6 +172,9 @@ def test_gate_verify_and_check_judge_each_file_alone(world: World, scene, tmp_pa
     hostile = hostile_inputs(world, manifest)
     for name, (data, _) in hostile.items():
         (folder / _file_name(name)).write_bytes(data)
+    with open(folder / "oversized.json", "wb") as handle:  # over the 16 MiB envelope limit: rejected unread
+        handle.truncate(16 * 1024 * 1024 + 1)
+    hostile["oversized"] = (b"", "attestation is larger than 16777216 bytes")
     trust = world.trust_path()
     result = run_gate("verify", str(model), "--trust", str(trust), "--now", NOW_TEXT, "--json")
     assert result.returncode == 1 and "internal error" not in result.stderr and "Traceback" not in result.stderr
