@@ -177,3 +177,53 @@ def test_statement_round_trip_is_unchanged(world: World, manifest) -> None:
     item = world.attest(manifest, "evalco", "strongreject", {"score": 0.05})
     statement = Statement.from_json(_payload(item))
     assert Statement.from_json(statement.to_json()) == statement
+
+
+# --- fuzz: no input gets past the readers as anything but their own error ---------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSONISH = st.text(alphabet='{}[]":,0123456789.eE+-\\ untrfalsNIiy', max_size=200)
+_YAMLISH = st.text(alphabet="{}[]:,-&*!<>|'\"\n #abk12.eE", max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _JSONISH.map(str.encode)))
+def test_fuzz_strict_json_raises_only_its_error(data: bytes) -> None:
+    try:
+        parse_json(data)
+    except StrictJSONError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _YAMLISH.map(str.encode)))
+def test_fuzz_strict_yaml_raises_only_config_errors(data: bytes) -> None:
+    try:
+        parse_yaml(data, "fuzz.yaml")
+    except ConfigError as exc:
+        assert str(exc).startswith("fuzz.yaml:") and "\n" not in str(exc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(min_value=0), insert=st.binary(min_size=0, max_size=12), cut=st.integers(0, 8))
+def test_fuzz_a_signed_mangled_statement_is_rejected_with_a_reason(world: World, manifest, position: int,
+                                                                   insert: bytes, cut: int) -> None:
+    payload = _payload(world_item(world, manifest))
+    at = position % (len(payload) + 1)
+    mangled = payload[:at] + insert + payload[at + cut:]
+    try:
+        verify_attestation(_signed_payload(world, mangled), world.trust(), manifest, NOW)
+    except VerificationError as exc:
+        assert "\n" not in str(exc)
+
+
+_ITEMS: dict[str, AttestationInput] = {}
+
+
+def world_item(world: World, manifest) -> AttestationInput:
+    key = manifest.root_digest
+    if key not in _ITEMS:
+        _ITEMS[key] = world.attest(manifest, "evalco", "strongreject", {"score": 0.05}, sample_size=313)
+    return _ITEMS[key]

@@ -86,19 +86,21 @@ def parse_yaml(data: bytes | str, path: str | os.PathLike[str], limit: int = MAX
 
     if len(data) > limit:
         raise ConfigError(f"{path}: larger than {limit} bytes")
-    loader = _strict_loader()(data, str(path))
+    loader = None
     try:
+        loader = _strict_loader()(data, str(path))  # reading starts here: a bad byte or BOM is refused already
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1} column {mark.column + 1}:" if mark else ""
         raise ConfigError(f"{path}:{where} not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     except (ValueError, OverflowError, TypeError) as exc:  # a timestamp or number YAML matched but cannot build
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 _LOADER: Any = None
