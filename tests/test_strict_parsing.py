@@ -53,6 +53,13 @@ def test_yaml_bounds() -> None:
     assert data["use"][1] == {"metric": "acc", "comparator": "reported"} and line_of(data) == 1
 
 
+def test_yaml_keys_are_text() -> None:
+    for text in ("aliases: {1: hosted, '1': open}\n", "on: hosted\n", "? [a]\n: x\n", "~: x\n"):
+        with pytest.raises(ConfigError, match="line [12]: the key .* not text; write it in quotes"):
+            parse_yaml(text, "k.yaml")
+    assert parse_yaml(b"'1': a\n'on': b\n", "k.yaml") == {"1": "a", "on": "b"}
+
+
 @pytest.mark.parametrize("text", ["t: 2026-02-30T00:00:00Z\n", "t: 2026-13-01\n"])
 def test_yaml_values_that_cannot_be_built_are_config_errors(text: str) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):

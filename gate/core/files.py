@@ -155,10 +155,10 @@ def _strict_loader() -> Any:
                         continue  # '<<' merges; what it merges is checked where it is written
                     key = self.construct_object(key_node, deep=True)
                     line = key_node.start_mark.line + 1
-                    try:
-                        first = seen.get(key)
-                    except TypeError:
-                        continue  # unhashable: the base constructor refuses it with a marked error
+                    if not isinstance(key, str):  # `1` and "1", `yes` and "True" would be one key to the gate
+                        raise ConfigError(f"{self.source}: line {line}: the key {_short(key)!r} is a "
+                                          f"{type(key).__name__}, not text; write it in quotes")
+                    first = seen.get(key)
                     if first is not None:
                         raise ConfigError(f"{self.source}: line {line}: duplicate key {_short(key)!r} (first at line "
                                           f"{first}); a key may appear once in a mapping")
