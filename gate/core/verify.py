@@ -161,7 +161,9 @@ def _parse_statement(envelope: Envelope) -> Statement:
 
 def _measured(evaluation: Evaluation, catalogue: BenchmarkCatalogue) -> Evaluation:
     """``evaluation`` with the risk domain its benchmark measures (None for a benchmark the catalogue does not
-    list). A declared ``riskDomain`` must say the same; it is a label the signer chose, so it never decides."""
+    list). A declared ``riskDomain`` must say the same; it is a label the signer chose, so it never decides.
+
+    Raises VerificationError when the label contradicts the catalogue or labels a benchmark it does not list."""
     measured = catalogue.domain_of(evaluation.benchmark)
     declared = evaluation.risk_domain
     if declared is not None and declared != measured:
