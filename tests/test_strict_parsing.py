@@ -46,6 +46,8 @@ def test_yaml_bounds() -> None:
         parse_yaml(BOMB, "bomb.yaml")
     with pytest.raises(ConfigError, match="nested more than 64 levels deep"):
         parse_yaml(DEEP, "deep.yaml")
+    with pytest.raises(ConfigError, match="line 2: alias \\*a refers to a node that contains it"):
+        parse_yaml("x: 1\na: &a [1, *a]\n", "cycle.yaml")
     with pytest.raises(ConfigError, match="larger than"):
         parse_yaml(b"a: 1\n" * 10, "big.yaml", limit=20)
     # A few aliases are fine (YAML users share blocks), and mappings remember their line.

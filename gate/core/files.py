@@ -132,7 +132,10 @@ def _strict_loader() -> Any:
                 event = self.peek_event()
                 target = self.anchors.get(event.anchor)
                 if target is not None:
-                    self._count(self.sizes.get(id(target), 1), event.start_mark)
+                    if id(target) not in self.sizes:  # still being composed: `&a [*a]` would be a cycle
+                        raise ConfigError(f"{self.source}: line {event.start_mark.line + 1}: alias *{event.anchor} "
+                                          "refers to a node that contains it")
+                    self._count(self.sizes[id(target)], event.start_mark)
                 return super().compose_node(parent, index)
             mark = self.peek_event().start_mark
             self.depth += 1
