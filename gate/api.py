@@ -82,12 +82,15 @@ def verify(
     trust: PathLike | TrustStore | None = None,
     attestations: Sequence[PathLike] = (),
     now: datetime | None = None,
+    policy: PathLike | Policy | None = None,
 ) -> VerificationReport:
     """Verify every attestation of the model in ``model_dir`` (its ``.attestations/`` plus ``attestations``), as
-    ``gate verify`` does: which are accepted, and why each other one is rejected.
+    ``gate verify`` does: which are accepted, and why each other one is rejected. ``policy`` gives the clock skew
+    and the benchmark catalogue (each evaluation's risk domain); None is the default policy.
 
     Raises ConfigError, ModelError or InputError as :func:`check` does.
     """
-    store = load_trust(trust)
+    store, rules = load_trust(trust), load_policy(policy)
     manifest = hash_model(Path(model_dir))
-    return verify_all(_inputs(model_dir, attestations), store, manifest, now or utcnow(), Policy.load(None).clock_skew)
+    return verify_all(_inputs(model_dir, attestations), store, manifest, now or utcnow(), rules.clock_skew,
+                      rules.benchmarks)
