@@ -68,7 +68,8 @@ def check(
     Nothing is recorded: this is the decision alone (``gate check`` and the integrations also log it).
 
     Raises ConfigError (trust store, policy, unknown tier), ModelError (the folder cannot be given an identity) or
-    InputError (an attestation file cannot be read). A deny is not an exception: look at ``Decision.allowed``.
+    InputError (a folder holds more attestation files than are read; a file that cannot be read is a rejected
+    attestation, not an error). A deny is not an exception: look at ``Decision.allowed``.
     """
     store, rules = load_trust(trust), load_policy(policy)
     rules.tier(tier)  # an unknown tier is a configuration error before any hashing
