@@ -27,6 +27,7 @@ def _accepted_row(item: VerifiedAttestation) -> dict[str, Any]:
         "organization": item.evaluator.organization,
         "signers": [s.evaluator_id for s in item.signers],
         "evaluation": evaluation.name if evaluation else None,
+        "risk_domain": evaluation.risk_domain if evaluation else None,
         "metrics": dict(evaluation.metrics) if evaluation else {},
         "reason": None,
     }
