@@ -250,3 +250,41 @@ def test_a_backslash_in_a_file_name_is_signed_and_verified(world: World, tmp_pat
     assert result.returncode == 0, result.stderr
     result = run_gate("verify", str(model), "--trust", str(world.trust_path()))
     assert result.returncode == 0 and "VALID" in result.stdout, (result.stdout, result.stderr)
+
+
+# --- the decision the client reads -------------------------------------------------------------------------------
+
+
+def test_the_client_refuses_a_decision_with_a_duplicated_key(world: World, scene) -> None:
+    """A deny in enforce mode, with a second ``mode: warn`` after the first: read last-wins it is a deny the
+    publish may ignore; a proxy reading first-wins logs an enforced deny. The client refuses the ambiguity."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    import threading
+
+    from gate.client import GateClient, GateServiceError
+
+    _, manifest, _ = scene
+    decision = decide(Policy.load(), "hosted", manifest, [], world.trust(), NOW)
+    assert decision.decision == "deny" and decision.mode == "enforce"
+    body = decision.to_json().replace('"mode": "enforce",', '"mode": "enforce",\n  "mode": "warn",', 1).encode()
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = GateClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", timeout=10)
+        with pytest.raises(GateServiceError, match="has the key 'mode' twice.*the publish is denied"):
+            client.decide(tier="hosted", model=manifest)
+    finally:
+        server.shutdown()
+        server.server_close()
