@@ -153,7 +153,7 @@ def test_attest_refuses_a_domain_the_benchmark_does_not_measure(world: World, mo
             "--metric", "acc=0.26", "--sample-size", "1273", "-o", str(out)]
     result = run_gate(*base, "--eval", "wmdp_bio", "--risk-domain", "capability")
     assert result.returncode == 2 and not out.exists(), result.stderr
-    assert "--risk-domain capability: benchmark 'wmdp_bio' measures cbrn" in result.stderr
+    assert "--risk-domain capability: benchmark 'wmdp_bio' measures risk domain cbrn" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     # The right domain, or none, signs; the statement carries the measured domain.
     result = run_gate(*base, "--eval", "wmdp_bio")

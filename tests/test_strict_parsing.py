@@ -142,6 +142,7 @@ def test_durations_and_thresholds_that_overflow_are_config_errors(tmp_path: Path
     (b'{"a": -Infinity}', "has -Infinity"),
     (b"[" * 100_000 + b"]" * 100_000, "nests more than 64 levels deep"),
     (b'{"\\ud800": 1}', "unpaired surrogate"),
+    (b'{"a": ["x", "\\udfff\\ud800"]}', "has text with an unpaired surrogate"),
     (b'\xff{}', "is not UTF-8"),
     (b'{"a": 1', "is not valid JSON"),
 ])
@@ -155,6 +156,7 @@ def test_strict_json_reads_ordinary_documents() -> None:
     assert parse_json(b'{"a": [1, 2.5, "[{\\"", -18446744073709551615], "b": {"c": null}}') == {
         "a": [1, 2.5, '[{"', -(2**64 - 1)], "b": {"c": None}}
     assert parse_json(b"[" * 64 + b"]" * 64) is not None
+    assert parse_json(b'["\\ud83d\\ude00", "\\\\ud800"]') == ["\U0001f600", "\\ud800"]  # a pair; an escaped backslash
 
 
 def _signed_payload(world: World, payload: bytes) -> AttestationInput:

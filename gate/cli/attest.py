@@ -94,8 +94,9 @@ def _risk_domain(benchmark: str, declared: str | None, policy: Policy) -> str:
                          "risk domain and would meet no requirement; check its name, or add it to the policy's "
                          "'benchmarks' and pass --policy")
     if declared is not None and declared != measured:
-        raise UsageError(f"--risk-domain {declared}: benchmark {benchmark!r} measures {measured} ({policy.uri}); "
-                         "the gate takes the domain from the benchmark and would reject this attestation")
+        raise UsageError(f"--risk-domain {declared}: benchmark {benchmark!r} measures risk domain {measured} "
+                         f"({policy.uri}); the gate takes the risk domain from the benchmark and would reject this "
+                         "attestation")
     return measured
 
 

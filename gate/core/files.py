@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -192,24 +193,35 @@ class StrictJSONError(ValueError):
     document was."""
 
 
-def _nests_deeper(value: Any, max_depth: int) -> bool:
-    """Whether arrays and objects nest more than ``max_depth`` levels in ``value``, found without recursion."""
-    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+#: Only a ``\uD800``-``\uDFFF`` escape can put a surrogate into decoded text (UTF-8 cannot encode one).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _check_tree(value: Any, max_depth: int, strings: bool) -> None:
+    """Refuse nesting deeper than ``max_depth`` (found without recursion) and, with ``strings``, text holding an
+    unpaired surrogate. Raises StrictJSONError."""
+    stack = [([value], 0)]
     while stack:
         item, depth = stack.pop()
         if depth > max_depth:
-            return True
+            raise StrictJSONError(f"nests more than {max_depth} levels deep")
         for child in item.values() if isinstance(item, dict) else item:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
-    return False
+            elif strings and isinstance(child, str):
+                try:
+                    child.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise StrictJSONError("has text with an unpaired surrogate escape (readers decode it "
+                                          "differently)") from None
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise StrictJSONError(f"has the key {_short(key)!r} twice in one object (readers disagree on which value counts)")
+            raise StrictJSONError(f"has the key {_short(key)!r} twice in one object (a duplicate key is ambiguous: readers "
+                                  "disagree on which value counts)")
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:
@@ -274,6 +286,5 @@ def parse_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH, allow_constan
     except ValueError as exc:
         raise StrictJSONError(f"is not valid JSON: {exc}") from None
     # The parser itself stops at Python's recursion limit (RecursionError above); the bound is checked on the result.
-    if _nests_deeper(value, max_depth):
-        raise StrictJSONError(f"nests more than {max_depth} levels deep")
+    _check_tree(value, max_depth, strings=_SURROGATE_ESCAPE.search(text) is not None)
     return value
