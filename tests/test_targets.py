@@ -66,6 +66,11 @@ def test_look_alikes_of_a_release_target_are_refused_everywhere(text: str) -> No
         plugin_tier(target)
 
 
+@pytest.mark.parametrize("alias", ["本番環境です", "生产", "продакшн", "staging", "prod", "v2"])
+def test_names_in_other_scripts_or_simply_different_are_not_look_alikes(alias: str) -> None:
+    assert tier_for_target(POLICY, f"mlflow:alias:{alias}") == "internal"  # unlisted: what registration needs
+
+
 def test_the_hub_reads_its_states_through_the_same_rule() -> None:
     for state in (HubState(True), HubState(False, "manual"), HubState(False, "auto"), HubState(False)):
         assert hub_tier(POLICY, state) == tier_for_target(POLICY, f"huggingface:{state.target}")

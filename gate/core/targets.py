@@ -43,19 +43,33 @@ class ConfusableTarget(TargetError):
 class MlflowTable(Protocol):
     """The policy's ``targets.mlflow`` (:class:`gate.core.policy.MlflowTargets` or a view of a remote policy)."""
 
-    registration: str
-    aliases: Mapping[str, str]
-    stages: Mapping[str, str]
-    tags: Mapping[str, Mapping[str, str]]
+    @property
+    def registration(self) -> str: ...
+
+    @property
+    def aliases(self) -> Mapping[str, str]: ...
+
+    @property
+    def stages(self) -> Mapping[str, str]: ...
+
+    @property
+    def tags(self) -> Mapping[str, Mapping[str, str]]: ...
 
 
 class HubTable(Protocol):
     """The policy's ``targets.huggingface``."""
 
-    private: str
-    gated_manual: str
-    gated_auto: str
-    public: str
+    @property
+    def private(self) -> str: ...
+
+    @property
+    def gated_manual(self) -> str: ...
+
+    @property
+    def gated_auto(self) -> str: ...
+
+    @property
+    def public(self) -> str: ...
 
 
 class TargetPolicy(Protocol):
@@ -104,7 +118,11 @@ def skeleton(name: str) -> str:
 
 
 def _looks_alike(a: str, b: str) -> bool:
-    return len(a) == len(b) and all(x == y or _WILDCARD in (x, y) for x, y in zip(a, b))
+    """Same shape, letter by letter, with most letters the same: a name in another script altogether (every letter
+    a wildcard) is a different name, not a disguised one."""
+    if len(a) != len(b) or not all(x == y or _WILDCARD in (x, y) for x, y in zip(a, b)):
+        return False
+    return 2 * sum(x == y for x, y in zip(a, b)) >= len(a)
 
 
 def lookup(table: Mapping[str, str], name: str, what: str) -> str | None:

@@ -16,6 +16,7 @@ import json
 import logging
 from typing import Any, Mapping
 
+from gate.core.targets import TargetError
 from gate.errors import GateError
 from gate.integrations.mlflow import internals
 from gate.integrations.mlflow.artifacts import ArtifactGuard, asgi_write, flask_write, unknown_route
@@ -92,6 +93,8 @@ def install(app: Any, gatekeeper: RegistryGate, artifact_guard: ArtifactGuard | 
                 call = drop_request_tags(rpc, request, copied)
             refused_call = refusal(call)
             outcome = Deny(refused_call) if refused_call else gatekeeper.before(call, _requester(request))
+        except TargetError as exc:  # a look-alike of a release target (gate.core.targets): refused, saying why
+            outcome = Deny(f"release-gate refused {request.method} {request.path}: {exc}")
         except Exception as exc:
             log.exception("refused %s %s after an error", request.method, request.path)
             return deny_response(_failure(exc))
