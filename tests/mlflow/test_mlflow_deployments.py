@@ -15,7 +15,8 @@ from mlflow_e2e import (GateServer, Registry, free_port, hosted_evidence, make_r
                         start_server)
 from test_mlflow_publish import refused
 
-from gate.integrations.mlflow.startup import MLFLOW_FLOOR, MLFLOW_NEWEST, UNTESTED_ENV, untested_mlflow
+from gate.integrations.mlflow.startup import (MLFLOW_FLOOR, MLFLOW_NEWEST, UNTESTED_ENV, deployment_problem,
+                                              untested_mlflow)
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = ("admin", "gate-test-Admin-password-1")
@@ -118,6 +119,13 @@ def test_the_server_refuses_to_start_on_an_untested_mlflow(tmp_path: Path) -> No
 ])
 def test_which_mlflow_versions_the_plugin_starts_on(version: str, environ: dict[str, str], ok: bool) -> None:
     assert (untested_mlflow(version, environ) is None) == ok
+
+
+def test_an_unknown_auth_app_is_refused_not_ignored() -> None:
+    """A typo must not serve the registry without the authentication the administrator asked for."""
+    assert deployment_problem({"GATE_MLFLOW_AUTH": "basic_auth"}) is not None
+    assert deployment_problem({"GATE_MLFLOW_AUTH": "basic-auth"}) is None
+    assert deployment_problem({}) is None
 
 
 def test_the_declared_mlflow_range_is_exactly_what_ci_tests() -> None:

@@ -27,7 +27,7 @@ import os
 import sys
 from typing import Any
 
-from gate.integrations.mlflow.startup import AUTH_ENV, BASIC_AUTH, check_before_server_start, describe, untested_mlflow
+from gate.integrations.mlflow.startup import AUTH_ENV, BASIC_AUTH, check_before_server_start, deployment_problem, describe
 
 log = logging.getLogger("gate.integrations.mlflow")
 
@@ -65,10 +65,10 @@ def create_app() -> Any:
         from mlflow.server.fastapi_app import create_fastapi_app
 
         served = create_fastapi_app(flask_app)
-    untested = untested_mlflow()
-    if untested is not None:
-        log.error("%s; every write to this server is refused", untested)
-        _refuse_writes(flask_app, served if uvicorn else None, untested)
+    problem = deployment_problem()
+    if problem is not None:
+        log.error("%s; every write to this server is refused", problem)
+        _refuse_writes(flask_app, served if uvicorn else None, problem)
         return served
     holder = GateHolder()
     if holder.error is not None:

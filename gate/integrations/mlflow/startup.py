@@ -25,6 +25,16 @@ UNTESTED_ENV = "GATE_MLFLOW_UNTESTED"
 AUTH_ENV, BASIC_AUTH = "GATE_MLFLOW_AUTH", "basic-auth"
 
 
+def deployment_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the plugin must not serve in this environment (an untested MLflow, an unknown ``GATE_MLFLOW_AUTH``), None
+    if it may."""
+    env = os.environ if environ is None else environ
+    auth = env.get(AUTH_ENV)
+    if auth not in (None, "", BASIC_AUTH):
+        return f"{AUTH_ENV}={auth!r} is not an app release-gate can serve beside; use {AUTH_ENV}={BASIC_AUTH} or unset it"
+    return untested_mlflow(environ=env)
+
+
 def untested_mlflow(version: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
     """Why the installed MLflow (or ``version``) is not one to gate, None if it is (or the administrator opted in for
     exactly this version)."""
@@ -70,9 +80,9 @@ def check_before_server_start() -> None:
     """Exit ``mlflow server`` with status 2 and the reason if the configuration does not load."""
     if not _in_mlflow_server_command():
         return
-    untested = untested_mlflow()
-    if untested is not None:
-        sys.stderr.write(f"release-gate: refusing to start the MLflow server: {untested}\n")
+    problem = deployment_problem()
+    if problem is not None:
+        sys.stderr.write(f"release-gate: refusing to start the MLflow server: {problem}\n")
         sys.stderr.flush()
         raise SystemExit(EXIT_CONFIG)
     if os.environ.get(UNTESTED_ENV):

@@ -72,10 +72,13 @@ PASSING_HANDLERS = frozenset({
 #: The basic-auth app's handlers (``mlflow server --app-name release-gate-basic-auth``): they write its own database
 #: of users, roles and permissions, which decides who may call the registry, not what it holds.
 AUTH_HANDLERS = frozenset({
-    "create_user", "update_user_password", "update_user_admin", "delete_user", "<lambda>", "add_role_permission",
+    "create_user", "update_user_password", "update_user_admin", "delete_user", "add_role_permission",
     "assign_role", "create_role", "delete_role", "grant_user_permission", "remove_role_permission",
     "revoke_user_permission", "unassign_role", "update_role", "update_role_permission",
 })
+
+#: The basic-auth sign-up form's route, whose handler is a lambda (so known by its path).
+AUTH_SIGNUP_FORM = "/mlflow/users/create-ui"
 
 #: Flask handlers that read although reached by POST (searches, batch gets), or answer 501. GraphQL's mutation type
 #: in this MLflow holds two searches only.
@@ -146,7 +149,7 @@ def _flask_verdict(method: str, handler: str, gated: Mapping[tuple[str, str], st
         return READ_ONLY, "reads"
     if handler in PASSING_HANDLERS:
         return PASSES, "writes tracking data only"
-    if handler in AUTH_HANDLERS:
+    if handler in AUTH_HANDLERS or (handler == "<lambda>" and key[1].endswith(AUTH_SIGNUP_FORM)):
         return PASSES, "writes the basic-auth app's users and permissions"
     return REFUSED, f"a route that writes ({handler}) that release-gate does not know"
 
