@@ -32,6 +32,7 @@ def test_the_demo_generator_which_writes_the_registry_in_process_is_refused(regi
     assert body["error_code"] == "PERMISSION_DENIED"
     assert "demo generator" in body["message"] and "gate mlflow routes" in body["message"]
     assert post(gate_server, "/ajax-api/3.0/mlflow/demo/delete", {}).status_code == 403
+    assert registry.client.get_experiment_by_name("MLflow Demo") is None  # the handler never ran
 
 
 def test_job_submission_served_by_fastapi_is_refused(gate_server: GateServer) -> None:

@@ -40,7 +40,10 @@ WATCHED: frozenset[str] = GATED | RECORDED | CHECKED
 ROLE: dict[str, str] = {
     **{rpc: f"{rpc}: decided (a publish at the tier the policy maps)" for rpc in GATED},
     **{rpc: f"{rpc}: recorded (a release taken back)" for rpc in RECORDED},
-    **{rpc: f"{rpc}: checked (release_gate.* tags and the prompt marker refused)" for rpc in CHECKED},
+    **{rpc: f"{rpc}: checked (release_gate.* tags and the prompt marker refused)"
+       for rpc in (CREATE_MODEL, SET_MODEL_TAG, DELETE_MODEL_TAG)},
+    **{rpc: f"{rpc}: seen by the gate's hook, which has nothing to refuse in it"
+       for rpc in (UPDATE_MODEL, RENAME_MODEL, DELETE_MODEL, DELETE_VERSION)},
 }
 
 
