@@ -254,3 +254,48 @@ def test_check_refuses_a_local_store_as_tracking_uri(tmp_path: Path) -> None:
     result = run_gate("mlflow", "check", "models:/tiny/1", "--tier", "internal", "--tracking-uri",
                       f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
     assert result.returncode == 2 and "name the MLflow tracking server" in result.stderr
+
+
+def test_an_unknown_writer_served_by_fastapi_is_refused() -> None:
+    """The same on the ASGI side: a route MLflow's FastAPI app serves itself that no list names."""
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from gate.integrations.mlflow.surface import RefusedNativeRoutes, asgi_routes
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post("/ajax-api/3.0/mlflow/registry/promote/{name}")
+    def promote(name: str) -> dict[str, str]:
+        return {}
+
+    @app.get("/ajax-api/3.0/mlflow/registry/peek")
+    def peek() -> dict[str, str]:
+        return {}
+
+    verdicts = {(r.method, r.path): r.verdict for r in asgi_routes(app)}
+    assert verdicts == {("POST", "/ajax-api/3.0/mlflow/registry/promote/{name}"): "refused",
+                        ("GET", "/ajax-api/3.0/mlflow/registry/peek"): "read-only"}
+    passed: list[str] = []
+
+    async def inner(scope, receive, send) -> None:
+        passed.append(scope["path"])
+
+    async def call(method: str, path: str) -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await RefusedNativeRoutes(inner, app)({"type": "http", "method": method, "path": path, "headers": []},
+                                              receive, send)
+        return sent
+
+    refused = asyncio.run(call("POST", "/ajax-api/3.0/mlflow/registry/promote/tiny"))
+    assert refused[0]["status"] == 403 and b"PERMISSION_DENIED" in refused[1]["body"]
+    assert asyncio.run(call("GET", "/ajax-api/3.0/mlflow/registry/peek")) == []
+    assert passed == ["/ajax-api/3.0/mlflow/registry/peek"]
