@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gate.core.policy import Policy
-from gate.core.targets import ConfusableTarget, Target, TargetError, UnknownTarget, normalise, required_tier, tier_named
+from gate.core.targets import ConfusableTarget, Target, TargetError, UnknownTarget, normalise, tier_named
 from gate.errors import ConfigError
 from gate.integrations.hf.tiers import HubState, tier_for as hub_tier
 from gate.integrations.mlflow.routes import SET_ALIAS, SET_TAG, TRANSITION_STAGE, Call
