@@ -282,7 +282,7 @@ def test_an_unknown_writer_served_by_fastapi_is_refused() -> None:
     async def inner(scope, receive, send) -> None:
         passed.append(scope["path"])
 
-    async def call(method: str, path: str) -> list[dict]:
+    async def call(method: str, path: str, root_path: str = "") -> list[dict]:
         sent: list[dict] = []
 
         async def receive() -> dict:
@@ -291,11 +291,13 @@ def test_an_unknown_writer_served_by_fastapi_is_refused() -> None:
         async def send(message: dict) -> None:
             sent.append(message)
 
-        await RefusedNativeRoutes(inner, app)({"type": "http", "method": method, "path": path, "headers": []},
-                                              receive, send)
+        scope = {"type": "http", "method": method, "path": path, "root_path": root_path, "headers": []}
+        await RefusedNativeRoutes(inner, app)(scope, receive, send)
         return sent
 
     refused = asyncio.run(call("POST", "/ajax-api/3.0/mlflow/registry/promote/tiny"))
     assert refused[0]["status"] == 403 and b"PERMISSION_DENIED" in refused[1]["body"]
+    behind_a_prefix = asyncio.run(call("POST", "/mlflow/ajax-api/3.0/mlflow/registry/promote/tiny", "/mlflow"))
+    assert behind_a_prefix[0]["status"] == 403  # uvicorn --root-path: the route is matched as routed
     assert asyncio.run(call("GET", "/ajax-api/3.0/mlflow/registry/peek")) == []
     assert passed == ["/ajax-api/3.0/mlflow/registry/peek"]

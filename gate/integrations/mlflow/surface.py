@@ -267,9 +267,11 @@ class RefusedNativeRoutes:
     def _refusal(self, scope: Mapping[str, Any]) -> str | None:
         if self.refuse_all is not None:
             return self.refuse_all if scope["method"] not in READ_METHODS else None
-        path = scope.get("path", "")
+        path = str(scope.get("path", ""))
+        root = str(scope.get("root_path", ""))
+        paths = {path, path[len(root):] if root and path.startswith(root + "/") else path}  # as routed, and raw
         return next((route.refusal() for regex, route in self.refused
-                     if route.method == scope["method"] and regex.match(path)), None)
+                     if route.method == scope["method"] and any(regex.match(p) for p in paths)), None)
 
 
 def install_asgi(fastapi_app: Any, refuse_all: str | None = None) -> None:
