@@ -58,6 +58,7 @@ def test_gate_mlflow_routes_lists_every_route_with_its_verdict() -> None:
     assert verdicts[("PUT", "/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}")] == "gated"  # FastAPI's
     assert verdicts[("POST", "/api/2.0/mlflow/runs/log-metric")] == "passes"
     assert verdicts[("GET", "/api/2.0/mlflow/registered-models/get")] == "read-only"
+    assert verdicts[("GET", "/ajax-api/3.0/mlflow/assistant/sessions/{session_id}/stream")] == "refused"  # runs the agent
     # no route of this MLflow is one the gate does not know
     assert not [r for r in routes if "does not know" in r["reason"]]
     text = run_gate("mlflow", "routes", "--verdict", "refused")

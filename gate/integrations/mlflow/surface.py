@@ -89,7 +89,8 @@ READING_HANDLERS = frozenset({
     "_search_runs", "_search_traces_v3", "serve_search_datasets",
 })
 
-#: Handlers reached by GET that write (none in this MLflow; listed here when one appears).
+#: Flask handlers reached by GET that write (none in this MLflow's Flask app; the assistant's stream, a FastAPI
+#: route, is in :data:`ASGI_HANDLERS`).
 WRITING_GETS: frozenset[str] = frozenset()
 
 #: Routes MLflow's FastAPI app serves itself (``module.endpoint``), other than the artifact upload the artifact guard
@@ -102,6 +103,8 @@ ASGI_HANDLERS: Mapping[str, tuple[str, str]] = {
     "mlflow.server.job_api.search_jobs": (READ_ONLY, "searches jobs"),
     "mlflow.server.assistant.api.send_message": (REFUSED, "the assistant runs an agent on the server that can write "
                                                           "the registry without passing the gate's hook"),
+    "mlflow.server.assistant.api.stream_response": (REFUSED, "a GET that runs the assistant's agent on the pending "
+                                                             "message"),
     "mlflow.server.assistant.api.patch_session": (REFUSED, "drives the assistant's agent"),
     "mlflow.server.assistant.api.resolve_permission": (REFUSED, "grants the assistant's agent a permission"),
     "mlflow.server.assistant.api.resolve_client_tool_result": (REFUSED, "drives the assistant's agent"),
