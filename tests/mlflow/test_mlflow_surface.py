@@ -104,6 +104,20 @@ def test_an_unknown_writer_is_refused_and_an_unknown_reader_is_not() -> None:
     assert verdicts[("POST", "/api/2.0/mlflow/runs/log-metric")] == "passes"
 
 
+def test_scorer_routes_are_refused_when_scorers_may_run_client_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask import Flask
+
+    from gate.integrations.mlflow.surface import FlaskSurface
+
+    app = Flask("scorers")
+    app.add_url_rule("/api/3.0/mlflow/scorers/register", "_register_scorer", lambda: "", methods=["POST"])
+    app.add_url_rule("/ajax-api/3.0/mlflow/scorer/invoke", "_invoke_scorer_handler", lambda: "", methods=["POST"])
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS", raising=False)
+    assert {r.verdict for r in FlaskSurface({}).routes(app) if r.method == "POST"} == {"passes"}
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS", "true")
+    assert {r.verdict for r in FlaskSurface({}).routes(app) if r.method == "POST"} == {"refused"}
+
+
 # --- the registry's own tags, copies, prompts --------------------------------------------------------------------
 
 

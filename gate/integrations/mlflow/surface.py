@@ -38,6 +38,13 @@ REFUSED_HANDLERS: Mapping[str, str] = {
                                  "model in it, past the gate's hook",
 }
 
+#: Flask handlers that make the server run scorers. With ``MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS`` on, a scorer may
+#: carry client-written code that a job process executes, and that code can write the registry past the gate's
+#: hook: they are refused then (and pass otherwise: built-in scorers only judge traces).
+CUSTOM_CODE_HANDLERS = frozenset({
+    "_register_scorer", "_invoke_scorer_handler", "_upsert_online_scoring_config", "_invoke_genai_evaluate_handler",
+})
+
 #: Flask handlers that write only tracking data (runs, traces, experiments, datasets, scorers, the AI gateway's
 #: configuration, webhooks, review queues, telemetry): nothing a registered version resolves to or serves. A run or a
 #: logged model deleted here is only marked deleted; its files stay until an administrator runs ``mlflow gc``.
@@ -146,6 +153,9 @@ def _flask_verdict(method: str, handler: str, gated: Mapping[tuple[str, str], st
         return GATED, gated[key]
     if handler in REFUSED_HANDLERS:
         return REFUSED, REFUSED_HANDLERS[handler]
+    if handler in CUSTOM_CODE_HANDLERS and _custom_scorers_enabled():
+        return REFUSED, ("MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS is on, so scorers run client-written code in job "
+                         "processes, which can write the registry past the gate's hook")
     if handler in WRITING_GETS:
         return REFUSED, "a GET that writes, and the gate does not know it"
     if method in READ_METHODS or handler in READING_HANDLERS:
@@ -155,6 +165,12 @@ def _flask_verdict(method: str, handler: str, gated: Mapping[tuple[str, str], st
     if handler in AUTH_HANDLERS or (handler == "<lambda>" and key[1].endswith(AUTH_SIGNUP_FORM)):
         return PASSES, "writes the basic-auth app's users and permissions"
     return REFUSED, f"a route that writes ({handler}) that release-gate does not know"
+
+
+def _custom_scorers_enabled() -> bool:
+    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS
+
+    return bool(MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS.get())
 
 
 class FlaskSurface:
