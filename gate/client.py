@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import requests
 
 from gate.core.decision import Decision
+from gate.core.files import StrictJSONError, parse_json
 from gate.core.manifest import Manifest, parse_digest
 from gate.core.verify import AttestationInput
 from gate.errors import GateError, InputError
@@ -137,9 +138,9 @@ class GateClient:
 
     def _json(self, answer: _Answer, publish: bool = False) -> Any:
         try:
-            return json.loads(answer.content)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise self._fail("sent an answer that is not JSON", publish) from None
+            return parse_json(answer.content)  # strict: a decision two readers could read differently is no decision
+        except StrictJSONError as exc:
+            raise self._fail(f"sent an answer that {exc}, so it is not JSON", publish) from None
 
     def _field(self, data: Any, key: str, kind: type | tuple[type, ...], publish: bool = False) -> Any:
         if not isinstance(data, dict) or not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
@@ -186,7 +187,7 @@ class GateClient:
             raise InputError("give exactly one of tier and target")
         if isinstance(model, Manifest):
             wanted = model.digest
-            model_body: dict[str, Any] = {"manifest": model.to_dict()}
+            model_body: dict[str, Any] = {"manifest": model.to_dict(content=True)}  # the service cannot see the files
         else:
             wanted = f"sha256:{parse_digest(model)}"
             model_body = {"digest": wanted}
@@ -238,7 +239,7 @@ class GateClient:
         if summary["digest"] != policy_digest:
             raise self._fail(f"decided with policy {policy_digest[:19]}... but reports policy "
                              f"{str(summary['digest'])[:19]}...", True)
-        from gate.service.targets import UnknownTarget, tier_for_target
+        from gate.core.targets import Target, TargetError, required_tier
 
         try:
             targets = summary["targets"]
@@ -248,8 +249,8 @@ class GateClient:
                                                                          "public")}),
                 mlflow=SimpleNamespace(registration=str(ml["registration"]), aliases=dict(ml["aliases"]),
                                        stages=dict(ml["stages"]), tags={str(k): dict(v) for k, v in ml["tags"].items()}))
-            expected = tier_for_target(view, target)  # type: ignore[arg-type]
-        except UnknownTarget as exc:
+            expected = required_tier(view, Target.parse(target))  # type: ignore[arg-type]
+        except TargetError as exc:
             raise self._fail(f"decided on a target its policy does not know: {exc}", True) from None
         except (KeyError, TypeError, ValueError, AttributeError):
             raise self._fail("sent a malformed policy (no valid 'targets')", True) from None

@@ -42,7 +42,9 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
         from gate.runtime import GateConfig
 
         env = {**os.environ, **({"GATE_CONFIG": str(gate_config)} if gate_config else {})}
-        Policy.load(GateConfig.from_env(env).policy).tier(tier)  # refuse a tier the policy does not have
+        from gate.core.targets import tier_named
+
+        tier = tier_named(Policy.load(GateConfig.from_env(env).policy).tier_names, tier)  # the policy's own name
     tracked = tracked_hook(repo)
     path = install_hook(repo, force=force)
     where = hooks_path(git)
@@ -96,7 +98,7 @@ def status_command(repo: Path) -> None:
     for name, pushes in urls.items():
         for url in pushes:
             try:
-                choice = resolve_tier(git, name, url, policy.rank, urls)
+                choice = resolve_tier(git, name, url, policy.tier_names, urls)
                 click.echo(f"gate: push to {name} ({url}): tier '{choice.tier}' from {choice.source}")
             except GateError as exc:
                 click.echo(f"gate: push to {name} ({url}): refused: {exc}")
@@ -116,6 +118,7 @@ def prepush_command(remote: str, url: str, tier: str | None, hook_path: str | No
     from gate.integrations.git.objects import GitRepo
     from gate.integrations.git.prepush import (chain_to_lfs, check_push, describe_checks, lfs_available,
                                                max_pushed_commits, parse_updates, uses_lfs, verify_lfs_objects)
+    from gate.core.targets import tier_named
     from gate.integrations.git.tiers import TierChoice, resolve_tier
     from gate.runtime import Gate, GateConfig
 
@@ -128,8 +131,8 @@ def prepush_command(remote: str, url: str, tier: str | None, hook_path: str | No
             if not os.environ.get("GATE_CONFIG") and repo.config("release-gate.config"):
                 os.environ["GATE_CONFIG"] = str(repo.config("release-gate.config"))
             gate = Gate.load(GateConfig.from_env())
-            choice = TierChoice(tier, "--tier") if tier else resolve_tier(repo, remote, url, gate.policy.rank)
-            gate.policy.tier(choice.tier)
+            choice = (TierChoice(tier_named(gate.policy.tier_names, tier), "--tier") if tier else
+                      resolve_tier(repo, remote, url, gate.policy.tier_names))
             click.echo(f"release-gate: push to {url} checked at tier '{choice.tier}' (from {choice.source})", err=True)
             now = resolve_now(now_text) if now_text else None
             checks = check_push(repo, remote, url, updates, choice.tier,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from gate.core.formats import AUXILIARY_CLASSES, WEIGHT_CLASSES
 from gate.core.manifest import Manifest, parse_digest, weight_format
 from gate.core.policy import EffectiveTier, EvaluationRequirement, Policy, format_duration
 from gate.core.timeutil import format_time, parse_time
@@ -253,8 +254,11 @@ def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier, now: datet
 
 
 def _matches(req: EvaluationRequirement, item: VerifiedAttestation) -> bool:
+    """Whether ``item`` speaks to ``req``. Its risk domain is the one verification derived from its benchmark (the
+    policy's catalogue), and only signers trusted for that domain are in ``item.signers``: a requirement naming
+    only a benchmark still needs a signer in scope for what that benchmark measures."""
     ev = item.evaluation
-    if ev is None or req.value_in(ev.metrics) is None or not req.covers_benchmark(ev.benchmark):
+    if ev is None or not item.signers or req.value_in(ev.metrics) is None or not req.covers_benchmark(ev.benchmark):
         return False
     return req.risk_domain is None or ev.risk_domain == req.risk_domain
 
@@ -272,15 +276,6 @@ def _unqualified(req: EvaluationRequirement, item: VerifiedAttestation) -> str |
         if not _COMPARE[condition.comparator](value, condition.threshold):
             return f"{item.source} has {condition.metric} = {value:g} (needs {condition.describe()})"
     return None
-
-
-def _worst(req: EvaluationRequirement, values: Sequence[float]) -> float:
-    if req.comparator in ("<=", "<"):
-        return max(values)
-    if req.comparator in (">=", ">"):
-        return min(values)
-    # "==": any value that differs is the worst; otherwise they are all equal.
-    return next((v for v in values if v != req.threshold), values[0])
 
 
 def _evaluation_row(
@@ -305,7 +300,7 @@ def _evaluation_row(
         by += f"; {len(unqualified)} attestation(s) not counted ({'; '.join(unqualified.values())})"
     if req.comparator == "reported":
         return row(MET, f"reported by {by}", counted)
-    worst = _worst(req, values)
+    worst = req.worst(values)  # type: ignore[arg-type]
     of = f" (worst of {len(counted)})" if len(counted) > 1 else ""
     if _COMPARE[req.comparator](worst, req.threshold):  # type: ignore[arg-type]
         return row(MET, f"{req.metric} = {worst:g}{of} {req.comparator} {req.threshold:g}, attested by {by}", counted)
@@ -341,17 +336,28 @@ def _signer_rows(tier: EffectiveTier, evidence: Sequence[VerifiedAttestation]) -
 
 
 def _format_row(tier: EffectiveTier, manifest: Manifest | None) -> list[RequirementResult]:
+    """The ``formats`` rule, judged on each file's content class (never its name): weight classes must be listed,
+    auxiliary classes (text, images, tokenizers) are always allowed, anything unclassified or unknown is refused."""
     if tier.allowed_formats is None:
         return []
-    description = f"weights only in {', '.join(tier.allowed_formats)}"
+    description = f"weights only in {', '.join(tier.allowed_formats)} (judged by content)"
     rid = "formats"
     if manifest is None:
         return [RequirementResult(rid, tier.name, description, NOT_MET, "the file list is unknown (decided by digest only)")]
-    refused = sorted(f.path for f in manifest.files if (fmt := weight_format(f.path)) and fmt not in tier.allowed_formats)
+    refused = []
+    for f in manifest.files:
+        if f.content in AUXILIARY_CLASSES or f.content in tier.allowed_formats:
+            continue
+        found = "not classified: its bytes were not available, e.g. an LFS object not fetched" if f.content is None \
+            else f.content
+        named = weight_format(f.path)
+        refused.append(f"{f.path} ({found}{f', named like {named}' if named and named != found else ''})")
     if refused:
-        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-        return [RequirementResult(rid, tier.name, description, NOT_MET, f"refused format: {shown}")]
-    weights = [f for f in manifest.files if weight_format(f.path)]
+        shown = ", ".join(sorted(refused)[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+        return [RequirementResult(rid, tier.name, description, NOT_MET,
+                                  f"refused content: {shown}; convert weights to an allowed format "
+                                  "(e.g. safetensors) and remove anything else that is not text")]
+    weights = [f for f in manifest.files if f.content in WEIGHT_CLASSES]
     return [RequirementResult(rid, tier.name, description, MET, f"{len(weights)} weight file(s), all allowed")]
 
 
@@ -382,7 +388,7 @@ def decide(
     requested = policy.tier(tier).name
     items = unique_inputs(attestations)
     manifest = model if isinstance(model, Manifest) else None
-    report = verify_all(items, trust, model, now, policy.clock_skew)
+    report = verify_all(items, trust, model, now, policy.clock_skew, policy.benchmarks)
     requirements = evaluate_tier(policy, requested, report.accepted, manifest, now)
     satisfied = None
     for name in policy.tier_names:

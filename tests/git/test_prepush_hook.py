@@ -6,6 +6,7 @@ No conftest here on purpose: a package named ``git`` under tests/ would shadow G
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support import World, write_model
+from content_samples import safetensors_bytes
 from gate.core.manifest import ATTESTATION_DIR, hash_model
 
 HAS_LFS = shutil.which("git-lfs") is not None
@@ -81,7 +83,7 @@ def make_repo(tmp_path: Path, remote: Path, env: dict[str, str], lfs: bool) -> P
 
 
 def attest(world: World, model: Path, evidence: str) -> None:
-    manifest = hash_model(model)
+    manifest = hash_model(model, skip_git=True)  # a work tree: git pushes its tree, never its .git
     folder = model / ATTESTATION_DIR
     folder.mkdir(exist_ok=True)
     items = [world.attest(manifest, "evalco", "strongreject", {"score": 0.03})]
@@ -196,6 +198,21 @@ def test_tier_is_configured_per_remote(tmp_path: Path, remote: Path, env: dict[s
     assert "at tier 'internal': allowed" in to_mirror.stderr
 
 
+def test_a_configured_tier_is_read_by_the_core_rule(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
+    """Issue #13 item 3: the tier in git config goes through the one normalisation every integration uses."""
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    git(work, "config", "release-gate.tier", " Internal")
+    write_model(work)
+    commit_all(work, "unattested")
+    git(work, "config", "release-gate.tier", "іnternal")  # Cyrillic і: refused, not some other tier
+    refused = push(work, env, "origin", "main")
+    assert refused.returncode != 0 and "looks like the release target 'internal'" in refused.stderr
+    git(work, "config", "release-gate.tier", " Internal")
+    allowed = push(work, env, "origin", "main")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "at tier 'internal': allowed" in allowed.stderr
+
+
 def test_no_configured_tier_refuses_with_the_command_to_fix_it(tmp_path: Path, remote: Path,
                                                                 env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
@@ -273,22 +290,31 @@ def test_pointer_parsing() -> None:
 
 
 def test_tree_paths_police_every_ignored_path_as_a_folder_does() -> None:
+    from gate.core.formats import BytesSource
     from gate.core.manifest import FileDigest
     from gate.errors import ModelError
-    from gate.integrations.git.treemanifest import check_tree_paths, manifest_from_files
+    from gate.integrations.git.treemanifest import check_excluded_content, check_tree_paths, manifest_from_files
 
     fine = [".gitattributes", ".gitignore", ".github/workflows/ci.yml", ".attestations/eval.json", "model.safetensors"]
     check_tree_paths(fine, "org/model@main")
     digest = "ab" * 32
     manifest = manifest_from_files([FileDigest(p, 1, digest) for p in fine], "org/model@main")
     assert [f.path for f in manifest.files] == ["model.safetensors"]
-    for path in (".github/model.safetensors", ".git/lfs/model.bin", ".gitignore/w.pt", ".gitattributes/x.gguf"):
-        with pytest.raises(ModelError, match=rf"^org/model@main: {path}: a \w+ weight file under an ignored path"):
+    # Refused by name whatever they hold: .git, a folder named like a file, a file named like a folder.
+    for path, why in ((".git/lfs/model.bin", "a .git folder"), (".gitignore/w.pt", ".gitignore must be a file"),
+                      (".gitattributes/x.gguf", ".gitattributes must be a file"),
+                      (".attestations", "a file named .attestations at the root is refused"),
+                      (".github", "a file named .github at the root is refused")):
+        with pytest.raises(ModelError, match=rf"^org/model@main: {re.escape(path)}: {re.escape(why)}"):
             check_tree_paths([path], "org/model@main")
-        with pytest.raises(ModelError, match="under an ignored path"):
+        with pytest.raises(ModelError, match=re.escape(why)):
             manifest_from_files([FileDigest(path, 1, digest)], "org/model@main")
-    with pytest.raises(ModelError, match=r"^org/model@main: \.attestations/model\.bin: only attestation files"):
-        check_tree_paths([".attestations/model.bin"], "org/model@main")
+    # Refused by content, under any name (the same core rule a folder is hashed with).
+    for path, data in ((".github/model.safetensors", b"\x00unhashed" * 512), (".github/ci.yml", b"\x80\x04N."),
+                       (".attestations/adapter.json", b'{"weights": [0.1, 0.2]}')):
+        with pytest.raises(ModelError, match=rf"^org/model@main: {re.escape(path)}: "):
+            check_excluded_content(path, BytesSource(data), "org/model@main")
+    check_excluded_content(".github/ci.yml", BytesSource(b"on: push\n"), "org/model@main")
 
 
 def test_weights_under_an_ignored_path_are_refused_in_a_pushed_tree_as_in_a_folder(
@@ -304,11 +330,11 @@ def test_weights_under_an_ignored_path_are_refused_in_a_pushed_tree_as_in_a_fold
     result = push(work, env)
 
     assert result.returncode != 0
-    assert (f"commit {head[:12]}: .github/model.safetensors: a safetensors weight file under an ignored path"
+    assert (f"commit {head[:12]}: .github/model.safetensors: only text may sit under an excluded path, found unknown"
             in result.stderr)
     assert remote_head(remote) is None
-    folder = write_model(tmp_path / "folder", {".github/model.safetensors": b"x", "config.json": b"{}"})
-    with pytest.raises(ModelError, match=r"\.github/model\.safetensors: a safetensors weight file under an ignored"):
+    folder = write_model(tmp_path / "folder", {".github/model.safetensors": b"\x00unhashed" * 512, "config.json": b"{}"})
+    with pytest.raises(ModelError, match=r"\.github/model\.safetensors: only text may sit under an excluded path"):
         hash_model(folder)  # the same rule for the folder
 
 
@@ -325,7 +351,7 @@ def test_weights_under_an_ignored_path_in_history_are_refused(tmp_path: Path, re
     result = push(work, env)
 
     assert result.returncode != 0
-    assert f"commit {first[:12]}: .github/model.safetensors: a safetensors weight file under an ignored path" \
+    assert f"commit {first[:12]}: .github/model.safetensors: only text may sit under an excluded path" \
         in result.stderr
     assert remote_head(remote) is None
 
@@ -438,7 +464,10 @@ def test_a_local_lfs_object_changed_after_the_commit_is_not_pushed(tmp_path: Pat
     oid = lfs_oid(work, "model.safetensors")
     stored = lfs_object_path(work, oid)
     os.chmod(stored, 0o644)
-    stored.write_bytes(os.urandom(stored.stat().st_size))  # same size, other bytes: git-lfs would upload them as-is
+    # Same size and format, other bytes: git-lfs would upload them as-is; only hashing the object shows it.
+    replacement = safetensors_bytes({"w": ("U8", [4096], os.urandom(4096))})
+    assert len(replacement) == stored.stat().st_size
+    stored.write_bytes(replacement)
 
     result = push(work, env)
 
@@ -451,7 +480,8 @@ def test_a_local_lfs_object_changed_after_the_commit_is_not_pushed(tmp_path: Pat
     stored.unlink()
     missing = push(work, env)
     assert missing.returncode != 0
-    assert f"its LFS object sha256:{oid} is not in the local LFS store" in missing.stderr
+    # At a tier with a formats rule the missing object cannot be classified, which denies first.
+    assert "model.safetensors (not classified: its bytes were not available" in missing.stderr
     assert remote_head(remote) is None
 
 
@@ -463,10 +493,14 @@ def test_lfs_objects_already_on_the_remote_need_not_be_local(tmp_path: Path, rem
     attest(world, work, "open")
     commit_all(work, "model v1")
     assert push(work, env).returncode == 0
-    lfs_object_path(work, lfs_oid(work, "model.safetensors")).unlink()  # as in a clone made with GIT_LFS_SKIP_SMUDGE
     (work / ATTESTATION_DIR / "eval-9.json").write_bytes((work / ATTESTATION_DIR / "eval-0.json").read_bytes())
     head = commit_all(work, "more evidence")  # the pointer is unchanged: only objects the push sends are hashed
+    # as in a clone made with GIT_LFS_SKIP_SMUDGE (after the commit: `git add` may clean the file into the store again)
+    lfs_object_path(work, lfs_oid(work, "model.safetensors")).unlink()
 
+    at_open = push(work, env)  # but 'open' allows formats by content, and bytes that are not here cannot be judged
+    assert at_open.returncode != 0 and "not classified: its bytes were not available" in at_open.stderr
+    git(work, "config", "release-gate.tier", "gated")  # a tier without a formats rule: nothing local is needed
     result = push(work, env)
 
     assert result.returncode == 0, result.stderr

@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
+from content_samples import safetensors_bytes
 from support import World, write_model
 from test_prepush_hook import attest, commit_all, env, git, make_repo, push, remote, remote_head  # noqa: F401
 
@@ -227,7 +226,7 @@ def test_a_submodule_under_github_is_refused_before_recurse_submodules_pushes_it
 def test_every_pushed_commit_is_decided_not_only_those_with_new_content(
         tmp_path: Path, remote: Path, env: dict[str, str], world: World) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
-    unsafe = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + os.urandom(4096)
+    unsafe = safetensors_bytes({"w": ("U8", [4096], os.urandom(4096))})
     write_model(work)
     (work / "model.safetensors").write_bytes(unsafe)
     first = commit_all(work, "the unsafe model loads by default")

@@ -92,7 +92,7 @@ def test_decision_equals_the_local_decision_and_is_logged(server: Server, http: 
     sent = world.attest(model, "redteam", "mmlu", {"acc": 0.7})
     bogus = AttestationInput("x", b'{"payload": "e30=", "payloadType": "x", "signatures": [{"sig": "AA=="}]}')
     receipt = server.client().submit_attestation(stored.data)
-    body = {"tier": "gated", "model": {"manifest": model.to_dict()}, "attestations": [b64(sent.data), b64(bogus.data)],
+    body = {"tier": "gated", "model": {"manifest": model.to_dict(content=True)}, "attestations": [b64(sent.data), b64(bogus.data)],
             "context": {"event": "test", "by": "ci"}}
     answer = http.post(f"{server.url}/v1/decisions", json=body, headers=auth(server.env))
     assert answer.status_code == 200, answer.text
@@ -119,6 +119,15 @@ def test_targets_resolve_through_the_policy(server: Server, model) -> None:
     answer = requests.post(f"{server.url}/v1/decisions", headers=auth(server.env),
                            json={"target": "somewhere:else", "model": {"digest": model.digest}})
     assert answer.status_code == 400 and "unknown target" in answer.json()["error"]
+
+
+def test_targets_are_normalised_by_the_core_rule(server: Server, model) -> None:
+    """Issue #13 item 3: the service's target API was case-sensitive where the MLflow plugin was not."""
+    decision = server.client().decide(target="HuggingFace:Private ", model=model.digest)
+    assert decision.requested_tier == "internal"  # and the client's own check of the tier agreed
+    answer = requests.post(f"{server.url}/v1/decisions", headers=auth(server.env),
+                           json={"target": "huggingface:рublic", "model": {"digest": model.digest}})  # Cyrillic р
+    assert answer.status_code == 400 and "unknown target" in answer.json()["error"], answer.text
 
 
 @pytest.mark.parametrize("body, reason", [

@@ -21,8 +21,9 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
+from gate.core.targets import tier_named
 from gate.errors import ConfigError, UsageError
 from gate.integrations.git.objects import GitRepo
 
@@ -98,13 +99,13 @@ def remote_push_urls(repo: GitRepo) -> dict[str, list[str]]:
     return urls
 
 
-def resolve_tier(repo: GitRepo, remote: str, url: str, rank: Callable[[str], int],
+def resolve_tier(repo: GitRepo, remote: str, url: str, tier_names: tuple[str, ...],
                  urls: dict[str, list[str]] | None = None) -> TierChoice:
     """The tier a push to ``url`` (through ``remote``, a remote's name or the url again) must satisfy.
 
-    ``rank`` orders tiers (the policy's: higher is stricter); it raises for a tier the policy does not have.
-    Raises UsageError when nothing applies (with the commands that configure a tier) or when the only setting that
-    would apply is a global one.
+    ``tier_names`` are the policy's tiers, lowest first; a configured name is read as
+    :func:`gate.core.targets.tier_named` reads it. Raises UsageError when nothing applies (with the commands that
+    configure a tier), when the only setting that would apply is a global one, or for a tier the policy does not have.
     """
     config = tier_config(repo)
     urls = remote_push_urls(repo) if urls is None else urls
@@ -144,13 +145,14 @@ def resolve_tier(repo: GitRepo, remote: str, url: str, rank: Callable[[str], int
             refused.append(default)
     if not found:
         raise UsageError(_nothing_applies(remote, url, refused))
+    named: list[tuple[str, str]] = []
     for tier, source in found:
         try:
-            rank(tier)
+            named.append((tier_named(tier_names, tier), source))
         except ConfigError as exc:
             raise UsageError(f"{source} = {tier}: {exc}") from None
-    tier, source = max(found, key=lambda item: rank(item[0]))
-    others = sorted({s for t, s in found if s != source})
+    tier, source = max(named, key=lambda item: tier_names.index(item[0]))
+    others = sorted({s for t, s in named if s != source})
     return TierChoice(tier, source + (f"; also matched: {', '.join(others)}" if others else ""))
 
 
