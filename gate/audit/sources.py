@@ -1,4 +1,4 @@
-"""Where an auditor reads the log from: a gate service (HTTP, through :class:`~gate.client.GateClient`) or the log
+"""Where an auditor reads the log from: a gate service (HTTP, through :class:`~gate.runtime.client.GateClient`) or the log
 database itself (a SQLite file or a PostgreSQL URL, e.g. a backup), with one interface for both.
 
 Neither is trusted: every entry is re-hashed and every proof is verified against a signed checkpoint.
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from gate.client import GateClient
+from gate.runtime.client import GateClient
 from gate.core.log.store import LogStore
 
 

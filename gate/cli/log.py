@@ -55,7 +55,7 @@ class _Opened:
             raise UsageError("say where the log is: --server URL (a gate service) or --log PATH_OR_URL (its database)")
         self.store = None
         if server is not None:
-            from gate.client import GateClient
+            from gate.runtime.client import GateClient
 
             self.client: Any = GateClient(server, timeout=timeout)
             self.source: Any = ServerSource(self.client)

@@ -1,9 +1,5 @@
-"""The gate as the integrations use it: configuration, then one call that decides and records a publish.
-
-Every integration (MLflow plugin, Hub wrapper and webhook, CI, git hook) turns its publish event into one
-:meth:`Gate.decide` call and the :class:`~gate.core.decision.Decision` back into its host's native refusal. Where a
-gate service is configured, the service decides and records (the integration is its client); otherwise the decision
-is made here with the local policy and trust store and appended to the local log, if one is configured.
+"""The gate's configuration: one file (``GATE_CONFIG``) and/or ``GATE_*`` variables, read the same way by every
+command and integration.
 
 Configuration comes from a YAML file (``GATE_CONFIG``) and/or environment variables, environment winning::
 
@@ -19,19 +15,12 @@ Configuration comes from a YAML file (``GATE_CONFIG``) and/or environment variab
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from gate.core.decision import Decision, decide
-from gate.core.manifest import Manifest
-from gate.core.policy import Policy
-from gate.core.timeutil import utcnow
-from gate.core.trust import TrustStore
-from gate.core.verify import AttestationInput
 from gate.core.files import load_yaml
-from gate.errors import ConfigError, config_error
+from gate.errors import config_error
 
 _FIELDS = {"policy": "GATE_POLICY", "trust": "GATE_TRUST", "log": "GATE_LOG", "server": "GATE_SERVER",
            "key": "GATE_KEY", "timeout": "GATE_TIMEOUT", "token_env": None}
@@ -51,6 +40,15 @@ class GateConfig:
     @property
     def token(self) -> str | None:
         return os.environ.get(self.token_env)
+
+    @property
+    def file(self) -> Path | None:
+        """The ``GATE_CONFIG`` file these settings were read from (None: environment and options only)."""
+        return None if self.source == "environment" else Path(self.source)
+
+    def override(self, **values: Any) -> "GateConfig":
+        """These settings with the ones given (not None) replaced: command-line options over the configuration."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "GateConfig":
@@ -102,81 +100,3 @@ class GateConfig:
                    server=str(server).rstrip("/") if server else None,
                    token_env=str(values.get("token_env") or "GATE_TOKEN"), key=path("key"), timeout=timeout,
                    source=source)
-
-
-@dataclass(frozen=True)
-class RecordedDecision:
-    """A decision and where the log holds it (None when no log is configured)."""
-
-    decision: Decision
-    log_index: int | None
-
-
-@dataclass
-class Gate:
-    """A loaded gate: policy, trust store and where decisions go. Build one at start-up, reuse it per request."""
-
-    config: GateConfig
-    policy: Policy
-    trust: TrustStore
-    _log: Any = field(default=None, repr=False)
-
-    @classmethod
-    def load(cls, config: GateConfig | None = None) -> "Gate":
-        """Load and check everything now, so a broken configuration stops start-up instead of a publish."""
-        config = config or GateConfig.from_env()
-        policy = Policy.load(config.policy)
-        trust = (TrustStore.load(config.trust) if config.trust
-                 else TrustStore((), source=f"(no trust store configured in {config.source})"))
-        gate = cls(config, policy, trust)
-        if config.log and not config.server:
-            gate._log = _open_log(config.log)
-        return gate
-
-    def decide(
-        self,
-        tier: str,
-        model: Manifest | str,
-        attestations: Sequence[AttestationInput] = (),
-        context: Mapping[str, Any] | None = None,
-        now: datetime | None = None,
-    ) -> Decision:
-        """Decide on releasing ``model`` at ``tier`` and record the decision with its ``context`` (the publish event).
-
-        With a gate service configured the service decides (and the client fails closed); otherwise it is decided
-        here. Errors propagate: callers turn any exception into a deny.
-        """
-        return self.decide_recorded(tier, model, attestations, context, now).decision
-
-    def decide_recorded(
-        self,
-        tier: str,
-        model: Manifest | str,
-        attestations: Sequence[AttestationInput] = (),
-        context: Mapping[str, Any] | None = None,
-        now: datetime | None = None,
-    ) -> RecordedDecision:
-        """:meth:`decide`, also saying at which log index the decision was recorded, for hosts that show it."""
-        if self.config.server:
-            from gate.client import GateClient
-
-            client = GateClient(self.config.server, token=self.config.token, timeout=self.config.timeout)
-            return client.decide_recorded(tier=tier, model=model, attestations=attestations, context=context or {})
-        decision = decide(self.policy, tier, model, attestations, self.trust, now or utcnow())
-        index = None
-        if self._log is not None:
-            from gate.core.log.entries import decision_entry
-
-            index = self._log.append(decision_entry(decision, context or {}), model_digest=decision.model_digest)
-        return RecordedDecision(decision, index)
-
-
-def _open_log(url: str) -> Any:
-    from gate.core.log.store import open_store
-
-    try:
-        return open_store(url)
-    except ConfigError:
-        raise
-    except Exception as exc:  # an unreachable or unusable log is a configuration error at start-up
-        raise ConfigError(f"cannot open the decision log {url}: {exc}") from None
