@@ -70,9 +70,10 @@ class GateConfig:
         for name, var in _FIELDS.items():
             if var and env.get(var):
                 value = env[var]
-                # A path given in the environment is relative to where the command runs, not to the file.
+                # A path given in the environment is relative to where the command runs, not to the file. Made
+                # absolute but not resolved: a symlink in it is followed at every check, never frozen here.
                 is_path = name in ("policy", "trust", "key") or (name == "log" and "://" not in value)
-                values[name] = str(Path(value).expanduser().resolve()) if is_path else value
+                values[name] = os.path.abspath(os.path.expanduser(value)) if is_path else value
         return cls._build(values, source, base)
 
     @classmethod
