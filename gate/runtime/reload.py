@@ -6,7 +6,8 @@ loaded from a set of files (the ``GATE_CONFIG`` file, the policy, the trust stor
 names by path) and, before handing it out, checks whether any of them changed:
 
 - symlinks are resolved at every check (an atomic deploy re-points a link: the new target is what counts);
-- a check is a ``stat`` of each file (cheap); a file whose path or stat changed is hashed, and so is every file
+- a check is a ``stat`` of each file (cheap; it follows the links, so a re-pointed link shows as another inode); a
+  file whose stat changed is hashed, and so is every file
   every :data:`REHASH_EVERY` seconds (a write that keeps size and times); a changed *content* reloads;
 - a load that fails leaves no configuration: :meth:`Reloader.current` raises :class:`ConfigurationBroken` naming the
   file (so every decision is denied) until a later check loads cleanly, which it retries on any change of the files
@@ -36,8 +37,8 @@ _SETTLE_TRIES = 5
 #: Bytes of a watched file hashed at most (the loaders refuse larger files anyway).
 _MAX_HASHED = 64 * 1024 * 1024
 
-Stat = tuple[str, int, int, int, int, int] | None  # resolved path, dev, inode, size, mtime_ns, ctime_ns
-Content = tuple[str, str | None]  # resolved path, sha256 of the bytes (None: not readable)
+Stat = tuple[int, int, int, int, int] | None  # dev, inode, size, mtime_ns, ctime_ns (None: not there)
+Content = str | None  # sha256 of the bytes (None: not readable)
 
 
 class ConfigurationBroken(ConfigError):
@@ -59,26 +60,27 @@ class Loaded(Generic[T]):
 
 
 def _stat(path: Path) -> Stat:
-    real = os.path.realpath(path)  # every link in the chain, resolved now
+    """The stat of what ``path`` leads to now: ``os.stat`` follows every link in the chain at each call, so a link
+    re-pointed to another file shows as another device and inode."""
     try:
-        st = os.stat(real)
+        st = os.stat(path)
     except OSError:
-        return (real, 0, 0, -1, 0, 0)
-    return (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _content(path: Path) -> Content:
-    real = os.path.realpath(path)
+    """The sha256 of what ``path`` leads to now (links followed), None when it cannot be read."""
     try:
-        with open(real, "rb") as handle:
+        with open(path, "rb") as handle:
             hasher = hashlib.sha256()
             remaining = _MAX_HASHED
             while remaining > 0 and (chunk := handle.read(min(1 << 20, remaining))):
                 hasher.update(chunk)
                 remaining -= len(chunk)
-        return (real, hasher.hexdigest())
+        return hasher.hexdigest()
     except OSError:
-        return (real, None)
+        return None
 
 
 class Reloader(Generic[T]):

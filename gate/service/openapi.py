@@ -43,7 +43,9 @@ def openapi_document() -> dict[str, Any]:
                       "attestation too large for a log entry (1 MiB once base64-encoded), or a decision too large "
                       "to log (64 KiB: too many attestations sent along)."),
         "415": _error("Body is not application/json."),
-        "503": _error("The log store is unavailable (nothing was decided or recorded), or the service is serving "
+        "503": _error("The log store is unavailable (nothing was decided or recorded), the service's trust store, "
+                      "a key file it names or its policy changed into something that does not load (every decision "
+                      "and submission is refused, naming the file, until it is fixed), or the service is serving "
                       "as many connections as it allows (--max-connections; Retry-After is set)."),
     }
     return {
