@@ -9,12 +9,14 @@ reaches the next decision, a broken file refuses every decision until it is fixe
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from gate.core.decision import Decision
+from gate.core.log.store import LogStore
 from gate.core.manifest import Manifest
 from gate.core.policy import Policy
 from gate.core.trust import TrustStore
@@ -56,9 +58,9 @@ class _Logs:
     """The log stores opened so far, by URL: a reload keeps the same connection to the same log."""
 
     def __init__(self) -> None:
-        self._stores: dict[str, Any] = {}
+        self._stores: dict[str, LogStore] = {}
 
-    def store(self, url: str) -> Any:
+    def store(self, url: str) -> LogStore:
         if url not in self._stores:
             self._stores[url] = _open_log(url)
         return self._stores[url]
@@ -96,7 +98,7 @@ class Gate:
             return Loaded(_State(current, loaded.value, decider), files)
 
         def roots() -> list[Path]:
-            env_file = (environ if environ is not None else _environ()).get("GATE_CONFIG")
+            env_file = (environ if environ is not None else os.environ).get("GATE_CONFIG")
             found = [Path(env_file)] if config is None and env_file else []
             try:
                 current = settings()
@@ -171,13 +173,7 @@ def _decider(config: GateConfig, rules: Rules, logs: _Logs) -> Decider:
     return LocalDecider(rules.policy, rules.trust, log)
 
 
-def _environ() -> Mapping[str, str]:
-    import os
-
-    return os.environ
-
-
-def _open_log(url: str) -> Any:
+def _open_log(url: str) -> LogStore:
     from gate.core.log.store import open_store
 
     try:

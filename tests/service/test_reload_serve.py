@@ -17,18 +17,33 @@ from gate.core.trust import TrustStore
 from gate.runtime.remote import ask
 from gate.runtime.transport import GateServiceError
 
+from hf.hub_standin import HubStandin
 from .conftest import GateEnv, launch
+from .test_webhook import deliver, flip_public, hf_environment, hub, model_files, start_webhook_server  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
 
 def _release(folder: Path, env: GateEnv, **key_fields: object) -> None:
-    """A deployed trust store folder: trust.yaml naming evalco's key file by path."""
+    """A deployed trust store folder: trust.yaml naming each evaluator's key file by path."""
     (folder / "keys").mkdir(parents=True)
-    (folder / "keys" / "evalco.pub").write_bytes(env.world.evaluators["evalco"].key.public.to_pem())
-    entry = {"id": "evalco", "organization": "EvalCo", "kind": "third_party",
-             "keys": [{"path": "keys/evalco.pub", **key_fields}]}
-    (folder / "trust.yaml").write_text(yaml.safe_dump({"version": 1, "evaluators": [entry]}))
+    entries = []
+    for e in env.world.evaluators.values():
+        (folder / "keys" / f"{e.id}.pub").write_bytes(e.key.public.to_pem())
+        entries.append({"id": e.id, "organization": e.organization, "kind": e.kind,
+                        "keys": [{"path": f"keys/{e.id}.pub", **key_fields}]})
+    (folder / "trust.yaml").write_text(yaml.safe_dump({"version": 1, "evaluators": entries}))
+
+
+@pytest.fixture
+def deployed(gate_env: GateEnv, tmp_path: Path) -> tuple[GateEnv, Path, Path]:
+    """releases/a (keys trusted) and releases/b (every key revoked as compromised); ``current`` links to a."""
+    releases = tmp_path / "releases"
+    _release(releases / "a", gate_env)
+    _release(releases / "b", gate_env, revoked_at="2026-01-01T00:00:00Z", compromised=True)
+    current = tmp_path / "current"
+    current.symlink_to(releases / "a")
+    return replace(gate_env, trust=current / "trust.yaml"), current, releases
 
 
 def _repoint(link: Path, target: Path) -> None:
@@ -37,13 +52,8 @@ def _repoint(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def test_gate_serve_applies_a_revocation_without_a_restart(gate_env: GateEnv, tmp_path: Path) -> None:
-    releases = tmp_path / "releases"
-    _release(releases / "a", gate_env)
-    _release(releases / "b", gate_env, revoked_at="2026-01-01T00:00:00Z", compromised=True)
-    current = tmp_path / "current"
-    current.symlink_to(releases / "a")
-    env = replace(gate_env, trust=current / "trust.yaml")
+def test_gate_serve_applies_a_revocation_without_a_restart(deployed, gate_env: GateEnv, tmp_path: Path) -> None:
+    env, current, releases = deployed
     server = launch(env, tmp_path / "log.db", name="reload")
     try:
         manifest = hash_model(write_model(tmp_path / "model"))
@@ -63,5 +73,25 @@ def test_gate_serve_applies_a_revocation_without_a_restart(gate_env: GateEnv, tm
         _repoint(current, releases / "a")  # fixed: the same process decides again
         assert ask(server.client(), manifest, evidence, tier="hosted").decision.allowed
         assert server.proc.poll() is None
+    finally:
+        server.kill()
+
+
+def test_the_webhook_judges_with_the_trust_store_as_deployed_now(deployed, hub: HubStandin, hf_environment: None,
+                                                                  tmp_path: Path) -> None:
+    """The Hub webhook shares the service's reloader: after the revocation is deployed, a release resting on the
+    revoked keys is contained, without a restart."""
+    env, current, releases = deployed
+    server = start_webhook_server(env, tmp_path / "log.db", hub)
+    try:
+        hub.create_repo("org/reload-a", private=True, files=model_files(env, tmp_path / "a", evidence=True))
+        answer = deliver(server, flip_public(hub, "org/reload-a"))
+        assert [r["outcome"] for r in answer.json()["results"]] == ["allowed"], answer.text
+
+        _repoint(current, releases / "b")
+        hub.create_repo("org/reload-b", private=True, files=model_files(env, tmp_path / "b", evidence=True))
+        answer = deliver(server, flip_public(hub, "org/reload-b"))
+        assert [r["outcome"] for r in answer.json()["results"]] == ["contained"], answer.text
+        assert hub.repo("org/reload-b").private is True
     finally:
         server.kill()
