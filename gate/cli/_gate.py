@@ -14,18 +14,14 @@ from typing import Any
 
 import click
 
+from gate.cli._options import policy_option, trust_option
 from gate.core.decision import Decision
 from gate.core.render import decision_markdown, decision_text
 from gate.runtime import Gate, GateConfig
 
-policy_option = click.option(
-    "--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
-    help="Tier policy YAML (default: GATE_POLICY, or policy: in GATE_CONFIG, or the policy shipped with release-gate).",
-)
-trust_option = click.option(
-    "--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
-    help="Trust store YAML (default: GATE_TRUST, or trust: in GATE_CONFIG).",
-)
+
+
+__all__ = ["load_gate", "policy_option", "report", "trust_option"]
 
 
 def load_gate(policy_path: Path | None = None, trust_path: Path | None = None, **settings: Any) -> Gate:

@@ -24,9 +24,14 @@ model_dir_argument = click.argument(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+# The deciding commands read GATE_CONFIG and GATE_* themselves (gate.runtime.GateConfig): these options override.
+policy_option = click.option(
+    "--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="Tier policy YAML (default: GATE_POLICY, or policy: in GATE_CONFIG, or the policy shipped with release-gate).",
+)
 trust_option = click.option(
-    "--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
-    required=True, help="Trust store YAML (env GATE_TRUST).",
+    "--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="Trust store YAML (default: GATE_TRUST, or trust: in GATE_CONFIG).",
 )
 now_option = click.option(
     "--now", "now_text", metavar="TIME", envvar="GATE_NOW",

@@ -12,6 +12,7 @@ from gate.cli._options import hash_with_progress, json_option, model_dir_argumen
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.trust import TrustStore
 from gate.core.verify import Rejection, VerifiedAttestation, unique_inputs, verify_all
+from gate.errors import UsageError
 
 
 def _accepted_row(item: VerifiedAttestation) -> dict[str, Any]:
@@ -41,13 +42,19 @@ def _rejected_row(item: Rejection) -> dict[str, Any]:
 @now_option
 @json_option
 @quiet_option
-def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path, now_text: str | None,
+def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path | None, now_text: str | None,
                    as_json: bool, quiet: bool) -> None:
     """Verify ATTESTATIONS (files or folders; default MODEL_DIR/.attestations) for the model in MODEL_DIR.
 
     Checks DSSE evaluation attestations and OMS (model-signing) signatures against the trust store and the files
     on disk. Exit 0 when every one is valid, 1 otherwise.
     """
+    if trust_path is None:  # the one configuration: GATE_TRUST, or trust: in GATE_CONFIG
+        from gate.runtime import GateConfig
+
+        trust_path = GateConfig.from_env().trust
+    if trust_path is None:
+        raise UsageError("gate verify needs a trust store: --trust FILE (or GATE_TRUST, or trust: in GATE_CONFIG)")
     store = TrustStore.load(trust_path)
     now = resolve_now(now_text)
     items = unique_inputs(read_attestations(attestations) if attestations else model_attestations(model_dir))
