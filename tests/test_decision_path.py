@@ -121,3 +121,16 @@ def test_yaml_in_gate_config_is_the_one_configuration(tmp_path: Path, world: Wor
     (tmp_path / "conf" / "gate.yaml").write_text(yaml.safe_dump({"trust": "trust.yaml", "timeout": 7}))
     config = GateConfig.from_env({"GATE_CONFIG": str(tmp_path / "conf" / "gate.yaml")})
     assert config.trust == (tmp_path / "conf" / "trust.yaml").resolve() and config.timeout == 7
+
+
+def test_long_running_code_loads_trust_and_policy_only_through_the_reloader() -> None:
+    """The service, the webhook and the integrations never read a trust store or policy themselves: a copy loaded
+    once would go stale (the finding: `gate serve` never re-read its trust store)."""
+    loads = []
+    for part in ("service", "integrations", "audit"):
+        for path in (GATE / part).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr in ("load", "from_bytes") and \
+                        isinstance(node.value, ast.Name) and node.value.id in ("TrustStore", "Policy"):
+                    loads.append(f"{path.relative_to(GATE.parent)}:{node.lineno} {node.value.id}.{node.attr}")
+    assert loads == []

@@ -109,9 +109,10 @@ class Gate:
         return cls(Reloader(load, roots).current)
 
     @classmethod
-    def pinned(cls, config: GateConfig, rules: Rules, decider: Decider) -> "Gate":
-        """A gate over one fixed configuration (no files followed): for a decider that is already chosen."""
-        state = _State(config, rules, decider)
+    def pinned(cls, rules: Rules, decider: Decider, config: GateConfig | None = None) -> "Gate":
+        """A gate over one fixed version of the rules (no files followed), deciding with ``decider``: for a host
+        that has already chosen both (the service's webhook, for one event)."""
+        state = _State(config or GateConfig(), rules, decider)
         return cls(lambda: state)
 
     # --- what the configuration is now ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from gate.core.manifest import Manifest
 from gate.core.policy import Policy
 from gate.core.verify import AttestationInput
 from gate.errors import GateError
-from gate.runtime import Decider, Gate, GateConfig, RecordedDecision
+from gate.runtime import Decider, Gate, RecordedDecision
 from gate.service.responses import ApiError, Response
 
 #: Seconds one request to the Hub may take (connect, and each read or write).
@@ -210,7 +210,7 @@ class HfWebhook:
         try:
             rules = self.service.rules()  # one version of the policy and trust store for the whole event
             decider = _WebhookDecider(self.service.decider(rules), job.webhook_index)
-            gate = Gate.pinned(GateConfig(source="gate serve"), rules, decider)
+            gate = Gate.pinned(rules, decider)
             results = contain(self._hub(), job.payload, gate, seen=self.seen, on_result=on_result)
         except _LogFailed as exc:
             self._log_event_failure(job, exc)
