@@ -23,8 +23,8 @@ LAYERS = {
     "gate.cli": 4, "gate.__main__": 4,
     "gate": 5,  # the package root: the public API, above everything it exports
 }
-#: The version is a constant every layer may read from the package root.
-ROOT_CONSTANTS = {"__version__"}
+#: Constants every layer may read from the package root (it defines them without importing anything).
+ROOT_CONSTANTS = {"__version__", "DISTRIBUTION"}
 #: What the pure core must never import: hosts and transports are the adapters' business.
 NOT_IN_CORE = ("mlflow", "huggingface_hub", "hf_xet", "requests", "httpx", "flask", "starlette", "fastapi",
                "http", "urllib.request", "socket", "click", "gate.runtime", "gate.service", "gate.integrations",
