@@ -24,6 +24,7 @@ from gate.core.log.entries import (
 from gate.core.log.store import MAX_ENTRY_SIZE, LogStore
 from gate.core.manifest import Manifest
 from gate.core.policy import Policy
+from gate.core.targets import TARGET_FORMS, UnknownTarget, tier_for_target
 from gate.core.timeutil import utcnow
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, verify_attestation
@@ -32,7 +33,6 @@ from gate.runtime import LocalDecider, RecordedDecision, Rules
 from gate.service.attestations import AttestationIndex
 from gate.service.bodies import AttestationSubmission, DecisionRequest, model_digest
 from gate.service.responses import ApiError, bad_request
-from gate.core.targets import TARGET_FORMS, UnknownTarget, tier_for_target
 from gate.service.tokens import TokenSet
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
@@ -145,9 +145,7 @@ class GateService:
         context = dict(request.context)
         if requested_by is not None:
             context[REQUESTED_BY] = requested_by
-        recorded = self.decider(rules).decide(tier, request.model, sent, context)
-        assert recorded.log_index is not None
-        return Logged(recorded.decision, recorded.log_index)
+        return self.decide_and_log(tier, request.model, sent, context, rules)
 
     def decider(self, rules: Rules | None = None) -> LocalDecider:
         """The service's :class:`~gate.runtime.port.Decider` for ``rules`` (default: as the files are now): it judges
@@ -156,10 +154,11 @@ class GateService:
         return LocalDecider(rules.policy, rules.trust, log=self, evidence=self._held, clock=self.clock)
 
     def decide_and_log(self, tier: str, model: Manifest | str, sent: Sequence[AttestationInput],
-                       context: dict[str, Any]) -> Logged:
+                       context: dict[str, Any], rules: Rules | None = None) -> Logged:
         """Decide on ``model`` at ``tier`` with the attestations the log holds for it plus ``sent`` (named by their
-        ``source``), and log the decision, with any newly accepted attestation of ``sent``, in one append."""
-        recorded = self.decider().decide(tier, model, sent, context)
+        ``source``), and log the decision, with any newly accepted attestation of ``sent``, in one append (through
+        :meth:`decider`, with ``rules`` or the files as they are now)."""
+        recorded = self.decider(rules).decide(tier, model, sent, context)
         assert recorded.log_index is not None
         return Logged(recorded.decision, recorded.log_index)
 
