@@ -78,7 +78,11 @@ class Gate:
         ``GATE_CONFIG`` file changes). Raises ConfigError now when it does not load: a broken configuration stops
         start-up instead of a publish."""
         gate = cls.follow(config, environ)
-        gate._states()
+        error = gate.error
+        if isinstance(error, ConfigurationBroken):
+            raise error.reason  # at start-up the file's own error says it all
+        if error is not None:
+            raise error
         return gate
 
     @classmethod
