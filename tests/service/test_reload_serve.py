@@ -93,5 +93,11 @@ def test_the_webhook_judges_with_the_trust_store_as_deployed_now(deployed, hub: 
         answer = deliver(server, flip_public(hub, "org/reload-b"))
         assert [r["outcome"] for r in answer.json()["results"]] == ["contained"], answer.text
         assert hub.repo("org/reload-b").private is True
+
+        (releases / "b" / "keys" / "evalco.pub").write_text("not a key\n")  # broken: the event fails, logged
+        hub.create_repo("org/reload-c", private=True, files=model_files(env, tmp_path / "c", evidence=True))
+        answer = deliver(server, flip_public(hub, "org/reload-c"))
+        assert answer.status_code == 502 and "evalco.pub" in answer.json()["error"], answer.text
+        assert answer.headers["Retry-After"]  # the Hub redelivers; fixed by then, the event is checked
     finally:
         server.kill()
