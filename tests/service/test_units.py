@@ -172,3 +172,19 @@ def test_the_client_times_out_closed(stub, manifest) -> None:
     handler.do_POST = lambda self: __import__("time").sleep(0.8)  # type: ignore[method-assign]
     with pytest.raises(GateServiceError, match="did not answer within 0.3 s; the publish is denied"):
         ask(GateClient(url, token="t", timeout=0.3), tier="hosted", model=manifest).decision
+
+
+def test_an_auditor_refuses_a_health_answer_without_a_log_size(stub) -> None:
+    from gate.audit.sources import ServerSource
+
+    url, handler = stub
+
+    def get(self: _Stub) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    handler.do_GET = get  # type: ignore[attr-defined]
+    with pytest.raises(GateServiceError, match="malformed health answer"):
+        ServerSource(GateClient(url, timeout=5)).size()
