@@ -53,6 +53,8 @@ def test_gate_check_honours_an_unreachable_server_in_gate_config_and_denies(atte
     gate = Gate.load(environ={"GATE_CONFIG": str(config)})
     with pytest.raises(GateServiceError, match="unreachable"):
         gate.decide("internal", hash_model(model), ())
+    replay = run_gate("check", str(model), "--tier", "internal", "--now", "2026-11-01T12:00:00Z", env=env)
+    assert replay.returncode == 2 and "--now is local-only" in replay.stderr
     # Without the server the same check allows: the deny above came from the configuration, not the model.
     config.write_text(f"trust: {trust}\n")
     assert run_gate("check", str(model), "--tier", "internal", env=env).returncode == 0
@@ -67,9 +69,13 @@ def test_gate_check_reads_trust_policy_and_log_from_gate_config(attested, tmp_pa
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     assert decision["trust"]["source"] == str(trust)
+    # A replay (--now) is judged as of then and recorded nowhere: the log holds decisions timed by the gate's clock.
+    replay = run_gate("check", str(model), "--tier", "internal", "--now", "2026-11-01T12:00:00Z",
+                      env={"GATE_CONFIG": str(config)})
+    assert replay.returncode == 0, replay.stderr
     store = open_store(str(log))
     try:
-        assert store.size() == 1  # recorded, as every integration records
+        assert store.size() == 1  # the first check, recorded as every integration records
     finally:
         store.close()
     # An option still wins over the file.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gate.cli._gate import load_gate, policy_option, report, trust_option
+from gate.cli._gate import check, load_gate, policy_option, report, trust_option
 from gate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.keys import PrivateKey, PublicKey
@@ -83,9 +83,9 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
     assert model_dir is not None
     gate = load_gate(policy_path, trust_path, server=server, token_env=token_env, timeout=timeout).current()
     remote = gate.config.server is not None
-    if remote and (vsa_path is not None or now_text):
-        raise UsageError("--vsa and --now are local-only: with a gate service (--server, GATE_SERVER or server: in "
-                         f"{gate.config.source}) the service signs and times its decisions")
+    if remote and vsa_path is not None:
+        raise UsageError("--vsa is local-only: with a gate service (--server, GATE_SERVER or server: in "
+                         f"{gate.config.source}) the service signs its decisions")
     if not remote:
         gate.policy.tier(tier)  # an unknown tier is a usage error before any hashing
     elif not gate.config.token:  # denied before hashing what could not be sent
@@ -101,7 +101,7 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
     items = read_attestations(attestations) + model_attestations(model_dir)
     manifest = hash_with_progress(model_dir, quiet)
     context = {"client": "gate check", "model_dir": model_dir.resolve().name}
-    decision = gate.decide(tier, manifest, items, context, now=now)
+    decision = check(gate, tier, manifest, items, context, now)
     if key is not None and vsa_path is not None:
         vsa_path.write_bytes(sign_vsa(decision, resource_uri or model_dir.resolve().name, gate.policy.tier_names,
                                       key).to_json())

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import click
 
-from gate.cli._gate import load_gate, policy_option, report, trust_option
+from gate.cli._gate import check, load_gate, policy_option, report, trust_option
 from gate.cli._options import now_option, quiet_option, resolve_now
 from gate.core.render import decision_text
 from gate.errors import GateError, UsageError
@@ -169,10 +169,10 @@ def check_command(target: str, attestations: tuple[Path, ...], tier: str | None,
     click.echo(f"gate: {rev.label} ({rev.state.describe()}): {len(manifest.files)} files, "
                f"{manifest.total_size} bytes; {lfs} LFS digest(s) from metadata, "
                f"{len(found)} attestation(s) in .attestations/", err=True)
-    decision = gate.decide(chosen, manifest, found + extra,
+    decision = check(gate, chosen, manifest, found + extra,
                            {"integration": "huggingface", "action": "check", "repo": repo_id,
                             "repo_type": rev.repo_type, "revision": revision or "main", "commit": rev.sha,
-                            "visibility": rev.state.describe()}, now=now)
+                            "visibility": rev.state.describe()}, now)
     report(decision, as_json, markdown_path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gate.cli._gate import load_gate, policy_option, report, trust_option
+from gate.cli._gate import check, load_gate, policy_option, report, trust_option
 from gate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now
 from gate.core.collect import model_attestations
 
@@ -49,5 +49,5 @@ def check_command(model_uri: str, tier: str, tracking_uri: str | None, trust_pat
         model_dir = download_version(model_uri, Path(tmp), tracking_uri)
         manifest = hash_with_progress(model_dir, quiet)
         context = {"client": "gate mlflow check", "model_uri": model_uri}
-        decision = gate.decide(tier, manifest, model_attestations(model_dir), context, now=now)
+        decision = check(gate, tier, manifest, model_attestations(model_dir), context, now)
     report(decision, as_json, markdown_path)
