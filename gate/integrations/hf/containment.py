@@ -595,7 +595,7 @@ class _Run:
 
 
 def _pull_request_text(bad: list[Containment], state: HubState, unverifiable: Mapping[int, str]) -> str:
-    from gate.cli.render import decision_markdown
+    from gate.core.render import decision_markdown
 
     listed = "\n".join(f"- {r.where}" for r in bad[:_LISTED])
     findings = []
