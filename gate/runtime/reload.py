@@ -158,20 +158,21 @@ class Reloader(Generic[T]):
                 problem = ConfigError(f"the gate configuration does not load: {type(exc).__name__}: {exc}")
                 files = _union(files, tuple(self._roots()))
                 break
+            stats = tuple(_stat(p) for p in loaded.files)  # before hashing: a later change shows in the stat
             after = tuple(_content(p) for p in loaded.files)
             if loaded.files == files and after == before:
                 self._value, self._error = loaded.value, None
-                self._watch(files, after)
+                self._watch(files, stats, after)
                 return
             files, problem = loaded.files, ConfigError("the configuration files kept changing while being read")
         self._value = None
         assert problem is not None
         self._error = ConfigurationBroken(problem)
-        self._watch(files, tuple(_content(p) for p in files))
+        stats = tuple(_stat(p) for p in files)
+        self._watch(files, stats, tuple(_content(p) for p in files))
 
-    def _watch(self, files: tuple[Path, ...], contents: tuple[Content, ...]) -> None:
-        self._files, self._contents = files, contents
-        self._stats = tuple(_stat(p) for p in files)
+    def _watch(self, files: tuple[Path, ...], stats: tuple[Stat, ...], contents: tuple[Content, ...]) -> None:
+        self._files, self._stats, self._contents = files, stats, contents
         self._hashed_at = self._clock()
 
 
