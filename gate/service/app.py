@@ -29,7 +29,7 @@ from gate.core.timeutil import utcnow
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, verify_attestation
 from gate.errors import ConfigError, VerificationError
-from gate.runtime import LocalDecider, RecordedDecision, Rules
+from gate.runtime import ConfigurationBroken, LocalDecider, RecordedDecision, Rules
 from gate.service.attestations import AttestationIndex
 from gate.service.bodies import AttestationSubmission, DecisionRequest, model_digest
 from gate.service.responses import ApiError, bad_request
@@ -260,8 +260,16 @@ class GateService:
             position = batch[-1].index + 1
 
     def health(self) -> dict[str, Any]:
+        """Serving, the log's size and key, and what decisions are judged against now (or why nothing is): the log
+        stays readable while the trust store or policy does not load."""
+        try:
+            rules = self.rules()
+            judged: dict[str, Any] = {"trust_source": rules.trust.source, "trust_digest": rules.trust.digest,
+                                      "policy_uri": rules.policy.uri, "policy_digest": rules.policy.digest}
+        except ConfigurationBroken as exc:
+            judged = {"error": str(exc)}
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),
-                "log_key": self.signer.verifier.vkey()}
+                "log_key": self.signer.verifier.vkey(), "rules": judged}
 
     def policy_summary(self) -> dict[str, Any]:
         """What a client needs to check a decision asked for by target: the policy's digest (every decision carries

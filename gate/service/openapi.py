@@ -196,7 +196,11 @@ def openapi_document() -> dict[str, Any]:
                             "alias, stage or tag not listed needs the registration tier.")}}}}},
                 "Health": {"type": "object", "required": ["status", "origin", "tree_size"], "properties": {
                     "status": {"const": "ok"}, "origin": {"type": "string"}, "tree_size": {"type": "integer"},
-                    "log_key": {"type": "string", "description": "Checkpoint verifier key (vkey); pin it out of band."}}},
+                    "log_key": {"type": "string", "description": "Checkpoint verifier key (vkey); pin it out of band."},
+                    "rules": {"type": "object", "description": (
+                        "What decisions are judged against now: trust_source, trust_digest (covers the key files the "
+                        "trust store names), policy_uri, policy_digest; or error, while the trust store or policy "
+                        "does not load (every decision is refused until it is fixed).")}}},
             },
         },
         "paths": {

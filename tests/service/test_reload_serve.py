@@ -65,10 +65,13 @@ def test_gate_serve_applies_a_revocation_without_a_restart(deployed, gate_env: G
         second = ask(server.client(), manifest, evidence, tier="hosted").decision
         assert not second.allowed and "compromised" in second.rejected[0].reason
         assert second.trust_digest == TrustStore.load(releases / "b" / "trust.yaml").digest
+        assert server.client(token=None).health()["rules"]["trust_digest"] == second.trust_digest
 
         (releases / "b" / "trust.yaml").write_text("version: 1\nevaluators: [{id: x}]\n")  # broken in place
         with pytest.raises(GateServiceError, match=r"HTTP 503.*trust\.yaml.*the publish is denied"):
             ask(server.client(), manifest, evidence, tier="hosted")
+        health = server.client(token=None).health()  # the log stays readable; health says why nothing is decided
+        assert "trust.yaml" in health["rules"]["error"] and health["tree_size"] > 0
 
         _repoint(current, releases / "a")  # fixed: the same process decides again
         assert ask(server.client(), manifest, evidence, tier="hosted").decision.allowed
