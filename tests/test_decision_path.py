@@ -140,3 +140,21 @@ def test_long_running_code_loads_trust_and_policy_only_through_the_reloader() ->
                         isinstance(node.value, ast.Name) and node.value.id in ("TrustStore", "Policy"):
                     loads.append(f"{path.relative_to(GATE.parent)}:{node.lineno} {node.value.id}.{node.attr}")
     assert loads == []
+
+
+def test_the_reading_commands_take_trust_and_policy_from_gate_config_too(attested, tmp_path: Path) -> None:
+    """`gate verify`, `gate policy explain` and `gate log audit` read the same configuration as the deciding ones."""
+    model, trust = attested
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"version": 1, "name": "configured-policy", "tiers": [{"name": "only"}]}))
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"trust: {trust}\npolicy: {policy}\n")
+    env = {"GATE_CONFIG": str(config)}
+    verified = run_gate("verify", str(model), env=env)
+    assert verified.returncode == 0 and "VALID" in verified.stdout, verified.stderr
+    explained = run_gate("policy", "explain", env=env)
+    assert explained.returncode == 0 and "configured-policy" in explained.stdout
+    missing = run_gate("verify", str(model), env={"GATE_CONFIG": "", "GATE_TRUST": ""})
+    assert missing.returncode == 2 and "gate verify needs --trust FILE" in missing.stderr
+    audit = run_gate("log", "audit", "--log", str(tmp_path / "none.db"), env={"GATE_CONFIG": "", "GATE_TRUST": ""})
+    assert audit.returncode == 2 and "gate log audit needs --trust FILE" in audit.stderr

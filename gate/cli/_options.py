@@ -39,6 +39,19 @@ now_option = click.option(
 )
 
 
+def configured(value: Path | None, setting: str, needed_by: str | None = None) -> Path | None:
+    """``value`` (an option), else the ``setting`` (``trust``, ``policy``, ``key``) of the one configuration
+    (``GATE_*``, then ``GATE_CONFIG``). With ``needed_by``, raises UsageError when neither gives one."""
+    if value is None:
+        from gate.runtime.config import GateConfig
+
+        value = getattr(GateConfig.from_env(), setting)
+    if value is None and needed_by is not None:
+        raise UsageError(f"{needed_by} needs --{setting} FILE (or GATE_{setting.upper()}, or {setting}: in "
+                         "GATE_CONFIG)")
+    return value
+
+
 def resolve_now(now_text: str | None) -> datetime:
     if not now_text:
         return utcnow()

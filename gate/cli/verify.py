@@ -8,11 +8,10 @@ from typing import Any
 
 import click
 
-from gate.cli._options import hash_with_progress, json_option, model_dir_argument, now_option, print_json, quiet_option, resolve_now, trust_option
+from gate.cli._options import configured, hash_with_progress, json_option, model_dir_argument, now_option, print_json, quiet_option, resolve_now, trust_option
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.trust import TrustStore
 from gate.core.verify import Rejection, VerifiedAttestation, unique_inputs, verify_all
-from gate.errors import UsageError
 
 
 def _accepted_row(item: VerifiedAttestation) -> dict[str, Any]:
@@ -49,13 +48,7 @@ def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: 
     Checks DSSE evaluation attestations and OMS (model-signing) signatures against the trust store and the files
     on disk. Exit 0 when every one is valid, 1 otherwise.
     """
-    if trust_path is None:  # the one configuration: GATE_TRUST, or trust: in GATE_CONFIG
-        from gate.runtime import GateConfig
-
-        trust_path = GateConfig.from_env().trust
-    if trust_path is None:
-        raise UsageError("gate verify needs a trust store: --trust FILE (or GATE_TRUST, or trust: in GATE_CONFIG)")
-    store = TrustStore.load(trust_path)
+    store = TrustStore.load(configured(trust_path, "trust", "gate verify"))
     now = resolve_now(now_text)
     items = unique_inputs(read_attestations(attestations) if attestations else model_attestations(model_dir))
     manifest = hash_with_progress(model_dir, quiet)
