@@ -54,7 +54,7 @@ def test_gate_check_honours_an_unreachable_server_in_gate_config_and_denies(atte
     with pytest.raises(GateServiceError, match="unreachable"):
         gate.decide("internal", hash_model(model), ())
     replay = run_gate("check", str(model), "--tier", "internal", "--now", "2026-11-01T12:00:00Z", env=env)
-    assert replay.returncode == 2 and "--now is local-only" in replay.stderr
+    assert replay.returncode == 2 and "--now are local-only" in replay.stderr
     # Without the server the same check allows: the deny above came from the configuration, not the model.
     config.write_text(f"trust: {trust}\n")
     assert run_gate("check", str(model), "--tier", "internal", env=env).returncode == 0

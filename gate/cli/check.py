@@ -83,9 +83,9 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
     assert model_dir is not None
     gate = load_gate(policy_path, trust_path, server=server, token_env=token_env, timeout=timeout).current()
     remote = gate.config.server is not None
-    if remote and vsa_path is not None:
-        raise UsageError("--vsa is local-only: with a gate service (--server, GATE_SERVER or server: in "
-                         f"{gate.config.source}) the service signs its decisions")
+    if remote and (vsa_path is not None or now_text):  # refused before any hashing
+        raise UsageError("--vsa and --now are local-only: with a gate service (--server, GATE_SERVER or server: in "
+                         f"{gate.config.source}) the service signs and times its decisions")
     if not remote:
         gate.policy.tier(tier)  # an unknown tier is a usage error before any hashing
     elif not gate.config.token:  # denied before hashing what could not be sent
