@@ -323,3 +323,33 @@ def test_a_broken_load_is_retried_on_the_interval_even_without_a_change(tmp_path
     failing[0] = False
     now[0] = 10.0
     assert reloader.current() == "ok"
+
+
+def test_the_operator_is_told_of_each_change_once(tmp_path: Path) -> None:
+    """on_change: each reload and each new breakage once, not every retry of the same broken state."""
+    path = tmp_path / "file"
+    path.write_bytes(b"one")
+    now = [0.0]
+    told: list[str] = []
+
+    def load() -> Loaded[bytes]:
+        data = path.read_bytes()
+        if data == b"broken":
+            from gate.errors import ConfigError
+
+            raise ConfigError(f"{path}: broken")
+        return Loaded(data, (path,))
+
+    reloader = Reloader(load, lambda: [path], clock=lambda: now[0],
+                        on_change=lambda value, error: told.append(str(error) if error else value.decode()))
+    assert told == []  # the first load is the start-up's to report
+    path.write_bytes(b"two")
+    reloader.current()
+    path.write_bytes(b"broken")
+    for step in range(1, 4):  # retried every interval, told once
+        now[0] = 10.0 * step
+        with pytest.raises(ConfigurationBroken):
+            reloader.current()
+    path.write_bytes(b"three")
+    assert reloader.current() == b"three"
+    assert told[0] == "two" and "broken" in told[1] and told[2:] == ["three"]

@@ -45,6 +45,18 @@ def load_rules(policy: Path | None, trust: Path | None, no_trust: str = "(no tru
     return Loaded(Rules(loaded_policy, store), files)
 
 
+#: Told of each reload: the new rules, or why the files do not load (then the rules are None).
+OnChange = Callable[[Rules | None, ConfigurationBroken | None], None]
+
+
+def describe_change(rules: Rules | None, error: ConfigurationBroken | None) -> str:
+    """One line for an operator's log about a reload."""
+    if error is not None or rules is None:
+        return str(error)
+    return (f"reloaded: trust store {rules.trust.source} ({rules.trust.digest}), policy {rules.policy.uri} "
+            f"({rules.policy.digest})")
+
+
 @dataclass(frozen=True)
 class _State:
     """One loaded configuration: the settings, the rules, and the decider they make."""
@@ -73,11 +85,12 @@ class Gate:
         self._states = states
 
     @classmethod
-    def load(cls, config: GateConfig | None = None, environ: Mapping[str, str] | None = None) -> "Gate":
+    def load(cls, config: GateConfig | None = None, environ: Mapping[str, str] | None = None,
+             on_change: OnChange | None = None) -> "Gate":
         """The gate for ``config`` (default: ``GATE_CONFIG`` and ``GATE_*`` of ``environ``, read again when the
         ``GATE_CONFIG`` file changes). Raises ConfigError now when it does not load: a broken configuration stops
         start-up instead of a publish."""
-        gate = cls.follow(config, environ)
+        gate = cls.follow(config, environ, on_change)
         error = gate.error
         if isinstance(error, ConfigurationBroken):
             raise error.reason  # at start-up the file's own error says it all
@@ -86,9 +99,11 @@ class Gate:
         return gate
 
     @classmethod
-    def follow(cls, config: GateConfig | None = None, environ: Mapping[str, str] | None = None) -> "Gate":
+    def follow(cls, config: GateConfig | None = None, environ: Mapping[str, str] | None = None,
+               on_change: OnChange | None = None) -> "Gate":
         """Like :meth:`load`, but never raises: while the configuration does not load, every use of the gate raises
-        :class:`~gate.runtime.reload.ConfigurationBroken` (see :attr:`error`)."""
+        :class:`~gate.runtime.reload.ConfigurationBroken` (see :attr:`error`). ``on_change`` is told of each reload
+        (the new rules, or why they do not load), for the operator's log."""
         logs = _Logs()
 
         def settings() -> GateConfig:
@@ -110,7 +125,11 @@ class Gate:
                 return found
             return found + [p for p in (current.file, current.policy, current.trust) if p is not None]
 
-        return cls(Reloader(load, roots).current)
+        def changed(state: _State | None, error: ConfigurationBroken | None) -> None:
+            if on_change is not None:
+                on_change(state.rules if state is not None else None, error)
+
+        return cls(Reloader(load, roots, on_change=changed).current)
 
     @classmethod
     def pinned(cls, rules: Rules, decider: Decider, config: GateConfig | None = None) -> "Gate":
@@ -189,4 +208,4 @@ def _open_log(url: str) -> LogStore:
         raise ConfigError(f"cannot open the decision log {url}: {exc}") from None
 
 
-__all__ = ["ConfigurationBroken", "Gate", "Rules", "load_rules"]
+__all__ = ["ConfigurationBroken", "Gate", "OnChange", "Rules", "describe_change", "load_rules"]

@@ -87,13 +87,16 @@ class Reloader(Generic[T]):
     """Holds the value ``load`` makes from files, made again whenever one of those files changes. Thread-safe.
 
     ``load`` raises :class:`~gate.errors.GateError` for a configuration that does not load; ``roots`` are the files
-    to watch while there is no loaded value to say which (at least the ones ``load`` starts from).
+    to watch while there is no loaded value to say which (at least the ones ``load`` starts from). ``on_change`` is
+    told of every reload after the first: the new value, or the error (for the operator's log; it must not raise).
     """
 
     def __init__(self, load: Callable[[], Loaded[T]], roots: Callable[[], Sequence[Path]] = tuple,
-                 *, rehash_every: float = REHASH_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, rehash_every: float = REHASH_EVERY, clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[T | None, ConfigurationBroken | None], None] | None = None) -> None:
         self._load = load
         self._roots = roots
+        self._on_change = None
         self._rehash_every = rehash_every
         self._clock = clock
         self._lock = threading.Lock()
@@ -105,6 +108,7 @@ class Reloader(Generic[T]):
         self._hashed_at = 0.0
         with self._lock:
             self._reload()
+        self._on_change = on_change
 
     @property
     def error(self) -> ConfigurationBroken | None:
@@ -138,7 +142,10 @@ class Reloader(Generic[T]):
             self._hashed_at = self._clock()
         self._stats = stats
         if tuple(contents) != self._contents or (due and self._error is not None):
+            was = self._error
             self._reload()
+            if self._on_change is not None and (self._error is None or was is None or str(was) != str(self._error)):
+                self._on_change(self._value, self._error)  # not again for each retry of the same broken state
 
     def _reload(self) -> None:
         """Load until the files read the same before and after a load (or give up: broken, retried later)."""

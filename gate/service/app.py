@@ -266,8 +266,9 @@ class GateService:
             rules = self.rules()
             judged: dict[str, Any] = {"trust_source": rules.trust.source, "trust_digest": rules.trust.digest,
                                       "policy_uri": rules.policy.uri, "policy_digest": rules.policy.digest}
-        except ConfigurationBroken as exc:
-            judged = {"error": str(exc)}
+        except ConfigurationBroken:  # the reason (paths, lines) is for the operator's log, not the public
+            judged = {"error": "the trust store or policy does not load; every decision is refused until it is "
+                               "fixed (the reason is in the service's log)"}
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),
                 "log_key": self.signer.verifier.vkey(), "rules": judged}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ from gate.core.keys import PrivateKey
 from gate.core.log.checkpoint import NoteSigner, key_name_problem
 from gate.core.log.store import LogStore, StoreError, open_store
 from gate.errors import ConfigError
-from gate.runtime import Reloader, load_rules
+from gate.runtime.gate import Reloader, describe_change, load_rules
 from gate.service.app import GateService
 from gate.service.http import DEFAULT_MAX_BODY
 from gate.service.tokens import TokenSet
@@ -75,7 +76,9 @@ def load_service(config: ServiceConfig) -> GateService:
     # The policy, the trust store and its key files are followed while the service runs (a revocation reaches the
     # next decision); they must load now, so a broken file stops start-up.
     rules = Reloader(lambda: load_rules(config.policy, config.trust),
-                     lambda: [p for p in (config.policy, config.trust) if p is not None])
+                     lambda: [p for p in (config.policy, config.trust) if p is not None],
+                     on_change=lambda new, error: print(f"gate serve: {describe_change(new, error)}", file=sys.stderr,
+                                                        flush=True))
     if rules.error is not None:
         raise rules.error.reason
     signer = _signer(config)

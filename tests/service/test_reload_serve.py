@@ -70,11 +70,15 @@ def test_gate_serve_applies_a_revocation_without_a_restart(deployed, gate_env: G
         (releases / "b" / "trust.yaml").write_text("version: 1\nevaluators: [{id: x}]\n")  # broken in place
         with pytest.raises(GateServiceError, match=r"HTTP 503.*trust\.yaml.*the publish is denied"):
             ask(server.client(), manifest, evidence, tier="hosted")
-        health = server.client(token=None).health()  # the log stays readable; health says why nothing is decided
-        assert "trust.yaml" in health["rules"]["error"] and health["tree_size"] > 0
+        health = server.client(token=None).health()  # the log stays readable; health says nothing is decided
+        assert "does not load" in health["rules"]["error"] and health["tree_size"] > 0
+        assert "trust.yaml" not in health["rules"]["error"]  # paths and lines are for the operator's log:
+        assert "gate serve: the gate configuration does not load" in server.output()
+        assert "trust.yaml" in server.output()
 
         _repoint(current, releases / "a")  # fixed: the same process decides again
         assert ask(server.client(), manifest, evidence, tier="hosted").decision.allowed
+        assert f"gate serve: reloaded: trust store {current / 'trust.yaml'} ({first.trust_digest})" in server.output()
         assert server.proc.poll() is None
     finally:
         server.kill()

@@ -8,17 +8,25 @@ must not keep allowing with the old one, nor fall back to allowing everything.
 
 from __future__ import annotations
 
+import logging
 from typing import Mapping
 
 from gate.errors import GateError
-from gate.runtime import Gate
+from gate.runtime import ConfigurationBroken, Gate, Rules
+from gate.runtime.gate import describe_change
+
+log = logging.getLogger("gate.integrations.mlflow")
+
+
+def _log_change(rules: Rules | None, error: ConfigurationBroken | None) -> None:
+    (log.error if error is not None else log.info)("%s", describe_change(rules, error))
 
 
 class GateHolder:
     """Holds the current :class:`Gate`, or the reason there is none. Never raises when built."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self._gate = Gate.follow(environ=environ)
+        self._gate = Gate.follow(environ=environ, on_change=_log_change)
 
     @property
     def error(self) -> GateError | None:
