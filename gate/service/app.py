@@ -41,6 +41,9 @@ MAX_PAGE_BYTES = 8 * 1024 * 1024
 #: Results of one ``GET /v1/log/find`` at most, and bytes of entries it reads to tell their kinds (at least one).
 MAX_FIND = 1000
 MAX_FIND_BYTES = 8 * 1024 * 1024
+#: What the public endpoints say while the trust store or policy does not load (token holders get the reason).
+BROKEN_IN_PUBLIC = ("the trust store or policy does not load; every decision is refused until it is fixed (the reason "
+                    "is in the service's log)")
 #: The context key under which a decision entry records which token asked for it.
 REQUESTED_BY = "requested_by"
 
@@ -267,15 +270,17 @@ class GateService:
             judged: dict[str, Any] = {"trust_source": rules.trust.source, "trust_digest": rules.trust.digest,
                                       "policy_uri": rules.policy.uri, "policy_digest": rules.policy.digest}
         except ConfigurationBroken:  # the reason (paths, lines) is for the operator's log, not the public
-            judged = {"error": "the trust store or policy does not load; every decision is refused until it is "
-                               "fixed (the reason is in the service's log)"}
+            judged = {"error": BROKEN_IN_PUBLIC}
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),
                 "log_key": self.signer.verifier.vkey(), "rules": judged}
 
     def policy_summary(self) -> dict[str, Any]:
         """What a client needs to check a decision asked for by target: the policy's digest (every decision carries
         it), its tiers, and which tier each publish target needs (as :func:`tier_for_target` resolves them)."""
-        policy = self.policy
+        try:
+            policy = self.policy
+        except ConfigurationBroken:  # a public endpoint: the reason is for the operator's log
+            raise ApiError(503, BROKEN_IN_PUBLIC) from None
         hf, ml = policy.huggingface, policy.mlflow
         return {
             "uri": policy.uri, "digest": policy.digest, "tiers": list(policy.tier_names),

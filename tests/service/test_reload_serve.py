@@ -73,6 +73,9 @@ def test_gate_serve_applies_a_revocation_without_a_restart(deployed, gate_env: G
         health = server.client(token=None).health()  # the log stays readable; health says nothing is decided
         assert "does not load" in health["rules"]["error"] and health["tree_size"] > 0
         assert "trust.yaml" not in health["rules"]["error"]  # paths and lines are for the operator's log:
+        with pytest.raises(GateServiceError, match="HTTP 503") as public:
+            server.client(token=None).policy()
+        assert "trust.yaml" not in str(public.value)
         assert "gate serve: the gate configuration does not load" in server.output()
         assert "trust.yaml" in server.output()
 
