@@ -54,7 +54,9 @@ def ask(client: GateClient, model: Manifest | str, attestations: Sequence[Attest
     if (tier is None) == (target is None):
         raise InputError("give exactly one of tier and target")
     wanted = model_digest(model)
-    model_body: dict[str, Any] = {"manifest": model.to_dict()} if isinstance(model, Manifest) else {"digest": wanted}
+    # A manifest goes with its files' content classes: the service cannot see the files.
+    model_body: dict[str, Any] = ({"manifest": model.to_dict(content=True)} if isinstance(model, Manifest)
+                                  else {"digest": wanted})
     body: dict[str, Any] = {
         "model": model_body,
         "attestations": [base64.b64encode(item.data).decode("ascii") for item in attestations],
