@@ -46,7 +46,8 @@ def deploy(root: Path, keys: int) -> Path:
         evaluators.append({"id": f"e{n}", "organization": f"Org {n}", "kind": "third_party",
                            "keys": [{"path": f"keys/e{n}.pub"}]})
     (release / "trust.yaml").write_text(yaml.safe_dump({"version": 1, "evaluators": evaluators}))
-    (release / "policy.yaml").write_text(yaml.safe_dump({"version": 1, "name": "bench", "tiers": [{"name": "internal"}]}))
+    policy = {"version": 1, "name": "bench", "tiers": [{"name": "internal"}]}
+    (release / "policy.yaml").write_text(yaml.safe_dump(policy))
     (root / "current").symlink_to(release)
     return root / "current"
 

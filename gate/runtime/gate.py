@@ -1,10 +1,11 @@
 """The gate as commands and integrations hold it: a configuration, followed as its files change, and one
 :meth:`Gate.decide` that decides and records a publish through the configured :class:`~gate.runtime.port.Decider`.
 
-Where a gate service is configured (``server``) the service decides and records (:class:`~gate.runtime.remote.RemoteDecider`); otherwise
-the decision is made here with the policy and trust store and appended to the log, if one is configured
-(:class:`LocalDecider`). Either way the configuration files are watched (:mod:`gate.runtime.reload`): a revocation
-reaches the next decision, a broken file refuses every decision until it is fixed.
+Where a gate service is configured (``server``) the service decides and records
+(:class:`~gate.runtime.remote.RemoteDecider`); otherwise the decision is made here with the policy and trust store
+and appended to the log, if one is configured (:class:`~gate.runtime.local.LocalDecider`). Either way the
+configuration files are watched (:mod:`gate.runtime.reload`): a revocation reaches the next decision, a broken file
+refuses every decision until it is fixed.
 """
 
 from __future__ import annotations
