@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import requests
 
+from gate.core.files import StrictJSONError, parse_json
 from gate.errors import GateError
 
 DENIED = "the publish is denied"
@@ -113,11 +114,11 @@ class Transport:
         return answer
 
     def json(self, answer: Answer, publish: bool = False) -> Any:
-        """The answer's JSON; raises :class:`GateServiceError` when it is not JSON."""
+        """The answer's JSON, read strictly; raises :class:`GateServiceError` when it is not JSON or is ambiguous."""
         try:
-            return json.loads(answer.content)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise self.fail("sent an answer that is not JSON", publish) from None
+            return parse_json(answer.content)  # strict: a decision two readers could read differently is no decision
+        except StrictJSONError as exc:
+            raise self.fail(f"sent an answer that {exc}, so it is not JSON", publish) from None
 
     def field(self, data: Any, key: str, kind: type | tuple[type, ...], publish: bool = False) -> Any:
         """``data[key]`` when ``data`` is an object and that is a ``kind`` (never a bool); raises otherwise."""

@@ -102,7 +102,8 @@ class GateService:
         now = self.clock()
         rules = self.rules()
         try:
-            verified = verify_attestation(item, rules.trust, model, now, rules.policy.clock_skew)
+            verified = verify_attestation(item, rules.trust, model, now, rules.policy.clock_skew,
+                                          rules.policy.benchmarks)
         except VerificationError as exc:
             raise bad_request(f"attestation rejected: {exc}", reason=str(exc)) from None
         digest = f"sha256:{model}"
