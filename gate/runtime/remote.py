@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from gate.core.decision import Decision
 from gate.core.manifest import Manifest
 from gate.core.policy import Policy
-from gate.core.targets import UnknownTarget, tier_for_target
+from gate.core.targets import Target, TargetError, required_tier
 from gate.core.verify import AttestationInput
 from gate.errors import InputError, UsageError
 from gate.runtime.client import GateClient
@@ -102,8 +102,8 @@ def _target_tier(client: GateClient, target: str, policy_digest: str) -> str:
             huggingface=SimpleNamespace(**{k: str(hf[k]) for k in ("private", "gated_manual", "gated_auto", "public")}),
             mlflow=SimpleNamespace(registration=str(ml["registration"]), aliases=dict(ml["aliases"]),
                                    stages=dict(ml["stages"]), tags={str(k): dict(v) for k, v in ml["tags"].items()}))
-        expected = tier_for_target(view, target)  # type: ignore[arg-type]
-    except UnknownTarget as exc:
+        expected = required_tier(view, Target.parse(target))  # type: ignore[arg-type]
+    except TargetError as exc:
         raise t.fail(f"decided on a target its policy does not know: {exc}", True) from None
     except (KeyError, TypeError, ValueError, AttributeError):
         raise t.fail("sent a malformed policy (no valid 'targets')", True) from None

@@ -24,7 +24,6 @@ from gate.core.log.entries import (
 from gate.core.log.store import MAX_ENTRY_SIZE, LogStore
 from gate.core.manifest import Manifest
 from gate.core.policy import Policy
-from gate.core.targets import TARGET_FORMS, UnknownTarget, tier_for_target
 from gate.core.timeutil import utcnow
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, verify_attestation
@@ -33,6 +32,7 @@ from gate.runtime import ConfigurationBroken, LocalDecider, RecordedDecision, Ru
 from gate.service.attestations import AttestationIndex
 from gate.service.bodies import AttestationSubmission, DecisionRequest, model_digest
 from gate.service.responses import ApiError, bad_request
+from gate.service.targets import TARGET_FORMS, TargetError, tier_for_target
 from gate.service.tokens import TokenSet
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
@@ -129,7 +129,7 @@ class GateService:
         if request.target is not None:
             try:
                 return tier_for_target(policy, request.target)
-            except UnknownTarget as exc:
+            except TargetError as exc:
                 raise bad_request(str(exc)) from None
         try:
             return policy.tier(str(request.tier)).name

@@ -20,7 +20,7 @@ from gate.core.log.entries import (
 )
 from gate.core.policy import Policy
 from gate.errors import ConfigError
-from gate.core.targets import UnknownTarget, tier_for_target
+from gate.service.targets import UnknownTarget, tier_for_target
 from gate.service.tokens import TokenSet, hash_token
 from gate.core.decision import Decision, DecisionFormatError
 
