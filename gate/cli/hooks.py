@@ -113,12 +113,12 @@ def status_command(repo: Path) -> None:
 @now_option
 def prepush_command(remote: str, url: str, tier: str | None, hook_path: str | None, now_text: str | None) -> None:
     """Run by git before a push (REMOTE URL as arguments, the refs on stdin). Exit 1 aborts the push."""
-    from gate.cli.render import decision_text
+    from gate.core.render import decision_text
+    from gate.core.targets import tier_named
     from gate.integrations.git.install import KEPT_HOOK_ENV, run_chained
     from gate.integrations.git.objects import GitRepo
     from gate.integrations.git.prepush import (chain_to_lfs, check_push, describe_checks, lfs_available,
                                                max_pushed_commits, parse_updates, uses_lfs, verify_lfs_objects)
-    from gate.core.targets import tier_named
     from gate.integrations.git.tiers import TierChoice, resolve_tier
     from gate.runtime import Gate, GateConfig
 
