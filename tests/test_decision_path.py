@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from support import NOW, World, run_gate, write_model
-from gate.core.log.store import open_store
+from gate.core.log.backends import open_store
 from gate.core.manifest import hash_model
 from gate.runtime import Gate, GateConfig, LocalDecider
 from gate.runtime.transport import GateServiceError

@@ -199,7 +199,7 @@ def _decider(config: GateConfig, rules: Rules, logs: _Logs) -> Decider:
 
 
 def _open_log(url: str) -> LogStore:
-    from gate.core.log.store import open_store
+    from gate.core.log.backends import open_store
 
     try:
         return open_store(url)

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from gate.core.keys import PrivateKey
 from gate.core.log.checkpoint import NoteSigner, key_name_problem
-from gate.core.log.store import LogStore, StoreError, open_store
+from gate.core.log.backends import open_store
+from gate.core.log.store import LogStore, StoreError
 from gate.errors import ConfigError
 from gate.runtime.gate import Reloader, describe_change, load_rules
 from gate.service.app import GateService

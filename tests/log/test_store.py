@@ -25,7 +25,8 @@ import pytest
 from gate.core.log import merkle
 from gate.core.log.merkle import MerkleTree, TreeRangeError, leaf_hash, verify_consistency, verify_inclusion
 from gate.core.log.sqlite import SQLiteLogStore
-from gate.core.log.store import LogStore, StoreError, StoreIntegrityError, open_store
+from gate.core.log.backends import open_store
+from gate.core.log.store import LogStore, StoreError, StoreIntegrityError
 from gate.core.log.tiles import TILE_WIDTH
 from gate.errors import ConfigError, InputError
 

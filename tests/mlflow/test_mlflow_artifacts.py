@@ -153,7 +153,7 @@ def test_artifact_writes_to_logged_models_and_runs_nobody_registered_still_work(
 
 def test_a_refused_write_is_in_the_gate_log_with_the_version_it_protects(
         registry: Registry, gate_server: GateServer, tmp_path: Path) -> None:
-    from gate.core.log.store import open_store
+    from gate.core.log.backends import open_store
 
     model = registry.log_model()
     version = registry.register(model)

@@ -153,7 +153,7 @@ def test_every_decision_and_withdrawal_is_in_the_gate_log_with_the_publish_event
         registry: Registry, gate_server: GateServer, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from gate.core.log.store import open_store
+    from gate.core.log.backends import open_store
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")  # sent as HTTP basic auth: the claimed user
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-checked-without-basic-auth")
@@ -183,7 +183,7 @@ def test_every_decision_and_withdrawal_is_in_the_gate_log_with_the_publish_event
 
 
 def store_entries(gate_server: GateServer, digest: str) -> list:
-    from gate.core.log.store import open_store
+    from gate.core.log.backends import open_store
 
     store = open_store(str(gate_server.log_path))
     try:

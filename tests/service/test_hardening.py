@@ -33,7 +33,8 @@ from gate.core.log.checkpoint import Checkpoint
 from gate.core.log.entries import (
     MAX_DECISION_BYTES, MAX_RECORDED_TEXT, DecisionTooLarge, decision_entry, parse_entry, webhook_entry,
 )
-from gate.core.log.store import MAX_ENTRY_SIZE, open_store
+from gate.core.log.backends import open_store
+from gate.core.log.store import MAX_ENTRY_SIZE
 from gate.core.manifest import hash_model
 from gate.core.policy import Policy
 from gate.core.verify import Rejection

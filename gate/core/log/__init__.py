@@ -2,10 +2,10 @@
 
 - :mod:`gate.core.log.merkle` - tree hashing, inclusion and consistency proofs, and their verification.
 - :mod:`gate.core.log.checkpoint` - signed notes, checkpoints (signed tree heads) and verifier keys.
-- :mod:`gate.core.log.store` - the append-only store many processes can append to safely, and ``open_store``;
-  its backends :mod:`gate.core.log.sqlite` and :mod:`gate.core.log.postgres` (on :mod:`gate.core.log.sql`), the
-  tile cache that makes proofs cheap (:mod:`gate.core.log.tiles`), passwords kept out of messages
-  (:mod:`gate.core.log.redact`).
+- :mod:`gate.core.log.store` - the append-only store many processes can append to safely; its backends
+  :mod:`gate.core.log.sqlite` and :mod:`gate.core.log.postgres` (on :mod:`gate.core.log.sql`), chosen by
+  ``open_store`` (:mod:`gate.core.log.backends`); the tile cache that makes proofs cheap (:mod:`gate.core.log.tiles`);
+  passwords kept out of messages (:mod:`gate.core.log.redact`).
 
 Auditors need only :mod:`merkle` and :mod:`checkpoint`: both are pure and work offline.
 """
@@ -37,7 +37,8 @@ from .merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from .store import LogEntry, LogStore, StoreError, StoreIntegrityError, open_store
+from .backends import open_store
+from .store import LogEntry, LogStore, StoreError, StoreIntegrityError
 
 __all__ = [
     "EMPTY_ROOT",

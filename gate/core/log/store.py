@@ -1,4 +1,4 @@
-"""Append-only storage of the decision log: the store every backend implements, and :func:`open_store`.
+"""Append-only storage of the decision log: the store every backend implements.
 
 What a store guarantees, and how:
 
@@ -14,26 +14,22 @@ What a store guarantees, and how:
 - **Fast proofs**, from stored tiles (:mod:`gate.core.log.tiles`).
 
 The Merkle math lives in :mod:`gate.core.log.merkle`; the backends in :mod:`gate.core.log.sqlite` and
-:mod:`gate.core.log.postgres` (on the SQL they share, :mod:`gate.core.log.sql`). ``open_store`` picks the backend
-from a path or URL; psycopg is imported only when a PostgreSQL URL is used.
+:mod:`gate.core.log.postgres` (on the SQL they share, :mod:`gate.core.log.sql`);
+:func:`gate.core.log.backends.open_store` picks one from a path or URL.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from gate.errors import ConfigError, GateError, InputError, VerificationError
 
 from . import merkle
-from .redact import redact_url
 from .tiles import TILE_WIDTH, Subtrees, TileCache, completed_tiles
 
 MAX_ENTRY_SIZE = 1 << 20
@@ -352,39 +348,3 @@ class LogStore(ABC):
 
     @abstractmethod
     def _close(self) -> None: ...
-
-
-# --- choosing a backend --------------------------------------------------------------------------------------------
-
-
-def open_store(target: str | os.PathLike[str], *, namespace: str | None = None, **options: Any) -> LogStore:
-    """Open (creating if needed) the log at ``target``.
-
-    ``postgresql://...`` or ``postgres://...`` selects PostgreSQL (``namespace`` is the schema); ``sqlite:///path``,
-    ``sqlite:path`` or a plain file path selects SQLite (``namespace`` prefixes the table names). ``options`` go to
-    the backend: ``timeout`` (seconds a writer waits for another, both backends), ``connect_timeout`` (PostgreSQL).
-    """
-    from .postgres import PostgresLogStore  # the backends build on this module
-    from .sqlite import SQLiteLogStore
-
-    if isinstance(target, os.PathLike):
-        return SQLiteLogStore(target, namespace=namespace, **options)
-    if not isinstance(target, str) or not target:
-        raise ConfigError(f"log store must be a file path or a postgresql:// URL, not {target!r}")
-    scheme = target.split(":", 1)[0].lower() if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target) else ""
-    if scheme in ("postgresql", "postgres"):
-        return PostgresLogStore(target, namespace=namespace, **options)
-    if scheme == "sqlite":
-        path = target[len("sqlite:") :]
-        if path.startswith("///"):
-            path = path[2:]
-        elif path.startswith("//"):
-            raise ConfigError(f"{target}: write sqlite:///absolute/path or sqlite:relative/path")
-        if not path:
-            raise ConfigError(f"{target}: the SQLite URL names no file")
-        return SQLiteLogStore(path, namespace=namespace, **options)
-    if "://" in target:
-        raise ConfigError(f"{redact_url(target)}: unsupported log store; use a file path or a postgresql:// URL")
-    if target != ":memory:" and Path(target).is_dir():
-        raise ConfigError(f"{target}: is a directory; give the log database file path")
-    return SQLiteLogStore(target, namespace=namespace, **options)
