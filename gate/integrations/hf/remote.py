@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -91,11 +92,31 @@ def read_revision(api: Any, repo_id: str, *, revision: str | None = None, repo_t
         lfs = sibling.lfs
         sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
         size = (lfs.get("size") if isinstance(lfs, dict) else getattr(lfs, "size", None)) if lfs else None
+        _check_listed_digest(repo_id, revision, sibling.rfilename, "sha256", sha, _SHA256_HEX)
+        _check_listed_digest(repo_id, revision, sibling.rfilename, "git blob id", sibling.blob_id, _BLOB_ID_HEX)
         files[sibling.rfilename] = RemoteFile(sibling.rfilename, int(size if size is not None else sibling.size or 0),
                                               sibling.blob_id, sha)
     if not info.sha:
         raise InputError(f"{repo_id}: the Hub did not say which commit revision {revision or 'main'} is")
     return RemoteRevision(repo_id, repo_type or "model", info.sha, HubState.of(info), files)
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_BLOB_ID_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _check_listed_digest(repo_id: str, revision: str | None, path: str, kind: str, value: Any,
+                         shape: re.Pattern[str]) -> None:
+    """Refuse a digest the Hub listed that is not one: a gated repository lists ``***`` to a caller without access.
+
+    Raises InputError: a placeholder is never trusted as a file's identity."""
+    if value is None or (isinstance(value, str) and shape.fullmatch(value)):
+        return
+    shown = str(value)[:20]
+    hint = (" (the Hub lists this placeholder for the files of a gated repository to a token not on its access "
+            "list: use a token with access)") if "*" in shown else ""
+    raise InputError(f"{repo_id}@{revision or 'main'}: the Hub listed {shown!r} as the {kind} of {path}, not a "
+                     f"digest the gate can check{hint}; nothing was allowed")
 
 
 def ref_heads(api: Any, repo_id: str, repo_type: str | None = None, token: Any = None) -> list[tuple[str, str]]:
@@ -141,9 +162,10 @@ class ReachableCommit:
 
 
 def reachable_commits(api: Any, repo_id: str, heads: Sequence[tuple[str, str]], *, repo_type: str | None = None,
-                      token: Any = None, limit: int | None = None
+                      token: Any = None, limit: int | None = None, known: frozenset[str] = frozenset()
                       ) -> tuple[list[ReachableCommit], dict[str, frozenset[str]]]:
-    """Every commit reachable from ``heads`` ((ref, commit) pairs), each once: the heads first, then their history.
+    """Every commit reachable from ``heads`` ((ref, commit) pairs), each once: the heads first, then their history;
+    ``known`` commits (checked already, or already reachable where they are going) are left out, and not counted.
 
     Returns the commits and, for each head, the set of commits reachable from it (itself included). The history of
     each head is listed at that commit (``HfApi.list_repo_commits(revision=sha)``), so a ref that moves meanwhile
@@ -154,7 +176,7 @@ def reachable_commits(api: Any, repo_id: str, heads: Sequence[tuple[str, str]], 
     found: dict[str, ReachableCommit] = {}
 
     def add(item: ReachableCommit) -> None:
-        if item.sha in found:
+        if item.sha in found or item.sha in known:
             return
         found[item.sha] = item
         if len(found) > limit:
@@ -202,6 +224,39 @@ def fetch_file(api: Any, rev: RemoteRevision, path: str, limit: int, token: Any 
                 raise InputError(f"{rev.label}: {path} is larger than {limit} bytes; not downloading it to hash it")
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def verify_listed_sha256(api: Any, rev: RemoteRevision, token: Any = None) -> int:
+    """Download every LFS file of ``rev`` (streamed, never held) and check its bytes against the sha256 the Hub lists.
+
+    For a file stored with Xet that sha256 was reported by the client that uploaded it, not computed by the Hub: this
+    is the check that holds it to the bytes anyone downloads. Returns the bytes read; raises InputError naming the
+    first file whose bytes differ.
+    """
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    headers = build_hf_headers(token=token if token is not None else api.token, library_name=api.library_name,
+                               library_version=api.library_version, user_agent=api.user_agent, headers=api.headers)
+
+    def one(item: RemoteFile) -> int:
+        url = hf_hub_url(rev.repo_id, item.path, repo_type=rev.repo_type, revision=rev.sha, endpoint=api.endpoint)
+        hasher, size = hashlib.sha256(), 0
+        with get_session().stream("GET", url, headers=headers, follow_redirects=True) as response:
+            if response.status_code >= 400:
+                response.read()
+            hf_raise_for_status(response)
+            for chunk in response.iter_bytes():
+                hasher.update(chunk)
+                size += len(chunk)
+        if size != item.size or hasher.hexdigest() != item.lfs_sha256:
+            raise InputError(f"{rev.label}: the bytes of {item.path} ({size} bytes, sha256 {hasher.hexdigest()[:16]}…) "
+                             f"are not the {item.size} bytes with sha256 {str(item.lfs_sha256)[:16]}… the Hub lists "
+                             "(for Xet storage, the uploading client's word); nothing was allowed")
+        return size
+
+    with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
+        return sum(pool.map(one, [f for f in rev.files.values() if f.is_lfs and not is_ignored(f.path)]))
 
 
 def _checked_content(api: Any, rev: RemoteRevision, item: RemoteFile, limit: int, token: Any) -> bytes:
@@ -339,6 +394,20 @@ class CommitReader:
                 raise InputError(f"{rev.label}: the Hub described commit {rev.sha} when asked for {sha}")
             self._revisions[sha] = rev
         return self._revisions[sha]
+
+    def prefetch(self, shas: Iterable[str], workers: int = 8) -> None:
+        """Read the file lists of many commits in parallel (one metadata request each: the cost of a history walk).
+        Failures are left for :meth:`revision` to raise when the commit is checked."""
+        todo = [sha for sha in dict.fromkeys(shas) if sha not in self._revisions]
+
+        def one(sha: str) -> None:
+            try:
+                self.revision(sha)
+            except Exception:  # noqa: BLE001 - raised again, in order, when the commit is checked
+                pass
+
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+            list(pool.map(one, todo))
 
     def manifest(self, sha: str) -> Manifest:
         return revision_manifest(self.api, self.revision(sha), self.token, self._digests)
