@@ -68,7 +68,8 @@ def check(
     Nothing is recorded: this is the decision alone (``gate check`` and the integrations also log it).
 
     Raises ConfigError (trust store, policy, unknown tier), ModelError (the folder cannot be given an identity) or
-    InputError (an attestation file cannot be read). A deny is not an exception: look at ``Decision.allowed``.
+    InputError (a folder holds more attestation files than are read; a file that cannot be read is a rejected
+    attestation, not an error). A deny is not an exception: look at ``Decision.allowed``.
     """
     store, rules = load_trust(trust), load_policy(policy)
     rules.tier(tier)  # an unknown tier is a configuration error before any hashing
@@ -82,12 +83,15 @@ def verify(
     trust: PathLike | TrustStore | None = None,
     attestations: Sequence[PathLike] = (),
     now: datetime | None = None,
+    policy: PathLike | Policy | None = None,
 ) -> VerificationReport:
     """Verify every attestation of the model in ``model_dir`` (its ``.attestations/`` plus ``attestations``), as
-    ``gate verify`` does: which are accepted, and why each other one is rejected.
+    ``gate verify`` does: which are accepted, and why each other one is rejected. ``policy`` gives the clock skew
+    and the benchmark catalogue (each evaluation's risk domain); None is the default policy.
 
     Raises ConfigError, ModelError or InputError as :func:`check` does.
     """
-    store = load_trust(trust)
+    store, rules = load_trust(trust), load_policy(policy)
     manifest = hash_model(Path(model_dir))
-    return verify_all(_inputs(model_dir, attestations), store, manifest, now or utcnow(), Policy.load(None).clock_skew)
+    return verify_all(_inputs(model_dir, attestations), store, manifest, now or utcnow(), rules.clock_skew,
+                      rules.benchmarks)

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import requests
 
 from gate.core.decision import Decision
+from gate.core.files import StrictJSONError, parse_json
 from gate.core.manifest import Manifest, parse_digest
 from gate.core.verify import AttestationInput
 from gate.errors import GateError, InputError
@@ -137,9 +138,9 @@ class GateClient:
 
     def _json(self, answer: _Answer, publish: bool = False) -> Any:
         try:
-            return json.loads(answer.content)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise self._fail("sent an answer that is not JSON", publish) from None
+            return parse_json(answer.content)  # strict: a decision two readers could read differently is no decision
+        except StrictJSONError as exc:
+            raise self._fail(f"sent an answer that {exc}, so it is not JSON", publish) from None
 
     def _field(self, data: Any, key: str, kind: type | tuple[type, ...], publish: bool = False) -> Any:
         if not isinstance(data, dict) or not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):

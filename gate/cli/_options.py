@@ -28,6 +28,10 @@ trust_option = click.option(
     "--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
     required=True, help="Trust store YAML (env GATE_TRUST).",
 )
+policy_option = click.option(
+    "--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_POLICY",
+    help="Tier policy YAML (env GATE_POLICY; default: the policy shipped with release-gate).",
+)
 now_option = click.option(
     "--now", "now_text", metavar="TIME", envvar="GATE_NOW",
     help="Judge as of this RFC 3339 time instead of the clock (replaying a decision).",

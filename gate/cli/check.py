@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now
+from gate.cli._options import hash_with_progress, now_option, policy_option, quiet_option, resolve_now
 from gate.cli.render import decision_markdown, decision_text
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.decision import Decision, decide
@@ -16,12 +16,6 @@ from gate.core.policy import Policy
 from gate.core.trust import TrustStore
 from gate.core.vsa import sign_vsa, tier_level, verify_vsa
 from gate.errors import UsageError
-
-policy_option = click.option(
-    "--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_POLICY",
-    help="Tier policy YAML (env GATE_POLICY; default: the policy shipped with release-gate).",
-)
-
 
 def load_trust(path: Path | None) -> TrustStore:
     # Without a trust store nothing verifies, which still lets the lowest tier through: a useful dry run.

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,7 +31,7 @@ from typing import Any, Mapping
 from gate.core.attestation import RISK_DOMAINS
 from gate.core.keys import PublicKey
 from gate.core.timeutil import format_time, parse_time
-from gate.core.files import parse_yaml, read_limited
+from gate.core.files import line_of, parse_yaml, read_limited
 from gate.errors import ConfigError, config_error
 
 EVALUATOR_KINDS: tuple[str, ...] = ("developer", "third_party", "government")
@@ -45,6 +45,7 @@ class TrustedKey:
     valid_until: datetime | None = None
     revoked_at: datetime | None = None
     compromised: bool = False
+    line: int | None = field(default=None, compare=False)  # where the trust store lists it, for messages
 
     @property
     def key_id(self) -> str:
@@ -92,16 +93,20 @@ class TrustStore:
     digest: str | None = None  # sha256:<hex> of the file it was loaded from, so decisions can name it
 
     def __post_init__(self) -> None:
-        seen: dict[str, str] = {}
+        # One key, one entry: with two, which validity window, revocation or owner applies would depend on the order
+        # they are looked up in (a compromised entry listed second was once ignored).
+        seen: dict[str, tuple[Evaluator, TrustedKey]] = {}
         for evaluator in self.evaluators:
             for trusted in evaluator.keys:
-                if trusted.key_id in seen and seen[trusted.key_id] != evaluator.id:
+                first = seen.setdefault(trusted.key_id, (evaluator, trusted))
+                if first[1] is not trusted:
+                    at = f"{self.source}: line {trusted.line}" if trusted.line else self.source
+                    was = f" at line {first[1].line}" if first[1].line else ""
                     raise config_error(
-                        self.source, f"evaluators[{evaluator.id}].keys",
-                        f"key {trusted.key_id[:16]} is also listed for evaluator {seen[trusted.key_id]}; "
-                        "one key belongs to one evaluator",
+                        at, f"evaluators[{evaluator.id}].keys",
+                        f"key {trusted.key_id} is already listed{was} (evaluator {first[0].id}); list each key "
+                        "once, with its revocation on that one entry",
                     )
-                seen[trusted.key_id] = evaluator.id
 
     def keys(self) -> list[PublicKey]:
         return [k.key for e in self.evaluators for k in e.keys]
@@ -231,6 +236,7 @@ def _trusted_key(item: Any, source: str, where: str, base_dir: Path | None) -> T
         valid_until=_time_field(item, "valid_until", source, where),
         revoked_at=_time_field(item, "revoked_at", source, where),
         compromised=compromised,
+        line=line_of(item),
     )
     if compromised and trusted.revoked_at is None:
         raise config_error(source, f"{where}.revoked_at", "a compromised key needs the time it was revoked")

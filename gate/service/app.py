@@ -88,7 +88,7 @@ class GateService:
         item = AttestationInput("submitted", submission.data)
         now = self.clock()
         try:
-            verified = verify_attestation(item, self.trust, model, now, self.policy.clock_skew)
+            verified = verify_attestation(item, self.trust, model, now, self.policy.clock_skew, self.policy.benchmarks)
         except VerificationError as exc:
             raise bad_request(f"attestation rejected: {exc}", reason=str(exc)) from None
         digest = f"sha256:{model}"

@@ -116,7 +116,7 @@ class Approvals:
 def _commit_lines(body: bytes) -> list[dict[str, Any]]:
     try:
         return [json.loads(line) for line in body.splitlines() if line.strip()]
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BackstopRefused("commit refused: its payload is not the NDJSON release-gate can check") from None
 
 
@@ -178,7 +178,7 @@ def check_request(request: Any, approvals: Approvals = APPROVALS) -> None:
     if match:
         try:
             payload = json.loads(request.read() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BackstopRefused("LFS batch request refused: not JSON") from None
         if payload.get("operation") == "upload":
             repo_type = {"datasets": "dataset", "spaces": "space", "kernels": "kernel"}.get(match["type"] or "", "model")

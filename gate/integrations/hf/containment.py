@@ -627,7 +627,7 @@ def handle_webhook(headers: Mapping[str, str], body: bytes, secret: str | None, 
         return WebhookResponse(401, {"error": f"wrong or missing {SECRET_HEADER}"})
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
         return WebhookResponse(400, {"error": "webhook payload is not JSON"})
     if not isinstance(payload, dict):
         return WebhookResponse(400, {"error": "webhook payload is not a JSON object"})
