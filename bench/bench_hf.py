@@ -1,14 +1,15 @@
 """Benchmark: `gate hf check` from Hub metadata vs downloading and hashing the weights, on a 20 GiB model.
 
 A stand-in Hub (tests/hf/hub_standin.py) runs in its own process on 127.0.0.1 and serves a model repository of
-``--shards`` LFS files totalling ``--size-gib`` GiB (synthetic content: one generated block repeated, so the
-repository costs no disk; every shard has the same real sha256, computed once), plus config/tokenizer files and two
+``--shards`` LFS files totalling ``--size-gib`` GiB (synthetic content: a safetensors header, then one generated
+block repeated, so the repository costs no disk; every shard has the same real sha256, computed once), plus config/tokenizer files and two
 attestations that clear the test policy's 'open' tier.
 
 Measured, each with wall time and bytes the server sent:
 
 1. ``gate hf check REPO --tier open`` as a user runs it (a subprocess, Python start-up included);
-2. the same check in-process (median of ``--repeat`` runs): read metadata, hash small files, decide;
+2. the same check in-process (median of ``--repeat`` runs): read metadata, hash small files, classify each weight
+   file from ranged reads of its first and last bytes (reported as ``ranged_bytes``), decide;
 3. the alternative: download every LFS file through huggingface_hub's HTTP session, hashing while reading
    (a lower bound for ``hf download`` + ``gate check``: nothing is written to disk), then decide. It stops after
    ``--download-budget`` seconds and extrapolates linearly to the full size if it had to stop; the output says so.
@@ -315,18 +316,21 @@ def bench_check(args: argparse.Namespace) -> None:
         assert cli.returncode == 0, cli.stderr
         cli_decision = json.loads(cli.stdout)
         assert cli_decision["model_digest"] == spec["manifest_digest"], "metadata manifest differs from the model's"
-        results["cli"] = {"seconds": cli_seconds, "bytes": stats(endpoint)["bytes_out"],
+        served = stats(endpoint)
+        results["cli"] = {"seconds": cli_seconds, "bytes": served["bytes_out"], "ranged_bytes": served["bytes_ranged"],
                           "decision": cli_decision["decision"]}
 
-        times, sent = [], []
+        times, sent, ranged = [], [], []
         for _ in range(args.repeat):
             stats(endpoint, reset=True)
             decision, seconds = check_in_process(endpoint, gate)
             assert decision.decision == "allow"
             times.append(seconds)
-            sent.append(stats(endpoint)["bytes_out"])
+            served = stats(endpoint)
+            sent.append(served["bytes_out"])
+            ranged.append(served["bytes_ranged"])
         results["in_process"] = {"seconds_median": statistics.median(times), "seconds_min": min(times),
-                                 "bytes": statistics.median(sent)}
+                                 "bytes": statistics.median(sent), "ranged_bytes": statistics.median(ranged)}
 
         stats(endpoint, reset=True)
         print(f"downloading (budget {args.download_budget:g} s) ...", file=sys.stderr)
@@ -347,7 +351,9 @@ def bench_check(args: argparse.Namespace) -> None:
     print(json.dumps(results, indent=2))
     print(f"\n{results['model_bytes'] / GIB:g} GiB model in {args.shards} LFS shards, stand-in Hub on loopback:")
     print(f"  gate hf check (CLI, incl. Python start-up): {results['cli']['seconds']:.2f} s, "
-          f"{results['cli']['bytes'] / 1024:.1f} KiB transferred, {results['cli']['decision']}")
+          f"{results['cli']['bytes'] / 1024:.1f} KiB transferred, {results['cli']['decision']}; of which "
+          f"{results['cli']['ranged_bytes'] / 1024:.1f} KiB are ranged reads of the weights' first and last bytes "
+          "(formats judged by content)")
     print(f"  same check in-process (median of {args.repeat}): {results['in_process']['seconds_median'] * 1000:.0f} ms, "
           f"{results['in_process']['bytes'] / 1024:.1f} KiB")
     how = "measured" if d["complete"] else f"extrapolated from {d['bytes'] / GIB:.2f} GiB in {d['seconds']:.0f} s"

@@ -11,6 +11,7 @@ import pytest
 
 import gate
 from gate import api
+from content_samples import envelope_bytes
 from support import World, write_model
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "library.md"
@@ -26,7 +27,8 @@ def test_the_docs_examples_run_as_written(index: int, tmp_path: Path, world: Wor
     (tmp_path / "model" / ".attestations").mkdir()
     good = world.attest(manifest, next(iter(world.evaluators)), "mmlu", {"acc": 0.7})
     (tmp_path / "model" / ".attestations" / "mmlu.json").write_bytes(good.data)
-    (tmp_path / "model" / ".attestations" / "bad.json").write_bytes(b'{"not": "an envelope"}')
+    # An envelope that does not verify: judged alone (a file that is no envelope at all is refused with the model).
+    (tmp_path / "model" / ".attestations" / "bad.json").write_bytes(envelope_bytes())
     (tmp_path / "trust.yaml").write_text(world.trust_path().read_text())
     result = subprocess.run([sys.executable, "-c", _python_blocks()[index]], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60)

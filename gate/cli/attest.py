@@ -11,7 +11,7 @@ from typing import Sequence
 import click
 
 from gate.cli._options import (hash_with_progress, model_dir_argument, passphrase_from_env, policy_option, quiet_option,
-                               resolve_now)
+                               resolve_now, skip_git_option)
 from gate.core.attestation import RISK_DOMAINS, Evaluation, EvaluatorRef, EvidenceRef
 from gate.core.benchmarks import benchmark_of_task
 from gate.core.keys import PrivateKey
@@ -147,6 +147,7 @@ def _manual(
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help=f"Where to write the attestation (default: MODEL_DIR/{ATTESTATION_DIR}/<evaluator>-<eval>.intoto.json).")
 @click.option("--now", "now_text", metavar="TIME", help="Signing time (default: now).")
+@skip_git_option
 @quiet_option
 def attest_command(
     model_dir: Path, key_paths: tuple[Path, ...], passphrase_env: str | None, evaluator_id: str,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from gate.cli._options import (hash_with_progress, json_option, model_dir_argument, now_option, policy_option, print_json,
-                               quiet_option, resolve_now, trust_option)
+                               quiet_option, resolve_now, skip_git_option, trust_option)
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.policy import Policy
 from gate.core.trust import TrustStore
@@ -44,6 +44,7 @@ def _rejected_row(item: Rejection) -> dict[str, Any]:
 @policy_option
 @now_option
 @json_option
+@skip_git_option
 @quiet_option
 def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path, policy_path: Path | None,
                    now_text: str | None, as_json: bool, quiet: bool) -> None:

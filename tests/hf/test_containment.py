@@ -49,7 +49,7 @@ def test_private_to_public_flip_without_evidence_is_set_back_and_explained(
     body = discussions[0]["description"]
     assert "strongreject-open" in body and "narrowed from **public** to **private**" in body
     assert results[0].actions == ["made private", "opened discussion #1"]
-    assert not any(r.path.endswith(".safetensors") for r in hub.requests_matching("GET", "/resolve/"))
+    assert not any(r.path.endswith(".safetensors") for r in hub.downloads())
 
 
 def test_containment_is_idempotent_by_repo_commit_and_tier(

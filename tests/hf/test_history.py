@@ -60,7 +60,7 @@ def test_widening_access_checks_commits_in_the_history_not_only_heads(
     # The history was listed through HfApi.list_repo_commits, pinned to the head commit.
     assert [r.path for r in commit_listings(hub, "org/hist")] == [f"/api/models/org/hist/commits/{clean}"]
     # Metadata only: no weight was downloaded to check either commit.
-    assert not any(r.path.endswith(".safetensors") for r in hub.requests_matching("GET", "/resolve/"))
+    assert not any(r.path.endswith(".safetensors") for r in hub.downloads())
 
 
 def test_widening_access_checks_pull_request_refs(
@@ -95,7 +95,7 @@ def test_history_attested_in_a_later_commit_is_cleared_and_each_commit_costs_met
     assert gated_api.last_decision.decision == "allow"
     infos = Counter(r.path.rsplit("/", 1)[-1] for r in hub.requests_matching("GET", "/api/models/org/later/revision/"))
     assert infos == Counter({head: 1, weights_commit: 1, initial: 1})  # one metadata request per commit
-    downloads = Counter(r.path.rsplit("/", 1)[-1] for r in hub.requests_matching("GET", "/resolve/"))
+    downloads = Counter(r.path.rsplit("/", 1)[-1] for r in hub.downloads())
     assert downloads["config.json"] == 1 and downloads["tokenizer.json"] == 1  # shared blobs: hashed once
     assert not any(name.endswith(".safetensors") for name in downloads)
 

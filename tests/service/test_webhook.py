@@ -144,7 +144,7 @@ def test_flip_to_public_without_evidence_is_contained_logged_and_not_repeated(ho
     for missing in result["missing"]:
         assert missing in discussion["description"]
     assert "mmlu" in result["missing"] and "narrowed from **public** to **private**" in discussion["description"]
-    assert not any(r.path.endswith(".safetensors") for r in hub.requests_matching("GET", "/resolve/"))
+    assert not any(r.path.endswith(".safetensors") for r in hub.downloads())
 
     logged = entries_from(hooked, start)
     assert [type(r).__name__ for _, r in logged] == ["WebhookRecord", "DecisionRecord", "ContainmentRecord"]

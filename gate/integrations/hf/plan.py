@@ -24,10 +24,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from gate.core.dsse import MAX_ENVELOPE_BYTES
+from gate.core.formats import classify
 from gate.core.manifest import ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest, default_workers
 from gate.core.verify import AttestationInput
-from gate.errors import InputError
-from gate.integrations.git.treemanifest import check_tree_paths, is_attestation_path, is_ignored, manifest_from_files
+from gate.errors import InputError, ModelError
+from gate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,
+                                                is_ignored, manifest_from_files)
 from gate.integrations.hf import remote
 from gate.integrations.hf.errors import BackstopRefused
 from gate.integrations.hf.remote import RemoteRevision
@@ -131,16 +133,47 @@ def hash_source(source: Any, keep: bool = False) -> SourceDigest:
     raise InputError(f"cannot hash an upload source of type {type(source).__name__}")
 
 
+class _Verified:
+    """An upload source read at offsets through :class:`CheckedSource`: the classifier sees exactly the bytes the
+    check hashed (and the upload will send); a block that changed since raises BackstopRefused."""
+
+    def __init__(self, checked: "CheckedSource", size: int) -> None:
+        self.checked, self.size = checked, size
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        self.checked.seek(offset)
+        return self.checked.read(n)
+
+
 def _digest_add(op: Any) -> tuple[FileDigest, tuple[bytes, ...], AttestationInput | None]:
-    keep = is_attestation_path(op.path_in_repo) and op.path_in_repo.endswith(ATTESTATION_SUFFIXES)
+    """Hash and classify what an addition uploads; a file under an excluded path is judged by the identity rule
+    (ModelError if refused), the others get their content class."""
+    path = op.path_in_repo
+    keep = is_attestation_path(path) and path.endswith(ATTESTATION_SUFFIXES)
     try:
         read = hash_source(op.path_or_fileobj, keep)
     except InputError as exc:
-        raise InputError(f"{op.path_in_repo}: {exc}") from None
+        raise InputError(f"{path}: {exc}") from None
+    source = op.path_or_fileobj
+    origin = source.tell() if isinstance(source, io.BufferedIOBase) else None
+    checked = CheckedSource(source, path, read.size, read.blocks)
+    try:
+        verified = _Verified(checked, read.size)
+        if is_ignored(path):
+            check_excluded_content(path, verified, "upload")
+            content = None
+        else:
+            content = classify(verified).kind
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    finally:
+        checked.close()
+        if origin is not None:
+            source.seek(origin)  # huggingface_hub reads a file object from where it stood
     attestation = None
     if read.data is not None:
-        attestation = AttestationInput(f"upload:{op.path_in_repo}", read.data)
-    return FileDigest(op.path_in_repo, read.size, read.sha256), read.blocks, attestation
+        attestation = AttestationInput(f"upload:{path}", read.data)
+    return FileDigest(path, read.size, read.sha256, content), read.blocks, attestation
 
 
 class CheckedSource(io.BufferedIOBase):
@@ -276,8 +309,11 @@ def _copy_digests(api: Any, base: RemoteRevision, copies: Sequence[Any], token: 
                                           repo_type=op.src_repo_type or base.repo_type, token=token)
         if op.src_path_in_repo not in source.files:
             raise InputError(f"{source.label}: cannot copy {op.src_path_in_repo}: no such file")
+        if is_ignored(op.path_in_repo) or is_ignored(op.src_path_in_repo):
+            raise ModelError(f"{op.path_in_repo}: copying a file to or from an excluded path is refused (what is "
+                             "there is left out of the model's identity); upload the file itself")
         digest = remote.file_digests(api, source, [op.src_path_in_repo], token)[op.src_path_in_repo]
-        out[op.path_in_repo] = FileDigest(op.path_in_repo, digest.size, digest.sha256)
+        out[op.path_in_repo] = FileDigest(op.path_in_repo, digest.size, digest.sha256, digest.content)
     return out
 
 
@@ -340,6 +376,7 @@ def resulting_model(api: Any, base: RemoteRevision, plan: CommitPlan,
     kept = remaining_paths(base, plan)
     label = f"{base.label} + commit"
     check_tree_paths(list(kept) + list(plan.writes), label)
+    remote.excluded_content(api, base, kept, token)  # what the base keeps under excluded paths, judged by content
     from_remote = remote.file_digests(api, base, [p for p in kept if not is_ignored(p)], token)
     manifest = manifest_from_files(list(from_remote.values()) + list(plan.writes.values()), label)
     remote_attestations = remote.revision_attestations(api, base, remote.attestation_paths(kept), token) if kept else []
