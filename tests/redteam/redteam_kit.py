@@ -177,10 +177,12 @@ def safetensors_bytes(n: int = 4, header_extra: Mapping[str, Any] | None = None,
 
 
 def gguf_bytes() -> bytes:
-    """A minimal valid GGUF v3 file: magic, version, no tensors, one string key/value."""
-    key, value = b"general.architecture", b"llama"
+    """A valid GGUF v3 file: magic, version, one string key/value, one F32 tensor of 4 values, aligned data."""
+    key, value, name = b"general.architecture", b"llama", b"w"
     kv = struct.pack("<Q", len(key)) + key + struct.pack("<I", 8) + struct.pack("<Q", len(value)) + value
-    return b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + kv
+    info = struct.pack("<Q", len(name)) + name + struct.pack("<IQIQ", 1, 4, 0, 0)
+    head = b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + kv + info
+    return head + b"\0" * (-len(head) % 32) + struct.pack("<4f", 0.5, 0.5, 0.5, 0.5)
 
 
 def torch_zip(name: str = "archive") -> bytes:
@@ -320,10 +322,10 @@ class Lab:
                   risk_domain: str | None = "auto", sample_size: int | None = 5000,
                   when: datetime = SIGNED) -> dict[str, Any]:
         """The statement an honest `gate attest` writes, as a dict to tamper with before signing."""
-        from gate.core.benchmarks import default_risk_domain
+        from gate.core.benchmarks import builtin_catalogue
 
         manifest = model if isinstance(model, Manifest) else hash_model(model)
-        domain = default_risk_domain(benchmark) if risk_domain == "auto" else risk_domain
+        domain = builtin_catalogue().domain_of(benchmark) if risk_domain == "auto" else risk_domain
         evaluation = Evaluation(name=benchmark, benchmark=benchmark, risk_domain=domain, metrics=dict(metrics),
                                 sample_size=sample_size, evaluated_at=when - timedelta(hours=1))
         predicate = EvaluationPredicate(evaluation, EvaluatorRef(evaluator), when, manifest=manifest)

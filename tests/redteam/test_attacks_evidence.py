@@ -301,7 +301,7 @@ def _sample_size(replacement: str):
     return _dup_in_payload(splice)
 
 
-def _outer_duplicate(lab: Lab) -> Outcome:
+def _outer_duplicate(lab: Lab, where: str = "folder") -> Outcome:
     """The envelope itself with two payloads: a first-wins reader and a last-wins reader verify different things."""
     model = lab.model()
     good = json.loads(lab.envelope(lab.statement(model, "evalco", "wmdp_bio", {"acc": 0.26}), ["evalco"]))
@@ -309,6 +309,8 @@ def _outer_duplicate(lab: Lab) -> Outcome:
     text = ('{"payload": "%s", "payloadType": "%s", "payload": "%s", "signatures": %s, "signatures": %s}'
             % (bad["payload"], good["payloadType"], good["payload"], json.dumps(bad["signatures"]),
                json.dumps(good["signatures"])))
+    if where == "argument":
+        return lab.verify(model, lab.trust(), lab.write("two-payloads.json", text.encode()))
     lab.put(model, "two-payloads.json", text.encode())
     return lab.verify(model, lab.trust())
 
@@ -341,7 +343,8 @@ JSON_CASES = [
          Expect(1, words(AMBIGUOUS), rejected=1, accepted=0)),
     Case("json-duplicate-evaluator-id", "duplicate-keys", _dup_in_payload(_dup_evaluator),
          Expect(1, words(AMBIGUOUS), rejected=1, accepted=0)),
-    Case("json-duplicate-envelope-payload", "duplicate-keys", _outer_duplicate,
+    Case("json-duplicate-envelope-payload-folder", "duplicate-keys", _outer_duplicate, Expect(1, words(AMBIGUOUS))),
+    Case("json-duplicate-envelope-payload-argument", "duplicate-keys", lambda lab: _outer_duplicate(lab, "argument"),
          Expect(1, words(AMBIGUOUS), rejected=1, accepted=0)),
     Case("json-metric-nan", "duplicate-keys", _number_in_payload("NaN"),
          Expect(1, words(NUMBER + ("nan",)), rejected=1, accepted=0)),
@@ -365,17 +368,28 @@ JSON_CASES = [
 
 
 # --- hostile attestations: each is rejected alone, the valid one beside it is still judged -----------------------
+#
+# Two places a hostile file can be. Given as an ATTESTATION argument it is judged alone: rejected with its own
+# reason, the valid one still counts. Inside the model's .attestations/ folder the identity rule applies first: that
+# folder is left out of the digest, so it may hold only files that parse as attestation envelopes; a file that does
+# not is refused by name (exit 1), never an internal error. A well-formed envelope with a hostile signed payload is
+# judged alone in both places.
 
 JUDGED = Expect(0, rows={"wmdp-bio": "met"}, rejected=1)
+NOT_AN_ENVELOPE = Expect(1, words(("only attestations", "not an attestation"), "hostile"))
 
 
-def _beside_valid(make):
-    """A valid bio attestation, and beside it the hostile file ``make(lab, model)`` returns (bytes)."""
+def _beside_valid(make, where: str):
+    """A valid bio attestation in the model, and the hostile file ``make(lab, model)`` returns (bytes) either in the
+    model's .attestations/ folder or passed as an argument."""
     def run(lab: Lab) -> Outcome:
         model = lab.model()
         lab.attest(model, "biolab", "wmdp_bio", {"acc": 0.2}, name="valid.json")
-        lab.put(model, "hostile.json", make(lab, model))
-        return lab.check(model, "bio", lab.trust())
+        data = make(lab, model)
+        if where == "folder":
+            lab.put(model, "hostile.json", data)
+            return lab.check(model, "bio", lab.trust())
+        return lab.check(model, "bio", lab.trust(), "rt", lab.write("hostile.json", data))
     return run
 
 
@@ -422,51 +436,60 @@ def _huge_manifest_size(text: str) -> str:
     return text.replace('"size": ', '"size": ' + "9" * 5000 + ", \"x\": ", 1)
 
 
+def _jsonl(lab: Lab, model) -> bytes:
+    good = lab.envelope(lab.statement(model, "biolab", "wmdp_bio", {"acc": 0.9}), [lab.stranger])
+    return good + b"\n" + deep_json(50_000) + b"\n"
+
+
+#: (id, hostile file, whether it is shaped like an envelope, so that the folder rule lets it through to be judged)
+HOSTILE_FILES = [
+    ("envelope-nested-100k", lambda lab, m: deep_json(100_000), False),
+    ("payload-nested-100k", lambda lab, m: lab.envelope(deep_json(100_000), ["biolab"]), True),
+    ("envelope-5000-digit-integer", _outer('"x": ' + "1" * 5000), False),
+    ("signed-metric-5000-digits", _signed_hostile(lambda t: t.replace('"acc": 0.2', '"acc": ' + "9" * 5000)), True),
+    ("signed-metric-401-digits", _signed_hostile(lambda t: t.replace('"acc": 0.2', '"acc": 0.' + "3" * 400)), True),
+    ("attested-at-overflows-utc", _time("attestedAt", "9999-12-31T23:59:59-23:59"), True),
+    ("attested-at-underflows-utc", _time("attestedAt", "0001-01-01T00:00:00+23:59"), True),
+    ("evaluated-at-overflows-utc", _time("evaluatedAt", "9999-12-31T23:59:59-12:00"), True),
+    ("attested-at-offset-out-of-range", _time("attestedAt", "2026-10-31T12:00:00+99:00"), True),
+    ("not-utf8", lambda lab, m: b"\xff\xfe\x00{\x80\x81", False),
+    ("empty-file", lambda lab, m: b"", False),
+    ("lone-surrogate-evaluator", _signed_hostile(_surrogate_evaluator), True),
+    ("payload-not-json", _payload(b"\x00\x01binary\xff"), True),
+    ("payload-json-array", _payload(b"[1, 2, 3]"), True),
+    ("wrong-payload-type", lambda lab, m: lab.envelope(lab.statement(m, "biolab", "wmdp_bio", {"acc": 0.9}),
+                                                       ["biolab"], "text/plain"), False),
+    ("300-junk-signatures", _many_signatures, False),
+    ("signature-not-base64", lambda lab, m: json.dumps({"payload": b64(b"{}"), "payloadType": "x",
+                                                        "signatures": [{"keyid": 7, "sig": "%%%"}]}).encode(), False),
+    ("manifest-size-5000-digits", _signed_hostile(_huge_manifest_size), True),
+    ("oms-lookalike", lambda lab, m: json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                                                 "dsseEnvelope": {"payload": 5}}).encode(), False),
+]
+
 HOSTILE_CASES = [
-    Case("hostile-envelope-nested-100k", "hostile-file", _beside_valid(lambda lab, m: deep_json(100_000)), JUDGED),
-    Case("hostile-payload-nested-100k", "hostile-file",
-         _beside_valid(lambda lab, m: lab.envelope(deep_json(100_000), ["biolab"])), JUDGED),
-    Case("hostile-envelope-5000-digit-integer", "hostile-file", _beside_valid(_outer('"x": ' + "1" * 5000)), JUDGED),
-    Case("hostile-signed-metric-5000-digits", "hostile-file",
-         _beside_valid(_signed_hostile(lambda t: t.replace('"acc": 0.2', '"acc": ' + "9" * 5000))), JUDGED),
-    Case("hostile-signed-metric-401-digits", "hostile-file",
-         _beside_valid(_signed_hostile(lambda t: t.replace('"acc": 0.2', '"acc": 0.' + "3" * 400))), JUDGED),
-    Case("hostile-attested-at-overflows-utc", "hostile-file",
-         _beside_valid(_time("attestedAt", "9999-12-31T23:59:59-23:59")), JUDGED),
-    Case("hostile-attested-at-underflows-utc", "hostile-file",
-         _beside_valid(_time("attestedAt", "0001-01-01T00:00:00+23:59")), JUDGED),
-    Case("hostile-evaluated-at-overflows-utc", "hostile-file",
-         _beside_valid(_time("evaluatedAt", "9999-12-31T23:59:59-12:00")), JUDGED),
-    Case("hostile-attested-at-offset-out-of-range", "hostile-file",
-         _beside_valid(_time("attestedAt", "2026-10-31T12:00:00+99:00")), JUDGED),
-    Case("hostile-not-utf8", "hostile-file", _beside_valid(lambda lab, m: b"\xff\xfe\x00{\x80\x81"), JUDGED),
-    Case("hostile-empty-file", "hostile-file", _beside_valid(lambda lab, m: b""), JUDGED),
-    Case("hostile-lone-surrogate-evaluator", "hostile-file", _beside_valid(_signed_hostile(_surrogate_evaluator)),
-         JUDGED),
-    Case("hostile-payload-not-json", "hostile-file", _beside_valid(_payload(b"\x00\x01binary\xff")), JUDGED),
-    Case("hostile-payload-json-array", "hostile-file", _beside_valid(_payload(b"[1, 2, 3]")), JUDGED),
-    Case("hostile-wrong-payload-type", "hostile-file",
-         _beside_valid(lambda lab, m: lab.envelope(lab.statement(m, "biolab", "wmdp_bio", {"acc": 0.9}), ["biolab"],
-                                                   "text/plain")), JUDGED),
-    Case("hostile-300-junk-signatures", "hostile-file", _beside_valid(_many_signatures), JUDGED),
-    Case("hostile-signature-not-base64", "hostile-file",
-         _beside_valid(lambda lab, m: json.dumps({"payload": b64(b"{}"), "payloadType": "x",
-                                                  "signatures": [{"keyid": 7, "sig": "%%%"}]}).encode()), JUDGED),
-    Case("hostile-manifest-size-5000-digits", "hostile-file",
-         _beside_valid(_signed_hostile(_huge_manifest_size)), JUDGED),
-    Case("hostile-oms-lookalike", "hostile-file",
-         _beside_valid(lambda lab, m: json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-                                                  "dsseEnvelope": {"payload": 5}}).encode()), JUDGED),
-    Case("hostile-jsonl-with-binary-line", "hostile-file",
-         lambda lab: _jsonl_mixed(lab), Expect(0, rows={"wmdp-bio": "met"}, rejected=1)),
+    Case(f"hostile-{name}-{where}", "hostile-file", _beside_valid(make, where),
+         JUDGED if where == "argument" or shaped else NOT_AN_ENVELOPE)
+    for name, make, shaped in HOSTILE_FILES for where in ("folder", "argument")
 ]
 
 
-def _jsonl_mixed(lab: Lab) -> Outcome:
-    model = lab.model()
-    good = lab.envelope(lab.statement(model, "biolab", "wmdp_bio", {"acc": 0.2}), ["biolab"])
-    lab.put(model, "bundle.jsonl", good + b"\n" + deep_json(50_000) + b"\n")
-    return lab.check(model, "bio", lab.trust())
+def _jsonl_case(where: str):
+    def run(lab: Lab) -> Outcome:
+        model = lab.model()
+        lab.attest(model, "biolab", "wmdp_bio", {"acc": 0.2}, name="valid.json")
+        if where == "folder":
+            lab.put(model, "hostile.jsonl", _jsonl(lab, model))
+            return lab.check(model, "bio", lab.trust())
+        return lab.check(model, "bio", lab.trust(), "rt", lab.write("hostile.jsonl", _jsonl(lab, model)))
+    return run
+
+
+HOSTILE_CASES += [
+    Case("hostile-jsonl-with-deep-line-folder", "hostile-file", _jsonl_case("folder"), NOT_AN_ENVELOPE),
+    Case("hostile-jsonl-with-deep-line-argument", "hostile-file", _jsonl_case("argument"),
+         Expect(0, rows={"wmdp-bio": "met"}, rejected=2)),
+]
 
 
 CASES = SCOPE_CASES + REVOCATION_CASES + JSON_CASES + HOSTILE_CASES
