@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gate.errors import ConfigError, GateError
+from open_findings import known, params
 from redteam_kit import Case, Expect, Lab, Outcome, RT_POLICY, billion_laughs, check_outcome, dumps, words
 
 DUPLICATE = ("duplicate", "twice", "more than once")
@@ -202,7 +203,7 @@ def test_yaml_config_bomb_is_refused(lab: Lab) -> None:
 CASES = YAML_DUP_CASES + BOMB_CASES
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", params(CASES))
 def test_attack(lab: Lab, case: Case) -> None:
     check_outcome(case, case.run(lab))
 
@@ -244,6 +245,7 @@ def _revoked_entry(lab: Lab) -> list[dict]:
     return [entry]
 
 
+@known("stale-trust-compromised-in-place")
 def test_stale_trust_revocation_applies_to_next_decision(lab: Lab) -> None:
     """stale-trust-compromised-in-place: the trust file is rewritten in place to revoke the key."""
     model = _bio_model(lab)
@@ -254,6 +256,7 @@ def test_stale_trust_revocation_applies_to_next_decision(lab: Lab) -> None:
     assert _decision_or_error(gate, model) != "allow"
 
 
+@known("stale-trust-key-file")
 def test_stale_trust_key_file_replaced(lab: Lab) -> None:
     """stale-trust-key-file: the trust store names the key by path; the key file is swapped for another key."""
     model = _bio_model(lab)
@@ -266,6 +269,7 @@ def test_stale_trust_key_file_replaced(lab: Lab) -> None:
     assert _decision_or_error(gate, model) != "allow"
 
 
+@known("stale-trust-symlink")
 def test_stale_trust_symlink_repointed(lab: Lab) -> None:
     """stale-trust-symlink: GATE_TRUST is a link re-pointed to a new version (the usual atomic deploy)."""
     model = _bio_model(lab)
@@ -281,6 +285,7 @@ def test_stale_trust_symlink_repointed(lab: Lab) -> None:
     assert _decision_or_error(gate, model) != "allow"
 
 
+@known("stale-trust-broken-recovers")
 def test_stale_trust_broken_then_fixed_recovers(lab: Lab) -> None:
     """stale-trust-broken-recovers: a broken new version denies; fixing it recovers without a restart."""
     model = _bio_model(lab)
@@ -296,6 +301,7 @@ def test_stale_trust_broken_then_fixed_recovers(lab: Lab) -> None:
     assert _decide(gate, model).decision == "allow"
 
 
+@known("stale-trust-policy")
 def test_stale_trust_policy_tightened(lab: Lab) -> None:
     """stale-trust-policy: the policy file changes (threshold tightened); the next decision uses it."""
     model = _bio_model(lab)
@@ -306,6 +312,7 @@ def test_stale_trust_policy_tightened(lab: Lab) -> None:
     assert _decision_or_error(gate, model) != "allow"
 
 
+@known("stale-trust-digest")
 def test_stale_trust_decision_names_current_trust_digest(lab: Lab) -> None:
     """stale-trust-digest: decisions name the digest of the trust store they were judged against."""
     import hashlib

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from open_findings import known, params
 from redteam_kit import Case, Expect, Lab, Outcome, b64, check_outcome, deep_json, key_file, words
 
 SCOPE = ("risk domain", "riskdomain", "scope")
@@ -463,6 +464,12 @@ HOSTILE_FILES = [
     ("signature-not-base64", lambda lab, m: json.dumps({"payload": b64(b"{}"), "payloadType": "x",
                                                         "signatures": [{"keyid": 7, "sig": "%%%"}]}).encode(), False),
     ("manifest-size-5000-digits", _signed_hostile(_huge_manifest_size), True),
+    ("test-result-unhashable-result", lambda lab, m: lab.envelope(
+        {**lab.test_result(m, "wmdp_bio"), "predicate": {"result": [], "configuration": [{"name": "x"}]}},
+        [lab.stranger]), True),
+    ("test-result-configuration-not-text", lambda lab, m: lab.envelope(
+        {**lab.test_result(m, "wmdp_bio"), "predicate": {"result": "PASSED", "configuration": [{"name": {"a": 1}}]}},
+        ["biolab"]), True),
     ("oms-lookalike", lambda lab, m: json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
                                                  "dsseEnvelope": {"payload": 5}}).encode(), False),
 ]
@@ -495,6 +502,6 @@ HOSTILE_CASES += [
 CASES = SCOPE_CASES + REVOCATION_CASES + JSON_CASES + HOSTILE_CASES
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", params(CASES))
 def test_attack(lab: Lab, case: Case) -> None:
     check_outcome(case, case.run(lab))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from open_findings import known, params
 from redteam_kit import (
     COMPRESS,
     Case,
@@ -272,6 +273,6 @@ FALSE_DENY_CASES = [
 CASES = HIDDEN_CASES + FORMAT_CASES + FALSE_DENY_CASES
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", params(CASES))
 def test_attack(lab: Lab, case: Case) -> None:
     check_outcome(case, case.run(lab))

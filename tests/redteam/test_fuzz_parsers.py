@@ -38,6 +38,7 @@ from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, verify_attestation
 from gate.core.vsa import sign_vsa, verify_vsa
 from gate.errors import ConfigError, GateError, InputError, VerificationError
+from open_findings import known
 from redteam_kit import NOW, RT_POLICY, Lab, deep_json, profile
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -195,6 +196,7 @@ def test_fuzz_evaluation_predicate(world, data) -> None:
     only((AttestationFormatError,), lambda: EvaluationPredicate.from_dict(_loads(raw)))
 
 
+@known("fuzz-test-result-predicate")
 @profile(2)
 @given(data=st.data())
 def test_fuzz_test_result_predicate(world, data) -> None:
