@@ -199,3 +199,11 @@ def test_metric_aliases_are_judged_by_their_worst_value(world: World, manifest: 
     decision = decide(Policy.load(), "open", manifest, [item], world.trust(), NOW)
     row = next(r for r in decision.requirements if r.id == "wmdp-bio-open")
     assert not row.met and "acc = 0.9" in row.reason
+
+
+def test_a_key_object_listed_twice_in_memory_is_refused_too(world: World) -> None:
+    from gate.core.trust import Evaluator, TrustedKey
+
+    key = TrustedKey(world.evaluators["evalco"].key.public)
+    with pytest.raises(ConfigError, match="is already listed \\(evaluator e\\)"):
+        TrustStore((Evaluator("e", "E", "third_party", (key, key)),))

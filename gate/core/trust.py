@@ -98,8 +98,10 @@ class TrustStore:
         seen: dict[str, tuple[Evaluator, TrustedKey]] = {}
         for evaluator in self.evaluators:
             for trusted in evaluator.keys:
-                first = seen.setdefault(trusted.key_id, (evaluator, trusted))
-                if first[1] is not trusted:
+                first = seen.get(trusted.key_id)
+                if first is None:
+                    seen[trusted.key_id] = (evaluator, trusted)
+                else:
                     at = f"{self.source}: line {trusted.line}" if trusted.line else self.source
                     was = f" at line {first[1].line}" if first[1].line else ""
                     raise config_error(

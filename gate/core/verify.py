@@ -180,7 +180,7 @@ def _measured(evaluation: Evaluation, catalogue: BenchmarkCatalogue) -> Evaluati
 
 
 def _scope_failure(evaluator: Evaluator, evaluation: Evaluation) -> str:
-    scope = ", ".join(sorted(evaluator.scope or ()))
+    scope = ", ".join(sorted(evaluator.scope or ())) or "nothing"
     if evaluation.risk_domain is None:
         return (f"evaluator {evaluator.id} is trusted only for {scope}, and benchmark {evaluation.benchmark!r} is not in "
                 "the policy's benchmark catalogue, so it measures no risk domain the evaluator may attest")

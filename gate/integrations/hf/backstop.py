@@ -170,7 +170,7 @@ def check_request(request: Any, approvals: Approvals = APPROVALS) -> None:
         try:
             announced = json.loads(request.read() or b"{}").get("files") or []
             files = [(str(item["path"]), int(item["size"])) for item in announced]
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             raise BackstopRefused("preupload request refused: not the JSON release-gate can check") from None
         approvals.check_preupload(match["type"], unquote(match["repo"]), files)
         return
