@@ -153,6 +153,8 @@ def gzip_bomb(size: int = 2 * 1024 ** 3) -> bytes:
 
 
 def compress(kind: str, data: bytes) -> bytes:
+    if kind == "lzma":
+        return lzma.compress(data, format=lzma.FORMAT_ALONE)
     return {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](data)
 
 

@@ -52,6 +52,7 @@ PICKLES = {
     "gzip": compress("gzip", pickle_bytes()),
     "bz2": compress("bz2", pickle_bytes()),
     "xz": compress("xz", pickle_bytes()),
+    "lzma (legacy, as joblib writes it)": compress("lzma", pickle_bytes()),
     "gzip of text pickle": compress("gzip", protocol0_text_pickle()),
     "tar.gz of a pickle": compress("gzip", tar_of({"w/model.pkl": pickle_bytes()})),
     "zip in zip": zip_of({"inner.zip": torch_zip_bytes()}, zipfile.ZIP_STORED),
@@ -211,6 +212,7 @@ _WRAPS = {
     "tar": lambda d: tar_of({"x/data.pkl": d}),
     "zip": lambda d: zip_of({"archive/data.pkl": d}),
     "stored zip": lambda d: zip_of({"archive/data.pkl": d}, zipfile.ZIP_STORED),
+    "lzma": lambda d: compress("lzma", d),
     "tar.gz": lambda d: compress("gzip", tar_of({"model.pkl": d})),
     "zip in tar": lambda d: tar_of({"inner.zip": zip_of({"data.pkl": d})}),
 }
@@ -237,3 +239,41 @@ def test_arbitrary_bytes_get_a_class_and_never_raise(data: bytes) -> None:
 @given(prefix=st.binary(max_size=64))
 def test_a_prefix_never_launders_an_appended_torch_zip(prefix: bytes) -> None:
     assert classify_bytes(prefix + torch_zip_bytes()).kind == "pickle"
+
+
+def test_a_proto_opcode_naming_protocol_0_or_1_is_still_a_pickle() -> None:
+    # Python never writes it, but the loader accepts PROTO 0 and 1 before protocol-0 opcodes.
+    for proto in (b"\x80\x00", b"\x80\x01"):
+        assert classify_bytes(proto + protocol0_text_pickle()).kind == "pickle"
+
+
+@pytest.mark.parametrize("header_length", [128, 384, 640, 896, 1152, 1408])
+def test_a_safetensors_header_length_that_starts_like_proto_is_safetensors(header_length: int) -> None:
+    """0x80 0x02 is PROTO 2, but a loader fails on the zero bytes that follow: these are safetensors files."""
+    data = safetensors_bytes({"w": ("U8", [4], b"\x01\x02\x03\x04")})
+    length = int.from_bytes(data[:8], "little")
+    padded = safetensors_bytes({"w": ("U8", [4], b"\x01\x02\x03\x04")}, pad=header_length - length)
+    assert padded[:2] == header_length.to_bytes(2, "little")
+    assert classify_bytes(padded).kind == "safetensors"
+
+
+@pytest.mark.parametrize("data, kind", [
+    (zip_of({"config.json": b"{}", "metadata.json": b"{}", "model.weights.h5": hdf5_bytes()}), "keras"),
+    (zip_of({"config.json": b"{}", "model.weights.h5": hdf5_bytes(), "data.pkl": pickle_bytes()}), "pickle"),
+    (b"", "text"),
+    (b"\xef\xbb\xbf{\"bos_token\": \"<s>\"}", "text"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "text"),
+    ("r\u00e9sum\u00e9".encode("utf-16"), "unknown"),
+])
+def test_everyday_files_of_model_repos(data: bytes, kind: str) -> None:
+    assert classify_bytes(data).kind == kind
+
+
+def test_a_torch_zip_inside_valid_tensor_data_is_found() -> None:
+    """A polyglot with an exactly covering header: the zip lives in the tensor bytes, and torch.load finds it by
+    its end. The header validates, so only looking for the zip's end record first catches it."""
+    inner = torch_zip_bytes()
+    data = safetensors_bytes({"w": ("U8", [len(inner)], inner)})
+    assert classify_bytes(data).kind == "pickle"
+    gguf_polyglot = gguf_bytes() + inner  # GGUF tensor data may be followed by anything within the file
+    assert classify_bytes(gguf_polyglot).kind == "pickle"

@@ -18,7 +18,7 @@ allowed beside weights at every tier; ``unknown`` is refused at every tier with 
 - ``numpy``: ``.npy`` with a plain dtype and a size matching its header, or an ``.npz`` zip of those;
 - ``pickle``: anything a pickle loader would run: a pickle stream at offset 0 (protocol 2+ ``PROTO``, or protocol
   0/1 opcodes, also when they look like text), a numpy object array, and any zip (torch ``*/data.pkl``), tar
-  (legacy ``torch.save``), gzip, bz2 or xz container holding one;
+  (legacy ``torch.save``), gzip, bz2, xz or legacy lzma container holding one;
 - ``text``: strict UTF-8 of at most :data:`MAX_TEXT_BYTES`, no control characters but tab, newline, carriage
   return, form feed, vertical tab and escape, and not a pickle (JSON configs, tokenizer.json, README, code);
 - ``sentencepiece``: a protobuf ``ModelProto`` of sentencepiece (``tokenizer.model``, ``spiece.model``);
@@ -100,6 +100,16 @@ class BytesSource:
 
     def read_at(self, offset: int, n: int) -> bytes:
         return self.data[offset:offset + n]
+
+
+@dataclass(frozen=True)
+class SizeOnly:
+    """A file known by its size only: over the limit of the rule it is judged by, so never read."""
+
+    size: int
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        raise OSError("not read: over the size limit")
 
 
 class FileSource:
@@ -285,14 +295,14 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
         return _gguf(src) if complete else _unknown("GGUF data inside an archive")
     if head.startswith(NPY_MAGIC):
         return _npy(src, complete)
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return Classification("pickle", f"pickle protocol {head[1]}")
     if head.startswith(b"\x1f\x8b"):
         return _compressed(src, budget, depth, "gzip", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS))
     if head.startswith(b"BZh"):
         return _compressed(src, budget, depth, "bzip2", bz2.BZ2Decompressor)
     if head.startswith(b"\xfd7zXZ\x00"):
         return _compressed(src, budget, depth, "xz", lzma.LZMADecompressor)
+    if head[:1] == b"]" and head[1:3] == b"\x00\x00" and len(head) >= 13:  # legacy .lzma (joblib writes it)
+        return _compressed(src, budget, depth, "lzma", lambda: lzma.LZMADecompressor(format=lzma.FORMAT_ALONE))
     if len(head) >= 262 and head[257:262] == b"ustar":
         return _tar(src, budget, depth)
     if complete and size >= 10 and (found := _safetensors(src)) is not None:
@@ -310,12 +320,12 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
     if complete and size <= budget.limits.max_text:
         data = src.read_at(0, size)
         if _is_pickle(data, complete=True):
-            return Classification("pickle", "protocol 0/1 pickle opcodes (looks like text)")
+            return Classification("pickle", _pickle_detail(data))
         if _is_text(data):
             return Classification("text", "UTF-8")
         return _unknown("binary")
-    if head[:1] in _OPCODES and _is_pickle(src.read_at(0, 64 * 1024), complete=size <= 64 * 1024 and complete):
-        return Classification("pickle", "protocol 0/1 pickle opcodes")
+    if head[:1] in _OPCODES and _is_pickle(window := src.read_at(0, 64 * 1024), complete=size <= 64 * 1024 and complete):
+        return Classification("pickle", _pickle_detail(window))
     if complete and size > budget.limits.max_text:
         return _unknown(f"binary, or text longer than {budget.limits.max_text} bytes")
     return _unknown("binary")
@@ -334,15 +344,14 @@ _IMPORTABLE = re.compile(r"[A-Za-z_][\w.]* [A-Za-z_][\w.]*")
 
 
 def _is_pickle(data: bytes, complete: bool) -> bool:
-    """Whether a pickle loader would act on ``data`` from its start.
+    """Whether a pickle loader would act on ``data`` from its start (any protocol: PROTO is an opcode like others,
+    so a safetensors header length of 0x0280 is not taken for protocol 2).
 
     The opcodes are walked as the loader walks them, with its stack and marks: a pickle is a stream that reaches an
     importing or calling opcode, or STOP with something to return, before anything the loader would fail on
     (whatever follows, the loader has acted by then). A prefix of a longer stream whose opcodes are all valid up to
     its end is taken for one too: a real text or binary file fails within a few bytes.
     """
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
-        return True
     depth, marks, ops = 0, [], 0
     try:
         for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
@@ -369,6 +378,12 @@ def _is_pickle(data: bytes, complete: bool) -> bool:
     except Exception:  # noqa: BLE001 - any malformed opcode or argument: genops raises several kinds
         pass
     return not complete and ops >= 3
+
+
+def _pickle_detail(data: bytes) -> str:
+    if data[:1] == b"\x80" and len(data) > 1:
+        return f"pickle protocol {data[1]}"
+    return "protocol 0/1 pickle opcodes" + (" (looks like text)" if _is_text(data[:65536]) else "")
 
 
 def _is_text(data: bytes) -> bool:

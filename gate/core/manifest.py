@@ -11,7 +11,12 @@ root digests differ. :func:`model_signing_order` reproduces the other order wher
 
 Hashing is parallel across files (hashlib releases the GIL on large updates), reads in large chunks into one
 reusable buffer per worker, and keeps memory constant whatever the model size. bench/bench_hash.py measures it
-against model-signing and against ``openssl dgst`` run on every core.
+against model-signing and against ``openssl dgst`` run on every core. Each file is also given its content class
+(:mod:`gate.core.formats`) from the same open file, reading only what the class needs.
+
+The identity rule: every byte that will be published is either inside the digest or judged by content. Excluded
+paths (the OMS defaults and ``.attestations/``) are left out of the digest, so :func:`check_excluded` decides what
+they may hold; the git and Hub integrations apply the same function to blobs and Hub files.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-os.environ["HF_HUB_DISABLE_XET"] = "1"  # before huggingface_hub is imported (the stand-in serves plain HTTP)
+# Xet is left as users get it (these tests only read from the Hub); a private HF_HOME, no ambient token.
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="gate-hf-home-"))
 os.environ.pop("HF_TOKEN", None)
 
@@ -190,7 +190,7 @@ def test_the_three_surfaces_agree_on_identity_and_classes(hub: HubStandin, tmp_p
 def test_gate_hf_check_refuses_hidden_bytes_and_disguised_pickles(hub: HubStandin, tmp_path: Path,
                                                                   world: World) -> None:
     env = {"GATE_TRUST": str(world.trust_path()), "GATE_NOW": "2026-11-01T12:00:00Z", "HF_ENDPOINT": hub.endpoint,
-           "HF_TOKEN": "hf_test", "HF_HUB_DISABLE_XET": "1", "HF_HOME": os.environ["HF_HOME"]}
+           "HF_TOKEN": "hf_test", "HF_HOME": os.environ["HF_HOME"]}
     root = _model(tmp_path / "a", {".attestations/adapter.json": HIDDEN[".attestations/adapter.json"]})
     hub.create_repo("org/hidden", files={p.relative_to(root).as_posix(): p.read_bytes()
                                          for p in root.rglob("*") if p.is_file()})

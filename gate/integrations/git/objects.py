@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Sequence
 
 from gate.core.dsse import MAX_ENVELOPE_BYTES
-from gate.core.formats import MAX_TEXT_BYTES, ByteSource, BytesSource, FileSource, classify
+from gate.core.formats import MAX_TEXT_BYTES, ByteSource, BytesSource, FileSource, SizeOnly, classify
 from gate.core.manifest import CHUNK_SIZE, FileDigest, Manifest
 from gate.core.verify import AttestationInput
 from gate.errors import InputError, ModelError
@@ -213,7 +213,7 @@ class GitRepo:
         data = local.read_bytes() if pointer.size <= MAX_ENVELOPE_BYTES else None
         if data is not None and hashlib.sha256(data).hexdigest() != pointer.oid:
             raise ModelError(f"{where}: {path}: its local LFS object does not match its pointer")
-        return BytesSource(data) if data is not None else _Oversized(pointer.size)
+        return BytesSource(data) if data is not None else SizeOnly(pointer.size)
 
     def blob_size(self, oid: str) -> int:
         """A blob's size, without reading it (one persistent ``cat-file --batch-check``)."""
@@ -356,16 +356,6 @@ class _LazyBlob:
         if self._data is None:
             self._data = self.repo.read_blob(self.oid, self.size)
         return self._data[offset:offset + n]
-
-
-@dataclass(frozen=True)
-class _Oversized:
-    """A file too large to be read for the rule it is judged by (its size alone refuses it)."""
-
-    size: int
-
-    def read_at(self, offset: int, n: int) -> bytes:
-        raise OSError("not read: over the size limit")
 
 
 @dataclass(frozen=True)

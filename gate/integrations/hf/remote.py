@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 from gate.core.attestation import Statement
 from gate.core.dsse import MAX_ENVELOPE_BYTES, Envelope
-from gate.core.formats import BytesSource, classify
+from gate.core.formats import BytesSource, SizeOnly, classify
 from gate.core.manifest import ATTESTATION_SUFFIXES, MAX_EXCLUDED_TEXT_BYTES, FileDigest, Manifest, excluded_rule
 from gate.core.verify import AttestationInput
 from gate.errors import ConfigError, GateError, InputError
@@ -390,7 +390,7 @@ def excluded_content(api: Any, rev: RemoteRevision, paths: Iterable[str], token:
         rule = excluded_rule(path)
         limit = MAX_ENVELOPE_BYTES if rule == "attestation" else MAX_EXCLUDED_TEXT_BYTES
         if rule.startswith("refuse:") or item.size > limit:
-            check_excluded_content(path, _SizeOnly(item.size), rev.label)  # refuses by name or by size
+            check_excluded_content(path, SizeOnly(item.size), rev.label)  # refuses by name or by size
         key = _content_key(item)
         data = cache.get(key) if cache is not None and key else None
         if data is None:
@@ -401,16 +401,6 @@ def excluded_content(api: Any, rev: RemoteRevision, paths: Iterable[str], token:
 
     with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
         list(pool.map(one, sorted(p for p in paths if is_ignored(p))))
-
-
-class _SizeOnly:
-    """A file judged by its size alone (over the limit of its rule): never read."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def read_at(self, offset: int, n: int) -> bytes:
-        raise OSError("not read: over the size limit")
 
 
 def revision_manifest(api: Any, rev: RemoteRevision, token: Any = None,
