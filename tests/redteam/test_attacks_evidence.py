@@ -64,6 +64,20 @@ tiers:
     return lab.check(model, "capable", lab.trust(), policy)
 
 
+def _catalogue_policy(lab: Lab, name: str, domain: str, aliases: list[str] | None = None) -> Outcome:
+    """A policy whose benchmark catalogue re-scopes a built-in benchmark (directly or through an alias)."""
+    entry = f"  - name: {name}\n    risk_domain: {domain}\n" + (f"    aliases: {aliases}\n" if aliases else "")
+    policy = lab.write("catalogue.yaml", "version: 1\nbenchmarks:\n" + entry + "tiers:\n  - name: internal\n")
+    return lab.gate("policy", "validate", policy)
+
+
+def _unknown_requirement_policy(lab: Lab) -> Outcome:
+    policy = lab.write("unknown.yaml", "version: 1\ntiers:\n  - name: internal\n  - name: x\n    requires:\n"
+                                       "      evaluations:\n        - {id: u, benchmark: nobody_knows, metric: s,"
+                                       " comparator: reported}\n")
+    return lab.gate("policy", "validate", policy)
+
+
 def _attest_cli(bench: str, domain: str | None, eval_name: str | None = None):
     def run(lab: Lab) -> Outcome:
         model = lab.model()
@@ -125,6 +139,15 @@ SCOPE_CASES = [
          Expect(2, words(SCOPE, "strongreject"))),
     Case("scope-attest-refuses-benchmark-option-mislabel", "scope", _attest_cli("wmdp_bio", "capability", "custom"),
          Expect(2, words(SCOPE, "wmdp_bio"))),
+    Case("scope-attest-refuses-unknown-benchmark", "scope", _attest_cli("my_private_bench", None),
+         Expect(2, words("my_private_bench", ("catalogue", "not one", "unknown", "does not know")))),
+    Case("scope-policy-reassigns-wmdp-bio-domain", "scope", lambda lab: _catalogue_policy(lab, "wmdp_bio", "capability"),
+         Expect(2, words("wmdp_bio", ("cbrn", "domain")))),
+    Case("scope-policy-alias-steals-wmdp-bio", "scope",
+         lambda lab: _catalogue_policy(lab, "my_bench", "capability", aliases=["WMDP_BIO"]),
+         Expect(2, words(("wmdp_bio", "WMDP_BIO")))),
+    Case("scope-policy-requires-unknown-benchmark", "scope", _unknown_requirement_policy,
+         Expect(2, words("nobody_knows"))),
     # Controls: honest scoped work still counts (a fix must not turn into a deny-all).
     Case("scope-control-capability-signer-mmlu", "false-deny", _mislabel("mmlu", {"drop_vs_base": 0.01}),
          Expect(0, accepted=1, rejected=0)),
