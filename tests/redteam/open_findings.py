@@ -24,6 +24,9 @@ OPEN: dict[str, str] = {
     # raises TypeError in evaluation_from_test_result before any signature check: internal error, exit 1.
     "hostile-test-result-unhashable-result-folder": "h/parsing: evaluation_from_test_result raises TypeError",
     "hostile-test-result-unhashable-result-argument": "h/parsing: evaluation_from_test_result raises TypeError",
+    # Found by the long fuzz run: a lone surrogate escape in a trust store written as JSON reaches PEM encoding.
+    "yaml-trust-pem-lone-surrogate": "h/parsing: a lone surrogate in a trust store's pem is UnicodeEncodeError (exit 1)",
+    "fuzz-trust-store": "h/parsing: a lone surrogate in a trust store's pem is UnicodeEncodeError (corpus entry)",
     "fuzz-test-result-predicate": "h/parsing: evaluation_from_test_result raises TypeError on a list 'result'",
 }
 

@@ -42,6 +42,14 @@ def _trust_dup(extra: str = "", keyextra: str = "", tail: str = ""):
     return lambda lab: _trust_text(lab, _EVALCO.format(extra=extra, keyextra=keyextra) + tail)
 
 
+def _trust_raw(text: str):
+    def run(lab: Lab) -> Outcome:
+        model = lab.model()
+        lab.attest(model, "evalco", "wmdp_bio", {"acc": 0.26})
+        return lab.verify(model, lab.trust(text=text))
+    return run
+
+
 def _policy_dup(text: str):
     def run(lab: Lab) -> Outcome:
         model = lab.model()
@@ -102,6 +110,10 @@ YAML_DUP_CASES = [
     Case("yaml-policy-python-tag", "duplicate-keys",
          _policy_dup("!!python/object/apply:os.system ['echo pwned']\n"), Expect(2, words(("yaml", "tag")))),
     Case("yaml-policy-not-a-mapping", "duplicate-keys", _policy_dup("- 1\n- 2\n"), Expect(2)),
+    # Found by the long fuzz run (docs/testing.md): JSON is YAML, and a JSON escape can hold a lone surrogate.
+    Case("yaml-trust-pem-lone-surrogate", "hostile-file", _trust_raw(
+        '{"version": 1, "evaluators": [{"id": "a", "organization": "A", "kind": "third_party",'
+        ' "keys": [{"pem": "\\ud800"}]}]}'), Expect(2, words(("pem", "surrogate", "utf-8", "not valid")))),
 ]
 
 

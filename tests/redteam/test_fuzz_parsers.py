@@ -142,6 +142,15 @@ def raw_or_structured(base: Any) -> st.SearchStrategy[bytes]:
     )
 
 
+#: Inputs fuzzing found (the long run, docs/testing.md), replayed by their target on every example, so a target
+#: fails deterministically while its defect is open, whatever examples hypothesis draws.
+CORPUS: dict[str, list[bytes]] = {
+    "test_result": [b'{"result": [], "configuration": [{"name": "x"}]}'],
+    "trust_store": [b'{"version": 1, "evaluators": [{"id": "a", "organization": "", "kind": "third_party",'
+                    b' "keys": [{"pem": "\\ud800"}], "scope": ["cbrn"]}]}'],
+}
+
+
 def only(allowed: tuple[type[BaseException], ...], call: Callable[[], Any]) -> None:
     """Run ``call``; an exception that is not one of ``allowed`` fails the target with its type."""
     try:
@@ -201,8 +210,8 @@ def test_fuzz_evaluation_predicate(world, data) -> None:
 @given(data=st.data())
 def test_fuzz_test_result_predicate(world, data) -> None:
     base = {"result": "PASSED", "configuration": [{"name": "wmdp_bio"}], "passedTests": ["a"], "failedTests": []}
-    raw = mutated_json(base, data.draw, 3)
-    only((AttestationFormatError,), lambda: evaluation_from_test_result(_loads(raw)))
+    for raw in [*CORPUS["test_result"], mutated_json(base, data.draw, 3)]:
+        only((AttestationFormatError,), lambda: evaluation_from_test_result(_loads(raw)))
 
 
 def _loads(raw: bytes) -> Any:
@@ -366,14 +375,15 @@ def _as_yaml(raw: bytes) -> bytes:
         return raw
 
 
+@known("fuzz-trust-store")
 @profile(2)
 @given(data=st.data())
 def test_fuzz_trust_store(world, data) -> None:
     lab: Lab = world["lab"]
-    raw = data.draw(yaml_variants({"version": 1, "evaluators": lab.entries("biolab", "capco")}))
     path = world["root"] / "fuzz-trust.yaml"
-    path.write_bytes(raw)
-    only((ConfigError,), lambda: TrustStore.load(path))
+    for raw in [*CORPUS["trust_store"], data.draw(yaml_variants({"version": 1, "evaluators": lab.entries("biolab", "capco")}))]:
+        path.write_bytes(raw)
+        only((ConfigError,), lambda: TrustStore.load(path))
 
 
 @profile(2)

@@ -4,8 +4,8 @@ Hypothesis generates a model folder, honest attestations of it by trusted evalua
 decides every tier. Then one change nobody trusted signed is applied - a forged, mis-scoped, replayed or
 compromised-key attestation added, an envelope's byte flipped, a duplicated key spliced in, a model file changed,
 renamed or added, a key listed twice in the trust store - and the gate decides again. The change may lower what is
-allowed, never raise it: every tier denied before stays denied, and the satisfied tier never rises. A configuration
-error counts as a deny (the integrations refuse on it).
+allowed, never raise it: every tier that needs signed evidence and was denied before stays denied, and the
+satisfied tier never rises. A configuration error counts as a deny (the integrations refuse on it).
 
 Profiles (redteam_kit.PROFILE): bounded in CI; GATE_FUZZ_LONG=1 for a long run (docs/testing.md).
 """
@@ -41,9 +41,22 @@ MENU = [
     ("aisi", "wmdp_chem", "acc"), ("redteam", "harmbench", "asr"), ("aisi", "risk_assessment", "completed"),
 ]
 
+
+
+def _family(claim) -> str:
+    """The benchmark a claim measures, aliases folded (strongreject = strong_reject)."""
+    from gate.core.benchmarks import builtin_catalogue
+
+    entry = builtin_catalogue().get(claim[0][1])
+    return entry.name if entry else claim[0][1]
+
+
+#: Honest evidence holds at most one attestation per benchmark. With two, the worst counts, and an attacker can
+#: always withhold (or invalidate) the worse one: that raises a decision by construction, it is not a forgery. The
+#: threat model lists withholding as not defended; these properties are about what the signers did not sign.
 claims = st.lists(
     st.tuples(st.sampled_from(MENU), st.floats(0, 0.6, allow_nan=False), st.integers(0, 3000)),
-    min_size=1, max_size=5,
+    min_size=1, max_size=5, unique_by=_family,
 )
 names = st.text("abcdefghij_-.", min_size=1, max_size=10).filter(lambda n: n not in (".", "..") and not n.startswith("."))
 extra_files = st.dictionaries(names.map(lambda n: n + ".json"), st.binary(max_size=64), max_size=3)
@@ -82,11 +95,27 @@ def _load_text(model: Path, text: str) -> TrustStore:
     return TrustStore.load(path)
 
 
+def _needs_evidence(policy: Policy) -> frozenset[str]:
+    """Tiers that require signed evidence. A tier with only a formats rule (or none) is decided on the files
+    alone: changing a file may rightly change it, so the properties compare only the tiers evidence decides."""
+    out = set()
+    for name in policy.tier_names:
+        tier = policy.effective(name)
+        rule = tier.signers
+        if tier.evaluations or rule.min_organizations or rule.min_independent or rule.required_kinds:
+            out.add(name)
+    return frozenset(out)
+
+
+EVIDENCE_TIERS = {name: _needs_evidence(policy) for name, policy in POLICIES.items()}
+
+
 def _assert_not_raised(before: Judged, after: Judged) -> None:
     for pname in POLICIES:
-        gained = after.allowed[pname] - before.allowed[pname]
+        gained = (after.allowed[pname] - before.allowed[pname]) & EVIDENCE_TIERS[pname]
         assert not gained, f"{pname}: tiers {sorted(gained)} became allowed by an unsigned change"
-        assert after.satisfied[pname] <= before.satisfied[pname], f"{pname}: satisfied tier rose"
+        if set(POLICIES[pname].tier_names[1:]) <= EVIDENCE_TIERS[pname]:  # every tier above the lowest needs evidence
+            assert after.satisfied[pname] <= before.satisfied[pname], f"{pname}: satisfied tier rose"
 
 
 # --- the unsigned changes -----------------------------------------------------------------------------------------
