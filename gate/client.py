@@ -239,7 +239,7 @@ class GateClient:
         if summary["digest"] != policy_digest:
             raise self._fail(f"decided with policy {policy_digest[:19]}... but reports policy "
                              f"{str(summary['digest'])[:19]}...", True)
-        from gate.service.targets import UnknownTarget, tier_for_target
+        from gate.core.targets import Target, TargetError, required_tier
 
         try:
             targets = summary["targets"]
@@ -249,8 +249,8 @@ class GateClient:
                                                                          "public")}),
                 mlflow=SimpleNamespace(registration=str(ml["registration"]), aliases=dict(ml["aliases"]),
                                        stages=dict(ml["stages"]), tags={str(k): dict(v) for k, v in ml["tags"].items()}))
-            expected = tier_for_target(view, target)  # type: ignore[arg-type]
-        except UnknownTarget as exc:
+            expected = required_tier(view, Target.parse(target))  # type: ignore[arg-type]
+        except TargetError as exc:
             raise self._fail(f"decided on a target its policy does not know: {exc}", True) from None
         except (KeyError, TypeError, ValueError, AttributeError):
             raise self._fail("sent a malformed policy (no valid 'targets')", True) from None

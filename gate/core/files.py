@@ -128,6 +128,21 @@ def _strict_loader() -> Any:
                 raise ConfigError(f"{self.source}: line {mark.line + 1}: more than {MAX_YAML_NODES} YAML nodes with "
                                   "aliases expanded (an alias bomb?); write the document out")
 
+        def _too_deep(self) -> ConfigError:
+            return ConfigError(f"{self.source}: line {self.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep")
+
+        # The scanner looks ahead over nested flow collections with a cost that grows with their depth, so depth is
+        # bounded where it scans (`[[[[...`, and indentation), not only where it composes.
+        def fetch_flow_collection_start(self, token_class: Any) -> None:
+            if self.flow_level >= MAX_YAML_DEPTH:
+                raise self._too_deep()
+            super().fetch_flow_collection_start(token_class)
+
+        def add_indent(self, column: int) -> bool:
+            if len(self.indents) >= MAX_YAML_DEPTH:
+                raise self._too_deep()
+            return super().add_indent(column)
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()

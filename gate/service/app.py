@@ -31,7 +31,7 @@ from gate.errors import ConfigError, VerificationError
 from gate.service.attestations import AttestationIndex
 from gate.service.bodies import AttestationSubmission, DecisionRequest, model_digest
 from gate.service.responses import ApiError, bad_request
-from gate.service.targets import TARGET_FORMS, UnknownTarget, tier_for_target
+from gate.service.targets import TARGET_FORMS, TargetError, tier_for_target
 from gate.service.tokens import TokenSet
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
@@ -113,7 +113,7 @@ class GateService:
         if request.target is not None:
             try:
                 return tier_for_target(self.policy, request.target)
-            except UnknownTarget as exc:
+            except TargetError as exc:
                 raise bad_request(str(exc)) from None
         try:
             return self.policy.tier(str(request.tier)).name

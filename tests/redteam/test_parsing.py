@@ -164,19 +164,25 @@ def test_every_hostile_file_is_judged_alone_in_the_core(world: World, scene) -> 
 
 
 def test_gate_verify_and_check_judge_each_file_alone(world: World, scene, tmp_path: Path) -> None:
+    """Hostile envelopes in the model's `.attestations/` and hostile files of any kind given on the command line are
+    each rejected with their own reason while the valid ones are judged. (A file in `.attestations/` that is not an
+    envelope at all refuses the whole model instead: the next test.)"""
     model, manifest, valid = scene
     folder = model / ".attestations"
     folder.mkdir()
     for item in valid:
         (folder / item.source).write_bytes(item.data)
     hostile = hostile_inputs(world, manifest)
+    outside = tmp_path / "given"
+    outside.mkdir()
     for name, (data, _) in hostile.items():
-        (folder / _file_name(name)).write_bytes(data)
-    with open(folder / "oversized.json", "wb") as handle:  # over the 16 MiB envelope limit: rejected unread
+        where = folder if name in SIGNED_CASES else outside
+        (where / _file_name(name)).write_bytes(data)
+    with open(outside / "oversized.json", "wb") as handle:  # over the 16 MiB envelope limit: rejected unread
         handle.truncate(16 * 1024 * 1024 + 1)
     hostile["oversized"] = (b"", "attestation is larger than 16777216 bytes")
     trust = world.trust_path()
-    result = run_gate("verify", str(model), "--trust", str(trust), "--now", NOW_TEXT, "--json")
+    result = run_gate("verify", str(model), str(folder), str(outside), "--trust", str(trust), "--now", NOW_TEXT, "--json")
     assert result.returncode == 1 and "internal error" not in result.stderr and "Traceback" not in result.stderr
     rows = {Path(r["source"]).name: r for r in json.loads(result.stdout)["attestations"]}
     assert all(rows[v.source]["valid"] for v in valid)
@@ -184,10 +190,29 @@ def test_gate_verify_and_check_judge_each_file_alone(world: World, scene, tmp_pa
         row = rows[_file_name(name)]
         assert not row["valid"] and expected in row["reason"], (name, row)
     # `gate check` still decides, on the valid ones, and names every rejected file.
-    result = run_gate("check", str(model), "--tier", "internal", "--trust", str(trust), "--now", NOW_TEXT, "--json")
+    result = run_gate("check", str(model), str(outside), "--tier", "internal", "--trust", str(trust), "--now",
+                      NOW_TEXT, "--json")
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     assert len(decision["rejected_attestations"]) == len(hostile)
+
+
+@pytest.mark.parametrize("name", sorted(RAW_CASES))
+def test_a_file_in_the_attestation_folder_that_is_no_envelope_refuses_the_model(name: str, scene) -> None:
+    """`.attestations/` is outside the model's identity, so it may hold attestation envelopes only: anything else
+    there would be published unchecked. The refusal is one line naming the file, never an internal error."""
+    model, _, _ = scene
+    folder = model / ".attestations"
+    folder.mkdir(exist_ok=True)
+    target = folder / _file_name(name)
+    target.write_bytes(RAW_CASES[name][0])
+    try:
+        result = run_gate("check", str(model), "--tier", "internal", "--now", NOW_TEXT)
+    finally:
+        target.unlink()
+    assert result.returncode == 1, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and _file_name(name) in result.stderr, result.stderr
 
 
 @pytest.fixture(scope="module")

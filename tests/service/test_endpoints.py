@@ -121,6 +121,15 @@ def test_targets_resolve_through_the_policy(server: Server, model) -> None:
     assert answer.status_code == 400 and "unknown target" in answer.json()["error"]
 
 
+def test_targets_are_normalised_by_the_core_rule(server: Server, model) -> None:
+    """Issue #13 item 3: the service's target API was case-sensitive where the MLflow plugin was not."""
+    decision = server.client().decide(target="HuggingFace:Private ", model=model.digest)
+    assert decision.requested_tier == "internal"  # and the client's own check of the tier agreed
+    answer = requests.post(f"{server.url}/v1/decisions", headers=auth(server.env),
+                           json={"target": "huggingface:рublic", "model": {"digest": model.digest}})  # Cyrillic р
+    assert answer.status_code == 400 and "unknown target" in answer.json()["error"], answer.text
+
+
 @pytest.mark.parametrize("body, reason", [
     ({"tier": "nope", "model": {"digest": "sha256:" + "a" * 64}}, "unknown tier"),
     ({"tier": "internal", "model": {"digest": "sha256:xyz"}}, "not a model digest"),

@@ -16,11 +16,14 @@ import json
 import logging
 from typing import Any, Mapping
 
+from gate.core.targets import TargetError
 from gate.errors import GateError
 from gate.integrations.mlflow import internals
 from gate.integrations.mlflow.artifacts import ArtifactGuard, asgi_write, flask_write, unknown_route
 from gate.integrations.mlflow.gatekeeper import Deny, Publish, RegistryGate, Withdraw
-from gate.integrations.mlflow.routes import WATCHED, parse_call
+from gate.integrations.mlflow.copies import copied_gate_tags, drop_request_tags
+from gate.integrations.mlflow.routes import WATCHED, parse_call, refusal
+from gate.integrations.mlflow.surface import REFUSED, FlaskSurface
 
 log = logging.getLogger("gate.integrations.mlflow")
 
@@ -67,6 +70,7 @@ def install(app: Any, gatekeeper: RegistryGate, artifact_guard: ArtifactGuard | 
     routes = internals.registry_routes(WATCHED)
     writes = internals.artifact_write_routes()
     unknown = internals.unknown_artifact_writes(app, writes)
+    surface = FlaskSurface()
     guard = artifact_guard or ArtifactGuard(gatekeeper.holder)
 
     def before() -> Any:
@@ -78,10 +82,19 @@ def install(app: Any, gatekeeper: RegistryGate, artifact_guard: ArtifactGuard | 
         if rpc is None:
             if key in writes or key in unknown:
                 return _artifact_write(guard, writes.get(key), request)
+            if (route := surface.route(request.method, rule)).verdict == REFUSED:  # deny by default (surface.py)
+                log.info("%s", route.refusal().removeprefix("release-gate "))
+                _drain_flask(request)
+                return deny_response(route.refusal())
             return None
         try:
             call = parse_call(rpc, internals.request_fields(rpc, request))
-            outcome = gatekeeper.before(call, _requester(request))
+            if copied := copied_gate_tags(call):  # copy_model_version: decided afresh (copies.py)
+                call = drop_request_tags(rpc, request, copied)
+            refused_call = refusal(call)
+            outcome = Deny(refused_call) if refused_call else gatekeeper.before(call, _requester(request))
+        except TargetError as exc:  # a look-alike of a release target (gate.core.targets): refused, saying why
+            outcome = Deny(f"release-gate refused {request.method} {request.path}: {exc}")
         except Exception as exc:
             log.exception("refused %s %s after an error", request.method, request.path)
             return deny_response(_failure(exc))
