@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Sequence
 
 from gate.core.collect import model_attestations, read_attestations
-from gate.core.decision import Decision, decide
+from gate.core.decision import Decision
 from gate.core.manifest import Manifest, hash_model
 from gate.core.policy import Policy
 from gate.core.timeutil import utcnow
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, VerificationReport, verify_all
 from gate.errors import ConfigError, GateError, InputError, ModelError, UsageError, VerificationError
+from gate.runtime.local import LocalDecider
 
 __all__ = [
     "check", "verify", "hash_model", "load_trust", "load_policy",
@@ -74,7 +75,8 @@ def check(
     store, rules = load_trust(trust), load_policy(policy)
     rules.tier(tier)  # an unknown tier is a configuration error before any hashing
     manifest = hash_model(Path(model_dir))
-    return decide(rules, tier, manifest, _inputs(model_dir, attestations), store, now or utcnow())
+    # The one decision path (gate.runtime.LocalDecider), with no log: nothing is recorded.
+    return LocalDecider(rules, store).decide(tier, manifest, _inputs(model_dir, attestations), now=now).decision
 
 
 def verify(

@@ -60,7 +60,7 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
 @now_option
 def prepush_command(remote: str, url: str, tier: str | None, now_text: str | None) -> None:
     """Run by git before a push (REMOTE URL as arguments, the refs on stdin). Exit 1 aborts the push."""
-    from gate.cli.render import decision_text
+    from gate.core.render import decision_text
     from gate.integrations.git.objects import GitRepo
     from gate.integrations.git.prepush import (
         DEFAULT_TIER_KEY, TIER_KEY, chain_to_lfs, check_push, configured_tier, describe_check, lfs_available,

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import click
 
+from gate.cli._gate import check, load_gate, policy_option, report, trust_option
 from gate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now
-from gate.cli.check import load_trust, policy_option, report
 from gate.core.collect import model_attestations
-from gate.core.decision import decide
-from gate.core.policy import Policy
 
 
 @click.group("mlflow")
@@ -26,8 +24,7 @@ def mlflow_group() -> None:
 @click.argument("model_uri", metavar="models:/NAME/VERSION")
 @click.option("--tier", required=True, help="The tier the release is going to (e.g. internal, hosted, gated, open).")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server (env MLFLOW_TRACKING_URI).")
-@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
-              help="Trust store YAML (env GATE_TRUST).")
+@trust_option
 @policy_option
 @now_option
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (stable schema, replayable).")
@@ -44,15 +41,16 @@ def check_command(model_uri: str, tier: str, tracking_uri: str | None, trust_pat
     """
     from gate.integrations.mlflow.download import download_version
 
-    policy = Policy.load(policy_path)
-    policy.tier(tier)  # an unknown tier is a usage error before any download
-    trust = load_trust(trust_path)
-    now = resolve_now(now_text)
+    gate = load_gate(policy_path, trust_path).current()
+    if gate.config.server is None:
+        gate.policy.tier(tier)  # an unknown tier is a usage error before any download
+    now = resolve_now(now_text) if now_text else None
     server = _server_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="gate-mlflow-") as tmp:
         model_dir = download_version(model_uri, Path(tmp), server)
         manifest = hash_with_progress(model_dir, quiet)
-        decision = decide(policy, tier, manifest, model_attestations(model_dir), trust, now)
+        context = {"client": "gate mlflow check", "model_uri": model_uri}
+        decision = check(gate, tier, manifest, model_attestations(model_dir), context, now)
     report(decision, as_json, markdown_path)
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
-from gate.cli._options import (hash_with_progress, json_option, model_dir_argument, now_option, policy_option, print_json,
-                               quiet_option, resolve_now, skip_git_option, trust_option)
+from gate.cli._options import (
+    configured, hash_with_progress, json_option, model_dir_argument, now_option, policy_option, print_json,
+    quiet_option, resolve_now, skip_git_option, trust_option,
+)
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.policy import Policy
 from gate.core.trust import TrustStore
@@ -46,7 +48,7 @@ def _rejected_row(item: Rejection) -> dict[str, Any]:
 @json_option
 @skip_git_option
 @quiet_option
-def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path, policy_path: Path | None,
+def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path | None, policy_path: Path | None,
                    now_text: str | None, as_json: bool, quiet: bool) -> None:
     """Verify ATTESTATIONS (files or folders; default MODEL_DIR/.attestations) for the model in MODEL_DIR.
 
@@ -54,8 +56,8 @@ def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: 
     on disk; an evaluation's risk domain (and so the evaluator's scope) follows from its benchmark, per the
     policy's benchmark catalogue. Exit 0 when every one is valid, 1 otherwise.
     """
-    store = TrustStore.load(trust_path)
-    policy = Policy.load(policy_path)
+    store = TrustStore.load(configured(trust_path, "trust", "gate verify"))
+    policy = Policy.load(configured(policy_path, "policy"))
     now = resolve_now(now_text)
     items = unique_inputs(read_attestations(attestations) if attestations else model_attestations(model_dir))
     manifest = hash_with_progress(model_dir, quiet)

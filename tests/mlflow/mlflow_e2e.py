@@ -279,6 +279,16 @@ def make_registry(server_url: str, tmp: Path, world: World) -> Registry:
     return Registry(client, experiment_id, tmp, world)
 
 
+def own_registry(server_url: str, tmp: Path, world: World, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """A registry on a server a test started itself (the client pointed at it for this test only)."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(server_url)
+    mlflow.set_registry_uri(server_url)
+    return make_registry(server_url, tmp, world)
+
+
 @pytest.fixture
 def registry(gate_server: GateServer, client_env: None, tmp_path: Path) -> Registry:
     import mlflow

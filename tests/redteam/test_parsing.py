@@ -286,7 +286,8 @@ def test_the_client_refuses_a_decision_with_a_duplicated_key(world: World, scene
     from http.server import BaseHTTPRequestHandler, HTTPServer
     import threading
 
-    from gate.client import GateClient, GateServiceError
+    from gate.runtime.client import GateClient, GateServiceError
+    from gate.runtime.remote import ask
 
     _, manifest, _ = scene
     decision = decide(Policy.load(), "hosted", manifest, [], world.trust(), NOW)
@@ -309,7 +310,7 @@ def test_the_client_refuses_a_decision_with_a_duplicated_key(world: World, scene
     try:
         client = GateClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", timeout=10)
         with pytest.raises(GateServiceError, match="has the key 'mode' twice.*the publish is denied"):
-            client.decide(tier="hosted", model=manifest)
+            ask(client, manifest, tier="hosted")
     finally:
         server.shutdown()
         server.server_close()
