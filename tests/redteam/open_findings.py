@@ -13,13 +13,6 @@ import pytest
 
 #: case id -> why it fails today and which work fixes it.
 OPEN: dict[str, str] = {
-    # Issue 9 finding 9 (stale trust): fixed on h/runtime (gate.runtime.Reloader); all six pass there.
-    "stale-trust-compromised-in-place": "h/runtime: the running Gate re-reads its trust store",
-    "stale-trust-key-file": "h/runtime: the running Gate re-reads the key files the trust store names",
-    "stale-trust-symlink": "h/runtime: symlinks resolved at every check",
-    "stale-trust-broken-recovers": "h/runtime: a broken trust store denies, then recovers without a restart",
-    "stale-trust-policy": "h/runtime: the running Gate re-reads its policy",
-    "stale-trust-digest": "h/runtime: decisions name the digest of the trust store they were judged against",
     # Issue 9 finding 6 (each file judged alone): an unsigned in-toto test-result envelope whose "result" is a list
     # raises TypeError in evaluation_from_test_result before any signature check: internal error, exit 1.
     "hostile-test-result-unhashable-result-folder": "h/parsing: evaluation_from_test_result raises TypeError",

@@ -8,14 +8,10 @@ for letters, invisible characters) is refused; anything else is no release. One 
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from gate.core.policy import Policy
 
-#: The core rule arrives with the MLflow surface work; until it is merged here these run as strict xfails.
-HAVE_RULE = importlib.util.find_spec("gate.core.targets") is not None
 CONFUSABLE = "confusable"
 
 # (id, target text, the tier it needs with the default policy, None for no release, or CONFUSABLE)
@@ -39,7 +35,6 @@ TARGETS = [
 ]
 
 
-@pytest.mark.xfail(not HAVE_RULE, strict=True, reason="open finding: gate.core.targets lands with h/mlflow-surface")
 @pytest.mark.parametrize("target_id, text, expected", TARGETS, ids=[t[0] for t in TARGETS])
 def test_target_names_are_normalised_once(target_id: str, text: str, expected: str | None) -> None:
     from gate.core.targets import ConfusableTarget, Target, mapped_tier
