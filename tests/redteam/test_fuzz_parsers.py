@@ -39,7 +39,7 @@ from gate.core.verify import AttestationInput, verify_attestation
 from gate.core.vsa import sign_vsa, verify_vsa
 from gate.errors import ConfigError, GateError, InputError, VerificationError
 from open_findings import known
-from redteam_kit import NOW, RT_POLICY, Lab, deep_json, profile
+from redteam_kit import NOW, RT_POLICY, Lab, deep_json, evil_pickle, profile
 
 TESTS = Path(__file__).resolve().parent.parent
 
@@ -146,6 +146,8 @@ def raw_or_structured(base: Any) -> st.SearchStrategy[bytes]:
 #: fails deterministically while its defect is open, whatever examples hypothesis draws.
 CORPUS: dict[str, list[bytes]] = {
     "test_result": [b'{"result": [], "configuration": [{"name": "x"}]}'],
+    # MARK then POP in front of a protocol-0 pickle: loadable (pickle.loads runs it), classified as text.
+    "excluded": [b"(0" + evil_pickle(0)],
     "trust_store": [b'{"version": 1, "evaluators": [{"id": "a", "organization": "", "kind": "third_party",'
                     b' "keys": [{"pem": "\\ud800"}], "scope": ["cbrn"]}]}'],
 }
@@ -402,3 +404,48 @@ def test_fuzz_gate_config(world, data) -> None:
     path = world["root"] / "fuzz-gate.yaml"
     path.write_bytes(data.draw(yaml_variants(base)))
     only((ConfigError,), lambda: GateConfig.from_env({"GATE_CONFIG": str(path)}))
+
+
+# --- the identity rule and the content classifier -----------------------------------------------------------------
+
+EXCLUDED_PATHS = [".attestations/a.json", ".attestations/b.jsonl", ".attestations/c.sig", ".gitattributes",
+                  ".gitignore", ".github/workflows/ci.yml", ".github/payload.tar", ".attestations", ".github"]
+
+
+def _is_pickle(data: bytes) -> bool:
+    """Whether ``data`` is a complete pickle stream from its first byte, by pickletools' stack simulation (which
+    never runs it): an oracle independent of the classifier under test."""
+    import io
+    import pickletools
+
+    try:
+        pickletools.dis(data, out=io.StringIO())
+    except Exception:  # any complaint of the disassembler: not a loadable stream
+        return False
+    return True
+
+
+@known("fuzz-excluded-path-rule")
+@profile(3)
+@given(rel=st.sampled_from(EXCLUDED_PATHS), head=st.one_of(st.binary(max_size=64), st.sampled_from([b"(0", b"N0", b"(1"])),
+       tail=st.binary(max_size=64), text=st.text(max_size=100), pickled=st.booleans())
+def test_fuzz_excluded_path_rule(world, rel, head, tail, text, pickled) -> None:
+    """Any bytes under any excluded path: the rule answers ModelError or accepts; it never accepts a loadable pickle
+    (a protocol-0 pickle is ASCII text) anywhere the identity leaves out."""
+    from gate.core.formats import BytesSource, classify
+    from gate.core.manifest import check_excluded
+    from gate.errors import ModelError
+    from redteam_kit import evil_pickle
+
+    data = head + (evil_pickle(0) if pickled else text.encode("utf-8", "surrogatepass")) + tail
+    for sample in [*CORPUS["excluded"], data]:
+        accepted = True
+        try:
+            check_excluded(rel, BytesSource(sample))
+        except ModelError:
+            accepted = False
+        except Exception as exc:
+            raise AssertionError(f"undocumented {type(exc).__name__} escaped: {str(exc)[:300]}") from exc
+        if accepted and not rel.startswith(".attestations/"):
+            assert classify(BytesSource(sample)).kind == "text", (rel, sample[:80])
+        assert not (accepted and _is_pickle(sample)), f"{rel}: a loadable pickle was accepted: {sample[:60]!r}"
