@@ -84,7 +84,7 @@ class Server:
             os.killpg(self.proc.pid, sig)
         except ProcessLookupError:
             pass
-        self.proc.wait(timeout=15)
+        self.proc.wait(timeout=30)  # generous: CI shares 2 cores with a second xdist worker
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
