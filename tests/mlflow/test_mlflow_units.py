@@ -303,7 +303,14 @@ class _Guard(ArtifactGuard):
         return self.outcome
 
 
-def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403() -> None:
+def file_lock(tmp_path: Path):
+    from gate.integrations.mlflow.lock import FileLock, RegistryLock
+
+    lock = RegistryLock(FileLock(tmp_path / "registry.lock"))
+    return lambda: lock
+
+
+def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403(tmp_path: Path) -> None:
     from flask import Flask
 
     from gate.integrations.mlflow.hook import install
@@ -313,7 +320,7 @@ def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403() -> N
                      lambda artifact_path: "{}", methods=["GET", "PUT", "DELETE"])
     app.add_url_rule("/api/2.0/mlflow/runs/log-metric", "log_metric", lambda: "{}", methods=["POST"])
     guard = _Guard(Deny("release-gate refused it"))
-    install(app, None, guard)  # type: ignore[arg-type]  (no registry call is made here)
+    install(app, None, guard, file_lock(tmp_path))  # type: ignore[arg-type]  (no registry call is made here)
     client = app.test_client()
     response = client.delete("/api/2.0/mlflow-artifacts/artifacts/1/models/x/artifacts")
     assert response.status_code == 403 and response.json == {"error_code": "PERMISSION_DENIED",
@@ -331,7 +338,7 @@ def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403() -> N
     assert client.put("/api/2.0/mlflow-artifacts/artifacts/..%2f..%2fetc/x", data=b"").status_code == 403
 
 
-def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself() -> None:
+def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself(tmp_path: Path) -> None:
     import asyncio
     import json
 
@@ -360,7 +367,7 @@ def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself() 
         scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "root_path": "",
                  "query_string": b"", "headers": [(b"host", b"127.0.0.1:5000")], "client": ("10.0.0.7", 1234),
                  "scheme": "http", "server": ("127.0.0.1", 5000)}
-        asyncio.run(ArtifactWriteGuard(inner, guard, routes)(scope, receive, send))
+        asyncio.run(ArtifactWriteGuard(inner, guard, routes, file_lock(tmp_path))(scope, receive, send))
         if not sent:
             return None, {}
         assert not chunks  # the refused upload's body was read before answering
