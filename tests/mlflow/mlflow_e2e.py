@@ -160,9 +160,11 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def server_command(backend_uri: str, artifacts: Path, port: int, app_name: str | None = "release-gate") -> list[str]:
+def server_command(backend_uri: str, artifacts: Path, port: int, app_name: str | None = "release-gate",
+                   workers: int = 1) -> list[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
-               "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+               "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers)]
     return command + (["--app-name", app_name] if app_name else [])
 
 
@@ -172,13 +174,14 @@ def server_env(gate_env: Mapping[str, str]) -> dict[str, str]:
     return {**env, **SERVER_ENV, **gate_env}
 
 
-def start_server(workdir: Path, backend_uri: str, gate_env: Mapping[str, str], app_name: str | None = "release-gate") -> Server:
+def start_server(workdir: Path, backend_uri: str, gate_env: Mapping[str, str], app_name: str | None = "release-gate",
+                 workers: int = 1) -> Server:
     """Start ``mlflow server`` in its own session (so that stopping it stops its workers) and wait until healthy."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = workdir / "server.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(server_command(backend_uri, workdir / "mlartifacts", port, app_name), cwd=workdir,
+        process = subprocess.Popen(server_command(backend_uri, workdir / "mlartifacts", port, app_name, workers), cwd=workdir,
                                    env=server_env(gate_env), stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     server = Server(f"http://127.0.0.1:{port}", process, log)

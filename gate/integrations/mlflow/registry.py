@@ -366,6 +366,12 @@ def _wrap_class(store_class: type) -> list[str]:
     return unknown
 
 
+def deactivate() -> None:
+    """Let the wrapped methods through unguarded again (for tests that use MLflow's store in-process)."""
+    global _ACTIVE
+    _ACTIVE = None
+
+
 def active() -> bool:
     """Whether a store guard is installed in this process (registry routes are refused otherwise)."""
     return _ACTIVE is not None
