@@ -170,6 +170,8 @@ class Stress:
             step += 1
             done += self.run_round(width, race=step % 3 == 0)
             self.check(step)
+            if self.violations:
+                return  # the first broken state is the one worth reading
 
 
 def stress_names(registry: Registry, count: int = 5) -> list[str]:
