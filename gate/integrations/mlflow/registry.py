@@ -209,12 +209,11 @@ class StoreGuard:
                 raise _permission_denied(
                     f"release-gate refused a tag on registered model '{a['name']}': tags starting with '{PREFIX}' are "
                     f"written by the release gate only ({reserved!r}), on versions and registered models alike")
-        try:
-            hold = self._lock().exclusive()
-            hold.__enter__()
-        except Exception as exc:
-            raise _permission_denied(failure(exc)) from None
-        try:
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self._lock().exclusive())
+            except Exception as exc:  # not obtained in time, or a backend with no lock: refused
+                raise _permission_denied(failure(exc)) from None
             if method in GATED:
                 return self._gated(method, original, bound)
             if method in WITHDRAWALS:
@@ -222,8 +221,6 @@ class StoreGuard:
             if method in EVENTS:
                 self._event(method, a)
             return original(*bound.args, **bound.kwargs)
-        finally:
-            hold.__exit__(None, None, None)
 
     def _gated(self, method: str, original: Callable[..., Any], bound: inspect.BoundArguments) -> Any:
         a = bound.arguments
