@@ -100,12 +100,17 @@ class _PgHold:
         self._connection = connection
 
     def release(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            try:
-                connection.close()  # ends the session, which drops its advisory locks
-            except Exception:
-                pass
+        if self._connection is None:
+            return
+        connection, self._connection = self._connection, None
+        try:
+            from sqlalchemy import text
+
+            connection.execute(text("SELECT pg_advisory_unlock_all()"))
+            connection.commit()
+            connection.close()  # back to the lock's own pool, holding nothing
+        except Exception:
+            connection.invalidate()  # closes the session, which drops its advisory locks
 
 
 class PostgresLock:
@@ -113,10 +118,10 @@ class PostgresLock:
 
     def __init__(self, uri: str) -> None:
         from sqlalchemy import create_engine
-        from sqlalchemy.pool import NullPool
 
-        # A connection per hold, never one of MLflow's pooled connections: the holder needs those for its writes.
-        self._engine = create_engine(uri, poolclass=NullPool)
+        # A pool of its own, never MLflow's connections: the holder needs those for its writes, and uploads waiting
+        # for a gated call must not take them all.
+        self._engine = create_engine(uri, pool_pre_ping=True, pool_size=2, max_overflow=64)
 
     def acquire(self, shared: bool) -> Held:
         from sqlalchemy import text
@@ -124,18 +129,18 @@ class PostgresLock:
 
         connection = self._engine.connect()
         try:
-            connection.execute(text(f"SET lock_timeout = '{int(WAIT_SECONDS * 1000)}ms'"))
+            connection.execute(text(f"SET lock_timeout = '{max(1, int(WAIT_SECONDS * 1000))}ms'"))  # 0 = forever
             function = "pg_advisory_lock_shared" if shared else "pg_advisory_lock"
             connection.execute(text(f"SELECT {function}(:key)"), {"key": ADVISORY_KEY})
             connection.commit()  # the lock is the session's, not the transaction's
         except OperationalError as exc:
-            connection.close()
+            connection.invalidate()
             if "lock timeout" in str(exc).lower():
                 raise LockTimeout(f"the registry is busy: another registry write held its lock for more than "
                                   f"{WAIT_SECONDS:.0f} s; try again") from None
             raise
         except BaseException:
-            connection.close()
+            connection.invalidate()  # never back to the pool with a lock it might hold
             raise
         return _PgHold(connection)
 
