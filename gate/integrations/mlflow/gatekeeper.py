@@ -1,8 +1,10 @@
-"""One registry call in, one outcome out: pass it, refuse it, or let it through and show the decision afterwards.
+"""One registry call in, one outcome out: pass it, refuse it, or let it through with the decision tags to write.
 
 This is the adapter proper: it finds the weights a call publishes, hands them with their attestations to
 :meth:`gate.runtime.Gate.decide` and turns the :class:`~gate.core.decision.Decision` into an outcome. What a tier
 requires is the core's business; which tier a call needs is the policy's ``targets.mlflow`` table (``targets``).
+It is called by the store guard (:mod:`gate.integrations.mlflow.registry`) with the registry lock held, so what it
+resolves is what MLflow then writes.
 """
 
 from __future__ import annotations
