@@ -186,7 +186,7 @@ class GateClient:
             raise InputError("give exactly one of tier and target")
         if isinstance(model, Manifest):
             wanted = model.digest
-            model_body: dict[str, Any] = {"manifest": model.to_dict()}
+            model_body: dict[str, Any] = {"manifest": model.to_dict(content=True)}  # the service cannot see the files
         else:
             wanted = f"sha256:{parse_digest(model)}"
             model_body = {"digest": wanted}

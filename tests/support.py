@@ -23,6 +23,8 @@ from gate.core.signing import attest_evaluation
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput
 
+from content_samples import safetensors_bytes  # noqa: E402
+
 NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 def write_model(root: Path, files: dict[str, bytes] | None = None) -> Path:
     """A small model folder: safetensors weights, config, tokenizer."""
     files = files or {
-        "model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + os.urandom(4096),
+        "model.safetensors": safetensors_bytes({"w": ("U8", [4096], os.urandom(4096))}),  # judged by content
         "config.json": b'{"architectures": ["TinyModel"], "hidden_size": 16}',
         "tokenizer.json": b'{"version": "1.0"}',
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from content_samples import safetensors_bytes, torch_zip_bytes
 from support import NOW, World, write_model
 from gate.core.decision import decide
 from gate.core.manifest import hash_model
@@ -185,7 +186,8 @@ def test_rejected_attestation_counts_as_absent_and_is_listed(policy, manifest, w
 
 
 def test_format_requirement_refuses_pickle(policy, world, tmp_path) -> None:
-    model = hash_model(write_model(tmp_path / "m", {"model.safetensors": b"x", "extra/pytorch_model.bin": b"y"}))
+    model = hash_model(write_model(tmp_path / "m", {"model.safetensors": safetensors_bytes(),
+                                                    "extra/pytorch_model.bin": torch_zip_bytes()}))
     decision = decide(policy, "open", model, full_evidence(world, model), world.trust(), NOW)
     assert [r.id for r in decision.missing] == ["formats"]
     assert "extra/pytorch_model.bin" in decision.missing[0].reason

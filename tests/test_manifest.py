@@ -27,6 +27,7 @@ from gate.core.manifest import (
     scan_size,
 )
 from gate.errors import InputError, ModelError
+from content_samples import envelope_bytes
 from helpers_models import make_model, ms_root_digest, sha256_hex
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -79,7 +80,7 @@ ORDINARY_LAYOUTS = {
     },
     "sharded": {f"model-{i:05d}-of-00003.safetensors": bytes([i]) * 100 for i in range(1, 4)}
     | {"model.safetensors.index.json": b"{}"},
-    "with_git": {"weights.bin": b"1", ".gitattributes": b"*.bin lfs", ".git/HEAD": b"ref", ".github/x.yml": b"on"},
+    "with_git": {"weights.bin": b"1", ".gitattributes": b"*.bin lfs", ".github/x.yml": b"on"},
     "empty": {},
 }
 
@@ -123,12 +124,11 @@ def test_default_ignores(tmp_path: Path) -> None:
         tmp_path / "m",
         {
             "weights.bin": b"w",
-            ".git/HEAD": b"ref",
             ".github/workflows/ci.yml": b"on",
             ".gitignore": b"*.tmp",
             ".gitattributes": b"*.bin lfs",
-            ".attestations/eval.json": b"{}",
-            ".attestations/model.sig": b"{}",
+            ".attestations/eval.json": envelope_bytes(),
+            ".attestations/model.sig": envelope_bytes(),
             # Only exact names (and what is below them) are ignored, and only at the root:
             ".gitignore.bak": b"1",
             ".github2/x": b"2",
@@ -154,12 +154,25 @@ def test_custom_ignore_path(tmp_path: Path) -> None:
         hash_model(model, ignore_paths=("../x",))
 
 
-def test_ignored_symlink_is_not_inspected(tmp_path: Path) -> None:
+def test_a_git_folder_in_a_model_folder_is_refused(tmp_path: Path) -> None:
+    """Fail closed: MLflow serves an artifact folder as it is, .git and its history included, and none of it is in
+    the identity. A .git link (a checkout whose .git lives elsewhere) is refused too; so is a .git *file*."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     model = make_model(tmp_path / "m", {"w": b"w"})
-    (model / ".git").symlink_to(outside)  # e.g. a checkout whose .git lives elsewhere
-    assert [f.path for f in hash_model(model).files] == ["w"]
+    (model / ".git").symlink_to(outside)
+    with pytest.raises(ModelError, match=r"^\.git: a \.git folder inside the model folder .*rsync -a --exclude \.git"):
+        hash_model(model)
+    (model / ".git").unlink()
+    (model / ".git").write_text("gitdir: ../elsewhere\n")
+    with pytest.raises(ModelError, match=r"^\.git: a \.git folder"):
+        hash_model(model)
+    (model / ".git").unlink()
+    make_model(model, {".git/HEAD": b"ref: refs/heads/main\n"})
+    with pytest.raises(ModelError, match=r"^\.git"):
+        hash_model(model)
+    # With no exclusions .git is simply part of the identity: every byte is in the digest.
+    assert [f.path for f in hash_model(model, ignore_paths=()).files] == [".git/HEAD", "w"]
 
 
 # --- refusals --------------------------------------------------------------------------------------------------
@@ -211,7 +224,7 @@ def test_non_utf8_file_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_non_attestation_file_in_attestation_folder_is_refused(tmp_path: Path) -> None:
-    model = make_model(tmp_path / "m", {"w": b"w", ".attestations/ok.json": b"{}", ".attestations/evil.pkl": b"x"})
+    model = make_model(tmp_path / "m", {"w": b"w", ".attestations/ok.json": envelope_bytes(), ".attestations/evil.pkl": b"x"})
     with pytest.raises(ModelError, match=r"\.attestations/evil\.pkl: only attestation files .* may sit in"):
         hash_model(model)
 
@@ -354,20 +367,16 @@ def test_progress_sums_to_total_bytes(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_weights_under_an_ignored_path_are_refused(tmp_path: Path) -> None:
-    """model-signing's defect 4, in the gate's own default ignores: .github/evil.pkl must not ride along unhashed."""
+    """model-signing's defect 4, in the gate's own default ignores: .github/evil.pkl must not ride along unhashed;
+    judged by content, so a pickle named like text is refused as well."""
     from gate.core.manifest import hash_model
 
     model = make_model(tmp_path / "m", {"model.safetensors": b"w", ".github/workflows/ci.yml": b"on: push"})
     assert [f.path for f in hash_model(model).files] == ["model.safetensors"]
-    (model / ".github" / "evil.pkl").write_bytes(b"\x80\x04.")
-    with pytest.raises(ModelError, match=r"\.github/evil\.pkl: a pickle weight file under an ignored path"):
+    (model / ".github" / "evil.pkl").write_bytes(b"\x80\x04N.")  # returns None: a loadable pickle
+    with pytest.raises(ModelError, match=r"\.github/evil\.pkl: only text may sit under an excluded path, found pickle"):
         hash_model(model)
-    # git's own metadata is left out of the identity too (LFS objects are named by oid, not by format) ...
     (model / ".github" / "evil.pkl").unlink()
-    (model / ".git" / "lfs" / "objects" / "ab").mkdir(parents=True)
-    (model / ".git" / "lfs" / "objects" / "ab" / ("ab" + "0" * 62)).write_bytes(b"x")
-    assert [f.path for f in hash_model(model).files] == ["model.safetensors"]
-    # ... but weights there are refused: an MLflow artifact folder named .git is served like any other.
-    (model / ".git" / "model.safetensors").write_bytes(b"w")
-    with pytest.raises(ModelError, match=r"\.git/model\.safetensors: a safetensors weight file under an ignored path"):
+    (model / ".github" / "notes.txt").write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
+    with pytest.raises(ModelError, match=r"\.github/notes\.txt: only text .* found pickle"):
         hash_model(model)

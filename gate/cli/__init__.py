@@ -18,6 +18,8 @@ from gate import __version__
 
 #: command name -> "module:attribute", imported on first use.
 COMMANDS: dict[str, str] = {
+    "init": "gate.cli.init:init_command",
+    "trust": "gate.cli.trust:trust_group",
     "hash": "gate.cli.identity:hash_command",
     "keygen": "gate.cli.keys:keygen_command",
     "attest": "gate.cli.attest:attest_command",
@@ -33,6 +35,8 @@ COMMANDS: dict[str, str] = {
 }
 
 _HELP = {
+    "init": "Write a commented starter configuration (config, policy, trust store, gate key).",
+    "trust": "Add evaluators to a trust store without editing YAML by hand.",
     "hash": "Print a model directory's digest (its OMS-compatible manifest).",
     "keygen": "Create a signing key pair for an evaluator or the gate.",
     "attest": "Sign an evaluation attestation binding scores to a model's digest.",

@@ -23,6 +23,18 @@ model_dir_argument = click.argument(
     "model_dir", type=click.Path(exists=True, file_okay=False, dir_okay=True, path_type=Path)
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def _remember_skip_git(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta["gate.skip_git"] = value
+    return value
+
+
+skip_git_option = click.option(
+    "--skip-git", is_flag=True, expose_value=False, callback=_remember_skip_git,
+    help="Leave a .git folder in MODEL_DIR out unread, for a folder published only by git or huggingface_hub "
+         "(neither sends .git). By default it is refused: a folder published as it is would publish it.",
+)
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 trust_option = click.option(
     "--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
@@ -57,14 +69,17 @@ def print_json(data: Any) -> None:
 
 
 def hash_with_progress(model_dir: Path, quiet: bool) -> Manifest:
-    """Hash a model, with a progress bar on stderr when it is a terminal and the model is large."""
+    """Hash a model, with a progress bar on stderr when it is a terminal and the model is large (``--skip-git``
+    of the running command is honoured)."""
+    ctx = click.get_current_context(silent=True)
+    skip_git = bool(ctx is not None and ctx.meta.get("gate.skip_git"))
     if quiet or not sys.stderr.isatty():
-        return hash_model(model_dir)
-    total = scan_size(model_dir)
+        return hash_model(model_dir, skip_git=skip_git)
+    total = scan_size(model_dir, skip_git=skip_git)
     if total < PROGRESS_MIN_BYTES:
-        return hash_model(model_dir)
+        return hash_model(model_dir, skip_git=skip_git)
     with _ProgressContext(total) as advance:
-        return hash_model(model_dir, progress=advance)
+        return hash_model(model_dir, progress=advance, skip_git=skip_git)
 
 
 class _Counter:

@@ -9,7 +9,23 @@ from typing import Any, NoReturn
 
 import click
 
+from gate import DISTRIBUTION
 from gate.errors import GateError
+
+#: Top-level modules that only an extra brings, and the extra that brings each.
+EXTRAS: dict[str, str] = {
+    "mlflow": "mlflow",
+    "huggingface_hub": "hf",
+    "hf_xet": "hf",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra whose absence raised ``exc``, or None when the missing module belongs to no extra."""
+    top = (exc.name or "").split(".")[0]
+    return EXTRAS.get(top)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -29,13 +45,24 @@ def run_guarded(command: click.Command, argv: list[str]) -> Any:
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except GateError as exc:
         fail(str(exc), exc.exit_code)
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            fail_internal(exc)
+        fail(f"this command needs the '{extra}' extra ({exc.name} is not installed): "
+             f"pip install '{DISTRIBUTION}[{extra}]'", 2)
     except KeyboardInterrupt:
         fail("interrupted; nothing was allowed", 1)
     except Exception as exc:  # fail closed: an unexpected error is a deny, reported without a traceback
-        if os.environ.get("GATE_DEBUG"):
-            traceback.print_exc()
-        fail(
-            f"internal error ({type(exc).__name__}: {exc}); treated as a deny. "
-            "Set GATE_DEBUG=1 to see the traceback and report it.",
-            1,
-        )
+        fail_internal(exc)
+
+
+def fail_internal(exc: BaseException) -> NoReturn:
+    """Report an unexpected error as a deny (exit 1), with the traceback only under GATE_DEBUG."""
+    if os.environ.get("GATE_DEBUG"):
+        traceback.print_exception(exc)
+    fail(
+        f"internal error ({type(exc).__name__}: {exc}); treated as a deny. "
+        "Set GATE_DEBUG=1 to see the traceback and report it.",
+        1,
+    )

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import click
 
-from gate.cli._options import hash_with_progress, model_dir_argument, passphrase_from_env, quiet_option, resolve_now
+from gate.cli._options import skip_git_option, hash_with_progress, model_dir_argument, passphrase_from_env, quiet_option, resolve_now
 from gate.core.attestation import RISK_DOMAINS, Evaluation, EvaluatorRef, EvidenceRef
 from gate.core.benchmarks import benchmark_of_task, default_risk_domain
 from gate.core.keys import PrivateKey
@@ -128,6 +128,7 @@ def _manual(
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help=f"Where to write the attestation (default: MODEL_DIR/{ATTESTATION_DIR}/<evaluator>-<eval>.intoto.json).")
 @click.option("--now", "now_text", metavar="TIME", help="Signing time (default: now).")
+@skip_git_option
 @quiet_option
 def attest_command(
     model_dir: Path, key_paths: tuple[Path, ...], passphrase_env: str | None, evaluator_id: str,

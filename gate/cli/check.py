@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now
+from gate.cli._options import skip_git_option, hash_with_progress, now_option, quiet_option, resolve_now
 from gate.cli.render import decision_markdown, decision_text
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.decision import Decision, decide
@@ -72,6 +72,7 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
 @click.option("--token-env", default="GATE_TOKEN", show_default=True, metavar="VAR",
               help="Environment variable holding the service's bearer token (with --server).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for --server.")
+@skip_git_option
 @quiet_option
 @click.pass_context
 def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | None, tier: str, trust_path: Path | None,

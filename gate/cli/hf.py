@@ -152,13 +152,17 @@ def _split_repo(text: str) -> tuple[str, str | None]:
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (stable schema, replayable).")
 @click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
+@click.option("--verify-bytes", is_flag=True,
+              help="Also download every LFS file and check its bytes against the sha256 the Hub lists (for Xet "
+                   "storage that sha256 is the uploading client's word). Slow: it reads the whole model.")
 def check_command(target: str, attestations: tuple[Path, ...], tier: str | None, repo_type: str | None,
                   token: str | None, trust_path: Path | None, policy_path: Path | None, now_text: str | None,
-                  as_json: bool, markdown_path: Path | None) -> None:
+                  as_json: bool, markdown_path: Path | None, verify_bytes: bool) -> None:
     """Decide whether a revision already on the Hub may be released at --tier, without downloading its weights.
 
     Per-file sha256 digests come from the Hub's LFS metadata; small regular files are downloaded and hashed. The
     manifest built from them is the one `gate check` computes for the folder the revision was uploaded from.
+    --verify-bytes downloads the LFS files too and refuses any whose bytes are not the listed sha256.
     Evidence: the revision's .attestations/, ATTESTATIONS, and the gate service if GATE_SERVER is set.
     Exit 0 allow, 1 deny, 2 usage or configuration error.
     """
@@ -178,6 +182,10 @@ def check_command(target: str, attestations: tuple[Path, ...], tier: str | None,
         rev = remote.read_revision(api, repo_id, revision=revision, repo_type=repo_type, token=token)
         manifest = remote.revision_manifest(api, rev, token)
         found = remote.revision_attestations(api, rev, token=token)
+        if verify_bytes:
+            read = remote.verify_listed_sha256(api, rev, token)
+            click.echo(f"gate: {rev.label}: {read} bytes of LFS files downloaded and hashed: each is the sha256 the "
+                       "Hub lists", err=True)
     chosen = tier or tier_for(gate.policy, rev.state)
     lfs = sum(1 for f in rev.files.values() if f.is_lfs)
     click.echo(f"gate: {rev.label} ({rev.state.describe()}): {len(manifest.files)} files, "

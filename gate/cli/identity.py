@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from gate.cli._options import hash_with_progress, json_option, model_dir_argument, print_json, quiet_option
+from gate.cli._options import skip_git_option, hash_with_progress, json_option, model_dir_argument, print_json, quiet_option
 
 
 @click.command("hash")
 @model_dir_argument
 @json_option
+@skip_git_option
 @quiet_option
 def hash_command(model_dir: Path, as_json: bool, quiet: bool) -> None:
     """Print MODEL_DIR's digest: sha256 over the per-file SHA-256s (OMS ``files`` serialization).
@@ -20,6 +21,6 @@ def hash_command(model_dir: Path, as_json: bool, quiet: bool) -> None:
     """
     manifest = hash_with_progress(model_dir, quiet)
     if as_json:
-        print_json({"model": str(model_dir), **manifest.to_dict(), "total_size": manifest.total_size})
+        print_json({"model": str(model_dir), **manifest.to_dict(content=True), "total_size": manifest.total_size})
     else:
         click.echo(manifest.digest)

@@ -49,7 +49,8 @@ def explain_tier(policy: Policy, name: str) -> list[str]:
     if tier.max_age:
         lines.append(f"  - Only attestations at most {format_duration(tier.max_age)} old count; older ones are ignored.")
     if tier.allowed_formats:
-        lines.append(f"  - Weight files only in {', '.join(tier.allowed_formats)} (pickle-bearing files refused).")
+        lines.append(f"  - Weight files only in {', '.join(tier.allowed_formats)}, judged by content "
+                     "(pickle-bearing and unrecognised files refused).")
     return lines
 
 

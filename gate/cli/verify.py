@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gate.cli._options import hash_with_progress, json_option, model_dir_argument, now_option, print_json, quiet_option, resolve_now, trust_option
+from gate.cli._options import skip_git_option, hash_with_progress, json_option, model_dir_argument, now_option, print_json, quiet_option, resolve_now, trust_option
 from gate.core.collect import model_attestations, read_attestations
 from gate.core.trust import TrustStore
 from gate.core.verify import Rejection, VerifiedAttestation, unique_inputs, verify_all
@@ -40,6 +40,7 @@ def _rejected_row(item: Rejection) -> dict[str, Any]:
 @trust_option
 @now_option
 @json_option
+@skip_git_option
 @quiet_option
 def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path, now_text: str | None,
                    as_json: bool, quiet: bool) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from gate.core.formats import AUXILIARY_CLASSES, WEIGHT_CLASSES
 from gate.core.manifest import Manifest, parse_digest, weight_format
 from gate.core.policy import EffectiveTier, EvaluationRequirement, Policy, format_duration
 from gate.core.timeutil import format_time, parse_time
@@ -341,17 +342,28 @@ def _signer_rows(tier: EffectiveTier, evidence: Sequence[VerifiedAttestation]) -
 
 
 def _format_row(tier: EffectiveTier, manifest: Manifest | None) -> list[RequirementResult]:
+    """The ``formats`` rule, judged on each file's content class (never its name): weight classes must be listed,
+    auxiliary classes (text, images, tokenizers) are always allowed, anything unclassified or unknown is refused."""
     if tier.allowed_formats is None:
         return []
-    description = f"weights only in {', '.join(tier.allowed_formats)}"
+    description = f"weights only in {', '.join(tier.allowed_formats)} (judged by content)"
     rid = "formats"
     if manifest is None:
         return [RequirementResult(rid, tier.name, description, NOT_MET, "the file list is unknown (decided by digest only)")]
-    refused = sorted(f.path for f in manifest.files if (fmt := weight_format(f.path)) and fmt not in tier.allowed_formats)
+    refused = []
+    for f in manifest.files:
+        if f.content in AUXILIARY_CLASSES or f.content in tier.allowed_formats:
+            continue
+        found = "not classified: its bytes were not available, e.g. an LFS object not fetched" if f.content is None \
+            else f.content
+        named = weight_format(f.path)
+        refused.append(f"{f.path} ({found}{f', named like {named}' if named and named != found else ''})")
     if refused:
-        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-        return [RequirementResult(rid, tier.name, description, NOT_MET, f"refused format: {shown}")]
-    weights = [f for f in manifest.files if weight_format(f.path)]
+        shown = ", ".join(sorted(refused)[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+        return [RequirementResult(rid, tier.name, description, NOT_MET,
+                                  f"refused content: {shown}; convert weights to an allowed format "
+                                  "(e.g. safetensors) and remove anything else that is not text")]
+    weights = [f for f in manifest.files if f.content in WEIGHT_CLASSES]
     return [RequirementResult(rid, tier.name, description, MET, f"{len(weights)} weight file(s), all allowed")]
 
 

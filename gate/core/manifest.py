@@ -11,7 +11,12 @@ root digests differ. :func:`model_signing_order` reproduces the other order wher
 
 Hashing is parallel across files (hashlib releases the GIL on large updates), reads in large chunks into one
 reusable buffer per worker, and keeps memory constant whatever the model size. bench/bench_hash.py measures it
-against model-signing and against ``openssl dgst`` run on every core.
+against model-signing and against ``openssl dgst`` run on every core. Each file is also given its content class
+(:mod:`gate.core.formats`) from the same open file, reading only what the class needs.
+
+The identity rule: every byte that will be published is either inside the digest or judged by content. Excluded
+paths (the OMS defaults and ``.attestations/``) are left out of the digest, so :func:`check_excluded` decides what
+they may hold; the git and Hub integrations apply the same function to blobs and Hub files.
 """
 
 from __future__ import annotations
@@ -27,39 +32,46 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from gate.core.formats import CLASSES, ByteSource, FileSource, Limits, classify
 from gate.errors import InputError, ModelError
 
 #: Paths OMS ignores by default, plus the folder the gate keeps attestations in beside the weights.
 OMS_DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".gitignore", ".github")
 ATTESTATION_DIR = ".attestations"
+GIT_DIR = ".git"
 DEFAULT_IGNORES: tuple[str, ...] = OMS_DEFAULT_IGNORES + (ATTESTATION_DIR,)
 
-#: Files allowed inside the attestation folder; anything else there is refused, so that the folder that is left
-#: out of the model identity cannot smuggle unhashed weights into a release (model-signing 1.1.1 defect 4).
+#: Suffixes of the files the gate reads as attestations in the attestation folder (a ``.jsonl`` file holds one
+#: envelope per line). A suffix is required there but never enough: the content must parse as envelopes.
 ATTESTATION_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".dsse", ".sig", ".intoto", ".bundle")
+#: Excluded paths are left out of the identity, so what they may hold is bounded: text files up to this size.
+MAX_EXCLUDED_TEXT_BYTES = 1024 * 1024
+#: Excluded names that must be folders (a plain file of that name is refused) and ones that must be files.
+EXCLUDED_FOLDERS: tuple[str, ...] = (ATTESTATION_DIR, ".github")
+EXCLUDED_FILES: tuple[str, ...] = (".gitattributes", ".gitignore")
 
-#: Read size. Measured on a warm 1 GiB model (bench/bench_hash.py, 2 cores): 1-4 MiB are equally fast, 8 MiB is
-#: ~7 % slower (the buffer no longer stays in cache between the copy and the hash). mmap would save the copy (~10 %)
-#: but turns a file truncated while being hashed into a SIGBUS that kills the process, so the gate reads.
-#: Weight formats by file suffix. Pickle-bearing formats can run code when loaded.
+#: Weight formats by file suffix: only for messages and for guessing what a file was meant to be. What the gate
+#: decides on is the content class (:mod:`gate.core.formats`); a suffix never makes a file acceptable.
 WEIGHT_FORMATS: dict[str, str] = {
     ".safetensors": "safetensors",
     ".gguf": "gguf",
     ".onnx": "onnx",
     ".h5": "keras",
     ".keras": "keras",
-    ".msgpack": "flax",
     ".pkl": "pickle",
     ".pickle": "pickle",
     ".pt": "pickle",
     ".pth": "pickle",
-    ".bin": "pickle",  # PyTorch's pytorch_model.bin is a pickle in a zip
+    ".bin": "pickle",
     ".ckpt": "pickle",
     ".joblib": "pickle",
-    ".npy": "pickle",  # may hold object arrays, which numpy loads with pickle
-    ".npz": "pickle",
+    ".npy": "numpy",
+    ".npz": "numpy",
 }
 
+#: Read size. Measured on a warm 1 GiB model (bench/bench_hash.py, 2 cores): 1-4 MiB are equally fast, 8 MiB is
+#: ~7 % slower (the buffer no longer stays in cache between the copy and the hash). mmap would save the copy (~10 %)
+#: but turns a file truncated while being hashed into a SIGBUS that kills the process, so the gate reads.
 CHUNK_SIZE = 2 * 1024 * 1024
 
 ProgressCallback = Callable[[int], None]
@@ -78,9 +90,15 @@ class FileDigest:
     path: str
     size: int
     sha256: str
+    #: The content class (:mod:`gate.core.formats`) the gate found in the bytes; None if not classified (a manifest
+    #: read from a signed statement), which a tier's ``formats`` rule refuses.
+    content: str | None = field(default=None, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.path, "size": self.size, "digest": {"sha256": self.sha256}}
+    def to_dict(self, content: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.path, "size": self.size, "digest": {"sha256": self.sha256}}
+        if content and self.content is not None:
+            out["content"] = self.content
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FileDigest":
@@ -91,7 +109,10 @@ class FileDigest:
             raise ValueError("manifest file entry needs a string 'name' and an integer 'size'")
         if not isinstance(digest, Mapping) or "sha256" not in digest:
             raise ValueError(f"manifest file entry {path!r} has no digest.sha256")
-        return cls(path=check_relative_path(path), size=size, sha256=_digest_hex(digest["sha256"]))
+        content = data.get("content")
+        if content is not None and content not in CLASSES:
+            raise ValueError(f"manifest file entry {path!r} has unknown content class {content!r}")
+        return cls(path=check_relative_path(path), size=size, sha256=_digest_hex(digest["sha256"]), content=content)
 
 
 @dataclass(frozen=True)
@@ -136,11 +157,12 @@ class Manifest:
     def by_path(self) -> dict[str, FileDigest]:
         return {f.path: f for f in self.files}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, content: bool = False) -> dict[str, Any]:
+        """The OMS form; ``content=True`` adds each file's content class (what a client sends the gate service)."""
         return {
             "digest": {"sha256": self.root_digest},
             "serialization": {"method": "files", "hash_type": "sha256", "ignore_paths": list(self.ignore_paths)},
-            "files": [f.to_dict() for f in self.files],
+            "files": [f.to_dict(content) for f in self.files],
         }
 
     @classmethod
@@ -222,14 +244,6 @@ def _decode_name(raw: bytes, where: Path) -> str:
         raise ModelError(f"{where}: file name {raw!r} is not valid UTF-8; rename it before publishing") from None
 
 
-def _check_attestation_file(rel: str) -> None:
-    if not rel.endswith(ATTESTATION_SUFFIXES):
-        raise ModelError(
-            f"{rel}: only attestation files ({', '.join(ATTESTATION_SUFFIXES)}) may sit in {ATTESTATION_DIR}/, "
-            "because that folder is not part of the model's identity; move this file out of it"
-        )
-
-
 def _scan(dir_bytes: bytes) -> list[os.DirEntry[bytes]]:
     try:
         with os.scandir(dir_bytes) as items:
@@ -245,60 +259,145 @@ def _lstat(item: os.DirEntry[bytes], rel: str) -> os.stat_result:
         raise ModelError(f"{rel}: cannot stat ({exc.strerror}); is the model being modified?") from None
 
 
-def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES) -> list[ModelFile]:
-    """Every regular file under root, refusing whatever could make the identity ambiguous.
+def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git: bool = False) -> list[ModelFile]:
+    """Every regular file of root's identity, refusing whatever could make the identity ambiguous.
 
-    Ignored paths are left out of the identity but still looked at: the attestation folder may hold attestation
-    files only, and no ignored path may hold weights, so that nothing left out of the identity can carry unhashed
-    weights into a release (an MLflow artifact folder named ``.git/`` is served like any other).
+    Excluded paths are left out of the identity but read and judged by :func:`check_excluded` (attestation
+    envelopes in ``.attestations/``, bounded text elsewhere; a ``.git`` is refused), so that nothing left out of the
+    identity can carry unhashed weights into a release: an MLflow artifact folder is served as it is.
+    ``skip_git`` leaves a root ``.git`` out unread instead, for a folder that is published only by git or
+    huggingface_hub (neither sends ``.git``): the caller vouches for that.
+
+    Raises ModelError naming the first offending path.
     """
     root_real = root.resolve()
-    police = ATTESTATION_DIR in ignores
     entries: list[ModelFile] = []
     stack: list[tuple[bytes, str]] = [(os.fsencode(root), "")]
     while stack:
         dir_bytes, rel_dir = stack.pop()
         for item in _scan(dir_bytes):
             rel = _join(rel_dir, _decode_name(item.name, root / rel_dir))
-            ignored = _is_ignored(rel, ignores)
+            excluded = _is_ignored(rel, ignores)
             st = _lstat(item, rel)
+            if excluded and _is_ignored(rel, (GIT_DIR,)):
+                if skip_git:
+                    continue
+                raise ModelError(git_dir_refusal(rel))
             if stat.S_ISDIR(st.st_mode):
                 stack.append((item.path, rel))
                 continue
-            if ignored:
-                # Left out of the identity: checked by name. Links are followed only in the attestation folder, whose
-                # files the gate reads; elsewhere (a `.git` link to a separate git dir) they may point anywhere.
-                police_ignored(rel, police)
-                if police and stat.S_ISLNK(st.st_mode) and _is_ignored(rel, (ATTESTATION_DIR,)):
-                    _resolve_link(root_real, root / rel, rel)
-                continue
             if stat.S_ISLNK(st.st_mode):
-                entries.append(_resolve_link(root_real, root / rel, rel))
+                found = _resolve_link(root_real, root / rel, rel)
             elif stat.S_ISREG(st.st_mode):
-                entries.append(ModelFile(rel, Path(os.fsdecode(item.path)), st.st_size))
+                found = ModelFile(rel, Path(os.fsdecode(item.path)), st.st_size)
             else:
                 raise ModelError(f"{rel}: is a special file (device, socket or FIFO); a model holds regular files only")
+            if excluded:
+                _check_excluded_file(found)
+            else:
+                entries.append(found)
     return entries
 
 
-def police_ignored(rel: str, police_attestations: bool = True) -> None:
-    """Refuse what an ignored path may not hold: anything but attestation files in the attestation folder, and
-    weights anywhere else (``.git/``, ``.github/`` ...), since what is left out of the identity is not checked.
+def git_dir_refusal(rel: str) -> str:
+    return (f"{rel}: a .git folder inside the model folder is not part of the model's identity, and a folder "
+            "published as it is (an MLflow artifact folder) would publish it and every file in its history; check a "
+            "copy without it (e.g. `rsync -a --exclude .git MODEL/ COPY/`), or the pushed tree itself "
+            "(the pre-push hook, `gate check --hf`); if it is published only by git or huggingface_hub, which leave .git "
+            "out, pass --skip-git")
 
-    Shared by every way the gate builds a manifest (a folder here; git trees and Hub revisions in the integrations).
+
+def _check_excluded_file(entry: ModelFile) -> None:
+    fd = _open_regular(entry)
+    try:
+        check_excluded(entry.path, FileSource(fd))
+    except OSError as exc:
+        raise ModelError(f"{entry.path}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+# --- the identity rule: what excluded paths may hold -----------------------------------------------------------
+
+
+def excluded_rule(rel: str) -> str:
+    """Which rule an excluded path is judged by: ``attestation``, ``text`` or ``refuse`` (with the reason)."""
+    top = rel.split("/", 1)[0]
+    if top == GIT_DIR:
+        return "refuse:" + git_dir_refusal(rel)
+    if rel in EXCLUDED_FOLDERS:
+        return (f"refuse:{rel}: a file named {rel} at the root is refused: the name is kept for the {rel}/ folder, "
+                "which is left out of the model's identity; rename or remove it")
+    if top in EXCLUDED_FILES and rel != top:
+        return (f"refuse:{rel}: {top} must be a file; a folder of that name is left out of the model's identity, "
+                "so nothing may be kept in it")
+    return "attestation" if top == ATTESTATION_DIR else "text"
+
+
+def check_excluded(rel: str, source: ByteSource) -> None:
+    """Judge a file under an excluded path by its bytes, as every integration does (folder, git tree, Hub revision).
+
+    ``.attestations/`` holds attestation files only: an attestation suffix, at most the envelope size limit, and
+    content that parses as attestation envelopes (DSSE with an in-toto payload type, a Sigstore bundle holding one,
+    or JSON lines of those). Every other excluded path holds bounded UTF-8 text that is not a pickle. A plain file
+    named ``.attestations`` or ``.github``, a folder named ``.gitattributes`` or ``.gitignore``, and ``.git`` are
+    refused. Raises ModelError with a one-line reason.
     """
-    if police_attestations and _is_ignored(rel, (ATTESTATION_DIR,)):
-        if rel != ATTESTATION_DIR:
-            _check_attestation_file(rel)
-    elif weight_format(rel) is not None:
-        raise ModelError(
-            f"{rel}: a {weight_format(rel)} weight file under an ignored path would be published without being "
-            "part of the model's identity; move it out of there"
-        )
+    from gate.core.dsse import MAX_ENVELOPE_BYTES
+
+    rule = excluded_rule(rel)
+    if rule.startswith("refuse:"):
+        raise ModelError(rule[len("refuse:"):])
+    why = ("because that folder is not part of the model's identity; move this file out of it (then it is hashed "
+           "and its format checked)")
+    if rule == "attestation":
+        if not rel.endswith(ATTESTATION_SUFFIXES):
+            raise ModelError(f"{rel}: only attestation files ({', '.join(ATTESTATION_SUFFIXES)}) may sit in "
+                             f"{ATTESTATION_DIR}/, {why}")
+        if source.size > MAX_ENVELOPE_BYTES:
+            raise ModelError(f"{rel}: {source.size} bytes is over the {MAX_ENVELOPE_BYTES}-byte limit of an "
+                             f"attestation file in {ATTESTATION_DIR}/, {why}")
+        problem = attestation_file_problem(source.read_at(0, source.size), rel.endswith(".jsonl"))
+        if problem:
+            raise ModelError(f"{rel}: not an attestation envelope ({problem}); only attestations may sit in "
+                             f"{ATTESTATION_DIR}/, {why}")
+        return
+    if source.size > MAX_EXCLUDED_TEXT_BYTES:
+        raise ModelError(f"{rel}: {source.size} bytes under an excluded path (over the {MAX_EXCLUDED_TEXT_BYTES}-byte "
+                         f"limit for text there), {why}")
+    found = classify(source, Limits(max_text=MAX_EXCLUDED_TEXT_BYTES))
+    if found.kind != "text":
+        raise ModelError(f"{rel}: only text may sit under an excluded path, found {found.describe()}, {why}")
+
+
+def attestation_file_problem(data: bytes, lines: bool) -> str | None:
+    """Why ``data`` is not one attestation envelope (or, with ``lines``, one per non-empty line), or None.
+
+    Structure only: the envelope must parse, signatures are verified later, each attestation on its own.
+    """
+    from gate.core import oms
+    from gate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
+    from gate.errors import GateError
+
+    documents = [line for line in data.splitlines() if line.strip()] if lines else [data]
+    if not documents:
+        return "empty"
+    for number, document in enumerate(documents, 1):
+        where = f"line {number}: " if lines else ""
+        try:
+            if oms.is_oms_bundle(document):
+                oms._envelope_of(oms._parse_object(document, "bundle"))  # the bundle's own parser, structure only
+                continue
+            envelope = Envelope.from_dict(oms._parse_object(document, "envelope"))
+        except (GateError, ValueError, RecursionError) as exc:
+            return f"{where}{str(exc)[:120]}"
+        if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
+            return f"{where}payloadType {envelope.payload_type[:60]!r} is not {INTOTO_PAYLOAD_TYPE}"
+    return None
 
 
 def weight_format(path: str) -> str | None:
-    """The weight format of a file by its suffix, or None for files that are not weights (configs, docs)."""
+    """The weight format a file's suffix suggests (for messages only), or None."""
     lower = path.lower()
     dot = lower.rfind(".")
     return WEIGHT_FORMATS.get(lower[dot:]) if dot > lower.rfind("/") else None
@@ -359,7 +458,11 @@ def _open_regular(entry: ModelFile) -> int:
 
 
 def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCallback | None) -> FileDigest:
-    """SHA-256 of one file, read into this worker's reusable buffer (no per-chunk allocation)."""
+    """SHA-256 and content class of one file, read into this worker's reusable buffer (no per-chunk allocation).
+
+    The class is read from the same open file (pread: a few kilobytes for weights), and a file whose size or mtime
+    changes while it is read is refused, so that the class and the digest describe the same bytes.
+    """
     buf = getattr(buffers, "buf", None)
     if buf is None:
         buf = buffers.buf = bytearray(CHUNK_SIZE)
@@ -368,6 +471,8 @@ def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCal
     size = 0
     try:
         with open(_open_regular(entry), "rb", buffering=0) as handle:
+            before = os.fstat(handle.fileno())
+            content = classify(FileSource(handle.fileno(), before.st_size)).kind
             while True:
                 n = handle.readinto(view)
                 if not n:
@@ -376,9 +481,12 @@ def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCal
                 size += n
                 if progress is not None:
                     progress(n)
+            after = os.fstat(handle.fileno())
     except OSError as exc:
-        raise ModelError(f"{entry.path}: cannot read: {exc.strerror}") from None
-    return FileDigest(path=entry.path, size=size, sha256=hasher.hexdigest())
+        raise ModelError(f"{entry.path}: cannot read: {exc.strerror or exc}") from None
+    if size != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise ModelError(f"{entry.path}: changed while it was being hashed; is the model being modified?")
+    return FileDigest(path=entry.path, size=size, sha256=hasher.hexdigest(), content=content)
 
 
 def default_workers() -> int:
@@ -394,10 +502,12 @@ def hash_model(
     ignore_paths: Sequence[str] = DEFAULT_IGNORES,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    skip_git: bool = False,
 ) -> Manifest:
     """Compute the manifest of the model directory ``root``.
 
     ``progress``, if given, is called with the number of bytes hashed after each chunk, from worker threads.
+    ``skip_git``: see :func:`list_files`. Raises ModelError for anything the identity rule refuses.
     """
     if workers is not None and workers < 0:
         raise ValueError("workers must be a positive number of threads")
@@ -406,7 +516,7 @@ def hash_model(
         raise ModelError(f"{path}: not a directory; pass the folder that holds the model's files")
     for ignore in ignore_paths:
         check_relative_path(ignore)
-    entries = list_files(path, tuple(ignore_paths))
+    entries = list_files(path, tuple(ignore_paths), skip_git=skip_git)
     # Largest first so that one big file does not start last and leave the other cores idle.
     entries.sort(key=lambda e: e.size, reverse=True)
     workers = workers or default_workers()
@@ -423,6 +533,7 @@ def hash_model(
     return Manifest(files=tuple(files), ignore_paths=tuple(ignore_paths))
 
 
-def scan_size(root: str | os.PathLike[str], ignore_paths: Sequence[str] = DEFAULT_IGNORES) -> int:
+def scan_size(root: str | os.PathLike[str], ignore_paths: Sequence[str] = DEFAULT_IGNORES, *,
+              skip_git: bool = False) -> int:
     """Total bytes hash_model would read (for sizing a progress bar)."""
-    return sum(e.size for e in list_files(Path(root), tuple(ignore_paths)))
+    return sum(e.size for e in list_files(Path(root), tuple(ignore_paths), skip_git=skip_git))

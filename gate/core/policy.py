@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any, Mapping, Sequence
 
 from gate.core.attestation import RISK_DOMAINS
-from gate.core.manifest import WEIGHT_FORMATS
+from gate.core.formats import WEIGHT_CLASSES
 from gate.core.trust import EVALUATOR_KINDS
 from gate.core.files import read_limited
 from gate.errors import ConfigError, config_error
@@ -369,9 +369,9 @@ def _parse_formats(r: _Reader, raw: Any, where: str) -> tuple[str, ...] | None:
         return None
     data = r.mapping(raw, where, {"allow"})
     allow = data.get("allow")
-    known = sorted(set(WEIGHT_FORMATS.values()))
+    known = sorted(WEIGHT_CLASSES)  # content classes: text, images and tokenizers are always allowed, unknown never
     if not isinstance(allow, list) or any(f not in known for f in allow):
-        raise r.error(f"{where}.allow", f"must list weight formats among {', '.join(known)}, found {allow!r}")
+        raise r.error(f"{where}.allow", f"must list weight content classes among {', '.join(known)}, found {allow!r}")
     return tuple(sorted(set(allow)))
 
 

@@ -140,8 +140,8 @@ class TrustStore:
         if unknown:
             raise config_error(source, sorted(unknown)[0], "unknown field (expected version, evaluators)")
         raw = data.get("evaluators")
-        if not isinstance(raw, list) or not raw:
-            raise config_error(source, "evaluators", "must be a non-empty list")
+        if not isinstance(raw, list):  # an empty list is a valid start: nothing above the lowest tier is allowed
+            raise config_error(source, "evaluators", "must be a list (write [] for none yet)")
         evaluators = [_evaluator(item, source, f"evaluators[{i}]", base_dir) for i, item in enumerate(raw)]
         ids = [e.id for e in evaluators]
         for i, evaluator_id in enumerate(ids):

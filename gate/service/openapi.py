@@ -171,7 +171,11 @@ def openapi_document() -> dict[str, Any]:
                         "outcome": {"enum": ["allowed", "contained", "denied", "skipped", "failed"]},
                         "missing": {"type": "array", "items": {"type": "string"}},
                         "actions": {"type": "array", "items": {"type": "string"},
-                                    "description": "What was done on the Hub, in order."},
+                                    "description": "What was done on the Hub, in order (access is narrowed before "
+                                                   "verifying and restored if every commit is cleared)."},
+                        "history": {"type": "boolean", "description": "A commit in the history of `ref`."},
+                        "pull_request": {"type": ["integer", "null"], "description": (
+                            "Reachable only from this pull request: contained on it (closed), not on the repository.")},
                         "state_after": {"type": ["string", "null"]}, "skipped": {"type": ["string", "null"]},
                         "decision_index": {"type": ["integer", "null"]},
                         "log_index": {"type": "integer", "description": "Log index of the containment entry."}}}}}},

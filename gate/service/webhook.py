@@ -220,7 +220,7 @@ class HfWebhook:
                                        "webhook_entry": job.webhook_index, "results": job.rows},
                                  {"Retry-After": str(RETRY_AFTER)})
         waiting = [r for r in results if r.skipped and
-                   self.seen.state(seen_key(job.repo_type, r.repo_id, r.commit, r.tier)) == "pending"]
+                   self.seen.state(seen_key(job.repo_type, r.repo_id, r.commit, r.tier, r.walked)) == "pending"]
         body = {"webhook_entry": job.webhook_index, "results": job.rows}
         if waiting:
             body["error"] = (f"{len(waiting)} revision(s) are being checked by another request or replica; "

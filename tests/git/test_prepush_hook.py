@@ -6,6 +6,7 @@ No conftest here on purpose: a package named ``git`` under tests/ would shadow G
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support import World, write_model
+from content_samples import safetensors_bytes
 from gate.core.manifest import ATTESTATION_DIR, hash_model
 
 HAS_LFS = shutil.which("git-lfs") is not None
@@ -81,7 +83,7 @@ def make_repo(tmp_path: Path, remote: Path, env: dict[str, str], lfs: bool) -> P
 
 
 def attest(world: World, model: Path, evidence: str) -> None:
-    manifest = hash_model(model)
+    manifest = hash_model(model, skip_git=True)  # a work tree: git pushes its tree, never its .git
     folder = model / ATTESTATION_DIR
     folder.mkdir(exist_ok=True)
     items = [world.attest(manifest, "evalco", "strongreject", {"score": 0.03})]
@@ -268,22 +270,31 @@ def test_pointer_parsing() -> None:
 
 
 def test_tree_paths_police_every_ignored_path_as_a_folder_does() -> None:
+    from gate.core.formats import BytesSource
     from gate.core.manifest import FileDigest
     from gate.errors import ModelError
-    from gate.integrations.git.treemanifest import check_tree_paths, manifest_from_files
+    from gate.integrations.git.treemanifest import check_excluded_content, check_tree_paths, manifest_from_files
 
     fine = [".gitattributes", ".gitignore", ".github/workflows/ci.yml", ".attestations/eval.json", "model.safetensors"]
     check_tree_paths(fine, "org/model@main")
     digest = "ab" * 32
     manifest = manifest_from_files([FileDigest(p, 1, digest) for p in fine], "org/model@main")
     assert [f.path for f in manifest.files] == ["model.safetensors"]
-    for path in (".github/model.safetensors", ".git/lfs/model.bin", ".gitignore/w.pt", ".gitattributes/x.gguf"):
-        with pytest.raises(ModelError, match=rf"^org/model@main: {path}: a \w+ weight file under an ignored path"):
+    # Refused by name whatever they hold: .git, a folder named like a file, a file named like a folder.
+    for path, why in ((".git/lfs/model.bin", "a .git folder"), (".gitignore/w.pt", ".gitignore must be a file"),
+                      (".gitattributes/x.gguf", ".gitattributes must be a file"),
+                      (".attestations", "a file named .attestations at the root is refused"),
+                      (".github", "a file named .github at the root is refused")):
+        with pytest.raises(ModelError, match=rf"^org/model@main: {re.escape(path)}: {re.escape(why)}"):
             check_tree_paths([path], "org/model@main")
-        with pytest.raises(ModelError, match="under an ignored path"):
+        with pytest.raises(ModelError, match=re.escape(why)):
             manifest_from_files([FileDigest(path, 1, digest)], "org/model@main")
-    with pytest.raises(ModelError, match=r"^org/model@main: \.attestations/model\.bin: only attestation files"):
-        check_tree_paths([".attestations/model.bin"], "org/model@main")
+    # Refused by content, under any name (the same core rule a folder is hashed with).
+    for path, data in ((".github/model.safetensors", b"\x00unhashed" * 512), (".github/ci.yml", b"\x80\x04N."),
+                       (".attestations/adapter.json", b'{"weights": [0.1, 0.2]}')):
+        with pytest.raises(ModelError, match=rf"^org/model@main: {re.escape(path)}: "):
+            check_excluded_content(path, BytesSource(data), "org/model@main")
+    check_excluded_content(".github/ci.yml", BytesSource(b"on: push\n"), "org/model@main")
 
 
 def test_weights_under_an_ignored_path_are_refused_in_a_pushed_tree_as_in_a_folder(
@@ -299,11 +310,11 @@ def test_weights_under_an_ignored_path_are_refused_in_a_pushed_tree_as_in_a_fold
     result = push(work, env)
 
     assert result.returncode != 0
-    assert (f"commit {head[:12]}: .github/model.safetensors: a safetensors weight file under an ignored path"
+    assert (f"commit {head[:12]}: .github/model.safetensors: only text may sit under an excluded path, found unknown"
             in result.stderr)
     assert remote_head(remote) is None
-    folder = write_model(tmp_path / "folder", {".github/model.safetensors": b"x", "config.json": b"{}"})
-    with pytest.raises(ModelError, match=r"\.github/model\.safetensors: a safetensors weight file under an ignored"):
+    folder = write_model(tmp_path / "folder", {".github/model.safetensors": b"\x00unhashed" * 512, "config.json": b"{}"})
+    with pytest.raises(ModelError, match=r"\.github/model\.safetensors: only text may sit under an excluded path"):
         hash_model(folder)  # the same rule for the folder
 
 
@@ -320,7 +331,7 @@ def test_weights_under_an_ignored_path_in_history_are_refused(tmp_path: Path, re
     result = push(work, env)
 
     assert result.returncode != 0
-    assert f"commit {first[:12]}: .github/model.safetensors: a safetensors weight file under an ignored path" \
+    assert f"commit {first[:12]}: .github/model.safetensors: only text may sit under an excluded path" \
         in result.stderr
     assert remote_head(remote) is None
 
@@ -433,7 +444,10 @@ def test_a_local_lfs_object_changed_after_the_commit_is_not_pushed(tmp_path: Pat
     oid = lfs_oid(work, "model.safetensors")
     stored = lfs_object_path(work, oid)
     os.chmod(stored, 0o644)
-    stored.write_bytes(os.urandom(stored.stat().st_size))  # same size, other bytes: git-lfs would upload them as-is
+    # Same size and format, other bytes: git-lfs would upload them as-is; only hashing the object shows it.
+    replacement = safetensors_bytes({"w": ("U8", [4096], os.urandom(4096))})
+    assert len(replacement) == stored.stat().st_size
+    stored.write_bytes(replacement)
 
     result = push(work, env)
 
@@ -446,7 +460,8 @@ def test_a_local_lfs_object_changed_after_the_commit_is_not_pushed(tmp_path: Pat
     stored.unlink()
     missing = push(work, env)
     assert missing.returncode != 0
-    assert f"its LFS object sha256:{oid} is not in the local LFS store" in missing.stderr
+    # At a tier with a formats rule the missing object cannot be classified, which denies first.
+    assert "model.safetensors (not classified: its bytes were not available" in missing.stderr
     assert remote_head(remote) is None
 
 

@@ -1,7 +1,8 @@
 """Fixtures for the Hub integration: a stand-in Hub on 127.0.0.1, a test policy, gates, and attested models.
 
-The real huggingface_hub client talks to the stand-in over HTTP. Xet is disabled (the stand-in speaks the LFS
-protocol); HF_HOME is a temporary folder so no real token or cache is touched.
+The real huggingface_hub client talks to the stand-in over HTTP, with Xet ON as users get it (hf_xet installed,
+HF_HUB_DISABLE_XET unset): gated uploads must take a path the gate controls whatever the transport default is.
+HF_HOME is a temporary folder so no real token or cache is touched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Callable, Iterator
 import pytest
 
 # Before huggingface_hub is imported anywhere in this process: it reads these once, at import.
-os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ.pop("HF_HUB_DISABLE_XET", None)
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="gate-hf-home-"))
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -49,11 +50,14 @@ targets:
 
 
 @pytest.fixture(autouse=True)
-def _no_xet(monkeypatch: pytest.MonkeyPatch) -> None:
+def _xet_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Xet as users get it; another test module of this worker must not have turned it off."""
     import huggingface_hub.constants as constants
+    from huggingface_hub.utils._runtime import is_xet_available
 
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert is_xet_available(), "hf_xet must be installed: the tests run the default transport"
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +97,7 @@ def gate(world: World, policy_path: Path) -> Gate:
 def gate_env(world: World, policy_path: Path, hub: HubStandin) -> dict[str, str]:
     """Environment for `gate` subprocesses talking to the stand-in."""
     return {"GATE_POLICY": str(policy_path), "GATE_TRUST": str(world.trust_path()), "GATE_NOW": "2026-11-01T12:00:00Z",
-            "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_test", "HF_HUB_DISABLE_XET": "1",
+            "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_test",
             "HF_HOME": os.environ["HF_HOME"]}
 
 

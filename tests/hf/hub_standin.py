@@ -9,20 +9,37 @@ request (method, path, size of the body, and the body itself when small) so test
 
 LFS objects can be *synthetic* (``add_synthetic_lfs``): a size and a seed instead of bytes, served as a generated
 stream. The benchmark uses that to describe a 20 GiB model without holding it.
+
+What else the tests rely on, as the Hub does it:
+
+- **Xet.** huggingface_hub 2.4 uploads through hf_xet whenever it is installed and ``HF_HUB_DISABLE_XET`` is unset
+  (``is_xet_available()``; the Hub is not asked), except for file-object sources, which go by LFS. hf_xet first asks
+  ``GET /api/{type}s/{repo}/xet-write-token/{rev}`` from Rust. The stand-in does not store Xet content: it records
+  that request and answers 501, so an upload that tried Xet is visible and fails loudly.
+- **Gated repositories** list ``***`` instead of each LFS sha256 (and git blob id) to a token that is not on the
+  repository's access list (``Repo.readers``; the token is the ``Authorization: Bearer`` value).
+- **Duplicates** (``POST /api/{type}s/{repo}/duplicate``) copy the whole history: every commit, branch and tag.
+- **Pull requests** are ``refs/pr/N``, discussions with ``isPullRequest``; comments and status changes are kept.
+- ``delay`` adds that many seconds to every request (the benchmark's stand-in for a Hub round trip), and
+  ``on_request(method, path)`` runs before a request is answered (tests use it to act mid-upload).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import json
+import re
+import struct
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".h5", ".msgpack", ".ckpt", ".pkl", ".npy",
@@ -44,6 +61,7 @@ def lfs_pointer(oid: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n".encode()
 
 
+@functools.lru_cache(maxsize=8)  # ranged reads ask for a few bytes of it many times
 def synthetic_block(seed: int) -> bytes:
     """1 MiB of deterministic bytes; a synthetic object is this block repeated (and cut at its size)."""
     out = bytearray()
@@ -54,12 +72,32 @@ def synthetic_block(seed: int) -> bytes:
     return bytes(out[:BLOCK])
 
 
-def synthetic_stream(seed: int, size: int) -> Iterator[bytes]:
+def synthetic_header(size: int) -> bytes:
+    """A safetensors header for one U8 tensor filling the rest of a ``size``-byte file, so that synthetic weights
+    are classified as safetensors by their content (empty for files too small to hold one)."""
+    for width in range(128, 200, 8):
+        data = size - 8 - width
+        if data < 0:
+            return b""
+        text = json.dumps({"w": {"dtype": "U8", "shape": [data], "data_offsets": [0, data]}}).encode()
+        if len(text) <= width:
+            return struct.pack("<Q", width) + text.ljust(width)
+    return b""
+
+
+def synthetic_stream(seed: int, size: int, start: int = 0) -> Iterator[bytes]:
+    """The bytes of a synthetic object from ``start``: a safetensors header, then the block repeated."""
+    header = synthetic_header(size)
     block = synthetic_block(seed)
-    left = size
-    while left > 0:
-        piece = block[:min(left, BLOCK)]
-        left -= len(piece)
+    pos = start
+    while pos < size:
+        if pos < len(header):
+            piece = header[pos:]
+        else:
+            at = (pos - len(header)) % BLOCK
+            piece = block[at:]
+        piece = piece[:size - pos]
+        pos += len(piece)
         yield piece
 
 
@@ -105,6 +143,10 @@ class Repo:
     tags: dict[str, str] = field(default_factory=dict)
     prs: dict[int, str] = field(default_factory=dict)
     discussions: list[dict[str, Any]] = field(default_factory=list)
+    #: for a gated repository: the tokens on its access list (others see ``***`` digests); None: everyone
+    readers: set[str] | None = None
+    #: the thread of each pull request (status, comments), kept apart from ``discussions`` (those the gate opened)
+    pr_threads: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def resolve(self, rev: str) -> str | None:
         rev = unquote(rev)
@@ -140,6 +182,7 @@ class HubStandin:
         self.synthetic: dict[str, tuple[int, int]] = {}  # oid -> (seed, size)
         self.requests: list[Recorded] = []
         self.bytes_out = 0
+        self.bytes_ranged = 0  # bytes served for Range requests (part of bytes_out)
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -149,6 +192,9 @@ class HubStandin:
         self.commits_page_size = COMMITS_PAGE_SIZE
         #: (method, path substring) -> (status, X-Error-Code or None): requests that answer an error instead.
         self.failures: dict[tuple[str, str], tuple[int, str | None]] = {}
+        #: seconds added to every request (a Hub round trip), and a hook run before each request is answered
+        self.delay = 0.0
+        self.on_request: Callable[[str, str], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -269,23 +315,32 @@ class HubStandin:
         with self.lock:
             return [r for r in self.requests if (method is None or r.method == method) and contains in r.path]
 
+    def downloads(self) -> list[Recorded]:
+        """File downloads: GETs of /resolve/ without a Range header (ranged reads of a file's first bytes are not)."""
+        return [r for r in self.requests_matching("GET", "/resolve/") if "range" not in r.headers]
+
     def reset_requests(self) -> None:
         with self.lock:
             self.requests.clear()
-            self.bytes_out = 0
+            self.bytes_out = self.bytes_ranged = 0
 
     @staticmethod
     def is_lfs(path: str, size: int, sample: bytes) -> bool:
         return path.lower().endswith(LFS_SUFFIXES) or size > REGULAR_LIMIT or b"\x00" in sample
 
-    def content_of(self, blob: Blob) -> Iterator[bytes]:
-        if blob.lfs_oid is None:
-            yield blob.content or b""
-        elif blob.lfs_oid in self.lfs:
-            yield self.lfs[blob.lfs_oid]
-        else:
-            seed, size = self.synthetic[blob.lfs_oid]
-            yield from synthetic_stream(seed, size)
+    def content_of(self, blob: Blob, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes of a blob, or of its range [start, end) (HTTP Range requests)."""
+        if blob.lfs_oid is None or blob.lfs_oid in self.lfs:
+            data = blob.content or b"" if blob.lfs_oid is None else self.lfs[blob.lfs_oid]
+            yield data[start:end]
+            return
+        seed, size = self.synthetic[blob.lfs_oid]
+        left = (size if end is None else min(end, size)) - start
+        for piece in synthetic_stream(seed, size, start):
+            if left <= 0:
+                return
+            yield piece[:left]
+            left -= len(piece)
 
     def has_object(self, oid: str) -> bool:
         return oid in self.lfs or oid in self.synthetic
@@ -331,6 +386,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.requests.append(Recorded(self.command, unquote(url.path), parse_qs(url.query),
                                               {k.lower(): v for k, v in self.headers.items()}, len(body),
                                               body[:KEEP_BODY]))
+        if self.hub.delay:
+            time.sleep(self.hub.delay)
+        if self.hub.on_request is not None:
+            self.hub.on_request(self.command, unquote(url.path))
         failure = next((v for (m, part), v in list(self.hub.failures.items())
                         if m == self.command and part in unquote(url.path)), None)
         try:
@@ -391,8 +450,9 @@ class _Handler(BaseHTTPRequestHandler):
             if parts[0] == "_stats":  # for the benchmark: bytes served so far (and a reset)
                 if method == "POST":
                     hub.requests.clear()
-                    hub.bytes_out = 0
-                return 200, {"bytes_out": hub.bytes_out, "requests": len(hub.requests)}, {}
+                    hub.bytes_out = hub.bytes_ranged = 0
+                return 200, {"bytes_out": hub.bytes_out, "bytes_ranged": hub.bytes_ranged,
+                             "requests": len(hub.requests)}, {}
             if parts[0] == "_lfs":
                 return self._lfs_object(method, parts, body)
             if parts[0] == "api" and len(parts) >= 3 and parts[1] in _TYPES:
@@ -417,7 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
                   body: bytes) -> tuple[int, Any, dict[str, str]]:
         # rest: ns, name, [action, ...] or name, [action ...]
         actions = {"revision", "preupload", "commit", "commits", "paths-info", "settings", "discussions", "refs", "tree",
-                   "branch"}
+                   "branch", "tag", "duplicate", "xet-write-token", "xet-read-token"}
         if len(rest) >= 2 and unquote(rest[1]) not in actions:
             repo_id, tail = f"{unquote(rest[0])}/{unquote(rest[1])}", rest[2:]
         else:
@@ -426,7 +486,11 @@ class _Handler(BaseHTTPRequestHandler):
         action = unquote(tail[0]) if tail else ""
         if action in ("", "revision") and method == "GET":
             commit = self._rev(repo, tail[1] if len(tail) > 1 else "main")
-            return 200, self._info(repo, commit, "blobs" in query), {}
+            return 200, self._info(repo, commit, "blobs" in query, self._reader_may_see(repo)), {}
+        if action in ("xet-write-token", "xet-read-token"):
+            raise _HubError(501, "the stand-in Hub does not serve Xet storage")
+        if action == "duplicate" and method == "POST":
+            return self._duplicate(kind, repo, json.loads(body or b"{}"))
         if action == "refs":
             refs: dict[str, Any] = {
                 "branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": s} for b, s in repo.branches.items()],
@@ -477,6 +541,15 @@ class _Handler(BaseHTTPRequestHandler):
             if "private" in data:
                 repo.private = bool(data["private"])
             return 200, {}, {}
+        if action == "tag" and method == "POST":
+            data = json.loads(body or b"{}")
+            name = unquote(tail[2]) if len(tail) > 2 else str(data.get("tag"))
+            if name in repo.tags:
+                raise _HubError(409, "Tag already exists")
+            repo.tags[name] = self._rev(repo, unquote(tail[1]) if len(tail) > 1 else "main").sha
+            return 200, {}, {}
+        if action == "discussions" and len(tail) > 2 and method == "POST":
+            return self._discussion_change(repo, int(tail[1]), unquote(tail[2]), json.loads(body or b"null") or {})
         if action == "discussions":
             if method == "POST":
                 data = json.loads(body or b"{}")
@@ -486,10 +559,10 @@ class _Handler(BaseHTTPRequestHandler):
                                          "isPullRequest": bool(data.get("pullRequest"))})
                 return 200, {"num": num}, {}
             num = int(tail[1])
-            found = next(d for d in repo.discussions if d["num"] == num)
+            found = self._discussion(repo, num)
             return 200, {
                 "title": found["title"], "num": num, "author": {"name": "release-gate"},
-                "createdAt": "2026-11-01T12:00:00.000Z", "status": "open",
+                "createdAt": "2026-11-01T12:00:00.000Z", "status": found.get("status", "open"),
                 "repo": {"name": repo.repo_id, "type": repo.repo_type}, "isPullRequest": found["isPullRequest"],
                 "events": [{"id": "e1", "type": "comment", "createdAt": "2026-11-01T12:00:00.000Z",
                             "author": {"name": "release-gate"},
@@ -497,6 +570,61 @@ class _Handler(BaseHTTPRequestHandler):
                 "changes": {"base": "refs/heads/main"}, "filesWithConflicts": [],
             }, {}
         raise _HubError(404, f"no route for {method} {action}")
+
+    def _reader_may_see(self, repo: Repo) -> bool:
+        """Whether this request's token may read the digests of a gated repository's files."""
+        if repo.readers is None or not repo.gated:
+            return True
+        auth = self.headers.get("Authorization", "")
+        return auth.startswith("Bearer ") and auth[7:] in repo.readers
+
+    def _discussion(self, repo: Repo, num: int) -> dict[str, Any]:
+        """A discussion or pull request by number (a pull request made by a push is listed as one)."""
+        found = next((d for d in repo.discussions if d["num"] == num), None)
+        if found is None and num in repo.prs:
+            found = repo.pr_threads.setdefault(num, {"num": num, "title": f"pull request {num}", "description": "",
+                                                     "isPullRequest": True, "status": "open", "comments": []})
+        if found is None:
+            raise _HubError(404, f"Discussion {num} not found")
+        return found
+
+    def _discussion_change(self, repo: Repo, num: int, resource: str,
+                           data: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """``POST .../discussions/{num}/{comment|status|merge}``."""
+        found = self._discussion(repo, num)
+        comments = found.setdefault("comments", [])
+        if data.get("comment"):
+            comments.append(str(data["comment"]))
+        event: dict[str, Any] = {"id": f"e{len(comments)}", "createdAt": "2026-11-01T12:00:00.000Z",
+                                 "author": {"name": "release-gate"}}
+        if resource == "comment":
+            event.update(type="comment", data={"edited": False, "hidden": False, "latest": {"raw": data["comment"]}})
+            return 200, {"newMessage": event}, {}
+        if resource == "status":
+            found["status"] = str(data.get("status"))
+            event.update(type="status-change", data={"status": found["status"]})
+            return 200, {"newStatus": event}, {}
+        if resource == "merge":
+            if num not in repo.prs:
+                raise _HubError(400, "not a pull request")
+            repo.branches["main"] = self.hub._commit(repo, "main", dict(repo.commits[repo.prs[num]].tree),
+                                                     f"Merge pull request #{num}").sha
+            found["status"] = "merged"
+            return 200, {}, {}
+        raise _HubError(404, f"no discussion route {resource}")
+
+    def _duplicate(self, kind: str, source: Repo, data: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """A server-side copy with the full history: every commit, branch and tag (pull requests are not copied)."""
+        target = str(data.get("repository"))
+        prefix = "" if source.repo_type == "model" else f"{source.repo_type}s/"
+        url = f"{self.hub.endpoint}/{prefix}{target}"
+        if (source.repo_type, target) in self.hub.repos:
+            raise _HubError(409, "Repository already exists", url=url)
+        private = data.get("visibility") == "private" if "visibility" in data else source.private
+        copy = Repo(source.repo_type, target, private, False, dict(source.commits), dict(source.branches),
+                    dict(source.tags))
+        self.hub.repos[(source.repo_type, target)] = copy
+        return 200, {"url": url, "filesCopyPending": False}, {}
 
     def _commits(self, kind: str, repo: Repo, rev: str, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
         """``GET /api/{type}s/{repo}/commits/{rev}[?p=N]``: the commits reachable from ``rev``, newest first, a page at
@@ -516,15 +644,15 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Link"] = f'<{url}>; rel="next"'
         return 200, items, headers
 
-    def _info(self, repo: Repo, commit: Commit, blobs: bool) -> dict[str, Any]:
+    def _info(self, repo: Repo, commit: Commit, blobs: bool, may_see: bool = True) -> dict[str, Any]:
         siblings = []
         for path in sorted(commit.tree):
             blob = commit.tree[path]
             entry: dict[str, Any] = {"rfilename": path}
             if blobs:
-                entry.update({"size": blob.size, "blobId": blob.blob_id})
+                entry.update({"size": blob.size, "blobId": blob.blob_id if may_see else "***"})
                 if blob.lfs_oid:
-                    entry["lfs"] = {"sha256": blob.lfs_oid, "size": blob.size,
+                    entry["lfs"] = {"sha256": blob.lfs_oid if may_see else "***", "size": blob.size,
                                     "pointerSize": len(lfs_pointer(blob.lfs_oid, blob.size))}
             siblings.append(entry)
         return {"_id": repo.repo_id, "id": repo.repo_id, "modelId": repo.repo_id, "sha": commit.sha,
@@ -628,6 +756,16 @@ class _Handler(BaseHTTPRequestHandler):
         if blob is None:
             raise _HubError(404, f"Entry not found: {path}", "EntryNotFound")
         headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{blob.lfs_oid or blob.blob_id}"'}
+        wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "") or "")
+        if wanted:  # one range, as the gate asks for (classifying a file from its first and last bytes)
+            start = int(wanted.group(1))
+            end = min(int(wanted.group(2)) + 1 if wanted.group(2) else blob.size, blob.size)
+            if start >= blob.size or end <= start:
+                raise _HubError(416, "Range Not Satisfiable")
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
+            with self.hub.lock:
+                self.hub.bytes_ranged += end - start
+            return 206, ("application/octet-stream", end - start, self.hub.content_of(blob, start, end)), headers
         return 200, ("application/octet-stream", blob.size, self.hub.content_of(blob)), headers
 
 

@@ -85,3 +85,33 @@ def test_gate_help_never_imports_huggingface_hub() -> None:
             "print('LOADED' if 'huggingface_hub' in sys.modules else 'CLEAN', file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stderr.strip().endswith("CLEAN"), result.stderr
+
+
+def test_a_preupload_passes_only_for_checked_paths_at_checked_sizes(approvals: Approvals) -> None:
+    with pytest.raises(BackstopRefused, match="not checked by release-gate. .* No file content was sent"):
+        approvals.check_preupload("model", "org/m", [("model.safetensors", 10)])
+    with approvals.approve(PLAN):
+        approvals.check_preupload("model", "org/m", [("model.safetensors", 10), ("config.json", len(CONFIG))])
+        for files in ([("model.safetensors", 11)], [("other.bin", 10)], [("config.json", len(CONFIG)), ("x", 1)]):
+            with pytest.raises(BackstopRefused, match="is not a file the gate checked"):
+                approvals.check_preupload("model", "org/m", files)
+
+
+def test_the_transport_reads_preuploads_and_refuses_xet_tokens(approvals: Approvals) -> None:
+    from huggingface_hub.utils import httpx
+
+    from gate.integrations.hf.backstop import check_request
+
+    def request(method: str, path: str, body: bytes = b"") -> object:
+        return httpx.Request(method, f"http://hub.test{path}", content=body)
+
+    preupload = json.dumps({"files": [{"path": "model.safetensors", "size": 10, "sample": ""}]}).encode()
+    with pytest.raises(BackstopRefused, match="not checked by release-gate"):
+        check_request(request("POST", "/api/models/org/m/preupload/main", preupload), approvals)
+    with pytest.raises(BackstopRefused, match="not the JSON"):
+        check_request(request("POST", "/api/models/org/m/preupload/main", b"[1]"), approvals)
+    with approvals.approve(PLAN):
+        check_request(request("POST", "/api/models/org/m/preupload/main", preupload), approvals)
+        with pytest.raises(BackstopRefused, match="Xet write token request refused"):
+            check_request(request("GET", "/api/models/org/m/xet-write-token/main"), approvals)
+    check_request(request("GET", "/api/models/org/m/xet-read-token/main"), approvals)  # downloads are not gated

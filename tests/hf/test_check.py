@@ -24,9 +24,12 @@ def test_check_allows_an_attested_revision_without_downloading_weights(
     decision = json.loads(result.stdout)
     assert decision["decision"] == "allow"
     assert decision["model_digest"] == hash_model(root).digest  # the same identity as `gate check` on the folder
-    downloads = [r.path for r in hub.requests_matching("GET", "/resolve/")]
+    downloads = [r.path for r in hub.downloads()]
     assert not any(p.endswith(".safetensors") for p in downloads)
     assert any(p.endswith("config.json") for p in downloads)  # small regular files are hashed
+    # Weights are classified from ranged reads of their first and last bytes only.
+    ranged = [r for r in hub.requests_matching("GET", "/resolve/") if "range" in r.headers]
+    assert ranged and all(r.path.endswith(".safetensors") for r in ranged) and hub.bytes_ranged <= 256 * 1024
     assert "LFS digest(s) from metadata" in result.stderr
     # `gate check --hf` is the same check, reached from the command release engineers already use.
     same = run_gate("check", "--hf", f"org/tiny@{head}", "--tier", "open", "--json", env=gate_env)

@@ -49,7 +49,7 @@ def test_private_to_public_flip_without_evidence_is_set_back_and_explained(
     body = discussions[0]["description"]
     assert "strongreject-open" in body and "narrowed from **public** to **private**" in body
     assert results[0].actions == ["made private", "opened discussion #1"]
-    assert not any(r.path.endswith(".safetensors") for r in hub.requests_matching("GET", "/resolve/"))
+    assert not any(r.path.endswith(".safetensors") for r in hub.downloads())
 
 
 def test_containment_is_idempotent_by_repo_commit_and_tier(
@@ -88,7 +88,7 @@ def test_evidence_for_gated_leads_to_manual_gating_not_private(
     results = contain(hub_api, flip_public(hub, "org/gm"), gate, now=NOW)
     repo = hub.repo("org/gm")
     assert (repo.private, repo.gated) == (False, "manual")
-    assert results[0].actions[0] == "gated (manual approval)"
+    assert results[0].actions[:2] == ["made private", "gated (manual approval)"]  # contained first, then eased
 
 
 def test_unattested_push_to_a_public_repo_is_contained(
@@ -101,9 +101,10 @@ def test_unattested_push_to_a_public_repo_is_contained(
 
     results = contain(hub_api, payload, gate, now=NOW)
 
-    assert [(r.ref, r.commit) for r in results] == [("refs/heads/main", new)]
+    assert [(r.ref, r.commit, r.history) for r in results] == [("refs/heads/main", new, False),
+                                                               ("refs/heads/main", old, True)]
     assert hub.repo("org/pub").private is True
-    assert "opened discussion #1" in results[0].actions
+    assert results[0].actions == ["made private", "opened discussion #1"]
 
 
 def test_events_that_cannot_publish_are_ignored(hub: HubStandin, hub_api: Any, gate: Gate) -> None:
@@ -152,8 +153,8 @@ def test_a_revision_the_gate_cannot_read_is_contained_not_retried(
 
     results = contain(hub_api, flip_public(hub, "org/odd"), gate, now=NOW)
 
-    assert results[0].decision is None and results[0].actions[0].startswith("could not verify: ")
-    assert "not stored with LFS" in results[0].actions[0]
+    assert results[0].decision is None and results[0].actions[0] == "made private"
+    assert results[0].actions[1].startswith("could not verify: ") and "not stored with LFS" in results[0].actions[1]
     assert hub.repo("org/odd").private is True
     body = hub.repo("org/odd").discussions[0]["description"]
     assert "could not be verified" in body and "narrowed from **public** to **private**" in body

@@ -60,7 +60,7 @@ def test_widening_access_checks_commits_in_the_history_not_only_heads(
     # The history was listed through HfApi.list_repo_commits, pinned to the head commit.
     assert [r.path for r in commit_listings(hub, "org/hist")] == [f"/api/models/org/hist/commits/{clean}"]
     # Metadata only: no weight was downloaded to check either commit.
-    assert not any(r.path.endswith(".safetensors") for r in hub.requests_matching("GET", "/resolve/"))
+    assert not any(r.path.endswith(".safetensors") for r in hub.downloads())
 
 
 def test_widening_access_checks_pull_request_refs(
@@ -95,7 +95,7 @@ def test_history_attested_in_a_later_commit_is_cleared_and_each_commit_costs_met
     assert gated_api.last_decision.decision == "allow"
     infos = Counter(r.path.rsplit("/", 1)[-1] for r in hub.requests_matching("GET", "/api/models/org/later/revision/"))
     assert infos == Counter({head: 1, weights_commit: 1, initial: 1})  # one metadata request per commit
-    downloads = Counter(r.path.rsplit("/", 1)[-1] for r in hub.requests_matching("GET", "/resolve/"))
+    downloads = Counter(r.path.rsplit("/", 1)[-1] for r in hub.downloads())
     assert downloads["config.json"] == 1 and downloads["tokenizer.json"] == 1  # shared blobs: hashed once
     assert not any(name.endswith(".safetensors") for name in downloads)
 
@@ -215,13 +215,14 @@ def test_flip_to_public_contains_an_unattested_commit_in_the_history(
     assert [(r.commit, r.history, r.decision.decision if r.decision else None) for r in results] == [
         (clean, False, "allow"), (unattested, True, "deny")]  # the initial commit holds nothing: not decided
     assert hub.repo("org/hist").private is True
-    assert results[1].actions == ["made private", "opened discussion #1"] and results[1].state_after == "private"
+    assert results[0].actions == ["made private"]  # at once, before the history was read
+    assert results[1].actions == ["opened discussion #1"] and results[1].state_after == "private"
     [discussion] = hub.repo("org/hist").discussions
     assert unattested[:12] in discussion["title"]
     assert f"commit `{unattested}` in the history of `refs/heads/main`" in discussion["description"]
     assert "narrowed from **public** to **private**" in discussion["description"]
     # The head's key covers the history checked with it: reopened, so widening again is checked again.
-    assert seen.finished == {("model", "org/hist", clean, "open"): True}
+    assert seen.finished == {("model", "org/hist", clean, "open", "history"): True}
     assert results[1].to_dict()["history"] is True
 
 
@@ -233,9 +234,11 @@ def test_flip_to_public_contains_an_unattested_pull_request(
     results = contain(hub_api, flip_public(hub, "org/prs"), gate, now=NOW)
 
     denied = [r for r in results if r.decision and not r.decision.allowed]
-    assert [(r.ref, r.commit, r.history) for r in denied] == [(f"refs/pr/{num}", pr_head, False)]
-    assert hub.repo("org/prs").private is True
-    assert f"refs/pr/{num}" in hub.repo("org/prs").discussions[0]["title"]
+    assert [(r.ref, r.commit, r.history, r.pull_request) for r in denied] == [(f"refs/pr/{num}", pr_head, False, num)]
+    # F4: contained on the pull request, never by narrowing the repository (the branch was narrowed, then restored)
+    repo = hub.repo("org/prs")
+    assert repo.private is False and repo.discussions == []
+    assert repo.pr_threads[num]["status"] == "closed" and "not cleared" in repo.pr_threads[num]["comments"][-1]
 
 
 def test_several_commits_not_cleared_make_one_containment_and_one_discussion(
@@ -248,11 +251,12 @@ def test_several_commits_not_cleared_make_one_containment_and_one_discussion(
     denied = [r for r in results if r.decision and not r.decision.allowed]
     assert [(r.commit, r.history) for r in denied] == [(pr_head, False), (unattested, True)]  # heads first
     opened = f"opened discussion #{num + 1}"  # the pull request is discussion #num
-    assert [r.actions for r in denied] == [["made private", opened], [opened]]  # already private for the second
+    assert [r.actions for r in denied] == [[f"closed pull request #{num}", f"kept pull request #{num} closed: not cleared"],
+                                           [opened]]  # the pull request is contained on itself, the history on the repo
     assert len(hub.requests_matching("PUT", "/settings")) == 1
     [discussion] = hub.repo("org/many").discussions
-    assert "and 1 more commit(s) are not cleared" in discussion["title"]
-    assert unattested in discussion["description"] and pr_head in discussion["description"]
+    assert unattested in discussion["description"] and pr_head not in discussion["description"]
+    assert hub.repo("org/many").pr_threads[num]["status"] == "closed"
 
 
 def test_flip_with_more_history_than_the_bound_is_contained(
@@ -263,8 +267,8 @@ def test_flip_with_more_history_than_the_bound_is_contained(
     results = contain(hub_api, flip_public(hub, "org/big"), gate, now=NOW, max_commits=2)
 
     [result] = results
-    assert result.decision is None and "more than 2 commits are reachable" in result.actions[0]
-    assert result.actions[1:] == ["made private", "opened discussion #1"]
+    assert result.decision is None and result.actions[0] == "made private"
+    assert "more than 2 commits are reachable" in result.actions[1] and result.actions[2:] == ["opened discussion #1"]
     assert hub.repo("org/big").private is True
     assert "could not be verified" in hub.repo("org/big").discussions[0]["description"]
 

@@ -94,13 +94,12 @@ def test_file_changed_after_the_check_is_refused_by_the_backstop(
     with pytest.raises(BackstopRefused) as refused:
         api.upload_folder(repo_id="org/tiny", folder_path=root)
 
-    assert changed in str(refused.value) or "LFS object" in str(refused.value)
+    assert f"{changed}: its content changed after the gate checked it" in str(refused.value)
     assert hub.repo("org/tiny").branches["main"] == head
     assert hub.requests_matching("POST", "/commit/") == []  # stopped in the process, never sent
-    # Only checked content reaches storage: the bytes of a changed weights file are not sent at all.
-    uploaded = {r.path.rsplit("/", 1)[-1] for r in hub.requests_matching("PUT", "_lfs/upload")}
-    assert uploaded <= {checked_weights}
-    assert uploaded == (set() if changed == "model.safetensors" else {checked_weights})
+    # Nothing reaches storage: every file is read against the check before the first byte is sent.
+    assert hub.requests_matching("PUT", "_lfs/upload") == [] and not hub.lfs
+    assert checked_weights not in {r.path.rsplit("/", 1)[-1] for r in hub.requests}
 
 
 def test_plain_hfapi_commit_is_refused_once_the_backstop_is_installed(

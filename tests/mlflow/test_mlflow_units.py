@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from content_samples import envelope_bytes
 from support import NOW, World, write_model
 from gate.core.decision import decide
 from gate.core.manifest import hash_model
@@ -116,7 +117,7 @@ def test_the_cache_reuses_manifests_of_untouched_weights_and_catches_any_rewrite
     assert not cached and cache.manifest(model) == (first, True) and hasher.calls == 1
 
     (model / ".attestations").mkdir()
-    (model / ".attestations" / "a.json").write_text("{}")  # attestations are not part of the identity
+    (model / ".attestations" / "a.json").write_bytes(envelope_bytes())  # attestations are not part of the identity
     assert cache.manifest(model)[1] and hasher.calls == 1
 
     weights = model / "model.safetensors"

@@ -92,7 +92,7 @@ def test_decision_equals_the_local_decision_and_is_logged(server: Server, http: 
     sent = world.attest(model, "redteam", "mmlu", {"acc": 0.7})
     bogus = AttestationInput("x", b'{"payload": "e30=", "payloadType": "x", "signatures": [{"sig": "AA=="}]}')
     receipt = server.client().submit_attestation(stored.data)
-    body = {"tier": "gated", "model": {"manifest": model.to_dict()}, "attestations": [b64(sent.data), b64(bogus.data)],
+    body = {"tier": "gated", "model": {"manifest": model.to_dict(content=True)}, "attestations": [b64(sent.data), b64(bogus.data)],
             "context": {"event": "test", "by": "ci"}}
     answer = http.post(f"{server.url}/v1/decisions", json=body, headers=auth(server.env))
     assert answer.status_code == 200, answer.text

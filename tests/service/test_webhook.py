@@ -144,7 +144,7 @@ def test_flip_to_public_without_evidence_is_contained_logged_and_not_repeated(ho
     for missing in result["missing"]:
         assert missing in discussion["description"]
     assert "mmlu" in result["missing"] and "narrowed from **public** to **private**" in discussion["description"]
-    assert not any(r.path.endswith(".safetensors") for r in hub.requests_matching("GET", "/resolve/"))
+    assert not any(r.path.endswith(".safetensors") for r in hub.downloads())
 
     logged = entries_from(hooked, start)
     assert [type(r).__name__ for _, r in logged] == ["WebhookRecord", "DecisionRecord", "ContainmentRecord"]
@@ -194,7 +194,9 @@ def test_flip_with_sufficient_evidence_stays_public_and_survives_a_restart(
     answer = deliver(first, payload)
 
     assert answer.status_code == 200, answer.text
-    assert [(r["outcome"], r["decision"], r["actions"]) for r in answer.json()["results"]] == [("allowed", "allow", [])]
+    # contained first (before the history was read), then restored once every commit was cleared
+    assert [(r["outcome"], r["decision"], r["actions"]) for r in answer.json()["results"]] == [
+        ("allowed", "allow", ["made private", "restored to public"])]
     assert hub.repo("org/ready").private is False and hub.repo("org/ready").discussions == []
     kinds = [type(r).__name__ for _, r in entries_from(first, 0)]
     assert kinds == ["WebhookRecord", "AttestationRecord", "AttestationRecord", "DecisionRecord", "ContainmentRecord"]
@@ -222,7 +224,7 @@ def test_a_push_behind_the_gates_back_is_contained(hooked: Server, hub: HubStand
     answer = deliver(hooked, payload)
     assert answer.status_code == 200, answer.text
     assert [(r["ref"], r["commit"], r["outcome"]) for r in answer.json()["results"]] == [
-        ("refs/heads/main", new, "contained")]
+        ("refs/heads/main", new, "contained"), ("refs/heads/main", old, "allowed")]  # the pushed history too
     assert hub.repo("org/pub").private is True
 
 
@@ -434,11 +436,13 @@ def test_webhook_and_containment_entries_are_strict_and_audited(tmp_path: Path) 
                "commit": "a" * 40, "tier": "open", "state": "public", "outcome": "skipped", "decision_index": None,
                "webhook_index": 0, "missing": [], "actions": [], "state_after": None, "error": None}
     assert parse_entry(containment_entry(skipped, now)).containment == skipped
+    # contain first: a revision found to need no decision still lists the narrowing and the restore
+    steps = {**skipped, "actions": ["made private", "restored to public"]}
+    assert parse_entry(containment_entry(steps, now)).containment == steps
     digest = "sha256:" + "b" * 64
     for bad, model in (({**skipped, "outcome": "contained"}, None),  # contained cites a decision and a new state
                        ({**skipped, "outcome": "maybe"}, None),
                        ({**skipped, "decision_index": 1}, digest),  # a skip decides nothing
-                       ({**skipped, "actions": ["made private"]}, None),
                        ({**skipped, "outcome": "failed"}, None),  # a failure says why
                        (skipped, digest)):  # a model digest only with a decision
         with pytest.raises(EntryFormatError):

@@ -243,7 +243,9 @@ def check_containment_record(record: Any) -> dict[str, Any]:
     """A containment record: which revision (``repo``, ``ref``, ``commit``) was checked at which ``tier`` for the
     repository's ``state``; the ``outcome`` (one of :data:`OUTCOMES`); the decision entry it cites
     (``decision_index``) and the webhook entry it answers (``webhook_index``); the requirements ``missing``; the
-    ``actions`` taken on the Hub, in order; the ``state_after`` a narrowing; the ``error`` of a failure."""
+    ``actions`` taken on the Hub, in order (whatever the outcome: containment narrows access before a revision is
+    verified, or found to need no decision, and restores it after); the ``state_after`` a narrowing; the ``error``
+    of a failure."""
     plain = _record(record, _CONTAINMENT_RECORD, "containment")
     if plain["integration"] not in INTEGRATIONS:
         raise EntryFormatError(f"containment.integration {plain['integration']!r} is not one of "
@@ -265,8 +267,6 @@ def check_containment_record(record: Any) -> dict[str, Any]:
         raise EntryFormatError("a containment 'contained' says what access was narrowed to (state_after)")
     if (outcome == "failed") != (plain["error"] is not None):
         raise EntryFormatError("a containment has an error exactly when its outcome is 'failed'")
-    if outcome in ("allowed", "skipped") and plain["actions"]:
-        raise EntryFormatError(f"a containment {outcome!r} took no actions")
     return plain
 
 

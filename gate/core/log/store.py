@@ -593,8 +593,11 @@ def _import_psycopg() -> Any:
     try:
         import psycopg
     except ImportError:
+        from gate import DISTRIBUTION
+
         raise ConfigError(
-            "a postgresql:// log store needs psycopg; install release-gate[postgres]"
+            f"a postgresql:// log store needs the 'postgres' extra (psycopg is not installed): "
+            f"pip install '{DISTRIBUTION}[postgres]'"
         ) from None
     return psycopg
 

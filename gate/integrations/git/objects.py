@@ -13,15 +13,18 @@ import posixpath
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
 from gate.core.dsse import MAX_ENVELOPE_BYTES
-from gate.core.manifest import ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest
+from gate.core.formats import MAX_TEXT_BYTES, ByteSource, BytesSource, FileSource, SizeOnly, classify
+from gate.core.manifest import CHUNK_SIZE, FileDigest, Manifest
 from gate.core.verify import AttestationInput
 from gate.errors import InputError, ModelError
-from gate.integrations.git.treemanifest import check_tree_paths, is_attestation_path, is_ignored, manifest_from_files
+from gate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,
+                                                is_ignored, manifest_from_files)
 
 LFS_SPEC = b"version https://git-lfs.github.com/spec/v1"
 #: git-lfs writes pointers well under this; a larger blob is content, not a pointer.
@@ -65,6 +68,8 @@ class BlobDigest:
     size: int
     sha256: str
     lfs: bool
+    #: Content class of the file (gate.core.formats); None for an LFS file whose object is not in the local store.
+    content: str | None = None
 
 
 class GitRepo:
@@ -160,21 +165,55 @@ class GitRepo:
             return cached
         size, stream = self._stream(oid)
         hasher = hashlib.sha256()
-        head = b""
-        left = size
-        while left:
-            chunk = stream.read(min(CHUNK_SIZE, left))
-            if not chunk:
-                raise InputError(f"git cat-file ended early reading {oid}")
-            if len(head) < MAX_POINTER_BYTES + 1:
-                head += chunk[:MAX_POINTER_BYTES + 1 - len(head)]
-            hasher.update(chunk)
-            left -= len(chunk)
-        stream.read(1)
-        pointer = parse_pointer(head) if size <= MAX_POINTER_BYTES else None
-        digest = BlobDigest(pointer.size, pointer.oid, True) if pointer else BlobDigest(size, hasher.hexdigest(), False)
+        # The blob is kept (in memory, or on disk past the text limit) to be classified by its bytes afterwards.
+        with tempfile.SpooledTemporaryFile(max_size=MAX_TEXT_BYTES) as kept:
+            left = size
+            while left:
+                chunk = stream.read(min(CHUNK_SIZE, left))
+                if not chunk:
+                    raise InputError(f"git cat-file ended early reading {oid}")
+                hasher.update(chunk)
+                kept.write(chunk)
+                left -= len(chunk)
+            stream.read(1)
+            kept.seek(0)
+            head = kept.read(MAX_POINTER_BYTES + 1)
+            pointer = parse_pointer(head) if size <= MAX_POINTER_BYTES else None
+            if pointer is not None:
+                digest = BlobDigest(pointer.size, pointer.oid, True, self._lfs_content(pointer))
+            else:
+                digest = BlobDigest(size, hasher.hexdigest(), False, classify(_SpoolSource(kept, size)).kind)
         self._digests[oid] = digest
         return digest
+
+    def _lfs_content(self, pointer: LfsPointer) -> str | None:
+        """Content class of an LFS file, read from the local object (None if it is not there: not classified)."""
+        try:
+            fd = os.open(self.lfs_object(pointer.oid), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size != pointer.size:
+                return None
+            return classify(FileSource(fd, pointer.size)).kind
+        finally:
+            os.close(fd)
+
+    def excluded_source(self, oid: str, where: str, path: str) -> ByteSource:
+        """The bytes of a file under an excluded path, to be judged by content: the blob, or the local object of an
+        LFS pointer (git-lfs uploads it, so it is judged like any blob). Read only if its size is within bounds."""
+        size = self.blob_size(oid)
+        pointer = self.pointer(oid) if size <= MAX_POINTER_BYTES else None
+        if pointer is None:
+            return _LazyBlob(self, oid, size)
+        local = self.lfs_object(pointer.oid)
+        if not local.is_file():
+            raise ModelError(f"{where}: {path} is an LFS file whose object is not in the local LFS store, so what "
+                             "git-lfs would upload for it cannot be checked; `git lfs fetch` it or remove it")
+        data = local.read_bytes() if pointer.size <= MAX_ENVELOPE_BYTES else None
+        if data is not None and hashlib.sha256(data).hexdigest() != pointer.oid:
+            raise ModelError(f"{where}: {path}: its local LFS object does not match its pointer")
+        return BytesSource(data) if data is not None else SizeOnly(pointer.size)
 
     def blob_size(self, oid: str) -> int:
         """A blob's size, without reading it (one persistent ``cat-file --batch-check``)."""
@@ -295,6 +334,30 @@ class GitRepo:
         return None
 
 
+class _SpoolSource:
+    """A spooled copy of a blob, read at offsets."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle, self.size = handle, size
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        self.handle.seek(offset)
+        return self.handle.read(n)
+
+
+class _LazyBlob:
+    """A blob read only when its bytes are asked for (after its size has been judged)."""
+
+    def __init__(self, repo: GitRepo, oid: str, size: int) -> None:
+        self.repo, self.oid, self.size = repo, oid, size
+        self._data: bytes | None = None
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        if self._data is None:
+            self._data = self.repo.read_blob(self.oid, self.size)
+        return self._data[offset:offset + n]
+
+
 @dataclass(frozen=True)
 class Change:
     """A file a commit adds or changes: its path, new blob id and mode (``120000`` symlink, ``160000`` submodule)."""
@@ -325,7 +388,11 @@ def _resolve_symlink(entry: TreeEntry, target: bytes, files: dict[str, TreeEntry
 
 
 def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
-    """Manifest and attestations of ``commit``'s tree, without a checkout."""
+    """Manifest and attestations of ``commit``'s tree, without a checkout.
+
+    Every file gets its content class; every file under an excluded path is judged by its bytes
+    (:func:`check_excluded`), LFS-tracked ones by their local object, and a submodule there is refused.
+    """
     entries = repo.tree(commit)
     where = f"commit {commit[:12]}"
     check_tree_paths((e.path for e in entries), where)
@@ -335,39 +402,55 @@ def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
     lfs = 0
     for entry in entries:
         if entry.kind != "blob":
-            if is_ignored(entry.path):
-                continue
-            raise ModelError(f"{where}: {entry.path} is a submodule; a model's files must be in its own tree")
+            where_kind = "an excluded path" if is_ignored(entry.path) else "a model"
+            raise ModelError(f"{where}: {entry.path} is a submodule; {where_kind} may hold only files of its own tree "
+                             "(a submodule's content is not checked); remove it or vendor its files")
         if entry.mode == SYMLINK:
             if entry.size > MAX_SYMLINK_BYTES:
                 raise ModelError(f"{where}: {entry.path}: a symlink whose target is {entry.size} bytes long is "
                                  "content, not a link; commit the file itself")
             entry = _resolve_symlink(entry, repo.read_blob(entry.oid, MAX_SYMLINK_BYTES), files, commit)
-        if is_attestation_path(entry.path) and entry.path.endswith(ATTESTATION_SUFFIXES):
-            attestations.extend(_attestation(repo, entry, commit))
         if is_ignored(entry.path):
+            source = check_excluded_change(repo, entry.path, entry.oid, where)
+            if is_attestation_path(entry.path):
+                attestations.extend(_attestation(source, entry, commit))
             continue
         digest = repo.blob_digest(entry.oid)
         lfs += digest.lfs
-        digests.append(FileDigest(entry.path, digest.size, digest.sha256))
+        digests.append(FileDigest(entry.path, digest.size, digest.sha256, digest.content))
     return PushedTree(commit, manifest_from_files(digests, where), tuple(attestations), lfs)
 
 
-def _attestation(repo: GitRepo, entry: TreeEntry, commit: str) -> list[AttestationInput]:
-    data = repo.read_blob(entry.oid, MAX_ENVELOPE_BYTES)
-    pointer = parse_pointer(data)
-    if pointer is not None:  # an attestation kept in LFS: read the local object
-        path = repo.lfs_object(pointer.oid)
-        if not path.is_file() or path.stat().st_size > MAX_ENVELOPE_BYTES:
-            return []
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != pointer.oid:
-            return []
-    source = f"git:{commit[:12]}:{entry.path}"
+def check_excluded_change(repo: GitRepo, path: str, oid: str, where: str) -> ByteSource:
+    """Judge a file under an excluded path by its bytes (ModelError if refused); returns its bytes' source."""
+    source = repo.excluded_source(oid, where, path)
+    check_excluded_content(path, source, where)
+    return source
+
+
+def check_changes(repo: GitRepo, commit: str, changes: Sequence["Change"]) -> None:
+    """The identity rule for what a commit in a push's history adds: names, and excluded files by content.
+
+    (Files of the identity that the pushed tree does not hold get a decision of their own: see prepush.)
+    """
+    where = f"commit {commit[:12]}"
+    check_tree_paths((c.path for c in changes), where)
+    for change in changes:
+        if not is_ignored(change.path):
+            continue
+        if change.mode == SUBMODULE:
+            raise ModelError(f"{where}: {change.path} is a submodule; an excluded path may hold only files of its "
+                             "own tree (a submodule's content is not checked); remove it")
+        check_excluded_change(repo, change.path, change.oid, where)
+
+
+def _attestation(source: ByteSource, entry: TreeEntry, commit: str) -> list[AttestationInput]:
+    data = source.read_at(0, source.size)
+    source_name = f"git:{commit[:12]}:{entry.path}"
     if entry.path.endswith(".jsonl"):
         lines = [line for line in data.splitlines() if line.strip()]
-        return [AttestationInput(f"{source}:{n}", line) for n, line in enumerate(lines, 1)]
-    return [AttestationInput(source, data)]
+        return [AttestationInput(f"{source_name}:{n}", line) for n, line in enumerate(lines, 1)]
+    return [AttestationInput(source_name, data)]
 
 
 def new_commits(repo: GitRepo, local_sha: str, on_remote: Sequence[str]) -> list[str]:

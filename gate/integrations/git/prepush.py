@@ -34,8 +34,8 @@ from typing import Any, Callable, Sequence
 from gate.core.decision import Decision
 from gate.errors import ModelError, UsageError
 from gate.integrations.git.objects import (MAX_SYMLINK_BYTES, SUBMODULE, SYMLINK, ZERO_SHA, Change, GitRepo, LfsPointer,
-                                           PushedTree, new_commits, pushed_tree)
-from gate.integrations.git.treemanifest import check_tree_paths, is_ignored
+                                           PushedTree, check_changes, new_commits, pushed_tree)
+from gate.integrations.git.treemanifest import is_ignored
 
 TIER_KEY = "remote.{remote}.releaseGateTier"
 DEFAULT_TIER_KEY = "release-gate.tier"
@@ -140,7 +140,7 @@ def check_push(repo: GitRepo, remote: str, url: str, updates: Sequence[RefUpdate
             if commit in decided:
                 continue
             changes = repo.changes(commit)
-            check_tree_paths((c.path for c in changes), f"commit {commit[:12]}")  # no weights under ignored paths
+            check_changes(repo, commit, changes)  # the identity rule: excluded paths judged by their bytes
             foreign = sorted(c.path for c in changes if _not_in(repo, c, tip))
             if foreign:
                 decided.add(commit)
@@ -154,7 +154,7 @@ def _not_in(repo: GitRepo, change: Change, tip: set[str]) -> bool:
     """Whether a file a commit adds carries content the pushed tree does not (so that commit must be decided).
 
     Judged by content, not by name: TF's ``variables.data-00000-of-00001``, ONNX external data or a renamed
-    checkpoint are weights without a weight suffix. Ignored paths are policed by name instead (check_tree_paths);
+    checkpoint are weights without a weight suffix. Excluded paths are judged by their bytes instead (check_changes);
     submodules carry no content; a symlink is its target's path (the target is a change of its own), unless its blob
     is too large to be one.
     """

@@ -11,12 +11,22 @@ Publishing calls and what the gate checks before any byte of weights or any visi
                             pull request (history included: any commit is downloadable by its sha);
                             refused when the repository's state cannot be read
 ``create_repo``             a new repository that is not private is checked as a publish of its (empty)
-                            content; :meth:`GatedHfApi.publish` checks the files first, then creates
-``duplicate_repo``          the source's default branch, at the tier of the copy's visibility
+                            content; :meth:`GatedHfApi.publish` checks the files first, then creates.
+                            An existing repository wider than asked for (``private=True`` into a public
+                            one, also when created meanwhile: ``exist_ok`` hides the Hub's 409) is refused
+``duplicate_repo``          every commit reachable from the source's refs (the Hub copies the whole
+                            history), at the tier of the copy's visibility
+``create_branch``,          the commits the new ref reaches that no branch or tag reached, at the
+``create_tag``,             repository's tier (history is the unit: never just the head)
+``merge_pull_request``
 ==========================  ===========================================================================
 
 ``upload_folder`` here always makes one commit (huggingface_hub would split a large folder into "part N" commits
 when hf_xet is installed, publishing partial models on the way): the decision is for the whole folder.
+
+What a commit uploads is read through :class:`~gate.integrations.hf.plan.CheckedSource`: exactly the bytes the check
+read (a file changed since is refused before its changed block is sent), uploaded by LFS through huggingface_hub's
+Python HTTP client, where the backstop sees it, even with hf_xet installed.
 
 The tier comes from the policy's ``targets.huggingface`` (:mod:`.tiers`); the evidence from the ``.attestations/``
 folder being uploaded, the one already in the repository, the ``attestations`` given here, and the gate service when
@@ -40,7 +50,7 @@ from gate.core.manifest import Manifest
 from gate.core.verify import AttestationInput
 from gate.errors import UsageError
 from gate.integrations.hf import backstop as backstop_module, plan as planning, remote
-from gate.integrations.hf.errors import GateDenied, Unverifiable
+from gate.integrations.hf.errors import BackstopRefused, GateDenied, Unverifiable
 from gate.integrations.hf.remote import RemoteRevision
 from gate.integrations.hf.tiers import HubState, requested_state, tier_for, widens
 from gate.runtime import Gate
@@ -188,6 +198,10 @@ class GatedHfApi(HfApi):
         if self._covered(repo_id):
             return super().create_commit(repo_id, operations, **args)
         base = self._base(repo_id, repo_type, parent_commit or revision, token)
+        if create_pr and parent_commit:
+            # a pull request based on an older commit makes that commit's history reachable from refs/pr/N
+            self._check_new_ref(repo_id, "refs/pr/(new)", parent_commit, repo_type=repo_type, token=token,
+                                action="opening a pull request")
         commit_plan, _ = self.check_commit(repo_id, operations, repo_type=repo_type, revision=revision, token=token,
                                            base=base, action="pull request" if create_pr else "commit")
         return self._send_checked(repo_id, operations, commit_plan, args)
@@ -201,7 +215,23 @@ class GatedHfApi(HfApi):
         if self.use_backstop:
             backstop_module.install()
         with backstop_module.APPROVALS.approve(commit_plan), self._approved(repo_id):
-            return super().create_commit(repo_id, operations, **args)
+            # What huggingface_hub uploads is read through CheckedSource: exactly the checked bytes, and through its
+            # Python HTTP client (LFS) even with hf_xet installed, where the backstop sees it.
+            sending = [planning.checked_operation(op, commit_plan) if isinstance(op, CommitOperationAdd) else op
+                       for op in operations]
+            try:
+                return super().create_commit(repo_id, sending, **args)
+            except BackstopRefused:
+                raise
+            except Exception as exc:
+                refused = _refusal_in(exc)
+                if refused is not None:  # huggingface_hub wraps upload errors: say why it stopped
+                    raise refused from None
+                raise
+            finally:
+                for op in sending:
+                    if isinstance(op, CommitOperationAdd) and isinstance(op.path_or_fileobj, planning.CheckedSource):
+                        op.path_or_fileobj.close()
 
     def preupload_lfs_files(self, repo_id: str, additions: Iterable[Any], **kwargs: Any) -> None:  # type: ignore[override]
         """Uploading LFS content ahead of a commit sends weights: only within a checked commit."""
@@ -249,19 +279,33 @@ class GatedHfApi(HfApi):
         Hub's initial commit) are not decided. More than ``max_commits`` commits: refused (TooManyCommits), as is
         a commit the gate cannot read.
         """
-        tier = tier_for(self.gate.policy, state)
-        what = f"making {repo_id} {state.describe()}"
         heads = remote.ref_heads(self, repo_id, repo_type, token)
+        return self.check_reachable(repo_id, heads, state, repo_type=repo_type, token=token, action=action,
+                                    what=f"making {repo_id} {state.describe()}")
+
+    def check_reachable(self, repo_id: str, heads: Sequence[tuple[str, str]], state: HubState, *,
+                        repo_type: str | None = None, token: Any = None, action: str, what: str,
+                        known: frozenset[str] = frozenset()) -> list[Decision]:
+        """Decide on every commit reachable from ``heads`` ((ref, sha) of ``repo_id``) except ``known`` ones (already
+        reachable where they are going), at the tier of ``state``: what an operation makes readable there is a
+        history, never just a head. Nothing to decide at the lowest tier.
+
+        Raises GateDenied naming every commit not cleared, Unverifiable for one the gate cannot read, TooManyCommits
+        past ``max_commits``.
+        """
+        tier = tier_for(self.gate.policy, state)
+        if self.gate.policy.rank(tier) == 0:
+            return []
         commits, _ = remote.reachable_commits(self, repo_id, heads, repo_type=repo_type, token=token,
-                                              limit=self.max_commits)
+                                              limit=self.max_commits, known=known)
         reader = remote.CommitReader(self, repo_id, repo_type, token)
+        reader.prefetch(commit.sha for commit in commits)
         decisions: list[Decision] = []
         denied: list[tuple[remote.ReachableCommit, Decision]] = []
         for check in reader.checks(commits):
             commit = check.commit
             if check.error is not None or check.manifest is None:
-                raise Unverifiable(f"{what}: {commit.where} cannot be verified, so access is not widened: "
-                                   f"{check.error}")
+                raise Unverifiable(f"{what}: {commit.where} cannot be verified, so it is not done: {check.error}")
             context = {"action": action, "repo": repo_id, "repo_type": repo_type or "model", "ref": commit.ref,
                        "commit": commit.sha, "history": not commit.head, "visibility": state.describe()}
             decision = self._decision(tier, check.manifest, check.attestations, context)
@@ -274,11 +318,60 @@ class GatedHfApi(HfApi):
             named = "; ".join(c.where for c, _ in denied[:10]) + (f"; and {len(denied) - 10} more" if len(denied) > 10
                                                                   else "")
             hint = (f"Not cleared for tier '{tier}': {len(denied)} of the {len(decisions)} commit(s) checked: "
-                    f"{named}. Widening access makes every commit reachable from a branch, tag or pull request "
-                    "downloadable. Attest them, or take them out of reach (HfApi.super_squash_history, delete the "
+                    f"{named}. Every commit reachable from a branch, tag or pull request is downloadable, not only "
+                    "the heads. Attest them, or take them out of reach (HfApi.super_squash_history, delete the "
                     "branch or tag) or publish from a fresh repository.")
             raise GateDenied(f"{what} ({first.where})", decision, hint)
         return decisions
+
+    def _published_commits(self, repo_id: str, repo_type: str | None, token: Any) -> frozenset[str]:
+        """The commits the repository's branches and tags already reach (pull-request refs do not count: a pull
+        request is contained on itself, so merging or branching from it publishes its commits anew)."""
+        refs = [(ref, sha) for ref, sha in remote.ref_heads(self, repo_id, repo_type, token)
+                if not ref.startswith("refs/pr/")]
+        _, reach = remote.reachable_commits(self, repo_id, refs, repo_type=repo_type, token=token,
+                                            limit=self.max_commits)
+        return frozenset().union(*reach.values()) if reach else frozenset()
+
+    def _check_new_ref(self, repo_id: str, ref: str, revision: str | None, *, repo_type: str | None, token: Any,
+                       action: str) -> None:
+        """A branch or tag made at ``revision`` (or a pull request merged) publishes the commits it reaches that
+        no branch or tag reached: check them at the repository's tier."""
+        state = self._current_state(repo_id, repo_type, token, action)
+        if state is None or self.gate.policy.rank(tier_for(self.gate.policy, state)) == 0:
+            return
+        head = remote.read_revision(self, repo_id, revision=revision, repo_type=repo_type, token=token).sha
+        self.check_reachable(repo_id, [(ref, head)], state, repo_type=repo_type, token=token, action=action,
+                             what=f"{action} in {repo_id} ({state.describe()})",
+                             known=self._published_commits(repo_id, repo_type, token))
+
+    def create_branch(self, repo_id: str, *, branch: str, revision: str | None = None,  # type: ignore[override]
+                      token: Any = None, repo_type: str | None = None, exist_ok: bool = False) -> None:
+        """``HfApi.create_branch``; the commits the branch makes reachable are checked first (see check_reachable)."""
+        if not self._covered(repo_id):
+            self._check_new_ref(repo_id, f"refs/heads/{branch}", revision, repo_type=repo_type, token=token,
+                                action=f"creating branch {branch}")
+        return super().create_branch(repo_id, branch=branch, revision=revision, token=token, repo_type=repo_type,
+                                     exist_ok=exist_ok)
+
+    def create_tag(self, repo_id: str, *, tag: str, tag_message: str | None = None,  # type: ignore[override]
+                   revision: str | None = None, token: Any = None, repo_type: str | None = None,
+                   exist_ok: bool = False) -> None:
+        """``HfApi.create_tag``; the commits the tag makes reachable are checked first."""
+        if not self._covered(repo_id):
+            self._check_new_ref(repo_id, f"refs/tags/{tag}", revision, repo_type=repo_type, token=token,
+                                action=f"creating tag {tag}")
+        return super().create_tag(repo_id, tag=tag, tag_message=tag_message, revision=revision, token=token,
+                                  repo_type=repo_type, exist_ok=exist_ok)
+
+    def merge_pull_request(self, repo_id: str, discussion_num: int, *, token: Any = None,  # type: ignore[override]
+                           comment: str | None = None, repo_type: str | None = None) -> Any:
+        """``HfApi.merge_pull_request``; the pull request's commits (its head and history) are checked at the
+        repository's tier first: merging publishes them as the repository's."""
+        if not self._covered(repo_id):
+            self._check_new_ref(repo_id, f"refs/pr/{int(discussion_num)}", f"refs/pr/{int(discussion_num)}",
+                                repo_type=repo_type, token=token, action=f"merging pull request #{discussion_num}")
+        return super().merge_pull_request(repo_id, discussion_num, token=token, comment=comment, repo_type=repo_type)
 
     def update_repo_settings(self, repo_id: str, *, gated: Any = None, private: bool | None = None,  # type: ignore[override]
                              visibility: str | None = None, token: Any = None, repo_type: str | None = None) -> None:
@@ -304,28 +397,52 @@ class GatedHfApi(HfApi):
                     **kwargs: Any) -> Any:
         """``HfApi.create_repo``; creating a repository that is not private is a publish (see the module docstring)."""
         args = dict(token=token, private=private, visibility=visibility, repo_type=repo_type, exist_ok=exist_ok, **kwargs)
-        if self._covered(repo_id) or self._state(repo_id, repo_type, token) is not None:
-            return super().create_repo(repo_id, **args)  # the Hub ignores visibility for an existing repository
+        if self._covered(repo_id):
+            return super().create_repo(repo_id, **args)
+        existing = self._state(repo_id, repo_type, token)
+        if existing is not None:
+            # The Hub ignores visibility for an existing repository: joining one wider than asked for publishes there.
+            self._refuse_wider(repo_id, existing, private, visibility)
+            return super().create_repo(repo_id, **args)
         after = requested_state(None, private=private, visibility=visibility)
         tier = tier_for(self.gate.policy, after)
         if self.gate.policy.rank(tier) > 0:
             self._decide(f"creating {repo_id} ({after.describe()})", tier, Manifest(files=()), [],
                          {"action": "create_repo", "repo": repo_id, "visibility": after.describe()}, _CREATE_HINT)
         with self._approved(repo_id):
-            return super().create_repo(repo_id, **args)
+            url = super().create_repo(repo_id, **args)
+        if exist_ok:  # created meanwhile by someone else (the Hub answered 409, which exist_ok hides)?
+            self._refuse_wider(repo_id, self._current_state(repo_id, repo_type, token, "joining it"), private,
+                               visibility)
+        return url
+
+    def _refuse_wider(self, repo_id: str, existing: HubState | None, private: bool | None,
+                      visibility: str | None) -> None:
+        """Raise Unverifiable if the repository exists in a state that needs a higher tier than the one asked for
+        (what the gate checks a publish against): joining it silently would publish at a tier nobody checked."""
+        if existing is None or (private is None and visibility is None):
+            return
+        asked = requested_state(existing, private=private, visibility=visibility)
+        if widens(self.gate.policy, asked, existing):
+            raise Unverifiable(
+                f"{repo_id} already exists and is {existing.describe()}, not {asked.describe()} as asked: the gate "
+                f"does not publish into it at the tier '{tier_for(self.gate.policy, asked)}' it would have checked. "
+                "Nothing was sent. Choose another name, or check and publish at the repository's own tier "
+                "(without private=/visibility=).")
 
     def duplicate_repo(self, from_id: str, to_id: str | None = None, *, repo_type: str | None = None,  # type: ignore[override]
                        private: bool | None = None, visibility: str | None = None, token: Any = None,
                        **kwargs: Any) -> Any:
-        """``HfApi.duplicate_repo``: the copy's content (the source's default branch) is checked at its tier."""
+        """``HfApi.duplicate_repo``: the Hub copies the source's whole history, so every commit reachable from its
+        branches, tags and pull requests is checked at the tier of the copy's visibility (public when not given:
+        the Hub may default to the source's, and the gate assumes the wider)."""
         after = requested_state(None, private=private, visibility=visibility)
-        tier = tier_for(self.gate.policy, after)
-        if self.gate.policy.rank(tier) > 0:
-            rev = remote.read_revision(self, from_id, repo_type=repo_type, token=token)
-            self._decide(f"duplicating {from_id} as {after.describe()}", tier, remote.revision_manifest(self, rev, token),
-                         remote.revision_attestations(self, rev, token=token),
-                         {"action": "duplicate_repo", "repo": to_id or from_id, "source": rev.label,
-                          "visibility": after.describe()})
+        if kwargs.get("exist_ok") and to_id is not None:
+            self._refuse_wider(to_id, self._current_state(to_id, repo_type, token, "duplicating into it"), private,
+                               visibility)
+        heads = remote.ref_heads(self, from_id, repo_type, token)
+        self.check_reachable(from_id, heads, after, repo_type=repo_type, token=token, action="duplicate_repo",
+                             what=f"duplicating {from_id} as {after.describe()}{f' ({to_id})' if to_id else ''}")
         return super().duplicate_repo(from_id, to_id, repo_type=repo_type, private=private,
                                       visibility=visibility, token=token, **kwargs)  # type: ignore[arg-type]
 
@@ -350,6 +467,8 @@ class GatedHfApi(HfApi):
         is_file = local.is_file()
         target = path_in_repo if path_in_repo not in (None, ".") else (local.name if is_file else None)
         base = self._base(repo_id, repo_type, None if create_pr else revision, token)
+        if base.exists:
+            self._refuse_wider(repo_id, base.state, private, None)
         state = base.state if base.exists else requested_state(None, private=private)
         if is_file:
             operations: list[Any] = [CommitOperationAdd(path_or_fileobj=str(local), path_in_repo=str(target))]
@@ -360,6 +479,9 @@ class GatedHfApi(HfApi):
         with self._approved(repo_id):
             if not base.exists:
                 super().create_repo(repo_id, token=token, private=private, repo_type=repo_type, exist_ok=True)
+                # exist_ok hides a repository someone else created meanwhile: it must not be wider than checked
+                self._refuse_wider(repo_id, self._current_state(repo_id, repo_type, token, "uploading to it"),
+                                   True if state.private else None, None)
             if revision is not None and not create_pr:
                 try:
                     self.repo_info(repo_id, repo_type=repo_type, revision=revision, token=token)
@@ -382,6 +504,18 @@ def _does_not_exist(exc: RepositoryNotFoundError) -> bool:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
     return headers.get("X-Error-Code") == "RepoNotFound"
+
+
+def _refusal_in(exc: BaseException) -> BackstopRefused | None:
+    """The BackstopRefused an exception was raised from (huggingface_hub re-raises upload errors), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BackstopRefused):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,15 +5,20 @@ in the same process can call a plain ``HfApi``. The one injection point huggingf
 factory (``huggingface_hub.utils.set_client_factory``); this module wraps the transport of whatever client is
 installed there, so every request the library makes passes here first:
 
+- a preupload (``POST .../preupload/...``, the first request of every upload: it asks how to send each file) goes
+  out only for paths and sizes a live, gate-approved :class:`~gate.integrations.hf.plan.CommitPlan` holds. Content
+  is uploaded only after it, so an unchecked upload stops here before any byte moves, by LFS or by hf_xet;
 - a commit (``POST .../commit/...``) goes out only if each ``lfsFile`` oid and the sha256 of each inline ``file``
-  is the one a live, gate-approved :class:`~gate.integrations.hf.plan.CommitPlan` holds for that path (and each
-  deletion is planned too);
+  is the one a live plan holds for that path (and each deletion is planned too);
 - an LFS batch upload request goes out only for oids of an approved plan, so the bytes of a changed file are not
-  sent at all.
+  sent at all;
+- a Xet write token is never requested through here: gated uploads do not use Xet (the gated API hands
+  huggingface_hub :class:`~gate.integrations.hf.plan.CheckedSource` file objects, which it uploads by LFS).
 
-Approvals live only for the duration of the gated call that made them. Uploads through ``hf_xet`` move file bytes
-from Rust, outside this transport: their *commit* is still stopped here, so unchecked content never becomes part of
-a revision. Set ``HF_HUB_DISABLE_XET=1`` if bytes must not reach storage either.
+Approvals live only for the duration of the gated call that made them. hf_xet moves bytes and fetches its tokens
+from Rust, outside this transport: a plain ``HfApi`` upload in this process is stopped at its preupload, before
+hf_xet starts; code that calls huggingface_hub's private upload functions directly (skipping the preupload) can
+still move bytes through Xet, and its commit is still refused here.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from gate.integrations.hf.errors import BackstopRefused
 from gate.integrations.hf.plan import CommitPlan
 
 _COMMIT = re.compile(r"/api/(?P<type>model|dataset|space|kernel)s/(?P<repo>.+?)/commit/(?P<rev>[^/]+)$")
+_PREUPLOAD = re.compile(r"/api/(?P<type>model|dataset|space|kernel)s/(?P<repo>.+?)/preupload/(?P<rev>[^/]+)$")
+_XET_WRITE_TOKEN = re.compile(r"/api/(?:model|dataset|space|kernel)s/.+?/xet-write-token/")
 _LFS_BATCH = re.compile(r"^(?:.*?/)??(?:(?P<type>datasets|spaces|kernels)/)?(?P<repo>[^/]+(?:/[^/]+)?)\.git/info/lfs/objects/batch$")
 
 
@@ -74,6 +81,21 @@ class Approvals:
             problems.append(problem)
         raise BackstopRefused(f"commit to {repo_id} refused: {problems[0]}. Nothing was committed; re-run the "
                               "gated upload so that the gate checks the files as they are now.")
+
+    def check_preupload(self, repo_type: str, repo_id: str, files: list[tuple[str, int]]) -> None:
+        """Raise BackstopRefused unless one live plan writes every (path, size) this upload announces."""
+        plans = self.plans_for(repo_type, repo_id)
+        if not plans:
+            raise BackstopRefused(
+                f"upload to {repo_id} refused: it was not checked by release-gate. Publish through GatedHfApi or "
+                "`gate hf upload`, which check the weights first. No file content was sent.")
+        for plan in plans:
+            if all(path in plan.writes and plan.writes[path].size == size for path, size in files):
+                return
+        path = next(p for p, size in files if not any(p in plan.writes and plan.writes[p].size == size
+                                                      for plan in plans))
+        raise BackstopRefused(f"upload of {path} to {repo_id} refused: it is not a file the gate checked, at the size "
+                              "it checked (did it change after the check?). No file content was sent.")
 
     def check_lfs_upload(self, repo_type: str, repo_id: str, oids: list[str]) -> None:
         plans = self.plans_for(repo_type, repo_id)
@@ -133,12 +155,24 @@ def _path_of(request: Any) -> str:
 
 def check_request(request: Any, approvals: Approvals = APPROVALS) -> None:
     """Refuse (raise) a request that would publish unchecked content; let everything else through."""
+    path = _path_of(request)
+    if _XET_WRITE_TOKEN.search(path):
+        raise BackstopRefused("Xet write token request refused: release-gate uploads through LFS, where it checks "
+                              "each request; no Xet token is needed for a gated upload")
     if request.method != "POST":
         return
-    path = _path_of(request)
     match = _COMMIT.search(path)
     if match:
         approvals.check_commit(match["type"], unquote(match["repo"]), request.read())
+        return
+    match = _PREUPLOAD.search(path)
+    if match:
+        try:
+            announced = json.loads(request.read() or b"{}").get("files") or []
+            files = [(str(item["path"]), int(item["size"])) for item in announced]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise BackstopRefused("preupload request refused: not the JSON release-gate can check") from None
+        approvals.check_preupload(match["type"], unquote(match["repo"]), files)
         return
     match = _LFS_BATCH.search(path)
     if match:

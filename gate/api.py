@@ -1,0 +1,93 @@
+"""The library API: what a Python program needs to check a release, in one import.
+
+Everything named in ``__all__`` here (and re-exported from the package root, ``import gate``) is public: it keeps its
+name and meaning within a major version, and a change to it is announced in the changelog a minor release ahead.
+Everything else (``gate.core.*``, ``gate.runtime``, ``gate.service``, ``gate.integrations``, ``gate.cli``) is
+internal and may change in any release. See docs/library.md.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from gate.core.collect import model_attestations, read_attestations
+from gate.core.decision import Decision, decide
+from gate.core.manifest import Manifest, hash_model
+from gate.core.policy import Policy
+from gate.core.timeutil import utcnow
+from gate.core.trust import TrustStore
+from gate.core.verify import AttestationInput, VerificationReport, verify_all
+from gate.errors import ConfigError, GateError, InputError, ModelError, UsageError, VerificationError
+
+__all__ = [
+    "check", "verify", "hash_model", "load_trust", "load_policy",
+    "Decision", "Manifest", "Policy", "TrustStore", "AttestationInput", "VerificationReport",
+    "GateError", "ConfigError", "InputError", "ModelError", "UsageError", "VerificationError",
+]
+
+PathLike = str | os.PathLike[str]
+
+
+def load_trust(trust: PathLike | TrustStore | None) -> TrustStore:
+    """A trust store from a YAML file (or as given); None is an empty store, which allows only the lowest tier.
+
+    Raises ConfigError naming the file and field when it does not load.
+    """
+    if isinstance(trust, TrustStore):
+        return trust
+    return TrustStore.load(trust) if trust is not None else TrustStore((), source="(no trust store)")
+
+
+def load_policy(policy: PathLike | Policy | None) -> Policy:
+    """A tier policy from a YAML file (or as given); None is the default policy shipped with the package.
+
+    Raises ConfigError naming the file and field when it does not load.
+    """
+    return policy if isinstance(policy, Policy) else Policy.load(policy)
+
+
+def _inputs(model_dir: PathLike, attestations: Sequence[PathLike]) -> list[AttestationInput]:
+    return model_attestations(model_dir) + read_attestations(attestations)
+
+
+def check(
+    model_dir: PathLike,
+    tier: str,
+    *,
+    trust: PathLike | TrustStore | None = None,
+    policy: PathLike | Policy | None = None,
+    attestations: Sequence[PathLike] = (),
+    now: datetime | None = None,
+) -> Decision:
+    """Decide whether the model in ``model_dir`` may be released at ``tier``, as ``gate check`` does.
+
+    The attestations are those in the model's ``.attestations/`` folder plus ``attestations`` (files or folders).
+    Nothing is recorded: this is the decision alone (``gate check`` and the integrations also log it).
+
+    Raises ConfigError (trust store, policy, unknown tier), ModelError (the folder cannot be given an identity) or
+    InputError (an attestation file cannot be read). A deny is not an exception: look at ``Decision.allowed``.
+    """
+    store, rules = load_trust(trust), load_policy(policy)
+    rules.tier(tier)  # an unknown tier is a configuration error before any hashing
+    manifest = hash_model(Path(model_dir))
+    return decide(rules, tier, manifest, _inputs(model_dir, attestations), store, now or utcnow())
+
+
+def verify(
+    model_dir: PathLike,
+    *,
+    trust: PathLike | TrustStore | None = None,
+    attestations: Sequence[PathLike] = (),
+    now: datetime | None = None,
+) -> VerificationReport:
+    """Verify every attestation of the model in ``model_dir`` (its ``.attestations/`` plus ``attestations``), as
+    ``gate verify`` does: which are accepted, and why each other one is rejected.
+
+    Raises ConfigError, ModelError or InputError as :func:`check` does.
+    """
+    store = load_trust(trust)
+    manifest = hash_model(Path(model_dir))
+    return verify_all(_inputs(model_dir, attestations), store, manifest, now or utcnow(), Policy.load(None).clock_skew)

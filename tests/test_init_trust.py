@@ -1,0 +1,95 @@
+"""The first hour: `gate init` writes a configuration that works as written; `gate trust add` edits it safely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gate.core.trust import TrustStore
+from support import run_gate, write_model
+
+
+@pytest.fixture
+def configured(tmp_path: Path) -> Path:
+    result = run_gate("init", str(tmp_path / "conf"))
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "conf"
+
+
+def test_init_writes_a_configuration_every_command_accepts(configured: Path, tmp_path: Path) -> None:
+    assert sorted(p.name for p in configured.iterdir()) == ["gate.key", "gate.pub", "gate.yaml", "policy.yaml",
+                                                           "trust.yaml"]
+    assert configured.joinpath("gate.key").stat().st_mode & 0o077 == 0
+    assert "#" in configured.joinpath("trust.yaml").read_text()
+    env = {"GATE_CONFIG": str(configured / "gate.yaml")}
+    model = write_model(tmp_path / "model")
+    allowed = run_gate("check", str(model), "--tier", "internal", env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    denied = run_gate("check", str(model), "--tier", "hosted", env=env)
+    assert denied.returncode == 1, denied.stderr
+    assert run_gate("policy", "validate", str(configured / "policy.yaml")).returncode == 0
+
+
+def test_init_never_overwrites(configured: Path) -> None:
+    before = configured.joinpath("trust.yaml").read_bytes()
+    again = run_gate("init", str(configured))
+    assert again.returncode == 2 and "already exist" in again.stderr
+    assert configured.joinpath("trust.yaml").read_bytes() == before
+
+
+def _evaluator_key(tmp_path: Path, name: str) -> Path:
+    assert run_gate("keygen", str(tmp_path / name)).returncode == 0
+    return tmp_path / f"{name}.pub"
+
+
+def test_trust_add_appends_an_evaluator_and_keeps_the_comments(configured: Path, tmp_path: Path) -> None:
+    trust = configured / "trust.yaml"
+    pub = _evaluator_key(tmp_path, "aisi")
+    result = run_gate("trust", "add", str(trust), "--id", "uk-aisi", "--organization", "UK AI Security Institute",
+                      "--kind", "government", "--pub", str(pub), "--scope", "cbrn", "--scope", "cyber",
+                      "--valid-from", "2026-01-01T00:00:00Z")
+    assert result.returncode == 0, result.stderr
+    second = _evaluator_key(tmp_path, "lab")
+    assert run_gate("trust", "add", str(trust), "--id", "lab", "--organization", "A \"quoted\": lab",
+                    "--kind", "developer", "--pub", str(second)).returncode == 0
+    text = trust.read_text()
+    assert text.startswith("# release-gate trust store")
+    store = TrustStore.load(trust)
+    aisi, lab = store.evaluators
+    assert (aisi.id, aisi.kind, aisi.scope, lab.organization) == ("uk-aisi", "government",
+                                                                   frozenset({"cbrn", "cyber"}), 'A "quoted": lab')
+    assert aisi.keys[0].valid_from is not None
+
+
+@pytest.mark.parametrize("change, words", [
+    (["--id", "uk-aisi"], "already listed"),           # the same evaluator again
+    (["--id", "other", "--same-key"], "already listed for evaluator"),  # one key, two evaluators
+    (["--id", "x", "--valid-from", "yesterday"], "--valid-from"),
+])
+def test_trust_add_refuses_mistakes_and_changes_nothing(configured: Path, tmp_path: Path, change: list[str],
+                                                        words: str) -> None:
+    trust = configured / "trust.yaml"
+    pub = _evaluator_key(tmp_path, "aisi")
+    base = ["trust", "add", str(trust), "--organization", "O", "--kind", "government"]
+    assert run_gate(*base, "--id", "uk-aisi", "--pub", str(pub)).returncode == 0
+    before = trust.read_bytes()
+    key = pub if "--same-key" in change else _evaluator_key(tmp_path, "fresh")
+    args = [a for a in change if a != "--same-key"]
+    result = run_gate(*base, *args, "--pub", str(key))
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert trust.read_bytes() == before
+
+
+def test_trust_add_refuses_a_store_it_cannot_append_to(tmp_path: Path) -> None:
+    trust = tmp_path / "trust.yaml"
+    trust.write_text("evaluators: []  # none yet\nversion: 1\n")
+    add = ["trust", "add", str(trust), "--organization", "O", "--kind", "government"]
+    first = run_gate(*add, "--id", "a", "--pub", str(_evaluator_key(tmp_path, "a")))
+    assert first.returncode == 0, first.stderr  # an empty flow list is replaced wherever it stands
+    assert TrustStore.load(trust).evaluators[0].id == "a" and "# none yet" in trust.read_text()
+    before = trust.read_bytes()
+    second = run_gate(*add, "--id", "b", "--pub", str(_evaluator_key(tmp_path, "b")))
+    assert second.returncode == 2 and "last setting" in second.stderr, second.stderr
+    assert trust.read_bytes() == before
