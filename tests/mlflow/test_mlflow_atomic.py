@@ -214,3 +214,38 @@ def test_a_server_side_writer_is_gated_at_the_registry_store(tmp_path: Path, key
         log.close()
     assert [c.get("writer") for c in contexts] == ["in-process", "in-process"]
     assert (contexts[-1]["event"], contexts[-1]["new_name"]) == ("renamed", "renamed")
+
+
+def test_renaming_or_deleting_a_model_that_holds_gated_versions_is_a_gated_event(
+        registry: Registry, gate_server: GateServer) -> None:
+    """Recorded in the gate's log before MLflow acts (one entry per decided version); refused while it cannot be
+    recorded (a broken configuration), instead of happening unrecorded."""
+    from mlflow.exceptions import RestException
+
+    from gate.core.log.store import open_store
+
+    model = registry.log_model()
+    version = registry.register(model)
+    renamed = registry.unique("renamed")
+    trust = gate_server.trust_path
+    good = trust.read_bytes()
+    try:
+        trust.write_text("version: 1\nevaluators: []\nbroken: [\n")
+        with pytest.raises(RestException) as excinfo:
+            registry.client.rename_registered_model(version.name, renamed)
+        assert excinfo.value.error_code == "PERMISSION_DENIED" and "recorded first" in excinfo.value.message
+        empty = registry.unique("empty")
+        registry.client.create_registered_model(empty)
+        registry.client.rename_registered_model(empty, registry.unique("still-empty"))  # nothing decided: free
+    finally:
+        trust.write_bytes(good)
+    registry.client.rename_registered_model(version.name, renamed)
+    registry.client.delete_registered_model(renamed)
+    store = open_store(str(gate_server.log_path))
+    try:
+        contexts = [json.loads(e.entry)["context"] for e in store.find(model_digest=model.manifest.digest)]
+    finally:
+        store.close()
+    events = [(c["rpc"], c.get("event"), c.get("model"), c.get("new_name")) for c in contexts[-2:]]
+    assert events == [("RenameRegisteredModel", "renamed", version.name, renamed),
+                      ("DeleteRegisteredModel", "deleted", renamed, None)]
