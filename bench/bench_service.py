@@ -89,7 +89,7 @@ class Setup:
             key = PrivateKey.generate()
             evaluators.append({"id": name, "organization": f"Org {n}", "kind": "third_party",
                                "keys": [{"pem": key.public.to_pem().decode()}]})
-            evaluation = Evaluation(name=bench, benchmark=bench, risk_domain="misuse", metrics=metrics,
+            evaluation = Evaluation(name=bench, benchmark=bench, risk_domain=None, metrics=metrics,
                                     sample_size=1000, evaluated_at=utcnow() - timedelta(hours=1))
             envelope = attest_evaluation(self.manifest, "bench", evaluation, EvaluatorRef(name), [key],
                                          utcnow() - timedelta(hours=1))

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Sequence
 
 from gate.core.collect import model_attestations, read_attestations
-from gate.core.decision import Decision, decide
+from gate.core.decision import Decision
 from gate.core.manifest import Manifest, hash_model
 from gate.core.policy import Policy
 from gate.core.timeutil import utcnow
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, VerificationReport, verify_all
 from gate.errors import ConfigError, GateError, InputError, ModelError, UsageError, VerificationError
+from gate.runtime.local import LocalDecider
 
 __all__ = [
     "check", "verify", "hash_model", "load_trust", "load_policy",
@@ -68,12 +69,14 @@ def check(
     Nothing is recorded: this is the decision alone (``gate check`` and the integrations also log it).
 
     Raises ConfigError (trust store, policy, unknown tier), ModelError (the folder cannot be given an identity) or
-    InputError (an attestation file cannot be read). A deny is not an exception: look at ``Decision.allowed``.
+    InputError (a folder holds more attestation files than are read; a file that cannot be read is a rejected
+    attestation, not an error). A deny is not an exception: look at ``Decision.allowed``.
     """
     store, rules = load_trust(trust), load_policy(policy)
     rules.tier(tier)  # an unknown tier is a configuration error before any hashing
     manifest = hash_model(Path(model_dir))
-    return decide(rules, tier, manifest, _inputs(model_dir, attestations), store, now or utcnow())
+    # The one decision path (gate.runtime.LocalDecider), with no log: nothing is recorded.
+    return LocalDecider(rules, store).decide(tier, manifest, _inputs(model_dir, attestations), now=now).decision
 
 
 def verify(
@@ -82,12 +85,15 @@ def verify(
     trust: PathLike | TrustStore | None = None,
     attestations: Sequence[PathLike] = (),
     now: datetime | None = None,
+    policy: PathLike | Policy | None = None,
 ) -> VerificationReport:
     """Verify every attestation of the model in ``model_dir`` (its ``.attestations/`` plus ``attestations``), as
-    ``gate verify`` does: which are accepted, and why each other one is rejected.
+    ``gate verify`` does: which are accepted, and why each other one is rejected. ``policy`` gives the clock skew
+    and the benchmark catalogue (each evaluation's risk domain); None is the default policy.
 
     Raises ConfigError, ModelError or InputError as :func:`check` does.
     """
-    store = load_trust(trust)
+    store, rules = load_trust(trust), load_policy(policy)
     manifest = hash_model(Path(model_dir))
-    return verify_all(_inputs(model_dir, attestations), store, manifest, now or utcnow(), Policy.load(None).clock_skew)
+    return verify_all(_inputs(model_dir, attestations), store, manifest, now or utcnow(), rules.clock_skew,
+                      rules.benchmarks)

@@ -9,6 +9,11 @@ fi
 VPY="$ROOT/.venv/bin/python"
 "$VPY" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
 "$VPY" -m pip install -qq --disable-pip-version-check -e "$ROOT[all,dev]"
+# CI's MLflow floor job tests the oldest MLflow pyproject declares (GATE_MLFLOW_VERSION=3.17.0); the others the newest.
+if [ -n "${GATE_MLFLOW_VERSION:-}" ]; then
+  "$VPY" -m pip install -qq --disable-pip-version-check "mlflow==$GATE_MLFLOW_VERSION" \
+    "mlflow-skinny==$GATE_MLFLOW_VERSION" "mlflow-tracing==$GATE_MLFLOW_VERSION"
+fi
 # git-lfs is used by the pre-push hook tests; installed from Debian where we can (root), else they skip loudly.
 if ! command -v git-lfs >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   { apt-get install -y -q git-lfs || { apt-get update -q && apt-get install -y -q git-lfs; }; } >/dev/null 2>&1 \

@@ -92,10 +92,11 @@ class World:
         when: datetime = NOW - timedelta(days=1),
         signers: list[str] | None = None,
     ) -> AttestationInput:
-        from gate.core.benchmarks import default_risk_domain
+        from gate.core.benchmarks import builtin_catalogue
 
+        # As `gate attest` writes it: the domain the benchmark measures (none for one the catalogue lacks).
         evaluation = Evaluation(
-            name=benchmark, benchmark=benchmark, risk_domain=risk_domain or default_risk_domain(benchmark) or "misuse",
+            name=benchmark, benchmark=benchmark, risk_domain=risk_domain or builtin_catalogue().domain_of(benchmark),
             metrics=metrics, sample_size=sample_size, evaluated_at=when,
         )
         keys = [self.evaluators[s].key for s in (signers or [evaluator])]

@@ -93,7 +93,7 @@ def test_verify_reports_invalid_with_reason_and_exit_1(setup) -> None:
         (["attest", "{model}", "--key", "{tmp}/evalco.key", "--evaluator", "evalco", "--eval", "x",
           "--metric", "score=abc"], 2, "'abc' is not a number"),
         (["attest", "{model}", "--key", "{tmp}/evalco.key", "--evaluator", "evalco", "--eval", "mystery",
-          "--metric", "score=1"], 2, "say its --risk-domain"),
+          "--metric", "score=1"], 2, "is not in the benchmark catalogue"),
         (["attest", "{model}", "--key", "{tmp}/missing.key", "--evaluator", "e", "--eval", "x"], 2, "missing.key"),
         (["policy", "validate", "{tmp}/bad-policy.yaml"], 2, "tiers[0] (a).extends: unknown tier 'b'"),
         (["frobnicate"], 2, "No such command"),

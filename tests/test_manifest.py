@@ -326,7 +326,7 @@ def test_parse_digest_and_relative_paths() -> None:
     with pytest.raises(InputError, match="is not a model digest"):
         parse_digest("sha1:abc")
     assert check_relative_path("a/b.c") == "a/b.c"
-    for bad in ("", "/a", "a//b", "a/./b", "a/../b", "a\\b", "a\x00b", "a/"):
+    for bad in ("", "/a", "a//b", "a/./b", "a/../b", "a\x00b", "a/"):
         with pytest.raises(ValueError):
             check_relative_path(bad)
 

@@ -217,12 +217,12 @@ def swap_resource_digest(statement: dict[str, Any]) -> None:
 TAMPERING = [
     ("payload", lambda b: edit_payload(b, swap_resource_digest), "bad signature: it names trusted key "),
     ("signature", lambda b: edit(b, flip_signature), "bad signature: it names trusted key "),
-    ("truncated", lambda b: b[: len(b) // 2], "malformed JSON in bundle"),
-    ("not utf-8", lambda b: b"\xff" + b, "malformed JSON: bundle is not UTF-8"),
-    ("duplicate key", lambda b: b'{"mediaType": "x", ' + b[1:], "duplicate key 'mediaType'"),
+    ("truncated", lambda b: b[: len(b) // 2], "malformed JSON: the bundle is not valid JSON"),
+    ("not utf-8", lambda b: b"\xff" + b, "malformed JSON: the bundle is not UTF-8"),
+    ("duplicate key", lambda b: b'{"mediaType": "x", ' + b[1:], "has the key 'mediaType' twice"),
     ("array", lambda b: b"[]", "malformed bundle: expected a JSON object"),
-    ("NaN", lambda b: b'{"mediaType": NaN}', "non-standard JSON constant NaN"),
-    ("deep nesting", lambda b: b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nested too deeply"),
+    ("NaN", lambda b: b'{"mediaType": NaN}', "has NaN, which is not a JSON number"),
+    ("deep nesting", lambda b: b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nests more than 64 levels deep"),
     (
         "payload base64",
         lambda b: edit(b, lambda d: d["dsseEnvelope"].update(payload="%%%")),

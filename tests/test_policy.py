@@ -83,7 +83,7 @@ def test_default_open_tier_inherits_everything() -> None:
         (mutate(tiers__1__requires__evaluations__0__comparator="~="), "comparator", "'~=' is not one of"),
         (mutate(tiers__0__extends="open"), "extends", "inheritance cycle"),
         (mutate(tiers__2__name="hosted"), "tiers[2].name", "duplicate tier 'hosted'"),
-        (mutate(tiers__1__requires__evaluations__0__threshold="low"), "threshold", "must be a number"),
+        (mutate(tiers__1__requires__evaluations__0__threshold="low"), "threshold", "must be a finite number"),
         (mutate(tiers__2__requires__max_age="three months"), "max_age", "not a duration"),
         (mutate(version=2), "version", "expected 1"),
         (mutate(tiers__1__requires__signers={"min_organizations": -1}), "min_organizations", "whole number"),

@@ -122,7 +122,7 @@ def test_nan_score_is_malformed(world, manifest) -> None:
     envelope = Envelope.from_json(item.data)
     payload = envelope.payload.replace(b'"score":0.05', b'"score":NaN')
     forged = sign(payload, envelope.payload_type, [world.evaluators["evalco"].key])
-    assert "not valid JSON" in reason(AttestationInput("x", forged.to_json()), world, manifest)
+    assert "has NaN, which is not a JSON number" in reason(AttestationInput("x", forged.to_json()), world, manifest)
 
 
 def test_predicate_must_name_a_signer(world, manifest) -> None:

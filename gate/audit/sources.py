@@ -1,5 +1,5 @@
-"""Where an auditor reads the log from: a gate service (HTTP, through :class:`~gate.client.GateClient`) or the log
-database itself (a SQLite file or a PostgreSQL URL, e.g. a backup), with one interface for both.
+"""Where an auditor reads the log from: a gate service (HTTP, through :class:`~gate.runtime.client.GateClient`) or
+the log database itself (a SQLite file or a PostgreSQL URL, e.g. a backup), with one interface for both.
 
 Neither is trusted: every entry is re-hashed and every proof is verified against a signed checkpoint.
 """
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from gate.client import GateClient
+from gate.runtime.client import GateClient
 from gate.core.log.store import LogStore
 
 
@@ -47,7 +47,7 @@ class ServerSource:
     def size(self) -> int:
         size = self.client.health().get("tree_size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise self.client._fail("sent a malformed health answer (no tree_size)", False)
+            raise self.client.transport.fail("sent a malformed health answer (no tree_size)", False)
         return size
 
     def entries(self, start: int, end: int) -> Iterator[SourcedEntry]:

@@ -36,14 +36,32 @@ skip_git_option = click.option(
          "(neither sends .git). By default it is refused: a folder published as it is would publish it.",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+# The deciding commands read GATE_CONFIG and GATE_* themselves (gate.runtime.GateConfig): these options override.
+policy_option = click.option(
+    "--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="Tier policy YAML (default: GATE_POLICY, or policy: in GATE_CONFIG, or the policy shipped with release-gate).",
+)
 trust_option = click.option(
-    "--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
-    required=True, help="Trust store YAML (env GATE_TRUST).",
+    "--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="Trust store YAML (default: GATE_TRUST, or trust: in GATE_CONFIG).",
 )
 now_option = click.option(
     "--now", "now_text", metavar="TIME", envvar="GATE_NOW",
     help="Judge as of this RFC 3339 time instead of the clock (replaying a decision).",
 )
+
+
+def configured(value: Path | None, setting: str, needed_by: str | None = None) -> Path | None:
+    """``value`` (an option), else the ``setting`` (``trust``, ``policy``, ``key``) of the one configuration
+    (``GATE_*``, then ``GATE_CONFIG``). With ``needed_by``, raises UsageError when neither gives one."""
+    if value is None:
+        from gate.runtime.config import GateConfig
+
+        value = getattr(GateConfig.from_env(), setting)
+    if value is None and needed_by is not None:
+        raise UsageError(f"{needed_by} needs --{setting} FILE (or GATE_{setting.upper()}, or {setting}: in "
+                         "GATE_CONFIG)")
+    return value
 
 
 def resolve_now(now_text: str | None) -> datetime:

@@ -10,11 +10,13 @@ from typing import Sequence
 
 import click
 
-from gate.cli._options import skip_git_option, hash_with_progress, model_dir_argument, passphrase_from_env, quiet_option, resolve_now
+from gate.cli._options import (hash_with_progress, model_dir_argument, passphrase_from_env, policy_option, quiet_option,
+                               resolve_now, skip_git_option)
 from gate.core.attestation import RISK_DOMAINS, Evaluation, EvaluatorRef, EvidenceRef
-from gate.core.benchmarks import benchmark_of_task, default_risk_domain
+from gate.core.benchmarks import benchmark_of_task
 from gate.core.keys import PrivateKey
 from gate.core.manifest import ATTESTATION_DIR
+from gate.core.policy import Policy
 from gate.core.signing import attest_evaluation
 from gate.core.timeutil import parse_time
 from gate.errors import InputError, UsageError
@@ -83,6 +85,21 @@ def _from_log(path: Path, fmt: str, task: str | None) -> tuple[Evaluation, Evide
     return evaluation, EvidenceRef(sha256=run.log_sha256, name=run.log_name, format=run.format)
 
 
+def _risk_domain(benchmark: str, declared: str | None, policy: Policy) -> str:
+    """The risk domain ``benchmark`` measures, per the policy's catalogue. Raises UsageError when the catalogue does
+    not list it (the attestation could meet no requirement) or ``declared`` says otherwise (the gate would reject it)."""
+    measured = policy.benchmarks.domain_of(benchmark)
+    if measured is None:
+        raise UsageError(f"benchmark {benchmark!r} is not in the benchmark catalogue of {policy.uri}, so it measures no "
+                         "risk domain and would meet no requirement; check its name, or add it to the policy's "
+                         "'benchmarks' and pass --policy")
+    if declared is not None and declared != measured:
+        raise UsageError(f"--risk-domain {declared}: benchmark {benchmark!r} measures risk domain {measured} "
+                         f"({policy.uri}); the gate takes the risk domain from the benchmark and would reject this "
+                         "attestation")
+    return measured
+
+
 def _manual(
     name: str | None, benchmark: str | None, metrics: dict[str, float], stderr: dict[str, float],
     sample_size: int | None, harness: str | None, dataset: str | None, evaluated_at: str | None,
@@ -113,7 +130,9 @@ def _manual(
 @click.option("--organization", help="Your organization (informational; the trust store is authoritative).")
 @click.option("--eval", "eval_name", help="Name of the evaluation, e.g. wmdp_bio.")
 @click.option("--benchmark", help="Benchmark the policy matches on (default: the evaluation name).")
-@click.option("--risk-domain", type=click.Choice(RISK_DOMAINS), help="Risk domain (default: known for common benchmarks).")
+@click.option("--risk-domain", type=click.Choice(RISK_DOMAINS),
+              help="Risk domain; optional, and refused unless it is the one the benchmark measures (see --policy).")
+@policy_option
 @click.option("--metric", "metrics", multiple=True, metavar="NAME=VALUE", help="A score (repeatable).")
 @click.option("--stderr", "stderrs", multiple=True, metavar="NAME=VALUE", help="Standard error of a score.")
 @click.option("--sample-size", type=click.IntRange(min=0), help="Number of samples the scores are over.")
@@ -133,6 +152,7 @@ def _manual(
 def attest_command(
     model_dir: Path, key_paths: tuple[Path, ...], passphrase_env: str | None, evaluator_id: str,
     organization: str | None, eval_name: str | None, benchmark: str | None, risk_domain: str | None,
+    policy_path: Path | None,
     metrics: tuple[str, ...], stderrs: tuple[str, ...], sample_size: int | None, harness: str | None,
     dataset: str | None, evaluated_at: str | None, evidence: Path | None, from_inspect: Path | None,
     from_lm_eval: Path | None, task: str | None, subject_name: str | None, output: Path | None,
@@ -145,6 +165,7 @@ def attest_command(
     """
     if from_inspect and from_lm_eval:
         raise UsageError("give one of --from-inspect and --from-lm-eval, not both")
+    policy = Policy.load(policy_path)  # its benchmark catalogue says which risk domain the evaluation measures
     passphrase = passphrase_from_env(passphrase_env)
     keys = [PrivateKey.load(p, passphrase) for p in key_paths]  # load keys first: fail before a long hash
     log = from_inspect or from_lm_eval
@@ -162,10 +183,7 @@ def attest_command(
         evaluation = _manual(eval_name, benchmark, _pairs(metrics, "--metric"), _pairs(stderrs, "--stderr"),
                              sample_size, harness, dataset, evaluated_at)
         evidence_ref = EvidenceRef(sha256=_file_sha256(evidence), name=evidence.name) if evidence else None
-    domain = risk_domain or default_risk_domain(evaluation.benchmark)
-    if domain is None:
-        raise UsageError(f"benchmark {evaluation.benchmark!r} is not one the gate knows; say its --risk-domain")
-    evaluation = replace(evaluation, risk_domain=domain)
+    evaluation = replace(evaluation, risk_domain=_risk_domain(evaluation.benchmark, risk_domain, policy))
     manifest = hash_with_progress(model_dir, quiet)
     envelope = attest_evaluation(
         manifest, subject_name or model_dir.resolve().name, evaluation,

@@ -7,36 +7,12 @@ from pathlib import Path
 
 import click
 
-from gate.cli._options import skip_git_option, hash_with_progress, now_option, quiet_option, resolve_now
-from gate.cli.render import decision_markdown, decision_text
+from gate.cli._gate import check, load_gate, policy_option, report, trust_option
+from gate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now, skip_git_option
 from gate.core.collect import model_attestations, read_attestations
-from gate.core.decision import Decision, decide
 from gate.core.keys import PrivateKey, PublicKey
-from gate.core.policy import Policy
-from gate.core.trust import TrustStore
 from gate.core.vsa import sign_vsa, tier_level, verify_vsa
 from gate.errors import UsageError
-
-policy_option = click.option(
-    "--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_POLICY",
-    help="Tier policy YAML (env GATE_POLICY; default: the policy shipped with release-gate).",
-)
-
-
-def load_trust(path: Path | None) -> TrustStore:
-    # Without a trust store nothing verifies, which still lets the lowest tier through: a useful dry run.
-    return TrustStore.load(path) if path else TrustStore((), source="(no trust store given)")
-
-
-def report(decision: Decision, as_json: bool, markdown_path: Path | None) -> None:
-    """Print the decision, append Markdown if asked, and exit with the code the decision implies."""
-    click.echo(decision.to_json() if as_json else decision_text(decision), nl=not as_json)
-    if markdown_path is not None:
-        with open(markdown_path, "a", encoding="utf-8") as handle:
-            handle.write(decision_markdown(decision))
-    if decision.decision == "deny":
-        click.echo(f"gate: {decision.summary()}", err=True)
-    sys.exit(0 if decision.allowed else 1)
 
 
 def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, tuple[Path, ...]]:
@@ -58,34 +34,41 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
 @click.option("--hf", "hf_target", metavar="REPO_ID[@REV]",
               help="Check a revision already on the Hugging Face Hub instead of a folder (same as gate hf check).")
 @click.option("--tier", required=True, help="The tier the release is going to (e.g. internal, hosted, gated, open).")
-@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_TRUST",
-              help="Trust store YAML (env GATE_TRUST).")
+@trust_option
 @policy_option
 @now_option
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (stable schema, replayable).")
 @click.option("--vsa", "vsa_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a signed SLSA VSA of the decision here.")
-@click.option("--gate-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GATE_KEY", help="The gate's private key, to sign --vsa.")
+@click.option("--gate-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The gate's private key, to sign --vsa (default: GATE_KEY, or key: in GATE_CONFIG).")
 @click.option("--resource-uri", help="Resource URI for the VSA (default: the model folder's name).")
 @click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
-@click.option("--server", envvar="GATE_SERVER", metavar="URL",
-              help="Let this gate service decide and log (env GATE_SERVER); the model is still hashed here.")
-@click.option("--token-env", default="GATE_TOKEN", show_default=True, metavar="VAR",
-              help="Environment variable holding the service's bearer token (with --server).")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for --server.")
+@click.option("--server", metavar="URL",
+              help="Let this gate service decide and log (default: GATE_SERVER, or server: in GATE_CONFIG); the model "
+                   "is still hashed here.")
+@click.option("--token-env", metavar="VAR",
+              help="Environment variable holding the service's bearer token (default: token_env: in GATE_CONFIG, "
+                   "or GATE_TOKEN).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds to wait for the service (default: GATE_TIMEOUT, or timeout: in GATE_CONFIG, or 30).")
 @skip_git_option
 @quiet_option
 @click.pass_context
 def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | None, tier: str, trust_path: Path | None,
                   policy_path: Path | None, now_text: str | None, as_json: bool, vsa_path: Path | None,
                   gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None, server: str | None,
-                  token_env: str, timeout: float, quiet: bool) -> None:
+                  token_env: str | None, timeout: float | None, quiet: bool) -> None:
     """Decide whether MODEL_DIR may be released at --tier.
 
     Verifies every attestation (ATTESTATIONS plus MODEL_DIR/.attestations), evaluates the policy, prints one row per
     requirement and the highest tier the evidence supports. Exit 0 allow, 1 deny, 2 usage or configuration error.
 
-    With --server the gate service decides (with its policy, trust store and the attestations it holds, plus these)
-    and logs the decision; if it cannot be reached or answers anything but a decision, the release is denied.
+    Settings not given as options come from GATE_CONFIG and the GATE_* variables, as for every integration; a
+    decision is recorded in the log configured there (log:), if any.
+
+    With a gate service (--server, GATE_SERVER or server: in GATE_CONFIG) the service decides (with its policy, trust
+    store and the attestations it holds, plus these) and logs the decision; if it cannot be reached or answers
+    anything but a decision, the release is denied.
 
     With --hf REPO_ID[@REV] a pushed Hub revision is checked from its metadata, without downloading the weights.
     """
@@ -99,44 +82,30 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
                    policy_path=policy_path, now_text=now_text, as_json=as_json, markdown_path=markdown_path)
         return
     assert model_dir is not None
-    if server:
-        _check_with_server(server, token_env, timeout, model_dir, attestations, tier, as_json, markdown_path, quiet,
-                           vsa_path, now_text)
-        return
-    policy = Policy.load(policy_path)
-    policy.tier(tier)  # an unknown tier is a usage error before any hashing
-    trust = load_trust(trust_path)
-    if vsa_path and not gate_key:
+    gate = load_gate(policy_path, trust_path, server=server, token_env=token_env, timeout=timeout).current()
+    remote = gate.config.server is not None
+    if remote and (vsa_path is not None or now_text):  # refused before any hashing
+        raise UsageError("--vsa and --now are local-only: with a gate service (--server, GATE_SERVER or server: in "
+                         f"{gate.config.source}) the service signs and times its decisions")
+    if not remote:
+        gate.policy.tier(tier)  # an unknown tier is a usage error before any hashing
+    elif not gate.config.token:  # denied before hashing what could not be sent
+        from gate.runtime.transport import DENIED, GateServiceError
+
+        raise GateServiceError(f"no bearer token for the gate service in ${gate.config.token_env} (set it, or name "
+                               f"another variable with --token-env or token_env: in GATE_CONFIG); {DENIED}")
+    key_path = gate_key or gate.config.key
+    if vsa_path and not key_path:
         raise UsageError("--vsa needs the gate's signing key: --gate-key KEY (or env GATE_KEY)")
-    key = PrivateKey.load(gate_key) if vsa_path and gate_key else None
-    now = resolve_now(now_text)
+    key = PrivateKey.load(key_path) if vsa_path and key_path else None
+    now = resolve_now(now_text) if now_text else None
     items = read_attestations(attestations) + model_attestations(model_dir)
     manifest = hash_with_progress(model_dir, quiet)
-    decision = decide(policy, tier, manifest, items, trust, now)
-    if key is not None and vsa_path is not None:
-        vsa_path.write_bytes(sign_vsa(decision, resource_uri or model_dir.resolve().name, policy.tier_names, key).to_json())
-    report(decision, as_json, markdown_path)
-
-
-def _check_with_server(server: str, token_env: str, timeout: float, model_dir: Path, attestations: tuple[Path, ...],
-                       tier: str, as_json: bool, markdown_path: Path | None, quiet: bool, vsa_path: Path | None,
-                       now_text: str | None) -> None:
-    """Hash locally, send manifest and attestations, report the service's decision; any failure is a deny (exit 1)."""
-    import os
-
-    from gate.client import DENIED, GateClient, GateServiceError
-
-    if vsa_path is not None or now_text:
-        raise UsageError("--vsa and --now are local-only: with --server the service signs and times its decisions")
-    token = os.environ.get(token_env)
-    if not token:
-        raise GateServiceError(f"no bearer token for the gate service in ${token_env} (set it, or name another "
-                               f"variable with --token-env); {DENIED}")
-    items = read_attestations(attestations) + model_attestations(model_dir)
-    manifest = hash_with_progress(model_dir, quiet)
-    client = GateClient(server, token=token, timeout=timeout)
     context = {"client": "gate check", "model_dir": model_dir.resolve().name}
-    decision = client.decide(tier=tier, model=manifest, attestations=items, context=context)
+    decision = check(gate, tier, manifest, items, context, now)
+    if key is not None and vsa_path is not None:
+        vsa_path.write_bytes(sign_vsa(decision, resource_uri or model_dir.resolve().name, gate.policy.tier_names,
+                                      key).to_json())
     report(decision, as_json, markdown_path)
 
 

@@ -9,36 +9,22 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import click
 
+from gate.cli._gate import check, load_gate, policy_option, report, trust_option
 from gate.cli._options import now_option, quiet_option, resolve_now
-from gate.cli.check import policy_option, report
-from gate.cli.render import decision_text
+from gate.core.render import decision_text
 from gate.errors import GateError, UsageError
 
-trust_option = click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
-                            envvar="GATE_TRUST", help="Trust store YAML (env GATE_TRUST).")
 repo_type_option = click.option("--repo-type", type=click.Choice(["model", "dataset", "space"]), default=None,
                                 help="Repository type (default: model).")
 token_option = click.option("--token", envvar="HF_TOKEN", help="Hugging Face token (env HF_TOKEN; default: the saved login).")
 attestation_option = click.option("--attestation", "attestation_paths", multiple=True,
                                   type=click.Path(exists=True, path_type=Path),
                                   help="Extra attestation file or folder (repeatable), besides .attestations/.")
-
-
-def _gate(policy_path: Path | None, trust_path: Path | None) -> Any:
-    from gate.runtime import Gate, GateConfig
-
-    config = GateConfig.from_env()
-    if policy_path is not None:
-        config = replace(config, policy=policy_path)
-    if trust_path is not None:
-        config = replace(config, trust=trust_path)
-    return Gate.load(config)
 
 
 def _endpoint() -> str | None:
@@ -113,7 +99,7 @@ def upload_command(repo_id: str, local_path: Path | None, path_in_repo: str | No
     from gate.integrations.hf.errors import GateDenied
 
     local = local_path or Path(".")
-    gate = _gate(policy_path, trust_path)
+    gate = load_gate(policy_path, trust_path)
     now = resolve_now(now_text) if now_text else None
     api = GatedHfApi(gate, attestations=_extra_attestations(attestation_paths), clock=(lambda: now) if now else None,
                      endpoint=_endpoint(), token=token)
@@ -172,11 +158,11 @@ def check_command(target: str, attestations: tuple[Path, ...], tier: str | None,
     from gate.integrations.hf.tiers import tier_for
 
     repo_id, revision = _split_repo(target)
-    gate = _gate(policy_path, trust_path)
+    gate = load_gate(policy_path, trust_path)
     if tier is not None:
         gate.policy.tier(tier)  # an unknown tier is a usage error before any request
     extra = _extra_attestations(attestations)
-    now = resolve_now(now_text)
+    now = resolve_now(now_text) if now_text else None
     api = HfApi(endpoint=_endpoint(), token=token)
     with hub_errors(target):
         rev = remote.read_revision(api, repo_id, revision=revision, repo_type=repo_type, token=token)
@@ -191,10 +177,10 @@ def check_command(target: str, attestations: tuple[Path, ...], tier: str | None,
     click.echo(f"gate: {rev.label} ({rev.state.describe()}): {len(manifest.files)} files, "
                f"{manifest.total_size} bytes; {lfs} LFS digest(s) from metadata, "
                f"{len(found)} attestation(s) in .attestations/", err=True)
-    decision = gate.decide(chosen, manifest, found + extra,
+    decision = check(gate, chosen, manifest, found + extra,
                            {"integration": "huggingface", "action": "check", "repo": repo_id,
                             "repo_type": rev.repo_type, "revision": revision or "main", "commit": rev.sha,
-                            "visibility": rev.state.describe()}, now=now)
+                            "visibility": rev.state.describe()}, now)
     report(decision, as_json, markdown_path)
 
 

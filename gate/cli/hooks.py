@@ -42,7 +42,9 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
         from gate.runtime import GateConfig
 
         env = {**os.environ, **({"GATE_CONFIG": str(gate_config)} if gate_config else {})}
-        Policy.load(GateConfig.from_env(env).policy).tier(tier)  # refuse a tier the policy does not have
+        from gate.core.targets import tier_named
+
+        tier = tier_named(Policy.load(GateConfig.from_env(env).policy).tier_names, tier)  # the policy's own name
         key = TIER_KEY.format(remote=remote) if remote else DEFAULT_TIER_KEY
         git.git("config", key, tier)
         click.echo(f"gate: {key} = {tier}", err=True)
@@ -58,7 +60,7 @@ def install_command(repo: Path, tier: str | None, remote: str | None, gate_confi
 @now_option
 def prepush_command(remote: str, url: str, tier: str | None, now_text: str | None) -> None:
     """Run by git before a push (REMOTE URL as arguments, the refs on stdin). Exit 1 aborts the push."""
-    from gate.cli.render import decision_text
+    from gate.core.render import decision_text
     from gate.integrations.git.objects import GitRepo
     from gate.integrations.git.prepush import (
         DEFAULT_TIER_KEY, TIER_KEY, chain_to_lfs, check_push, configured_tier, describe_check, lfs_available,
@@ -78,7 +80,9 @@ def prepush_command(remote: str, url: str, tier: str | None, now_text: str | Non
             if not os.environ.get("GATE_CONFIG") and repo.config("release-gate.config"):
                 os.environ["GATE_CONFIG"] = str(repo.config("release-gate.config"))
             gate = Gate.load(GateConfig.from_env())
-            gate.policy.tier(chosen)
+            from gate.core.targets import tier_named
+
+            chosen = tier_named(gate.policy.tier_names, chosen)  # as the policy spells it, look-alikes refused
             now = resolve_now(now_text) if now_text else None
             checks = check_push(repo, remote, url, updates, chosen,
                                 lambda t, m, a, c: gate.decide(t, m, a, c, now=now))

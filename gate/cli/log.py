@@ -55,7 +55,7 @@ class _Opened:
             raise UsageError("say where the log is: --server URL (a gate service) or --log PATH_OR_URL (its database)")
         self.store = None
         if server is not None:
-            from gate.client import GateClient
+            from gate.runtime.client import GateClient
 
             self.client: Any = GateClient(server, timeout=timeout)
             self.source: Any = ServerSource(self.client)
@@ -195,8 +195,9 @@ def consistency_command(old_checkpoint: Path, new_checkpoint: Path, server: str 
 
 @log_group.command("audit")
 @_source_options
-@click.option("--trust", "trust_path", type=_PATH, envvar="GATE_TRUST", required=True,
-              help="Your trust store: attestation entries must verify against it (env GATE_TRUST).")
+@click.option("--trust", "trust_path", type=_PATH,
+              help="Your trust store: attestation entries must verify against it (default: GATE_TRUST, or trust: in "
+                   "GATE_CONFIG).")
 @click.option("--key-file", type=_EXISTING, help="The log's verifier key (vkey line, as `gate serve` prints it).")
 @click.option("--pub", type=_EXISTING, help="The gate's Ed25519 public key (PEM).")
 @click.option("--origin", help="Require checkpoints of this log origin.")
@@ -207,7 +208,7 @@ def consistency_command(old_checkpoint: Path, new_checkpoint: Path, server: str 
                    "root; whoever edited the database could have rewritten all of it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit_command(server: str | None, log_target: str | None, log_namespace: str | None, timeout: float,
-                  trust_path: Path, key_file: Path | None, pub: Path | None, origin: str | None,
+                  trust_path: Path | None, key_file: Path | None, pub: Path | None, origin: str | None,
                   checkpoint_files: tuple[Path, ...], unsigned_ok: bool, as_json: bool) -> None:
     """Download every entry, re-check each (attestations against --trust, decisions well formed), recompute the tree
     and compare it with every checkpoint given and the service's current one. Names the first bad entry.
@@ -219,7 +220,9 @@ def audit_command(server: str | None, log_target: str | None, log_namespace: str
     from gate.core.trust import TrustStore
     from gate.errors import GateError
 
-    trust = TrustStore.load(trust_path)
+    from gate.cli._options import configured
+
+    trust = TrustStore.load(configured(trust_path, "trust", "gate log audit"))
     early: list[Problem] = []
     with _Opened(server, log_target, log_namespace, timeout) as opened:
         needs_key = bool(checkpoint_files) or opened.client is not None

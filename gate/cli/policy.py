@@ -58,8 +58,11 @@ def explain_tier(policy: Policy, name: str) -> list[str]:
 @click.argument("policy_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tier", help="Explain only this tier.")
 def explain_command(policy_file: Path | None, tier: str | None) -> None:
-    """Say in plain words what each tier of POLICY_FILE (default: the shipped policy) requires."""
-    policy = Policy.load(policy_file)
+    """Say in plain words what each tier of POLICY_FILE requires (default: the policy GATE_POLICY or GATE_CONFIG
+    names, the one decisions use; else the shipped policy)."""
+    from gate.cli._options import configured
+
+    policy = Policy.load(configured(policy_file, "policy"))
     names = [policy.tier(tier).name] if tier else list(policy.tier_names)
     click.echo(f"Policy '{policy.name}' ({policy.uri}, {policy.digest[:19]}...); tiers from least to most open: "
                f"{' < '.join(policy.tier_names)}.\n")

@@ -26,15 +26,19 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="GATE_HOST", help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8700, show_default=True, envvar="GATE_PORT",
               help="Port (0: any free port; the one chosen is printed).")
-@click.option("--policy", "policy_path", type=_PATH, envvar="GATE_POLICY",
-              help="Tier policy YAML (default: the policy shipped with release-gate).")
-@click.option("--trust", "trust_path", type=_PATH, envvar="GATE_TRUST", help="Trust store YAML (required).")
-@click.option("--log", "log_target", default="gate-log.db", show_default=True, envvar="GATE_LOG",
-              help="Log store: a SQLite file, or a postgresql:// URL shared by several replicas.")
+@click.option("--policy", "policy_path", type=_PATH,
+              help="Tier policy YAML (default: GATE_POLICY, or policy: in GATE_CONFIG, or the policy shipped with "
+                   "release-gate).")
+@click.option("--trust", "trust_path", type=_PATH,
+              help="Trust store YAML (required; default: GATE_TRUST, or trust: in GATE_CONFIG).")
+@click.option("--log", "log_target",
+              help="Log store: a SQLite file, or a postgresql:// URL shared by several replicas (default: GATE_LOG, "
+                   "or log: in GATE_CONFIG, or gate-log.db).")
 @click.option("--log-namespace", envvar="GATE_LOG_NAMESPACE",
               help="PostgreSQL schema (default release_gate) or SQLite table prefix of the log.")
-@click.option("--key", "key_path", type=_PATH, envvar="GATE_KEY",
-              help="The gate's Ed25519 private key, signing checkpoints (`gate keygen NAME`; required).")
+@click.option("--key", "key_path", type=_PATH,
+              help="The gate's Ed25519 private key, signing checkpoints (`gate keygen NAME`; required; default: "
+                   "GATE_KEY, or key: in GATE_CONFIG).")
 @click.option("--tokens", "tokens_path", type=_PATH, envvar="GATE_TOKENS",
               help="File of SHA-256 hashes of the bearer tokens allowed to submit and decide (required).")
 @click.option("--origin", default="release-gate.local/log", show_default=True, envvar="GATE_ORIGIN",
@@ -59,7 +63,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
                    "watched repositories).")
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | None, trust_path: Path | None,
-                  log_target: str, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
+                  log_target: str | None, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
                   origin: str, max_body: int, max_connections: int, request_timeout: float,
                   hf_webhook_secret_env: str | None, hf_endpoint: str, hf_token_env: str) -> None:
     """Run the gate service: attestation store, decisions and the transparency log over HTTP.
@@ -70,13 +74,20 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     """
     if ctx.invoked_subcommand is not None:
         return
-    from gate.service.config import ServiceConfig, load_service
+    from gate.runtime import GateConfig
+    from gate.service.config import DEFAULT_LOG, ServiceConfig, load_service
     from gate.service.http import GateHTTPServer
 
+    # The one configuration (GATE_CONFIG and GATE_*), options winning; server:, token_env: and timeout: are for
+    # the service's clients.
+    shared = GateConfig.from_env()
+    trust_path, policy_path, key_path = trust_path or shared.trust, policy_path or shared.policy, key_path or shared.key
+    log_target = log_target or shared.log or DEFAULT_LOG
     missing = [flag for flag, value in (("--trust", trust_path), ("--key", key_path), ("--tokens", tokens_path))
                if value is None]
     if missing:
-        raise ConfigError(f"gate serve needs {', '.join(missing)} (or env GATE_TRUST, GATE_KEY, GATE_TOKENS)")
+        raise ConfigError(f"gate serve needs {', '.join(missing)} (or env GATE_TRUST, GATE_KEY, GATE_TOKENS; or "
+                          "trust: and key: in GATE_CONFIG)")
     assert trust_path and key_path and tokens_path
     config = ServiceConfig(trust=trust_path, key=key_path, tokens=tokens_path, policy=policy_path, log=log_target,
                            log_namespace=log_namespace, origin=origin, host=host, port=port, max_body=max_body,

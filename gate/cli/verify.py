@@ -8,8 +8,12 @@ from typing import Any
 
 import click
 
-from gate.cli._options import skip_git_option, hash_with_progress, json_option, model_dir_argument, now_option, print_json, quiet_option, resolve_now, trust_option
+from gate.cli._options import (
+    configured, hash_with_progress, json_option, model_dir_argument, now_option, policy_option, print_json,
+    quiet_option, resolve_now, skip_git_option, trust_option,
+)
 from gate.core.collect import model_attestations, read_attestations
+from gate.core.policy import Policy
 from gate.core.trust import TrustStore
 from gate.core.verify import Rejection, VerifiedAttestation, unique_inputs, verify_all
 
@@ -25,6 +29,7 @@ def _accepted_row(item: VerifiedAttestation) -> dict[str, Any]:
         "organization": item.evaluator.organization,
         "signers": [s.evaluator_id for s in item.signers],
         "evaluation": evaluation.name if evaluation else None,
+        "risk_domain": evaluation.risk_domain if evaluation else None,
         "metrics": dict(evaluation.metrics) if evaluation else {},
         "reason": None,
     }
@@ -38,22 +43,25 @@ def _rejected_row(item: Rejection) -> dict[str, Any]:
 @model_dir_argument
 @click.argument("attestations", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @trust_option
+@policy_option
 @now_option
 @json_option
 @skip_git_option
 @quiet_option
-def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path, now_text: str | None,
-                   as_json: bool, quiet: bool) -> None:
+def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path | None, policy_path: Path | None,
+                   now_text: str | None, as_json: bool, quiet: bool) -> None:
     """Verify ATTESTATIONS (files or folders; default MODEL_DIR/.attestations) for the model in MODEL_DIR.
 
     Checks DSSE evaluation attestations and OMS (model-signing) signatures against the trust store and the files
-    on disk. Exit 0 when every one is valid, 1 otherwise.
+    on disk; an evaluation's risk domain (and so the evaluator's scope) follows from its benchmark, per the
+    policy's benchmark catalogue. Exit 0 when every one is valid, 1 otherwise.
     """
-    store = TrustStore.load(trust_path)
+    store = TrustStore.load(configured(trust_path, "trust", "gate verify"))
+    policy = Policy.load(configured(policy_path, "policy"))
     now = resolve_now(now_text)
     items = unique_inputs(read_attestations(attestations) if attestations else model_attestations(model_dir))
     manifest = hash_with_progress(model_dir, quiet)
-    report = verify_all(items, store, manifest, now)
+    report = verify_all(items, store, manifest, now, policy.clock_skew, policy.benchmarks)
     rows = [_accepted_row(a) for a in report.accepted] + [_rejected_row(r) for r in report.rejected]
     rows.sort(key=lambda row: row["source"])
     if as_json:

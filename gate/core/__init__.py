@@ -14,6 +14,7 @@ Nothing here knows MLflow, the Hugging Face Hub or HTTP. Modules, one concept ea
 - :mod:`gate.core.oms` - verifying OpenSSF Model Signing (model-signing) signatures.
 - :mod:`gate.core.collect` - finding attestation files (explicit paths, a model's ``.attestations/``).
 - :mod:`gate.core.policy` - the tier policy file.
+- :mod:`gate.core.targets` - publish targets and the tier each needs: one rule, one normalisation of names.
 - :mod:`gate.core.decision` - the release decision (and its JSON form).
 - :mod:`gate.core.vsa` - SLSA verification summaries of decisions.
 - :mod:`gate.core.log` - the append-only Merkle log: tree math, signed checkpoints, entries, storage.

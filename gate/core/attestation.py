@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
+from gate.core.files import StrictJSONError, parse_json
 from gate.core.manifest import Manifest
 from gate.core.timeutil import format_time, parse_time
 
@@ -129,14 +130,10 @@ class Statement:
     @classmethod
     def from_json(cls, payload: bytes) -> "Statement":
         try:
-            data = json.loads(payload, parse_constant=_refuse_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-            raise AttestationFormatError(f"payload is not valid JSON: {exc}") from None
+            data = parse_json(payload)
+        except StrictJSONError as exc:
+            raise AttestationFormatError(f"the payload {exc}") from None
         return cls.from_dict(data)
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not allowed in attestations")
 
 
 @dataclass(frozen=True)

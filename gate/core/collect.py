@@ -17,13 +17,25 @@ MAX_ATTESTATION_FILES = 1000
 
 
 def read_attestation(path: str | os.PathLike[str]) -> list[AttestationInput]:
-    """One attestation file; a ``.jsonl`` file yields one input per non-empty line (in-toto bundle layout)."""
+    """One attestation file; a ``.jsonl`` file yields one input per non-empty line (in-toto bundle layout).
+
+    Raises InputError when the file cannot be read or is too large.
+    """
     p = Path(path)
     data = read_limited(p, "attestation", MAX_ENVELOPE_BYTES, error=InputError)
     if p.suffix == ".jsonl":
         lines = [line for line in data.splitlines() if line.strip()]
         return [AttestationInput(f"{p}:{n}", line) for n, line in enumerate(lines, 1)]
     return [AttestationInput(str(p), data)]
+
+
+def _judged_alone(path: Path) -> list[AttestationInput]:
+    """:func:`read_attestation`, except that a file that cannot be read (too large, unreadable) becomes an input
+    carrying that problem: it is rejected with its reason while the files beside it are still judged."""
+    try:
+        return read_attestation(path)
+    except InputError as exc:
+        return [AttestationInput(str(path), b"", problem=str(exc))]
 
 
 def read_attestations(paths: Iterable[str | os.PathLike[str]]) -> list[AttestationInput]:
@@ -37,9 +49,9 @@ def read_attestations(paths: Iterable[str | os.PathLike[str]]) -> list[Attestati
             if len(files) > MAX_ATTESTATION_FILES:
                 raise InputError(f"{p}: {len(files)} files is more than the {MAX_ATTESTATION_FILES} attestations read from one folder")
             for f in files:
-                items.extend(read_attestation(f))
+                items.extend(_judged_alone(f))
         else:
-            items.extend(read_attestation(p))
+            items.extend(_judged_alone(p))
     return items
 
 

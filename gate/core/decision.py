@@ -254,8 +254,11 @@ def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier, now: datet
 
 
 def _matches(req: EvaluationRequirement, item: VerifiedAttestation) -> bool:
+    """Whether ``item`` speaks to ``req``. Its risk domain is the one verification derived from its benchmark (the
+    policy's catalogue), and only signers trusted for that domain are in ``item.signers``: a requirement naming
+    only a benchmark still needs a signer in scope for what that benchmark measures."""
     ev = item.evaluation
-    if ev is None or req.value_in(ev.metrics) is None or not req.covers_benchmark(ev.benchmark):
+    if ev is None or not item.signers or req.value_in(ev.metrics) is None or not req.covers_benchmark(ev.benchmark):
         return False
     return req.risk_domain is None or ev.risk_domain == req.risk_domain
 
@@ -273,15 +276,6 @@ def _unqualified(req: EvaluationRequirement, item: VerifiedAttestation) -> str |
         if not _COMPARE[condition.comparator](value, condition.threshold):
             return f"{item.source} has {condition.metric} = {value:g} (needs {condition.describe()})"
     return None
-
-
-def _worst(req: EvaluationRequirement, values: Sequence[float]) -> float:
-    if req.comparator in ("<=", "<"):
-        return max(values)
-    if req.comparator in (">=", ">"):
-        return min(values)
-    # "==": any value that differs is the worst; otherwise they are all equal.
-    return next((v for v in values if v != req.threshold), values[0])
 
 
 def _evaluation_row(
@@ -306,7 +300,7 @@ def _evaluation_row(
         by += f"; {len(unqualified)} attestation(s) not counted ({'; '.join(unqualified.values())})"
     if req.comparator == "reported":
         return row(MET, f"reported by {by}", counted)
-    worst = _worst(req, values)
+    worst = req.worst(values)  # type: ignore[arg-type]
     of = f" (worst of {len(counted)})" if len(counted) > 1 else ""
     if _COMPARE[req.comparator](worst, req.threshold):  # type: ignore[arg-type]
         return row(MET, f"{req.metric} = {worst:g}{of} {req.comparator} {req.threshold:g}, attested by {by}", counted)
@@ -394,7 +388,7 @@ def decide(
     requested = policy.tier(tier).name
     items = unique_inputs(attestations)
     manifest = model if isinstance(model, Manifest) else None
-    report = verify_all(items, trust, model, now, policy.clock_skew)
+    report = verify_all(items, trust, model, now, policy.clock_skew, policy.benchmarks)
     requirements = evaluate_tier(policy, requested, report.accepted, manifest, now)
     satisfied = None
     for name in policy.tier_names:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from gate.core.files import StrictJSONError, parse_json
 from gate.core.keys import PrivateKey, PublicKey
 from gate.errors import VerificationError
 
@@ -19,6 +20,9 @@ INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: Envelopes larger than this are refused before parsing (an evaluation statement pinning a manifest of
 #: tens of thousands of files stays well below it).
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+#: Signatures on one envelope at most: each is tried against trusted keys, so an envelope of thousands would make
+#: one file cost seconds of the gate's time (co-signing needs a handful).
+MAX_SIGNATURES = 32
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -79,6 +83,8 @@ class Envelope:
         raw_sigs = data["signatures"]
         if not isinstance(raw_sigs, list) or not raw_sigs:
             raise VerificationError("malformed envelope: 'signatures' must be a non-empty list")
+        if len(raw_sigs) > MAX_SIGNATURES:
+            raise VerificationError(f"malformed envelope: {len(raw_sigs)} signatures, more than the {MAX_SIGNATURES} read")
         signatures = []
         for index, raw in enumerate(raw_sigs):
             if not isinstance(raw, Mapping) or "sig" not in raw:
@@ -94,9 +100,9 @@ class Envelope:
         if len(data) > MAX_ENVELOPE_BYTES:
             raise VerificationError(f"envelope is {len(data)} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")
         try:
-            parsed = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise VerificationError(f"malformed JSON: {exc}") from None
+            parsed = parse_json(data)
+        except StrictJSONError as exc:
+            raise VerificationError(f"malformed JSON: the envelope {exc}") from None
         return cls.from_dict(parsed)
 
     def pae(self) -> bytes:

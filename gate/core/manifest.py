@@ -201,8 +201,12 @@ def model_signing_order(files: Iterable[FileDigest]) -> list[FileDigest]:
 
 
 def check_relative_path(path: str) -> str:
-    """Refuse paths that could name something outside the model: absolute, ``..``, empty parts, backslashes."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+    """Refuse paths that could name something outside the model: absolute, ``..``, empty parts, NUL.
+
+    A backslash is an ordinary character of a POSIX file name, as in model-signing (which names files by their POSIX
+    relative path) and git: the walk signs ``a\\b`` as it is, so a pinned manifest naming it must verify.
+    """
+    if not path or path.startswith("/") or "\x00" in path:
         raise ValueError(f"path {path!r} is not a relative POSIX path")
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):

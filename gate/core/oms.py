@@ -21,12 +21,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
 from gate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
+from gate.core.files import StrictJSONError, parse_json
 from gate.core.keys import PublicKey
 from gate.core.manifest import FileDigest, Manifest, check_relative_path
 from gate.errors import ConfigError, VerificationError
@@ -82,32 +82,12 @@ def _fail(reason: str) -> NoReturn:
     raise VerificationError(f"OMS signature: {reason}")
 
 
-# --- strict JSON -----------------------------------------------------------------------------------------------
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> NoReturn:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def _parse_object(data: bytes, what: str) -> dict[str, Any]:
-    """Parse JSON refusing duplicate keys and NaN/Infinity: two readers must never see two different documents."""
+    """Parse JSON with the core's strict reader: two readers must never see two different documents."""
     try:
-        parsed = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        _fail(f"malformed JSON: {what} is not UTF-8")
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError, as are the hooks' errors
-        _fail(f"malformed JSON in {what}: {exc}")
-    except RecursionError:
-        _fail(f"malformed JSON in {what}: nested too deeply")
+        parsed = parse_json(data)
+    except StrictJSONError as exc:
+        _fail(f"malformed JSON: the {what} {exc}")
     if not isinstance(parsed, dict):
         _fail(f"malformed {what}: expected a JSON object")
     return parsed

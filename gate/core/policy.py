@@ -9,6 +9,7 @@ Loading validates everything and names the file and field of the first mistake.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from importlib import resources
 from typing import Any, Mapping, Sequence
 
 from gate.core.attestation import RISK_DOMAINS
+from gate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue, normalize, parse_catalogue
 from gate.core.formats import WEIGHT_CLASSES
 from gate.core.trust import EVALUATOR_KINDS
-from gate.core.files import read_limited
+from gate.core.files import line_of, parse_yaml, read_limited
 from gate.errors import ConfigError, config_error
 
 POLICY_VERSION = 1
@@ -36,7 +38,10 @@ def parse_duration(text: Any) -> timedelta:
     match = _DURATION.match(str(text))
     if not match:
         raise ValueError(f"{text!r} is not a duration (write e.g. 90d, 12h, 5m)")
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any duration the gate can count") from None
 
 
 def format_duration(delta: timedelta) -> str:
@@ -84,11 +89,22 @@ class EvaluationRequirement:
         return self.metrics[0]
 
     def value_in(self, metrics: Mapping[str, float]) -> float | None:
-        """The score this requirement reads from an attestation's metrics (the first of its names present)."""
-        return next((metrics[name] for name in self.metrics if name in metrics), None)
+        """The score this requirement reads from an attestation's metrics: the worst of its names present (one
+        attestation reporting ``acc: 0.2`` and ``accuracy: 0.9`` is judged on the worse), None if none is."""
+        values = [metrics[name] for name in self.metrics if name in metrics]
+        return self.worst(values) if values else None
+
+    def worst(self, values: Sequence[float]) -> float:
+        """The value among ``values`` (not empty) least favourable to meeting this requirement."""
+        if self.comparator in ("<=", "<"):
+            return max(values)
+        if self.comparator in (">=", ">"):
+            return min(values)
+        # "==": any value that differs is the worst; otherwise they are all equal ("reported": any will do).
+        return next((v for v in values if v != self.threshold), values[0])
 
     def covers_benchmark(self, benchmark: str) -> bool:
-        return not self.benchmarks or benchmark.lower() in (b.lower() for b in self.benchmarks)
+        return not self.benchmarks or normalize(benchmark) in map(normalize, self.benchmarks)
 
     def describe(self) -> str:
         what = " / ".join(x for x in (self.risk_domain, "|".join(self.benchmarks)) if x)
@@ -175,6 +191,7 @@ class Policy:
     huggingface: HuggingFaceTargets
     uri: str
     digest: str  # sha256:<hex> of the policy file's bytes
+    benchmarks: BenchmarkCatalogue  # the built-in catalogue extended by the file's `benchmarks` list
 
     @property
     def tier_names(self) -> tuple[str, ...]:
@@ -220,15 +237,8 @@ class Policy:
 
     @classmethod
     def from_bytes(cls, raw: bytes, uri: str) -> "Policy":
-        import yaml  # deferred: keeps `gate --help` fast
-
-        try:
-            data = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{uri}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-        return _parse_policy(data, uri, "sha256:" + hashlib.sha256(raw).hexdigest())
+        """Parse a policy file's bytes. Raises ConfigError naming ``uri``, the line or field, and the problem."""
+        return _parse_policy(parse_yaml(raw, uri), uri, "sha256:" + hashlib.sha256(raw).hexdigest())
 
 
 def _chain(policy: Policy, name: str) -> list[str]:
@@ -242,7 +252,7 @@ def _chain(policy: Policy, name: str) -> list[str]:
 
 # --- parsing ---------------------------------------------------------------------------------------------------
 
-_POLICY_FIELDS = {"version", "name", "mode", "clock_skew", "tiers", "targets"}
+_POLICY_FIELDS = {"version", "name", "mode", "clock_skew", "benchmarks", "tiers", "targets"}
 _TIER_FIELDS = {"name", "description", "extends", "requires", "mode"}
 _REQUIRES_FIELDS = {"evaluations", "signers", "max_age", "formats"}
 _EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric", "comparator", "threshold", "min_samples",
@@ -257,15 +267,18 @@ class _Reader:
     def __init__(self, uri: str) -> None:
         self.uri = uri
 
-    def error(self, where: str, problem: str) -> ConfigError:
-        return config_error(self.uri, where, problem)
+    def error(self, where: str, problem: str, near: Any = None) -> ConfigError:
+        """``near``: the YAML mapping the problem is in, to name its line."""
+        line = line_of(near)
+        return config_error(f"{self.uri}: line {line}" if line else self.uri, where, problem)
 
     def mapping(self, value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
             raise self.error(where, "must be a mapping")
         unknown = sorted(set(map(str, value)) - allowed)
         if unknown:
-            raise self.error(f"{where}.{unknown[0]}" if where else unknown[0], f"unknown field (expected one of {', '.join(sorted(allowed))})")
+            raise self.error(f"{where}.{unknown[0]}" if where else unknown[0],
+                             f"unknown field (expected one of {', '.join(sorted(allowed))})", value)
         return value
 
     def text(self, data: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -311,12 +324,12 @@ def _parse_condition(r: _Reader, raw: Any, where: str) -> Condition:
     if comparator is None:
         raise r.error(f"{where}.comparator", f"required, one of {', '.join(COMPARATORS[:-1])}")
     threshold = data.get("threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise r.error(f"{where}.threshold", f"must be a number, found {threshold!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise r.error(f"{where}.threshold", f"must be a finite number, found {threshold!r}", data)
     return Condition(metric=r.text(data, "metric", where), comparator=comparator, threshold=float(threshold))
 
 
-def _parse_evaluation(r: _Reader, raw: Any, where: str) -> EvaluationRequirement:
+def _parse_evaluation(r: _Reader, raw: Any, where: str, catalogue: BenchmarkCatalogue) -> EvaluationRequirement:
     data = r.mapping(raw, where, _EVALUATION_FIELDS)
     comparator = r.choice(data, "comparator", where, COMPARATORS)
     if comparator is None:
@@ -325,12 +338,20 @@ def _parse_evaluation(r: _Reader, raw: Any, where: str) -> EvaluationRequirement
     if comparator == "reported":
         if threshold is not None:
             raise r.error(f"{where}.threshold", "a 'reported' requirement takes no threshold")
-    elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise r.error(f"{where}.threshold", f"must be a number, found {threshold!r}")
+    elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise r.error(f"{where}.threshold", f"must be a finite number, found {threshold!r}", data)
     benchmarks = r.names(data, "benchmark", where) if data.get("benchmark") is not None else ()
     risk_domain = r.choice(data, "risk_domain", where, RISK_DOMAINS)
     if not benchmarks and risk_domain is None:
-        raise r.error(where, "name a benchmark, a risk_domain, or both")
+        raise r.error(where, "name a benchmark, a risk_domain, or both", data)
+    for name in benchmarks:  # a requirement counts a benchmark for the domain the catalogue says it measures
+        measured = catalogue.domain_of(name)
+        if measured is None:
+            raise r.error(f"{where}.benchmark", f"{name!r} is not in the benchmark catalogue; add it to the policy's "
+                          "'benchmarks' list with the risk_domain it measures", data)
+        if risk_domain is not None and measured != risk_domain:
+            raise r.error(f"{where}.risk_domain", f"{risk_domain!r}, but benchmark {name!r} measures {measured} "
+                          "(the benchmark catalogue)", data)
     min_samples = data.get("min_samples")
     if min_samples is not None:
         min_samples = r.count(data, "min_samples", where)
@@ -375,7 +396,7 @@ def _parse_formats(r: _Reader, raw: Any, where: str) -> tuple[str, ...] | None:
     return tuple(sorted(set(allow)))
 
 
-def _parse_tier(r: _Reader, raw: Any, index: int, previous: str | None) -> Tier:
+def _parse_tier(r: _Reader, raw: Any, index: int, previous: str | None, catalogue: BenchmarkCatalogue) -> Tier:
     where = f"tiers[{index}]"
     data = r.mapping(raw, where, _TIER_FIELDS)
     name = r.text(data, "name", where)
@@ -391,7 +412,8 @@ def _parse_tier(r: _Reader, raw: Any, index: int, previous: str | None) -> Tier:
         name=name,
         description=str(data.get("description") or ""),
         extends=extends,
-        evaluations=tuple(_parse_evaluation(r, e, f"{where}.requires.evaluations[{i}]") for i, e in enumerate(raw_evals)),
+        evaluations=tuple(_parse_evaluation(r, e, f"{where}.requires.evaluations[{i}]", catalogue)
+                          for i, e in enumerate(raw_evals)),
         signers=_parse_signers(r, requires.get("signers"), f"{where}.requires.signers"),
         max_age=r.duration(requires, "max_age", f"{where}.requires"),
         allowed_formats=_parse_formats(r, requires.get("formats"), f"{where}.requires.formats"),
@@ -434,6 +456,15 @@ def _parse_targets(r: _Reader, raw: Any, names: Sequence[str]) -> tuple[MlflowTa
     return mlflow, huggingface
 
 
+def _catalogue(r: _Reader, raw: Any) -> BenchmarkCatalogue:
+    """The built-in catalogue (the default policy's list) extended by this policy's ``benchmarks``."""
+    own = parse_catalogue(raw, r.error)
+    try:
+        return builtin_catalogue().extend(own)
+    except ValueError as exc:
+        raise r.error("benchmarks", str(exc)) from None
+
+
 def _parse_policy(data: Any, uri: str, digest: str) -> Policy:
     r = _Reader(uri)
     data = r.mapping(data, "", _POLICY_FIELDS)
@@ -442,9 +473,10 @@ def _parse_policy(data: Any, uri: str, digest: str) -> Policy:
     raw_tiers = data.get("tiers")
     if not isinstance(raw_tiers, list) or not raw_tiers:
         raise r.error("tiers", "must be a non-empty list, from least to most open")
+    catalogue = _catalogue(r, data.get("benchmarks"))
     tiers: list[Tier] = []
     for index, raw in enumerate(raw_tiers):
-        tier = _parse_tier(r, raw, index, tiers[-1].name if tiers else None)
+        tier = _parse_tier(r, raw, index, tiers[-1].name if tiers else None, catalogue)
         if tier.name in (t.name for t in tiers):
             raise r.error(f"tiers[{index}].name", f"duplicate tier {tier.name!r}")
         tiers.append(tier)
@@ -471,6 +503,7 @@ def _parse_policy(data: Any, uri: str, digest: str) -> Policy:
         huggingface=huggingface,
         uri=uri,
         digest=digest,
+        benchmarks=catalogue,
     )
     for name in names:
         _chain(policy, name)  # every inheritance chain must end

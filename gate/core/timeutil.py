@@ -22,7 +22,10 @@ def parse_time(text: str) -> datetime:
         raise ValueError(f"not an RFC 3339 time: {text!r}") from None
     if parsed.tzinfo is None:
         raise ValueError(f"time {text!r} has no UTC offset (write it like 2026-01-31T12:00:00Z)")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is past the last representable UTC time
+        raise ValueError(f"time {text!r} is out of range in UTC") from None
 
 
 def format_time(when: datetime) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,7 +31,7 @@ from typing import Any, Mapping
 from gate.core.attestation import RISK_DOMAINS
 from gate.core.keys import PublicKey
 from gate.core.timeutil import format_time, parse_time
-from gate.core.files import parse_yaml, read_limited
+from gate.core.files import line_of, parse_yaml, read_limited
 from gate.errors import ConfigError, config_error
 
 EVALUATOR_KINDS: tuple[str, ...] = ("developer", "third_party", "government")
@@ -45,6 +45,7 @@ class TrustedKey:
     valid_until: datetime | None = None
     revoked_at: datetime | None = None
     compromised: bool = False
+    line: int | None = field(default=None, compare=False)  # where the trust store lists it, for messages
 
     @property
     def key_id(self) -> str:
@@ -89,19 +90,27 @@ class Evaluator:
 class TrustStore:
     evaluators: tuple[Evaluator, ...]
     source: str = "<memory>"
-    digest: str | None = None  # sha256:<hex> of the file it was loaded from, so decisions can name it
+    digest: str | None = None  # sha256:<hex> of what it was loaded from (see load), so decisions can name it
+    #: The files it was loaded from: the trust store, then every key file it names by path (for reloaders).
+    files: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
-        seen: dict[str, str] = {}
+        # One key, one entry: with two, which validity window, revocation or owner applies would depend on the order
+        # they are looked up in (a compromised entry listed second was once ignored).
+        seen: dict[str, tuple[Evaluator, TrustedKey]] = {}
         for evaluator in self.evaluators:
             for trusted in evaluator.keys:
-                if trusted.key_id in seen and seen[trusted.key_id] != evaluator.id:
+                first = seen.get(trusted.key_id)
+                if first is None:
+                    seen[trusted.key_id] = (evaluator, trusted)
+                else:
+                    at = f"{self.source}: line {trusted.line}" if trusted.line else self.source
+                    was = f" at line {first[1].line}" if first[1].line else ""
                     raise config_error(
-                        self.source, f"evaluators[{evaluator.id}].keys",
-                        f"key {trusted.key_id[:16]} is also listed for evaluator {seen[trusted.key_id]}; "
-                        "one key belongs to one evaluator",
+                        at, f"evaluators[{evaluator.id}].keys",
+                        f"key {trusted.key_id} is already listed{was} (evaluator {first[0].id}); list each key "
+                        "once, with its revocation on that one entry",
                     )
-                seen[trusted.key_id] = evaluator.id
 
     def keys(self) -> list[PublicKey]:
         return [k.key for e in self.evaluators for k in e.keys]
@@ -126,9 +135,15 @@ class TrustStore:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "TrustStore":
+        """Load a trust store file and the key files it names. Its ``digest`` covers all of them: the sha256 of the
+        file when it names no key file, else :func:`trust_digest` (a key file swapped under an unchanged trust
+        store changes the digest). Raises :class:`ConfigError` naming the file and field."""
         raw = read_limited(path, "trust store")
-        store = cls.from_dict(parse_yaml(raw, path), source=str(path), base_dir=Path(path).parent)
-        return replace(store, digest="sha256:" + hashlib.sha256(raw).hexdigest())
+        data = parse_yaml(raw, path)
+        store = cls.from_dict(data, source=str(path), base_dir=Path(path).parent)
+        key_files = _key_files(data, Path(path).parent)
+        keys = [(written, read_limited(full, "public key")) for written, full in key_files]
+        return replace(store, digest=trust_digest(raw, keys), files=(Path(path), *(full for _, full in key_files)))
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<memory>", base_dir: Path | None = None) -> "TrustStore":
@@ -148,6 +163,31 @@ class TrustStore:
             if evaluator_id in ids[:i]:
                 raise config_error(source, f"evaluators[{i}].id", f"duplicate evaluator id {evaluator_id!r}")
         return cls(tuple(evaluators), source)
+
+
+def trust_digest(trust_file: bytes, key_files: list[tuple[str, bytes]]) -> str:
+    """``sha256:<hex>`` naming a trust store with the key files it names by path (``(path as written, bytes)``, in
+    order): the sha256 of the trust store file alone when there are none; otherwise the sha256 of
+    ``release-gate-trust-v1\n``, the trust store file's sha256, and for each key file the sha256 of its path as
+    written and of its bytes (raw 32-byte digests)."""
+    if not key_files:
+        return "sha256:" + hashlib.sha256(trust_file).hexdigest()
+    hasher = hashlib.sha256(b"release-gate-trust-v1\n" + hashlib.sha256(trust_file).digest())
+    for written, data in key_files:
+        hasher.update(hashlib.sha256(written.encode("utf-8")).digest() + hashlib.sha256(data).digest())
+    return "sha256:" + hasher.hexdigest()
+
+
+def _key_files(data: Mapping[str, Any], base_dir: Path) -> list[tuple[str, Path]]:
+    """The key files a parsed (already validated) trust store names: ``(path as written, path to read)``."""
+    found = []
+    for evaluator in data["evaluators"]:
+        for item in evaluator["keys"]:
+            if "path" in item:
+                written = str(item["path"])
+                full = Path(written)
+                found.append((written, full if full.is_absolute() else base_dir / full))
+    return found
 
 
 _EVALUATOR_FIELDS = {"id", "organization", "kind", "keys", "scope"}
@@ -231,6 +271,7 @@ def _trusted_key(item: Any, source: str, where: str, base_dir: Path | None) -> T
         valid_until=_time_field(item, "valid_until", source, where),
         revoked_at=_time_field(item, "revoked_at", source, where),
         compromised=compromised,
+        line=line_of(item),
     )
     if compromised and trusted.revoked_at is None:
         raise config_error(source, f"{where}.revoked_at", "a compromised key needs the time it was revoked")

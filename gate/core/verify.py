@@ -8,7 +8,7 @@ checks is chosen so the reason is the most useful one: shape, then signature, th
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 
@@ -22,6 +22,7 @@ from gate.core.attestation import (
     Statement,
     evaluation_from_test_result,
 )
+from gate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue
 from gate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from gate.core.manifest import Manifest
 from gate.core.timeutil import format_time
@@ -40,10 +41,15 @@ def bounded(reason: str, limit: int = MAX_REASON_CHARS) -> str:
 
 @dataclass(frozen=True)
 class AttestationInput:
-    """One attestation as read from somewhere: where from (a path or URI, for messages) and its raw bytes."""
+    """One attestation as read from somewhere: where from (a path or URI, for messages) and its raw bytes.
+
+    ``problem`` says why a file could not be read at all (too large, unreadable): it is then rejected with that
+    reason like any other bad attestation, instead of stopping the check of the others.
+    """
 
     source: str
     data: bytes
+    problem: str | None = None
 
     @property
     def digest(self) -> str:
@@ -153,7 +159,39 @@ def _parse_statement(envelope: Envelope) -> Statement:
     return statement
 
 
-def _verify_dsse(item: AttestationInput, store: TrustStore, model: Manifest | str, now: datetime, skew: timedelta) -> VerifiedAttestation:
+def _measured(evaluation: Evaluation, catalogue: BenchmarkCatalogue) -> Evaluation:
+    """``evaluation`` with the risk domain its benchmark measures (None for a benchmark the catalogue does not
+    list). A declared ``riskDomain`` must say the same; it is a label the signer chose, so it never decides.
+
+    Raises VerificationError when the label contradicts the catalogue or labels a benchmark it does not list."""
+    measured = catalogue.domain_of(evaluation.benchmark)
+    declared = evaluation.risk_domain
+    if declared is not None and declared != measured:
+        if measured is None:
+            raise VerificationError(
+                f"riskDomain {declared} cannot be confirmed: benchmark {evaluation.benchmark!r} is not in the policy's "
+                "benchmark catalogue, so it has no risk domain (add it to the policy's 'benchmarks')"
+            )
+        raise VerificationError(
+            f"riskDomain {declared} contradicts benchmark {evaluation.benchmark!r}, which measures {measured} "
+            "(the risk domain comes from the benchmark, not the label)"
+        )
+    return replace(evaluation, risk_domain=measured)
+
+
+def _scope_failure(evaluator: Evaluator, evaluation: Evaluation) -> str:
+    scope = ", ".join(sorted(evaluator.scope or ())) or "nothing"
+    if evaluation.risk_domain is None:
+        return (f"evaluator {evaluator.id} is trusted only for {scope}, and benchmark {evaluation.benchmark!r} is not in "
+                "the policy's benchmark catalogue, so it measures no risk domain the evaluator may attest")
+    return (f"evaluator {evaluator.id} is not trusted for risk domain {evaluation.risk_domain}, which benchmark "
+            f"{evaluation.benchmark!r} measures (its scope: {scope})")
+
+
+def _verify_dsse(
+    item: AttestationInput, store: TrustStore, model: Manifest | str, now: datetime, skew: timedelta,
+    catalogue: BenchmarkCatalogue,
+) -> VerifiedAttestation:
     envelope = Envelope.from_json(item.data)
     statement = _parse_statement(envelope)
     try:
@@ -166,10 +204,12 @@ def _verify_dsse(item: AttestationInput, store: TrustStore, model: Manifest | st
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
     accepted = _accepted_signers(envelope, store, signed_at, now)
-    if signed_at is not None and signed_at > now + skew:
+    evaluation = _measured(evaluation, catalogue)
+    # Differences, not sums: a time near the end of the calendar plus the skew would overflow.
+    if signed_at is not None and signed_at - now > skew:
         raise VerificationError(f"attestedAt {format_time(signed_at)} is in the future (gate clock {format_time(now)})")
     evaluated_at = evaluation.evaluated_at
-    if evaluated_at is not None and signed_at is not None and evaluated_at > signed_at + skew:
+    if evaluated_at is not None and signed_at is not None and evaluated_at - signed_at > skew:
         raise VerificationError(
             f"evaluatedAt {format_time(evaluated_at)} is after attestedAt {format_time(signed_at)}: "
             "an evaluation cannot be signed before it ran"
@@ -184,10 +224,7 @@ def _verify_dsse(item: AttestationInput, store: TrustStore, model: Manifest | st
         signed_by = ", ".join(sorted({e.id for e, _ in accepted}))
         raise VerificationError(f"the predicate names evaluator {named!r}, but it is signed by {signed_by}")
     if not main[0].may_attest(evaluation.risk_domain):
-        raise VerificationError(
-            f"evaluator {named} is not trusted for risk domain {evaluation.risk_domain or '(none given)'} "
-            f"(its scope: {', '.join(sorted(main[0].scope or ()))})"
-        )
+        raise VerificationError(_scope_failure(main[0], evaluation))
     signers = tuple(_signer(store, e, k) for e, k in accepted if e.may_attest(evaluation.risk_domain))
     return VerifiedAttestation(
         source=item.source,
@@ -219,14 +256,20 @@ def verify_attestation(
     model: Manifest | str,
     now: datetime,
     skew: timedelta = DEFAULT_SKEW,
+    catalogue: BenchmarkCatalogue | None = None,
 ) -> VerifiedAttestation:
     """Verify one attestation (DSSE envelope or OMS bundle) for ``model`` (a manifest, or a bare hex root digest).
 
+    ``catalogue`` (the policy's; default: the built-in one) says which risk domain each benchmark measures: the
+    evaluation's risk domain, and so the signers' scope check, follow from it.
+
     Raises VerificationError with the reason it is not acceptable.
     """
+    if item.problem is not None:
+        raise VerificationError(item.problem)
     if oms.is_oms_bundle(item.data):
         return _verify_oms(item, store, model, now)
-    return _verify_dsse(item, store, model, now, skew)
+    return _verify_dsse(item, store, model, now, skew, catalogue or builtin_catalogue())
 
 
 def verify_all(
@@ -235,13 +278,14 @@ def verify_all(
     model: Manifest | str,
     now: datetime,
     skew: timedelta = DEFAULT_SKEW,
+    catalogue: BenchmarkCatalogue | None = None,
 ) -> VerificationReport:
     """Verify every attestation; a failure is recorded as a Rejection with its reason, never raised."""
     accepted: list[VerifiedAttestation] = []
     rejected: list[Rejection] = []
     for item in items:
         try:
-            accepted.append(verify_attestation(item, store, model, now, skew))
+            accepted.append(verify_attestation(item, store, model, now, skew, catalogue))
         except GateError as exc:
             rejected.append(Rejection(item.source, item.digest, bounded(str(exc))))
     return VerificationReport(tuple(accepted), tuple(rejected))
@@ -249,10 +293,11 @@ def verify_all(
 
 def unique_inputs(items: Sequence[AttestationInput]) -> list[AttestationInput]:
     """Drop byte-identical duplicates (the same attestation found in two places counts once)."""
-    seen: set[str] = set()
+    seen: set[object] = set()
     out = []
     for item in items:
-        if item.digest not in seen:
-            seen.add(item.digest)
+        key = item.digest if item.problem is None else (item.source, item.problem)  # unread files are not alike
+        if key not in seen:
+            seen.add(key)
             out.append(item)
     return out

@@ -11,11 +11,11 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gate.core import oms
 from gate.core.attestation import AttestationFormatError, Statement
-from gate.core.decision import Decision, decide
+from gate.core.decision import Decision
 from gate.core.dsse import Envelope
 from gate.core.log.checkpoint import Checkpoint, NoteSigner
 from gate.core.log.entries import (
@@ -28,10 +28,11 @@ from gate.core.timeutil import utcnow
 from gate.core.trust import TrustStore
 from gate.core.verify import AttestationInput, verify_attestation
 from gate.errors import ConfigError, VerificationError
+from gate.runtime import ConfigurationBroken, LocalDecider, RecordedDecision, Rules
 from gate.service.attestations import AttestationIndex
 from gate.service.bodies import AttestationSubmission, DecisionRequest, model_digest
 from gate.service.responses import ApiError, bad_request
-from gate.service.targets import TARGET_FORMS, UnknownTarget, tier_for_target
+from gate.service.targets import TARGET_FORMS, TargetError, tier_for_target
 from gate.service.tokens import TokenSet
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
@@ -40,6 +41,9 @@ MAX_PAGE_BYTES = 8 * 1024 * 1024
 #: Results of one ``GET /v1/log/find`` at most, and bytes of entries it reads to tell their kinds (at least one).
 MAX_FIND = 1000
 MAX_FIND_BYTES = 8 * 1024 * 1024
+#: What the public endpoints say while the trust store or policy does not load (token holders get the reason).
+BROKEN_IN_PUBLIC = ("the trust store or policy does not load; every decision is refused until it is fixed (the reason "
+                    "is in the service's log)")
 #: The context key under which a decision entry records which token asked for it.
 REQUESTED_BY = "requested_by"
 
@@ -64,8 +68,9 @@ class Logged:
 
 @dataclass
 class GateService:
-    policy: Policy
-    trust: TrustStore
+    #: The policy and trust store as their files are now (a :class:`~gate.runtime.reload.Reloader`'s ``current``);
+    #: raises :class:`~gate.runtime.reload.ConfigurationBroken` while they do not load.
+    rules: Callable[[], Rules]
     store: LogStore
     signer: NoteSigner
     tokens: TokenSet
@@ -80,6 +85,14 @@ class GateService:
     def __post_init__(self) -> None:
         self._index = AttestationIndex(self.store)
 
+    @property
+    def policy(self) -> Policy:
+        return self.rules().policy
+
+    @property
+    def trust(self) -> TrustStore:
+        return self.rules().trust
+
     # --- attestations ------------------------------------------------------------------------------------------
 
     def submit_attestation(self, submission: AttestationSubmission) -> tuple[int, dict[str, Any]]:
@@ -87,8 +100,10 @@ class GateService:
         model = submission.model or _subject_digest(submission.data)
         item = AttestationInput("submitted", submission.data)
         now = self.clock()
+        rules = self.rules()
         try:
-            verified = verify_attestation(item, self.trust, model, now, self.policy.clock_skew)
+            verified = verify_attestation(item, rules.trust, model, now, rules.policy.clock_skew,
+                                          rules.policy.benchmarks)
         except VerificationError as exc:
             raise bad_request(f"attestation rejected: {exc}", reason=str(exc)) from None
         digest = f"sha256:{model}"
@@ -109,14 +124,15 @@ class GateService:
 
     # --- decisions ---------------------------------------------------------------------------------------------
 
-    def tier_of(self, request: DecisionRequest) -> str:
+    def tier_of(self, request: DecisionRequest, policy: Policy | None = None) -> str:
+        policy = policy or self.policy
         if request.target is not None:
             try:
-                return tier_for_target(self.policy, request.target)
-            except UnknownTarget as exc:
+                return tier_for_target(policy, request.target)
+            except TargetError as exc:
                 raise bad_request(str(exc)) from None
         try:
-            return self.policy.tier(str(request.tier)).name
+            return policy.tier(str(request.tier)).name
         except ConfigError as exc:
             raise bad_request(str(exc)) from None
 
@@ -127,30 +143,43 @@ class GateService:
         ``requested_by`` (the name of the token that authenticated the request) is recorded in the context under
         :data:`REQUESTED_BY`, replacing anything the caller put there, so the log says who asked.
         """
-        tier = self.tier_of(request)
+        rules = self.rules()  # one version of the files for the tier and the decision
+        tier = self.tier_of(request, rules.policy)
         sent = [AttestationInput(source_of_sent(i), data) for i, data in enumerate(request.attestations)]
         context = dict(request.context)
         if requested_by is not None:
             context[REQUESTED_BY] = requested_by
-        return self.decide_and_log(tier, request.model, sent, context)
+        return self.decide_and_log(tier, request.model, sent, context, rules)
+
+    def decider(self, rules: Rules | None = None) -> LocalDecider:
+        """The service's :class:`~gate.runtime.port.Decider` for ``rules`` (default: as the files are now): it judges
+        with the attestations the log holds for the model plus those sent, and records through :meth:`record`."""
+        rules = rules or self.rules()
+        return LocalDecider(rules.policy, rules.trust, log=self, evidence=self._held, clock=self.clock)
 
     def decide_and_log(self, tier: str, model: Manifest | str, sent: Sequence[AttestationInput],
-                       context: dict[str, Any]) -> Logged:
+                       context: dict[str, Any], rules: Rules | None = None) -> Logged:
         """Decide on ``model`` at ``tier`` with the attestations the log holds for it plus ``sent`` (named by their
-        ``source``), and log the decision, with any newly accepted attestation of ``sent``, in one append."""
-        root = model if isinstance(model, str) else model.root_digest
-        digest = f"sha256:{root}"
-        logged = self._index.for_model(digest)
-        inputs = [AttestationInput(source_of_logged(a.index), a.data) for a in logged]
-        inputs += list(sent)
-        now = self.clock()
-        decision = decide(self.policy, tier, model, inputs, self.trust, now)
+        ``source``), and log the decision, with any newly accepted attestation of ``sent``, in one append (through
+        :meth:`decider`, with ``rules`` or the files as they are now)."""
+        recorded = self.decider(rules).decide(tier, model, sent, context)
+        assert recorded.log_index is not None
+        return Logged(recorded.decision, recorded.log_index)
+
+    def _held(self, digest: str) -> list[AttestationInput]:
+        return [AttestationInput(source_of_logged(a.index), a.data) for a in self._index.for_model(digest)]
+
+    def record(self, decision: Decision, context: Mapping[str, Any], sent: Sequence[AttestationInput],
+               held: Sequence[AttestationInput]) -> RecordedDecision:
+        """The service's :class:`~gate.runtime.local.DecisionLog`: the decision (its long texts cut as logged) and
+        every newly accepted attestation of ``sent`` in one append."""
         record = decision.to_dict()
         bounded = bounded_decision_record(record)
         if bounded is not record:  # a text was cut for the log: answer with the decision as logged
             decision = Decision.from_dict(bounded)
+        digest = decision.model_digest
         rejected = {r.digest for r in decision.rejected}
-        known = {a.digest for a in logged}
+        known = {a.digest for a in held}
         entries: list[bytes] = []
         for item in sent:
             data = item.data
@@ -159,13 +188,13 @@ class GateService:
             # decision cites it (inputs) but it is not logged as an attestation of the model.
             if item_digest not in rejected and item_digest not in known and not oms.is_oms_bundle(data):
                 known.add(item_digest)
-                entries.append(_fits(attestation_entry(data, digest, now)))
+                entries.append(_fits(attestation_entry(data, digest, decision.time)))
         try:
             entries.append(decision_entry(decision, context))
         except DecisionTooLarge as exc:
             raise ApiError(413, f"the decision cannot be logged: {exc}; send fewer attestations") from None
         indices = self.store.append_many(entries, [digest] * len(entries))
-        return Logged(decision, indices[-1])
+        return RecordedDecision(decision, indices[-1])
 
     # --- the log -----------------------------------------------------------------------------------------------
 
@@ -235,15 +264,27 @@ class GateService:
             position = batch[-1].index + 1
 
     def health(self) -> dict[str, Any]:
+        """Serving, the log's size and key, and what decisions are judged against now (or why nothing is): the log
+        stays readable while the trust store or policy does not load."""
+        try:
+            rules = self.rules()
+            judged: dict[str, Any] = {"trust_source": rules.trust.source, "trust_digest": rules.trust.digest,
+                                      "policy_uri": rules.policy.uri, "policy_digest": rules.policy.digest}
+        except ConfigurationBroken:  # the reason (paths, lines) is for the operator's log, not the public
+            judged = {"error": BROKEN_IN_PUBLIC}
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),
-                "log_key": self.signer.verifier.vkey()}
+                "log_key": self.signer.verifier.vkey(), "rules": judged}
 
     def policy_summary(self) -> dict[str, Any]:
         """What a client needs to check a decision asked for by target: the policy's digest (every decision carries
         it), its tiers, and which tier each publish target needs (as :func:`tier_for_target` resolves them)."""
-        hf, ml = self.policy.huggingface, self.policy.mlflow
+        try:
+            policy = self.policy
+        except ConfigurationBroken:  # a public endpoint: the reason is for the operator's log
+            raise ApiError(503, BROKEN_IN_PUBLIC) from None
+        hf, ml = policy.huggingface, policy.mlflow
         return {
-            "uri": self.policy.uri, "digest": self.policy.digest, "tiers": list(self.policy.tier_names),
+            "uri": policy.uri, "digest": policy.digest, "tiers": list(policy.tier_names),
             "target_forms": list(TARGET_FORMS),
             "targets": {
                 "huggingface": {name: str(getattr(hf, name)) for name in

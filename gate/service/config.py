@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,9 +17,8 @@ from urllib.parse import urlsplit
 from gate.core.keys import PrivateKey
 from gate.core.log.checkpoint import NoteSigner, key_name_problem
 from gate.core.log.store import LogStore, StoreError, open_store
-from gate.core.policy import Policy
-from gate.core.trust import TrustStore
 from gate.errors import ConfigError
+from gate.runtime.gate import Reloader, describe_change, load_rules
 from gate.service.app import GateService
 from gate.service.http import DEFAULT_MAX_BODY
 from gate.service.tokens import TokenSet
@@ -73,13 +73,19 @@ def open_log(target: str, namespace: str | None) -> LogStore:
 def load_service(config: ServiceConfig) -> GateService:
     if not 1024 <= config.max_body <= 1 << 30:
         raise ConfigError(f"--max-body {config.max_body} must be between 1024 bytes and 1 GiB")
-    policy = Policy.load(config.policy)
-    trust = TrustStore.load(config.trust)
+    # The policy, the trust store and its key files are followed while the service runs (a revocation reaches the
+    # next decision); they must load now, so a broken file stops start-up.
+    rules = Reloader(lambda: load_rules(config.policy, config.trust),
+                     lambda: [p for p in (config.policy, config.trust) if p is not None],
+                     on_change=lambda new, error: print(f"gate serve: {describe_change(new, error)}", file=sys.stderr,
+                                                        flush=True))
+    if rules.error is not None:
+        raise rules.error.reason
     signer = _signer(config)
     tokens = TokenSet.load(config.tokens)
     hub = _hf_settings(config)
     store = open_log(config.log, config.log_namespace)
-    service = GateService(policy=policy, trust=trust, store=store, signer=signer, tokens=tokens, origin=config.origin)
+    service = GateService(rules=rules.current, store=store, signer=signer, tokens=tokens, origin=config.origin)
     if hub is not None:
         from gate.service.seen import DatabaseSeen
         from gate.service.webhook import HfWebhook

@@ -36,6 +36,7 @@ from gate import __version__
 from gate.core.log.merkle import TreeRangeError
 from gate.core.log.store import StoreError, StoreIntegrityError
 from gate.errors import GateError, InputError, VerificationError
+from gate.runtime.reload import ConfigurationBroken
 from gate.service.app import GateService
 from gate.service.responses import JSON_TYPE, ApiError, Response
 from gate.service.routes import Request, Route, route_for
@@ -284,6 +285,8 @@ class GateRequestHandler(BaseHTTPRequestHandler):
             response = Response.json(503, {"error": f"the log is unavailable: {exc}"})
         except (InputError, TreeRangeError, VerificationError) as exc:
             response = Response.json(400, {"error": str(exc)})
+        except ConfigurationBroken as exc:  # a trust store or policy changed into something that does not load
+            response = Response.json(503, {"error": str(exc)}, {"Retry-After": "30"})
         except GateError as exc:
             response = Response.json(500, {"error": str(exc)})
         except Exception:  # never a traceback to the client; the operator sees it on stderr

@@ -43,7 +43,9 @@ def openapi_document() -> dict[str, Any]:
                       "attestation too large for a log entry (1 MiB once base64-encoded), or a decision too large "
                       "to log (64 KiB: too many attestations sent along)."),
         "415": _error("Body is not application/json."),
-        "503": _error("The log store is unavailable (nothing was decided or recorded), or the service is serving "
+        "503": _error("The log store is unavailable (nothing was decided or recorded), the service's trust store, "
+                      "a key file it names or its policy changed into something that does not load (every decision "
+                      "and submission is refused, naming the file, until it is fixed), or the service is serving "
                       "as many connections as it allows (--max-connections; Retry-After is set)."),
     }
     return {
@@ -194,7 +196,11 @@ def openapi_document() -> dict[str, Any]:
                             "alias, stage or tag not listed needs the registration tier.")}}}}},
                 "Health": {"type": "object", "required": ["status", "origin", "tree_size"], "properties": {
                     "status": {"const": "ok"}, "origin": {"type": "string"}, "tree_size": {"type": "integer"},
-                    "log_key": {"type": "string", "description": "Checkpoint verifier key (vkey); pin it out of band."}}},
+                    "log_key": {"type": "string", "description": "Checkpoint verifier key (vkey); pin it out of band."},
+                    "rules": {"type": "object", "description": (
+                        "What decisions are judged against now: trust_source, trust_digest (covers the key files the "
+                        "trust store names), policy_uri, policy_digest; or error, while the trust store or policy "
+                        "does not load (every decision is refused until it is fixed).")}}},
             },
         },
         "paths": {

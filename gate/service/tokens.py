@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from gate.core.files import read_limited
+from gate.core.files import parse_yaml, read_limited
 from gate.errors import config_error
 
 _HEX = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
@@ -88,12 +88,7 @@ def _line_tokens(path: Any, text: str) -> list[TokenHash]:
 
 
 def _yaml_tokens(path: Any, text: str) -> list[TokenHash]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise config_error(path, None, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    data = parse_yaml(text, path)  # the gate's one YAML loader: duplicate keys, alias bombs, deep nesting refused
     items = data.get("tokens") if isinstance(data, Mapping) else None
     if not isinstance(items, list):
         raise config_error(path, "tokens", "must be a list of {name, sha256}")

@@ -31,11 +31,16 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from gate.core.log.entries import containment_entry, webhook_entry
 from gate.core.log.store import StoreError, StoreIntegrityError
+from gate.core.manifest import Manifest
+from gate.core.policy import Policy
+from gate.core.verify import AttestationInput
 from gate.errors import GateError
+from gate.runtime import Decider, Gate, RecordedDecision
 from gate.service.responses import ApiError, Response
 
 #: Seconds one request to the Hub may take (connect, and each read or write).
@@ -63,28 +68,29 @@ class _LogFailed(Exception):
     """The log could not record a step: the answer is a 503 and the Hub redelivers."""
 
 
-class _ServiceGate:
-    """What ``contain()`` needs of a gate: the policy, and ``decide()``, made by the service and logged there.
+class _WebhookDecider:
+    """The service's :class:`~gate.runtime.port.Decider` for one event: its context names the webhook entry it
+    answers, and the log index of each decision is kept (by commit) for the containment entry."""
 
-    The decision uses the attestations the log holds for the model as well as those in the revision, and its
-    context names the webhook entry it answers. The log index of each decision is kept for the containment entry.
-    """
-
-    def __init__(self, service: Any, webhook_index: int) -> None:
-        self.service = service
-        self.policy = service.policy
+    def __init__(self, decider: Decider, webhook_index: int) -> None:
+        self._decider = decider
         self.webhook_index = webhook_index
         self.decision_index: dict[str, int] = {}  # commit -> log index of its decision
 
-    def decide(self, tier: str, model: Any, attestations: Sequence[Any] = (), context: Mapping[str, Any] | None = None,
-               now: Any = None) -> Any:
+    @property
+    def policy(self) -> Policy:
+        return self._decider.policy
+
+    def decide(self, tier: str, model: Manifest | str, attestations: Sequence[AttestationInput] = (),
+               context: Mapping[str, Any] | None = None, now: datetime | None = None) -> RecordedDecision:
         context = {**(context or {}), "webhook_entry": self.webhook_index}
         try:
-            logged = self.service.decide_and_log(tier, model, list(attestations), context)
+            recorded = self._decider.decide(tier, model, attestations, context, now)
         except _LOG_ERRORS as exc:
             raise _LogFailed(f"the log is unavailable: {exc}") from exc
-        self.decision_index[str(context.get("commit"))] = logged.index
-        return logged.decision
+        if recorded.log_index is not None:
+            self.decision_index[str(context.get("commit"))] = recorded.log_index
+        return recorded
 
 
 @dataclass
@@ -195,12 +201,16 @@ class HfWebhook:
     def _contain(self, job: _Job) -> Response:
         from gate.integrations.hf.containment import contain, seen_key
 
-        gate = _ServiceGate(self.service, job.webhook_index)
+        decider: _WebhookDecider | None = None
 
         def on_result(result: Any, error: Exception | None) -> None:
-            self._log_result(job, gate, result, error)
+            assert decider is not None
+            self._log_result(job, decider, result, error)
 
         try:
+            rules = self.service.rules()  # one version of the policy and trust store for the whole event
+            decider = _WebhookDecider(self.service.decider(rules), job.webhook_index)
+            gate = Gate.pinned(rules, decider)
             results = contain(self._hub(), job.payload, gate, seen=self.seen, on_result=on_result)
         except _LogFailed as exc:
             self._log_event_failure(job, exc)
@@ -228,7 +238,7 @@ class HfWebhook:
             return Response.json(503, body, {"Retry-After": str(RETRY_AFTER)})
         return Response.json(200, body)
 
-    def _log_result(self, job: _Job, gate: _ServiceGate, result: Any, error: Exception | None) -> None:
+    def _log_result(self, job: _Job, decider: _WebhookDecider, result: Any, error: Exception | None) -> None:
         decision = result.decision
         if error is not None:
             outcome = "failed"
@@ -238,7 +248,7 @@ class HfWebhook:
             outcome = "allowed"
         else:
             outcome = "contained" if result.state_after else "denied"
-        decision_index = gate.decision_index.get(result.commit) if decision is not None else None
+        decision_index = decider.decision_index.get(result.commit) if decision is not None else None
         record = {
             "integration": "huggingface", "repo": result.repo_id, "repo_type": job.repo_type, "ref": result.ref or None,
             "commit": result.commit, "tier": result.tier, "state": result.state, "outcome": outcome,

@@ -198,6 +198,21 @@ def test_tier_is_configured_per_remote(tmp_path: Path, remote: Path, env: dict[s
     assert "at tier 'internal': allowed" in to_mirror.stderr
 
 
+def test_a_configured_tier_is_read_by_the_core_rule(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
+    """Issue #13 item 3: the tier in git config goes through the one normalisation every integration uses."""
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    git(work, "config", "release-gate.tier", " Internal")
+    write_model(work)
+    commit_all(work, "unattested")
+    git(work, "config", "release-gate.tier", "іnternal")  # Cyrillic і: refused, not some other tier
+    refused = push(work, env, "origin", "main")
+    assert refused.returncode != 0 and "looks like the release target 'internal'" in refused.stderr
+    git(work, "config", "release-gate.tier", " Internal")
+    allowed = push(work, env, "origin", "main")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "at tier 'internal': allowed" in allowed.stderr
+
+
 def test_no_configured_tier_refuses_with_the_command_to_fix_it(tmp_path: Path, remote: Path,
                                                                 env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)

@@ -161,10 +161,10 @@ class Server:
 
 
 def server_command(backend_uri: str, artifacts: Path, port: int, app_name: str | None = "release-gate",
-                   workers: int = 1) -> list[str]:
+                   workers: int = 1, options: tuple[str, ...] = ()) -> list[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
                "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers)]
+               "--workers", str(workers), *options]
     return command + (["--app-name", app_name] if app_name else [])
 
 
@@ -175,13 +175,14 @@ def server_env(gate_env: Mapping[str, str]) -> dict[str, str]:
 
 
 def start_server(workdir: Path, backend_uri: str, gate_env: Mapping[str, str], app_name: str | None = "release-gate",
-                 workers: int = 1) -> Server:
+                 workers: int = 1, options: tuple[str, ...] = ()) -> Server:
     """Start ``mlflow server`` in its own session (so that stopping it stops its workers) and wait until healthy."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = workdir / "server.log"
+    command = server_command(backend_uri, workdir / "mlartifacts", port, app_name, workers, options)
     with open(log, "wb") as out:
-        process = subprocess.Popen(server_command(backend_uri, workdir / "mlartifacts", port, app_name, workers), cwd=workdir,
+        process = subprocess.Popen(command, cwd=workdir,
                                    env=server_env(gate_env), stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     server = Server(f"http://127.0.0.1:{port}", process, log)
@@ -276,6 +277,16 @@ def make_registry(server_url: str, tmp: Path, world: World) -> Registry:
     client = MlflowClient(tracking_uri=server_url, registry_uri=server_url)
     experiment_id = client.create_experiment(f"gate-{os.getpid()}-{time.monotonic_ns()}")
     return Registry(client, experiment_id, tmp, world)
+
+
+def own_registry(server_url: str, tmp: Path, world: World, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """A registry on a server a test started itself (the client pointed at it for this test only)."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(server_url)
+    mlflow.set_registry_uri(server_url)
+    return make_registry(server_url, tmp, world)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from mlflow_e2e import hosted_evidence, make_registry, session_world, start_server
+from mlflow_e2e import hosted_evidence, own_registry, session_world, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -50,16 +50,12 @@ def fresh_database() -> Iterator[str]:
 
 def test_the_gate_on_a_postgresql_backend_store(fresh_database: str, tmp_path: Path,
                                                  key_pool: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    import mlflow
     from mlflow.exceptions import RestException
 
     world = session_world(tmp_path / "world", key_pool)
     server = start_server(tmp_path / "server", fresh_database, {"GATE_TRUST": str(world.trust_path())})
     try:
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        mlflow.set_tracking_uri(server.url)
-        mlflow.set_registry_uri(server.url)
-        registry = make_registry(server.url, tmp_path, world)
+        registry = own_registry(server.url, tmp_path, world, monkeypatch)
         model = registry.log_model()
         version = registry.register(model)
         assert registry.tags(version.name, version.version)["release_gate.digest"] == model.manifest.digest

@@ -319,7 +319,7 @@ def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403(tmp_pa
     app = Flask("unit")
     app.add_url_rule("/api/2.0/mlflow-artifacts/artifacts/<path:artifact_path>", "artifacts",
                      lambda artifact_path: "{}", methods=["GET", "PUT", "DELETE"])
-    app.add_url_rule("/api/2.0/mlflow/runs/log-metric", "log_metric", lambda: "{}", methods=["POST"])
+    app.add_url_rule("/api/2.0/mlflow/runs/log-metric", "_log_metric", lambda: "{}", methods=["POST"])
     guard = _Guard(Deny("release-gate refused it"))
     install(app, None, guard, file_lock(tmp_path))  # type: ignore[arg-type]  (no registry call is made here)
     client = app.test_client()

@@ -24,7 +24,7 @@ import requests
 import yaml
 
 from support import Evaluator, World
-from gate.client import GateClient
+from gate.runtime.client import GateClient
 from gate.core.keys import PrivateKey, write_keypair
 from gate.core.log.checkpoint import NoteSigner
 from gate.service.tokens import hash_token

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from support import World, run_gate, write_model
+from gate.runtime.remote import ask
 from gate.core.decision import decide
 from gate.core.log.entries import parse_entry
 from gate.core.manifest import hash_model
@@ -109,16 +110,25 @@ def test_decision_equals_the_local_decision_and_is_logged(server: Server, http: 
     assert decision_entry.decision == served
     assert decision_entry.context == {**body["context"], "requested_by": "tests"}  # the token's name, from the server
     # Now held by the service, the sent attestation counts for the next decision by digest alone.
-    again = server.client().decide(tier="open", model=model.root_digest)
+    again = ask(server.client(), tier="open", model=model.root_digest).decision
     assert again.decision == "deny" and {r.id for r in again.missing} == {"formats"}  # no file list by digest
 
 
 def test_targets_resolve_through_the_policy(server: Server, model) -> None:
-    decision = server.client().decide(target="huggingface:private", model=model.digest)
+    decision = ask(server.client(), target="huggingface:private", model=model.digest).decision
     assert decision.requested_tier == "internal" and decision.decision == "allow"
     answer = requests.post(f"{server.url}/v1/decisions", headers=auth(server.env),
                            json={"target": "somewhere:else", "model": {"digest": model.digest}})
     assert answer.status_code == 400 and "unknown target" in answer.json()["error"]
+
+
+def test_targets_are_normalised_by_the_core_rule(server: Server, model) -> None:
+    """Issue #13 item 3: the service's target API was case-sensitive where the MLflow plugin was not."""
+    decision = ask(server.client(), target="HuggingFace:Private ", model=model.digest).decision
+    assert decision.requested_tier == "internal"  # and the client's own check of the tier agreed
+    answer = requests.post(f"{server.url}/v1/decisions", headers=auth(server.env),
+                           json={"target": "huggingface:рublic", "model": {"digest": model.digest}})  # Cyrillic р
+    assert answer.status_code == 400 and "unknown target" in answer.json()["error"], answer.text
 
 
 @pytest.mark.parametrize("body, reason", [
@@ -181,10 +191,10 @@ def test_log_reads_are_public_and_verifiable(server: Server, model) -> None:
     from gate.core.log.merkle import leaf_hash, verify_consistency, verify_inclusion
 
     client = server.client(token=None)
-    server.client().decide(tier="internal", model=model.digest)
+    ask(server.client(), tier="internal", model=model.digest).decision
     key = CheckpointKey.load(server.env.vkey, None, None)
     old = key.verify(client.checkpoint())
-    server.client().decide(tier="hosted", model=model.digest)
+    ask(server.client(), tier="hosted", model=model.digest).decision
     new = key.verify(client.checkpoint())
     assert new.size > old.size
     verify_consistency(old.size, new.size, old.root_hash, new.root_hash, client.consistency_proof(old.size, new.size))

@@ -25,7 +25,8 @@ import pytest
 import requests
 
 from support import NOW, World, run_gate, write_model
-from gate.client import GateClient, GateServiceError
+from gate.runtime.remote import ask
+from gate.runtime.client import GateClient, GateServiceError
 from gate.core.decision import Decision, decide
 from gate.core.keys import PrivateKey
 from gate.core.log.checkpoint import Checkpoint
@@ -290,7 +291,7 @@ def test_log_pages_read_within_their_byte_budget(big_log) -> None:
     """Finding 2: the 8 MiB page cap was applied after find() returned up to 1,000 entries of up to 1 MiB each."""
     store, model = big_log
     spy = _SpyStore(store)
-    service = GateService(policy=None, trust=None, store=spy, signer=None, tokens=None, origin=ORIGIN)  # type: ignore[arg-type]
+    service = GateService(rules=None, store=spy, signer=None, tokens=None, origin=ORIGIN)  # type: ignore[arg-type]
     page = service.entries(0, None)
     assert 0 < len(page["entries"]) < 25 and page["end"] == len(page["entries"])
     assert sum(len(base64.b64decode(e["data"])) for e in page["entries"]) <= MAX_PAGE_BYTES
@@ -449,10 +450,10 @@ def test_the_client_deadline_covers_the_whole_answer(raw_stub, decision: Decisio
     try:
         for where in ("drip-body", "drip-head"):
             client = GateClient(stub.url, token="t", timeout=1)
-            client._session.headers["X-Where"] = where
+            client.transport._session.headers["X-Where"] = where
             began = time.monotonic()
             with pytest.raises(GateServiceError, match="did not answer within 1 s; the publish is denied"):
-                client.decide(tier="hosted", model=decision.model_digest)
+                ask(client, tier="hosted", model=decision.model_digest).decision
             assert time.monotonic() - began < 10, where
     finally:
         done.set()
@@ -464,11 +465,11 @@ def test_the_client_refuses_odd_log_indices_and_deep_json(raw_stub, decision: De
                "deep": _answer(200, b"[" * 100_000 + b"]" * 100_000)}
     which = ["index"]
     stub = raw_stub(lambda sock, head: sock.sendall(answers[which[0]]))
-    recorded = GateClient(stub.url, token="t", timeout=10).decide_recorded(tier="hosted", model=decision.model_digest)
+    recorded = ask(GateClient(stub.url, token="t", timeout=10), tier="hosted", model=decision.model_digest)
     assert recorded.decision == decision and recorded.log_index is None
     which[0] = "deep"
     with pytest.raises(GateServiceError, match="not JSON; the publish is denied"):
-        GateClient(stub.url, token="t", timeout=10).decide(tier="hosted", model=decision.model_digest)
+        ask(GateClient(stub.url, token="t", timeout=10), tier="hosted", model=decision.model_digest).decision
 
 
 def test_the_client_checks_the_tier_a_target_was_decided_at(raw_stub, decision: Decision, tmp_path: Path) -> None:
@@ -489,19 +490,19 @@ def test_the_client_checks_the_tier_a_target_was_decided_at(raw_stub, decision: 
     stub = raw_stub(respond)
     assert decision.requested_tier == "hosted"
     client = GateClient(stub.url, token="t", timeout=10)
-    assert client.decide(target="mlflow:alias:prod", model=decision.model_digest) == decision
+    assert ask(client, target="mlflow:alias:prod", model=decision.model_digest).decision == decision
     with pytest.raises(GateServiceError, match="requires tier 'open' for huggingface:public; the publish is denied"):
-        client.decide(target="huggingface:public", model=decision.model_digest)
+        ask(client, target="huggingface:public", model=decision.model_digest).decision
     served["policy"] = {**policy, "digest": "sha256:" + "9" * 64}
     with pytest.raises(GateServiceError, match="decided with policy .* but reports policy"):
-        GateClient(stub.url, token="t", timeout=10).decide(target="mlflow:alias:prod", model=decision.model_digest)
+        ask(GateClient(stub.url, token="t", timeout=10), target="mlflow:alias:prod", model=decision.model_digest).decision
 
 
 def test_the_real_service_reports_its_policy_for_target_checks(server: Server) -> None:
     summary = server.client(token=None).policy()
     assert summary["tiers"] == ["internal", "hosted", "gated", "open"]
     assert summary["targets"]["huggingface"]["public"] == "open"
-    decision = server.client().decide(target="huggingface:public", model="sha256:" + "ef" * 32)
+    decision = ask(server.client(), target="huggingface:public", model="sha256:" + "ef" * 32).decision
     assert decision.requested_tier == "open" and decision.policy_digest == summary["digest"]
 
 

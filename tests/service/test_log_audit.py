@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from support import run_gate, write_model
+from gate.runtime.remote import ask
 from gate.core.log.entries import canonical_json
 from gate.core.manifest import hash_model
 
@@ -22,7 +23,7 @@ def populate(server: Server, tmp_path: Path, decisions: int = 6) -> str:
     client = server.client()
     client.submit_attestation(server.env.world.attest(manifest, "evalco", "strongreject", {"score": 0.02}).data)
     for n in range(decisions):
-        client.decide(tier=("internal", "hosted", "gated")[n % 3], model=manifest.digest, context={"n": n})
+        ask(client, tier=("internal", "hosted", "gated")[n % 3], model=manifest.digest, context={"n": n}).decision
     return manifest.digest
 
 

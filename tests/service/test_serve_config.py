@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +52,23 @@ def test_token_hash_reads_stdin(gate_env: GateEnv) -> None:
     result = run_gate("serve", "token-hash", input=b"s3cret\n")
     assert result.returncode == 0 and len(result.stdout.strip()) == 64
     assert run_gate("serve", "token-hash", input=b"\n").returncode == 2
+
+
+
+def test_gate_serve_reads_trust_key_and_log_from_gate_config(gate_env: GateEnv, tmp_path: Path) -> None:
+    """One configuration: the service takes what it needs from GATE_CONFIG when no option says otherwise."""
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"trust: {gate_env.trust}\nkey: {gate_env.key}\nlog: service.db\n")
+    command = [sys.executable, "-m", "gate", "serve", "--tokens", str(gate_env.tokens), "--port", "0"]
+    env = {**os.environ, "GATE_CONFIG": str(config)}
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, cwd=tmp_path, env=env)
+    try:
+        line = proc.stderr.readline().decode()  # type: ignore[union-attr]
+        assert "serving on" in line and f"log {tmp_path / 'service.db'}" in line, line
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
+    config.write_text("trust: trust.yaml\nsurprise: 1\n")
+    result = run_gate("serve", "--tokens", str(gate_env.tokens), "--port", "0", env={"GATE_CONFIG": str(config)})
+    assert result.returncode == 2 and "surprise" in result.stderr and "Traceback" not in result.stderr

@@ -11,7 +11,8 @@ from typing import Iterator
 import pytest
 
 from support import NOW, World
-from gate.client import GateClient, GateServiceError
+from gate.runtime.remote import ask
+from gate.runtime.client import GateClient, GateServiceError
 from gate.core.decision import decide
 from gate.core.log.entries import (
     MAX_CONTEXT_BYTES, AttestationRecord, DecisionRecord, EntryFormatError, attestation_entry, canonical_json,
@@ -158,16 +159,32 @@ def test_the_client_refuses_anything_but_a_decision_about_the_model(stub, decisi
     for answer, message in cases:
         handler.answer = answer
         with pytest.raises(GateServiceError, match=message) as caught:
-            client.decide(tier="open", model=manifest)
+            ask(client, tier="open", model=manifest).decision
         assert str(caught.value).endswith("the publish is denied")
     handler.answer = (200, decision.to_json().encode())
-    assert client.decide(tier="hosted", model=manifest) == decision
+    assert ask(client, tier="hosted", model=manifest).decision == decision
     with pytest.raises(GateServiceError, match="needs a bearer token"):
-        GateClient(url, token=None).decide(tier="hosted", model=manifest)
+        ask(GateClient(url, token=None), tier="hosted", model=manifest).decision
 
 
 def test_the_client_times_out_closed(stub, manifest) -> None:
     url, handler = stub
     handler.do_POST = lambda self: __import__("time").sleep(0.8)  # type: ignore[method-assign]
     with pytest.raises(GateServiceError, match="did not answer within 0.3 s; the publish is denied"):
-        GateClient(url, token="t", timeout=0.3).decide(tier="hosted", model=manifest)
+        ask(GateClient(url, token="t", timeout=0.3), tier="hosted", model=manifest).decision
+
+
+def test_an_auditor_refuses_a_health_answer_without_a_log_size(stub) -> None:
+    from gate.audit.sources import ServerSource
+
+    url, handler = stub
+
+    def get(self: _Stub) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    handler.do_GET = get  # type: ignore[attr-defined]
+    with pytest.raises(GateServiceError, match="malformed health answer"):
+        ServerSource(GateClient(url, timeout=5)).size()

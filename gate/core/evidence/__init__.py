@@ -21,7 +21,6 @@ readers could see two different values), and metric values must be finite number
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -32,6 +31,8 @@ from pathlib import PurePath
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, NoReturn
 
+from gate.core.files import MAX_LOG_JSON_DEPTH, StrictJSONError
+from gate.core.files import parse_json as strict_json
 from gate.errors import InputError, UsageError
 
 __all__ = ["EvalRun", "read_eval_log", "read_inspect_log", "read_lm_eval_results"]
@@ -151,40 +152,18 @@ def _read_regular_file(fd: int, where: str) -> bytes:
     return b"".join(chunks)
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """JSON object hook: two values for one key would let two readers of the same bytes see different scores."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
 def parse_json(data: bytes, where: str, what: str) -> Any:
-    """Parse UTF-8 JSON strictly enough to sign: duplicate keys refused. ``what`` names the expected kind of file.
+    """Parse a log's UTF-8 JSON with the core's strict reader (:func:`gate.core.files.parse_json`): duplicate keys,
+    oversized numbers and nesting past :data:`~gate.core.files.MAX_LOG_JSON_DEPTH` refused. ``what`` names the
+    expected kind of file.
 
-    ``NaN``/``Infinity`` literals are accepted by the parser (Inspect logs can hold them in samples); metric values
-    are checked for finiteness where they are read.
+    ``NaN``/``Infinity`` literals are accepted (Inspect logs can hold them in samples); metric values are checked
+    for finiteness where they are read.
     """
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        refuse(where, f"is not UTF-8 text, so not {what}")
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except _DuplicateKey as exc:
-        refuse(where, f"has the key {clean_text(str(exc))!r} twice in one JSON object; refusing an ambiguous log")
-    except json.JSONDecodeError as exc:
-        refuse(where, f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}), so not {what}")
-    except RecursionError:
-        refuse(where, "nests JSON too deeply to read")
-    except ValueError as exc:  # e.g. an integer literal past Python's digit limit
-        refuse(where, f"is not readable JSON ({clean_text(str(exc))}), so not {what}")
+        return strict_json(data, max_depth=MAX_LOG_JSON_DEPTH, allow_constants=True)
+    except StrictJSONError as exc:
+        refuse(where, f"{exc}, so it is not read as {what}")
 
 
 def as_number(value: Any) -> float | None:

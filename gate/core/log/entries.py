@@ -324,6 +324,10 @@ def _load(data: bytes) -> dict[str, Any]:
         raise EntryFormatError(f"not UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise EntryFormatError(f"not JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        raise EntryFormatError("not JSON the gate writes: nested too deeply") from None
+    except ValueError as exc:  # an integer past Python's digit limit, a NaN: not what the gate writes
+        raise EntryFormatError(f"not JSON the gate writes: {exc}") from None
     if not isinstance(value, dict):
         raise EntryFormatError(f"an entry is a JSON object, not {type(value).__name__}")
     if canonical_json(value) != raw:

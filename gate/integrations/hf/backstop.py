@@ -116,7 +116,7 @@ class Approvals:
 def _commit_lines(body: bytes) -> list[dict[str, Any]]:
     try:
         return [json.loads(line) for line in body.splitlines() if line.strip()]
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BackstopRefused("commit refused: its payload is not the NDJSON release-gate can check") from None
 
 
@@ -170,7 +170,7 @@ def check_request(request: Any, approvals: Approvals = APPROVALS) -> None:
         try:
             announced = json.loads(request.read() or b"{}").get("files") or []
             files = [(str(item["path"]), int(item["size"])) for item in announced]
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             raise BackstopRefused("preupload request refused: not the JSON release-gate can check") from None
         approvals.check_preupload(match["type"], unquote(match["repo"]), files)
         return
@@ -178,7 +178,7 @@ def check_request(request: Any, approvals: Approvals = APPROVALS) -> None:
     if match:
         try:
             payload = json.loads(request.read() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BackstopRefused("LFS batch request refused: not JSON") from None
         if payload.get("operation") == "upload":
             repo_type = {"datasets": "dataset", "spaces": "space", "kernels": "kernel"}.get(match["type"] or "", "model")

@@ -217,7 +217,7 @@ def _discussion_title(bad: list[Containment], before: HubState) -> str:
 
 def _discussion_text(bad: list[Containment], before: HubState, after: HubState | None,
                      unverifiable: Mapping[int, str]) -> str:
-    from gate.cli.render import decision_markdown
+    from gate.core.render import decision_markdown
 
     tier = bad[0].tier
     done = (f"Access was narrowed from **{before.describe()}** to **{after.describe()}** by the release gate."
@@ -595,7 +595,7 @@ class _Run:
 
 
 def _pull_request_text(bad: list[Containment], state: HubState, unverifiable: Mapping[int, str]) -> str:
-    from gate.cli.render import decision_markdown
+    from gate.core.render import decision_markdown
 
     listed = "\n".join(f"- {r.where}" for r in bad[:_LISTED])
     findings = []
@@ -627,7 +627,7 @@ def handle_webhook(headers: Mapping[str, str], body: bytes, secret: str | None, 
         return WebhookResponse(401, {"error": f"wrong or missing {SECRET_HEADER}"})
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
         return WebhookResponse(400, {"error": "webhook payload is not JSON"})
     if not isinstance(payload, dict):
         return WebhookResponse(400, {"error": "webhook payload is not a JSON object"})

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gate.core.policy import Policy
+from gate.core.targets import HUB_STATES, HUGGINGFACE, Target, required_tier
 
-PRIVATE, GATED_MANUAL, GATED_AUTO, PUBLIC = "private", "gated_manual", "gated_auto", "public"
+PRIVATE, GATED_MANUAL, GATED_AUTO, PUBLIC = HUB_STATES
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def requested_state(current: HubState | None, *, private: bool | None = None, ga
 
 
 def tier_for(policy: Policy, state: HubState) -> str:
-    """The tier a release in ``state`` needs, per the policy's ``targets.huggingface``."""
-    return str(getattr(policy.huggingface, state.target))
+    """The tier a release in ``state`` needs, per the policy's ``targets.huggingface`` (the core's target rule)."""
+    return required_tier(policy, Target(HUGGINGFACE, state.target))
 
 
 def widens(policy: Policy, before: HubState | None, after: HubState) -> bool:

@@ -1,79 +1,39 @@
-"""The gate a server worker decides with: loaded at start, reloaded when its files change, never half-loaded.
+"""The gate a server worker decides with: the runtime's :class:`~gate.runtime.Gate`, following its files.
 
-Trust stores and policies change while the server runs (an evaluator key is added, a key is revoked). A revocation
-has to take effect without a restart, so before each gated call the holder stats the configuration files and
-reloads if one changed. If the new configuration does not load, every gated call is refused with the reason until
-it is fixed: a broken trust store must not keep allowing with the old one, nor fall back to allowing everything.
+Trust stores and policies change while the server runs (an evaluator key is added, a key is revoked or its file
+replaced, a symlink re-pointed). The gate notices before each gated call (:mod:`gate.runtime.reload`); if the new
+configuration does not load, every gated call is refused with the reason until it is fixed: a broken trust store
+must not keep allowing with the old one, nor fall back to allowing everything.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
-from typing import Callable, Mapping
+import logging
+from typing import Mapping
 
-from gate.errors import ConfigError, GateError
-from gate.runtime import Gate, GateConfig
+from gate.errors import GateError
+from gate.runtime import ConfigurationBroken, Gate, Rules
+from gate.runtime.gate import describe_change
 
-FileState = tuple[tuple[str, int, int, int] | None, ...]
+log = logging.getLogger("gate.integrations.mlflow")
 
 
-def _state(paths: tuple[Path, ...]) -> FileState:
-    def one(path: Path) -> tuple[str, int, int, int] | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
-
-    return tuple(one(p) for p in paths)
+def _log_change(rules: Rules | None, error: ConfigurationBroken | None) -> None:
+    (log.error if error is not None else log.info)("%s", describe_change(rules, error))
 
 
 class GateHolder:
-    """Holds the current :class:`Gate`, or the reason there is none."""
+    """Holds the current :class:`Gate`, or the reason there is none. Never raises when built."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None,
-                 loader: Callable[[GateConfig], Gate] = Gate.load) -> None:
-        self._environ = environ
-        self._loader = loader
-        self._lock = threading.Lock()
-        self._gate: Gate | None = None
-        self._error: GateError | None = None
-        self._watched: tuple[Path, ...] = ()
-        self._state: FileState = ()
-        self._load()
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._gate = Gate.follow(environ=environ, on_change=_log_change)
 
     @property
     def error(self) -> GateError | None:
         """Why the configuration does not load (None when it does)."""
-        return self._error
-
-    def _config_file(self) -> tuple[Path, ...]:
-        env = os.environ if self._environ is None else self._environ
-        return (Path(env["GATE_CONFIG"]),) if env.get("GATE_CONFIG") else ()
-
-    def _load(self) -> None:
-        watched = self._config_file()
-        state = _state(watched)  # taken before reading, so a change made during the load triggers another
-        try:
-            config = GateConfig.from_env(self._environ)
-            watched += tuple(p for p in (config.policy, config.trust, config.key) if p is not None)
-            state = _state(watched)
-            self._gate, self._error = self._loader(config), None
-        except GateError as exc:
-            self._gate, self._error = None, exc
-        except Exception as exc:  # an unexpected failure is still a configuration that does not load
-            self._gate, self._error = None, ConfigError(
-                f"the gate configuration does not load: {type(exc).__name__}: {exc}")
-        self._watched, self._state = watched, state
+        return self._gate.error
 
     def current(self) -> Gate:
-        """The gate to decide with; raises the configuration error while the configuration is broken."""
-        with self._lock:
-            if _state(self._watched) != self._state:
-                self._load()
-            if self._gate is None:
-                assert self._error is not None
-                raise self._error
-            return self._gate
+        """The gate to decide with, as the files are now (one version for the whole call); raises the
+        configuration error while the configuration is broken."""
+        return self._gate.current()

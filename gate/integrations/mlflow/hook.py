@@ -5,8 +5,11 @@ A refusal is HTTP 403 with ``{"error_code": "PERMISSION_DENIED", "message": ...}
 ``RestException`` with that code and message and does not retry (it retries 408, 429 and 5xx). Any error while
 deciding becomes such a refusal too: the gate fails closed, and a 5xx would make clients retry into it.
 
-Registry calls are decided where MLflow writes them, in its registry store (:mod:`gate.integrations.mlflow.registry`):
-the route only checks that the server's store is one the guard wraps. Artifact writes are Flask routes, seen by a
+Registry calls are decided where MLflow writes them, in its registry store (:mod:`gate.integrations.mlflow.registry`),
+under the registry lock. The route refuses, before MLflow's handler, what the request alone shows to be refused
+(``release_gate.*`` or prompt-marker tags, :func:`~gate.integrations.mlflow.routes.refusal`), drops a copy's
+copied gate tags (:mod:`~gate.integrations.mlflow.copies`), and refuses any route the surface does not know to be
+harmless (:mod:`~gate.integrations.mlflow.surface`: deny by default). Artifact writes are Flask routes, seen by a
 Flask before-request hook, except the upload MLflow's FastAPI app serves itself under uvicorn
 (``PUT …/mlflow-artifacts/artifacts/…``), seen by :class:`ArtifactWriteGuard`, an ASGI middleware in that app. Both
 hold the registry lock shared from before the check until the write is done, so no write overlaps a gated call.
@@ -20,6 +23,7 @@ import logging
 from typing import Any, Callable, Mapping
 
 from gate.integrations.mlflow import internals
+from gate.integrations.mlflow.copies import copied_gate_tags, drop_request_tags
 from gate.integrations.mlflow.artifacts import (
     EVIDENCE_LIMIT,
     ArtifactGuard,
@@ -32,7 +36,8 @@ from gate.integrations.mlflow.artifacts import (
 from gate.integrations.mlflow.gatekeeper import Deny, RegistryGate
 from gate.integrations.mlflow.lock import Held, RegistryLock, registry_lock
 from gate.integrations.mlflow.registry import StoreGuard, failure, requester
-from gate.integrations.mlflow.routes import WATCHED
+from gate.integrations.mlflow.routes import WATCHED, parse_call, refusal
+from gate.integrations.mlflow.surface import REFUSED, FlaskSurface
 
 log = logging.getLogger("gate.integrations.mlflow")
 
@@ -75,17 +80,22 @@ def install(app: Any, gatekeeper: RegistryGate | None, artifact_guard: ArtifactG
         if refused:
             log.warning("registry store methods release-gate does not know are refused: %s", ", ".join(refused))
     guard = artifact_guard or ArtifactGuard(gatekeeper.holder if gatekeeper is not None else None)  # type: ignore[arg-type]
+    surface = FlaskSurface()
 
     def before() -> Any:
         rule = request.url_rule
         if rule is None:
             return None
         key = (request.method, rule.rule)
-        if key in routes:
-            reason = _unguarded_store()
-            return deny_response(reason) if reason else None  # decided in the store, when MLflow writes
+        rpc = routes.get(key)
+        if rpc is not None:
+            return _registry_call(rpc, request)  # decided in the store, when MLflow writes
         if key in writes or key in unknown:
             return _artifact_write(guard, writes.get(key), request, lock, g)
+        if (route := surface.route(request.method, rule)).verdict == REFUSED:  # deny by default (surface.py)
+            log.info("%s", route.refusal().removeprefix("release-gate "))
+            _drain_flask(request)
+            return deny_response(route.refusal())
         return None
 
     def teardown(_exc: BaseException | None) -> None:
@@ -95,6 +105,24 @@ def install(app: Any, gatekeeper: RegistryGate | None, artifact_guard: ArtifactG
 
     app.before_request(before)
     app.teardown_request(teardown)
+
+
+def _registry_call(rpc: str, request: Any) -> Any:
+    """Refuse what the request alone shows to be refused; everything else is decided at the store."""
+    reason = _unguarded_store()
+    if reason is None:
+        try:
+            call = parse_call(rpc, internals.request_fields(rpc, request))
+            if copied := copied_gate_tags(call):  # copy_model_version: decided afresh (copies.py)
+                call = drop_request_tags(rpc, request, copied)
+            reason = refusal(call)
+        except Exception as exc:
+            log.exception("refused %s %s after an error", request.method, request.path)
+            reason = failure(exc)
+    if reason is None:
+        return None
+    log.info("%s", reason.removeprefix("release-gate "))
+    return deny_response(reason)
 
 
 def _artifact_write(guard: ArtifactGuard, call: str | None, request: Any, lock: Callable[[], RegistryLock],

@@ -35,6 +35,7 @@ import logging
 import re
 from typing import Any, Callable, Iterator, Mapping
 
+from gate.core.targets import TargetError
 from gate.errors import GateError
 from gate.integrations.mlflow import internals
 from gate.integrations.mlflow.gatekeeper import Deny, Publish, RegistryGate, Withdraw
@@ -232,6 +233,8 @@ class StoreGuard:
                             source=call.source, model_id=call.model_id, run_id=call.run_id)
                 a["tags"] = [t for t in a.get("tags") or () if not is_reserved(t.key)]
             outcome = self.gatekeeper.before(call, requester())
+        except TargetError as exc:  # a look-alike of a release target (gate.core.targets): refused, saying why
+            raise _permission_denied(f"release-gate refused {call.describe()}: {exc}") from None
         except Exception as exc:
             if not isinstance(exc, GateError):
                 log.exception("refused %s after an error", method)

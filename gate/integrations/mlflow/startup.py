@@ -11,11 +11,50 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Mapping
 
 from gate.errors import ConfigError, GateError
 from gate.runtime import Gate, GateConfig
 
 EXIT_CONFIG = 2
+#: The MLflow releases the plugin is tested on (CI runs the floor and the newest); pyproject declares exactly these.
+MLFLOW_FLOOR, MLFLOW_NEWEST = "3.17.0", "3.17.2"
+#: Set to the exact MLflow version to run the gate on an untested MLflow anyway (the administrator's decision).
+UNTESTED_ENV = "GATE_MLFLOW_UNTESTED"
+#: ``GATE_MLFLOW_AUTH=basic-auth``: serve MLflow's basic-auth app with the gate installed on it.
+AUTH_ENV, BASIC_AUTH = "GATE_MLFLOW_AUTH", "basic-auth"
+
+
+def deployment_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the plugin must not serve in this environment (an untested MLflow, an unknown ``GATE_MLFLOW_AUTH``), None
+    if it may."""
+    env = os.environ if environ is None else environ
+    auth = env.get(AUTH_ENV)
+    if auth not in (None, "", BASIC_AUTH):
+        return f"{AUTH_ENV}={auth!r} is not an app release-gate can serve beside; use {AUTH_ENV}={BASIC_AUTH} or unset it"
+    return untested_mlflow(environ=env)
+
+
+def untested_mlflow(version: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the installed MLflow (or ``version``) is not one to gate, None if it is (or the administrator opted in for
+    exactly this version)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    from packaging.version import InvalidVersion, Version
+
+    env = os.environ if environ is None else environ
+    try:
+        found = version or installed("mlflow")
+        if Version(MLFLOW_FLOOR) <= Version(found) <= Version(MLFLOW_NEWEST):
+            return None
+    except (PackageNotFoundError, InvalidVersion):
+        found = version or "unknown"
+    if env.get(UNTESTED_ENV) == found:
+        return None
+    return (f"mlflow {found} is not a version release-gate is tested with ({MLFLOW_FLOOR} to {MLFLOW_NEWEST}), so it "
+            f"cannot vouch that every route that writes the registry is gated; install mlflow {MLFLOW_NEWEST} or a "
+            f"release-gate that supports {found}, or set {UNTESTED_ENV}={found} to run it anyway")
 
 
 def _in_mlflow_server_command() -> bool:
@@ -41,6 +80,14 @@ def check_before_server_start() -> None:
     """Exit ``mlflow server`` with status 2 and the reason if the configuration does not load."""
     if not _in_mlflow_server_command():
         return
+    problem = deployment_problem()
+    if problem is not None:
+        sys.stderr.write(f"release-gate: refusing to start the MLflow server: {problem}\n")
+        sys.stderr.flush()
+        raise SystemExit(EXIT_CONFIG)
+    if os.environ.get(UNTESTED_ENV):
+        sys.stderr.write(f"release-gate: warning: running on mlflow {os.environ[UNTESTED_ENV]}, which it is not tested "
+                         f"with ({UNTESTED_ENV} is set)\n")
     try:
         gate = Gate.load(GateConfig.from_env())
         _check_mlflow()
@@ -59,6 +106,7 @@ def _check_mlflow() -> None:
 
     from gate.integrations.mlflow.internals import artifact_write_routes, registry_routes, unserved_routes
     from gate.integrations.mlflow.routes import WATCHED
+    from gate.integrations.mlflow.surface import REFUSED, FlaskSurface
 
     try:
         routes = registry_routes(WATCHED)
@@ -68,4 +116,8 @@ def _check_mlflow() -> None:
     unserved = unserved_routes(routes, flask_app)
     if unserved:
         raise ConfigError(f"this MLflow does not serve {', '.join(unserved)} through Flask, where the gate's hook "
-                          "runs, so it cannot guard them (release-gate supports mlflow 3.3 to 3.17)")
+                          f"runs, so it cannot guard them (release-gate supports mlflow {MLFLOW_FLOOR} to "
+                          f"{MLFLOW_NEWEST})")
+    refused = [r for r in FlaskSurface().routes(flask_app) if r.verdict == REFUSED]
+    sys.stderr.write(f"release-gate: {len(refused)} route(s) refused because they write past the gate; "
+                     "`gate mlflow routes` lists every route\n")

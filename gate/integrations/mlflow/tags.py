@@ -18,6 +18,8 @@ TIER = PREFIX + "tier"
 DECISION = PREFIX + "decision"
 DIGEST = PREFIX + "digest"
 LOG_INDEX = PREFIX + "log_index"  # where the decision sits in the gate's log, for auditors
+#: MLflow's mark of a prompt (``mlflow.prompt.constants.IS_PROMPT_TAG_KEY``), on prompt versions and prompts.
+PROMPT_MARKER = "mlflow.prompt.is_prompt"
 
 
 def is_reserved(key: str | None) -> bool:

@@ -1,15 +1,16 @@
-"""The tier a registry call needs: a lookup in the policy's ``targets.mlflow`` table, nothing more.
+"""The tier a registry call needs: the core's target rule (:mod:`gate.core.targets`) applied to the call.
 
-Names are compared case-insensitively. MLflow folds stage names itself (``production`` becomes ``Production``), and
-an alias or tag value that differs only in case from a release target is read as that target by people and by
-case-insensitive tooling, so it must not slip past the gate.
+Names are normalised as the core does it (case, Unicode NFKC, surrounding whitespace): MLflow folds stage names
+itself (``production`` becomes ``Production``), and an alias or tag value that differs only in case or width from a
+release target is read as that target by people and by case-insensitive tooling. A look-alike of a release target
+(``prоduction`` with a Cyrillic ``о``, ``pro duction``) raises :class:`~gate.core.targets.ConfusableTarget`: the call
+is refused, never passed as if it published nowhere.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
-
 from gate.core.policy import Policy
+from gate.core.targets import ALIAS, MLFLOW, REGISTRATION, STAGE, TAG, Target, is_mapped, mapped_tag_key, mapped_tier
 from gate.integrations.mlflow.routes import (
     CREATE_VERSION,
     DELETE_ALIAS,
@@ -22,44 +23,36 @@ from gate.integrations.mlflow.routes import (
 )
 
 
-def _lookup(table: Mapping[str, str], name: str | None) -> str | None:
-    if name is None:
-        return None
-    folded = name.casefold()
-    return next((tier for key, tier in table.items() if key.casefold() == folded), None)
-
-
-def _tag_tier(policy: Policy, key: str | None, value: str | None) -> str | None:
-    values = next((v for k, v in policy.mlflow.tags.items() if key is not None and k.casefold() == key.casefold()), None)
-    return _lookup(values, value) if values is not None else None
+def _tag(key: str | None, value: str | None) -> Target:
+    return Target(MLFLOW, TAG, key or "", value or "")
 
 
 def tier_for(call: Call, policy: Policy) -> str | None:
     """The tier the call publishes to, or None when it publishes nowhere the policy names (it passes untouched).
+    Raises :class:`~gate.core.targets.ConfusableTarget` for a look-alike of a release target.
 
     A new version is registered at ``registration`` or, if it is created with release tags, at the highest tier
     those tags name: tags set at creation are as much a publication as tags set later.
     """
-    targets = policy.mlflow
     if call.rpc == CREATE_VERSION:
-        tiers = [targets.registration] + [t for k, v in call.tags if (t := _tag_tier(policy, k, v))]
+        tiers = [policy.mlflow.registration] + [t for k, v in call.tags if (t := mapped_tier(policy, _tag(k, v)))]
         return max(tiers, key=policy.rank)
     if call.rpc == UPDATE_VERSION:
-        return targets.registration
+        return mapped_tier(policy, Target(MLFLOW, REGISTRATION))
     if call.rpc == SET_ALIAS:
-        return _lookup(targets.aliases, call.alias)
+        return mapped_tier(policy, Target(MLFLOW, ALIAS, call.alias or ""))
     if call.rpc == SET_TAG:
-        return _tag_tier(policy, call.tag_key, call.tag_value)
+        return mapped_tier(policy, _tag(call.tag_key, call.tag_value))
     if call.rpc == TRANSITION_STAGE:
-        return _lookup(targets.stages, call.stage)
+        return mapped_tier(policy, Target(MLFLOW, STAGE, call.stage or ""))
     return None
 
 
 def is_release_target(call: Call, policy: Policy) -> bool:
-    """Whether a deletion takes back something the policy treats as a release (worth recording)."""
+    """Whether a deletion takes back something the policy treats as a release, or a look-alike of it (worth
+    recording)."""
     if call.rpc == DELETE_ALIAS:
-        return _lookup(policy.mlflow.aliases, call.alias) is not None
+        return is_mapped(policy, Target(MLFLOW, ALIAS, call.alias or ""))
     if call.rpc == DELETE_TAG:
-        folded = (call.tag_key or "").casefold()
-        return any(k.casefold() == folded for k in policy.mlflow.tags)
+        return mapped_tag_key(policy, call.tag_key or "")
     return False
