@@ -280,7 +280,7 @@ def evaluation_from_test_result(predicate: Mapping[str, Any]) -> Evaluation:
     """
     predicate = _object(predicate, "predicate")
     result = predicate.get("result")
-    if result not in _TEST_RESULT_SCORES:
+    if not isinstance(result, str) or result not in _TEST_RESULT_SCORES:
         raise AttestationFormatError(f"predicate.result is {result!r}, expected PASSED, WARNED or FAILED")
     configuration = predicate.get("configuration") or []
     if not isinstance(configuration, list) or not configuration or not isinstance(configuration[0], Mapping):

@@ -184,14 +184,25 @@ def _strict_loader() -> Any:
                     seen[key] = line
             return super().construct_mapping(node, deep=deep)
 
+        def construct_yaml_str(self, node: Any) -> Any:
+            value = super().construct_yaml_str(node)
+            if _SURROGATE.search(value):  # only a \uD800-\uDFFF escape makes one; no encoder would take it
+                raise ConfigError(f"{self.source}: line {node.start_mark.line + 1}: text with an unpaired surrogate "
+                                  "escape (\\uD800-\\uDFFF) is not valid Unicode; write the character itself")
+            return value
+
         def construct_yaml_map(self, node: Any) -> Any:
             data = YamlMapping(node.start_mark.line + 1)
             yield data
             data.update(self.construct_mapping(node))
 
     StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
+    StrictLoader.add_constructor("tag:yaml.org,2002:str", StrictLoader.construct_yaml_str)
     _LOADER = StrictLoader
     return _LOADER
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -359,6 +359,9 @@ def _is_pickle(data: bytes, complete: bool) -> bool:
             if op.name in ("GLOBAL", "INST") and not _IMPORTABLE.fullmatch(str(arg)):
                 return False  # not a module and a name: the loader's import fails before anything runs
             before, after = op.stack_before, op.stack_after
+            if op.name == "POP" and marks and depth == marks[-1]:
+                marks.pop()  # the loader's POP with nothing above the last mark pops the mark itself
+                continue
             if pickletools.markobject in before:
                 if not marks:
                     return False  # the loader fails here: no mark to pop to

@@ -288,6 +288,9 @@ def verify_all(
             accepted.append(verify_attestation(item, store, model, now, skew, catalogue))
         except GateError as exc:
             rejected.append(Rejection(item.source, item.digest, bounded(str(exc))))
+        except Exception as exc:  # each file is judged alone: a defect in reading one rejects it, not the check
+            rejected.append(Rejection(item.source, item.digest, bounded(
+                f"could not be judged ({type(exc).__name__}: {exc}); rejected. Please report it")))
     return VerificationReport(tuple(accepted), tuple(rejected))
 
 

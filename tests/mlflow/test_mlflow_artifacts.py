@@ -170,3 +170,39 @@ def test_a_refused_write_is_in_the_gate_log_with_the_version_it_protects(
     assert (refusal["model"], refusal["version"]) == (version.name, version.version)
     assert "write refused" not in [e["context"].get("event") for e in entries[:-1]]
     assert f"refused uploading artifact '{refusal['path']}'" in gate_server.server.log_text()
+
+
+def test_evidence_added_to_a_frozen_version_must_be_small_well_formed_attestations(
+        registry: Registry, gate_server: GateServer, tmp_path: Path) -> None:
+    """An upload into a frozen version's ``.attestations/`` that is not an attestation (a 17 MiB file, junk) would make
+    every later decision on the version fail, and could not be deleted: refused, through the upload MLflow's FastAPI
+    app serves and through the UI's upload (a Flask route), whose handlers then get the checked bytes unchanged."""
+    model = registry.log_model()
+    registry.register(model)
+    location = registry.client.get_logged_model(model.model_id).artifact_location
+    stored = location.removeprefix("mlflow-artifacts:").lstrip("/")
+    url = f"{gate_server.server.url}/api/2.0/mlflow-artifacts/artifacts/{stored}/.attestations"
+    good = hosted_evidence(registry.world, model.manifest)[0].data
+    for name, body, reason in (("big.json", b" " * (17 * 1024 * 1024), "larger than"),
+                               ("junk.json", b"not an attestation", "not a DSSE envelope or OMS bundle"),
+                               ("lines.jsonl", good.replace(b"\n", b"") + b"\n{}\n", "line 2")):
+        response = requests.put(f"{url}/{name}", data=body, timeout=60)
+        assert response.status_code == 403 and reason in response.json()["message"], (name, response.text)
+        assert not gate_server.stored_file(location, ".attestations", name).exists()
+    assert requests.put(f"{url}/evalco.json", data=good, timeout=60).status_code == 200
+    assert gate_server.stored_file(location, ".attestations", "evalco.json").read_bytes() == good
+
+    run = registry.client.create_run(registry.experiment_id)  # the UI's upload, into a version registered from a run
+    registry.client.log_artifacts(run.info.run_id, str(model.local), "weights")
+    name = registry.unique("reg")
+    registry.client.create_registered_model(name)
+    registry.client.create_model_version(name, f"runs:/{run.info.run_id}/weights", run_id=run.info.run_id)
+    ui = f"{gate_server.server.url}/ajax-api/2.0/mlflow/upload-artifact"
+    response = requests.post(ui, params={"run_uuid": run.info.run_id, "path": "weights/.attestations/x.json"},
+                             data=b"{}", timeout=60)
+    assert response.status_code == 403 and "not a DSSE envelope" in response.json()["message"]
+    response = requests.post(ui, params={"run_uuid": run.info.run_id, "path": "weights/.attestations/evalco.json"},
+                             data=good, timeout=60)
+    assert response.status_code == 200, response.text
+    fetched = registry.client.download_artifacts(run.info.run_id, "weights/.attestations/evalco.json", str(tmp_path))
+    assert Path(fetched).read_bytes() == good

@@ -67,3 +67,23 @@ def test_the_gate_on_a_postgresql_backend_store(fresh_database: str, tmp_path: P
         assert registry.tags(version.name, version.version)["release_gate.tier"] == "hosted"
     finally:
         server.stop()
+
+
+def test_the_registry_lock_is_an_advisory_lock_every_worker_of_the_database_shares(
+        fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gate.integrations.mlflow import lock as lock_module
+    from gate.integrations.mlflow.lock import LockTimeout, RegistryLock, backend_for
+
+    monkeypatch.setattr(lock_module, "WAIT_SECONDS", 0.2)
+    worker, other = RegistryLock(backend_for(fresh_database)), RegistryLock(backend_for(fresh_database))
+    with worker.exclusive():
+        with pytest.raises(LockTimeout):
+            other.shared()
+    upload = worker.shared()
+    other.shared().release()  # shared holds coexist
+    with pytest.raises(LockTimeout):
+        with other.exclusive():
+            pass
+    upload.release()
+    with other.exclusive():  # released, also when its connection went back to the pool
+        pass

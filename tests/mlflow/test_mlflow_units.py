@@ -304,7 +304,14 @@ class _Guard(ArtifactGuard):
         return self.outcome
 
 
-def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403() -> None:
+def file_lock(tmp_path: Path):
+    from gate.integrations.mlflow.lock import FileLock, RegistryLock
+
+    lock = RegistryLock(FileLock(tmp_path / "registry.lock"))
+    return lambda: lock
+
+
+def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403(tmp_path: Path) -> None:
     from flask import Flask
 
     from gate.integrations.mlflow.hook import install
@@ -314,7 +321,7 @@ def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403() -> N
                      lambda artifact_path: "{}", methods=["GET", "PUT", "DELETE"])
     app.add_url_rule("/api/2.0/mlflow/runs/log-metric", "_log_metric", lambda: "{}", methods=["POST"])
     guard = _Guard(Deny("release-gate refused it"))
-    install(app, None, guard)  # type: ignore[arg-type]  (no registry call is made here)
+    install(app, None, guard, file_lock(tmp_path))  # type: ignore[arg-type]  (no registry call is made here)
     client = app.test_client()
     response = client.delete("/api/2.0/mlflow-artifacts/artifacts/1/models/x/artifacts")
     assert response.status_code == 403 and response.json == {"error_code": "PERMISSION_DENIED",
@@ -332,7 +339,7 @@ def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403() -> N
     assert client.put("/api/2.0/mlflow-artifacts/artifacts/..%2f..%2fetc/x", data=b"").status_code == 403
 
 
-def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself() -> None:
+def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself(tmp_path: Path) -> None:
     import asyncio
     import json
 
@@ -361,7 +368,7 @@ def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself() 
         scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "root_path": "",
                  "query_string": b"", "headers": [(b"host", b"127.0.0.1:5000")], "client": ("10.0.0.7", 1234),
                  "scheme": "http", "server": ("127.0.0.1", 5000)}
-        asyncio.run(ArtifactWriteGuard(inner, guard, routes)(scope, receive, send))
+        asyncio.run(ArtifactWriteGuard(inner, guard, routes, file_lock(tmp_path))(scope, receive, send))
         if not sent:
             return None, {}
         assert not chunks  # the refused upload's body was read before answering
@@ -393,3 +400,75 @@ def test_every_artifact_write_this_mlflow_serves_is_one_the_gate_understands() -
     assert internals.unknown_artifact_writes(flask_app, routes) == frozenset()
     assert internals.native_upload_path("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/a/b") == "1/a/b"
     assert internals.native_upload_path("DELETE", "/api/2.0/mlflow-artifacts/artifacts/1/a/b") is None
+
+
+# --- the registry lock and the store guard -------------------------------------------------------------------------
+
+
+def test_the_registry_lock_excludes_writers_lets_uploads_share_and_is_re_entrant(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from gate.integrations.mlflow import lock as lock_module
+    from gate.integrations.mlflow.lock import FileLock, LockTimeout, RegistryLock
+
+    monkeypatch.setattr(lock_module, "WAIT_SECONDS", 0.0)  # a lock that is taken is reported at once
+    lock = RegistryLock(FileLock(tmp_path / "registry.lock"))
+    other = RegistryLock(FileLock(tmp_path / "registry.lock"))  # another worker's
+    outcomes: list[str] = []
+
+    def try_in_thread(attempt) -> None:
+        def run() -> None:
+            try:
+                attempt()
+                outcomes.append("got it")
+            except LockTimeout as exc:
+                outcomes.append(str(exc))
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+
+    def exclusive() -> None:
+        with other.exclusive():
+            pass
+
+    with lock.exclusive():
+        with lock.exclusive():  # a store method calling another one
+            lock.shared().release()  # and an upload the same thread makes: covered by its exclusive hold
+        try_in_thread(exclusive)
+        try_in_thread(lambda: other.shared().release())
+    assert outcomes[0].startswith("the registry is busy") and outcomes[1].startswith("the registry is busy")
+    upload = lock.shared()
+    try_in_thread(lambda: other.shared().release())  # uploads do not wait for each other
+    try_in_thread(exclusive)  # a gated call waits for the upload
+    upload.release()
+    try_in_thread(exclusive)
+    assert outcomes[2:] == ["got it", outcomes[3], "got it"] and outcomes[3].startswith("the registry is busy")
+
+
+def test_the_lock_lives_in_the_backend_store_and_other_backends_refuse_registry_writes(tmp_path: Path) -> None:
+    from gate.integrations.mlflow.lock import FileLock, PostgresLock, Unsupported, backend_for
+
+    sqlite = backend_for(f"sqlite:///{tmp_path}/mlflow.db")
+    assert isinstance(sqlite, FileLock) and sqlite.path == tmp_path / "mlflow.db.release-gate.lock"
+    assert isinstance(backend_for("postgresql+psycopg://u@h/db"), PostgresLock)
+    for uri in ("mysql://u@h/db", "sqlite://", "file:///tmp/mlruns", "not a uri"):
+        backend = backend_for(uri)
+        assert isinstance(backend, Unsupported)
+        with pytest.raises(ConfigError, match="cannot lock"):
+            backend.acquire(shared=False)
+
+
+def test_every_public_method_of_this_mlflow_s_registry_store_is_classified_and_unknown_ones_are_refused() -> None:
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    from gate.integrations.mlflow.registry import unknown_methods
+
+    assert unknown_methods(SqlAlchemyStore) == []
+
+    class Newer(SqlAlchemyStore):  # a future MLflow's store with a write the gate has never seen
+        def promote_model_version(self, name: str, version: str) -> None: ...
+
+        def get_something(self) -> None: ...  # reads are recognised by name
+
+    assert unknown_methods(Newer) == ["promote_model_version"]

@@ -13,19 +13,6 @@ import pytest
 
 #: case id -> why it fails today and which work fixes it.
 OPEN: dict[str, str] = {
-    # Issue 9 finding 6 (each file judged alone): an unsigned in-toto test-result envelope whose "result" is a list
-    # raises TypeError in evaluation_from_test_result before any signature check: internal error, exit 1.
-    "hostile-test-result-unhashable-result-folder": "h/parsing: evaluation_from_test_result raises TypeError",
-    "hostile-test-result-unhashable-result-argument": "h/parsing: evaluation_from_test_result raises TypeError",
-    # Found by the long fuzz run: a lone surrogate escape in a trust store written as JSON reaches PEM encoding.
-    "yaml-trust-pem-lone-surrogate": "h/parsing: a lone surrogate in a trust store's pem is UnicodeEncodeError (exit 1)",
-    "fuzz-trust-store": "h/parsing: a lone surrogate in a trust store's pem is UnicodeEncodeError (corpus entry)",
-    # Found by the excluded-path fuzz target: MARK, POP in front of a protocol-0 pickle keeps it loadable but the
-    # classifier calls it UTF-8 text, under excluded paths and as a model file alike.
-    "fuzz-excluded-path-rule": "h/content: b'(0' + protocol-0 pickle is classified as text",
-    "hidden-gitattributes-mark-pop-pickle": "h/content: b'(0' + protocol-0 pickle is classified as text",
-    "formats-pickle-protocol0-mark-pop-named-txt": "h/content: b'(0' + protocol-0 pickle is classified as text",
-    "fuzz-test-result-predicate": "h/parsing: evaluation_from_test_result raises TypeError on a list 'result'",
 }
 
 

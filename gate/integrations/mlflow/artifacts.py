@@ -10,7 +10,13 @@ carries the gate's digest, or, for a delete, if a gated version's files lie insi
 
 One exception: attestation files may still be added to the ``.attestations/`` folder of a gated version. That folder
 is not part of the model's identity (the digest does not cover it), every decision verifies again whatever is in it,
-and evaluators attach evidence to a registered version there before it is promoted.
+and evaluators attach evidence to a registered version there before it is promoted. Such an upload must be a plain
+upload (not multipart, not a presigned URL: the server must see the bytes), at most :data:`EVIDENCE_LIMIT` bytes,
+and parse as attestations (DSSE envelopes, one per line in ``.jsonl``, or OMS bundles); otherwise one junk file there
+would make every later decision on the version fail, and it could not be deleted.
+
+Every artifact write through the server holds the registry lock shared while it runs (:mod:`hook`), so none overlaps
+a gated call, which holds it exclusively from before it hashes the files until its decision tags are written.
 
 Finding the versions a write touches (correctness first, uploads are not a hot path, nothing is cached): MLflow keeps
 a run's files under ``<experiment location>/<run id>/artifacts`` and a logged model's under
@@ -23,11 +29,14 @@ compared with every gated version.
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Union
 
+from gate.core import oms
+from gate.core.dsse import Envelope
 from gate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES, parse_digest
 from gate.errors import GateError, InputError
 from gate.integrations.mlflow import internals
@@ -39,6 +48,11 @@ log = logging.getLogger("gate.integrations.mlflow")
 
 #: The ``rpc`` recorded in the gate's log for a refused artifact write.
 RPC = "ArtifactWrite"
+#: The largest attestation file accepted into a gated version's ``.attestations/`` (a signed evaluation statement
+#: is a few KiB; the core reads at most 16 MiB per file, and a larger one would fail every later decision).
+EVIDENCE_LIMIT = 1024 * 1024
+#: The calls whose bytes the server sees, so that evidence uploaded with them can be checked before it lands.
+EVIDENCE_CALLS = frozenset({internals.UPLOAD_ARTIFACT, internals.UI_UPLOAD})
 
 _VERBS = {
     internals.UPLOAD_ARTIFACT: "uploading artifact",
@@ -90,17 +104,60 @@ def frozen_by(write: ArtifactWrite, versions: Iterable[tuple[GatedVersion, Place
     return hits
 
 
+def evidence_for(write: ArtifactWrite, versions: Iterable[tuple[GatedVersion, Place]]) -> list[GatedVersion]:
+    """The gated versions into whose ``.attestations/`` folder ``write`` adds an attestation file."""
+    return [version for version, files in versions if not write.deletes and _within(write.target, files)
+            and _attestation_file(write.target[len(files):])]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An attestation file uploaded into gated versions' ``.attestations/``: allowed once its bytes are checked
+    (:func:`check_evidence`)."""
+
+    write: ArtifactWrite
+    versions: tuple[GatedVersion, ...]
+
+
+def check_evidence(evidence: Evidence, data: bytes) -> Deny | None:
+    """Deny unless ``data`` (the whole upload) is a small, well-formed attestation file."""
+    version = evidence.versions[0]
+    where = (f"release-gate refused {evidence.write.describe()}: only attestation files may be added to the "
+             f"'{ATTESTATION_DIR}/' folder of model version {version.name}/{version.version}, whose files are frozen")
+    if len(data) > EVIDENCE_LIMIT:
+        return Deny(f"{where}; this one is larger than {EVIDENCE_LIMIT} bytes")
+    items = [line for line in data.splitlines() if line.strip()] if evidence.write.path.endswith(".jsonl") else [data]
+    if not items:
+        return Deny(f"{where}; this one is empty")
+    for number, item in enumerate(items, 1):
+        try:
+            if oms.is_oms_bundle(item):
+                if not isinstance(json.loads(item), dict):
+                    raise ValueError("not a JSON object")
+            else:
+                Envelope.from_json(item)
+        except Exception as exc:
+            line = f" (line {number})" if len(items) > 1 else ""
+            return Deny(f"{where}; this one{line} is not a DSSE envelope or OMS bundle: {exc}")
+    return None
+
+
 class ArtifactGuard:
     """Refuses artifact writes that would change the files of a gated version."""
 
     def __init__(self, holder: GateHolder) -> None:
         self._holder = holder
 
-    def before(self, write: ArtifactWrite, requester: Mapping[str, str]) -> Deny | None:
-        """Deny if ``write`` touches a gated version's files. Exceptions mean: refuse (fail closed)."""
-        hits = frozen_by(write, self._candidates(write))
+    def before(self, write: ArtifactWrite, requester: Mapping[str, str]) -> Union[Deny, Evidence, None]:
+        """Deny if ``write`` touches a gated version's files; :class:`Evidence` if it adds an attestation file to
+        them (the caller checks its bytes). Exceptions mean: refuse (fail closed)."""
+        candidates = self._candidates(write)
+        hits = frozen_by(write, candidates)
+        evidence = evidence_for(write, candidates)
+        if evidence and write.call not in EVIDENCE_CALLS:
+            hits = hits or evidence  # a multipart or presigned upload: the server never sees its bytes
         if not hits:
-            return None
+            return Evidence(write, tuple(evidence)) if evidence else None
         first = hits[0]
         others = f" (and {len(hits) - 1} other gated version(s) with files there)" if len(hits) > 1 else ""
         message = (f"release-gate refused {write.describe()}: the artifacts of model version {first.name}/"

@@ -1,8 +1,10 @@
-"""One registry call in, one outcome out: pass it, refuse it, or let it through and show the decision afterwards.
+"""One registry call in, one outcome out: pass it, refuse it, or let it through with the decision tags to write.
 
 This is the adapter proper: it finds the weights a call publishes, hands them with their attestations to
 :meth:`gate.runtime.Gate.decide` and turns the :class:`~gate.core.decision.Decision` into an outcome. What a tier
 requires is the core's business; which tier a call needs is the policy's ``targets.mlflow`` table (``targets``).
+It is called by the store guard (:mod:`gate.integrations.mlflow.registry`) with the registry lock held, so what it
+resolves is what MLflow then writes.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ class Deny:
 
 @dataclass(frozen=True)
 class Publish:
-    """Allowed: once MLflow has carried the call out, show the decision on the version."""
+    """Allowed: the decision is shown on the version (``tags``) in the same step as MLflow's write (see
+    :mod:`gate.integrations.mlflow.registry`)."""
 
     call: Call
     tags: Mapping[str, str]
-    version: str | None  # None for a version being created: its number is in MLflow's response
+    version: str | None  # None for a version being created: its tags go into the creation itself
+    existing: Mapping[str, str] = field(default_factory=dict)  # the version's tags when it was decided on
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class RegistryGate:
         decision, log_index = self._decide(gate, tier, location, call, requester)
         if not decision.allowed:
             return Deny(f"release-gate refused {call.describe()}: {decision.summary()}")
-        return Publish(call, decision_tags(decision, gate.policy, existing, log_index), call.version)
+        return Publish(call, decision_tags(decision, gate.policy, existing, log_index), call.version, existing)
 
     @staticmethod
     def _weights(call: Call) -> tuple[str, dict[str, str]] | None:
@@ -141,15 +145,7 @@ class RegistryGate:
             context["version"] = version.version
         return Withdraw(call, version, context)
 
-    def after(self, outcome: Publish | Withdraw, response: Mapping[str, Any] | None) -> None:
-        """Run once MLflow has carried the call out successfully."""
-        if isinstance(outcome, Publish):
-            version = outcome.version or internals.version_from_response(response or {})
-            internals.set_tags(outcome.call.name, version, outcome.tags)
-            return
-        self._record_withdrawal(outcome)
-
-    def _record_withdrawal(self, outcome: Withdraw) -> None:
+    def record_withdrawal(self, outcome: Withdraw) -> None:
         """Recorded in the gate's log as a decision at the lowest tier, which has nothing to refuse.
 
         The log records decisions, so taking a release back is logged as one, with the event in its context. It
@@ -161,3 +157,16 @@ class RegistryGate:
         if not (gate.config.log or gate.config.server) or not digest:
             return
         gate.decide(gate.policy.tier_names[0], parse_digest(digest), (), outcome.context)
+
+    def record_event(self, describe: str, versions: list[internals.GatedVersion], context: Mapping[str, Any]) -> None:
+        """Record a registry event that moves or removes gated versions (a registered model renamed or deleted, a
+        version deleted): one entry per version, as a withdrawal is recorded (a decision at the lowest tier about the
+        version's digest, the event in its context). Raises when it cannot be recorded: the event is then refused.
+        """
+        gate = self._holder.current()  # a broken configuration raises: nothing can be recorded
+        log.info("%s (%d gated version(s))", describe, len(versions))
+        if not (gate.config.log or gate.config.server):
+            return
+        for version in versions:
+            gate.decide(gate.policy.tier_names[0], parse_digest(version.digest), (),
+                        {**context, "model": version.name, "version": version.version})

@@ -128,9 +128,23 @@ def set_tags(name: str, version: str, tags: Mapping[str, str]) -> None:
         store.set_model_version_tag(name, version, ModelVersionTag(key=key, value=value))
 
 
-def version_from_response(body: Mapping[str, Any]) -> str:
-    """The version number in a CreateModelVersion response."""
-    return str(body["model_version"]["version"])
+def restore_tags(name: str, version: str, existing: Mapping[str, str], written: Mapping[str, str]) -> None:
+    """Put the tags ``written`` back to their values in ``existing`` (deleted where they had none)."""
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    store = _registry()
+    for key in written:
+        if key in existing:
+            store.set_model_version_tag(name, version, ModelVersionTag(key=key, value=existing[key]))
+        else:
+            store.delete_model_version_tag(name, version, key)
+
+
+def guards_store() -> bool:
+    """Whether the server's registry store is MLflow's SQL store, the one the store guard wraps."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    return isinstance(_registry(), SqlAlchemyStore)
 
 
 def new_version_location(source: str, model_id: str | None, run_id: str | None) -> str:
@@ -445,7 +459,7 @@ def gated_versions(ids: frozenset[str] | None) -> list[GatedVersion]:
     return _gated_versions_searched(store, ids)
 
 
-def _gated_versions_sql(store: Any, ids: frozenset[str] | None) -> list[GatedVersion]:
+def _gated_versions_sql(store: Any, ids: frozenset[str] | None, name: str | None = None) -> list[GatedVersion]:
     from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
     from mlflow.store.model_registry.dbmodels.models import SqlModelVersion as V
     from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag as T
@@ -465,9 +479,21 @@ def _gated_versions_sql(store: Any, ids: frozenset[str] | None) -> list[GatedVer
             for one in sorted(ids):
                 mentions += [V.source.contains(one, autoescape=True), V.storage_location.contains(one, autoescape=True)]
             query = query.filter(or_(*mentions))
+        if name is not None:
+            query = query.filter(V.name == name)
         rows = query.all()
     return [GatedVersion(name, str(version), str(digest or ""), str(location or source or ""), run_id)
             for name, version, source, location, run_id, digest in rows]
+
+
+def gated_versions_of(name: str, version: str | None = None) -> list[GatedVersion]:
+    """The gated versions of registered model ``name`` (only ``version``, if given)."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    store = _registry()
+    if not isinstance(store, SqlAlchemyStore):
+        raise InputError("the registry store is not MLflow's SQL store; release-gate cannot guard it")
+    return [v for v in _gated_versions_sql(store, None, name) if version is None or v.version == version]
 
 
 def _gated_versions_searched(store: Any, ids: frozenset[str] | None) -> list[GatedVersion]:
