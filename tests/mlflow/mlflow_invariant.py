@@ -93,7 +93,7 @@ class Invariant:
         return states
 
     def _allowed_rank(self, digest: str) -> int:
-        from gate.core.log.store import open_store
+        from gate.core.log.backends import open_store
 
         store = open_store(str(self.log_path))
         try:

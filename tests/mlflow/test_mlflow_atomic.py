@@ -167,7 +167,7 @@ def test_a_server_side_writer_is_gated_at_the_registry_store(tmp_path: Path, key
     from mlflow.exceptions import MlflowException
     from mlflow.server import BACKEND_STORE_URI_ENV_VAR, handlers
 
-    from gate.core.log.store import open_store
+    from gate.core.log.backends import open_store
     from gate.core.manifest import hash_model
     from gate.integrations.mlflow.gatekeeper import RegistryGate
     from gate.integrations.mlflow.holder import GateHolder
@@ -222,7 +222,7 @@ def test_renaming_or_deleting_a_model_that_holds_gated_versions_is_a_gated_event
     recorded (a broken configuration), instead of happening unrecorded."""
     from mlflow.exceptions import RestException
 
-    from gate.core.log.store import open_store
+    from gate.core.log.backends import open_store
 
     model = registry.log_model()
     version = registry.register(model)
