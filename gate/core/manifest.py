@@ -46,6 +46,10 @@ DEFAULT_IGNORES: tuple[str, ...] = OMS_DEFAULT_IGNORES + (ATTESTATION_DIR,)
 ATTESTATION_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".dsse", ".sig", ".intoto", ".bundle")
 #: Excluded paths are left out of the identity, so what they may hold is bounded: text files up to this size.
 MAX_EXCLUDED_TEXT_BYTES = 1024 * 1024
+#: What all excluded paths of one model may hold together. Each file is judged by content, but an envelope's payload
+#: or a text file can still carry bytes; without a total, a thousand 16 MiB attestation files would carry a model.
+MAX_EXCLUDED_FILES = 1000
+MAX_EXCLUDED_TOTAL_BYTES = 64 * 1024 * 1024
 #: Excluded names that must be folders (a plain file of that name is refused) and ones that must be files.
 EXCLUDED_FOLDERS: tuple[str, ...] = (ATTESTATION_DIR, ".github")
 EXCLUDED_FILES: tuple[str, ...] = (".gitattributes", ".gitignore")
@@ -276,6 +280,7 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git
     """
     root_real = root.resolve()
     entries: list[ModelFile] = []
+    excluded_files: list[tuple[str, int]] = []
     stack: list[tuple[bytes, str]] = [(os.fsencode(root), "")]
     while stack:
         dir_bytes, rel_dir = stack.pop()
@@ -297,10 +302,28 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git
             else:
                 raise ModelError(f"{rel}: is a special file (device, socket or FIFO); a model holds regular files only")
             if excluded:
+                excluded_files.append((found.path, found.size))
+                check_excluded_budget(excluded_files)  # before reading: a flood of files stops early
                 _check_excluded_file(found)
             else:
                 entries.append(found)
     return entries
+
+
+def check_excluded_budget(items: Iterable[tuple[str, int]], where: str = "") -> None:
+    """Refuse a model whose excluded paths (``(path, size)`` of every file left out of its identity) hold more files
+    or bytes together than :data:`MAX_EXCLUDED_FILES` / :data:`MAX_EXCLUDED_TOTAL_BYTES`: what is outside the digest
+    stays small whatever each file passes. Raises ModelError."""
+    count = total = 0
+    for _path, size in items:
+        count += 1
+        total += size
+    if count > MAX_EXCLUDED_FILES or total > MAX_EXCLUDED_TOTAL_BYTES:
+        prefix = f"{where}: " if where else ""
+        raise ModelError(f"{prefix}{count} files of {total} bytes under excluded paths ({ATTESTATION_DIR}/, .github/, "
+                         f".gitattributes, .gitignore) is over the limit of {MAX_EXCLUDED_FILES} files and "
+                         f"{MAX_EXCLUDED_TOTAL_BYTES} bytes for what is left out of the model's identity; keep "
+                         "attestations and repository text small, and move anything else into the model")
 
 
 def git_dir_refusal(rel: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from gate.core.dsse import MAX_ENVELOPE_BYTES
 from gate.core.formats import classify
-from gate.core.manifest import ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest, default_workers
+from gate.core.manifest import ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest, check_excluded_budget, default_workers
 from gate.core.verify import AttestationInput
 from gate.errors import InputError, ModelError
 from gate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,
@@ -376,6 +376,8 @@ def resulting_model(api: Any, base: RemoteRevision, plan: CommitPlan,
     kept = remaining_paths(base, plan)
     label = f"{base.label} + commit"
     check_tree_paths(list(kept) + list(plan.writes), label)
+    check_excluded_budget([(p, base.files[p].size) for p in kept if is_ignored(p)]
+                          + [(p, d.size) for p, d in plan.writes.items() if is_ignored(p)], label)
     remote.excluded_content(api, base, kept, token)  # what the base keeps under excluded paths, judged by content
     from_remote = remote.file_digests(api, base, [p for p in kept if not is_ignored(p)], token)
     manifest = manifest_from_files(list(from_remote.values()) + list(plan.writes.values()), label)

@@ -32,7 +32,8 @@ from typing import Any, Iterable, Sequence
 from gate.core import history
 from gate.core.dsse import MAX_ENVELOPE_BYTES
 from gate.core.formats import BytesSource, SizeOnly, classify
-from gate.core.manifest import ATTESTATION_SUFFIXES, MAX_EXCLUDED_TEXT_BYTES, FileDigest, Manifest, excluded_rule
+from gate.core.manifest import (ATTESTATION_SUFFIXES, MAX_EXCLUDED_TEXT_BYTES, FileDigest, Manifest, check_excluded_budget,
+                                excluded_rule)
 from gate.core.verify import AttestationInput
 from gate.errors import ConfigError, GateError, InputError
 from gate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,
@@ -397,8 +398,10 @@ def excluded_content(api: Any, rev: RemoteRevision, paths: Iterable[str], token:
                 cache[key] = data
         check_excluded_content(path, BytesSource(data), rev.label)
 
+    chosen = sorted(p for p in paths if is_ignored(p))
+    check_excluded_budget(((p, rev.files[p].size) for p in chosen), rev.label)  # from metadata, before any read
     with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
-        list(pool.map(one, sorted(p for p in paths if is_ignored(p))))
+        list(pool.map(one, chosen))
 
 
 def revision_manifest(api: Any, rev: RemoteRevision, token: Any = None,
