@@ -14,7 +14,7 @@ from gate.core.decision import decide
 from gate.core.dsse import Envelope
 from gate.core.policy import Policy
 
-SCHEMAS = REPO / "docs" / "schemas"
+SCHEMAS = REPO / "gate" / "data" / "schemas"
 
 
 def validator(name: str) -> jsonschema.protocols.Validator:

@@ -24,7 +24,7 @@ key: gate.key             # the gate's own signing key: signs verification summa
 
 _TRUST = """\
 # release-gate trust store: the evaluators whose signed evaluation attestations the gate believes.
-# Schema: docs/schemas/trust-store.schema.json; guide: docs/platform-admin.md.
+# Schema: gate/data/schemas/trust-store.schema.json; guide: docs/platform-admin.md.
 #
 # Add an evaluator without editing by hand:
 #   gate trust add trust.yaml --id uk-aisi --organization "UK AI Security Institute" --kind government \\

@@ -3,7 +3,7 @@
 Two predicate types are understood:
 
 - :data:`EVALUATION_PREDICATE_TYPE`, the gate's scored-evaluation predicate (JSON Schema in
-  ``docs/schemas/evaluation-predicate.schema.json``): which evaluation, which scores, who evaluated, when, the
+  ``gate/data/schemas/evaluation-predicate.schema.json``): which evaluation, which scores, who evaluated, when, the
   digest of the raw eval log, and the full per-file manifest of the evaluated weights.
 - in-toto test-result v0.1, which carries a PASSED/WARNED/FAILED result and test counts but no scores.
 

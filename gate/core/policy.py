@@ -1,6 +1,6 @@
 """The tier policy: ordered release tiers, what each requires, and which publish targets need which tier.
 
-A policy file is YAML (schema: ``docs/schemas/policy.schema.json``; the default ships as
+A policy file is YAML (schema: ``gate/data/schemas/policy.schema.json``; the default ships as
 ``gate/data/default-policy.yaml``). Tiers are listed from least to most open; each tier inherits every requirement of
 the tier it ``extends`` (by default the one listed before it), so ``open`` requires all that ``gated`` does and more.
 Loading validates everything and names the file and field of the first mistake.

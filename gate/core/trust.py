@@ -1,6 +1,6 @@
 """The trust store: which evaluators the gate believes, with which keys, when, and for which risk domains.
 
-File format (YAML; schema in ``docs/schemas/trust-store.schema.json``)::
+File format (YAML; schema in ``gate/data/schemas/trust-store.schema.json``)::
 
     version: 1
     evaluators:
