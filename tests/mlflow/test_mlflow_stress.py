@@ -5,8 +5,8 @@ Rounds of registry calls and artifact uploads are sent at the same moment from s
 after every round the invariant is checked over the whole registry (:mod:`mlflow_invariant`) and one gated version's
 folder is probed with an upload that must be refused. Zero violations are allowed.
 
-Bounded for CI: ``GATE_STRESS_OPS`` operations per backend (default 1000, so 2000 in all); ``GATE_STRESS_SEED`` replays
-a run (the seed is printed, and is in the failure message). A longer run: ``GATE_STRESS_OPS=20000``.
+Bounded for CI: ``GATE_STRESS_OPS`` operations per backend (default 2000, about 3 minutes each on 2 cores);
+``GATE_STRESS_SEED`` replays a run (the seed is printed, and is in the failure message). A longer run: ``GATE_STRESS_OPS=20000``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from test_mlflow_postgres import fresh_database  # noqa: F401  (the fixture: a d
 
 pytestmark = [pytest.mark.e2e]
 
-OPERATIONS = int(os.environ.get("GATE_STRESS_OPS", "1000"))
+OPERATIONS = int(os.environ.get("GATE_STRESS_OPS", "2000"))
 WORKERS = 2
 
 
