@@ -65,8 +65,9 @@ class SeenStore(Protocol):
         """Forget ``key`` (handling failed; a redelivery should try again)."""
 
     def done(self, key: tuple[str, ...], *, reopen: bool = False) -> None:
-        """Handling ``key`` finished. ``reopen``: the revision was denied and access was narrowed below this tier, so
-        meeting it at this tier again means someone widened access again, and it must be checked again then."""
+        """Handling ``key`` finished. ``reopen``: the revision (or history checked with it) was not cleared, so meeting
+        it at this tier again (access widened again, a branch or tag moved onto a denied pull request's head) means
+        it must be checked again then; it never counts as cleared."""
 
 
 def seen_key(repo_type: str, repo_id: str, commit: str, tier: str, walked: bool = True) -> tuple[str, ...]:
@@ -588,10 +589,12 @@ class _Run:
             self.on_result(result, exc)
 
     def reopen(self, head: str) -> bool:
-        """Whether the key of ``head`` must be checked again at this tier: a commit reachable from it was not cleared
-        and access was narrowed below the tier (meeting the tier again means someone widened access again)."""
+        """Whether the key of ``head`` must be checked again when met at this tier: a commit reachable from it was not
+        cleared. Whether access was narrowed does not matter: a pull request not cleared is contained on the pull
+        request only, and its head's key is the one a branch or tag moved onto that commit gets, so a ``done`` there
+        would let ``main`` be fast-forwarded onto the denied commit unchecked (and count it as cleared history)."""
         bad = {result.commit for result in self.bad}
-        return bool(self.reach.get(head, frozenset({head})) & bad) and tier_for(self.gate.policy, self.final) != self.tier
+        return bool(self.reach.get(head, frozenset({head})) & bad)
 
 
 def _pull_request_text(bad: list[Containment], state: HubState, unverifiable: Mapping[int, str]) -> str:

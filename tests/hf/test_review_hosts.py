@@ -1,0 +1,58 @@
+"""Red-team review (issue 11): attacks on webhook containment with the Hub stand-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from support import NOW
+from gate.integrations.hf.containment import contain
+from gate.runtime import Gate
+from gate.service.seen import DatabaseSeen
+from hf.conftest import folder_files
+from hf.hub_standin import HubStandin, webhook_payload
+
+
+@pytest.fixture
+def hub_api(hub: HubStandin) -> Any:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub.endpoint, token="hf_service")
+
+
+def push_event(hub: HubStandin, repo_id: str, ref: str, old: str | None, new: str) -> dict[str, Any]:
+    return webhook_payload(repo_id, scope="repo.content", head_sha=new, endpoint=hub.endpoint,
+                           updated_refs=[{"ref": ref, "oldSha": old or "0" * 40, "newSha": new}])
+
+
+@pytest.mark.parametrize("ref", ["refs/heads/main", "refs/tags/v2", "refs/heads/release"])
+def test_a_pull_request_head_denied_on_the_pull_request_is_checked_again_when_a_branch_or_tag_reaches_it(
+        hub: HubStandin, hub_api: Any, gate: Gate, make_model: Callable[..., Path], ref: str, tmp_path: Path) -> None:
+    """A denied pull request is contained on the pull request (closed), the repository untouched, and its head's key
+    was recorded ``done``: the same key a branch or tag at that commit gets. Before the fix, moving ``main`` to the
+    denied commit (a fast-forward merge, ``git push origin refs/pr/1:main``) or tagging it was skipped as "already
+    checked at this tier" (and the denied commit counted as cleared history), and the public repository served unattested weights from its main branch."""
+    hub.create_repo("org/release", private=False, files=folder_files(make_model(evidence="open")))
+    seen = DatabaseSeen(str(tmp_path / "seen.db"))  # the store `gate serve` uses
+    before = hub.repo("org/release").branches["main"]
+    contain(hub_api, push_event(hub, "org/release", "refs/heads/main", None, before), gate, seen=seen, now=NOW)
+    num, head = hub.open_pr("org/release", {"adapter.safetensors": b"\x07" * 4096})  # unattested weights
+    [result] = contain(hub_api, push_event(hub, "org/release", f"refs/pr/{num}", None, head), gate, seen=seen,
+                       now=NOW)
+    assert result.decision is not None and not result.decision.allowed
+    assert hub.repo("org/release").private is False  # contained on the pull request only
+
+    repo = hub.repo("org/release")
+    if ref.startswith("refs/tags/"):
+        repo.tags[ref.removeprefix("refs/tags/")] = head
+        old = None
+    else:
+        branch = ref.removeprefix("refs/heads/")
+        old = repo.branches.get(branch)
+        repo.branches[branch] = head
+    results = contain(hub_api, push_event(hub, "org/release", ref, old, head), gate, seen=seen, now=NOW)
+
+    assert not any(r.skipped for r in results if r.commit == head), [(r.ref, r.skipped) for r in results]
+    assert hub.repo("org/release").private is True or hub.repo("org/release").gated, "weights left public"
