@@ -12,19 +12,8 @@ from gate.integrations.hf.containment import contain
 from gate.runtime import Gate
 from gate.service.seen import DatabaseSeen
 from hf.conftest import folder_files
-from hf.hub_standin import HubStandin, webhook_payload
-
-
-@pytest.fixture
-def hub_api(hub: HubStandin) -> Any:
-    from huggingface_hub import HfApi
-
-    return HfApi(endpoint=hub.endpoint, token="hf_service")
-
-
-def push_event(hub: HubStandin, repo_id: str, ref: str, old: str | None, new: str) -> dict[str, Any]:
-    return webhook_payload(repo_id, scope="repo.content", head_sha=new, endpoint=hub.endpoint,
-                           updated_refs=[{"ref": ref, "oldSha": old or "0" * 40, "newSha": new}])
+from hf.hub_standin import HubStandin
+from hf.test_contain_first import hub_api, push_event  # noqa: F401  (hub_api is a fixture)
 
 
 @pytest.mark.parametrize("ref", ["refs/heads/main", "refs/tags/v2", "refs/heads/release"])
