@@ -45,3 +45,26 @@ def test_a_pull_request_head_denied_on_the_pull_request_is_checked_again_when_a_
 
     assert not any(r.skipped for r in results if r.commit == head), [(r.ref, r.skipped) for r in results]
     assert hub.repo("org/release").private is True or hub.repo("org/release").gated, "weights left public"
+
+
+def test_a_denied_pull_request_head_merged_under_a_clean_commit_is_checked_in_main_s_history(
+        hub: HubStandin, hub_api: Any, gate: Gate, make_model: Callable[..., Path], tmp_path: Path) -> None:
+    """The pull request's weights, then a commit on top that deletes them, fast-forwarded onto ``main``: the head is
+    clean, the denied commit is in the public history. It must not count as cleared history."""
+    hub.create_repo("org/release", private=False, files=folder_files(make_model(evidence="open")))
+    seen = DatabaseSeen(str(tmp_path / "seen.db"))
+    before = hub.repo("org/release").branches["main"]
+    contain(hub_api, push_event(hub, "org/release", "refs/heads/main", None, before), gate, seen=seen, now=NOW)
+    num, head = hub.open_pr("org/release", {"adapter.safetensors": b"\x07" * 4096})
+    contain(hub_api, push_event(hub, "org/release", f"refs/pr/{num}", None, head), gate, seen=seen, now=NOW)
+    hub.repo("org/release").branches["merging"] = head
+    clean = hub.push_commit("org/release", {}, branch="merging", delete=["adapter.safetensors"])
+    hub.repo("org/release").branches["main"] = clean
+    del hub.repo("org/release").branches["merging"]
+
+    results = contain(hub_api, push_event(hub, "org/release", "refs/heads/main", before, clean), gate, seen=seen,
+                      now=NOW)
+
+    denied = [r.commit for r in results if r.decision is not None and not r.decision.allowed]
+    assert head in denied, [(r.commit[:8], r.skipped, r.decision and r.decision.decision) for r in results]
+    assert hub.repo("org/release").private is True
