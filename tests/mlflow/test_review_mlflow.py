@@ -68,3 +68,31 @@ def test_an_experiment_located_inside_a_gated_versions_files_cannot_add_files_to
         registry.client.log_artifact(run.info.run_id, str(extra))
     assert excinfo.value.response.status_code == 403
     assert f"{version.name}/{version.version}" in excinfo.value.response.json()["message"]
+
+
+def test_spellings_of_an_artifact_write_into_a_gated_version_change_nothing(
+        registry: Registry, gate_server: GateServer) -> None:
+    """Encoded separators, doubled slashes, ``.`` segments, a trailing slash, the ajax-api prefix, other methods: each
+    is refused or does not write; the weights stay what the gate decided on."""
+    model = registry.log_model()
+    registry.register(model)
+    location = registry.client.get_logged_model(model.model_id).artifact_location
+    stored = location.removeprefix("mlflow-artifacts:").lstrip("/")
+    url = gate_server.server.url
+    encoded = stored.replace("/", "%2F")
+    targets = [
+        f"{url}/api/2.0/mlflow-artifacts/artifacts/{encoded}%2Fmodel.safetensors",
+        f"{url}/api/2.0/mlflow-artifacts/artifacts/{stored.replace('/', '//')}//model.safetensors",
+        f"{url}//api/2.0/mlflow-artifacts/artifacts/{stored}/model.safetensors",
+        f"{url}/api/2.0/mlflow-artifacts/artifacts/./{stored}/./model.safetensors",
+        f"{url}/api/2.0/mlflow-artifacts/artifacts/{stored}/x/../model.safetensors",
+        f"{url}/api/2.0/mlflow-artifacts/artifacts/{stored}/x/%2E%2E/model.safetensors",
+        f"{url}/ajax-api/2.0/mlflow-artifacts/artifacts/{stored}/model.safetensors",
+        f"{url}/api/2.0/mlflow-artifacts/artifacts/{stored}/model.safetensors/",
+    ]
+    for target in targets:
+        for method in ("PUT", "POST", "PATCH"):
+            response = requests.request(method, target, data=b"undecided bytes", timeout=30, allow_redirects=True)
+            assert response.status_code >= 400, (method, target, response.status_code, response.text[:200])
+    assert (gate_server.stored_file(location, "model.safetensors").read_bytes()
+            == (model.local / "model.safetensors").read_bytes())
