@@ -68,3 +68,18 @@ def test_a_denied_pull_request_head_merged_under_a_clean_commit_is_checked_in_ma
     denied = [r.commit for r in results if r.decision is not None and not r.decision.allowed]
     assert head in denied, [(r.commit[:8], r.skipped, r.decision and r.decision.decision) for r in results]
     assert hub.repo("org/release").private is True
+
+
+def test_a_gated_commit_to_an_open_pull_request_of_a_public_repository_is_checked_at_its_tier(
+        hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+    """A pull request's ref of a public repository is public: committing unattested weights onto ``refs/pr/N``
+    through the gated client is a publish at the repository's tier."""
+    from gate.errors import GateError
+
+    hub.create_repo("org/release", private=False, files=folder_files(make_model(evidence="open")))
+    num, head = hub.open_pr("org/release", {"README.md": b"# card\n"})
+    with pytest.raises(GateError) as excinfo:
+        gated_api.upload_file(path_or_fileobj=b"\x07" * 4096, path_in_repo="adapter.safetensors",
+                              repo_id="org/release", revision=f"refs/pr/{num}")
+    assert "adapter.safetensors" in str(excinfo.value), excinfo.value
+    assert hub.repo("org/release").prs[num] == head
