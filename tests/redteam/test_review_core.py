@@ -1,0 +1,61 @@
+"""Security review of the core after issues 9 and 11: attacks through the real CLI and the core API.
+
+Each test is one attack; a finding fixed on this branch is a plain test, one left open is a strict xfail.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from gate.core.formats import HDF5_SIGNATURE, classify_bytes
+from redteam_kit import Lab, evil_pickle
+
+NUMPY_POLICY = """\
+version: 1
+name: review
+tiers:
+  - name: internal
+  - name: arrays
+    extends: internal
+    requires:
+      formats: {allow: [safetensors, numpy, keras]}
+"""
+
+
+def _npz() -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, a=np.zeros(3, dtype=np.float32))
+    return buf.getvalue()
+
+
+def _hdf5_with_user_block(prefix: bytes) -> bytes:
+    # HDF5 allows a user block of 512 bytes (or a power of two above) before the superblock.
+    return prefix + b" " * (512 - len(prefix)) + HDF5_SIGNATURE + b"\0" * 64
+
+
+# --- formats: a pickle in front of a container the classifier recognises further in ------------------------------
+# pickle.load and torch.load (not a zip at byte 0: the legacy pickle path) read from byte 0 and stop at STOP; the
+# classifier found the zip's end record or the HDF5 superblock and never looked at what came before.
+
+
+@pytest.mark.parametrize("build", [lambda: evil_pickle(2) + _npz(), lambda: evil_pickle(0) + _npz(),
+                                   lambda: _hdf5_with_user_block(evil_pickle(2))],
+                         ids=["pickle+npz", "protocol0+npz", "pickle-in-hdf5-user-block"])
+def test_pickle_before_a_container_is_a_pickle(build) -> None:
+    assert classify_bytes(build()).kind == "pickle"
+
+
+def test_plain_npz_and_hdf5_user_block_still_classified() -> None:
+    assert classify_bytes(_npz()).kind == "numpy"
+    assert classify_bytes(_hdf5_with_user_block(b"user block text\n")).kind == "keras"
+
+
+def test_pickle_prefixed_npz_denied_by_check(lab: Lab) -> None:
+    policy = lab.write("arrays.yaml", NUMPY_POLICY)
+    model = lab.model({"weights.npz": evil_pickle(2) + _npz()})
+    out = lab.check(model, "arrays", lab.trust(), policy)
+    assert out.code == 1, out.text
+    assert "weights.npz" in out.text and "internal error" not in out.text
