@@ -259,6 +259,8 @@ _EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric",
                       "source", "with"}
 _CONDITION_FIELDS = {"metric", "comparator", "threshold"}
 _SIGNER_FIELDS = {"min_organizations", "kinds", "min_independent"}
+#: The one field whose null means something (inherit nothing), not "not written".
+_MAY_BE_NULL = {"extends"}
 
 
 class _Reader:
@@ -279,6 +281,12 @@ class _Reader:
         if unknown:
             raise self.error(f"{where}.{unknown[0]}" if where else unknown[0],
                              f"unknown field (expected one of {', '.join(sorted(allowed))})", value)
+        # `formats:` with its list commented out is YAML null, which would read as "no formats rule": a field
+        # written without a value is refused, never taken for an absent one (`extends: null` is the one exception).
+        empty = sorted(str(k) for k, v in value.items() if v is None and k not in _MAY_BE_NULL)
+        if empty:
+            raise self.error(f"{where}.{empty[0]}" if where else empty[0],
+                             "has no value (YAML null); give it one, or remove the line for the default", value)
         return value
 
     def text(self, data: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:

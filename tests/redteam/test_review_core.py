@@ -59,3 +59,48 @@ def test_pickle_prefixed_npz_denied_by_check(lab: Lab) -> None:
     out = lab.check(model, "arrays", lab.trust(), policy)
     assert out.code == 1, out.text
     assert "weights.npz" in out.text and "internal error" not in out.text
+
+
+# --- configuration: a field written without a value (YAML null) read as "not written" ----------------------------
+# `scope:` with its list commented out made a capability-only evaluator trusted for every risk domain; `revoked_at:`
+# left a key unrevoked; `formats:` dropped the tier's formats rule. Each is now a configuration error (exit 2).
+
+
+def _trust_text(lab: Lab, name: str, extra: str) -> str:
+    entry = lab.signers[name].trust_entry()
+    pem = entry["keys"][0]["pem"].replace("\n", "\n          ")
+    return (f"version: 1\nevaluators:\n  - id: {entry['id']}\n    organization: {entry['organization']}\n"
+            f"    kind: {entry['kind']}\n    keys:\n      - pem: |\n          {pem.rstrip()}\n{extra}")
+
+
+def test_null_scope_does_not_widen_trust(lab: Lab) -> None:
+    model = lab.model()
+    lab.attest(model, "capco", "wmdp_bio", {"acc": 0.2})
+    trust = lab.trust(text=_trust_text(lab, "capco", "    scope:\n    #  - capability\n"))
+    out = lab.check(model, "bio", trust)
+    assert out.code == 2, out.text
+    assert "scope" in out.text and "no value" in out.text
+
+
+def test_null_revoked_at_is_refused(lab: Lab) -> None:
+    model = lab.model()
+    lab.attest(model, "evalco", "wmdp_bio", {"acc": 0.2})
+    trust = lab.trust(text=_trust_text(lab, "evalco", "        revoked_at:\n"))
+    out = lab.check(model, "bio", trust)
+    assert out.code == 2, out.text
+    assert "revoked_at" in out.text
+
+
+def test_null_formats_rule_is_refused(lab: Lab) -> None:
+    policy = lab.write("nullformats.yaml", NUMPY_POLICY.replace(
+        "      formats: {allow: [safetensors, numpy, keras]}\n", "      formats:\n      #  allow: [safetensors]\n"))
+    model = lab.model({"weights.pkl": evil_pickle(2)})
+    out = lab.check(model, "arrays", lab.trust(), policy)
+    assert out.code == 2, out.text
+    assert "formats" in out.text and "no value" in out.text
+
+
+def test_extends_null_still_means_inherit_nothing(lab: Lab) -> None:
+    policy = lab.write("extnull.yaml", NUMPY_POLICY.replace("    extends: internal\n", "    extends: null\n"))
+    out = lab.check(lab.model(), "arrays", lab.trust(), policy)
+    assert out.code == 0, out.text
