@@ -73,22 +73,16 @@ def _trust_text(lab: Lab, name: str, extra: str) -> str:
             f"    kind: {entry['kind']}\n    keys:\n      - pem: |\n          {pem.rstrip()}\n{extra}")
 
 
-def test_null_scope_does_not_widen_trust(lab: Lab) -> None:
+@pytest.mark.parametrize(("signer", "extra", "field"), [
+    ("capco", "    scope:\n    #  - capability\n", "scope"),  # was: trusted for every risk domain
+    ("evalco", "        revoked_at:\n", "revoked_at"),  # was: not revoked
+])
+def test_null_trust_field_is_refused(lab: Lab, signer: str, extra: str, field: str) -> None:
     model = lab.model()
-    lab.attest(model, "capco", "wmdp_bio", {"acc": 0.2})
-    trust = lab.trust(text=_trust_text(lab, "capco", "    scope:\n    #  - capability\n"))
-    out = lab.check(model, "bio", trust)
+    lab.attest(model, signer, "wmdp_bio", {"acc": 0.2})
+    out = lab.check(model, "bio", lab.trust(text=_trust_text(lab, signer, extra)))
     assert out.code == 2, out.text
-    assert "scope" in out.text and "no value" in out.text
-
-
-def test_null_revoked_at_is_refused(lab: Lab) -> None:
-    model = lab.model()
-    lab.attest(model, "evalco", "wmdp_bio", {"acc": 0.2})
-    trust = lab.trust(text=_trust_text(lab, "evalco", "        revoked_at:\n"))
-    out = lab.check(model, "bio", trust)
-    assert out.code == 2, out.text
-    assert "revoked_at" in out.text
+    assert field in out.text and "no value" in out.text
 
 
 def test_null_formats_rule_is_refused(lab: Lab) -> None:
