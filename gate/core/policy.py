@@ -82,6 +82,9 @@ class EvaluationRequirement:
     min_samples: int | None = None
     source: str | None = None
     conditions: tuple[Condition, ...] = ()
+    #: Every catalogue name of ``benchmarks`` (aliases included): an attestation reporting ``wmdp_chemistry`` is
+    #: about ``wmdp_chem``, so its score counts, and a bad one cannot hide from the worst-of rule behind an alias.
+    covers: tuple[str, ...] = ()
 
     @property
     def metric(self) -> str:
@@ -104,7 +107,7 @@ class EvaluationRequirement:
         return next((v for v in values if v != self.threshold), values[0])
 
     def covers_benchmark(self, benchmark: str) -> bool:
-        return not self.benchmarks or normalize(benchmark) in map(normalize, self.benchmarks)
+        return not self.benchmarks or normalize(benchmark) in map(normalize, self.covers or self.benchmarks)
 
     def describe(self) -> str:
         what = " / ".join(x for x in (self.risk_domain, "|".join(self.benchmarks)) if x)
@@ -374,6 +377,7 @@ def _parse_evaluation(r: _Reader, raw: Any, where: str, catalogue: BenchmarkCata
         comparator=comparator,
         threshold=float(threshold) if threshold is not None else None,
         benchmarks=benchmarks,
+        covers=tuple(dict.fromkeys(n for b in benchmarks for n in catalogue.get(b).names)),  # type: ignore[union-attr]
         risk_domain=risk_domain,
         min_samples=min_samples,
         source=str(data["source"]) if data.get("source") else None,

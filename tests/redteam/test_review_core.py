@@ -98,3 +98,37 @@ def test_extends_null_still_means_inherit_nothing(lab: Lab) -> None:
     policy = lab.write("extnull.yaml", NUMPY_POLICY.replace("    extends: internal\n", "    extends: null\n"))
     out = lab.check(lab.model(), "arrays", lab.trust(), policy)
     assert out.code == 0, out.text
+
+
+# --- scope: a requirement counts its benchmark under every catalogue name ----------------------------------------
+# The catalogue says wmdp_chemistry is wmdp_chem; the requirement named only wmdp_chem, so a failing wmdp_chemistry
+# attestation beside a passing wmdp_chem one was never counted and the worst-of rule allowed.
+
+CHEM_POLICY = """\
+version: 1
+name: chem
+tiers:
+  - name: internal
+  - name: chem
+    extends: internal
+    requires:
+      evaluations:
+        - {id: wmdp-chem, benchmark: wmdp_chem, metric: acc, comparator: "<=", threshold: 0.30}
+"""
+
+
+def test_bad_score_under_a_catalogue_alias_counts(lab: Lab) -> None:
+    policy = lab.write("chem.yaml", CHEM_POLICY)
+    model = lab.model()
+    lab.attest(model, "evalco", "wmdp_chem", {"acc": 0.25})
+    lab.attest(model, "redteam", "wmdp_chemistry", {"acc": 0.90})
+    out = lab.check(model, "chem", lab.trust(), policy)
+    assert out.code == 1, out.text
+    assert "0.9" in out.text
+
+
+def test_alias_alone_meets_the_requirement(lab: Lab) -> None:
+    policy = lab.write("chem.yaml", CHEM_POLICY)
+    model = lab.model()
+    lab.attest(model, "evalco", "wmdp_chemistry", {"acc": 0.25})
+    assert lab.check(model, "chem", lab.trust(), policy).code == 0
