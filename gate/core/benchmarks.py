@@ -26,10 +26,8 @@ def benchmark_of_task(task: str) -> str:
 
 
 def normalize(name: str) -> str:
-    """How benchmark names compare (policy requirements and the catalogue alike): case-insensitively and without a
-    registry prefix, so ``inspect_evals/wmdp_chem`` is ``wmdp_chem`` wherever it is looked up (a bad score signed
-    under the task's full name must count like any other)."""
-    return benchmark_of_task(name.strip()).strip().lower()
+    """How benchmark names compare (policy requirements and the catalogue alike): case-insensitively."""
+    return name.strip().lower()
 
 
 @dataclass(frozen=True)

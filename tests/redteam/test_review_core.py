@@ -132,21 +132,3 @@ def test_alias_alone_meets_the_requirement(lab: Lab) -> None:
     model = lab.model()
     lab.attest(model, "evalco", "wmdp_chemistry", {"acc": 0.25})
     assert lab.check(model, "chem", lab.trust(), policy).code == 0
-
-
-def test_bad_score_under_a_task_prefix_counts(lab: Lab) -> None:
-    policy = lab.write("chem.yaml", CHEM_POLICY)
-    model = lab.model()
-    lab.attest(model, "evalco", "wmdp_chem", {"acc": 0.25})
-    lab.attest(model, "redteam", "inspect_evals/wmdp_chem", {"acc": 0.90}, risk_domain=None)
-    out = lab.check(model, "chem", lab.trust(), policy)
-    assert out.code == 1, out.text
-    assert "0.9" in out.text
-
-
-def test_task_prefix_does_not_widen_scope(lab: Lab) -> None:
-    # capco is trusted for capability only; the prefix must not turn wmdp_bio into an unknown, unscoped benchmark
-    model = lab.model()
-    lab.attest(model, "capco", "inspect_evals/wmdp_bio", {"acc": 0.2}, risk_domain=None)
-    out = lab.check(model, "bio", lab.trust())
-    assert out.code == 1, out.text
