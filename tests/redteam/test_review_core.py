@@ -132,3 +132,28 @@ def test_alias_alone_meets_the_requirement(lab: Lab) -> None:
     model = lab.model()
     lab.attest(model, "evalco", "wmdp_chemistry", {"acc": 0.25})
     assert lab.check(model, "chem", lab.trust(), policy).code == 0
+
+
+# --- open: a registry prefix makes a benchmark unknown ------------------------------------------------------------
+# By design (tests/redteam/test_parsing.py, "benchmark with prefix") `inspect_evals/wmdp_chem` is not in the
+# catalogue, so an unscoped evaluator's failing result under that name is valid but counts for nothing, while a
+# passing `wmdp_chem` beside it allows. Stripping the prefix in `normalize` closes it but reverses that design.
+
+
+@pytest.mark.xfail(strict=True, reason="a failing result signed under the task's full name (inspect_evals/wmdp_chem) "
+                   "is not counted by the wmdp_chem requirement: registry prefixes are not normalised (design choice)")
+def test_bad_score_under_a_task_prefix_counts(lab: Lab) -> None:
+    policy = lab.write("chem.yaml", CHEM_POLICY)
+    model = lab.model()
+    lab.attest(model, "evalco", "wmdp_chem", {"acc": 0.25})
+    lab.attest(model, "redteam", "inspect_evals/wmdp_chem", {"acc": 0.90}, risk_domain=None)
+    out = lab.check(model, "chem", lab.trust(), policy)
+    assert out.code == 1, out.text
+
+
+def test_task_prefix_does_not_widen_scope(lab: Lab) -> None:
+    # capco is trusted for capability only; an unknown (prefixed) name has no domain, so capco cannot use it
+    model = lab.model()
+    lab.attest(model, "capco", "inspect_evals/wmdp_bio", {"acc": 0.2}, risk_domain=None)
+    out = lab.check(model, "bio", lab.trust())
+    assert out.code == 1, out.text
