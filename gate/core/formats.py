@@ -288,8 +288,12 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
     size = src.size
     head = src.read_at(0, 4096)
     if complete and (zip_end := _zip_end(src)) is not None:
+        if not head.startswith(b"PK") and (found := _pickle_before(src, "a zip archive")) is not None:
+            return found
         return _zip(src, zip_end, budget, depth)
     if head.startswith(HDF5_SIGNATURE) or (complete and _hdf5_user_block(src)):
+        if not head.startswith(HDF5_SIGNATURE) and (found := _pickle_before(src, "an HDF5 file")) is not None:
+            return found
         return Classification("keras", "HDF5")
     if head.startswith(b"GGUF"):
         return _gguf(src) if complete else _unknown("GGUF data inside an archive")
@@ -329,6 +333,16 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
     if complete and size > budget.limits.max_text:
         return _unknown(f"binary, or text longer than {budget.limits.max_text} bytes")
     return _unknown("binary")
+
+
+def _pickle_before(src: Any, what: str) -> Classification | None:
+    """A pickle at the start of a file whose container is found further in (a zip's end record, an HDF5 superblock
+    after a user block): pickle loaders and torch.load read from byte 0 and ignore what follows, so such a prefix
+    must never let the file pass as the container (an .npz or Keras file). None if the start is not a pickle."""
+    window = src.read_at(0, min(src.size, 64 * 1024))
+    if _is_pickle(window, complete=len(window) == src.size):
+        return Classification("pickle", f"{_pickle_detail(window)} before {what}")
+    return None
 
 
 # --- pickle and text ---------------------------------------------------------------------------------------------

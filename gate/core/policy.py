@@ -82,6 +82,9 @@ class EvaluationRequirement:
     min_samples: int | None = None
     source: str | None = None
     conditions: tuple[Condition, ...] = ()
+    #: Every catalogue name of ``benchmarks`` (aliases included): an attestation reporting ``wmdp_chemistry`` is
+    #: about ``wmdp_chem``, so its score counts, and a bad one cannot hide from the worst-of rule behind an alias.
+    covers: tuple[str, ...] = ()
 
     @property
     def metric(self) -> str:
@@ -104,7 +107,7 @@ class EvaluationRequirement:
         return next((v for v in values if v != self.threshold), values[0])
 
     def covers_benchmark(self, benchmark: str) -> bool:
-        return not self.benchmarks or normalize(benchmark) in map(normalize, self.benchmarks)
+        return not self.benchmarks or normalize(benchmark) in map(normalize, self.covers or self.benchmarks)
 
     def describe(self) -> str:
         what = " / ".join(x for x in (self.risk_domain, "|".join(self.benchmarks)) if x)
@@ -259,6 +262,8 @@ _EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric",
                       "source", "with"}
 _CONDITION_FIELDS = {"metric", "comparator", "threshold"}
 _SIGNER_FIELDS = {"min_organizations", "kinds", "min_independent"}
+#: The one field whose null means something (inherit nothing), not "not written".
+_MAY_BE_NULL = {"extends"}
 
 
 class _Reader:
@@ -279,6 +284,12 @@ class _Reader:
         if unknown:
             raise self.error(f"{where}.{unknown[0]}" if where else unknown[0],
                              f"unknown field (expected one of {', '.join(sorted(allowed))})", value)
+        # `formats:` with its list commented out is YAML null, which would read as "no formats rule": a field
+        # written without a value is refused, never taken for an absent one (`extends: null` is the one exception).
+        empty = sorted(str(k) for k, v in value.items() if v is None and k not in _MAY_BE_NULL)
+        if empty:
+            raise self.error(f"{where}.{empty[0]}" if where else empty[0],
+                             "has no value (YAML null); give it one, or remove the line for the default", value)
         return value
 
     def text(self, data: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -366,6 +377,7 @@ def _parse_evaluation(r: _Reader, raw: Any, where: str, catalogue: BenchmarkCata
         comparator=comparator,
         threshold=float(threshold) if threshold is not None else None,
         benchmarks=benchmarks,
+        covers=tuple(dict.fromkeys(n for b in benchmarks for n in catalogue.get(b).names)),  # type: ignore[union-attr]
         risk_domain=risk_domain,
         min_samples=min_samples,
         source=str(data["source"]) if data.get("source") else None,

@@ -201,12 +201,21 @@ def _require_text(item: Mapping[str, Any], key: str, source: str, where: str) ->
     return value.strip()
 
 
+def _no_nulls(item: Mapping[str, Any], source: str, where: str) -> None:
+    """Refuse a field written without a value: `scope:` with its list commented out is YAML null, which would read
+    as "trusted for every risk domain", and `revoked_at:` as "not revoked". Raises ConfigError."""
+    empty = sorted(str(k) for k, v in item.items() if v is None)
+    if empty:
+        raise config_error(source, f"{where}.{empty[0]}", "has no value (YAML null); give it one, or remove the line")
+
+
 def _evaluator(item: Any, source: str, where: str, base_dir: Path | None) -> Evaluator:
     if not isinstance(item, Mapping):
         raise config_error(source, where, "must be a mapping")
     unknown = set(item) - _EVALUATOR_FIELDS
     if unknown:
         raise config_error(source, f"{where}.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(sorted(_EVALUATOR_FIELDS))})")
+    _no_nulls(item, source, where)
     kind = _require_text(item, "kind", source, where)
     if kind not in EVALUATOR_KINDS:
         raise config_error(source, f"{where}.kind", f"{kind!r} is not one of {', '.join(EVALUATOR_KINDS)}")
@@ -250,6 +259,7 @@ def _trusted_key(item: Any, source: str, where: str, base_dir: Path | None) -> T
     unknown = set(item) - _KEY_FIELDS
     if unknown:
         raise config_error(source, f"{where}.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(sorted(_KEY_FIELDS))})")
+    _no_nulls(item, source, where)
     if ("pem" in item) == ("path" in item):
         raise config_error(source, where, "give exactly one of 'pem' (inline) or 'path' (a .pub file)")
     if "pem" in item:
