@@ -49,3 +49,21 @@ def config_error(path: object, field: str | None, problem: str) -> ConfigError:
     """Build a ConfigError that names the file and the field: ``trust.yaml: evaluators[2].keys[0].pem: ...``."""
     where = f"{path}: {field}" if field else f"{path}"
     return ConfigError(f"{where}: {problem}")
+
+
+def extra_missing(extra: str, missing: str) -> ConfigError:
+    """The error for a command whose optional dependencies (the package's ``extra``) are not installed: which extra,
+    what is missing, and how to install it. It names the requirements themselves (from this installation's metadata),
+    not ``release-gate[extra]``: that name on the package index belongs to another project (see the README)."""
+    from importlib import metadata
+
+    from gate import DISTRIBUTION
+
+    try:
+        requires = metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:  # running from a source tree
+        requires = []
+    wanted = [r.split(";")[0].strip() for r in requires if f'extra == "{extra}"' in r]
+    how = ("pip install " + " ".join(f"'{r}'" for r in wanted) if wanted
+           else f"pip install '.[{extra}]' from a checkout of {DISTRIBUTION}")
+    return ConfigError(f"this needs the '{extra}' extra ({missing} is not installed): {how}")

@@ -9,8 +9,7 @@ from typing import Any, NoReturn
 
 import click
 
-from gate import DISTRIBUTION
-from gate.errors import GateError
+from gate.errors import GateError, extra_missing
 
 #: Top-level modules that only an extra brings, and the extra that brings each.
 EXTRAS: dict[str, str] = {
@@ -49,8 +48,7 @@ def run_guarded(command: click.Command, argv: list[str]) -> Any:
         extra = missing_extra(exc)
         if extra is None:
             fail_internal(exc)
-        fail(f"this command needs the '{extra}' extra ({exc.name} is not installed): "
-             f"pip install '{DISTRIBUTION}[{extra}]'", 2)
+        fail(str(extra_missing(extra, exc.name or extra)), 2)
     except KeyboardInterrupt:
         fail("interrupted; nothing was allowed", 1)
     except Exception as exc:  # fail closed: an unexpected error is a deny, reported without a traceback

@@ -18,7 +18,7 @@ from gate.core.keys import PrivateKey
 from gate.core.log.checkpoint import NoteSigner, key_name_problem
 from gate.core.log.backends import open_store
 from gate.core.log.store import LogStore, StoreError
-from gate.errors import ConfigError
+from gate.errors import ConfigError, extra_missing
 from gate.runtime.gate import Reloader, describe_change, load_rules
 from gate.service.app import GateService
 from gate.service.http import DEFAULT_MAX_BODY
@@ -124,5 +124,5 @@ def _hf_settings(config: ServiceConfig) -> tuple[str, str] | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"--hf-endpoint {config.hf_endpoint!r} must be an http(s):// URL")
     if importlib.util.find_spec("huggingface_hub") is None:  # found, not imported: that waits for the first event
-        raise ConfigError("the Hugging Face webhook needs huggingface_hub; install release-gate[hf]")
+        raise extra_missing("hf", "huggingface_hub, which the Hugging Face webhook needs")
     return secret, token

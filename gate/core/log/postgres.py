@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from gate.errors import ConfigError
+from gate.errors import ConfigError, extra_missing
 
 from .redact import redact_url
 from .sql import SqlLogStore
@@ -31,12 +31,7 @@ def import_psycopg() -> Any:
         import psycopg
         import psycopg_pool  # noqa: F401  (the log store's connections come from a pool)
     except ImportError:
-        from gate import DISTRIBUTION
-
-        raise ConfigError(
-            f"a postgresql:// log store needs the 'postgres' extra (psycopg or psycopg_pool is not installed): "
-            f"pip install '{DISTRIBUTION}[postgres]'"
-        ) from None
+        raise extra_missing("postgres", "psycopg or psycopg_pool") from None
     return psycopg
 
 
