@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from gate.core.dsse import MAX_ENVELOPE_BYTES
-from gate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES
+from gate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES, attestation_documents
 from gate.core.verify import AttestationInput
 from gate.core.files import read_limited
 from gate.errors import InputError
@@ -22,11 +22,15 @@ def read_attestation(path: str | os.PathLike[str]) -> list[AttestationInput]:
     Raises InputError when the file cannot be read or is too large.
     """
     p = Path(path)
-    data = read_limited(p, "attestation", MAX_ENVELOPE_BYTES, error=InputError)
-    if p.suffix == ".jsonl":
-        lines = [line for line in data.splitlines() if line.strip()]
-        return [AttestationInput(f"{p}:{n}", line) for n, line in enumerate(lines, 1)]
-    return [AttestationInput(str(p), data)]
+    return attestation_inputs(str(p), read_limited(p, "attestation", MAX_ENVELOPE_BYTES, error=InputError))
+
+
+def attestation_inputs(source: str, data: bytes) -> list[AttestationInput]:
+    """The inputs of one attestation file named ``source`` (a path or URI ending in the file's name): the file, or
+    for a ``.jsonl`` file one input per non-empty line, named ``source:N``."""
+    if not source.endswith(".jsonl"):
+        return [AttestationInput(source, data)]
+    return [AttestationInput(f"{source}:{n}", line) for n, line in enumerate(attestation_documents(data, True), 1)]
 
 
 def _judged_alone(path: Path) -> list[AttestationInput]:

@@ -397,6 +397,12 @@ def check_excluded(rel: str, source: ByteSource) -> None:
         raise ModelError(f"{rel}: only text may sit under an excluded path, found {found.describe()}, {why}")
 
 
+def attestation_documents(data: bytes, lines: bool) -> list[bytes]:
+    """The documents of an attestation file: the whole file, or with ``lines`` (a ``.jsonl`` file, the in-toto bundle
+    layout) each non-empty line."""
+    return [line for line in data.splitlines() if line.strip()] if lines else [data]
+
+
 def attestation_file_problem(data: bytes, lines: bool) -> str | None:
     """Why ``data`` is not one attestation envelope (or, with ``lines``, one per non-empty line), or None.
 
@@ -406,7 +412,7 @@ def attestation_file_problem(data: bytes, lines: bool) -> str | None:
     from gate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
     from gate.errors import GateError
 
-    documents = [line for line in data.splitlines() if line.strip()] if lines else [data]
+    documents = attestation_documents(data, lines)
     if not documents:
         return "empty"
     for number, document in enumerate(documents, 1):

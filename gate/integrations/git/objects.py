@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
+from gate.core.collect import attestation_inputs
 from gate.core.dsse import MAX_ENVELOPE_BYTES
 from gate.core.formats import MAX_TEXT_BYTES, ByteSource, BytesSource, FileSource, SizeOnly, classify
 from gate.core.manifest import CHUNK_SIZE, FileDigest, Manifest, check_excluded_budget
@@ -435,12 +436,7 @@ def check_excluded_change(repo: GitRepo, path: str, oid: str, where: str) -> Byt
 
 
 def _attestation(source: ByteSource, entry: TreeEntry, commit: str) -> list[AttestationInput]:
-    data = source.read_at(0, source.size)
-    source_name = f"git:{commit[:12]}:{entry.path}"
-    if entry.path.endswith(".jsonl"):
-        lines = [line for line in data.splitlines() if line.strip()]
-        return [AttestationInput(f"{source_name}:{n}", line) for n, line in enumerate(lines, 1)]
-    return [AttestationInput(source_name, data)]
+    return attestation_inputs(f"git:{commit[:12]}:{entry.path}", source.read_at(0, source.size))
 
 
 def new_commits(repo: GitRepo, local_sha: str, on_remote: Sequence[str]) -> list[str]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from gate.core import history
+from gate.core.collect import attestation_inputs
 from gate.core.dsse import MAX_ENVELOPE_BYTES
 from gate.core.formats import BytesSource, SizeOnly, classify
 from gate.core.manifest import (ATTESTATION_SUFFIXES, MAX_EXCLUDED_TEXT_BYTES, FileDigest, Manifest, check_excluded_budget,
@@ -377,6 +378,18 @@ def _content_key(item: RemoteFile) -> str | None:
     return f"lfs:{item.lfs_sha256}" if item.lfs_sha256 else (f"git:{item.blob_id}" if item.blob_id else None)
 
 
+def _cached_content(api: Any, rev: RemoteRevision, item: RemoteFile, limit: int, token: Any,
+                    cache: dict[str, bytes] | None) -> bytes:
+    """A file's checked bytes (see :func:`_checked_content`), from ``cache`` (content key -> bytes) when there."""
+    key = _content_key(item)
+    data = cache.get(key) if cache is not None and key else None
+    if data is None:
+        data = _checked_content(api, rev, item, limit, token)
+        if cache is not None and key:
+            cache[key] = data
+    return data
+
+
 def excluded_content(api: Any, rev: RemoteRevision, paths: Iterable[str], token: Any = None,
                      cache: dict[str, bytes] | None = None) -> None:
     """Judge every file under an excluded path by its bytes, as for a folder (ModelError naming the revision).
@@ -390,13 +403,7 @@ def excluded_content(api: Any, rev: RemoteRevision, paths: Iterable[str], token:
         limit = MAX_ENVELOPE_BYTES if rule == "attestation" else MAX_EXCLUDED_TEXT_BYTES
         if rule.startswith("refuse:") or item.size > limit:
             check_excluded_content(path, SizeOnly(item.size), rev.label)  # refuses by name or by size
-        key = _content_key(item)
-        data = cache.get(key) if cache is not None and key else None
-        if data is None:
-            data = _checked_content(api, rev, item, limit, token)
-            if cache is not None and key:
-                cache[key] = data
-        check_excluded_content(path, BytesSource(data), rev.label)
+        check_excluded_content(path, BytesSource(_cached_content(api, rev, item, limit, token, cache)), rev.label)
 
     chosen = sorted(p for p in paths if is_ignored(p))
     check_excluded_budget(((p, rev.files[p].size) for p in chosen), rev.label)  # from metadata, before any read
@@ -431,18 +438,8 @@ def revision_attestations(api: Any, rev: RemoteRevision, paths: Sequence[str] | 
     chosen = attestation_paths(rev.files) if paths is None else list(paths)
 
     def one(path: str) -> list[AttestationInput]:
-        item = rev.files[path]
-        key = _content_key(item)
-        data = cache.get(key) if cache is not None and key else None
-        if data is None:
-            data = _checked_content(api, rev, item, MAX_ENVELOPE_BYTES, token)
-            if cache is not None and key:
-                cache[key] = data
-        source = f"hf://{rev.label}/{path}"
-        if path.endswith(".jsonl"):
-            lines = [line for line in data.splitlines() if line.strip()]
-            return [AttestationInput(f"{source}:{n}", line) for n, line in enumerate(lines, 1)]
-        return [AttestationInput(source, data)]
+        data = _cached_content(api, rev, rev.files[path], MAX_ENVELOPE_BYTES, token, cache)
+        return attestation_inputs(f"hf://{rev.label}/{path}", data)
 
     with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
         return [item for items in pool.map(one, chosen) for item in items]
