@@ -66,14 +66,8 @@ def torch_zip_bytes(protocol: int = 2) -> bytes:
 
 def legacy_torch_tar() -> bytes:
     """torch.save's legacy tar format: sys_info, pickle, tensors, storages."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as archive:
-        for name, data in (("sys_info", pickle.dumps({"x": 1})), ("pickle", pickle_bytes(2)),
-                           ("tensors", b"\x00" * 8), ("storages", b"\x00" * 8)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+    return tar_of({"sys_info": pickle.dumps({"x": 1}), "pickle": pickle_bytes(2), "tensors": b"\x00" * 8,
+                   "storages": b"\x00" * 8})
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:

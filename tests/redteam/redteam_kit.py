@@ -19,7 +19,6 @@ import pickle
 import struct
 import subprocess
 import sys
-import tarfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -28,6 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 from click.testing import CliRunner
+
 from hypothesis import HealthCheck, settings
 
 from gate.core.attestation import (
@@ -193,16 +193,6 @@ def torch_zip(name: str = "archive") -> bytes:
         archive.writestr(f"{name}/data.pkl", evil_pickle(2))
         archive.writestr(f"{name}/version", "3\n")
         archive.writestr(f"{name}/data/0", b"\0" * 16)
-    return buf.getvalue()
-
-
-def tar_of(members: Mapping[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 

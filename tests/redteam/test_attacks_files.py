@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from open_findings import known, params
+from content_samples import tar_of
+from open_findings import params
 from redteam_kit import (
     COMPRESS,
     Case,
@@ -24,7 +25,6 @@ from redteam_kit import (
     key_file,
     npy_object_array,
     safetensors_bytes,
-    tar_of,
     torch_zip,
     words,
 )
