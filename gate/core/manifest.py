@@ -280,7 +280,7 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git
     """
     root_real = root.resolve()
     entries: list[ModelFile] = []
-    excluded_files: list[tuple[str, int]] = []
+    budget = ExcludedBudget()
     stack: list[tuple[bytes, str]] = [(os.fsencode(root), "")]
     while stack:
         dir_bytes, rel_dir = stack.pop()
@@ -302,28 +302,42 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git
             else:
                 raise ModelError(f"{rel}: is a special file (device, socket or FIFO); a model holds regular files only")
             if excluded:
-                excluded_files.append((found.path, found.size))
-                check_excluded_budget(excluded_files)  # before reading: a flood of files stops early
+                budget.add(found.size)  # before reading: a flood of files stops early
                 _check_excluded_file(found)
             else:
                 entries.append(found)
     return entries
 
 
+class ExcludedBudget:
+    """What the excluded paths of one model hold together, counted as their files are met: more files or bytes than
+    :data:`MAX_EXCLUDED_FILES` / :data:`MAX_EXCLUDED_TOTAL_BYTES` is refused, so what is outside the digest stays
+    small whatever each file passes, and a flood of files stops before it is read."""
+
+    def __init__(self, where: str = "") -> None:
+        self.where = where
+        self.count = 0
+        self.total = 0
+
+    def add(self, size: int) -> None:
+        """Count one more excluded file of ``size`` bytes. Raises ModelError past the budget."""
+        self.count += 1
+        self.total += size
+        if self.count > MAX_EXCLUDED_FILES or self.total > MAX_EXCLUDED_TOTAL_BYTES:
+            prefix = f"{self.where}: " if self.where else ""
+            raise ModelError(f"{prefix}{self.count} files of {self.total} bytes under excluded paths "
+                             f"({ATTESTATION_DIR}/, .github/, .gitattributes, .gitignore) is over the limit of "
+                             f"{MAX_EXCLUDED_FILES} files and {MAX_EXCLUDED_TOTAL_BYTES} bytes for what is left out "
+                             "of the model's identity; keep attestations and repository text small, and move anything "
+                             "else into the model")
+
+
 def check_excluded_budget(items: Iterable[tuple[str, int]], where: str = "") -> None:
-    """Refuse a model whose excluded paths (``(path, size)`` of every file left out of its identity) hold more files
-    or bytes together than :data:`MAX_EXCLUDED_FILES` / :data:`MAX_EXCLUDED_TOTAL_BYTES`: what is outside the digest
-    stays small whatever each file passes. Raises ModelError."""
-    count = total = 0
+    """:class:`ExcludedBudget` over every ``(path, size)`` of files left out of a model's identity (known up front,
+    e.g. from a Hub listing). Raises ModelError."""
+    budget = ExcludedBudget(where)
     for _path, size in items:
-        count += 1
-        total += size
-    if count > MAX_EXCLUDED_FILES or total > MAX_EXCLUDED_TOTAL_BYTES:
-        prefix = f"{where}: " if where else ""
-        raise ModelError(f"{prefix}{count} files of {total} bytes under excluded paths ({ATTESTATION_DIR}/, .github/, "
-                         f".gitattributes, .gitignore) is over the limit of {MAX_EXCLUDED_FILES} files and "
-                         f"{MAX_EXCLUDED_TOTAL_BYTES} bytes for what is left out of the model's identity; keep "
-                         "attestations and repository text small, and move anything else into the model")
+        budget.add(size)
 
 
 def git_dir_refusal(rel: str) -> str:

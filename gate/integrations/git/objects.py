@@ -21,7 +21,7 @@ from typing import IO, Sequence
 from gate.core.collect import attestation_inputs
 from gate.core.dsse import MAX_ENVELOPE_BYTES
 from gate.core.formats import MAX_TEXT_BYTES, ByteSource, BytesSource, FileSource, SizeOnly, classify
-from gate.core.manifest import CHUNK_SIZE, FileDigest, Manifest, check_excluded_budget
+from gate.core.manifest import CHUNK_SIZE, ExcludedBudget, FileDigest, Manifest
 from gate.core.verify import AttestationInput
 from gate.errors import InputError, ModelError
 from gate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,
@@ -401,7 +401,7 @@ def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
     files = {e.path: e for e in entries}
     digests: list[FileDigest] = []
     attestations: list[AttestationInput] = []
-    excluded: list[tuple[str, int]] = []
+    budget = ExcludedBudget(where)
     lfs = 0
     for entry in entries:
         if entry.kind != "blob":  # under an excluded path too: `git push --recurse-submodules` pushes its commits
@@ -416,8 +416,7 @@ def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
             entry = _resolve_symlink(entry, repo.read_blob(entry.oid, MAX_SYMLINK_BYTES), files, commit)
         if is_ignored(entry.path):
             source = check_excluded_change(repo, entry.path, entry.oid, where)
-            excluded.append((entry.path, source.size))
-            check_excluded_budget(excluded, where)
+            budget.add(source.size)
             if is_attestation_path(entry.path):
                 attestations.extend(_attestation(source, entry, commit))
             continue
