@@ -4,7 +4,7 @@
 The gate hashes every file of a model before every decision, so hashing speed is its latency floor. This benchmark
 puts three numbers side by side on the same warm 1 GiB directory:
 
-- ``gate.core.manifest.hash_model`` (what the gate runs);
+- ``tiergate.core.manifest.hash_model`` (what the gate runs);
 - ``model_signing.hashing.Config().use_file_serialization().hash`` (the reference OMS implementation);
 - ``openssl dgst -sha256`` run as one process per core over the big files: the SHA-256 throughput the cores can
   physically deliver when every file must get its own digest (per-file SHA-256 cannot be split inside a file).
@@ -157,7 +157,7 @@ def cpu_pressure() -> str:
 
 
 def gate_contender(model: Path, workers: int | None) -> Contender:
-    from gate.core.manifest import hash_model
+    from tiergate.core.manifest import hash_model
 
     label = "gate hash_model" + (f" (workers={workers})" if workers else "")
     return Contender(label, lambda: hash_model(model, workers=workers), total_bytes(list(model.iterdir())))
@@ -242,7 +242,7 @@ def cli_start_times(runs: int) -> list[tuple[str, float | None]]:
     gate_script = Path(python).parent / "gate"
     rows: list[tuple[str, float | None]] = [
         ("python -c pass", time_command([python, "-c", "pass"], runs)),
-        ("python -c 'import gate.cli'", time_command([python, "-c", "import gate.cli"], runs)),
+        ("python -c 'import tiergate.cli'", time_command([python, "-c", "import tiergate.cli"], runs)),
         ("gate --help", time_command([str(gate_script), "--help"], runs) if gate_script.exists() else None),
         ("python -c 'import model_signing'", time_command([python, "-c", "import model_signing"], runs)),
     ]
@@ -294,7 +294,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dir",
         type=Path,
-        default=Path(tempfile.gettempdir()) / "release-gate-bench",
+        default=Path(tempfile.gettempdir()) / "tiergate-bench",
         help="where the 1 GiB test model lives (reused when present)",
     )
     parser.add_argument("--workers", type=int, default=None, help="worker threads for the gate (default: cores)")

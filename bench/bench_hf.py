@@ -97,9 +97,9 @@ def sign_evidence(manifest: Any, workdir: Path) -> tuple[dict[str, bytes], Path,
     files that make them so."""
     import yaml
 
-    from gate.core.attestation import Evaluation, EvaluatorRef
-    from gate.core.keys import PrivateKey
-    from gate.core.signing import attest_evaluation
+    from tiergate.core.attestation import Evaluation, EvaluatorRef
+    from tiergate.core.keys import PrivateKey
+    from tiergate.core.signing import attest_evaluation
 
     evaluators = {"evalco": ("EvalCo", "third_party"), "aisi": ("UK AI Security Institute", "government")}
     keys = {name: PrivateKey.generate("ed25519") for name in evaluators}
@@ -120,7 +120,7 @@ def sign_evidence(manifest: Any, workdir: Path) -> tuple[dict[str, bytes], Path,
 
 def build_spec(size_gib: float, shards: int, workdir: Path) -> tuple[dict[str, Any], Path, Path]:
     """Shard digests, the manifest, evidence signed over it, and the trust store and policy files."""
-    from gate.core.manifest import FileDigest, Manifest
+    from tiergate.core.manifest import FileDigest, Manifest
     from hf.hub_standin import synthetic_sha256
 
     shard_size = int(size_gib * GIB) // shards
@@ -145,9 +145,9 @@ def bench_containment(history: int, latency: float, workdir: Path) -> dict[str, 
     """Webhook-to-narrowed and the whole containment, for a repository with ``history`` commits made public."""
     from huggingface_hub import HfApi
 
-    from gate.core.manifest import FileDigest, Manifest
-    from gate.integrations.hf.containment import MemorySeen, handle_webhook
-    from gate.runtime import Gate, GateConfig
+    from tiergate.core.manifest import FileDigest, Manifest
+    from tiergate.integrations.hf.containment import MemorySeen, handle_webhook
+    from tiergate.runtime import Gate, GateConfig
     from hf.hub_standin import GITATTRIBUTES, HubStandin, webhook_payload
 
     small = {"config.json": b'{"hidden_size": 16}', "model.safetensors": b"\x00" * 4096}
@@ -199,7 +199,7 @@ def stats(endpoint: str, reset: bool = False) -> dict[str, int]:
 def check_in_process(endpoint: str, gate: Any) -> tuple[Any, float]:
     from huggingface_hub import HfApi
 
-    from gate.integrations.hf import remote
+    from tiergate.integrations.hf import remote
 
     api = HfApi(endpoint=endpoint, token="hf_bench")
     t0 = time.perf_counter()
@@ -215,8 +215,8 @@ def download_and_hash(endpoint: str, gate: Any, budget: float, workers: int) -> 
     from huggingface_hub import HfApi, hf_hub_url
     from huggingface_hub.utils import get_session
 
-    from gate.core.manifest import FileDigest, Manifest
-    from gate.integrations.hf import remote
+    from tiergate.core.manifest import FileDigest, Manifest
+    from tiergate.integrations.hf import remote
 
     api = HfApi(endpoint=endpoint, token="hf_bench")
     rev = remote.read_revision(api, "org/big")
@@ -289,7 +289,7 @@ def main() -> None:
 
 def bench_check(args: argparse.Namespace) -> None:
     """Parts 1-3: the metadata check against downloading and hashing a large model."""
-    from gate.runtime import Gate, GateConfig
+    from tiergate.runtime import Gate, GateConfig
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-hf-"))
     print(f"building a {args.size_gib:g} GiB repository in {args.shards} LFS shards ...", file=sys.stderr)
@@ -310,7 +310,7 @@ def bench_check(args: argparse.Namespace) -> None:
                "GATE_CONFIG": "", "GATE_SERVER": "", "GATE_LOG": ""}
         stats(endpoint, reset=True)
         t0 = time.perf_counter()
-        cli = subprocess.run([sys.executable, "-m", "gate", "hf", "check", "org/big", "--tier", "open", "--json"],
+        cli = subprocess.run([sys.executable, "-m", "tiergate", "hf", "check", "org/big", "--tier", "open", "--json"],
                              capture_output=True, text=True, env=env, timeout=300)
         cli_seconds = time.perf_counter() - t0
         assert cli.returncode == 0, cli.stderr

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""What does the release-gate MLflow plugin cost?
+"""What does the tiergate MLflow plugin cost?
 
 Two questions, answered in one run on the same machine:
 
-1. Overhead on calls the gate does not gate. A plain ``mlflow server`` and one with ``--app-name release-gate`` run
+1. Overhead on calls the gate does not gate. A plain ``mlflow server`` and one with ``--app-name tiergate`` run
    side by side (same MLflow, SQLite backends, one worker each); ``log_metric`` and ``search_runs`` are timed
    against both in interleaved rounds, so drift of the machine hits both alike. Target: at most 5 % slower.
 2. Time to decide on a 1 GiB model. The bare ``hash_model`` time of the folder is the floor; registration is the
@@ -31,8 +31,8 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "mlflow")]
 
-from gate.core.keys import PrivateKey  # noqa: E402
-from gate.core.manifest import hash_model  # noqa: E402
+from tiergate.core.keys import PrivateKey  # noqa: E402
+from tiergate.core.manifest import hash_model  # noqa: E402
 from mlflow_e2e import Server, hosted_evidence, safetensors_bytes, session_world, start_server  # noqa: E402
 
 GiB = 1024 ** 3
@@ -87,9 +87,9 @@ def hook_cost(calls: int) -> float:
     """
     from flask import Flask
 
-    from gate.integrations.mlflow.gatekeeper import RegistryGate
-    from gate.integrations.mlflow.holder import GateHolder
-    from gate.integrations.mlflow.hook import install
+    from tiergate.integrations.mlflow.gatekeeper import RegistryGate
+    from tiergate.integrations.mlflow.holder import GateHolder
+    from tiergate.integrations.mlflow.hook import install
 
     path = "/api/2.0/mlflow/runs/log-metric"
     flask_app = Flask("bench")
@@ -175,7 +175,7 @@ def big_model_timings(plain: Any, gated: Any, world: Any, tmp: Path, size: int) 
 
 def start_both(workdir: Path, db_dir: Path, trust: Path, calibrate: bool) -> tuple[Server, Server]:
     """The plain and the gated server; with ``calibrate`` the "gated" one is plain too (an A/A run shows the noise)."""
-    gated_app = None if calibrate else "release-gate"
+    gated_app = None if calibrate else "tiergate"
     with ThreadPoolExecutor(2) as pool:
         plain = pool.submit(start_server, workdir / "plain", f"sqlite:///{db_dir / 'plain.db'}", {}, None)
         gated = pool.submit(start_server, workdir / "gated", f"sqlite:///{db_dir / 'gated.db'}",
@@ -210,7 +210,7 @@ def report(overhead: dict[str, dict[str, float]], hook_us: float, big: dict[str,
     if gate_lines:
         print("\nthe gated server's log (server-side time of each decision at the end of the line):")
         for line in gate_lines:
-            print("  " + line.split("release-gate: ", 1)[-1])
+            print("  " + line.split("tiergate: ", 1)[-1])
     return ok
 
 

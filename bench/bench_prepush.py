@@ -37,7 +37,7 @@ def build(root: Path, commits: int, env: dict[str, str]) -> Path:
         (work / "config.json").write_text(f'{{"hidden_size": 16, "revision": {n}}}')
         git(work, "add", "-A", env=env)
         git(work, "commit", "-q", "-m", f"c{n}", env=env)
-    subprocess.run([sys.executable, "-m", "gate", "hooks", "install", str(work), "--tier", "internal"],
+    subprocess.run([sys.executable, "-m", "tiergate", "hooks", "install", str(work), "--tier", "internal"],
                    check=True, env=env, capture_output=True)
     return work
 

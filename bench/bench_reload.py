@@ -1,4 +1,4 @@
-"""What following the configuration files costs a decision: one :class:`gate.runtime.Reloader` check, beside its
+"""What following the configuration files costs a decision: one :class:`tiergate.runtime.Reloader` check, beside its
 physical limit (a bare ``os.stat`` of the same files) and what it saves (loading the trust store and policy again).
 
 Every decision of ``gate serve``, its webhook and the MLflow plugin starts with one check. The files: a policy and a
@@ -19,8 +19,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gate.core.keys import PrivateKey  # noqa: E402
-from gate.runtime import Reloader, load_rules  # noqa: E402
+from tiergate.core.keys import PrivateKey  # noqa: E402
+from tiergate.runtime import Reloader, load_rules  # noqa: E402
 
 
 def per_call(step: Callable[[], object], seconds: float) -> float:

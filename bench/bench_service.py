@@ -41,12 +41,12 @@ sys.path.insert(0, str(REPO))
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from gate.core.attestation import Evaluation, EvaluatorRef  # noqa: E402
-from gate.core.keys import PrivateKey, write_keypair  # noqa: E402
-from gate.core.manifest import FileDigest, Manifest  # noqa: E402
-from gate.core.signing import attest_evaluation  # noqa: E402
-from gate.core.timeutil import utcnow  # noqa: E402
-from gate.service.tokens import hash_token  # noqa: E402
+from tiergate.core.attestation import Evaluation, EvaluatorRef  # noqa: E402
+from tiergate.core.keys import PrivateKey, write_keypair  # noqa: E402
+from tiergate.core.manifest import FileDigest, Manifest  # noqa: E402
+from tiergate.core.signing import attest_evaluation  # noqa: E402
+from tiergate.core.timeutil import utcnow  # noqa: E402
+from tiergate.service.tokens import hash_token  # noqa: E402
 
 PG_URL = os.environ.get("GATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 CONCURRENCY = (1, 8, 64)
@@ -97,7 +97,7 @@ class Setup:
         (root / "trust.yaml").write_text(yaml.safe_dump({"version": 1, "evaluators": evaluators}))
 
     def serve(self, log: str, namespace: str | None) -> tuple[subprocess.Popen[bytes], str]:
-        args = [sys.executable, "-m", "gate", "serve", "--port", "0", "--trust", str(self.root / "trust.yaml"),
+        args = [sys.executable, "-m", "tiergate", "serve", "--port", "0", "--trust", str(self.root / "trust.yaml"),
                 "--key", str(self.root / "gate.key"), "--tokens", str(self.root / "tokens.txt"),
                 "--policy", str(self.root / "policy.yaml"), "--log", log]
         if namespace:
@@ -178,9 +178,9 @@ def bench_backend(setup: Setup, backend: str, log: str, namespace: str | None, a
 
 def verification_rates(setup: Setup, seconds: float) -> tuple[float, float]:
     """(verify_attestation per second, bare Ed25519 verify per second) over the same envelope."""
-    from gate.core.dsse import Envelope
-    from gate.core.trust import TrustStore
-    from gate.core.verify import AttestationInput, verify_attestation
+    from tiergate.core.dsse import Envelope
+    from tiergate.core.trust import TrustStore
+    from tiergate.core.verify import AttestationInput, verify_attestation
 
     trust = TrustStore.load(setup.root / "trust.yaml")
     item = AttestationInput("bench", setup.attestations[0])

@@ -1,4 +1,4 @@
-# Sourced by scripts/demo and scripts/test: create .venv once and install release-gate with everything the demo
+# Sourced by scripts/demo and scripts/test: create .venv once and install tiergate with everything the demo
 # and the tests use. Re-running is cheap: pip skips what is already there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

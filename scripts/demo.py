@@ -1,10 +1,10 @@
 """The main job: the gate in front of a real MLflow model registry, catching a real publish.
 
 Run by ``./scripts/demo``. Everything happens in ./demo-out (recreated each run), on the embedded defaults: a local
-``mlflow server --app-name release-gate`` on SQLite, and the gate's decision log in a SQLite file.
+``mlflow server --app-name tiergate`` on SQLite, and the gate's decision log in a SQLite file.
 
 1. evaluators and the gate get keys; the platform admin writes the trust store;
-2. the MLflow server starts with the release-gate plugin in front of its registry;
+2. the MLflow server starts with the tiergate plugin in front of its registry;
 3. a small model (safetensors weights) is logged and registered: allowed at tier 'internal';
 4. promoting it (alias 'production' = tier 'hosted') is refused with 403 PERMISSION_DENIED naming what is missing;
 5. evaluators sign what they measured (one from a real lm-evaluation-harness results file) and upload the
@@ -53,7 +53,7 @@ def step(title: str) -> None:
 
 def gate(*args: str, expect: int | None = None) -> subprocess.CompletedProcess[str]:
     print("$ gate " + " ".join(args), flush=True)
-    result = subprocess.run([sys.executable, "-m", "gate", *args], text=True, capture_output=True, cwd=OUT)
+    result = subprocess.run([sys.executable, "-m", "tiergate", *args], text=True, capture_output=True, cwd=OUT)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     if expect is not None and result.returncode != expect:
@@ -96,7 +96,7 @@ def free_port() -> int:
 def start_mlflow(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "GATE_TRUST": str(OUT / "trust.yaml"), "GATE_LOG": str(OUT / "gate-log.db"),
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "release-gate",
+    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "tiergate",
                "--backend-store-uri", f"sqlite:///{OUT / 'mlflow.db'}", "--artifacts-destination", str(OUT / "mlartifacts"),
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     print("$ " + " ".join(command[2:]), flush=True)
@@ -110,7 +110,7 @@ def start_mlflow(port: int) -> subprocess.Popen[bytes]:
             sys.exit(f"demo: mlflow server exited with {process.returncode}; see {OUT / 'mlflow-server.log'}")
         try:
             if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
-                print(f"mlflow server with release-gate is up at http://127.0.0.1:{port}")
+                print(f"mlflow server with tiergate is up at http://127.0.0.1:{port}")
                 return process
         except requests.RequestException:
             time.sleep(0.5)
@@ -159,7 +159,7 @@ def upload(client: Any, model_id: str, folder: Path) -> bool:
 
 def show_tags(client: Any, version: str) -> None:
     tags = client.get_model_version(MODEL_NAME, version).tags
-    for key in sorted(k for k in tags if k.startswith("release_gate.")):
+    for key in sorted(k for k in tags if k.startswith("tiergate.")):
         print(f"  {key} = {tags[key]}")
 
 
@@ -211,7 +211,7 @@ def run(tracking: str) -> None:
     model.mkdir()
     write_safetensors(model / "model.safetensors", seed=1)
     (model / "config.json").write_text('{"architectures": ["TinyLM"], "hidden_size": 64}')
-    experiment = client.create_experiment("release-gate-demo")
+    experiment = client.create_experiment("tiergate-demo")
     logged = client.create_logged_model(experiment, name=MODEL_NAME)
     client.log_model_artifacts(logged.model_id, str(model))
     version = mlflow.register_model(f"models:/{logged.model_id}", MODEL_NAME).version
@@ -242,7 +242,7 @@ def run(tracking: str) -> None:
         sys.exit("demo: the gate should have refused the changed weights")
 
     step("7. The auditor's view: every decision is in the append-only log")
-    digest = client.get_model_version(MODEL_NAME, version).tags["release_gate.digest"]
+    digest = client.get_model_version(MODEL_NAME, version).tags["tiergate.digest"]
     gate("log", "find", "--log", "gate-log.db", "--model", digest, expect=0)
     gate("log", "audit", "--log", "gate-log.db", "--trust", "trust.yaml", "--unsigned-ok", expect=0)
     print(f"\ndemo: done; files are in {OUT} (server log: mlflow-server.log)")

@@ -16,12 +16,12 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from gate.core.attestation import Evaluation, EvaluatorRef
-from gate.core.keys import PrivateKey
-from gate.core.manifest import Manifest, hash_model
-from gate.core.signing import attest_evaluation
-from gate.core.trust import TrustStore
-from gate.core.verify import AttestationInput
+from tiergate.core.attestation import Evaluation, EvaluatorRef
+from tiergate.core.keys import PrivateKey
+from tiergate.core.manifest import Manifest, hash_model
+from tiergate.core.signing import attest_evaluation
+from tiergate.core.trust import TrustStore
+from tiergate.core.verify import AttestationInput
 
 from content_samples import safetensors_bytes  # noqa: E402
 
@@ -92,7 +92,7 @@ class World:
         when: datetime = NOW - timedelta(days=1),
         signers: list[str] | None = None,
     ) -> AttestationInput:
-        from gate.core.benchmarks import builtin_catalogue
+        from tiergate.core.benchmarks import builtin_catalogue
 
         # As `gate attest` writes it: the domain the benchmark measures (none for one the catalogue lacks).
         evaluation = Evaluation(
@@ -146,6 +146,6 @@ def run_gate(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
     """Run the real console entry point in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "gate", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
+        [sys.executable, "-m", "tiergate", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
         input=input.decode() if input else None, timeout=120,
     )

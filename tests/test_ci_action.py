@@ -11,7 +11,7 @@ import pytest
 
 from support import REPO, World, write_model
 
-SCRIPT = REPO / ".github" / "actions" / "release-gate" / "run.sh"
+SCRIPT = REPO / ".github" / "actions" / "tiergate" / "run.sh"
 
 
 def run_action(tmp: Path, model: Path, tier: str, trust: Path) -> tuple[subprocess.CompletedProcess[str], str, str]:
@@ -34,8 +34,8 @@ def model(tmp_path: Path) -> Path:
 def test_action_denies_and_writes_the_table(tmp_path: Path, model: Path, world: World) -> None:
     result, summary, output = run_action(tmp_path, model, "open", world.trust_path())
     assert result.returncode == 1
-    assert "::error title=release-gate::release denied at tier open" in result.stdout
-    assert "release-gate: DENY at tier `open`" in summary
+    assert "::error title=tiergate::release denied at tier open" in result.stdout
+    assert "tiergate: DENY at tier `open`" in summary
     assert "| :x: not met | `wmdp-bio-open`" in summary
     assert "decision=deny" in output and "satisfied-tier=internal" in output
 

@@ -27,7 +27,7 @@ def setup(tmp_path: Path, world: World):
 
 
 def test_help_lists_commands_without_importing_integrations() -> None:
-    code = ("import sys; from gate.cli import main\n"
+    code = ("import sys; from tiergate.cli import main\n"
             "try: main(['--help'])\nexcept SystemExit: pass\n"
             "assert 'mlflow' not in sys.modules and 'huggingface_hub' not in sys.modules, 'heavy import'\n"
             "assert 'requests' not in sys.modules, 'requests imported at start-up'")
@@ -37,7 +37,7 @@ def test_help_lists_commands_without_importing_integrations() -> None:
 
 
 def test_hash_does_not_import_heavy_packages(model_dir: Path) -> None:
-    code = ("import sys; from gate.cli import main\n"
+    code = ("import sys; from tiergate.cli import main\n"
             f"try: main(['hash', {str(model_dir)!r}])\nexcept SystemExit as e: assert e.code in (0, None)\n"
             "assert not {'mlflow', 'huggingface_hub', 'requests', 'yaml'} & set(sys.modules), 'heavy import'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -136,7 +136,7 @@ def test_vsa_round_trip(setup, tmp_path: Path) -> None:
     ok = run_gate("verify-vsa", str(vsa), "--key", str(tmp / "gate.pub"), "--digest", digest, "--tier", "internal")
     assert ok.returncode == 0 and "PASSED" in ok.stdout, ok.stderr
     # Tiers are cumulative: a summary for 'hosted' evidence also vouches for 'internal'.
-    assert "verified levels: RELEASE_GATE_TIER_INTERNAL;" in ok.stdout
+    assert "verified levels: TIERGATE_TIER_INTERNAL;" in ok.stdout
     wrong_tier = run_gate("verify-vsa", str(vsa), "--key", str(tmp / "gate.pub"), "--tier", "open")
     assert wrong_tier.returncode == 1 and "not among its verified levels" in wrong_tier.stderr
     assert run_gate("keygen", str(tmp / "other")).returncode == 0
@@ -176,7 +176,7 @@ def test_attest_from_lm_eval_signs_the_log_digest(setup) -> None:
     result = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
                       "--from-lm-eval", str(LM_EVAL), "--task", "wmdp_bio", "-o", str(out))
     assert result.returncode == 0, result.stderr
-    from gate.core.dsse import Envelope
+    from tiergate.core.dsse import Envelope
 
     predicate = json.loads(Envelope.from_json(out.read_bytes()).payload)["predicate"]
     assert predicate["evidence"]["digest"]["sha256"] == hashlib.sha256(LM_EVAL.read_bytes()).hexdigest()

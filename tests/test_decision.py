@@ -11,9 +11,9 @@ import yaml
 
 from content_samples import safetensors_bytes, torch_zip_bytes
 from support import NOW, World, write_model
-from gate.core.decision import decide
-from gate.core.manifest import hash_model
-from gate.core.policy import Policy
+from tiergate.core.decision import decide
+from tiergate.core.manifest import hash_model
+from tiergate.core.policy import Policy
 
 POLICY = {
     "version": 1,
@@ -222,7 +222,7 @@ def test_decision_by_digest_only_cannot_prove_formats(policy, manifest, world) -
 
 
 def test_decision_names_the_trust_store_it_used(policy, manifest, world) -> None:
-    from gate.core.trust import TrustStore
+    from tiergate.core.trust import TrustStore
 
     store = TrustStore.load(world.trust_path())
     data = json.loads(decide(policy, "internal", manifest, [], store, NOW).to_json())

@@ -1,4 +1,4 @@
-"""One decision path: every command and integration decides through a :class:`gate.runtime.Decider`, with one
+"""One decision path: every command and integration decides through a :class:`tiergate.runtime.Decider`, with one
 configuration (``GATE_CONFIG`` and ``GATE_*``) read the same way everywhere."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from support import NOW, World, run_gate, write_model
-from gate.core.log.backends import open_store
-from gate.core.manifest import hash_model
-from gate.runtime import Gate, GateConfig, LocalDecider
-from gate.runtime.transport import GateServiceError
+from tiergate.core.log.backends import open_store
+from tiergate.core.manifest import hash_model
+from tiergate.runtime import Gate, GateConfig, LocalDecider
+from tiergate.runtime.transport import GateServiceError
 
-GATE = Path(__file__).resolve().parent.parent / "gate"
+GATE = Path(__file__).resolve().parent.parent / "tiergate"
 
 
 def closed_port() -> int:
@@ -96,8 +96,8 @@ def test_a_broken_gate_config_stops_gate_check_with_exit_2(attested, tmp_path: P
 
 def test_the_local_decider_is_the_core_decision(world: World, manifest) -> None:
     """The Gate's answer is exactly the core's for the same inputs (nothing re-implemented on the way)."""
-    from gate.core.decision import decide
-    from gate.core.policy import Policy
+    from tiergate.core.decision import decide
+    from tiergate.core.policy import Policy
 
     item = world.attest(manifest, "evalco", "strongreject", {"score": 0.02})
     gate = Gate.load(GateConfig(trust=world.trust_path()))
@@ -113,10 +113,10 @@ def test_only_the_local_decider_calls_the_core_decision() -> None:
     callers = []
     for path in GATE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module == "gate.core.decision" and \
+            if isinstance(node, ast.ImportFrom) and node.module == "tiergate.core.decision" and \
                     any(alias.name == "decide" for alias in node.names):
                 callers.append(str(path.relative_to(GATE.parent)))
-    assert callers == ["gate/runtime/local.py"]
+    assert callers == ["tiergate/runtime/local.py"]
 
 
 def test_yaml_in_gate_config_is_the_one_configuration(tmp_path: Path, world: World) -> None:

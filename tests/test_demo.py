@@ -22,7 +22,7 @@ def test_demo_refuses_then_allows_a_real_mlflow_promotion(tmp_path: Path) -> Non
     assert out.count("RestException PERMISSION_DENIED (HTTP 403)") == 2  # promotions: no evidence, changed weights
     assert out.count("HTTPError PERMISSION_DENIED (HTTP 403)") == 1  # the re-upload of changed weights
     assert "are frozen once published through the release gate" in out and "\nuploaded" not in out
-    assert "release_gate.tier = hosted" in out and "alias set" in out
+    assert "tiergate.tier = hosted" in out and "alias set" in out
     assert "these weights are not the ones evaluated" in out
     assert out.index("HTTPError PERMISSION_DENIED") < out.index("on the server's disk") < out.index(
         "these weights are not the ones evaluated")

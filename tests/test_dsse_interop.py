@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives import serialization
 from securesystemslib import dsse as ssl_dsse
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from gate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope, pae, sign
-from gate.core.keys import PrivateKey, PublicKey, write_keypair
-from gate.errors import ConfigError, UsageError, VerificationError
+from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope, pae, sign
+from tiergate.core.keys import PrivateKey, PublicKey, write_keypair
+from tiergate.errors import ConfigError, UsageError, VerificationError
 
 ALGORITHMS = ["ed25519", "ecdsa-p256"]
 
@@ -134,13 +134,13 @@ def test_statements_and_vsas_parse_with_the_in_toto_attestation_library(tmp_path
     from in_toto_attestation.v1.statement import Statement as TheirStatement
 
     from support import write_model
-    from gate.core.attestation import Evaluation, EvaluatorRef
-    from gate.core.decision import decide
-    from gate.core.manifest import hash_model
-    from gate.core.policy import Policy
-    from gate.core.signing import attest_evaluation
-    from gate.core.trust import TrustStore
-    from gate.core.vsa import build_vsa
+    from tiergate.core.attestation import Evaluation, EvaluatorRef
+    from tiergate.core.decision import decide
+    from tiergate.core.manifest import hash_model
+    from tiergate.core.policy import Policy
+    from tiergate.core.signing import attest_evaluation
+    from tiergate.core.trust import TrustStore
+    from tiergate.core.vsa import build_vsa
 
     manifest = hash_model(write_model(tmp_path / "m"))
     now = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -156,8 +156,8 @@ def test_statements_and_vsas_parse_with_the_in_toto_attestation_library(tmp_path
     # against the spec; everything else must parse into the proto with the values we wrote.
     assert isinstance(vsa["verifier"].pop("version"), dict)
     levels = vsa.pop("verifiedLevels")
-    assert levels == ["RELEASE_GATE_TIER_INTERNAL"]
+    assert levels == ["TIERGATE_TIER_INTERNAL"]
     parsed = json_format.ParseDict(vsa, vsa_pb2.VerificationSummary())  # any other unknown field raises
     assert parsed.verification_result == "PASSED" and parsed.resource_uri == "m"
     assert parsed.policy.digest["sha256"] == decision.policy_digest.split(":", 1)[1]
-    assert parsed.verifier.id == "https://release-gate.dev/gate" and parsed.slsa_version == "1.0"
+    assert parsed.verifier.id == "https://tiergate.dev/gate" and parsed.slsa_version == "1.0"

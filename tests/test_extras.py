@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from gate import DISTRIBUTION
+from tiergate import DISTRIBUTION
 from support import World
 
 # Blocks the module as if its distribution were not installed: `import X` raises ModuleNotFoundError(name=X).
-_RUN = "import sys; sys.modules[{module!r}] = None; sys.argv[0] = 'gate'; from gate.cli import main; main(sys.argv[1:])"
+_RUN = "import sys; sys.modules[{module!r}] = None; sys.argv[0] = 'gate'; from tiergate.cli import main; main(sys.argv[1:])"
 
 
 def run_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -32,13 +32,13 @@ def test_a_missing_extra_names_the_extra_to_install(module: str, extra: str, arg
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"'{extra}' extra" in lines[0] and "pip install '" in lines[0], lines[0]
-    # the requirements themselves, never `release-gate[extra]`: that name on the index is another project
+    # the requirements themselves, never `tiergate[extra]`: right however tiergate itself was installed
     assert f"{DISTRIBUTION}[" not in lines[0], lines[0]
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
 
 
 def test_a_missing_module_of_no_extra_stays_an_internal_error() -> None:
-    from gate.cli._run import missing_extra
+    from tiergate.cli._run import missing_extra
 
     assert missing_extra(ModuleNotFoundError("x", name="mlflow.server")) == "mlflow"
     assert missing_extra(ModuleNotFoundError("x", name="numpy")) is None

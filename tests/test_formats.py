@@ -1,4 +1,4 @@
-"""The content classifier (gate/core/formats.py): every class from real bytes, every disguise, every bound."""
+"""The content classifier (tiergate/core/formats.py): every class from real bytes, every disguise, every bound."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from content_samples import (Boom, compress, envelope_bytes, gguf_bytes, gzip_bomb, hdf5_bytes, legacy_torch_tar,
                              npy_bytes, npz_bytes, onnx_bytes, pickle_bytes, png_bytes, protocol0_text_pickle,
                              safetensors_bytes, sentencepiece_bytes, tar_of, torch_zip_bytes, zip_of)
-from gate.core.formats import (AUXILIARY_CLASSES, WEIGHT_CLASSES, BytesSource, FileSource, Limits, classify,
+from tiergate.core.formats import (AUXILIARY_CLASSES, WEIGHT_CLASSES, BytesSource, FileSource, Limits, classify,
                                classify_bytes)
 
 GOOD = {
@@ -233,7 +233,7 @@ def test_any_pickle_in_any_wrapper_is_a_pickle(value, protocol: int, wrap: str) 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=4096))
 def test_arbitrary_bytes_get_a_class_and_never_raise(data: bytes) -> None:
-    from gate.core.formats import CLASSES
+    from tiergate.core.formats import CLASSES
 
     assert classify_bytes(data).kind in CLASSES
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.core.trust import TrustStore
+from tiergate.core.trust import TrustStore
 from support import run_gate, write_model
 
 
@@ -54,7 +54,7 @@ def test_trust_add_appends_an_evaluator_and_keeps_the_comments(configured: Path,
     assert run_gate("trust", "add", str(trust), "--id", "lab", "--organization", "A \"quoted\": lab",
                     "--kind", "developer", "--pub", str(second)).returncode == 0
     text = trust.read_text()
-    assert text.startswith("# release-gate trust store")
+    assert text.startswith("# tiergate trust store")
     store = TrustStore.load(trust)
     aisi, lab = store.evaluators
     assert (aisi.id, aisi.kind, aisi.scope, lab.organization) == ("uk-aisi", "government",

@@ -12,23 +12,23 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent / "gate"
+ROOT = Path(__file__).resolve().parent.parent / "tiergate"
 
 #: Layer of each top-level part of the package; a module may import its own layer (without cycles) or lower ones.
 LAYERS = {
-    "gate.errors": 0,
-    "gate.core": 1,
-    "gate.runtime": 2,
-    "gate.service": 3, "gate.integrations": 3, "gate.audit": 3,
-    "gate.cli": 4, "gate.__main__": 4,
-    "gate": 5,  # the package root: the public API, above everything it exports
+    "tiergate.errors": 0,
+    "tiergate.core": 1,
+    "tiergate.runtime": 2,
+    "tiergate.service": 3, "tiergate.integrations": 3, "tiergate.audit": 3,
+    "tiergate.cli": 4, "tiergate.__main__": 4,
+    "tiergate": 5,  # the package root: the public API, above everything it exports
 }
 #: Constants every layer may read from the package root (it defines them without importing anything).
 ROOT_CONSTANTS = {"__version__", "DISTRIBUTION"}
 #: What the pure core must never import: hosts and transports are the adapters' business.
 NOT_IN_CORE = ("mlflow", "huggingface_hub", "hf_xet", "requests", "httpx", "flask", "starlette", "fastapi",
-               "http", "urllib.request", "socket", "click", "gate.runtime", "gate.service", "gate.integrations",
-               "gate.cli", "gate.audit")
+               "http", "urllib.request", "socket", "click", "tiergate.runtime", "tiergate.service", "tiergate.integrations",
+               "tiergate.cli", "tiergate.audit")
 
 
 def _modules() -> dict[str, Path]:
@@ -68,7 +68,7 @@ def _imports(module: str, source: str | None = None) -> list[tuple[str, int, lis
             target = _resolve(module, node)
             names = [alias.name for alias in node.names]
             submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in MODULES]
-            if submodules:  # `from gate.core import oms`: the edge is to the module imported
+            if submodules:  # `from tiergate.core import oms`: the edge is to the module imported
                 found += [(s, node.lineno, []) for s in submodules]
                 names = [n for n in names if f"{target}.{n}" not in MODULES]
             if names:
@@ -80,9 +80,9 @@ def _upward(module: str, source: str | None = None) -> list[str]:
     """Imports of ``module`` that point to a higher layer."""
     found = []
     for target, line, names in _imports(module, source):
-        if not (target == "gate" or target.startswith("gate.")):
+        if not (target == "tiergate" or target.startswith("tiergate.")):
             continue
-        if target == "gate" and set(names) <= ROOT_CONSTANTS:
+        if target == "tiergate" and set(names) <= ROOT_CONSTANTS:
             continue
         if _layer(target) > _layer(module):
             found.append(f"{module}:{line} imports {target}")
@@ -91,11 +91,11 @@ def _upward(module: str, source: str | None = None) -> list[str]:
 
 def _edges() -> dict[str, set[str]]:
     """Who imports whom. A module importing its own package is left out: Python has always started the package
-    before its modules, and a package that re-exports its modules (``gate.core.evidence``) is that shape."""
+    before its modules, and a package that re-exports its modules (``tiergate.core.evidence``) is that shape."""
     graph: dict[str, set[str]] = {m: set() for m in MODULES}
     for module in MODULES:
         for target, _, names in _imports(module):
-            if target == "gate" and set(names) <= ROOT_CONSTANTS:
+            if target == "tiergate" and set(names) <= ROOT_CONSTANTS:
                 continue
             if target in MODULES and target != module and not module.startswith(target + "."):
                 graph[module].add(target)
@@ -152,7 +152,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 KNOWN_CYCLES = {
     # manifest.attestation_file_problem imports oms (deferred) for its bundle parser, and oms imports manifest's
     # types: the JSON/bundle structure parsers of oms belong in a module of their own that imports no manifest.
-    ("gate.core.manifest", "gate.core.oms"),
+    ("tiergate.core.manifest", "tiergate.core.oms"),
 }
 
 
@@ -168,21 +168,21 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 def test_the_core_imports_no_host_transport_or_higher_layer() -> None:
     bad = [f"{MODULES[m].relative_to(ROOT.parent)}:{line} imports {target}"
-           for m in MODULES if _layer(m) <= LAYERS["gate.core"]
+           for m in MODULES if _layer(m) <= LAYERS["tiergate.core"]
            for target, line, _ in _imports(m)
            if any(target == name or target.startswith(name + ".") for name in NOT_IN_CORE)]
     assert bad == []
 
 
 @pytest.mark.parametrize("module, source", [
-    ("gate.runtime.client", "def f():\n    from gate.service.targets import tier_for_target\n"),  # the finding
-    ("gate.integrations.hf.containment", "from gate.cli.render import decision_markdown\n"),     # the finding
-    ("gate.core.trust", "from gate.runtime import Gate\n"),
-    ("gate.core.trust", "from gate import check\n"),
+    ("tiergate.runtime.client", "def f():\n    from tiergate.service.targets import tier_for_target\n"),  # the finding
+    ("tiergate.integrations.hf.containment", "from tiergate.cli.render import decision_markdown\n"),     # the finding
+    ("tiergate.core.trust", "from tiergate.runtime import Gate\n"),
+    ("tiergate.core.trust", "from tiergate import check\n"),
 ])
 def test_the_check_sees_an_upward_import(module: str, source: str) -> None:
     assert len(_upward(module, source)) == 1
-    assert _upward(module, "from gate import __version__\nfrom gate.errors import GateError\n") == []
+    assert _upward(module, "from tiergate import __version__\nfrom tiergate.errors import GateError\n") == []
 
 
 def test_the_check_sees_a_cycle() -> None:

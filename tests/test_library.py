@@ -1,4 +1,4 @@
-"""The library API: docs/library.md's examples run as written, and `import gate` exports exactly what it promises."""
+"""The library API: docs/library.md's examples run as written, and `import tiergate` exports exactly what it promises."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import gate
-from gate import api
+import tiergate
+from tiergate import api
 from content_samples import envelope_bytes
 from support import World, write_model
 
@@ -23,7 +23,7 @@ def _python_blocks() -> list[str]:
 
 @pytest.mark.parametrize("index", range(2))
 def test_the_docs_examples_run_as_written(index: int, tmp_path: Path, world: World) -> None:
-    manifest = gate.hash_model(write_model(tmp_path / "model"))
+    manifest = tiergate.hash_model(write_model(tmp_path / "model"))
     (tmp_path / "model" / ".attestations").mkdir()
     good = world.attest(manifest, next(iter(world.evaluators)), "mmlu", {"acc": 0.7})
     (tmp_path / "model" / ".attestations" / "mmlu.json").write_bytes(good.data)
@@ -42,18 +42,18 @@ def test_the_docs_examples_run_as_written(index: int, tmp_path: Path, world: Wor
 
 
 def test_the_package_root_exports_the_public_api_lazily() -> None:
-    assert sorted(gate.__all__) == sorted(api.__all__)
-    for name in gate.__all__:
+    assert sorted(tiergate.__all__) == sorted(api.__all__)
+    for name in tiergate.__all__:
         assert getattr(gate, name) is getattr(api, name)
     with pytest.raises(AttributeError):
         gate.not_a_name  # noqa: B018
-    probe = "import sys, gate; print(any(m.startswith('gate.core') for m in sys.modules))"
+    probe = "import sys, gate; print(any(m.startswith('tiergate.core') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_check_decides_like_the_cli(tmp_path: Path, world: World) -> None:
     model = write_model(tmp_path / "model")
-    decision = gate.check(model, tier="hosted", trust=world.trust_path())
-    assert isinstance(decision, gate.Decision) and decision.decision == "deny" and decision.missing
-    with pytest.raises(gate.ConfigError):
-        gate.check(model, tier="no-such-tier")
+    decision = tiergate.check(model, tier="hosted", trust=world.trust_path())
+    assert isinstance(decision, tiergate.Decision) and decision.decision == "deny" and decision.missing
+    with pytest.raises(tiergate.ConfigError):
+        tiergate.check(model, tier="no-such-tier")

@@ -1,4 +1,4 @@
-"""Model identity (gate.core.manifest): digests, ordering, interop with model-signing, ignores and refusals.
+"""Model identity (tiergate.core.manifest): digests, ordering, interop with model-signing, ignores and refusals.
 
 That memory stays constant whatever the model size is a property of the fixed per-worker buffer and is not
 unit-tested here; bench/bench_hash.py exercises 1 GiB.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gate.core import manifest as manifest_mod
-from gate.core.manifest import (
+from tiergate.core import manifest as manifest_mod
+from tiergate.core.manifest import (
     DEFAULT_IGNORES,
     FileDigest,
     Manifest,
@@ -26,7 +26,7 @@ from gate.core.manifest import (
     root_digest,
     scan_size,
 )
-from gate.errors import InputError, ModelError
+from tiergate.errors import InputError, ModelError
 from content_samples import envelope_bytes
 from helpers_models import make_model, ms_root_digest, sha256_hex
 
@@ -369,7 +369,7 @@ def test_progress_sums_to_total_bytes(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_weights_under_an_ignored_path_are_refused(tmp_path: Path) -> None:
     """model-signing's defect 4, in the gate's own default ignores: .github/evil.pkl must not ride along unhashed;
     judged by content, so a pickle named like text is refused as well."""
-    from gate.core.manifest import hash_model
+    from tiergate.core.manifest import hash_model
 
     model = make_model(tmp_path / "m", {"model.safetensors": b"w", ".github/workflows/ci.yml": b"on: push"})
     assert [f.path for f in hash_model(model).files] == ["model.safetensors"]

@@ -1,4 +1,4 @@
-"""OMS signatures (gate.core.oms) against the real model-signing 1.1.1 package.
+"""OMS signatures (tiergate.core.oms) against the real model-signing 1.1.1 package.
 
 Bundles are produced by model-signing's own Python API (``signing.Config().use_elliptic_key_signer(...).sign``);
 statements model-signing would never write are signed with the gate's DSSE code in the same format, and one of
@@ -16,12 +16,12 @@ from typing import Any, Callable
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gate.core import oms
-from gate.core.dsse import Envelope
-from gate.core.keys import PrivateKey, PublicKey
-from gate.core.manifest import DEFAULT_IGNORES, Manifest, hash_model, model_signing_order, root_digest
-from gate.core.oms import LEGACY_PREDICATE_TYPE, PREDICATE_TYPE, is_oms_bundle, verify_oms_bundle
-from gate.errors import VerificationError
+from tiergate.core import oms
+from tiergate.core.dsse import Envelope
+from tiergate.core.keys import PrivateKey, PublicKey
+from tiergate.core.manifest import DEFAULT_IGNORES, Manifest, hash_model, model_signing_order, root_digest
+from tiergate.core.oms import LEGACY_PREDICATE_TYPE, PREDICATE_TYPE, is_oms_bundle, verify_oms_bundle
+from tiergate.errors import VerificationError
 from helpers_models import make_model, ms_root_digest, ms_sign, ms_verify, sha256_hex, write_ec_keypair
 
 FILES = {

@@ -25,9 +25,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_carries_the_schemas_the_default_policy_and_its_types(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    schemas = {p.name for p in (REPO / "gate" / "data" / "schemas").glob("*.json")}
-    assert schemas and {f"gate/data/schemas/{name}" for name in schemas} <= names
-    assert {"gate/data/default-policy.yaml", "gate/py.typed"} <= names
+    schemas = {p.name for p in (REPO / "tiergate" / "data" / "schemas").glob("*.json")}
+    assert schemas and {f"tiergate/data/schemas/{name}" for name in schemas} <= names
+    assert {"tiergate/data/default-policy.yaml", "tiergate/py.typed"} <= names
     assert not any(name.startswith(("tests/", "docs/", "bench/")) for name in names)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gate.core.manifest import weight_format
-from gate.core.policy import Policy, parse_duration
-from gate.errors import ConfigError
+from tiergate.core.manifest import weight_format
+from tiergate.core.policy import Policy, parse_duration
+from tiergate.errors import ConfigError
 
 BASE = {
     "version": 1,

@@ -1,7 +1,7 @@
 """Trust follows the files: a running gate notices every change of its trust store, the key files it names and its
 policy, by content, with symlinks resolved at every check; a broken version refuses until it is fixed.
 
-These drive :class:`gate.runtime.Gate` (what every integration holds) and :class:`gate.runtime.Reloader` directly;
+These drive :class:`tiergate.runtime.Gate` (what every integration holds) and :class:`tiergate.runtime.Reloader` directly;
 the long-running processes are in tests/service/test_reload_serve.py (``gate serve``) and
 tests/mlflow/test_mlflow_reload.py (the MLflow plugin).
 """
@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from support import NOW, World, write_model
-from gate.core.manifest import Manifest, hash_model
-from gate.core.trust import TrustStore
-from gate.runtime import ConfigurationBroken, Gate, GateConfig, Reloader
-from gate.runtime.reload import Loaded
+from tiergate.core.manifest import Manifest, hash_model
+from tiergate.core.trust import TrustStore
+from tiergate.runtime import ConfigurationBroken, Gate, GateConfig, Reloader
+from tiergate.runtime.reload import Loaded
 
 POLICY = {
     "version": 1, "name": "reload-tests",
@@ -287,7 +287,7 @@ def test_a_file_changed_while_it_is_being_loaded_is_loaded_again(tmp_path: Path)
 
 def test_a_rewrite_that_keeps_the_stat_is_caught_by_the_periodic_hash(tmp_path: Path, monkeypatch) -> None:
     """Some filesystems (and copies that keep times) show no stat change: the content is hashed on an interval."""
-    import gate.runtime.reload as reload_module
+    import tiergate.runtime.reload as reload_module
 
     path = tmp_path / "file"
     path.write_bytes(b"aaa")
@@ -312,7 +312,7 @@ def test_a_broken_load_is_retried_on_the_interval_even_without_a_change(tmp_path
 
     def load() -> Loaded[str]:
         if failing[0]:
-            from gate.errors import ConfigError
+            from tiergate.errors import ConfigError
 
             raise ConfigError(f"{path}: cannot read it right now")
         return Loaded("ok", (path,))
@@ -335,7 +335,7 @@ def test_the_operator_is_told_of_each_change_once(tmp_path: Path) -> None:
     def load() -> Loaded[bytes]:
         data = path.read_bytes()
         if data == b"broken":
-            from gate.errors import ConfigError
+            from tiergate.errors import ConfigError
 
             raise ConfigError(f"{path}: broken")
         return Loaded(data, (path,))

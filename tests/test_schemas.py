@@ -10,11 +10,11 @@ import yaml
 from referencing import Registry, Resource
 
 from support import NOW, REPO, World
-from gate.core.decision import decide
-from gate.core.dsse import Envelope
-from gate.core.policy import Policy
+from tiergate.core.decision import decide
+from tiergate.core.dsse import Envelope
+from tiergate.core.policy import Policy
 
-SCHEMAS = REPO / "gate" / "data" / "schemas"
+SCHEMAS = REPO / "tiergate" / "data" / "schemas"
 
 
 def validator(name: str) -> jsonschema.protocols.Validator:
@@ -27,7 +27,7 @@ def validator(name: str) -> jsonschema.protocols.Validator:
 
 
 def test_default_policy_matches_schema() -> None:
-    data = yaml.safe_load((REPO / "gate" / "data" / "default-policy.yaml").read_text())
+    data = yaml.safe_load((REPO / "tiergate" / "data" / "default-policy.yaml").read_text())
     validator("policy.schema.json").validate(data)
 
 

@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from support import NOW, World, run_gate
-from gate.core.attestation import Evaluation, EvaluatorRef
-from gate.core.decision import decide
-from gate.core.manifest import Manifest
-from gate.core.policy import Policy
-from gate.core.signing import attest_evaluation
-from gate.core.trust import TrustStore
-from gate.core.verify import AttestationInput, verify_attestation
-from gate.errors import ConfigError, VerificationError
+from tiergate.core.attestation import Evaluation, EvaluatorRef
+from tiergate.core.decision import decide
+from tiergate.core.manifest import Manifest
+from tiergate.core.policy import Policy
+from tiergate.core.signing import attest_evaluation
+from tiergate.core.trust import TrustStore
+from tiergate.core.verify import AttestationInput, verify_attestation
+from tiergate.errors import ConfigError, VerificationError
 
 WHEN = NOW - timedelta(days=1)
 
@@ -202,7 +202,7 @@ def test_metric_aliases_are_judged_by_their_worst_value(world: World, manifest: 
 
 
 def test_a_key_object_listed_twice_in_memory_is_refused_too(world: World) -> None:
-    from gate.core.trust import Evaluator, TrustedKey
+    from tiergate.core.trust import Evaluator, TrustedKey
 
     key = TrustedKey(world.evaluators["evalco"].key.public)
     with pytest.raises(ConfigError, match="is already listed \\(evaluator e\\)"):

@@ -13,15 +13,15 @@ import pytest
 import yaml
 
 from support import NOW, World, run_gate
-from gate.core.attestation import Statement
-from gate.core.dsse import Envelope, sign
-from gate.core.files import StrictJSONError, line_of, parse_json, parse_yaml
-from gate.core.policy import Policy
-from gate.core.trust import TrustStore
-from gate.core.verify import AttestationInput, verify_attestation
-from gate.errors import ConfigError, VerificationError
-from gate.runtime import GateConfig
-from gate.service.tokens import TokenSet
+from tiergate.core.attestation import Statement
+from tiergate.core.dsse import Envelope, sign
+from tiergate.core.files import StrictJSONError, line_of, parse_json, parse_yaml
+from tiergate.core.policy import Policy
+from tiergate.core.trust import TrustStore
+from tiergate.core.verify import AttestationInput, verify_attestation
+from tiergate.errors import ConfigError, VerificationError
+from tiergate.runtime import GateConfig
+from tiergate.service.tokens import TokenSet
 
 # ~1 KB: nine aliases per level, nine levels (9^9 nodes expanded).
 BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
@@ -99,7 +99,7 @@ def test_cli_refuses_ambiguous_or_hostile_yaml_with_exit_2(world: World, model_d
 
 
 def test_policy_threshold_given_twice(tmp_path: Path) -> None:
-    text = resources.files("gate.data").joinpath("default-policy.yaml").read_text()
+    text = resources.files("tiergate.data").joinpath("default-policy.yaml").read_text()
     edited = text.replace("threshold: 0.10\n", "threshold: 0.10\n          threshold: 0.99\n", 1)
     path = tmp_path / "policy.yaml"
     path.write_text(edited)

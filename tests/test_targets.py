@@ -1,4 +1,4 @@
-"""One target -> tier rule (gate.core.targets), the same in the service, the MLflow plugin, the Hub and git.
+"""One target -> tier rule (tiergate.core.targets), the same in the service, the MLflow plugin, the Hub and git.
 
 Issue #13 item 3: ``mlflow:alias:Production`` was ``internal`` to the service (case-sensitive) and ``hosted`` to the
 MLflow plugin. Issue #10 finding 6: look-alikes of a release target (``release.tier='hosted '``, an alias with a
@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gate.core.policy import Policy
-from gate.core.targets import ConfusableTarget, Target, TargetError, UnknownTarget, normalise, tier_named
-from gate.errors import ConfigError
-from gate.integrations.hf.tiers import HubState, tier_for as hub_tier
-from gate.integrations.mlflow.routes import SET_ALIAS, SET_TAG, TRANSITION_STAGE, Call
-from gate.integrations.mlflow.targets import tier_for as mlflow_tier
-from gate.service.targets import tier_for_target
+from tiergate.core.policy import Policy
+from tiergate.core.targets import ConfusableTarget, Target, TargetError, UnknownTarget, normalise, tier_named
+from tiergate.errors import ConfigError
+from tiergate.integrations.hf.tiers import HubState, tier_for as hub_tier
+from tiergate.integrations.mlflow.routes import SET_ALIAS, SET_TAG, TRANSITION_STAGE, Call
+from tiergate.integrations.mlflow.targets import tier_for as mlflow_tier
+from tiergate.service.targets import tier_for_target
 
 POLICY = Policy.load()
 

@@ -11,16 +11,16 @@ import pytest
 import yaml
 
 from support import NOW, World, write_model
-from gate.core.attestation import (
+from tiergate.core.attestation import (
     TEST_RESULT_PREDICATE_TYPE, EvaluationPredicate, Statement, Subject,
 )
-from gate.core.dsse import Envelope, sign
-from gate.core.keys import PrivateKey
-from gate.core.manifest import hash_model
-from gate.core.signing import sign_statement
-from gate.core.trust import TrustStore
-from gate.core.verify import AttestationInput, verify_attestation
-from gate.errors import ConfigError, VerificationError
+from tiergate.core.dsse import Envelope, sign
+from tiergate.core.keys import PrivateKey
+from tiergate.core.manifest import hash_model
+from tiergate.core.signing import sign_statement
+from tiergate.core.trust import TrustStore
+from tiergate.core.verify import AttestationInput, verify_attestation
+from tiergate.errors import ConfigError, VerificationError
 
 
 def reason(item: AttestationInput, world: World, model, now=NOW) -> str:
@@ -214,7 +214,7 @@ def test_evaluation_after_signing_is_refused(world, manifest) -> None:
 
 
 def test_rejection_reasons_are_bounded(world, manifest) -> None:
-    from gate.core.verify import MAX_REASON_CHARS, verify_all
+    from tiergate.core.verify import MAX_REASON_CHARS, verify_all
 
     item = world.attest(manifest, "evalco", "strongreject", {"score": 0.05})
     edited = resign(item, lambda s: s.update(predicateType="https://x/" + "A" * 700_000), world.evaluators["evalco"].key)

@@ -27,10 +27,10 @@ from typing import Any, Callable, NamedTuple
 
 import pytest
 
-import gate.core.evidence as evidence
-import gate.core.evidence.inspect as inspect_log
-from gate.core.evidence import EvalRun, read_eval_log, read_inspect_log
-from gate.errors import InputError
+import tiergate.core.evidence as evidence
+import tiergate.core.evidence.inspect as inspect_log
+from tiergate.core.evidence import EvalRun, read_eval_log, read_inspect_log
+from tiergate.errors import InputError
 
 DATA = Path(__file__).parent / "data" / "inspect"
 HEADER: dict[str, Any] = json.loads((DATA / "wmdp_bio.header.json").read_text(encoding="utf-8"))

@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 import pytest
 
-import gate.core.evidence as evidence
-from gate.core.evidence import EvalRun, read_eval_log, read_lm_eval_results
-from gate.errors import InputError, UsageError
+import tiergate.core.evidence as evidence
+from tiergate.core.evidence import EvalRun, read_eval_log, read_lm_eval_results
+from tiergate.errors import InputError, UsageError
 
 DATA = Path(__file__).parent / "data" / "lm_eval"
 WMDP = DATA / "results_2025-03-14T09-41-27.512843.json"

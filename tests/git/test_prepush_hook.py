@@ -17,7 +17,7 @@ import pytest
 
 from support import World, write_model
 from content_samples import safetensors_bytes
-from gate.core.manifest import ATTESTATION_DIR, hash_model
+from tiergate.core.manifest import ATTESTATION_DIR, hash_model
 
 HAS_LFS = shutil.which("git-lfs") is not None
 needs_lfs = pytest.mark.skipif(not HAS_LFS, reason="git-lfs is not installed (apt-get install git-lfs); "
@@ -76,7 +76,7 @@ def make_repo(tmp_path: Path, remote: Path, env: dict[str, str], lfs: bool) -> P
         git(work, "lfs", "install", "--local", env=env)
         git(work, "lfs", "track", "*.safetensors", env=env)
         git(work, "add", ".gitattributes")
-    result = subprocess.run([sys.executable, "-m", "gate", "hooks", "install", str(work), "--tier", "open"],
+    result = subprocess.run([sys.executable, "-m", "tiergate", "hooks", "install", str(work), "--tier", "open"],
                             capture_output=True, text=True, env={**os.environ, **env})
     assert result.returncode == 0, result.stderr
     return work
@@ -192,7 +192,7 @@ def test_tier_is_configured_per_remote(tmp_path: Path, remote: Path, env: dict[s
     write_model(work)
     commit_all(work, "unattested")
 
-    assert push(work, env, "origin", "main").returncode != 0  # release-gate.tier = open
+    assert push(work, env, "origin", "main").returncode != 0  # tiergate.tier = open
     to_mirror = push(work, env, "mirror", "main")
     assert to_mirror.returncode == 0, to_mirror.stderr
     assert "at tier 'internal': allowed" in to_mirror.stderr
@@ -201,13 +201,13 @@ def test_tier_is_configured_per_remote(tmp_path: Path, remote: Path, env: dict[s
 def test_a_configured_tier_is_read_by_the_core_rule(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
     """Issue #13 item 3: the tier in git config goes through the one normalisation every integration uses."""
     work = make_repo(tmp_path, remote, env, lfs=False)
-    git(work, "config", "release-gate.tier", " Internal")
+    git(work, "config", "tiergate.tier", " Internal")
     write_model(work)
     commit_all(work, "unattested")
-    git(work, "config", "release-gate.tier", "іnternal")  # Cyrillic і: refused, not some other tier
+    git(work, "config", "tiergate.tier", "іnternal")  # Cyrillic і: refused, not some other tier
     refused = push(work, env, "origin", "main")
     assert refused.returncode != 0 and "looks like the release target 'internal'" in refused.stderr
-    git(work, "config", "release-gate.tier", " Internal")
+    git(work, "config", "tiergate.tier", " Internal")
     allowed = push(work, env, "origin", "main")
     assert allowed.returncode == 0, allowed.stderr
     assert "at tier 'internal': allowed" in allowed.stderr
@@ -216,7 +216,7 @@ def test_a_configured_tier_is_read_by_the_core_rule(tmp_path: Path, remote: Path
 def test_no_configured_tier_refuses_with_the_command_to_fix_it(tmp_path: Path, remote: Path,
                                                                 env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
-    git(work, "config", "--unset", "release-gate.tier")
+    git(work, "config", "--unset", "tiergate.tier")
     write_model(work)
     commit_all(work, "model")
     result = push(work, env)
@@ -227,11 +227,11 @@ def test_no_configured_tier_refuses_with_the_command_to_fix_it(tmp_path: Path, r
 
 def test_deleting_a_remote_branch_needs_no_check(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
-    git(work, "config", "release-gate.tier", "internal")
+    git(work, "config", "tiergate.tier", "internal")
     write_model(work)
     commit_all(work, "model")
     assert push(work, env, "origin", "main:old").returncode == 0
-    git(work, "config", "--unset", "release-gate.tier")  # nothing configured: only deletions may pass
+    git(work, "config", "--unset", "tiergate.tier")  # nothing configured: only deletions may pass
     result = push(work, env, "origin", ":old")
     assert result.returncode == 0, result.stderr
     assert remote_head(remote, "refs/heads/old") is None
@@ -243,31 +243,31 @@ def test_install_keeps_foreign_hooks_and_replaces_git_lfs_hook(tmp_path: Path, e
     hook = repo / ".git" / "hooks" / "pre-push"
 
     def install(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "gate", "hooks", "install", str(repo), *args],
+        return subprocess.run([sys.executable, "-m", "tiergate", "hooks", "install", str(repo), *args],
                               capture_output=True, text=True, env={**os.environ, **env})
 
     hook.write_text("#!/bin/sh\nexit 0\n")
     kept = install()  # kept and chained (see test_prepush_review.py for it running)
     assert kept.returncode == 0, kept.stderr
-    assert (hook.parent / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 0\n"
+    assert (hook.parent / "pre-push.before-tiergate").read_text() == "#!/bin/sh\nexit 0\n"
     hook.write_text("#!/bin/sh\nexit 3\n")  # another hook again, while a different one is kept: refused
     refused = install()
     assert refused.returncode == 2 and "--force" in refused.stderr
     assert install("--force").returncode == 0
-    assert (hook.parent / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 3\n"
+    assert (hook.parent / "pre-push.before-tiergate").read_text() == "#!/bin/sh\nexit 3\n"
     lfs_hook = ('#!/bin/sh\ncommand -v git-lfs >/dev/null 2>&1 || { echo >&2 "This repository is configured for '
                 'Git LFS but \'git-lfs\' was not found"; exit 2; }\ngit lfs pre-push "$@"\n')
     hook.write_text(lfs_hook)
     assert install("--tier", "gated", "--remote", "hub").returncode == 0
-    assert "release-gate pre-push hook" in hook.read_text() and sys.executable in hook.read_text()
-    assert (hook.parent / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 3\n"  # git-lfs's: gone
+    assert "tiergate pre-push hook" in hook.read_text() and sys.executable in hook.read_text()
+    assert (hook.parent / "pre-push.before-tiergate").read_text() == "#!/bin/sh\nexit 3\n"  # git-lfs's: gone
     assert git(repo, "config", "remote.hub.releaseGateTier").stdout.strip() == "gated"
     bad = install("--tier", "everyone")
     assert bad.returncode == 2 and "unknown tier" in bad.stderr
 
 
 def test_repository_hook_script_matches_the_installed_one() -> None:
-    from gate.integrations.git.install import hook_script
+    from tiergate.integrations.git.install import hook_script
 
     from support import REPO
     script = REPO / "hooks" / "pre-push"
@@ -276,7 +276,7 @@ def test_repository_hook_script_matches_the_installed_one() -> None:
 
 
 def test_pointer_parsing() -> None:
-    from gate.integrations.git.objects import parse_pointer
+    from tiergate.integrations.git.objects import parse_pointer
 
     oid = "a" * 64
     assert parse_pointer(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize 12\n".encode()).oid == oid  # type: ignore[union-attr]
@@ -290,10 +290,10 @@ def test_pointer_parsing() -> None:
 
 
 def test_tree_paths_police_every_ignored_path_as_a_folder_does() -> None:
-    from gate.core.formats import BytesSource
-    from gate.core.manifest import FileDigest
-    from gate.errors import ModelError
-    from gate.integrations.git.treemanifest import check_excluded_content, check_tree_paths, manifest_from_files
+    from tiergate.core.formats import BytesSource
+    from tiergate.core.manifest import FileDigest
+    from tiergate.errors import ModelError
+    from tiergate.integrations.git.treemanifest import check_excluded_content, check_tree_paths, manifest_from_files
 
     fine = [".gitattributes", ".gitignore", ".github/workflows/ci.yml", ".attestations/eval.json", "model.safetensors"]
     check_tree_paths(fine, "org/model@main")
@@ -319,7 +319,7 @@ def test_tree_paths_police_every_ignored_path_as_a_folder_does() -> None:
 
 def test_weights_under_an_ignored_path_are_refused_in_a_pushed_tree_as_in_a_folder(
         tmp_path: Path, remote: Path, env: dict[str, str], world: World) -> None:
-    from gate.errors import ModelError
+    from tiergate.errors import ModelError
 
     work = make_repo(tmp_path, remote, env, lfs=False)
     write_model(work)
@@ -424,7 +424,7 @@ def test_history_on_a_fetch_mirror_is_not_taken_as_being_on_the_push_target(
 def test_a_new_ref_is_checked_down_to_what_the_push_itself_says_is_on_the_remote(
         tmp_path: Path, remote: Path, env: dict[str, str], world: World) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
-    git(work, "config", "release-gate.tier", "internal")
+    git(work, "config", "tiergate.tier", "internal")
     write_model(work, {"draft.safetensors": b"\x00unreviewed" * 512})
     commit_all(work, "draft weights")
     (work / "draft.safetensors").unlink()
@@ -432,7 +432,7 @@ def test_a_new_ref_is_checked_down_to_what_the_push_itself_says_is_on_the_remote
     attest(world, work, "open")
     commit_all(work, "release")
     assert push(work, env).returncode == 0  # main, draft included, is on the remote at 'internal'
-    git(work, "config", "release-gate.tier", "open")
+    git(work, "config", "tiergate.tier", "open")
     git(work, "commit", "-q", "--allow-empty", "-m", "bump")
     git(work, "branch", "feature")
 
@@ -500,7 +500,7 @@ def test_lfs_objects_already_on_the_remote_need_not_be_local(tmp_path: Path, rem
 
     at_open = push(work, env)  # but 'open' allows formats by content, and bytes that are not here cannot be judged
     assert at_open.returncode != 0 and "not classified: its bytes were not available" in at_open.stderr
-    git(work, "config", "release-gate.tier", "gated")  # a tier without a formats rule: nothing local is needed
+    git(work, "config", "tiergate.tier", "gated")  # a tier without a formats rule: nothing local is needed
     result = push(work, env)
 
     assert result.returncode == 0, result.stderr

@@ -20,7 +20,7 @@ def bare(path: Path) -> Path:
 
 
 def gate_cmd(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gate", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "tiergate", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, **env})
 
 
@@ -28,7 +28,7 @@ def gate_cmd(env: dict[str, str], *args: str, cwd: Path | None = None) -> subpro
 
 
 def test_urls_compare_as_destinations() -> None:
-    from gate.integrations.git.tiers import normalize_url
+    from tiergate.integrations.git.tiers import normalize_url
 
     same = ["https://user:token@HuggingFace.co/org/model.git/", "https://huggingface.co/org/model",
             "ssh://git@huggingface.co:22/org/model.git", "git@huggingface.co:org/model"]
@@ -44,7 +44,7 @@ def test_a_push_to_a_url_gets_the_tier_of_the_remote_that_pushes_there(tmp_path:
     hub = bare(tmp_path / "hub.git")
     git(work, "remote", "add", "hub", str(hub))
     git(work, "config", "remote.hub.releaseGateTier", "open")
-    git(work, "config", "release-gate.tier", "internal")
+    git(work, "config", "tiergate.tier", "internal")
     write_model(work)
     commit_all(work, "unattested")
 
@@ -55,7 +55,7 @@ def test_a_push_to_a_url_gets_the_tier_of_the_remote_that_pushes_there(tmp_path:
         assert remote_head(hub) is None
     internal = push(work, env, "origin", "main")  # the repository's default, and said so
     assert internal.returncode == 0, internal.stderr
-    assert "at tier 'internal' (from release-gate.tier, this repository's default)" in internal.stderr
+    assert "at tier 'internal' (from tiergate.tier, this repository's default)" in internal.stderr
 
 
 def test_url_rules_name_a_destination_and_the_highest_matching_tier_wins(tmp_path: Path, remote: Path,
@@ -63,7 +63,7 @@ def test_url_rules_name_a_destination_and_the_highest_matching_tier_wins(tmp_pat
     work = make_repo(tmp_path, remote, env, lfs=False)
     public = tmp_path / "public"
     public.mkdir()
-    git(work, "config", "--global", f"release-gate.{public}/.tier", "open", env=env)  # global: fine, it names where
+    git(work, "config", "--global", f"tiergate.{public}/.tier", "open", env=env)  # global: fine, it names where
     git(work, "config", "remote.origin.releaseGateTier", "internal")
     write_model(work)
     commit_all(work, "unattested")
@@ -71,7 +71,7 @@ def test_url_rules_name_a_destination_and_the_highest_matching_tier_wins(tmp_pat
 
     anywhere_public = push(work, env, str(release), "main")
     assert anywhere_public.returncode != 0
-    assert f"tier 'open' (from release-gate.{public}/.tier (global config))" in anywhere_public.stderr
+    assert f"tier 'open' (from tiergate.{public}/.tier (global config))" in anywhere_public.stderr
 
     git(work, "remote", "set-url", "--push", "origin", str(release))  # origin now pushes somewhere public
     renamed = push(work, env, "origin", "main")
@@ -82,21 +82,21 @@ def test_url_rules_name_a_destination_and_the_highest_matching_tier_wins(tmp_pat
 
 def test_a_global_default_tier_is_refused_not_applied(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
-    git(work, "config", "--unset", "release-gate.tier")
-    git(work, "config", "--global", "release-gate.tier", "internal", env=env)  # would wave through every repository
+    git(work, "config", "--unset", "tiergate.tier")
+    git(work, "config", "--global", "tiergate.tier", "internal", env=env)  # would wave through every repository
     write_model(work)
     commit_all(work, "unattested")
 
     result = push(work, env)
 
     assert result.returncode != 0
-    assert "release-gate.tier = internal is in the global config" in result.stderr
+    assert "tiergate.tier = internal is in the global config" in result.stderr
     assert "git config remote.origin.releaseGateTier <tier>" in result.stderr
     assert remote_head(remote) is None
     git(work, "config", "--global", "remote.origin.releaseGateTier", "internal", env=env)  # as blind: every repo's origin
     assert "remote.origin.releasegatetier = internal is in the global config" in push(work, env).stderr
     assert remote_head(remote) is None
-    git(work, "config", "release-gate.tier", "internal")  # this repository's own: applied
+    git(work, "config", "tiergate.tier", "internal")  # this repository's own: applied
     assert push(work, env).returncode == 0
 
 
@@ -129,7 +129,7 @@ def test_a_hooks_path_set_after_install_is_reported_and_install_chains_it(
 
     installed = gate_cmd(env, "hooks", "install", str(work))
     assert installed.returncode == 0, installed.stderr
-    assert (husky / "_" / "pre-push.before-release-gate").read_text() == HUSKY_STUB
+    assert (husky / "_" / "pre-push.before-tiergate").read_text() == HUSKY_STUB
     assert gate_cmd(env, "hooks", "status", str(work)).returncode == 0
 
     denied = push(work, env)
@@ -144,7 +144,7 @@ def test_a_hooks_path_set_after_install_is_reported_and_install_chains_it(
 
     (husky / "_" / "pre-push").write_text(HUSKY_STUB)  # `npm install`: husky rewrites its stubs ...
     assert gate_cmd(env, "hooks", "status", str(work)).returncode == 1
-    (husky / "pre-push").write_text(f'{sys.executable} -m gate hooks pre-push "$@"\n')  # ... so wire it by hand
+    (husky / "pre-push").write_text(f'{sys.executable} -m tiergate hooks pre-push "$@"\n')  # ... so wire it by hand
     wired = gate_cmd(env, "hooks", "status", str(work))
     assert wired.returncode == 0 and "wired by hand" in wired.stdout, wired.stdout
 
@@ -152,9 +152,9 @@ def test_a_hooks_path_set_after_install_is_reported_and_install_chains_it(
 def test_a_kept_hook_that_fails_stops_the_push(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
     hooks = work / ".git" / "hooks"
-    (hooks / "pre-push.before-release-gate").write_text("#!/bin/sh\necho lint failed >&2\nexit 4\n")
-    (hooks / "pre-push.before-release-gate").chmod(0o755)
-    git(work, "config", "release-gate.tier", "internal")
+    (hooks / "pre-push.before-tiergate").write_text("#!/bin/sh\necho lint failed >&2\nexit 4\n")
+    (hooks / "pre-push.before-tiergate").chmod(0o755)
+    git(work, "config", "tiergate.tier", "internal")
     write_model(work)
     commit_all(work, "model")
 
@@ -178,7 +178,7 @@ def test_status_finds_a_hook_git_will_skip_or_cannot_run(tmp_path: Path, remote:
     hook.write_text("#!/bin/sh\nexit 0\n")  # rewritten by another tool
     status = gate_cmd(env, "hooks", "status", str(work))
     assert status.returncode == 1 and "is another hook" in status.stdout
-    assert "tier 'open' from release-gate.tier" in status.stdout  # and each remote's tier, with its source
+    assert "tier 'open' from tiergate.tier" in status.stdout  # and each remote's tier, with its source
 
 
 def test_install_refuses_a_global_hooks_path(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
@@ -267,7 +267,7 @@ def test_weights_then_their_evidence_is_one_decision_and_evidence_counts_where_i
 def test_a_push_of_more_commits_than_the_bound_is_refused_not_checked_in_part(
         tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
-    git(work, "config", "release-gate.tier", "internal")
+    git(work, "config", "tiergate.tier", "internal")
     for n in range(3):
         write_model(work, {"config.json": f'{{"n": {n}}}'.encode()})
         commit_all(work, f"c{n}")
@@ -282,7 +282,7 @@ def test_a_push_of_more_commits_than_the_bound_is_refused_not_checked_in_part(
 def test_many_allowed_history_decisions_are_counted_not_listed(tmp_path: Path, remote: Path,
                                                                env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
-    git(work, "config", "release-gate.tier", "internal")
+    git(work, "config", "tiergate.tier", "internal")
     for n in range(8):
         write_model(work, {"config.json": f'{{"n": {n}}}'.encode()})
         commit_all(work, f"c{n}")
@@ -297,7 +297,7 @@ def test_many_allowed_history_decisions_are_counted_not_listed(tmp_path: Path, r
 
 def test_a_ref_to_a_blob_or_a_tree_is_refused(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
-    git(work, "config", "release-gate.tier", "internal")  # even where anything goes, a model has to be a commit
+    git(work, "config", "tiergate.tier", "internal")  # even where anything goes, a model has to be a commit
     write_model(work)
     commit_all(work, "model")
     payload = tmp_path / "payload.safetensors"
@@ -324,7 +324,7 @@ def test_a_kept_hook_that_runs_a_copy_of_the_gate_hook_does_not_loop(tmp_path: P
     (hooks / "pre-push").chmod(0o755)
     assert "moved aside" in gate_cmd(env, "hooks", "status", str(work)).stdout
     assert gate_cmd(env, "hooks", "install", str(work)).returncode == 0
-    git(work, "config", "release-gate.tier", "internal")
+    git(work, "config", "tiergate.tier", "internal")
     write_model(work)
     head = commit_all(work, "model")
 
@@ -350,5 +350,5 @@ def test_install_warns_when_the_hook_git_runs_is_a_tracked_file(tmp_path: Path, 
 
     assert result.returncode == 0, result.stderr
     assert "pre-push is tracked by git" in result.stderr and "do not commit that change" in result.stderr
-    assert (team / "pre-push.before-release-gate").read_text() == "#!/bin/sh\nexit 0\n"
+    assert (team / "pre-push.before-tiergate").read_text() == "#!/bin/sh\nexit 0\n"
     assert gate_cmd(env, "hooks", "status", str(work)).returncode == 0

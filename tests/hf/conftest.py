@@ -22,8 +22,8 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HF_TOKEN", None)
 
-from gate.core.manifest import ATTESTATION_DIR, Manifest, hash_model  # noqa: E402
-from gate.runtime import Gate, GateConfig  # noqa: E402
+from tiergate.core.manifest import ATTESTATION_DIR, Manifest, hash_model  # noqa: E402
+from tiergate.runtime import Gate, GateConfig  # noqa: E402
 from support import NOW, World, write_model  # noqa: E402
 from hf.hub_standin import HubStandin  # noqa: E402
 
@@ -65,7 +65,7 @@ def _restore_client_factory() -> Iterator[None]:
     """The backstop is process-wide: put huggingface_hub's client back so other tests in this worker see a plain one."""
     from huggingface_hub.utils import _http, set_client_factory
 
-    from gate.integrations.hf import backstop
+    from tiergate.integrations.hf import backstop
 
     before = _http._GLOBAL_CLIENT_FACTORY
     yield
@@ -132,7 +132,7 @@ def make_model(tmp_path: Path, world: World) -> Callable[..., Path]:
 
 @pytest.fixture
 def gated_api(hub: HubStandin, gate: Gate):  # -> GatedHfApi
-    from gate.integrations.hf.api import GatedHfApi
+    from tiergate.integrations.hf.api import GatedHfApi
 
     return GatedHfApi(gate, clock=lambda: NOW, endpoint=hub.endpoint, token="hf_test")
 

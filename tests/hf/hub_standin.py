@@ -561,11 +561,11 @@ class _Handler(BaseHTTPRequestHandler):
             num = int(tail[1])
             found = self._discussion(repo, num)
             return 200, {
-                "title": found["title"], "num": num, "author": {"name": "release-gate"},
+                "title": found["title"], "num": num, "author": {"name": "tiergate"},
                 "createdAt": "2026-11-01T12:00:00.000Z", "status": found.get("status", "open"),
                 "repo": {"name": repo.repo_id, "type": repo.repo_type}, "isPullRequest": found["isPullRequest"],
                 "events": [{"id": "e1", "type": "comment", "createdAt": "2026-11-01T12:00:00.000Z",
-                            "author": {"name": "release-gate"},
+                            "author": {"name": "tiergate"},
                             "data": {"edited": False, "hidden": False, "latest": {"raw": found["description"]}}}],
                 "changes": {"base": "refs/heads/main"}, "filesWithConflicts": [],
             }, {}
@@ -596,7 +596,7 @@ class _Handler(BaseHTTPRequestHandler):
         if data.get("comment"):
             comments.append(str(data["comment"]))
         event: dict[str, Any] = {"id": f"e{len(comments)}", "createdAt": "2026-11-01T12:00:00.000Z",
-                                 "author": {"name": "release-gate"}}
+                                 "author": {"name": "tiergate"}}
         if resource == "comment":
             event.update(type="comment", data={"edited": False, "hidden": False, "latest": {"raw": data["comment"]}})
             return 200, {"newMessage": event}, {}

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from gate.core.manifest import FileDigest
-from gate.integrations.hf.backstop import Approvals
-from gate.integrations.hf.errors import BackstopRefused
-from gate.integrations.hf.plan import CommitPlan
+from tiergate.core.manifest import FileDigest
+from tiergate.integrations.hf.backstop import Approvals
+from tiergate.integrations.hf.errors import BackstopRefused
+from tiergate.integrations.hf.plan import CommitPlan
 
 WEIGHTS = "c" * 64
 CONFIG = b'{"hidden_size": 16}'
@@ -67,9 +67,9 @@ def test_anything_else_is_refused(approvals: Approvals, line: dict, reason: str)
 
 def test_plans_end_with_their_call_and_are_per_repository(approvals: Approvals) -> None:
     with approvals.approve(PLAN):
-        with pytest.raises(BackstopRefused, match="not checked by release-gate"):
+        with pytest.raises(BackstopRefused, match="not checked by tiergate"):
             approvals.check_commit("model", "org/other", payload(lfs("model.safetensors", WEIGHTS)))
-        with pytest.raises(BackstopRefused, match="not checked by release-gate"):
+        with pytest.raises(BackstopRefused, match="not checked by tiergate"):
             approvals.check_commit("dataset", "org/m", payload(lfs("model.safetensors", WEIGHTS)))
         with pytest.raises(BackstopRefused, match="No bytes of it were sent"):
             approvals.check_lfs_upload("model", "org/m", ["e" * 64])
@@ -78,17 +78,17 @@ def test_plans_end_with_their_call_and_are_per_repository(approvals: Approvals) 
 
 
 def test_gate_help_never_imports_huggingface_hub() -> None:
-    code = ("import sys\nfrom gate.cli import main\n"
+    code = ("import sys\nfrom tiergate.cli import main\n"
             "for args in (['--help'], ['hf', '--help'], ['hf', 'upload', '--help'], ['hooks', '--help']):\n"
             "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
-            "import gate.integrations.hf, gate.integrations.git.prepush\n"
+            "import tiergate.integrations.hf, tiergate.integrations.git.prepush\n"
             "print('LOADED' if 'huggingface_hub' in sys.modules else 'CLEAN', file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stderr.strip().endswith("CLEAN"), result.stderr
 
 
 def test_a_preupload_passes_only_for_checked_paths_at_checked_sizes(approvals: Approvals) -> None:
-    with pytest.raises(BackstopRefused, match="not checked by release-gate. .* No file content was sent"):
+    with pytest.raises(BackstopRefused, match="not checked by tiergate. .* No file content was sent"):
         approvals.check_preupload("model", "org/m", [("model.safetensors", 10)])
     with approvals.approve(PLAN):
         approvals.check_preupload("model", "org/m", [("model.safetensors", 10), ("config.json", len(CONFIG))])
@@ -100,13 +100,13 @@ def test_a_preupload_passes_only_for_checked_paths_at_checked_sizes(approvals: A
 def test_the_transport_reads_preuploads_and_refuses_xet_tokens(approvals: Approvals) -> None:
     from huggingface_hub.utils import httpx
 
-    from gate.integrations.hf.backstop import check_request
+    from tiergate.integrations.hf.backstop import check_request
 
     def request(method: str, path: str, body: bytes = b"") -> object:
         return httpx.Request(method, f"http://hub.test{path}", content=body)
 
     preupload = json.dumps({"files": [{"path": "model.safetensors", "size": 10, "sample": ""}]}).encode()
-    with pytest.raises(BackstopRefused, match="not checked by release-gate"):
+    with pytest.raises(BackstopRefused, match="not checked by tiergate"):
         check_request(request("POST", "/api/models/org/m/preupload/main", preupload), approvals)
     with pytest.raises(BackstopRefused, match="not the JSON"):
         check_request(request("POST", "/api/models/org/m/preupload/main", b"[1]"), approvals)

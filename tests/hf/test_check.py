@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from support import World, run_gate
-from gate.core.manifest import hash_model
+from tiergate.core.manifest import hash_model
 from hf.conftest import folder_files
 from hf.hub_standin import HubStandin
 

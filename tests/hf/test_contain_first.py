@@ -14,8 +14,8 @@ from typing import Any, Callable
 import pytest
 
 from support import NOW
-from gate.integrations.hf.containment import MemorySeen, contain, seen_key
-from gate.runtime import Gate
+from tiergate.integrations.hf.containment import MemorySeen, contain, seen_key
+from tiergate.runtime import Gate
 from hf.conftest import folder_files
 from hf.hub_standin import HubStandin, webhook_payload
 

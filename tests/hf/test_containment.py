@@ -9,8 +9,8 @@ from typing import Any, Callable
 import pytest
 
 from support import NOW
-from gate.integrations.hf.containment import MemorySeen, contain, handle_webhook, parse_event, secret_matches
-from gate.runtime import Gate
+from tiergate.integrations.hf.containment import MemorySeen, contain, handle_webhook, parse_event, secret_matches
+from tiergate.runtime import Gate
 from hf.conftest import folder_files
 from hf.hub_standin import HubStandin, webhook_payload
 
@@ -144,7 +144,7 @@ def test_secret_comparison() -> None:
 def test_a_revision_the_gate_cannot_read_is_contained_not_retried(
         hub: HubStandin, hub_api: Any, gate: Gate, make_model: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail closed: a large file kept out of LFS cannot be checked from metadata, so the flip is undone."""
-    from gate.integrations.hf import remote
+    from tiergate.integrations.hf import remote
 
     monkeypatch.setattr(remote, "MAX_REGULAR_BYTES", 64)  # stands in for a 64 MiB file committed without LFS
     files = folder_files(make_model(evidence="open"))

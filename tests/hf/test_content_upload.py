@@ -10,8 +10,8 @@ import pytest
 
 from content_samples import (envelope_bytes, pickle_bytes, protocol0_text_pickle, safetensors_bytes, tar_of,
                              torch_zip_bytes)
-from gate.errors import ModelError
-from gate.integrations.hf.errors import GateDenied
+from tiergate.errors import ModelError
+from tiergate.integrations.hf.errors import GateDenied
 from hf.hub_standin import HubStandin
 
 

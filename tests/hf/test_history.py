@@ -17,10 +17,10 @@ from typing import Any, Callable
 import pytest
 
 from support import NOW
-from gate.errors import ConfigError
-from gate.integrations.hf.containment import MemorySeen, contain
-from gate.integrations.hf.errors import GateDenied, TooManyCommits, Unverifiable
-from gate.runtime import Gate
+from tiergate.errors import ConfigError
+from tiergate.integrations.hf.containment import MemorySeen, contain
+from tiergate.integrations.hf.errors import GateDenied, TooManyCommits, Unverifiable
+from tiergate.runtime import Gate
 from hf.conftest import folder_files
 from hf.hub_standin import HubStandin, webhook_payload
 
@@ -102,7 +102,7 @@ def test_history_attested_in_a_later_commit_is_cleared_and_each_commit_costs_met
 
 def test_check_exposure_decides_history_commits_and_skips_the_empty_initial_commit(
         hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
-    from gate.integrations.hf.tiers import HubState
+    from tiergate.integrations.hf.tiers import HubState
 
     hub.create_repo("org/two", private=True, files=folder_files(make_model(evidence="open")))
     hub.push_commit("org/two", folder_files(make_model(evidence="open")))  # another attested model over it
@@ -127,7 +127,7 @@ def test_history_is_followed_across_pages(hub: HubStandin, gated_api: Any, make_
 
 def test_more_history_than_the_bound_is_refused(hub: HubStandin, gate: Gate, make_model: Callable[..., Path],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from gate.integrations.hf.api import GatedHfApi
+    from tiergate.integrations.hf.api import GatedHfApi
 
     hub.create_repo("org/big", private=True, files=folder_files(make_model(evidence="open")))  # 2 commits
     hub.push_commit("org/big", {"README.md": b"# model\n"})  # 3 commits

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from gate.integrations.hf.errors import GateDenied, Unverifiable
+from tiergate.integrations.hf.errors import GateDenied, Unverifiable
 from hf.conftest import folder_files
 from hf.hub_standin import HubStandin
 

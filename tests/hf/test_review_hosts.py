@@ -8,9 +8,9 @@ from typing import Any, Callable
 import pytest
 
 from support import NOW
-from gate.integrations.hf.containment import contain
-from gate.runtime import Gate
-from gate.service.seen import DatabaseSeen
+from tiergate.integrations.hf.containment import contain
+from tiergate.runtime import Gate
+from tiergate.service.seen import DatabaseSeen
 from hf.conftest import folder_files
 from hf.hub_standin import HubStandin
 from hf.test_contain_first import hub_api, push_event  # noqa: F401  (hub_api is a fixture)
@@ -74,7 +74,7 @@ def test_a_gated_commit_to_an_open_pull_request_of_a_public_repository_is_checke
         hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
     """A pull request's ref of a public repository is public: committing unattested weights onto ``refs/pr/N``
     through the gated client is a publish at the repository's tier."""
-    from gate.errors import GateError
+    from tiergate.errors import GateError
 
     hub.create_repo("org/release", private=False, files=folder_files(make_model(evidence="open")))
     num, head = hub.open_pr("org/release", {"README.md": b"# card\n"})

@@ -3,7 +3,7 @@
 F6: huggingface_hub 2.4 uploads through hf_xet whenever it is installed (``is_xet_available()``), moving bytes and
 fetching its tokens from Rust where the backstop sees nothing, and hands hf_xet a sha256 computed earlier if one is
 known, so a file changed after the check could be stored while the commit named the checked digest. The gated API now
-hands huggingface_hub :class:`~gate.integrations.hf.plan.CheckedSource` file objects: only bytes whose block matches
+hands huggingface_hub :class:`~tiergate.integrations.hf.plan.CheckedSource` file objects: only bytes whose block matches
 the check are served, and file objects go by LFS, through the Python client the backstop wraps. A placeholder digest
 (``***``, listed for a gated repository's files to a token without access) is never trusted.
 """
@@ -19,10 +19,10 @@ from typing import Any, Callable
 import pytest
 
 from support import NOW, run_gate
-from gate.errors import InputError
-from gate.integrations.hf import plan as planning
-from gate.integrations.hf.errors import BackstopRefused
-from gate.runtime import Gate
+from tiergate.errors import InputError
+from tiergate.integrations.hf import plan as planning
+from tiergate.integrations.hf.errors import BackstopRefused
+from tiergate.runtime import Gate
 from hf.conftest import folder_files
 from hf.hub_standin import HubStandin
 
@@ -92,7 +92,7 @@ def test_an_operation_hashed_before_the_check_does_not_vouch_for_the_bytes_sent(
         hub: HubStandin, gate: Gate, make_model: Callable[..., Path]) -> None:
     from huggingface_hub import CommitOperationAdd
 
-    from gate.integrations.hf.api import GatedHfApi
+    from tiergate.integrations.hf.api import GatedHfApi
 
     hub.create_repo("org/pre", private=False)
     root = make_model(evidence="open")
@@ -117,7 +117,7 @@ def test_a_plain_upload_with_xet_on_is_stopped_before_any_content_moves(
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"\x01" * 4096)
     hub.reset_requests()
-    with pytest.raises(BackstopRefused, match="not checked by release-gate. .* No file content was sent"):
+    with pytest.raises(BackstopRefused, match="not checked by tiergate. .* No file content was sent"):
         HfApi(endpoint=hub.endpoint, token="hf_test").upload_file(
             path_or_fileobj=weights, path_in_repo="model.safetensors", repo_id="org/plain")
     assert hub.requests_matching("POST") == [] and xet_requests(hub) == []
@@ -200,7 +200,7 @@ def test_placeholder_digests_are_refused_by_check(hub: HubStandin, gate_env: dic
 
 def test_placeholder_digests_are_refused_by_the_reader(hub: HubStandin, gated_api: Any,
                                                        make_model: Callable[..., Path]) -> None:
-    from gate.integrations.hf import remote
+    from tiergate.integrations.hf import remote
 
     gated_without_access(hub, make_model)
     with pytest.raises(InputError, match="listed '\\*\\*\\*' as the (sha256|git blob id) of "):

@@ -10,9 +10,9 @@ from typing import Any, Callable
 import pytest
 
 from support import NOW, World
-from gate.core.manifest import hash_model
-from gate.integrations.hf.errors import BackstopRefused, GateDenied
-from gate.runtime import Gate
+from tiergate.core.manifest import hash_model
+from tiergate.integrations.hf.errors import BackstopRefused, GateDenied
+from tiergate.runtime import Gate
 from hf.conftest import attest_open, folder_files
 from hf.hub_standin import HubStandin
 
@@ -83,7 +83,7 @@ class MutatingGate:
 @pytest.mark.parametrize("changed", ["model.safetensors", "config.json"])
 def test_file_changed_after_the_check_is_refused_by_the_backstop(
         hub: HubStandin, gate: Gate, make_model: Callable[..., Path], changed: str) -> None:
-    from gate.integrations.hf.api import GatedHfApi
+    from tiergate.integrations.hf.api import GatedHfApi
 
     hub.create_repo("org/tiny", private=False)
     head = hub.repo("org/tiny").branches["main"]
@@ -109,7 +109,7 @@ def test_plain_hfapi_commit_is_refused_once_the_backstop_is_installed(
     hub.create_repo("org/tiny", private=False)
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"\x00" * 2048)
-    with pytest.raises(BackstopRefused, match="not checked by release-gate"):
+    with pytest.raises(BackstopRefused, match="not checked by tiergate"):
         HfApi(endpoint=hub.endpoint, token="hf_test").upload_file(
             path_or_fileobj=weights, path_in_repo="model.safetensors", repo_id="org/tiny")
     assert hub.requests_matching("POST", "/commit/") == []
@@ -241,7 +241,7 @@ def test_commit_operations_with_copy_and_delete(hub: HubStandin, gated_api: Any,
 
 
 def test_attestation_folder_cannot_carry_weights(hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
-    from gate.errors import ModelError
+    from tiergate.errors import ModelError
 
     hub.create_repo("org/tiny", private=True)
     root = make_model(evidence="open")

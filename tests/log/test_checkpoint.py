@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gate.core.keys import PrivateKey
-from gate.core.log.checkpoint import (
+from tiergate.core.keys import PrivateKey
+from tiergate.core.log.checkpoint import (
     MAX_NOTE_SIZE,
     Checkpoint,
     NoteFormatError,
@@ -25,8 +25,8 @@ from gate.core.log.checkpoint import (
     sign_note,
     verify_checkpoint,
 )
-from gate.core.log.merkle import MerkleTree, leaf_hash, verify_inclusion
-from gate.errors import ConfigError, InputError, VerificationError
+from tiergate.core.log.merkle import MerkleTree, leaf_hash, verify_inclusion
+from tiergate.errors import ConfigError, InputError, VerificationError
 
 GO = json.loads((Path(__file__).parent / "data" / "note" / "golang_mod_sumdb_note.json").read_text())
 ORIGIN = "gate.example/log/decisions"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gate.core.log import merkle
-from gate.core.log.merkle import (
+from tiergate.core.log import merkle
+from tiergate.core.log.merkle import (
     EMPTY_ROOT,
     CompactRange,
     MerkleTree,
@@ -25,7 +25,7 @@ from gate.core.log.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from gate.errors import InputError, VerificationError
+from tiergate.errors import InputError, VerificationError
 
 DATA = Path(__file__).parent / "data" / "merkle"
 VECTORS = json.loads((DATA / "rfc6962_vectors.json").read_text())
@@ -220,7 +220,7 @@ def test_upstream_corruption_recipe_fails_on_every_published_vector() -> None:
 # --- brute force -------------------------------------------------------------------------------------------------
 
 MAX_SIZE = 300
-ENTRIES = [f"release-gate decision {i}".encode() for i in range(MAX_SIZE)]
+ENTRIES = [f"tiergate decision {i}".encode() for i in range(MAX_SIZE)]
 LEAVES = [leaf_hash(e) for e in ENTRIES]
 
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
-from gate.core.log import merkle
-from gate.core.log.merkle import MerkleTree, TreeRangeError, leaf_hash, verify_consistency, verify_inclusion
-from gate.core.log.sqlite import SQLiteLogStore
-from gate.core.log.backends import open_store
-from gate.core.log.store import LogStore, StoreError, StoreIntegrityError
-from gate.core.log.tiles import TILE_WIDTH
-from gate.errors import ConfigError, InputError
+from tiergate.core.log import merkle
+from tiergate.core.log.merkle import MerkleTree, TreeRangeError, leaf_hash, verify_consistency, verify_inclusion
+from tiergate.core.log.sqlite import SQLiteLogStore
+from tiergate.core.log.backends import open_store
+from tiergate.core.log.store import LogStore, StoreError, StoreIntegrityError
+from tiergate.core.log.tiles import TILE_WIDTH
+from tiergate.errors import ConfigError, InputError
 
 PG_URL = os.environ.get("GATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SPAWN = multiprocessing.get_context("spawn")  # children open their own connections; nothing inherited by fork
@@ -42,7 +42,7 @@ def pg_url() -> str:
     try:
         import psycopg
     except ImportError:
-        pytest.skip("psycopg is not installed: PostgreSQL log store tests NOT RUN (pip install release-gate[postgres])")
+        pytest.skip("psycopg is not installed: PostgreSQL log store tests NOT RUN (pip install tiergate[postgres])")
     try:
         with psycopg.connect(PG_URL, connect_timeout=2):
             pass

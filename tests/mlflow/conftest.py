@@ -1,4 +1,4 @@
-"""Fixtures for the MLflow end-to-end tests: one real ``mlflow server --app-name release-gate`` per test session.
+"""Fixtures for the MLflow end-to-end tests: one real ``mlflow server --app-name tiergate`` per test session.
 
 Their code lives in mlflow_e2e.py, with the helpers test modules import.
 """

@@ -1,4 +1,4 @@
-"""A real ``mlflow server --app-name release-gate`` for the tests, and small real models to publish to it.
+"""A real ``mlflow server --app-name tiergate`` for the tests, and small real models to publish to it.
 
 The fixtures are re-exported by this folder's conftest.py; the server is memoized per pytest session, so every
 module shares one server.
@@ -24,10 +24,10 @@ import pytest
 import requests
 
 from support import Evaluator, World
-from gate.core.keys import PrivateKey
-from gate.core.manifest import Manifest, hash_model
-from gate.core.timeutil import utcnow
-from gate.core.verify import AttestationInput
+from tiergate.core.keys import PrivateKey
+from tiergate.core.manifest import Manifest, hash_model
+from tiergate.core.timeutil import utcnow
+from tiergate.core.verify import AttestationInput
 
 STARTUP_TIMEOUT = 120.0  # a cold first start on 2 cores takes ~30 s
 SERVER_ENV = {
@@ -160,7 +160,7 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def server_command(backend_uri: str, artifacts: Path, port: int, app_name: str | None = "release-gate",
+def server_command(backend_uri: str, artifacts: Path, port: int, app_name: str | None = "tiergate",
                    workers: int = 1, options: tuple[str, ...] = ()) -> list[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
                "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
@@ -174,7 +174,7 @@ def server_env(gate_env: Mapping[str, str]) -> dict[str, str]:
     return {**env, **SERVER_ENV, **gate_env}
 
 
-def start_server(workdir: Path, backend_uri: str, gate_env: Mapping[str, str], app_name: str | None = "release-gate",
+def start_server(workdir: Path, backend_uri: str, gate_env: Mapping[str, str], app_name: str | None = "tiergate",
                  workers: int = 1, options: tuple[str, ...] = ()) -> Server:
     """Start ``mlflow server`` in its own session (so that stopping it stops its workers) and wait until healthy."""
     workdir.mkdir(parents=True, exist_ok=True)

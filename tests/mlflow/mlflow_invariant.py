@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from gate.core.policy import Policy
-from gate.integrations.mlflow.cache import ManifestCache
-from gate.integrations.mlflow.routes import SET_ALIAS, SET_TAG, TRANSITION_STAGE, Call
-from gate.integrations.mlflow.tags import DIGEST
-from gate.integrations.mlflow.targets import tier_for
+from tiergate.core.policy import Policy
+from tiergate.integrations.mlflow.cache import ManifestCache
+from tiergate.integrations.mlflow.routes import SET_ALIAS, SET_TAG, TRANSITION_STAGE, Call
+from tiergate.integrations.mlflow.tags import DIGEST
+from tiergate.integrations.mlflow.targets import tier_for
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 
@@ -93,7 +93,7 @@ class Invariant:
         return states
 
     def _allowed_rank(self, digest: str) -> int:
-        from gate.core.log.backends import open_store
+        from tiergate.core.log.backends import open_store
 
         store = open_store(str(self.log_path))
         try:

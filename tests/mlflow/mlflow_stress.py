@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import requests
 
-from gate.core.manifest import hash_model
+from tiergate.core.manifest import hash_model
 from mlflow_e2e import Published, Registry, hosted_evidence, write_tiny_model
 from mlflow_invariant import GatedState, Invariant
 

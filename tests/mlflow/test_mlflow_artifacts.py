@@ -67,7 +67,7 @@ def test_the_weights_of_a_published_version_cannot_be_overwritten_through_the_ar
 
     assert served_weights(f"models:/{version.name}@production", tmp_path / "served") == original
     tags = registry.tags(version.name, version.version)
-    assert (tags["release_gate.decision"], tags["release_gate.digest"]) == ("allow", model.manifest.digest)
+    assert (tags["tiergate.decision"], tags["tiergate.digest"]) == ("allow", model.manifest.digest)
     assert gate_server.stored_file(registry.client.get_logged_model(model.model_id).artifact_location,
                                    "model.safetensors").read_bytes() == original
 
@@ -129,7 +129,7 @@ def test_evidence_can_still_be_attached_to_a_registered_version(registry: Regist
     version = registry.register(model)
     registry.attach(model, hosted_evidence(registry.world, model.manifest))  # into .attestations/: allowed
     registry.client.set_registered_model_alias(version.name, "production", version.version)
-    assert registry.tags(version.name, version.version)["release_gate.tier"] == "hosted"
+    assert registry.tags(version.name, version.version)["tiergate.tier"] == "hosted"
 
 
 def test_artifact_writes_to_logged_models_and_runs_nobody_registered_still_work(
@@ -153,7 +153,7 @@ def test_artifact_writes_to_logged_models_and_runs_nobody_registered_still_work(
 
 def test_a_refused_write_is_in_the_gate_log_with_the_version_it_protects(
         registry: Registry, gate_server: GateServer, tmp_path: Path) -> None:
-    from gate.core.log.backends import open_store
+    from tiergate.core.log.backends import open_store
 
     model = registry.log_model()
     version = registry.register(model)

@@ -32,7 +32,7 @@ BIG = 96 * 1024 * 1024  # hashing this takes a noticeable time on 2 shared cores
 
 @pytest.fixture
 def invariant(gate_server: GateServer) -> Invariant:
-    from gate.runtime import Gate, GateConfig
+    from tiergate.runtime import Gate, GateConfig
 
     policy = Gate.load(GateConfig.from_env({"GATE_TRUST": str(gate_server.trust_path)})).policy
     checker = Invariant(f"sqlite:///{gate_server.workdir / 'server' / 'mlflow.db'}", gate_server.artifacts_dir,
@@ -43,7 +43,7 @@ def invariant(gate_server: GateServer) -> Invariant:
 
 def big_model(registry: Registry, attested: bool) -> Published:
     """A logged model with large weights (so that hashing them takes a while), with hosted evidence or none."""
-    from gate.core.manifest import hash_model
+    from tiergate.core.manifest import hash_model
 
     name = registry.unique("big")
     local = write_tiny_model(registry.tmp / name, registry.counter[0])
@@ -167,12 +167,12 @@ def test_a_server_side_writer_is_gated_at_the_registry_store(tmp_path: Path, key
     from mlflow.exceptions import MlflowException
     from mlflow.server import BACKEND_STORE_URI_ENV_VAR, handlers
 
-    from gate.core.log.backends import open_store
-    from gate.core.manifest import hash_model
-    from gate.integrations.mlflow.gatekeeper import RegistryGate
-    from gate.integrations.mlflow.holder import GateHolder
-    from gate.integrations.mlflow.lock import FileLock, RegistryLock
-    from gate.integrations.mlflow.registry import StoreGuard, deactivate
+    from tiergate.core.log.backends import open_store
+    from tiergate.core.manifest import hash_model
+    from tiergate.integrations.mlflow.gatekeeper import RegistryGate
+    from tiergate.integrations.mlflow.holder import GateHolder
+    from tiergate.integrations.mlflow.lock import FileLock, RegistryLock
+    from tiergate.integrations.mlflow.registry import StoreGuard, deactivate
     from mlflow_e2e import session_world
 
     world = session_world(tmp_path / "world", key_pool)
@@ -200,9 +200,9 @@ def test_a_server_side_writer_is_gated_at_the_registry_store(tmp_path: Path, key
             in_process.set_model_version_tag("weights", "1", "release.tier", "hosted")
         assert in_process.get_registered_model("weights").aliases == {}
         in_process.set_registered_model_alias("weights", "production", "2")  # evidence for those bytes: allowed
-        assert in_process.get_model_version("weights", "2").tags["release_gate.digest"] == manifest.digest
+        assert in_process.get_model_version("weights", "2").tags["tiergate.digest"] == manifest.digest
         with pytest.raises(MlflowException) as excinfo:  # the gate's tags are its own, in-process too
-            in_process.set_model_version_tag("weights", "2", "release_gate.tier", "open")
+            in_process.set_model_version_tag("weights", "2", "tiergate.tier", "open")
         assert "written by the release gate only" in excinfo.value.message
         in_process.rename_registered_model("weights", "renamed")  # holds a gated version: recorded first
     finally:
@@ -222,7 +222,7 @@ def test_renaming_or_deleting_a_model_that_holds_gated_versions_is_a_gated_event
     recorded (a broken configuration), instead of happening unrecorded."""
     from mlflow.exceptions import RestException
 
-    from gate.core.log.backends import open_store
+    from tiergate.core.log.backends import open_store
 
     model = registry.log_model()
     version = registry.register(model)

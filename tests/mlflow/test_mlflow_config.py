@@ -31,7 +31,7 @@ def test_a_trust_store_broken_while_the_server_runs_denies_publishes_until_fixed
     finally:
         trust.write_bytes(good)
     version = registry.register(model)  # the fixed file is picked up without a restart
-    assert registry.tags(version.name, version.version)["release_gate.decision"] == "allow"
+    assert registry.tags(version.name, version.version)["tiergate.decision"] == "allow"
 
 
 def test_the_server_refuses_to_start_with_a_broken_configuration(tmp_path: Path) -> None:
@@ -41,6 +41,6 @@ def test_the_server_refuses_to_start_with_a_broken_configuration(tmp_path: Path)
     result = subprocess.run(command, env=server_env({"GATE_POLICY": str(policy)}), cwd=tmp_path,
                             capture_output=True, text=True, timeout=120, start_new_session=True)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "release-gate: refusing to start the MLflow server" in result.stderr
+    assert "tiergate: refusing to start the MLflow server" in result.stderr
     assert f"{policy}: tiers[0] (internal).requires.max_age" in result.stderr
     assert "uvicorn" not in result.stderr.lower()  # no worker was started

@@ -15,7 +15,7 @@ from mlflow_e2e import (GateServer, Registry, free_port, hosted_evidence, make_r
                         start_server)
 from test_mlflow_publish import refused
 
-from gate.integrations.mlflow.startup import (MLFLOW_FLOOR, MLFLOW_NEWEST, UNTESTED_ENV, deployment_problem,
+from tiergate.integrations.mlflow.startup import (MLFLOW_FLOOR, MLFLOW_NEWEST, UNTESTED_ENV, deployment_problem,
                                               untested_mlflow)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def _exercise(url: str, registry: Registry, auth: tuple[str, str] | None) -> Non
     for _ in range(3):
         model = registry.log_model()
         version = registry.register(model)
-        assert registry.tags(version.name, version.version)["release_gate.decision"] == "allow"
+        assert registry.tags(version.name, version.version)["tiergate.decision"] == "allow"
         with pytest.raises(MlflowException) as excinfo:
             registry.client.set_registered_model_alias(version.name, "production", version.version)
         assert "tier 'hosted' denied" in refused(excinfo)
@@ -59,7 +59,7 @@ def _exercise(url: str, registry: Registry, auth: tuple[str, str] | None) -> Non
         assert demo.status_code == 403 and demo.json()["error_code"] == "PERMISSION_DENIED", demo.text
     registry.attach(model, hosted_evidence(registry.world, model.manifest))
     registry.client.set_registered_model_alias(version.name, "production", version.version)
-    assert registry.tags(version.name, version.version)["release_gate.tier"] == "hosted"
+    assert registry.tags(version.name, version.version)["tiergate.tier"] == "hosted"
 
 
 def test_uvicorn_with_two_workers_beside_basic_auth(gate_server: GateServer, tmp_path: Path, credentials: None) -> None:
@@ -103,10 +103,10 @@ def test_the_server_refuses_to_start_on_an_untested_mlflow(tmp_path: Path) -> No
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
                             start_new_session=True)
     assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("release-gate:")]
-    assert lines == [f"release-gate: refusing to start the MLflow server: mlflow 9.0.0 is not a version release-gate "
+    lines = [line for line in result.stderr.splitlines() if line.startswith("tiergate:")]
+    assert lines == [f"tiergate: refusing to start the MLflow server: mlflow 9.0.0 is not a version tiergate "
                      f"is tested with ({MLFLOW_FLOOR} to {MLFLOW_NEWEST}), so it cannot vouch that every route that "
-                     f"writes the registry is gated; install mlflow {MLFLOW_NEWEST} or a release-gate that supports "
+                     f"writes the registry is gated; install mlflow {MLFLOW_NEWEST} or a tiergate that supports "
                      f"9.0.0, or set {UNTESTED_ENV}=9.0.0 to run it anyway"]
     assert "uvicorn" not in result.stderr.lower()  # no worker was started
 

@@ -20,13 +20,13 @@ def test_prompts_pass_untouched_even_to_release_aliases(registry: Registry, gate
     # The client hides prompts from get_model_version; the REST API shows the version's tags.
     raw = requests.get(f"{gate_server.server.url}/api/2.0/mlflow/model-versions/get",
                        params={"name": name, "version": str(prompt.version)}, timeout=30).json()
-    assert not any(tag["key"].startswith("release_gate.") for tag in raw["model_version"]["tags"])
+    assert not any(tag["key"].startswith("tiergate.") for tag in raw["model_version"]["tags"])
 
 
 def test_calls_outside_the_registry_pass_untouched(registry: Registry) -> None:
     run = registry.client.create_run(registry.experiment_id)
     registry.client.log_metric(run.info.run_id, "loss", 0.5)
-    registry.client.set_tag(run.info.run_id, "release_gate.tier", "open")  # a run tag, not the gate's business
+    registry.client.set_tag(run.info.run_id, "tiergate.tier", "open")  # a run tag, not the gate's business
     found = registry.client.search_runs([registry.experiment_id])
     assert [r.data.metrics["loss"] for r in found if r.info.run_id == run.info.run_id] == [0.5]
 
@@ -38,23 +38,23 @@ def test_aliases_and_tags_the_policy_does_not_name_pass(registry: Registry) -> N
     registry.client.delete_registered_model_alias(version.name, "candidate")
 
 
-def test_release_gate_tags_cannot_be_set_or_removed_by_clients(registry: Registry) -> None:
+def test_tiergate_tags_cannot_be_set_or_removed_by_clients(registry: Registry) -> None:
     from mlflow.exceptions import RestException
 
     model = registry.log_model()
     version = registry.register(model)
     for attempt in (
-        lambda: registry.client.set_model_version_tag(version.name, version.version, "release_gate.tier", "open"),
+        lambda: registry.client.set_model_version_tag(version.name, version.version, "tiergate.tier", "open"),
         lambda: registry.client.set_model_version_tag(version.name, version.version, "Release_Gate.decision", "allow"),
-        lambda: registry.client.delete_model_version_tag(version.name, version.version, "release_gate.digest"),
+        lambda: registry.client.delete_model_version_tag(version.name, version.version, "tiergate.digest"),
         lambda: registry.client.create_model_version(version.name, model.uri, model_id=model.model_id,
-                                                     tags={"release_gate.tier": "open"}),
+                                                     tags={"tiergate.tier": "open"}),
     ):
         with pytest.raises(RestException) as excinfo:
             attempt()
         assert excinfo.value.error_code == "PERMISSION_DENIED"
         assert "written by the release gate only" in excinfo.value.message
-    assert registry.tags(version.name, version.version)["release_gate.tier"] == "internal"
+    assert registry.tags(version.name, version.version)["tiergate.tier"] == "internal"
 
 
 def test_the_ui_s_ajax_api_is_gated_like_the_rest_api(registry: Registry, gate_server: GateServer) -> None:

@@ -2,7 +2,7 @@
 
 Skipped, with the reason in the summary, when PostgreSQL is not reachable on 127.0.0.1:5432; with
 GATE_REQUIRE_POSTGRES=1 (CI) an unreachable database fails the test instead. MLflow is given the URI with the
-``psycopg`` (3) driver, which release-gate's ``postgres`` extra installs: a bare ``postgresql://`` URI makes
+``psycopg`` (3) driver, which tiergate's ``postgres`` extra installs: a bare ``postgresql://`` URI makes
 SQLAlchemy look for psycopg2.
 """
 
@@ -58,21 +58,21 @@ def test_the_gate_on_a_postgresql_backend_store(fresh_database: str, tmp_path: P
         registry = own_registry(server.url, tmp_path, world, monkeypatch)
         model = registry.log_model()
         version = registry.register(model)
-        assert registry.tags(version.name, version.version)["release_gate.digest"] == model.manifest.digest
+        assert registry.tags(version.name, version.version)["tiergate.digest"] == model.manifest.digest
         with pytest.raises(RestException) as excinfo:
             registry.client.set_registered_model_alias(version.name, "production", version.version)
         assert excinfo.value.error_code == "PERMISSION_DENIED" and "risk-assessment" in excinfo.value.message
         registry.attach(model, hosted_evidence(world, model.manifest))
         registry.client.set_registered_model_alias(version.name, "production", version.version)
-        assert registry.tags(version.name, version.version)["release_gate.tier"] == "hosted"
+        assert registry.tags(version.name, version.version)["tiergate.tier"] == "hosted"
     finally:
         server.stop()
 
 
 def test_the_registry_lock_is_an_advisory_lock_every_worker_of_the_database_shares(
         fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gate.integrations.mlflow import lock as lock_module
-    from gate.integrations.mlflow.lock import LockTimeout, RegistryLock, backend_for
+    from tiergate.integrations.mlflow import lock as lock_module
+    from tiergate.integrations.mlflow.lock import LockTimeout, RegistryLock, backend_for
 
     monkeypatch.setattr(lock_module, "WAIT_SECONDS", 0.2)
     worker, other = RegistryLock(backend_for(fresh_database)), RegistryLock(backend_for(fresh_database))

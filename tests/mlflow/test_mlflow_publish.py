@@ -29,9 +29,9 @@ def test_registration_is_gated_at_internal_and_the_decision_is_shown_on_the_vers
     model = registry.log_model()
     version = registry.register(model)
     tags = registry.tags(version.name, version.version)
-    assert tags["release_gate.tier"] == "internal"
-    assert tags["release_gate.decision"] == "allow"
-    assert tags["release_gate.digest"] == model.manifest.digest
+    assert tags["tiergate.tier"] == "internal"
+    assert tags["tiergate.decision"] == "allow"
+    assert tags["tiergate.digest"] == model.manifest.digest
 
 
 def test_alias_without_evidence_is_refused_naming_what_is_missing_then_allowed_once_attested(registry: Registry) -> None:
@@ -51,7 +51,7 @@ def test_alias_without_evidence_is_refused_naming_what_is_missing_then_allowed_o
     registry.client.set_registered_model_alias(version.name, "production", version.version)
     assert registry.client.get_model_version_by_alias(version.name, "production").version == version.version
     tags = registry.tags(version.name, version.version)
-    assert (tags["release_gate.tier"], tags["release_gate.decision"]) == ("hosted", "allow")
+    assert (tags["tiergate.tier"], tags["tiergate.decision"]) == ("hosted", "allow")
 
 
 def test_a_weight_file_changed_after_attestation_is_refused(registry: Registry, gate_server: GateServer) -> None:
@@ -107,7 +107,7 @@ def test_a_tag_or_stage_that_names_a_tier_is_gated_at_that_tier(registry: Regist
 
     registry.client.transition_model_version_stage(version.name, version.version, "production")  # MLflow folds case
     assert registry.client.get_model_version(version.name, version.version).current_stage == "Production"
-    assert registry.tags(version.name, version.version)["release_gate.tier"] == "hosted"
+    assert registry.tags(version.name, version.version)["tiergate.tier"] == "hosted"
 
 
 def test_creating_a_version_with_a_release_tag_is_gated_at_the_tag_s_tier(registry: Registry) -> None:
@@ -143,7 +143,7 @@ def test_a_version_registered_from_a_run_s_artifacts_is_gated_too(registry: Regi
     name = registry.unique("reg")
     registry.client.create_registered_model(name)
     version = registry.client.create_model_version(name, f"runs:/{run.info.run_id}/weights", run_id=run.info.run_id)
-    assert registry.tags(name, version.version)["release_gate.digest"] == model.manifest.digest
+    assert registry.tags(name, version.version)["tiergate.digest"] == model.manifest.digest
     with pytest.raises(MlflowException) as excinfo:
         registry.client.set_registered_model_alias(name, "champion", version.version)
     assert "tier 'hosted' denied" in refused(excinfo)
@@ -153,7 +153,7 @@ def test_every_decision_and_withdrawal_is_in_the_gate_log_with_the_publish_event
         registry: Registry, gate_server: GateServer, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from gate.core.log.backends import open_store
+    from tiergate.core.log.backends import open_store
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")  # sent as HTTP basic auth: the claimed user
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-checked-without-basic-auth")
@@ -178,12 +178,12 @@ def test_every_decision_and_withdrawal_is_in_the_gate_log_with_the_publish_event
     assert context["alias"] == "production" and context["user"] == "alice" and context["server"] == gate_server.server.url
     # The version shows where its latest decision sits in the log, so an auditor can prove it (gate log prove).
     indexes = [e.index for e in store_entries(gate_server, model.manifest.digest)]
-    assert registry.tags(version.name, version.version)["release_gate.log_index"] == str(indexes[2])
+    assert registry.tags(version.name, version.version)["tiergate.log_index"] == str(indexes[2])
     assert entries[3]["context"]["event"] == "withdrawn"
 
 
 def store_entries(gate_server: GateServer, digest: str) -> list:
-    from gate.core.log.backends import open_store
+    from tiergate.core.log.backends import open_store
 
     store = open_store(str(gate_server.log_path))
     try:

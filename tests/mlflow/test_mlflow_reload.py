@@ -1,5 +1,5 @@
 """The MLflow plugin follows the trust store, the key files it names (also behind a re-pointed symlink) and
-recovers from a broken version by itself: one real ``mlflow server --app-name release-gate`` of its own."""
+recovers from a broken version by itself: one real ``mlflow server --app-name tiergate`` of its own."""
 
 from __future__ import annotations
 
@@ -63,6 +63,6 @@ def test_the_plugin_applies_a_revocation_and_recovers_from_a_broken_trust_store_
 
         (releases / "a" / "keys" / "evalco.pub").write_bytes(world.evaluators["evalco"].key.public.to_pem())
         registry.client.set_registered_model_alias(version.name, "production", version.version)  # recovered
-        assert registry.tags(version.name, version.version)["release_gate.tier"] == "hosted"
+        assert registry.tags(version.name, version.version)["tiergate.tier"] == "hosted"
     finally:
         server.stop()

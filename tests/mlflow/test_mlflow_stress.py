@@ -35,7 +35,7 @@ def _seed() -> int:
 
 
 def _stress(tmp_path: Path, backend_uri: str, key_pool: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from gate.runtime import Gate, GateConfig
+    from tiergate.runtime import Gate, GateConfig
 
     seed = _seed()
     print(f"stress seed {seed} ({backend_uri.split(':', 1)[0]}, {OPERATIONS} operations, {WORKERS} workers); "

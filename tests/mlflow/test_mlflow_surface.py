@@ -73,7 +73,7 @@ def test_every_registry_write_route_is_gated_or_refused() -> None:
     from mlflow.server import app as flask_app
     from mlflow.server.handlers import _get_paths
 
-    from gate.integrations.mlflow.surface import FlaskSurface, READING_HANDLERS
+    from tiergate.integrations.mlflow.surface import FlaskSurface, READING_HANDLERS
 
     surface = {(r.method, r.path): r for r in FlaskSurface().routes(flask_app)}
     checked = 0
@@ -92,7 +92,7 @@ def test_an_unknown_writer_is_refused_and_an_unknown_reader_is_not() -> None:
     """What a new MLflow release would add: a route no list names."""
     from flask import Flask
 
-    from gate.integrations.mlflow.surface import FlaskSurface
+    from tiergate.integrations.mlflow.surface import FlaskSurface
 
     app = Flask("next-mlflow")
     app.add_url_rule("/api/2.0/mlflow/registered-models/promote", "_promote", lambda: "", methods=["POST"])
@@ -107,7 +107,7 @@ def test_an_unknown_writer_is_refused_and_an_unknown_reader_is_not() -> None:
 def test_scorer_routes_are_refused_when_scorers_may_run_client_code(monkeypatch: pytest.MonkeyPatch) -> None:
     from flask import Flask
 
-    from gate.integrations.mlflow.surface import FlaskSurface
+    from tiergate.integrations.mlflow.surface import FlaskSurface
 
     app = Flask("scorers")
     app.add_url_rule("/api/3.0/mlflow/scorers/register", "_register_scorer", lambda: "", methods=["POST"])
@@ -121,23 +121,23 @@ def test_scorer_routes_are_refused_when_scorers_may_run_client_code(monkeypatch:
 # --- the registry's own tags, copies, prompts --------------------------------------------------------------------
 
 
-def test_release_gate_tags_are_reserved_on_registered_models_too(registry: Registry) -> None:
+def test_tiergate_tags_are_reserved_on_registered_models_too(registry: Registry) -> None:
     from mlflow.exceptions import MlflowException
 
     version = registry.register(registry.log_model())
     with pytest.raises(MlflowException) as excinfo:
-        registry.client.set_registered_model_tag(version.name, "release_gate.tier", "open")
+        registry.client.set_registered_model_tag(version.name, "tiergate.tier", "open")
     assert "written by the release gate only" in refused(excinfo)
     with pytest.raises(MlflowException) as excinfo:
         registry.client.set_registered_model_tag(version.name, "Release_Gate.Decision", "allow")
     refused(excinfo)
     with pytest.raises(MlflowException) as excinfo:
-        registry.client.create_registered_model(registry.unique("forged"), tags={"release_gate.decision": "allow"})
+        registry.client.create_registered_model(registry.unique("forged"), tags={"tiergate.decision": "allow"})
     refused(excinfo)
     with pytest.raises(MlflowException) as excinfo:
-        registry.client.delete_registered_model_tag(version.name, "release_gate.tier")
+        registry.client.delete_registered_model_tag(version.name, "tiergate.tier")
     refused(excinfo)
-    assert not any(k.startswith("release_gate.") for k in registry.client.get_registered_model(version.name).tags)
+    assert not any(k.startswith("tiergate.") for k in registry.client.get_registered_model(version.name).tags)
     registry.client.set_registered_model_tag(version.name, "team", "vision")  # other tags are the owner's
 
 
@@ -147,13 +147,13 @@ def test_copy_model_version_works_and_the_copy_is_decided_afresh(registry: Regis
     source = registry.register(model)
     registry.client.set_registered_model_alias(source.name, "production", source.version)
     source_tags = registry.tags(source.name, source.version)
-    assert source_tags["release_gate.tier"] == "hosted"
+    assert source_tags["tiergate.tier"] == "hosted"
 
     copy = registry.client.copy_model_version(f"models:/{source.name}/{source.version}", registry.unique("copy"))
     tags = registry.tags(copy.name, copy.version)
-    assert tags["release_gate.decision"] == "allow" and tags["release_gate.digest"] == model.manifest.digest
-    assert tags["release_gate.tier"] == "internal"  # registered, not yet published anywhere
-    assert tags["release_gate.log_index"] != source_tags["release_gate.log_index"]  # its own decision
+    assert tags["tiergate.decision"] == "allow" and tags["tiergate.digest"] == model.manifest.digest
+    assert tags["tiergate.tier"] == "internal"  # registered, not yet published anywhere
+    assert tags["tiergate.log_index"] != source_tags["tiergate.log_index"]  # its own decision
 
 
 def test_a_copy_with_release_tags_is_decided_at_their_tier(registry: Registry) -> None:
@@ -179,7 +179,7 @@ def test_gate_tags_that_are_not_the_sources_are_still_refused(registry: Registry
     source = registry.register(registry.log_model())
     src = registry.client.get_model_version(source.name, source.version)
     with pytest.raises(MlflowException) as excinfo:
-        _copy_with_tags(registry, src, dict(src.tags, **{"release_gate.tier": "open"}))
+        _copy_with_tags(registry, src, dict(src.tags, **{"tiergate.tier": "open"}))
     assert "written by the release gate only" in refused(excinfo)
 
 
@@ -277,7 +277,7 @@ def test_an_unknown_writer_served_by_fastapi_is_refused() -> None:
 
     from fastapi import FastAPI
 
-    from gate.integrations.mlflow.surface import RefusedNativeRoutes, asgi_routes
+    from tiergate.integrations.mlflow.surface import RefusedNativeRoutes, asgi_routes
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 

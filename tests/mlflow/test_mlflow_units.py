@@ -13,14 +13,14 @@ import yaml
 
 from content_samples import envelope_bytes
 from support import NOW, World, write_model
-from gate.core.decision import decide
-from gate.core.manifest import hash_model
-from gate.core.policy import Policy
-from gate.errors import ConfigError
-from gate.integrations.mlflow import internals
-from gate.integrations.mlflow.cache import ManifestCache
-from gate.integrations.mlflow.holder import GateHolder
-from gate.integrations.mlflow.routes import (
+from tiergate.core.decision import decide
+from tiergate.core.manifest import hash_model
+from tiergate.core.policy import Policy
+from tiergate.errors import ConfigError
+from tiergate.integrations.mlflow import internals
+from tiergate.integrations.mlflow.cache import ManifestCache
+from tiergate.integrations.mlflow.holder import GateHolder
+from tiergate.integrations.mlflow.routes import (
     CREATE_VERSION,
     DELETE_ALIAS,
     SET_ALIAS,
@@ -32,8 +32,8 @@ from gate.integrations.mlflow.routes import (
     MalformedCall,
     parse_call,
 )
-from gate.integrations.mlflow.tags import DIGEST, TIER, decision_tags, is_reserved
-from gate.integrations.mlflow.targets import is_release_target, tier_for
+from tiergate.integrations.mlflow.tags import DIGEST, TIER, decision_tags, is_reserved
+from tiergate.integrations.mlflow.targets import is_release_target, tier_for
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_calls_are_read_from_mlflow_s_parsed_fields_and_described_for_people() -
         parse_call(SET_ALIAS, {"name": "tiny", "version": "3"})
 
 
-def test_release_gate_tags_are_reserved_whatever_their_case() -> None:
-    assert is_reserved("release_gate.tier") and is_reserved("Release_Gate.Decision")
+def test_tiergate_tags_are_reserved_whatever_their_case() -> None:
+    assert is_reserved("tiergate.tier") and is_reserved("Release_Gate.Decision")
     assert not is_reserved("release.tier") and not is_reserved(None)
 
 
@@ -91,7 +91,7 @@ def test_the_tier_tag_keeps_the_highest_tier_published_for_the_same_weights(poli
     assert after({TIER: "hosted", DIGEST: "sha256:" + "0" * 64})[TIER] == "internal"  # new weights
     assert after({TIER: "restricted", DIGEST: manifest.digest})[TIER] == "internal"  # a tier the policy dropped
     warned = after({}, replace(allowed, decision="deny", mode="warn"))
-    assert warned["release_gate.decision"] == "deny (warn mode, not enforced)"
+    assert warned["tiergate.decision"] == "deny (warn mode, not enforced)"
 
 
 def test_only_tags_that_change_are_written(policy: Policy, world: World, manifest) -> None:
@@ -184,7 +184,7 @@ def test_every_watched_call_is_routed_on_both_api_prefixes() -> None:
 
 
 def test_gate_help_and_gate_mlflow_help_do_not_import_mlflow() -> None:
-    probe = ("import sys; from gate.cli import main\n"
+    probe = ("import sys; from tiergate.cli import main\n"
              "for args in (['--help'], ['mlflow', '--help'], ['mlflow', 'check', '--help']):\n"
              "    try: main(args)\n"
              "    except SystemExit: pass\n"
@@ -195,9 +195,9 @@ def test_gate_help_and_gate_mlflow_help_do_not_import_mlflow() -> None:
 
 # --- frozen artifacts -------------------------------------------------------------------------------------------
 
-from gate.integrations.mlflow.artifacts import ArtifactGuard, ArtifactWrite, frozen_by  # noqa: E402
-from gate.integrations.mlflow.gatekeeper import Deny  # noqa: E402
-from gate.integrations.mlflow.internals import PROXIED, GatedVersion  # noqa: E402
+from tiergate.integrations.mlflow.artifacts import ArtifactGuard, ArtifactWrite, frozen_by  # noqa: E402
+from tiergate.integrations.mlflow.gatekeeper import Deny  # noqa: E402
+from tiergate.integrations.mlflow.internals import PROXIED, GatedVersion  # noqa: E402
 
 MODEL_ID = "m-" + "a" * 32
 RUN_ID = "b" * 32
@@ -272,7 +272,7 @@ def test_gated_versions_are_found_by_the_ids_their_files_lie_under(
         monkeypatch.chdir(tmp_path)  # the file store creates ./mlflow.db
         store = FileStore(str(tmp_path / "registry"))
     monkeypatch.setattr(internals, "_registry", lambda: store)
-    digest = ModelVersionTag("release_gate.digest", "sha256:" + "1" * 64)
+    digest = ModelVersionTag("tiergate.digest", "sha256:" + "1" * 64)
     store.create_registered_model("tiny")
     run_version = store.create_model_version("tiny", f"mlflow-artifacts:/1/{RUN_ID}/artifacts/w", run_id=RUN_ID)
     model_version = store.create_model_version("tiny", f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts")
@@ -305,7 +305,7 @@ class _Guard(ArtifactGuard):
 
 
 def file_lock(tmp_path: Path):
-    from gate.integrations.mlflow.lock import FileLock, RegistryLock
+    from tiergate.integrations.mlflow.lock import FileLock, RegistryLock
 
     lock = RegistryLock(FileLock(tmp_path / "registry.lock"))
     return lambda: lock
@@ -314,18 +314,18 @@ def file_lock(tmp_path: Path):
 def test_the_flask_hook_refuses_frozen_writes_and_fails_closed_with_a_403(tmp_path: Path) -> None:
     from flask import Flask
 
-    from gate.integrations.mlflow.hook import install
+    from tiergate.integrations.mlflow.hook import install
 
     app = Flask("unit")
     app.add_url_rule("/api/2.0/mlflow-artifacts/artifacts/<path:artifact_path>", "artifacts",
                      lambda artifact_path: "{}", methods=["GET", "PUT", "DELETE"])
     app.add_url_rule("/api/2.0/mlflow/runs/log-metric", "_log_metric", lambda: "{}", methods=["POST"])
-    guard = _Guard(Deny("release-gate refused it"))
+    guard = _Guard(Deny("tiergate refused it"))
     install(app, None, guard, file_lock(tmp_path))  # type: ignore[arg-type]  (no registry call is made here)
     client = app.test_client()
     response = client.delete("/api/2.0/mlflow-artifacts/artifacts/1/models/x/artifacts")
     assert response.status_code == 403 and response.json == {"error_code": "PERMISSION_DENIED",
-                                                               "message": "release-gate refused it"}
+                                                               "message": "tiergate refused it"}
     assert guard.seen[-1].deletes and guard.seen[-1].path == "1/models/x/artifacts"
     assert client.get("/api/2.0/mlflow-artifacts/artifacts/1/x").status_code == 200  # reads are not looked at
     assert client.post("/api/2.0/mlflow/runs/log-metric", json={}).status_code == 200
@@ -346,7 +346,7 @@ def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself(tm
     from mlflow.server import app as flask_app
     from mlflow.server.fastapi_app import create_fastapi_app
 
-    from gate.integrations.mlflow.hook import ArtifactWriteGuard
+    from tiergate.integrations.mlflow.hook import ArtifactWriteGuard
 
     routes = internals.native_routes(create_fastapi_app(flask_app))
     passed: list[str] = []
@@ -375,8 +375,8 @@ def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself(tm
         return sent[0]["status"], json.loads(sent[1]["body"])
 
     upload = "/api/2.0/mlflow-artifacts/artifacts/1/models/x/artifacts/model.bin"
-    status, body = call(_Guard(Deny("release-gate refused it")), "PUT", upload)
-    assert (status, body["error_code"], body["message"]) == (403, "PERMISSION_DENIED", "release-gate refused it")
+    status, body = call(_Guard(Deny("tiergate refused it")), "PUT", upload)
+    assert (status, body["error_code"], body["message"]) == (403, "PERMISSION_DENIED", "tiergate refused it")
     status, body = call(_Guard(RuntimeError("boom")), "PUT", upload.replace("/api/", "/ajax-api/"))
     assert status == 403 and "fails closed" in body["message"]
     guard = _Guard(None)
@@ -409,8 +409,8 @@ def test_the_registry_lock_excludes_writers_lets_uploads_share_and_is_re_entrant
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    from gate.integrations.mlflow import lock as lock_module
-    from gate.integrations.mlflow.lock import FileLock, LockTimeout, RegistryLock
+    from tiergate.integrations.mlflow import lock as lock_module
+    from tiergate.integrations.mlflow.lock import FileLock, LockTimeout, RegistryLock
 
     monkeypatch.setattr(lock_module, "WAIT_SECONDS", 0.0)  # a lock that is taken is reported at once
     lock = RegistryLock(FileLock(tmp_path / "registry.lock"))
@@ -447,10 +447,10 @@ def test_the_registry_lock_excludes_writers_lets_uploads_share_and_is_re_entrant
 
 
 def test_the_lock_lives_in_the_backend_store_and_other_backends_refuse_registry_writes(tmp_path: Path) -> None:
-    from gate.integrations.mlflow.lock import FileLock, PostgresLock, Unsupported, backend_for
+    from tiergate.integrations.mlflow.lock import FileLock, PostgresLock, Unsupported, backend_for
 
     sqlite = backend_for(f"sqlite:///{tmp_path}/mlflow.db")
-    assert isinstance(sqlite, FileLock) and sqlite.path == tmp_path / "mlflow.db.release-gate.lock"
+    assert isinstance(sqlite, FileLock) and sqlite.path == tmp_path / "mlflow.db.tiergate.lock"
     assert isinstance(backend_for("postgresql+psycopg://u@h/db"), PostgresLock)
     for uri in ("mysql://u@h/db", "sqlite://", "file:///tmp/mlruns", "not a uri"):
         backend = backend_for(uri)
@@ -462,7 +462,7 @@ def test_the_lock_lives_in_the_backend_store_and_other_backends_refuse_registry_
 def test_every_public_method_of_this_mlflow_s_registry_store_is_classified_and_unknown_ones_are_refused() -> None:
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
-    from gate.integrations.mlflow.registry import unknown_methods
+    from tiergate.integrations.mlflow.registry import unknown_methods
 
     assert unknown_methods(SqlAlchemyStore) == []
 

@@ -37,7 +37,7 @@ def test_deleting_the_logged_model_does_not_unfreeze_a_gated_versions_files(
         open(f"{local}/model.safetensors", "rb").read() == original
 
 
-@pytest.mark.parametrize("key", ["release_gate.tier", "Release_Gate.Decision", "release_gate.digest"])
+@pytest.mark.parametrize("key", ["tiergate.tier", "Release_Gate.Decision", "tiergate.digest"])
 def test_reserved_tags_cannot_be_forged_at_creation(registry: Registry, key: str) -> None:
     """A client may not write the gate's tags through CreateModelVersion's or CreateRegisteredModel's own tags."""
     from mlflow.exceptions import MlflowException
@@ -50,7 +50,7 @@ def test_reserved_tags_cannot_be_forged_at_creation(registry: Registry, key: str
     with pytest.raises(MlflowException):
         registry.client.create_model_version(name, model.uri, tags={key: "open"}, model_id=model.model_id)
     for mv in registry.client.search_model_versions(f"name='{name}'"):
-        assert not any(k.casefold().startswith("release_gate.") and v == "open" for k, v in mv.tags.items()), mv.tags
+        assert not any(k.casefold().startswith("tiergate.") and v == "open" for k, v in mv.tags.items()), mv.tags
 
 
 def test_an_experiment_located_inside_a_gated_versions_files_cannot_add_files_to_them(

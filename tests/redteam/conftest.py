@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from gate.core.keys import PrivateKey
+from tiergate.core.keys import PrivateKey
 from redteam_kit import Lab
 
 

@@ -30,7 +30,7 @@ from click.testing import CliRunner
 
 from hypothesis import HealthCheck, settings
 
-from gate.core.attestation import (
+from tiergate.core.attestation import (
     EVALUATION_PREDICATE_TYPE,
     STATEMENT_TYPE,
     TEST_RESULT_PREDICATE_TYPE,
@@ -38,10 +38,10 @@ from gate.core.attestation import (
     EvaluationPredicate,
     EvaluatorRef,
 )
-from gate.core.dsse import INTOTO_PAYLOAD_TYPE, pae
-from gate.core.keys import PrivateKey
-from gate.core.manifest import Manifest, hash_model
-from gate.core.timeutil import format_time
+from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, pae
+from tiergate.core.keys import PrivateKey
+from tiergate.core.manifest import Manifest, hash_model
+from tiergate.core.timeutil import format_time
 from support import Evaluator  # the trust-store entry of one evaluator, shared with the rest of the suite
 
 NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -314,7 +314,7 @@ class Lab:
                   risk_domain: str | None = "auto", sample_size: int | None = 5000,
                   when: datetime = SIGNED) -> dict[str, Any]:
         """The statement an honest `gate attest` writes, as a dict to tamper with before signing."""
-        from gate.core.benchmarks import builtin_catalogue
+        from tiergate.core.benchmarks import builtin_catalogue
 
         manifest = model if isinstance(model, Manifest) else hash_model(model)
         domain = builtin_catalogue().domain_of(benchmark) if risk_domain == "auto" else risk_domain
@@ -361,7 +361,7 @@ class Lab:
 
     def gate(self, *args: str | Path, env: Mapping[str, str] | None = None) -> Outcome:
         """Run `gate ARGS` in-process through its guarded entry point, as the console script does."""
-        from gate.cli import main
+        from tiergate.cli import main
 
         runner = CliRunner()
         clean = {k: None for k in os.environ if k.startswith("GATE_")}
@@ -383,7 +383,7 @@ class Lab:
         """Run `gate` in a child process with a bound: for inputs that could hang the gate (YAML bombs)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_")}
         try:
-            done = subprocess.run([sys.executable, "-m", "gate", *map(str, args)], capture_output=True, text=True,
+            done = subprocess.run([sys.executable, "-m", "tiergate", *map(str, args)], capture_output=True, text=True,
                                   env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
             return Outcome(-9, "", f"gate did not finish within {timeout} s (hang)")

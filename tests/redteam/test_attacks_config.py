@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.errors import ConfigError, GateError
+from tiergate.errors import ConfigError, GateError
 from open_findings import known, params
 from redteam_kit import Case, Expect, Lab, Outcome, RT_POLICY, billion_laughs, check_outcome, dumps, words
 
@@ -120,7 +120,7 @@ YAML_DUP_CASES = [
 @pytest.mark.parametrize("field", ["trust", "policy", "log"])
 def test_yaml_config_duplicate_setting(lab: Lab, field: str) -> None:
     """Case ids config-duplicate-{trust,policy,log}: the gate config (GATE_CONFIG) is unambiguous too."""
-    from gate.runtime import GateConfig
+    from tiergate.runtime import GateConfig
 
     path = lab.write("gate.yaml", f"{field}: a.yaml\n{field}: b.yaml\n")
     with pytest.raises(ConfigError) as info:
@@ -202,7 +202,7 @@ def test_yaml_config_bomb_is_refused(lab: Lab) -> None:
     import sys
 
     path = lab.write("gate.yaml", "timeout: " + billion_laughs() + "\n")
-    code = ("from gate.runtime import GateConfig\nfrom gate.errors import ConfigError\n"
+    code = ("from tiergate.runtime import GateConfig\nfrom tiergate.errors import ConfigError\n"
             f"try:\n    GateConfig.from_env({{'GATE_CONFIG': {str(path)!r}}})\nexcept ConfigError as e:\n"
             "    print('ConfigError', e)\n")
     try:
@@ -224,14 +224,14 @@ def test_attack(lab: Lab, case: Case) -> None:
 
 
 def _loaded_gate(lab: Lab, trust: Path, policy: Path | None = None):
-    from gate.runtime import Gate, GateConfig
+    from tiergate.runtime import Gate, GateConfig
 
     return Gate.load(GateConfig(policy=policy or lab.policy_path, trust=trust))
 
 
 def _decide(gate, model: Path):
-    from gate.core.collect import model_attestations
-    from gate.core.manifest import hash_model
+    from tiergate.core.collect import model_attestations
+    from tiergate.core.manifest import hash_model
     from redteam_kit import NOW
 
     return gate.decide("bio", hash_model(model), model_attestations(model), now=NOW)

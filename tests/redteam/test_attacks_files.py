@@ -29,7 +29,7 @@ from redteam_kit import (
     words,
 )
 from redteam_kit import SIGNED
-from gate.core.timeutil import format_time
+from tiergate.core.timeutil import format_time
 
 # --- hidden bytes: what sits under an excluded path is checked by content ----------------------------------------
 

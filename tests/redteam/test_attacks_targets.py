@@ -3,14 +3,14 @@
 The policy maps targets to tiers (``mlflow:alias:production`` -> hosted). A name the policy maps, written another way
 (case, width, surrounding space) is that target; a name that only *looks like* it (Cyrillic or Greek letters, digits
 for letters, invisible characters) is refused; anything else is no release. One rule for every integration:
-``gate.core.targets``.
+``tiergate.core.targets``.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from gate.core.policy import Policy
+from tiergate.core.policy import Policy
 
 CONFUSABLE = "confusable"
 
@@ -37,7 +37,7 @@ TARGETS = [
 
 @pytest.mark.parametrize("target_id, text, expected", TARGETS, ids=[t[0] for t in TARGETS])
 def test_target_names_are_normalised_once(target_id: str, text: str, expected: str | None) -> None:
-    from gate.core.targets import ConfusableTarget, Target, mapped_tier
+    from tiergate.core.targets import ConfusableTarget, Target, mapped_tier
 
     policy = Policy.load(None)
     if expected == CONFUSABLE:

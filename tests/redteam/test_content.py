@@ -24,10 +24,10 @@ os.environ.pop("HF_TOKEN", None)
 
 from content_samples import (Boom, compress, envelope_bytes, gzip_bomb, legacy_torch_tar, npy_bytes,  # noqa: E402
                              pickle_bytes, protocol0_text_pickle, safetensors_bytes, tar_of, torch_zip_bytes)
-from gate.core.decision import decide  # noqa: E402
-from gate.core.manifest import Manifest, hash_model  # noqa: E402
-from gate.core.policy import Policy  # noqa: E402
-from gate.errors import ModelError  # noqa: E402
+from tiergate.core.decision import decide  # noqa: E402
+from tiergate.core.manifest import Manifest, hash_model  # noqa: E402
+from tiergate.core.policy import Policy  # noqa: E402
+from tiergate.errors import ModelError  # noqa: E402
 from hf.hub_standin import HubStandin  # noqa: E402
 from support import NOW, World, run_gate, write_model  # noqa: E402
 
@@ -109,7 +109,7 @@ def git(work: Path, *args: str) -> str:
 
 
 def git_manifest(tmp_path: Path, extra: dict[str, bytes], base: dict[str, bytes] | None = None) -> Manifest:
-    from gate.integrations.git.objects import GitRepo, pushed_tree
+    from tiergate.integrations.git.objects import GitRepo, pushed_tree
 
     work = _model(tmp_path, extra, base)
     git(work, "init", "-q", "-b", "main")
@@ -130,7 +130,7 @@ def hub() -> Iterator[HubStandin]:
 def hub_manifest_factory(hub: HubStandin) -> Callable[[Path, dict[str, bytes]], Manifest]:
     from huggingface_hub import HfApi
 
-    from gate.integrations.hf import remote
+    from tiergate.integrations.hf import remote
 
     def build(tmp_path: Path, extra: dict[str, bytes], base: dict[str, bytes] | None = None) -> Manifest:
         root = _model(tmp_path, extra, base)
@@ -245,7 +245,7 @@ def pushing(tmp_path: Path, world: World) -> Callable[..., subprocess.CompletedP
         if lfs:
             assert run("git", "lfs", "install", "--local").returncode == 0
             assert run("git", "lfs", "track", lfs).returncode == 0
-        installed = subprocess.run([os.sys.executable, "-m", "gate", "hooks", "install", str(work), "--tier", "open"],
+        installed = subprocess.run([os.sys.executable, "-m", "tiergate", "hooks", "install", str(work), "--tier", "open"],
                                    capture_output=True, text=True, env=env)
         assert installed.returncode == 0, installed.stderr
         write_model(work)
@@ -293,7 +293,7 @@ def test_prepush_refuses_a_disguised_pickle_in_history(pushing) -> None:
                     reason="git-lfs is not installed")
 def test_prepush_refuses_an_lfs_tracked_attestation_over_the_limit(pushing) -> None:
     """It used to be skipped (not read, not refused), and git-lfs then uploaded it."""
-    from gate.core.dsse import MAX_ENVELOPE_BYTES
+    from tiergate.core.dsse import MAX_ENVELOPE_BYTES
 
     big = envelope_bytes(b"{" + b" " * (MAX_ENVELOPE_BYTES + 10) + b"}")
     result = pushing([{".attestations/eval.json": big}], lfs=".attestations/*.json")
@@ -309,7 +309,7 @@ def test_hub_history_is_judged_by_content_even_where_there_is_no_model(hub: HubS
     published when access widens, so they are judged like any excluded file (it used to be skipped by name)."""
     from huggingface_hub import HfApi
 
-    from gate.integrations.hf import remote
+    from tiergate.integrations.hf import remote
 
     api = HfApi(endpoint=hub.endpoint, token="hf_test")
     hub.create_repo("org/history")
@@ -332,8 +332,8 @@ def test_a_weight_file_the_hub_will_not_range_read_is_not_cleared(hub: HubStandi
     """Fail closed: no bytes, no class, no manifest (and no decision that could allow)."""
     from huggingface_hub import HfApi
 
-    from gate.errors import InputError
-    from gate.integrations.hf import remote
+    from tiergate.errors import InputError
+    from tiergate.integrations.hf import remote
 
     root = _model(tmp_path, {"weights/model-2.safetensors": safetensors_bytes()})
     hub.create_repo("org/norange", files={p.relative_to(root).as_posix(): p.read_bytes()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gate.core import manifest as manifest_module
-from gate.core.manifest import check_excluded_budget, hash_model
-from gate.errors import ModelError
+from tiergate.core import manifest as manifest_module
+from tiergate.core.manifest import check_excluded_budget, hash_model
+from tiergate.errors import ModelError
 from support import write_model
 
 
@@ -48,7 +48,7 @@ def test_a_folder_over_the_budget_is_refused(small_budget: None, tmp_path: Path,
 
 
 def test_a_git_tree_over_the_budget_is_refused(small_budget: None, tmp_path: Path) -> None:
-    from gate.integrations.git.objects import GitRepo, pushed_tree
+    from tiergate.integrations.git.objects import GitRepo, pushed_tree
 
     work = write_model(tmp_path / "repo")
     _github_files(work, 4)
@@ -67,7 +67,7 @@ def test_a_git_tree_over_the_budget_is_refused(small_budget: None, tmp_path: Pat
 
 
 def test_a_hub_revision_over_the_budget_is_refused_before_anything_is_read(small_budget: None) -> None:
-    from gate.integrations.hf.remote import RemoteFile, RemoteRevision, excluded_content
+    from tiergate.integrations.hf.remote import RemoteFile, RemoteRevision, excluded_content
 
     files = {f".github/n{i}.md": RemoteFile(f".github/n{i}.md", 10, "0" * 40, None) for i in range(4)}
     rev = RemoteRevision("org/m", "model", "a" * 40, state=None, files=files)  # type: ignore[arg-type]

@@ -27,17 +27,17 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gate.core import oms
-from gate.core.attestation import AttestationFormatError, EvaluationPredicate, Statement, evaluation_from_test_result
-from gate.core.decision import Decision, DecisionFormatError, decide
-from gate.core.dsse import Envelope
-from gate.core.evidence import read_inspect_log, read_lm_eval_results
-from gate.core.manifest import Manifest, hash_model
-from gate.core.policy import Policy
-from gate.core.trust import TrustStore
-from gate.core.verify import AttestationInput, verify_attestation
-from gate.core.vsa import sign_vsa, verify_vsa
-from gate.errors import ConfigError, GateError, InputError, VerificationError
+from tiergate.core import oms
+from tiergate.core.attestation import AttestationFormatError, EvaluationPredicate, Statement, evaluation_from_test_result
+from tiergate.core.decision import Decision, DecisionFormatError, decide
+from tiergate.core.dsse import Envelope
+from tiergate.core.evidence import read_inspect_log, read_lm_eval_results
+from tiergate.core.manifest import Manifest, hash_model
+from tiergate.core.policy import Policy
+from tiergate.core.trust import TrustStore
+from tiergate.core.verify import AttestationInput, verify_attestation
+from tiergate.core.vsa import sign_vsa, verify_vsa
+from tiergate.errors import ConfigError, GateError, InputError, VerificationError
 from open_findings import known
 from redteam_kit import NOW, RT_POLICY, Lab, deep_json, evil_pickle, profile
 
@@ -398,7 +398,7 @@ def test_fuzz_policy(world, data) -> None:
 @profile(1)
 @given(data=st.data())
 def test_fuzz_gate_config(world, data) -> None:
-    from gate.runtime import GateConfig
+    from tiergate.runtime import GateConfig
 
     base = {"policy": "p.yaml", "trust": "t.yaml", "log": "log.db", "timeout": 30, "token_env": "GATE_TOKEN"}
     path = world["root"] / "fuzz-gate.yaml"
@@ -432,9 +432,9 @@ def _is_pickle(data: bytes) -> bool:
 def test_fuzz_excluded_path_rule(world, rel, head, tail, text, pickled) -> None:
     """Any bytes under any excluded path: the rule answers ModelError or accepts; it never accepts a loadable pickle
     (a protocol-0 pickle is ASCII text) anywhere the identity leaves out."""
-    from gate.core.formats import BytesSource, classify
-    from gate.core.manifest import check_excluded
-    from gate.errors import ModelError
+    from tiergate.core.formats import BytesSource, classify
+    from tiergate.core.manifest import check_excluded
+    from tiergate.errors import ModelError
     from redteam_kit import evil_pickle
 
     data = head + (evil_pickle(0) if pickled else text.encode("utf-8", "surrogatepass")) + tail

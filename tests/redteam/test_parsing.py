@@ -21,13 +21,13 @@ import pytest
 import requests
 
 from support import NOW, World, run_gate, write_model
-from gate.core.decision import decide
-from gate.core.dsse import sign
-from gate.core.keys import PrivateKey, write_keypair
-from gate.core.manifest import Manifest, hash_model
-from gate.core.policy import Policy
-from gate.core.verify import AttestationInput, verify_all
-from gate.service.tokens import hash_token
+from tiergate.core.decision import decide
+from tiergate.core.dsse import sign
+from tiergate.core.keys import PrivateKey, write_keypair
+from tiergate.core.manifest import Manifest, hash_model
+from tiergate.core.policy import Policy
+from tiergate.core.verify import AttestationInput, verify_all
+from tiergate.service.tokens import hash_token
 
 NOW_TEXT = "2026-11-01T12:00:00Z"
 INTOTO = "application/vnd.in-toto+json"
@@ -228,7 +228,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, key_pool) -> Iterator[tuple
     stderr = tmp / "serve.stderr"
     with open(stderr, "wb") as handle:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gate", "serve", "--port", "0", "--trust", str(world.trust_path()), "--key",
+            [sys.executable, "-m", "tiergate", "serve", "--port", "0", "--trust", str(world.trust_path()), "--key",
              str(private), "--tokens", str(tmp / "tokens.txt"), "--log", str(tmp / "log.db")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=handle, start_new_session=True, cwd=tmp)
     try:
@@ -286,8 +286,8 @@ def test_the_client_refuses_a_decision_with_a_duplicated_key(world: World, scene
     from http.server import BaseHTTPRequestHandler, HTTPServer
     import threading
 
-    from gate.runtime.client import GateClient, GateServiceError
-    from gate.runtime.remote import ask
+    from tiergate.runtime.client import GateClient, GateServiceError
+    from tiergate.runtime.remote import ask
 
     _, manifest, _ = scene
     decision = decide(Policy.load(), "hosted", manifest, [], world.trust(), NOW)

@@ -23,13 +23,13 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from gate.core.collect import model_attestations
-from gate.core.decision import decide, evaluate_tier
-from gate.core.manifest import hash_model
-from gate.core.policy import Policy
-from gate.core.trust import TrustStore
-from gate.core.verify import AttestationInput, unique_inputs, verify_all
-from gate.errors import GateError
+from tiergate.core.collect import model_attestations
+from tiergate.core.decision import decide, evaluate_tier
+from tiergate.core.manifest import hash_model
+from tiergate.core.policy import Policy
+from tiergate.core.trust import TrustStore
+from tiergate.core.verify import AttestationInput, unique_inputs, verify_all
+from tiergate.errors import GateError
 from redteam_kit import NOW, RT_POLICY, Lab, evil_pickle, profile, safetensors_bytes
 
 POLICIES = {"redteam": Policy.from_bytes(RT_POLICY.encode(), "redteam.yaml"), "default": Policy.load(None)}
@@ -45,7 +45,7 @@ MENU = [
 
 def _family(claim) -> str:
     """The benchmark a claim measures, aliases folded (strongreject = strong_reject)."""
-    from gate.core.benchmarks import builtin_catalogue
+    from tiergate.core.benchmarks import builtin_catalogue
 
     entry = builtin_catalogue().get(claim[0][1])
     return entry.name if entry else claim[0][1]

@@ -10,7 +10,7 @@ import io
 import numpy as np
 import pytest
 
-from gate.core.formats import HDF5_SIGNATURE, classify_bytes
+from tiergate.core.formats import HDF5_SIGNATURE, classify_bytes
 from redteam_kit import Lab, evil_pickle
 
 NUMPY_POLICY = """\

@@ -24,12 +24,12 @@ import requests
 import yaml
 
 from support import Evaluator, World
-from gate.runtime.client import GateClient
-from gate.core.keys import PrivateKey, write_keypair
-from gate.core.log.checkpoint import NoteSigner
-from gate.service.tokens import hash_token
+from tiergate.runtime.client import GateClient
+from tiergate.core.keys import PrivateKey, write_keypair
+from tiergate.core.log.checkpoint import NoteSigner
+from tiergate.service.tokens import hash_token
 
-ORIGIN = "test.release-gate.local/log"
+ORIGIN = "test.tiergate.local/log"
 STARTUP_TIMEOUT = 30.0
 _SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
 
@@ -63,7 +63,7 @@ class GateEnv:
     policy: Path
 
     def serve_args(self, log: str | Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "gate", "serve", "--port", "0", "--trust", str(self.trust), "--key",
+        return [sys.executable, "-m", "tiergate", "serve", "--port", "0", "--trust", str(self.trust), "--key",
                 str(self.key), "--tokens", str(self.tokens), "--policy", str(self.policy), "--log", str(log),
                 "--origin", ORIGIN, *extra]
 

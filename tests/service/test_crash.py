@@ -10,7 +10,7 @@ from pathlib import Path
 import requests
 
 from support import run_gate
-from gate.core.log.entries import parse_entry
+from tiergate.core.log.entries import parse_entry
 
 from .conftest import Server
 

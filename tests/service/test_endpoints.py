@@ -11,16 +11,16 @@ import pytest
 import requests
 
 from support import World, run_gate, write_model
-from gate.runtime.remote import ask
-from gate.core.decision import decide
-from gate.core.log.entries import parse_entry
-from gate.core.manifest import hash_model
-from gate.core.trust import TrustStore
-from gate.core.policy import Policy
-from gate.core.timeutil import parse_time
-from gate.core.verify import AttestationInput
-from gate.service.routes import ROUTES
-from gate.service.app import source_of_logged, source_of_sent
+from tiergate.runtime.remote import ask
+from tiergate.core.decision import decide
+from tiergate.core.log.entries import parse_entry
+from tiergate.core.manifest import hash_model
+from tiergate.core.trust import TrustStore
+from tiergate.core.policy import Policy
+from tiergate.core.timeutil import parse_time
+from tiergate.core.verify import AttestationInput
+from tiergate.service.routes import ROUTES
+from tiergate.service.app import source_of_logged, source_of_sent
 
 from .conftest import GateEnv, Server
 
@@ -187,8 +187,8 @@ def test_unknown_paths_methods_and_garbage(server: Server, http: requests.Sessio
 
 
 def test_log_reads_are_public_and_verifiable(server: Server, model) -> None:
-    from gate.audit.keys import CheckpointKey
-    from gate.core.log.merkle import leaf_hash, verify_consistency, verify_inclusion
+    from tiergate.audit.keys import CheckpointKey
+    from tiergate.core.log.merkle import leaf_hash, verify_consistency, verify_inclusion
 
     client = server.client(token=None)
     ask(server.client(), tier="internal", model=model.digest).decision
@@ -205,7 +205,7 @@ def test_log_reads_are_public_and_verifiable(server: Server, model) -> None:
     found, following = client.find(model.digest)
     assert following is None and [r["kind"] for r in found][-2:] == ["decision", "decision"]
     health = client.health()
-    assert health["origin"] == "test.release-gate.local/log" and health["tree_size"] >= new.size
+    assert health["origin"] == "test.tiergate.local/log" and health["tree_size"] >= new.size
 
 
 def test_openapi_document_lists_exactly_the_routes(server: Server, http: requests.Session) -> None:

@@ -25,21 +25,21 @@ import pytest
 import requests
 
 from support import NOW, World, run_gate, write_model
-from gate.runtime.remote import ask
-from gate.runtime.client import GateClient, GateServiceError
-from gate.core.decision import Decision, decide
-from gate.core.keys import PrivateKey
-from gate.core.log.checkpoint import Checkpoint
-from gate.core.log.entries import (
+from tiergate.runtime.remote import ask
+from tiergate.runtime.client import GateClient, GateServiceError
+from tiergate.core.decision import Decision, decide
+from tiergate.core.keys import PrivateKey
+from tiergate.core.log.checkpoint import Checkpoint
+from tiergate.core.log.entries import (
     MAX_DECISION_BYTES, MAX_RECORDED_TEXT, DecisionTooLarge, decision_entry, parse_entry, webhook_entry,
 )
-from gate.core.log.backends import open_store
-from gate.core.log.store import MAX_ENTRY_SIZE
-from gate.core.manifest import hash_model
-from gate.core.policy import Policy
-from gate.core.verify import Rejection
-from gate.service.app import MAX_FIND_BYTES, MAX_PAGE_BYTES, GateService
-from gate.service.attestations import AttestationIndex
+from tiergate.core.log.backends import open_store
+from tiergate.core.log.store import MAX_ENTRY_SIZE
+from tiergate.core.manifest import hash_model
+from tiergate.core.policy import Policy
+from tiergate.core.verify import Rejection
+from tiergate.service.app import MAX_FIND_BYTES, MAX_PAGE_BYTES, GateService
+from tiergate.service.attestations import AttestationIndex
 
 from .conftest import ORIGIN, POLICY, GateEnv, Server
 

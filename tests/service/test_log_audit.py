@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from support import run_gate, write_model
-from gate.runtime.remote import ask
-from gate.core.log.entries import canonical_json
-from gate.core.manifest import hash_model
+from tiergate.runtime.remote import ask
+from tiergate.core.log.entries import canonical_json
+from tiergate.core.manifest import hash_model
 
 from .conftest import GateEnv, Server
 
@@ -63,13 +63,13 @@ def test_checkpoint_prove_consistency_find_and_a_clean_audit(start_server, tmp_p
     result = audit(env, "--log", server.log, checkpoints=(first, second))
     assert result.returncode == 0 and "7 entries" in result.stdout, result.stderr
     result = run_gate("log", "checkpoint", "--server", server.url, "--pub", str(env.pub), "--origin",
-                      "test.release-gate.local/log")  # the PEM key and the pinned origin work as well as the vkey
+                      "test.tiergate.local/log")  # the PEM key and the pinned origin work as well as the vkey
     assert result.returncode == 0 and "7 entries" in result.stdout, result.stderr
 
 
 def test_a_checkpoint_signed_by_another_key_is_refused(start_server, tmp_path: Path, server: Server) -> None:
     other = tmp_path / "other.vkey"
-    other.write_text("release-gate.local/log+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+    other.write_text("tiergate.local/log+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
     result = run_gate("log", "checkpoint", "--server", server.url, "--key-file", str(other))
     assert result.returncode == 2 and "key ID" in result.stderr  # not even a well-formed key for that name
     result = run_gate("log", "checkpoint", "--server", server.url, "--pub", str(server.env.pub), "--origin", "other/log")
@@ -110,7 +110,7 @@ def test_editing_or_deleting_a_stored_entry_fails_the_audit_naming_it(start_serv
 
 def test_a_rewritten_entry_and_its_hash_still_fail_the_audit(start_server, tmp_path: Path) -> None:
     """An intruder who also recomputes the leaf hash changes the root: the saved checkpoint no longer matches."""
-    from gate.core.log.merkle import leaf_hash
+    from tiergate.core.log.merkle import leaf_hash
 
     db = tmp_path / "log.db"
     server = start_server(db)

@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from support import run_gate
-from gate.audit.keys import CheckpointKey
-from gate.core.log.entries import parse_entry
-from gate.core.log.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
+from tiergate.audit.keys import CheckpointKey
+from tiergate.core.log.entries import parse_entry
+from tiergate.core.log.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 
 PG_URL = os.environ.get("GATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 DECISIONS = 1000

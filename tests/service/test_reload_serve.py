@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from support import write_model
-from gate.core.manifest import hash_model
-from gate.core.trust import TrustStore
-from gate.runtime.remote import ask
-from gate.runtime.transport import GateServiceError
+from tiergate.core.manifest import hash_model
+from tiergate.core.trust import TrustStore
+from tiergate.runtime.remote import ask
+from tiergate.runtime.transport import GateServiceError
 
 from hf.hub_standin import HubStandin
 from .conftest import GateEnv, launch

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from support import run_gate
-from gate.core.keys import PrivateKey, write_keypair
+from tiergate.core.keys import PrivateKey, write_keypair
 
 from .conftest import GateEnv
 
@@ -59,7 +59,7 @@ def test_gate_serve_reads_trust_key_and_log_from_gate_config(gate_env: GateEnv, 
     """One configuration: the service takes what it needs from GATE_CONFIG when no option says otherwise."""
     config = tmp_path / "gate.yaml"
     config.write_text(f"trust: {gate_env.trust}\nkey: {gate_env.key}\nlog: service.db\n")
-    command = [sys.executable, "-m", "gate", "serve", "--tokens", str(gate_env.tokens), "--port", "0"]
+    command = [sys.executable, "-m", "tiergate", "serve", "--tokens", str(gate_env.tokens), "--port", "0"]
     env = {**os.environ, "GATE_CONFIG": str(config)}
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True, cwd=tmp_path, env=env)

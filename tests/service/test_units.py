@@ -11,18 +11,18 @@ from typing import Iterator
 import pytest
 
 from support import NOW, World
-from gate.runtime.remote import ask
-from gate.runtime.client import GateClient, GateServiceError
-from gate.core.decision import decide
-from gate.core.log.entries import (
+from tiergate.runtime.remote import ask
+from tiergate.runtime.client import GateClient, GateServiceError
+from tiergate.core.decision import decide
+from tiergate.core.log.entries import (
     MAX_CONTEXT_BYTES, AttestationRecord, DecisionRecord, EntryFormatError, attestation_entry, canonical_json,
     decision_entry, entry_kind, parse_entry,
 )
-from gate.core.policy import Policy
-from gate.errors import ConfigError
-from gate.service.targets import UnknownTarget, tier_for_target
-from gate.service.tokens import TokenSet, hash_token
-from gate.core.decision import Decision, DecisionFormatError
+from tiergate.core.policy import Policy
+from tiergate.errors import ConfigError
+from tiergate.service.targets import UnknownTarget, tier_for_target
+from tiergate.service.tokens import TokenSet, hash_token
+from tiergate.core.decision import Decision, DecisionFormatError
 
 from .conftest import POLICY
 
@@ -58,7 +58,7 @@ def test_entries_are_canonical_and_round_trip(decision, manifest, world: World) 
     (lambda b: b"[" + b + b"]", "a JSON object, not list"),
     (lambda b: b.replace(b"{", b"{\"kind\":\"x\",", 1), "not canonical"),
     (lambda b: b.replace(b'"kind":"decision"', b'"kind":"vote"'), "unknown entry kind"),
-    (lambda b: b.replace(b'"schema":"https://release-gate.dev/log-entry/v1"', b'"schema":"x"'), "schema must be"),
+    (lambda b: b.replace(b'"schema":"https://tiergate.dev/log-entry/v1"', b'"schema":"x"'), "schema must be"),
     (lambda b: b"\xff" + b, "not UTF-8"),
     (lambda b: b[:-1], "not JSON"),
 ])
@@ -175,7 +175,7 @@ def test_the_client_times_out_closed(stub, manifest) -> None:
 
 
 def test_an_auditor_refuses_a_health_answer_without_a_log_size(stub) -> None:
-    from gate.audit.sources import ServerSource
+    from tiergate.audit.sources import ServerSource
 
     url, handler = stub
 

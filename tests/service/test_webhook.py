@@ -17,12 +17,12 @@ import pytest
 import requests
 
 from support import REPO, run_gate, write_model
-from gate.audit.entries import EntryProblem, WebhookLinks, check_entry
-from gate.core.log.entries import (
+from tiergate.audit.entries import EntryProblem, WebhookLinks, check_entry
+from tiergate.core.log.entries import (
     ContainmentRecord, DecisionRecord, EntryFormatError, WebhookRecord, containment_entry, parse_entry, webhook_entry,
 )
-from gate.core.manifest import hash_model
-from gate.service.seen import DatabaseSeen
+from tiergate.core.manifest import hash_model
+from tiergate.service.seen import DatabaseSeen
 from hf.hub_standin import HubStandin, webhook_payload
 
 from .conftest import GateEnv, Server, launch
@@ -263,9 +263,9 @@ def test_serving_without_a_webhook_does_not_import_huggingface_hub(gate_env: Gat
     code = f"""
 import os, sys
 from pathlib import Path
-from gate.service.config import ServiceConfig, load_service
-from gate.service.http import GateHTTPServer
-import gate.cli.serve, gate.service.routes
+from tiergate.service.config import ServiceConfig, load_service
+from tiergate.service.http import GateHTTPServer
+import tiergate.cli.serve, tiergate.service.routes
 os.environ["S"] = {SECRET!r}; os.environ["T"] = "t"
 for secret_env in (None, "S"):
     config = ServiceConfig(trust=Path({str(gate_env.trust)!r}), key=Path({str(gate_env.key)!r}),
@@ -297,7 +297,7 @@ def test_a_webhook_configured_without_its_secret_or_token_refuses_to_start(
 
 def test_a_slow_hub_gets_a_503_in_time_and_the_check_is_still_logged(gate_env: GateEnv, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from gate.service.config import ServiceConfig, load_service
+    from tiergate.service.config import ServiceConfig, load_service
 
     monkeypatch.setenv("GATE_TEST_HF_SECRET", SECRET)
     monkeypatch.setenv("GATE_TEST_HF_TOKEN", TOKEN)
@@ -334,8 +334,8 @@ def test_a_revision_another_replica_is_checking_gets_a_503_so_the_hub_retries(
         gate_env: GateEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from gate.integrations.hf.containment import seen_key
-    from gate.service.config import ServiceConfig, load_service
+    from tiergate.integrations.hf.containment import seen_key
+    from tiergate.service.config import ServiceConfig, load_service
 
     monkeypatch.setenv("GATE_TEST_HF_SECRET", SECRET)
     monkeypatch.setenv("GATE_TEST_HF_TOKEN", TOKEN)

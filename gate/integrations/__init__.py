@@ -1,6 +1,0 @@
-"""Thin adapters that turn a host's publish event into one call of the core and its decision into the host's refusal.
-
-- :mod:`gate.integrations.mlflow` - an ``mlflow.app`` plugin in front of the model registry.
-- :mod:`gate.integrations.hf` - gated Hugging Face Hub uploads, the commit backstop, webhook containment.
-- :mod:`gate.integrations.git` - the git pre-push hook.
-"""

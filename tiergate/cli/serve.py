@@ -1,0 +1,154 @@
+"""``gate serve``: run the gate service; ``gate serve token-hash``: hash a bearer token for the tokens file."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from tiergate.errors import ConfigError
+
+_PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM so the server shuts down like on Ctrl-C."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+@click.group("serve", invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="GATE_HOST", help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8700, show_default=True, envvar="GATE_PORT",
+              help="Port (0: any free port; the one chosen is printed).")
+@click.option("--policy", "policy_path", type=_PATH,
+              help="Tier policy YAML (default: GATE_POLICY, or policy: in GATE_CONFIG, or the policy shipped with "
+                   "tiergate).")
+@click.option("--trust", "trust_path", type=_PATH,
+              help="Trust store YAML (required; default: GATE_TRUST, or trust: in GATE_CONFIG).")
+@click.option("--log", "log_target",
+              help="Log store: a SQLite file, or a postgresql:// URL shared by several replicas (default: GATE_LOG, "
+                   "or log: in GATE_CONFIG, or gate-log.db).")
+@click.option("--log-namespace", envvar="GATE_LOG_NAMESPACE",
+              help="PostgreSQL schema (default tiergate) or SQLite table prefix of the log.")
+@click.option("--key", "key_path", type=_PATH,
+              help="The gate's Ed25519 private key, signing checkpoints (`gate keygen NAME`; required; default: "
+                   "GATE_KEY, or key: in GATE_CONFIG).")
+@click.option("--tokens", "tokens_path", type=_PATH, envvar="GATE_TOKENS",
+              help="File of SHA-256 hashes of the bearer tokens allowed to submit and decide (required).")
+@click.option("--origin", default="tiergate.local/log", show_default=True, envvar="GATE_ORIGIN",
+              help="The log's name in its checkpoints (and the checkpoint key's name).")
+@click.option("--max-body", type=int, default=16 * 1024 * 1024, show_default=True,
+              help="Largest request body, bytes (attestations are capped at 2 MiB and webhook payloads at 1 MiB "
+                   "below it).")
+@click.option("--max-connections", type=click.IntRange(1, 10000), default=128, show_default=True,
+              envvar="GATE_MAX_CONNECTIONS",
+              help="Connections served at once (a thread each); more are answered 503 and closed.")
+@click.option("--request-timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
+              envvar="GATE_REQUEST_TIMEOUT", metavar="SECONDS",
+              help="Seconds a request may take to arrive, headers and body, however slowly it trickles in (408 "
+                   "after); each read also times out after 30 s.")
+@click.option("--hf-webhook-secret-env", metavar="VAR", envvar="GATE_HF_WEBHOOK_SECRET_ENV",
+              help="Turn on POST /v1/webhooks/huggingface (containment): the environment variable holding the Hub "
+                   "webhook's secret. Off (404) without it.")
+@click.option("--hf-endpoint", metavar="URL", default="https://huggingface.co", show_default=True,
+              envvar="GATE_HF_ENDPOINT", help="Hugging Face Hub API endpoint the webhook re-checks and contains on.")
+@click.option("--hf-token-env", metavar="VAR", default="HF_TOKEN", show_default=True, envvar="GATE_HF_TOKEN_ENV",
+              help="The environment variable holding the Hub token containment acts with (write access to the "
+                   "watched repositories).")
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | None, trust_path: Path | None,
+                  log_target: str | None, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
+                  origin: str, max_body: int, max_connections: int, request_timeout: float,
+                  hf_webhook_secret_env: str | None, hf_endpoint: str, hf_token_env: str) -> None:
+    """Run the gate service: attestation store, decisions and the transparency log over HTTP.
+
+    Submitting attestations and deciding need a bearer token; reading the log is public. The OpenAPI document is at
+    /openapi.json. With --hf-webhook-secret-env it also answers the Hugging Face Hub's webhook and contains releases
+    the gate denies. Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from tiergate.runtime import GateConfig
+    from tiergate.service.config import DEFAULT_LOG, ServiceConfig, load_service
+    from tiergate.service.http import GateHTTPServer
+
+    # The one configuration (GATE_CONFIG and GATE_*), options winning; server:, token_env: and timeout: are for
+    # the service's clients.
+    shared = GateConfig.from_env()
+    trust_path, policy_path, key_path = trust_path or shared.trust, policy_path or shared.policy, key_path or shared.key
+    log_target = log_target or shared.log or DEFAULT_LOG
+    missing = [flag for flag, value in (("--trust", trust_path), ("--key", key_path), ("--tokens", tokens_path))
+               if value is None]
+    if missing:
+        raise ConfigError(f"gate serve needs {', '.join(missing)} (or env GATE_TRUST, GATE_KEY, GATE_TOKENS; or "
+                          "trust: and key: in GATE_CONFIG)")
+    assert trust_path and key_path and tokens_path
+    config = ServiceConfig(trust=trust_path, key=key_path, tokens=tokens_path, policy=policy_path, log=log_target,
+                           log_namespace=log_namespace, origin=origin, host=host, port=port, max_body=max_body,
+                           hf_webhook_secret_env=hf_webhook_secret_env or None, hf_endpoint=hf_endpoint,
+                           hf_token_env=hf_token_env)
+    service = load_service(config)
+    try:
+        server = GateHTTPServer((host, port), service, max_body, max_connections=max_connections,
+                                request_timeout=request_timeout)
+    except OSError as exc:
+        _close(service)
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound_host, bound_port = server.server_address[:2]
+    click.echo(f"gate: serving on http://{bound_host}:{bound_port} (log {_shown(log_target)}, origin {origin}, "
+               f"{service.store.size()} entries)", err=True)
+    click.echo(f"gate: log verifier key {service.signer.verifier.vkey()}", err=True)
+    if service.hf_webhook is not None:
+        click.echo(f"gate: Hugging Face webhook on /v1/webhooks/huggingface (Hub {hf_endpoint})", err=True)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+        _close(service)
+    click.echo("gate: stopped", err=True)
+
+
+def _close(service: object) -> None:
+    """Let running webhook checks log their results, then close the webhook table and the log."""
+    webhook = getattr(service, "hf_webhook", None)
+    if webhook is not None:
+        webhook.close()
+        webhook.seen.close()
+    service.store.close()  # type: ignore[attr-defined]
+
+
+def _shown(target: str) -> str:
+    """The log target for messages, without a password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "<log URL>"
+    if parts.password is None:
+        return target
+    return target.replace(f":{parts.password}@", ":***@", 1)
+
+
+@serve_command.command("token-hash")
+def token_hash_command() -> None:
+    """Read a bearer token on standard input and print the line to put in the tokens file (its SHA-256).
+
+    Make a token with e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))"`.
+    """
+    from tiergate.service.tokens import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise ConfigError("no token on standard input (pipe it in: echo \"$TOKEN\" | gate serve token-hash)")
+    click.echo(hash_token(token))

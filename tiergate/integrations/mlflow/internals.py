@@ -1,0 +1,527 @@
+"""Every use of MLflow's server internals, in one place.
+
+The gate runs inside the MLflow server and needs what the registry handlers use: the stores, the request parser,
+the proxied-artifact resolution and the source validators. None of it is public API (``mlflow.server.handlers``
+functions with a leading underscore), so it is all here: after an MLflow upgrade, this is the module to re-read
+(checked against mlflow 3.17.2). Everything is imported inside the functions, so importing the module is free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import re
+import tempfile
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from tiergate.errors import InputError
+
+#: How many ``models:/name/version`` hops are followed to find a copied version's weights.
+MAX_SOURCE_HOPS = 8
+
+
+def registry_routes(rpcs: frozenset[str]) -> dict[tuple[str, str], str]:
+    """``(HTTP method, Flask rule) -> RPC name`` for ``rpcs``, from the same proto options MLflow routes by.
+
+    Built from the protos rather than written out, so both URL prefixes (``/api/2.0/mlflow`` and
+    ``/ajax-api/2.0/mlflow``) and a ``--static-prefix`` are covered exactly as MLflow registers them.
+    """
+    from mlflow.protos import databricks_pb2
+    from mlflow.protos.model_registry_pb2 import ModelRegistryService
+    from mlflow.server.handlers import _get_paths
+
+    table: dict[tuple[str, str], str] = {}
+    for method in ModelRegistryService.DESCRIPTOR.methods:
+        rpc = method.input_type.name
+        if rpc not in rpcs:
+            continue
+        for endpoint in method.GetOptions().Extensions[databricks_pb2.rpc].endpoints:
+            for path in _get_paths(endpoint.path, version=endpoint.since.major):
+                table[(endpoint.method, path)] = rpc
+    missing = sorted(rpcs - set(table.values()))
+    if missing:
+        raise RuntimeError(f"this MLflow has no REST route for {', '.join(missing)}; the gate cannot guard it "
+                           "(tiergate supports mlflow 3.3 to 3.17)")
+    return table
+
+
+def unserved_routes(routes: Mapping[tuple[str, str], str], flask_app: Any) -> list[str]:
+    """Watched routes that are not Flask rules of ``flask_app``: the before-request hook would never see them (an
+    MLflow release that moved a registry route to FastAPI would route it around the gate)."""
+    served = {(method, rule.rule) for rule in flask_app.url_map.iter_rules() for method in rule.methods or ()}
+    return sorted(f"{method} {path}" for method, path in routes if (method, path) not in served)
+
+
+def request_fields(rpc: str, flask_request: Any) -> dict[str, Any]:
+    """The request's fields exactly as the MLflow handler will read them (same parser), by proto field name."""
+    from google.protobuf.json_format import MessageToDict
+    from mlflow.protos import model_registry_pb2
+    from mlflow.server.handlers import _get_request_message
+
+    message = _get_request_message(getattr(model_registry_pb2, rpc)(), flask_request=flask_request)
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def is_prompt(tags: Mapping[str, str] | tuple[tuple[str, str], ...], source: str | None) -> bool:
+    """A prompt version: tagged as a prompt *and* with a prompt placeholder as its source.
+
+    The tag alone would let anyone label weights a prompt to get past the gate; the placeholder source (which MLflow
+    requires of prompts) means there are no weights to check.
+    """
+    from mlflow.prompt.constants import _PROMPT_SOURCE_PLACEHOLDERS, IS_PROMPT_TAG_KEY
+
+    values = dict(tags)
+    return values.get(IS_PROMPT_TAG_KEY, "false").lower() == "true" and source in _PROMPT_SOURCE_PLACEHOLDERS
+
+
+@dataclass(frozen=True)
+class Version:
+    """A registered model version: its source, MLflow's download URI for it (``models:/``, ``runs:/`` or an
+    artifact URI; :func:`resolve_location` finds the files) and its tags."""
+
+    name: str
+    version: str
+    source: str
+    download_uri: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def _registry() -> Any:
+    from mlflow.server.handlers import _get_model_registry_store
+
+    return _get_model_registry_store()
+
+
+def _tracking() -> Any:
+    from mlflow.server.handlers import _get_tracking_store
+
+    return _get_tracking_store()
+
+
+def get_version(name: str, version: str) -> Version:
+    """Raises MLflow's RESOURCE_DOES_NOT_EXIST error if there is no such version."""
+    store = _registry()
+    mv = store.get_model_version(name, version)
+    download_uri = store.get_model_version_download_uri(name, version) or mv.source or ""
+    return Version(name, str(mv.version), mv.source or "", download_uri, dict(mv.tags or {}))
+
+
+def version_by_alias(name: str, alias: str) -> Version | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = _registry().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    return get_version(name, str(mv.version))
+
+
+def set_tags(name: str, version: str, tags: Mapping[str, str]) -> None:
+    """Written through the store, not the REST API: the gate's own writes do not pass its hook."""
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    store = _registry()
+    for key, value in tags.items():
+        store.set_model_version_tag(name, version, ModelVersionTag(key=key, value=value))
+
+
+def restore_tags(name: str, version: str, existing: Mapping[str, str], written: Mapping[str, str]) -> None:
+    """Put the tags ``written`` back to their values in ``existing`` (deleted where they had none)."""
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    store = _registry()
+    for key in written:
+        if key in existing:
+            store.set_model_version_tag(name, version, ModelVersionTag(key=key, value=existing[key]))
+        else:
+            store.delete_model_version_tag(name, version, key)
+
+
+def guards_store() -> bool:
+    """Whether the server's registry store is MLflow's SQL store, the one the store guard wraps."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    return isinstance(_registry(), SqlAlchemyStore)
+
+
+def new_version_location(source: str, model_id: str | None, run_id: str | None) -> str:
+    """Where the weights of a version about to be created are, after MLflow's own checks of its source.
+
+    The hook runs before the handler, so the handler's source validation (a local path must lie inside the run's or
+    logged model's artifacts, no ``..``) is applied here first: a request must not make the gate read whatever
+    path it names.
+    """
+    from mlflow.server import handlers
+
+    handlers._validate_artifact_uri_scheme(source, "source")
+    source, run_id, model_id = handlers._resolve_registered_model_source_lineage(
+        source, run_id or "", model_id or "", has_run_id=run_id is not None, has_model_id=model_id is not None)
+    if model_id:
+        handlers._validate_source_model(source, model_id)
+    else:
+        handlers._validate_source_run(source, run_id)
+    if model_id and urllib.parse.urlparse(source).scheme == "models":
+        return str(_tracking().get_logged_model(model_id).artifact_location)
+    return resolve_location(source)
+
+
+def resolve_location(uri: str) -> str:
+    """Follow ``models:/`` and ``runs:/`` URIs to the artifact URI that holds the files."""
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+    from mlflow.store.artifact.utils.models import _parse_model_uri, get_model_name_and_version
+
+    for _ in range(MAX_SOURCE_HOPS):
+        scheme = urllib.parse.urlparse(uri).scheme
+        if scheme == "models":
+            parsed = _parse_model_uri(uri)
+            if parsed.model_id is not None:
+                return str(_tracking().get_logged_model(parsed.model_id).artifact_location)
+            name, version = get_model_name_and_version(_registry(), uri)
+            uri = _registry().get_model_version_download_uri(name, version)
+        elif scheme == "runs":
+            run_id, path = RunsArtifactRepository.parse_runs_uri(uri)
+            root = str(_tracking().get_run(run_id).info.artifact_uri)
+            return posixpath.join(root, path) if path else root
+        else:
+            return uri
+    raise InputError(f"{uri}: more than {MAX_SOURCE_HOPS} models:/ hops to find the weights; register from the original")
+
+
+@contextlib.contextmanager
+def local_copy(location: str) -> Iterator[tuple[Path, bool]]:
+    """The model folder at ``location`` on this machine: ``(path, True)`` in place, or ``(path, False)`` downloaded.
+
+    Artifacts the server stores on its own disk (the default ``--artifacts-destination``) are hashed where they lie;
+    anything else is downloaded to a temporary folder that is removed afterwards.
+    """
+    from mlflow.server import handlers
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
+
+    if handlers._is_servable_proxied_run_artifact_root(location):
+        repo = handlers._get_artifact_repo_mlflow_artifacts()
+        path = handlers._get_workspace_scoped_repo_path_if_enabled(
+            handlers._get_proxied_run_artifact_destination_path(location))
+        if isinstance(repo, LocalArtifactRepository):
+            yield Path(repo.get_local_path(path or "")), True
+            return
+        with tempfile.TemporaryDirectory(prefix="tiergate-") as tmp:
+            yield Path(repo.download_artifacts(path, tmp)), False
+        return
+    if is_local_uri(location, is_tracking_or_registry_uri=False):
+        yield Path(local_file_uri_to_path(location)), True
+        return
+    repo = handlers._get_artifact_repository_for_uri(location)
+    with tempfile.TemporaryDirectory(prefix="tiergate-") as tmp:
+        yield Path(repo.download_artifacts("", tmp)), False
+
+
+# --- artifact writes ----------------------------------------------------------------------------------------------
+
+#: MLflow's artifact-proxy calls that put or remove files (``mlflow-artifacts`` routes; both URL prefixes).
+UPLOAD_ARTIFACT = "UploadArtifact"
+DELETE_ARTIFACT = "DeleteArtifact"
+MULTIPART_CALLS = ("CreateMultipartUpload", "CompleteMultipartUpload", "AbortMultipartUpload")
+PROXY_WRITES = (UPLOAD_ARTIFACT, DELETE_ARTIFACT) + MULTIPART_CALLS
+#: Direct-to-storage upload URLs for a run's or logged model's artifacts (MlflowService).
+PRESIGNED_UPLOAD = "CreatePresignedUploadUrl"
+#: The UI's small-file upload into a run's artifacts (a Flask route of its own, no proto).
+UI_UPLOAD = "UploadArtifact (UI)"
+#: Artifact routes that write nothing, so the gate leaves them alone.
+ARTIFACT_READS = ("CreatePresignedDownloadUrl",)
+WRITE_METHODS = frozenset({"PUT", "POST", "DELETE", "PATCH"})
+
+#: What MLflow names runs (uuid4 hex) and logged models (``m-`` + uuid4 hex). MLflow puts every artifact of a run
+#: under ``<experiment location>/<run id>/artifacts`` and of a logged model under
+#: ``<experiment location>/models/<model id>/artifacts``.
+_ENTITY_ID = re.compile(r"(?:m-)?[0-9a-f]{32}")
+
+Place = tuple[str, ...]
+#: First element of a :data:`Place` in the server's own artifact store (``--artifacts-destination``), whichever URI
+#: form named it (``mlflow-artifacts:/…``, ``http(s)://…/api/2.0/mlflow-artifacts/artifacts/…`` or the destination's
+#: own URI).
+PROXIED = "mlflow-artifacts:"
+
+
+def _rpc_paths(service: Any, names: tuple[str, ...]) -> dict[tuple[str, str], str]:
+    from mlflow.protos import databricks_pb2
+    from mlflow.server.handlers import _get_paths
+
+    table: dict[tuple[str, str], str] = {}
+    for method in service.DESCRIPTOR.methods:
+        if method.input_type.name in names:
+            for endpoint in method.GetOptions().Extensions[databricks_pb2.rpc].endpoints:
+                for path in _get_paths(endpoint.path, version=endpoint.since.major):
+                    table[(endpoint.method, path)] = method.input_type.name
+    return table
+
+
+def artifact_write_routes() -> dict[tuple[str, str], str]:
+    """``(HTTP method, Flask rule) -> call`` for every artifact write the gate understands, as MLflow routes them."""
+    from mlflow.protos.mlflow_artifacts_pb2 import MlflowArtifactsService
+    from mlflow.protos.service_pb2 import MlflowService
+    from mlflow.server.handlers import _add_static_prefix
+
+    table = _rpc_paths(MlflowArtifactsService, PROXY_WRITES)
+    table.update(_rpc_paths(MlflowService, (PRESIGNED_UPLOAD,)))
+    table[("POST", _add_static_prefix("/ajax-api/2.0/mlflow/upload-artifact"))] = UI_UPLOAD
+    missing = sorted({UPLOAD_ARTIFACT, DELETE_ARTIFACT} - set(table.values()))
+    if missing:
+        raise RuntimeError(f"this MLflow has no REST route for {', '.join(missing)}; the gate cannot tell artifact "
+                           "writes apart (tiergate supports mlflow 3.3 to 3.17)")
+    return table
+
+
+def _is_artifact_write(path: str, methods: Any) -> bool:
+    return bool(WRITE_METHODS.intersection(methods or ())) and "artifact" in path.lower()
+
+
+def unknown_artifact_writes(flask_app: Any, known: Mapping[tuple[str, str], str]) -> frozenset[tuple[str, str]]:
+    """Flask routes that look like artifact writes but are none the gate understands (a newer MLflow's): refused, so
+    that a new way to write artifacts cannot go around the freeze."""
+    from mlflow.protos.service_pb2 import MlflowService
+
+    reads = set(_rpc_paths(MlflowService, ARTIFACT_READS))
+    found = set()
+    for rule in flask_app.url_map.iter_rules():
+        if not _is_artifact_write(rule.rule, rule.methods):
+            continue
+        for method in WRITE_METHODS & set(rule.methods or ()):
+            if (method, rule.rule) not in known and (method, rule.rule) not in reads:
+                found.add((method, rule.rule))
+    return frozenset(found)
+
+
+#: The artifact write MLflow's FastAPI app serves itself under uvicorn (``mlflow/server/artifact_router.py``): a
+#: streaming upload, ``PUT /api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}`` and its ``/ajax-api`` twin, not
+#: under ``--static-prefix``. ``artifact_path`` is the rest of the decoded path, as FastAPI's path convertor reads it.
+_NATIVE_UPLOAD = re.compile(r"/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts/(.*)", re.DOTALL)
+
+
+def native_routes(fastapi_app: Any) -> list[Any]:
+    """The routes MLflow's FastAPI app serves itself: everything but the mount of the Flask app (at ``/``), which it
+    tries last. A request that one of these matches never reaches Flask, nor the gate's Flask hook."""
+    from starlette.routing import Mount
+
+    return [route for route in fastapi_app.routes if not isinstance(route, Mount)]
+
+
+def served_natively(routes: list[Any], scope: Mapping[str, Any]) -> bool:
+    from starlette.routing import Match
+
+    return any(route.matches(scope)[0] == Match.FULL for route in routes)
+
+
+def is_artifact_request(method: str, path: str) -> bool:
+    """A request that may write artifacts: a write method on a path about artifacts."""
+    return _is_artifact_write(path, (method,))
+
+
+def native_upload_path(method: str, path: str) -> str | None:
+    """The artifact path of a request to MLflow's native FastAPI upload route, None for any other request."""
+    match = _NATIVE_UPLOAD.fullmatch(path)
+    return match.group(1) if method == "PUT" and match else None
+
+
+def proxied_path(raw: str) -> str:
+    """The path in the server's artifact store that an ``mlflow-artifacts`` route writes: MLflow's own validation
+    (no ``..``, no absolute paths) and workspace scoping, as the handlers apply them."""
+    from mlflow.server.handlers import _get_workspace_scoped_repo_path_if_enabled
+    from mlflow.utils.uri import validate_path_is_safe
+
+    return _get_workspace_scoped_repo_path_if_enabled(validate_path_is_safe(raw)) or ""
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(part for part in posixpath.normpath("/" + path).split("/") if part and part != ".")
+
+
+def _direct_place(uri: str) -> Place:
+    import os
+
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
+
+    if is_local_uri(uri, is_tracking_or_registry_uri=False):
+        return ("file", "") + _segments(os.path.realpath(local_file_uri_to_path(uri)).replace(os.sep, "/"))
+    parsed = urllib.parse.urlsplit(uri)
+    return (parsed.scheme.lower(), parsed.netloc.lower()) + _segments(parsed.path)
+
+
+def _destination() -> Place | None:
+    import os
+
+    from mlflow.server import ARTIFACTS_DESTINATION_ENV_VAR
+
+    destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR)
+    return _direct_place(destination) if destination else None
+
+
+def place(uri: str) -> Place:
+    """Where an artifact URI points, comparable with where a write goes (see :func:`proxied_place`)."""
+    from mlflow.server import handlers
+
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme == "mlflow-artifacts" or (
+            parsed.scheme in ("http", "https") and "/api/2.0/mlflow-artifacts/artifacts/" in parsed.path):
+        path = handlers._get_proxied_run_artifact_destination_path(uri)
+        return proxied_place(handlers._get_workspace_scoped_repo_path_if_enabled(path) or "")
+    direct = _direct_place(uri)
+    destination = _destination()
+    if destination is not None and direct[:len(destination)] == destination:
+        return (PROXIED,) + direct[len(destination):]
+    return direct
+
+
+def proxied_place(path: str) -> Place:
+    """The place of a path in the server's artifact store (as :func:`proxied_path` gives it)."""
+    return (PROXIED,) + _segments(path)
+
+
+def entity_ids(where: Place) -> frozenset[str]:
+    """The run and logged-model ids in a place's path."""
+    return frozenset(part for part in where if _ENTITY_ID.fullmatch(part))
+
+
+def multipart_file(call: str, flask_request: Any) -> str:
+    """The file name a multipart-upload call is about (the folder is in its URL): MLflow's stores write
+    ``<folder>/<basename of path>``."""
+    from mlflow.protos import mlflow_artifacts_pb2
+    from mlflow.server.handlers import _get_request_message
+
+    message = _get_request_message(getattr(mlflow_artifacts_pb2, call)(), flask_request=flask_request)
+    name = posixpath.basename(message.path.replace("\\", "/"))
+    if not name:
+        raise InputError(f"{call} request has no file 'path'")
+    return name
+
+
+def presigned_upload_place(flask_request: Any) -> tuple[str, Place]:
+    """Where a presigned upload URL would let its holder write: ``<run or logged model artifacts>/<path>``."""
+    from mlflow.protos.service_pb2 import CreatePresignedUploadUrl
+    from mlflow.server.handlers import _get_request_message
+    from mlflow.utils.uri import validate_path_is_safe
+
+    message = _get_request_message(CreatePresignedUploadUrl(), flask_request=flask_request)
+    path = validate_path_is_safe(message.path)
+    if message.run_id:
+        root = str(_tracking().get_run(message.run_id).info.artifact_uri)
+    elif message.model_id:
+        root = str(_tracking().get_logged_model(message.model_id).artifact_location)
+    else:
+        raise InputError(f"{PRESIGNED_UPLOAD} request names neither a run_id nor a model_id")
+    return path, place(root.rstrip("/") + "/" + path)
+
+
+def ui_upload_place(flask_request: Any) -> tuple[str, Place]:
+    """Where the UI's upload route writes, computed as its handler does (for proxied runs it writes under
+    ``<experiment id>/<run id>/artifacts``, whatever the run's artifact URI says)."""
+    from mlflow.server import handlers
+    from mlflow.utils.uri import validate_path_is_safe
+
+    run_id, path = flask_request.args.get("run_uuid"), flask_request.args.get("path")
+    if not run_id or not path:
+        raise InputError("the UI's upload-artifact request needs run_uuid and path")
+    path = validate_path_is_safe(path)
+    run = _tracking().get_run(run_id)
+    if handlers._is_servable_proxied_run_artifact_root(run.info.artifact_uri):
+        target = posixpath.join(run.info.experiment_id, run.info.run_id, "artifacts", path)
+        return path, proxied_place(handlers._get_workspace_scoped_repo_path_if_enabled(target) or "")
+    return path, place(str(run.info.artifact_uri).rstrip("/") + "/" + path)
+
+
+@dataclass(frozen=True)
+class GatedVersion:
+    """A model version carrying the gate's digest tag: its weights are frozen."""
+
+    name: str
+    version: str
+    digest: str
+    uri: str  # MLflow's storage location for it (its source if it has none)
+    run_id: str | None = None
+
+
+def gated_versions(ids: frozenset[str] | None) -> list[GatedVersion]:
+    """Gated versions whose storage location, source or run mentions one of ``ids`` (all of them for None).
+
+    Read from the registry's tables in one query (any workspace, deleted versions left out); a registry that is not
+    MLflow's SQL store is paged through its search API instead.
+    """
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    store = _registry()
+    if isinstance(store, SqlAlchemyStore):
+        return _gated_versions_sql(store, ids)
+    return _gated_versions_searched(store, ids)
+
+
+def _gated_versions_sql(store: Any, ids: frozenset[str] | None, name: str | None = None) -> list[GatedVersion]:
+    from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion as V
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag as T
+    from sqlalchemy import and_, or_
+
+    from tiergate.integrations.mlflow.tags import DIGEST
+
+    join = [T.name == V.name, T.version == V.version]
+    if hasattr(V, "workspace") and hasattr(T, "workspace"):
+        join.append(T.workspace == V.workspace)
+    with store.ManagedSessionMaker() as session:
+        query = (session.query(V.name, V.version, V.source, V.storage_location, V.run_id, T.value)
+                 .join(T, and_(*join))
+                 .filter(T.key == DIGEST, V.current_stage != STAGE_DELETED_INTERNAL))
+        if ids is not None:
+            mentions = [V.run_id.in_(sorted(ids))]
+            for one in sorted(ids):
+                mentions += [V.source.contains(one, autoescape=True), V.storage_location.contains(one, autoescape=True)]
+            query = query.filter(or_(*mentions))
+        if name is not None:
+            query = query.filter(V.name == name)
+        rows = query.all()
+    return [GatedVersion(name, str(version), str(digest or ""), str(location or source or ""), run_id)
+            for name, version, source, location, run_id, digest in rows]
+
+
+def gated_versions_of(name: str, version: str | None = None) -> list[GatedVersion]:
+    """The gated versions of registered model ``name`` (only ``version``, if given)."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    store = _registry()
+    if not isinstance(store, SqlAlchemyStore):
+        raise InputError("the registry store is not MLflow's SQL store; tiergate cannot guard it")
+    return [v for v in _gated_versions_sql(store, None, name) if version is None or v.version == version]
+
+
+def _gated_versions_searched(store: Any, ids: frozenset[str] | None) -> list[GatedVersion]:
+    from tiergate.integrations.mlflow.tags import DIGEST
+
+    found: list[GatedVersion] = []
+    token = None
+    while True:
+        page = store.search_model_versions(filter_string=f"tags.`{DIGEST}` LIKE 'sha256:%'", max_results=1000,
+                                           page_token=token)
+        for mv in page:
+            uri = store.get_model_version_download_uri(mv.name, mv.version) or mv.source or ""
+            if ids is None or mv.run_id in ids or any(one in uri or one in (mv.source or "") for one in ids):
+                found.append(GatedVersion(mv.name, str(mv.version), str(mv.tags.get(DIGEST, "")), uri, mv.run_id))
+        token = page.token
+        if not token:
+            return found
+
+
+def version_place(version: GatedVersion) -> Place | None:
+    """Where a gated version's weights are; None if the run or logged model holding them no longer exists (nothing
+    left to protect)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    try:
+        return place(resolve_location(version.uri))
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise

@@ -1,0 +1,103 @@
+"""The gate's configuration: one file (``GATE_CONFIG``) and/or ``GATE_*`` variables, read the same way by every
+command and integration.
+
+Configuration comes from a YAML file (``GATE_CONFIG``) and/or environment variables, environment winning::
+
+    policy: policy.yaml          # GATE_POLICY   (default: the policy shipped with tiergate)
+    trust: trust.yaml            # GATE_TRUST    (required to allow anything above the lowest tier)
+    log: gate-log.db             # GATE_LOG      (a SQLite file, or a postgresql:// URL; optional)
+    server: http://127.0.0.1:8700  # GATE_SERVER (a gate service; optional)
+    token_env: GATE_TOKEN        # the environment variable holding the service bearer token
+    key: gate.key                # GATE_KEY      (the gate's signing key, for VSAs and log checkpoints)
+    timeout: 30                  # GATE_TIMEOUT  seconds for a call to the gate service
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from tiergate.core.files import load_yaml
+from tiergate.errors import config_error
+
+_FIELDS = {"policy": "GATE_POLICY", "trust": "GATE_TRUST", "log": "GATE_LOG", "server": "GATE_SERVER",
+           "key": "GATE_KEY", "timeout": "GATE_TIMEOUT", "token_env": None}
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    policy: Path | None = None
+    trust: Path | None = None
+    log: str | None = None
+    server: str | None = None
+    token_env: str = "GATE_TOKEN"
+    key: Path | None = None
+    timeout: float = 30.0
+    source: str = "environment"
+
+    @property
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env)
+
+    @property
+    def file(self) -> Path | None:
+        """The ``GATE_CONFIG`` file these settings were read from (None: environment and options only)."""
+        return None if self.source == "environment" else Path(self.source)
+
+    def override(self, **values: Any) -> "GateConfig":
+        """These settings with the ones given (not None) replaced: command-line options over the configuration."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "GateConfig":
+        """Read ``GATE_CONFIG`` (if set) and the ``GATE_*`` variables; relative paths are relative to the file."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        source = "environment"
+        base = Path.cwd()
+        if env.get("GATE_CONFIG"):
+            source = env["GATE_CONFIG"]
+            data = load_yaml(source, "gate config") or {}
+            if not isinstance(data, Mapping):
+                raise config_error(source, None, "must be a mapping of settings")
+            unknown = sorted(set(data) - set(_FIELDS))
+            if unknown:
+                raise config_error(source, unknown[0], f"unknown setting (expected {', '.join(sorted(_FIELDS))})")
+            values.update(data)
+            base = Path(source).resolve().parent
+        for name, var in _FIELDS.items():
+            if var and env.get(var):
+                value = env[var]
+                # A path given in the environment is relative to where the command runs, not to the file. Made
+                # absolute but not resolved: a symlink in it is followed at every check, never frozen here.
+                is_path = name in ("policy", "trust", "key") or (name == "log" and "://" not in value)
+                values[name] = os.path.abspath(os.path.expanduser(value)) if is_path else value
+        return cls._build(values, source, base)
+
+    @classmethod
+    def _build(cls, values: Mapping[str, Any], source: str, base: Path) -> "GateConfig":
+        def path(name: str) -> Path | None:
+            value = values.get(name)
+            if value is None:
+                return None
+            p = Path(str(value)).expanduser()
+            return p if p.is_absolute() else base / p
+
+        try:
+            timeout = float(values.get("timeout", 30.0))
+        except (TypeError, ValueError):
+            raise config_error(source, "timeout", f"must be a number of seconds, found {values.get('timeout')!r}") from None
+        if timeout <= 0:
+            raise config_error(source, "timeout", "must be positive")
+        server = values.get("server")
+        if server is not None and not str(server).startswith(("http://", "https://")):
+            raise config_error(source, "server", f"must be an http(s):// URL, found {server!r}")
+        log = values.get("log")
+        if log is not None and "://" not in str(log):
+            log = str(path("log"))
+        return cls(policy=path("policy"), trust=path("trust"), log=str(log) if log else None,
+                   server=str(server).rstrip("/") if server else None,
+                   token_env=str(values.get("token_env") or "GATE_TOKEN"), key=path("key"), timeout=timeout,
+                   source=source)
