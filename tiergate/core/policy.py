@@ -12,7 +12,7 @@ import hashlib
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from importlib import resources
 from typing import Any, Mapping, Sequence
@@ -195,6 +195,8 @@ class Policy:
     uri: str
     digest: str  # sha256:<hex> of the policy file's bytes
     benchmarks: BenchmarkCatalogue  # the built-in catalogue extended by the file's `benchmarks` list
+    #: The file's exact bytes (``digest`` is their sha256): what the log records so a decision can be re-derived.
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def tier_names(self) -> tuple[str, ...]:
@@ -241,7 +243,8 @@ class Policy:
     @classmethod
     def from_bytes(cls, raw: bytes, uri: str) -> "Policy":
         """Parse a policy file's bytes. Raises ConfigError naming ``uri``, the line or field, and the problem."""
-        return _parse_policy(parse_yaml(raw, uri), uri, "sha256:" + hashlib.sha256(raw).hexdigest())
+        policy = _parse_policy(parse_yaml(raw, uri), uri, "sha256:" + hashlib.sha256(raw).hexdigest())
+        return replace(policy, raw=bytes(raw))
 
 
 def _chain(policy: Policy, name: str) -> list[str]:

@@ -93,6 +93,13 @@ class TrustStore:
     digest: str | None = None  # sha256:<hex> of what it was loaded from (see load), so decisions can name it
     #: The files it was loaded from: the trust store, then every key file it names by path (for reloaders).
     files: tuple[Path, ...] = ()
+    #: What ``digest`` covers, exactly: the trust store file's bytes and each key file it names by path (as written,
+    #: bytes), so the log can record it and an auditor rebuild it (:meth:`from_bytes`). None when built in memory.
+    raw: bytes | None = field(default=None, compare=False, repr=False)
+    key_files: tuple[tuple[str, bytes], ...] = field(default=(), compare=False, repr=False)
+    #: Which keys of this store made the signatures of an envelope (see tiergate.core.verify): a memo, because the
+    #: same stored attestation is judged again by every decision about its model and by every audit.
+    signature_memo: dict[bytes, tuple[str, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # One key, one entry: with two, which validity window, revocation or owner applies would depend on the order
@@ -143,10 +150,25 @@ class TrustStore:
         store = cls.from_dict(data, source=str(path), base_dir=Path(path).parent)
         key_files = _key_files(data, Path(path).parent)
         keys = [(written, read_limited(full, "public key")) for written, full in key_files]
-        return replace(store, digest=trust_digest(raw, keys), files=(Path(path), *(full for _, full in key_files)))
+        return replace(store, digest=trust_digest(raw, keys), files=(Path(path), *(full for _, full in key_files)),
+                       raw=raw, key_files=tuple(keys))
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<memory>", base_dir: Path | None = None) -> "TrustStore":
+    def from_bytes(cls, raw: bytes, key_files: tuple[tuple[str, bytes], ...], source: str) -> "TrustStore":
+        """Rebuild a trust store from what :meth:`load` read: the file's bytes and the key files it names by path
+        (``(path as written, bytes)``, in the order it names them), with the same digest. Nothing is read from
+        disk. Raises :class:`ConfigError` naming ``source`` when they do not make a trust store, or the key files
+        are not exactly those the file names."""
+        data = parse_yaml(raw, source)
+        store = cls.from_dict(data, source=source, base_dir=dict(key_files))
+        named = [written for written, _ in _key_files(data, Path("."))]
+        given = [written for written, _ in key_files]
+        if named != given:
+            raise config_error(source, None, f"names key files {named}, but {given} were given")
+        return replace(store, digest=trust_digest(raw, list(key_files)), raw=bytes(raw), key_files=tuple(key_files))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<memory>", base_dir: KeyFiles = None) -> "TrustStore":
         if not isinstance(data, Mapping):
             raise config_error(source, None, "a trust store is a mapping with 'version' and 'evaluators'")
         if data.get("version") != TRUST_STORE_VERSION:
@@ -163,6 +185,11 @@ class TrustStore:
             if evaluator_id in ids[:i]:
                 raise config_error(source, f"evaluators[{i}].id", f"duplicate evaluator id {evaluator_id!r}")
         return cls(tuple(evaluators), source)
+
+
+#: Where key files named by path come from: a directory (relative paths are relative to it), the recorded bytes by
+#: path as written, or nowhere (absolute paths only).
+KeyFiles = Path | Mapping[str, bytes] | None
 
 
 def trust_digest(trust_file: bytes, key_files: list[tuple[str, bytes]]) -> str:
@@ -209,7 +236,7 @@ def _no_nulls(item: Mapping[str, Any], source: str, where: str) -> None:
         raise config_error(source, f"{where}.{empty[0]}", "has no value (YAML null); give it one, or remove the line")
 
 
-def _evaluator(item: Any, source: str, where: str, base_dir: Path | None) -> Evaluator:
+def _evaluator(item: Any, source: str, where: str, base_dir: KeyFiles) -> Evaluator:
     if not isinstance(item, Mapping):
         raise config_error(source, where, "must be a mapping")
     unknown = set(item) - _EVALUATOR_FIELDS
@@ -253,7 +280,7 @@ def _time_field(item: Mapping[str, Any], key: str, source: str, where: str) -> d
         raise config_error(source, f"{where}.{key}", str(exc)) from None
 
 
-def _trusted_key(item: Any, source: str, where: str, base_dir: Path | None) -> TrustedKey:
+def _trusted_key(item: Any, source: str, where: str, base_dir: KeyFiles) -> TrustedKey:
     if not isinstance(item, Mapping):
         raise config_error(source, where, "must be a mapping with 'pem' or 'path'")
     unknown = set(item) - _KEY_FIELDS
@@ -264,6 +291,11 @@ def _trusted_key(item: Any, source: str, where: str, base_dir: Path | None) -> T
         raise config_error(source, where, "give exactly one of 'pem' (inline) or 'path' (a .pub file)")
     if "pem" in item:
         key = PublicKey.from_pem(str(item["pem"]).encode("utf-8"), f"{source}: {where}.pem")
+    elif isinstance(base_dir, Mapping):  # rebuilt from recorded bytes (from_bytes): nothing is read from disk
+        written = str(item["path"])
+        if written not in base_dir:
+            raise config_error(source, f"{where}.path", f"key file {written!r} is not among those recorded")
+        key = PublicKey.from_pem(base_dir[written], f"{source}: {where}.path {written}")
     else:
         path = Path(str(item["path"]))
         if not path.is_absolute() and base_dir is not None:

@@ -24,6 +24,7 @@ from tiergate.core.attestation import (
 )
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
+from tiergate.core.keys import PublicKey
 from tiergate.core.manifest import Manifest
 from tiergate.core.timeutil import format_time
 from tiergate.core.trust import Evaluator, TrustedKey, TrustStore
@@ -125,10 +126,33 @@ def _check_pinned_manifest(pinned: Manifest, model: Manifest) -> None:
         raise VerificationError(f"file {missing[0]} was evaluated but is missing from the model")
 
 
+#: Envelopes whose verified keys one trust store remembers, at most (then it starts afresh: a bound, not an LRU).
+SIGNATURE_MEMO_SIZE = 1 << 17
+
+
+def _verified_keys(envelope: Envelope, store: TrustStore) -> list[PublicKey]:
+    """``envelope.verified_keys(store.keys())``, remembered by the store: which keys signed which bytes does not
+    depend on the time, so only the signature checks are skipped, never the validity and scope checks after them."""
+    hasher = hashlib.sha256(envelope.pae())
+    for signature in envelope.signatures:  # length-prefixed, like the PAE: no two lists hash alike
+        keyid = signature.keyid.encode("utf-8")
+        hasher.update(len(keyid).to_bytes(8, "big") + keyid + len(signature.sig).to_bytes(8, "big") + signature.sig)
+    memo = store.signature_memo
+    found = memo.get(hasher.digest())
+    if found is not None:
+        keys = {k.key_id: k for k in store.keys()}
+        return [keys[key_id] for key_id in found]
+    verified = envelope.verified_keys(store.keys())
+    if len(memo) >= SIGNATURE_MEMO_SIZE:
+        memo.clear()
+    memo[hasher.digest()] = tuple(k.key_id for k in verified)
+    return verified
+
+
 def _accepted_signers(
     envelope: Envelope, store: TrustStore, signed_at: datetime | None, now: datetime
 ) -> list[tuple[Evaluator, TrustedKey]]:
-    verified = envelope.verified_keys(store.keys())
+    verified = _verified_keys(envelope, store)
     if not verified:
         raise VerificationError(_signature_failure(envelope, store))
     accepted, problems = [], []
