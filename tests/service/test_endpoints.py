@@ -20,7 +20,8 @@ from tiergate.core.policy import Policy
 from tiergate.core.timeutil import parse_time
 from tiergate.core.verify import AttestationInput
 from tiergate.service.routes import ROUTES
-from tiergate.service.app import source_of_logged, source_of_sent
+from tiergate.runtime.local import source_of_logged
+from tiergate.service.app import source_of_sent
 
 from .conftest import GateEnv, Server
 

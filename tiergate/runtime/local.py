@@ -6,12 +6,17 @@ records newly accepted attestations beside the decision (its own :class:`Decisio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from tiergate.core import oms
 from tiergate.core.decision import Decision, decide
-from tiergate.core.log.entries import decision_entry
+from tiergate.core.log.entries import (
+    POLICY, TRUST, Basis, attestation_entry, decision_entry, policy_entry, rules_key, trust_entry,
+)
 from tiergate.core.log.store import LogStore
 from tiergate.core.manifest import Manifest, parse_digest
 from tiergate.core.policy import Policy
@@ -28,22 +33,96 @@ class DecisionLog(Protocol):
     """Where decisions are recorded."""
 
     def record(self, decision: Decision, context: Mapping[str, Any], sent: Sequence[AttestationInput],
-               held: Sequence[AttestationInput]) -> RecordedDecision:
-        """Record ``decision`` (made with ``held`` + ``sent``) and its ``context``; return it as recorded (long texts
-        may be cut) with its log index. Raises when it cannot be recorded: an unrecorded decision did not happen."""
+               held: Sequence[AttestationInput], policy: Policy, trust: TrustStore) -> RecordedDecision:
+        """Record ``decision`` (made with ``held`` + ``sent`` under ``policy`` and ``trust``) and its ``context``;
+        return it as recorded (long texts may be cut) with its log index. Raises when it cannot be recorded: an
+        unrecorded decision did not happen."""
         ...
 
 
-@dataclass(frozen=True)
-class StoreLog:
-    """A :class:`DecisionLog` appending one decision entry per decision to a log store."""
+def source_of_logged(index: int) -> str:
+    """How a decision names an attestation held in the log (its entry index)."""
+    return f"log:{index}"
+
+
+def logged_index(source: str) -> int | None:
+    """The log index a :func:`source_of_logged` names, None for any other source."""
+    prefix, _, number = source.partition(":")
+    return int(number) if prefix == "log" and number.isdigit() and number == str(int(number)) else None
+
+
+@dataclass
+class RulesLog:
+    """Logs each policy and trust store decisions are judged under once, as its own entry, and remembers where.
+
+    A writer that restarts finds them again by their digest (the store indexes them under :func:`rules_key`); two
+    replicas may both log one, harmlessly: the content is the same and each decision cites the one it found.
+    """
 
     store: LogStore
+    _known: dict[str, int] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def basis(self, policy: Policy, trust: TrustStore, now: datetime) -> tuple[int, int | None]:
+        """The log indices of the entries of ``policy`` and ``trust`` (None for an empty in-memory trust store),
+        appending them first when the log does not hold them. Raises EntryFormatError for rules built in memory."""
+        policy_index = self._index(POLICY, policy.digest, lambda: policy_entry(policy, now))
+        if trust.digest is None and not trust.evaluators:
+            return policy_index, None  # nothing to record: an empty store trusts nobody
+        assert trust.digest is not None or trust.raw is None
+        return policy_index, self._index(TRUST, str(trust.digest), lambda: trust_entry(trust, now))
+
+    def _index(self, kind: str, digest: str, entry: Callable[[], bytes]) -> int:
+        key = rules_key(kind, digest)
+        with self._lock:
+            known = self._known.get(key)
+            if known is None:
+                found = self.store.find(model_digest=key, limit=1)
+                known = found[0].index if found else self.store.append(entry(), model_digest=key)
+                self._known[key] = known
+            return known
+
+
+def decision_entries(decision: Decision, context: Mapping[str, Any], sent: Sequence[AttestationInput],
+                     held: Sequence[AttestationInput], rules: tuple[int, int | None]) -> list[bytes]:
+    """The entries recording ``decision``, to append in one go: every attestation of ``sent`` newly accepted, then
+    the decision, citing ``rules`` (the policy and trust entries), the ``held`` attestations (by log index) and the
+    attestations appended with it. Raises DecisionTooLarge (EntryFormatError) for a decision too large to log."""
+    digest = decision.model_digest
+    rejected = {r.digest for r in decision.rejected}
+    known = {a.digest for a in held}
+    entries: list[bytes] = []
+    for item in sent:
+        data = item.data
+        item_digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        # An OMS signature binds files, not a digest: it could not be re-verified from the log alone, so the
+        # decision cites it (inputs) but it is not logged as an attestation of the model.
+        if item_digest not in rejected and item_digest not in known and not oms.is_oms_bundle(data):
+            known.add(item_digest)
+            entries.append(attestation_entry(data, digest, decision.time))
+    cited = sorted({n for n in (logged_index(a.source) for a in held) if n is not None})
+    basis = Basis(rules[0], rules[1], tuple(cited), len(entries))
+    entries.append(decision_entry(decision, context, basis))
+    return entries
+
+
+@dataclass
+class StoreLog:
+    """A :class:`DecisionLog` appending each decision, the attestations it newly accepted and the rules it was judged
+    under (once) to a log store, so that the log alone re-derives it."""
+
+    store: LogStore
+    rules: RulesLog | None = None
+
+    def __post_init__(self) -> None:
+        self.rules = self.rules or RulesLog(self.store)
 
     def record(self, decision: Decision, context: Mapping[str, Any], sent: Sequence[AttestationInput],
-               held: Sequence[AttestationInput]) -> RecordedDecision:
-        index = self.store.append(decision_entry(decision, context), model_digest=decision.model_digest)
-        return RecordedDecision(decision, index)
+               held: Sequence[AttestationInput], policy: Policy, trust: TrustStore) -> RecordedDecision:
+        assert self.rules is not None
+        entries = decision_entries(decision, context, sent, held, self.rules.basis(policy, trust, decision.time))
+        indices = self.store.append_many(entries, [decision.model_digest] * len(entries))
+        return RecordedDecision(decision, indices[-1])
 
 
 def model_digest(model: Manifest | str) -> str:
@@ -68,4 +147,4 @@ class LocalDecider:
         decision = decide(self.policy, tier, model, held + sent, self.trust, now or self.clock())
         if self.log is None:
             return RecordedDecision(decision, None)
-        return self.log.record(decision, dict(context or {}), sent, held)
+        return self.log.record(decision, dict(context or {}), sent, held, self.policy, self.trust)

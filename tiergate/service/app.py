@@ -7,7 +7,6 @@ not happen. If the append fails the caller gets an error (a deny, for a publish)
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +18,7 @@ from tiergate.core.decision import Decision
 from tiergate.core.dsse import Envelope
 from tiergate.core.log.checkpoint import Checkpoint, NoteSigner
 from tiergate.core.log.entries import (
-    DecisionTooLarge, EntryFormatError, attestation_entry, bounded_decision_record, decision_entry, entry_kind,
+    DecisionTooLarge, EntryFormatError, attestation_entry, bounded_decision_record, entry_kind,
 )
 from tiergate.core.log.store import MAX_ENTRY_SIZE, LogStore
 from tiergate.core.manifest import Manifest
@@ -29,6 +28,7 @@ from tiergate.core.trust import TrustStore
 from tiergate.core.verify import AttestationInput, verify_attestation
 from tiergate.errors import ConfigError, VerificationError
 from tiergate.runtime import ConfigurationBroken, LocalDecider, RecordedDecision, Rules
+from tiergate.runtime.local import RulesLog, decision_entries, source_of_logged
 from tiergate.service.attestations import AttestationIndex
 from tiergate.service.bodies import AttestationSubmission, DecisionRequest, model_digest
 from tiergate.service.responses import ApiError, bad_request
@@ -46,11 +46,6 @@ BROKEN_IN_PUBLIC = ("the trust store or policy does not load; every decision is 
                     "is in the service's log)")
 #: The context key under which a decision entry records which token asked for it.
 REQUESTED_BY = "requested_by"
-
-
-def source_of_logged(index: int) -> str:
-    """How a decision names an attestation that came from the log (``Decision.inputs[].source``)."""
-    return f"log:{index}"
 
 
 def source_of_sent(position: int) -> str:
@@ -79,11 +74,13 @@ class GateService:
     #: ``POST /v1/webhooks/huggingface`` (a :class:`tiergate.service.webhook.HfWebhook`); None: the feature is off.
     hf_webhook: Any = None
     _index: AttestationIndex = field(init=False, repr=False)
+    _rules_log: RulesLog = field(init=False, repr=False)
     _submit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._index = AttestationIndex(self.store)
+        self._rules_log = RulesLog(self.store)
 
     @property
     def policy(self) -> Policy:
@@ -170,30 +167,22 @@ class GateService:
         return [AttestationInput(source_of_logged(a.index), a.data) for a in self._index.for_model(digest)]
 
     def record(self, decision: Decision, context: Mapping[str, Any], sent: Sequence[AttestationInput],
-               held: Sequence[AttestationInput]) -> RecordedDecision:
-        """The service's :class:`~tiergate.runtime.local.DecisionLog`: the decision (its long texts cut as logged) and
-        every newly accepted attestation of ``sent`` in one append."""
+               held: Sequence[AttestationInput], policy: Policy, trust: TrustStore) -> RecordedDecision:
+        """The service's :class:`~tiergate.runtime.local.DecisionLog`: the decision (its long texts cut as logged),
+        citing what it was judged on, and every newly accepted attestation of ``sent``, in one append; the policy
+        and trust store first, when the log does not hold them yet."""
         record = decision.to_dict()
         bounded = bounded_decision_record(record)
         if bounded is not record:  # a text was cut for the log: answer with the decision as logged
             decision = Decision.from_dict(bounded)
-        digest = decision.model_digest
-        rejected = {r.digest for r in decision.rejected}
-        known = {a.digest for a in held}
-        entries: list[bytes] = []
-        for item in sent:
-            data = item.data
-            item_digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            # An OMS signature binds files, not a digest: it could not be re-verified from the log alone, so the
-            # decision cites it (inputs) but it is not logged as an attestation of the model.
-            if item_digest not in rejected and item_digest not in known and not oms.is_oms_bundle(data):
-                known.add(item_digest)
-                entries.append(_fits(attestation_entry(data, digest, decision.time)))
         try:
-            entries.append(decision_entry(decision, context))
+            entries = decision_entries(decision, context, sent, held, self._rules_log.basis(policy, trust,
+                                                                                              decision.time))
         except DecisionTooLarge as exc:
             raise ApiError(413, f"the decision cannot be logged: {exc}; send fewer attestations") from None
-        indices = self.store.append_many(entries, [digest] * len(entries))
+        for entry in entries[:-1]:
+            _fits(entry)
+        indices = self.store.append_many(entries, [decision.model_digest] * len(entries))
         return RecordedDecision(decision, indices[-1])
 
     # --- the log -----------------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ self-contained and has exactly one byte encoding:
 - or, for the gate service's Hugging Face webhook, ``"webhook"`` (an authenticated Hub event that can publish: which
   repository, which refs, what changed) and ``"containment"`` (what was done about one revision of it: the decision
   it cites by log index, and the access narrowing and discussion that followed, or why nothing was done);
+- ``"policy"`` and ``"trust"``: the exact bytes of a policy file, or of a trust store file and the key files it names
+  by path, with their digest (content-addressed: logged when first judged under, cited by digest and index). A
+  decision entry's ``basis`` cites the policy and trust store entries it was judged under and the attestation entries
+  it used, so an auditor can re-derive it (:mod:`tiergate.audit.rederive`); an entry without ``basis`` (written before
+  it existed) can only be checked for its form;
 - ``model_digest`` (``sha256:<hex>``) and ``time`` (RFC 3339) sit at the top level of attestation and decision
   entries, so the store can index by model and a reader can sort without understanding the body. A webhook entry is
   about a repository, not a model: it has ``time`` only. A containment entry has ``model_digest`` exactly when it
@@ -30,16 +35,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
 from tiergate.core.manifest import parse_digest
+from tiergate.core.trust import trust_digest
 from tiergate.core.timeutil import format_time, parse_time
 from tiergate.errors import InputError
 
 if TYPE_CHECKING:  # only for the annotation: the log format does not depend on how decisions are made
     from tiergate.core.decision import Decision
+    from tiergate.core.policy import Policy
+    from tiergate.core.trust import TrustStore
 
 ENTRY_SCHEMA = "https://tiergate.dev/log-entry/v1"
 ATTESTATION, DECISION = "attestation", "decision"
 WEBHOOK, CONTAINMENT = "webhook", "containment"
-KINDS: tuple[str, ...] = (ATTESTATION, DECISION, WEBHOOK, CONTAINMENT)
+POLICY, TRUST = "policy", "trust"
+KINDS: tuple[str, ...] = (ATTESTATION, DECISION, WEBHOOK, CONTAINMENT, POLICY, TRUST)
 #: What became of one revision named by a webhook: allowed (left as it is), contained (denied, access narrowed),
 #: denied (denied, access already as narrow as the evidence allows: explained only), skipped (already handled at this
 #: tier), failed (an error; ``error`` says which, ``actions`` what was done before it).
@@ -58,7 +67,10 @@ MAX_DECISION_BYTES = 64 * 1024
 MAX_RECORDED_TEXT = 400
 
 _ATTESTATION_FIELDS = {"attestation", "kind", "model_digest", "schema", "time"}
-_DECISION_FIELDS = {"context", "decision", "kind", "model_digest", "schema", "time"}
+_DECISION_FIELDS = {"context", "decision", "kind", "model_digest", "schema", "time"}  # + basis (re-derivable)
+_BASIS_FIELDS = {"appended_with", "attestations", "policy", "trust"}
+_POLICY_FIELDS = {"kind", "policy", "schema", "time"}
+_TRUST_FIELDS = {"kind", "schema", "time", "trust"}
 _WEBHOOK_FIELDS = {"kind", "schema", "time", "webhook"}
 _CONTAINMENT_FIELDS = {"containment", "kind", "schema", "time"}  # + model_digest when it cites a decision
 #: key -> accepted types (None: JSON null). Exactly these keys, no others.
@@ -152,8 +164,53 @@ def bounded_decision_record(record: dict[str, Any]) -> dict[str, Any]:
     return bounded
 
 
-def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = None) -> bytes:
-    """The entry recording ``decision`` (a :class:`~tiergate.core.decision.Decision`) and the publish ``context``.
+@dataclass(frozen=True)
+class Basis:
+    """What a decision entry cites, so that it can be re-derived: the policy entry and trust store entry it was judged
+    under (``trust`` None: the empty trust store, which has no digest), the earlier attestation entries it used
+    (``attestations``, ascending) and how many attestation entries were appended with it, directly before it
+    (``appended_with``: those sent along with the request and accepted, whose indices were not known yet)."""
+
+    policy: int
+    trust: int | None
+    attestations: tuple[int, ...] = ()
+    appended_with: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "trust": self.trust, "attestations": list(self.attestations),
+                "appended_with": self.appended_with}
+
+
+def rules_key(kind: str, digest: str) -> str:
+    """What the store indexes a policy or trust entry by (its ``model_digest`` column), so a writer finds it again."""
+    return f"{kind}:{digest}"
+
+
+def policy_entry(policy: "Policy", time: datetime) -> bytes:
+    """The entry recording the policy file ``policy`` was loaded from (its exact bytes). Raises EntryFormatError for a
+    policy built without them."""
+    if policy.raw is None:
+        raise EntryFormatError(f"policy {policy.uri} has no recorded bytes (it was not loaded from a file)")
+    body = {"schema": ENTRY_SCHEMA, "kind": POLICY, "time": format_time(time),
+            "policy": {"digest": policy.digest, "uri": policy.uri, "data": base64.b64encode(policy.raw).decode("ascii")}}
+    return canonical_json(body)
+
+
+def trust_entry(trust: "TrustStore", time: datetime) -> bytes:
+    """The entry recording the files ``trust`` was loaded from: the trust store and each key file it names by path.
+    Raises EntryFormatError for a trust store built without them."""
+    if trust.raw is None or trust.digest is None:
+        raise EntryFormatError(f"trust store {trust.source} has no recorded bytes (it was not loaded from a file)")
+    body = {"schema": ENTRY_SCHEMA, "kind": TRUST, "time": format_time(time), "trust": {
+        "digest": trust.digest, "source": trust.source, "data": base64.b64encode(trust.raw).decode("ascii"),
+        "key_files": [{"path": path, "data": base64.b64encode(data).decode("ascii")} for path, data in trust.key_files],
+    }}
+    return canonical_json(body)
+
+
+def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = None, basis: Basis | None = None) -> bytes:
+    """The entry recording ``decision`` (a :class:`~tiergate.core.decision.Decision`), the publish ``context`` and
+    what it was judged on (``basis``; None only for writers that cannot say, whose decisions cannot be re-derived).
 
     Long texts in the decision are cut (:func:`bounded_decision_record`); a decision still over
     :data:`MAX_DECISION_BYTES` raises :class:`DecisionTooLarge`.
@@ -172,6 +229,8 @@ def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = Non
         "decision": record,
         "context": check_context(context or {}),
     }
+    if basis is not None:
+        body["basis"] = _check_basis(basis.to_dict())
     return canonical_json(body)
 
 
@@ -291,6 +350,7 @@ class DecisionRecord:
     time: datetime
     decision: dict[str, Any]
     context: dict[str, Any]
+    basis: Basis | None = None  # None: written before decisions cited their basis (not re-derivable)
 
 
 @dataclass(frozen=True)
@@ -311,7 +371,30 @@ class ContainmentRecord:
     containment: dict[str, Any]
 
 
-ParsedEntry = AttestationRecord | DecisionRecord | WebhookRecord | ContainmentRecord
+@dataclass(frozen=True)
+class PolicyRecord:
+    """A policy entry, decoded: the policy file's exact bytes, the URI it was loaded from and their digest."""
+
+    time: datetime
+    digest: str
+    uri: str
+    data: bytes
+    model_digest: None = None
+
+
+@dataclass(frozen=True)
+class TrustRecord:
+    """A trust entry, decoded: the trust store file's bytes and the key files it names, and their digest."""
+
+    time: datetime
+    digest: str
+    source: str
+    data: bytes
+    key_files: tuple[tuple[str, bytes], ...]
+    model_digest: None = None
+
+
+ParsedEntry = AttestationRecord | DecisionRecord | WebhookRecord | ContainmentRecord | PolicyRecord | TrustRecord
 
 
 def _load(data: bytes) -> dict[str, Any]:
@@ -391,12 +474,18 @@ def parse_entry(data: bytes) -> ParsedEntry:
         if (digest is None) != (record["decision_index"] is None):
             raise EntryFormatError("a containment entry has a model_digest exactly when it cites a decision")
         return ContainmentRecord(digest, _time(body, "time"), record)
+    if kind == POLICY:
+        _fields(body, _POLICY_FIELDS, kind)
+        return _policy(body)
+    if kind == TRUST:
+        _fields(body, _TRUST_FIELDS, kind)
+        return _trust(body)
     model_digest = _entry_model_digest(body)
     if kind == ATTESTATION:
         _fields(body, _ATTESTATION_FIELDS, kind)
         return _attestation(body, model_digest)
     if kind == DECISION:
-        _fields(body, _DECISION_FIELDS, kind)
+        _fields(body, _DECISION_FIELDS | ({"basis"} if "basis" in body else set()), kind)
         return _decision(body, model_digest)
     raise EntryFormatError(f"unknown entry kind {kind!r} (expected one of {', '.join(KINDS)})")
 
@@ -411,17 +500,22 @@ def _entry_model_digest(body: Mapping[str, Any]) -> str:
     return model_digest
 
 
+def _base64(item: Mapping[str, Any], key: str, where: str) -> bytes:
+    encoded = _text(item, key, where)
+    try:
+        data = base64.b64decode(encoded.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise EntryFormatError(f"{where}{key} is not standard base64") from None
+    if base64.b64encode(data).decode("ascii") != encoded:
+        raise EntryFormatError(f"{where}{key} is not canonical base64")
+    return data
+
+
 def _attestation(body: Mapping[str, Any], model_digest: str) -> AttestationRecord:
     item = body["attestation"]
     if not isinstance(item, dict) or set(item) != {"data", "digest"}:
         raise EntryFormatError("attestation must be an object with exactly 'data' and 'digest'")
-    encoded = _text(item, "data", "attestation.")
-    try:
-        data = base64.b64decode(encoded.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise EntryFormatError("attestation.data is not standard base64") from None
-    if base64.b64encode(data).decode("ascii") != encoded:
-        raise EntryFormatError("attestation.data is not canonical base64")
+    data = _base64(item, "data", "attestation.")
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     if item["digest"] != digest:
         raise EntryFormatError(f"attestation.digest {item['digest']!r} is not the SHA-256 of its data ({digest})")
@@ -438,5 +532,63 @@ def _decision(body: Mapping[str, Any], model_digest: str) -> DecisionRecord:
         raise EntryFormatError(f"the decision is about {record.get('model_digest')!r}, the entry about {model_digest}")
     if record.get("time") != body["time"]:
         raise EntryFormatError(f"the decision's time {record.get('time')!r} differs from the entry's {body['time']!r}")
-    return DecisionRecord(model_digest, _time(body, "time"), record, context)
+    basis = None
+    if "basis" in body:
+        raw = _check_basis(body["basis"])
+        basis = Basis(raw["policy"], raw["trust"], tuple(raw["attestations"]), raw["appended_with"])
+    return DecisionRecord(model_digest, _time(body, "time"), record, context, basis)
+
+
+def _index(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EntryFormatError(f"{where} must be a log index (a non-negative integer)")
+    return value
+
+
+def _check_basis(basis: Any) -> dict[str, Any]:
+    if not isinstance(basis, dict):
+        raise EntryFormatError("basis must be an object")
+    _fields(basis, _BASIS_FIELDS, "decision basis")
+    _index(basis["policy"], "basis.policy")
+    if basis["trust"] is not None:
+        _index(basis["trust"], "basis.trust")
+    _index(basis["appended_with"], "basis.appended_with")
+    cited = basis["attestations"]
+    if not isinstance(cited, list):
+        raise EntryFormatError("basis.attestations must be a list of log indices")
+    for n, value in enumerate(cited):
+        _index(value, f"basis.attestations[{n}]")
+    if cited != sorted(set(cited)):
+        raise EntryFormatError("basis.attestations must be ascending, each index once")
+    return basis
+
+
+def _policy(body: Mapping[str, Any]) -> PolicyRecord:
+    item = body["policy"]
+    if not isinstance(item, dict) or set(item) != {"data", "digest", "uri"}:
+        raise EntryFormatError("policy must be an object with exactly 'data', 'digest' and 'uri'")
+    data = _base64(item, "data", "policy.")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if item["digest"] != digest:
+        raise EntryFormatError(f"policy.digest {item['digest']!r} is not the SHA-256 of its data ({digest})")
+    return PolicyRecord(_time(body, "time"), digest, _text(item, "uri", "policy."), data)
+
+
+def _trust(body: Mapping[str, Any]) -> TrustRecord:
+    item = body["trust"]
+    if not isinstance(item, dict) or set(item) != {"data", "digest", "key_files", "source"}:
+        raise EntryFormatError("trust must be an object with exactly 'data', 'digest', 'key_files' and 'source'")
+    data = _base64(item, "data", "trust.")
+    if not isinstance(item["key_files"], list):
+        raise EntryFormatError("trust.key_files must be a list")
+    key_files = []
+    for n, key in enumerate(item["key_files"]):
+        where = f"trust.key_files[{n}]."
+        if not isinstance(key, dict) or set(key) != {"data", "path"}:
+            raise EntryFormatError(f"{where[:-1]} must be an object with exactly 'data' and 'path'")
+        key_files.append((_text(key, "path", where), _base64(key, "data", where)))
+    digest = trust_digest(data, key_files)
+    if item["digest"] != digest:
+        raise EntryFormatError(f"trust.digest {item['digest']!r} is not the digest of its files ({digest})")
+    return TrustRecord(_time(body, "time"), digest, _text(item, "source", "trust."), data, tuple(key_files))
 
