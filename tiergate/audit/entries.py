@@ -2,7 +2,9 @@
 
 - an attestation entry must verify against the auditor's trust store for the model it was logged for, judged at
   the time it was logged (a key revoked *later* as compromised fails: the evidence is no longer worth anything);
-- a decision entry must be a well-formed decision (``Decision.to_dict()``) about the entry's model;
+- a decision entry must be a well-formed decision (``Decision.to_dict()``) about the entry's model, and follow from
+  the policy, trust store and attestations it cites (:mod:`tiergate.audit.rederive`);
+- policy and trust entries must load (:mod:`tiergate.audit.rederive`);
 - webhook and containment entries (the gate service's Hugging Face webhook) must be well formed; that a containment
   cites an earlier webhook entry and an earlier decision about the same model, whose outcome it follows, is checked
   across entries by :class:`WebhookLinks`.
@@ -14,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tiergate.core.log.entries import (
-    AttestationRecord, ContainmentRecord, DecisionRecord, EntryFormatError, ParsedEntry, WebhookRecord, parse_entry,
+    AttestationRecord, ContainmentRecord, DecisionRecord, EntryFormatError, ParsedEntry, PolicyRecord, TrustRecord,
+    WebhookRecord, parse_entry,
 )
 from tiergate.core.trust import TrustStore
 from tiergate.core.verify import AttestationInput, verify_attestation
@@ -46,6 +49,10 @@ def describe(data: bytes) -> EntrySummary:
         raise EntryProblem(f"malformed entry: {exc}") from None
     if isinstance(record, AttestationRecord):
         return EntrySummary("attestation", record.model_digest, f"attestation {record.digest[:19]}...", record)
+    if isinstance(record, PolicyRecord):
+        return EntrySummary("policy", record.digest, f"policy {record.digest[:19]}... ({record.uri})", record)
+    if isinstance(record, TrustRecord):
+        return EntrySummary("trust", record.digest, f"trust store {record.digest[:19]}... ({record.source})", record)
     if isinstance(record, WebhookRecord):
         hook = record.webhook
         return EntrySummary("webhook", _subject(hook["repo_type"], hook["repo"]),
@@ -66,6 +73,8 @@ def check_entry(index: int, data: bytes, trust: TrustStore | None) -> EntrySumma
     """Check one entry fully; raises :class:`EntryProblem`. Without a trust store, signatures are not checked."""
     summary = describe(data)
     record = summary.record
+    if isinstance(record, (PolicyRecord, TrustRecord)):
+        return summary  # whether it loads is checked where it is remembered (tiergate.audit.rederive)
     if isinstance(record, (WebhookRecord, ContainmentRecord)):
         if isinstance(record, ContainmentRecord):
             for key in ("decision_index", "webhook_index"):
