@@ -42,29 +42,29 @@ def test_checkpoint_prove_consistency_find_and_a_clean_audit(start_server, tmp_p
     digest = populate(server, tmp_path, decisions=3)
     first = tmp_path / "first.checkpoint"
     result = log_cmd(env, "checkpoint", "--server", server.url, "--save", str(first))
-    assert result.returncode == 0 and "checkpoint verified" in result.stdout and "4 entries" in result.stdout, result.stderr
+    assert result.returncode == 0 and "checkpoint verified" in result.stdout and "6 entries" in result.stdout, result.stderr
     populate(server, tmp_path, decisions=2)
     second = tmp_path / "second.checkpoint"
     assert log_cmd(env, "checkpoint", "--server", server.url, "--save", str(second)).returncode == 0
     result = log_cmd(env, "consistency", str(first), str(second), "--server", server.url)
-    assert result.returncode == 0 and "grew from 4 to 7 entries" in result.stdout, result.stderr
-    result = log_cmd(env, "prove", "2", "--server", server.url, "--checkpoint", str(first))
-    assert result.returncode == 0 and "entry 2 (decision" in result.stdout and "size 4" in result.stdout, result.stderr
-    result = log_cmd(env, "prove", "6", "--log", server.log, "--checkpoint", str(second))
+    assert result.returncode == 0 and "grew from 6 to 9 entries" in result.stdout, result.stderr
+    result = log_cmd(env, "prove", "3", "--server", server.url, "--checkpoint", str(first))
+    assert result.returncode == 0 and "entry 3 (decision" in result.stdout and "size 6" in result.stdout, result.stderr
+    result = log_cmd(env, "prove", "7", "--log", server.log, "--checkpoint", str(second))
     assert result.returncode == 0, result.stderr
-    result = log_cmd(env, "prove", "6", "--server", server.url, "--checkpoint", str(first))
+    result = log_cmd(env, "prove", "7", "--server", server.url, "--checkpoint", str(first))
     assert result.returncode == 1 and "not covered by the checkpoint" in result.stderr
     found = run_gate("log", "find", "--model", digest, "--server", server.url, "--json")
     assert [e["kind"] for e in json.loads(found.stdout)["entries"]] == ["attestation", "decision", "decision", "decision"]
     result = audit(env, "--server", server.url, checkpoints=(first, second))
     assert result.returncode == 0, result.stderr
-    assert "log audit passed: 7 entries (2 attestations, 5 decisions)" in result.stdout
+    assert "log audit passed: 9 entries (2 attestations, 5 decisions, 1 policy, 1 trust)" in result.stdout
     assert "matches 3 signed checkpoint(s)" in result.stdout
     result = audit(env, "--log", server.log, checkpoints=(first, second))
-    assert result.returncode == 0 and "7 entries" in result.stdout, result.stderr
+    assert result.returncode == 0 and "9 entries" in result.stdout, result.stderr
     result = run_gate("log", "checkpoint", "--server", server.url, "--pub", str(env.pub), "--origin",
                       "test.tiergate.local/log")  # the PEM key and the pinned origin work as well as the vkey
-    assert result.returncode == 0 and "7 entries" in result.stdout, result.stderr
+    assert result.returncode == 0 and "9 entries" in result.stdout, result.stderr
 
 
 def test_a_checkpoint_signed_by_another_key_is_refused(start_server, tmp_path: Path, server: Server) -> None:
@@ -154,6 +154,6 @@ def test_entries_decode_as_documented(server: Server, tmp_path: Path) -> None:
     page = server.client(token=None).entries(0, 2)
     for _, data in page.entries:
         assert canonical_json(json.loads(data)) == data
-        assert json.loads(data)["kind"] in ("attestation", "decision")
+        assert json.loads(data)["kind"] in ("attestation", "decision", "policy", "trust")
         if json.loads(data)["kind"] == "attestation":
             assert base64.b64decode(json.loads(data)["attestation"]["data"])

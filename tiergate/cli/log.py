@@ -206,15 +206,23 @@ def consistency_command(old_checkpoint: Path, new_checkpoint: Path, server: str 
 @click.option("--unsigned-ok", is_flag=True,
               help="With --log and no --checkpoint: pass on the entries alone (nothing signed vouches for the "
                    "root; whoever edited the database could have rewritten all of it).")
+@click.option("--from", "from_file", type=_EXISTING,
+              help="A checkpoint saved by an earlier audit: audit only the entries added since (proven to extend it).")
+@click.option("--legacy-ok", is_flag=True,
+              help="Accept decision entries written before decisions cited their policy, trust store and "
+                   "attestations (pre-v2): they are counted, not re-derived. Without it they fail the audit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit_command(server: str | None, log_target: str | None, log_namespace: str | None, timeout: float,
                   trust_path: Path | None, key_file: Path | None, pub: Path | None, origin: str | None,
-                  checkpoint_files: tuple[Path, ...], unsigned_ok: bool, as_json: bool) -> None:
-    """Download every entry, re-check each (attestations against --trust, decisions well formed), recompute the tree
-    and compare it with every checkpoint given and the service's current one. Names the first bad entry.
+                  checkpoint_files: tuple[Path, ...], unsigned_ok: bool, from_file: Path | None, legacy_ok: bool,
+                  as_json: bool) -> None:
+    """Download every entry, re-check each (attestations against --trust), re-derive every decision from the policy,
+    trust store and attestations it cites, recompute the tree and compare it with every checkpoint given and the
+    service's current one. Names the first bad entry.
 
     Reading a database (--log), give a checkpoint saved from the service (--checkpoint): without one nothing signed
-    says the root is the gate's, and the audit fails unless --unsigned-ok says that is enough."""
+    says the root is the gate's, and the audit fails unless --unsigned-ok says that is enough. With --from, only the
+    entries added since that checkpoint are read; a newer checkpoint (--checkpoint, or the service's) is required."""
     from tiergate.audit.auditor import NamedCheckpoint, Problem, audit_log
     from tiergate.audit.keys import read_checkpoint_file
     from tiergate.core.trust import TrustStore
@@ -226,15 +234,20 @@ def audit_command(server: str | None, log_target: str | None, log_namespace: str
     early: list[Problem] = []
     with _Opened(server, log_target, log_namespace, timeout) as opened:
         needs_key = bool(checkpoint_files) or opened.client is not None
+        needs_key = needs_key or from_file is not None
         key = _key(key_file, pub, origin) if needs_key or key_file or pub else None
         checkpoints = [NamedCheckpoint(str(p), key.verify(read_checkpoint_file(p), str(p))) for p in checkpoint_files]
+        since = (NamedCheckpoint(str(from_file), key.verify(read_checkpoint_file(from_file), str(from_file)))
+                 if from_file is not None else None)
         if opened.client is not None:
             try:
                 note = opened.source.checkpoint()
                 checkpoints.append(NamedCheckpoint("the service's current checkpoint", key.verify(note, "the service's checkpoint")))
             except GateError as exc:
                 early.append(Problem(None, f"no valid current checkpoint: {exc}"))
-        report = audit_log(opened.source, trust, checkpoints)
+        if since is not None and not checkpoints:
+            raise UsageError("--from needs a newer checkpoint to audit up to: give --checkpoint FILE, or --server")
+        report = audit_log(opened.source, trust, checkpoints, since=since, legacy_ok=legacy_ok)
         if not checkpoints and opened.client is None and not unsigned_ok:
             early.append(Problem(None, "nothing signed to compare the root with: give --checkpoint FILE (saved with "
                                        "`gate log checkpoint --server URL --save FILE`), or --unsigned-ok to accept "
@@ -249,16 +262,22 @@ def _print_audit(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({
             "ok": report.ok, "source": report.source, "size": report.size, "root": _b64(report.root),
-            "kinds": dict(report.kinds), "checkpoints_matched": report.matched,
+            "kinds": dict(report.kinds), "checkpoints_matched": report.matched, "from": report.start,
+            "legacy_accepted": report.legacy,
             "problems": [{"index": p.index, "reason": p.reason} for p in report.problems],
             "first_bad_entry": first.index if first else None,
         }, indent=2, sort_keys=True))
-    kinds = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(report.kinds.items())) or "no entries"
+    kinds = ", ".join(f"{n} {k if n == 1 else 'policies' if k == 'policy' else k + 's'}"
+                      for k, n in sorted(report.kinds.items())) or "no entries"
     if report.ok:
         matched = f"; root matches {len(report.matched)} signed checkpoint(s)" if report.matched else \
             " (no checkpoint given: nothing signed to compare the root with)"
-        click.echo(f"log audit passed: {report.size} entries ({kinds}) from {report.source}, root "
-                   f"{_b64(report.root)}{matched}", err=as_json)
+        what = f"{report.size} entries" if not report.start else \
+            f"entries {report.start}-{report.size - 1} (added since the checkpoint audited from)"
+        legacy = f"; {report.legacy} pre-v2 decision(s) accepted without re-derivation (--legacy-ok)" \
+            if report.legacy else ""
+        root = f", root {_b64(report.root)}" if not report.start else ""
+        click.echo(f"log audit passed: {what} ({kinds}) from {report.source}{root}{matched}{legacy}", err=as_json)
         return
     for problem in report.problems[:20]:
         click.echo(f"  {problem.line()}", err=True)
