@@ -168,6 +168,7 @@ def test_every_decision_and_withdrawal_is_in_the_gate_log_with_the_publish_event
     store = open_store(str(gate_server.log_path))
     try:
         entries = [json.loads(e.entry) for e in store.find(model_digest=model.manifest.digest)]
+        entries = [e for e in entries if e["kind"] == "decision"]  # the evidence sent along is logged too
     finally:
         store.close()
     events = [(e["context"]["rpc"], e["decision"]["requested_tier"], e["decision"]["decision"]) for e in entries]
@@ -187,6 +188,6 @@ def store_entries(gate_server: GateServer, digest: str) -> list:
 
     store = open_store(str(gate_server.log_path))
     try:
-        return store.find(model_digest=digest)
+        return [e for e in store.find(model_digest=digest) if b'"kind":"decision"' in e.entry]
     finally:
         store.close()

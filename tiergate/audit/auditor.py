@@ -109,7 +109,7 @@ def audit_log(source: LogSource, trust: TrustStore | None, checkpoints: list[Nam
             report.kinds[summary.kind] += 1
             links.check(entry.index, summary)
             assert summary.record is not None
-            rederiver.see(entry.index, summary.record)
+            rederiver.see(entry.index, summary.record, summary.decision)
         except NotRederivable as exc:
             if legacy_ok:
                 report.legacy += 1

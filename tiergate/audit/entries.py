@@ -35,6 +35,7 @@ class EntrySummary:
     model_digest: str  # for an entry about no model (a webhook event): the repository it is about
     text: str  # one line for people, e.g. "decision allow at tier hosted"
     record: ParsedEntry | None = field(default=None, compare=False, repr=False)
+    decision: Decision | None = field(default=None, compare=False, repr=False)  # a decision entry's, as read back
 
 
 def _subject(repo_type: Any, repo: Any) -> str:
@@ -94,10 +95,10 @@ def check_entry(index: int, data: bytes, trust: TrustStore | None) -> EntrySumma
         return summary
     assert isinstance(record, DecisionRecord)
     try:
-        Decision.from_dict(record.decision)
+        decision = Decision.from_dict(record.decision)
     except GateError as exc:
         raise EntryProblem(f"malformed decision: {exc}") from None
-    return summary
+    return EntrySummary(summary.kind, summary.model_digest, summary.text, record, decision)
 
 
 #: The decision context key by which a webhook's decisions name the webhook entry they answer.

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiergate.audit.entries import EntryProblem
-from tiergate.core.decision import Decision, RequirementResult, decide
+from tiergate.core.decision import Decision, RequirementResult
 from tiergate.core.log.entries import (
     AttestationRecord, DecisionRecord, EntryFormatError, ParsedEntry, PolicyRecord, TrustRecord, parse_entry,
 )
@@ -30,7 +30,7 @@ from tiergate.core.policy import Policy
 from tiergate.core.trust import TrustStore
 from tiergate.core.verify import AttestationInput
 from tiergate.errors import GateError
-from tiergate.runtime.local import logged_index, source_of_logged
+from tiergate.runtime.local import LocalDecider, logged_index, source_of_logged
 
 #: Attestation entries kept in memory for the decisions after them; older ones are read again by index.
 ATTESTATION_WINDOW = 1 << 16
@@ -59,8 +59,9 @@ class Rederiver:
     _attestations: dict[int, AttestationRecord] = field(default_factory=dict)
     _parsed: dict[str, Policy | TrustStore] = field(default_factory=dict)
 
-    def see(self, index: int, record: ParsedEntry) -> None:
-        """Remember what later decisions may cite; re-derive a decision. Raises :class:`EntryProblem`."""
+    def see(self, index: int, record: ParsedEntry, decision: Decision | None = None) -> None:
+        """Remember what later decisions may cite; re-derive a decision (``decision``: its record read back, when
+        the caller already has it). Raises :class:`EntryProblem`."""
         if isinstance(record, AttestationRecord):
             if len(self._attestations) >= ATTESTATION_WINDOW:
                 self._attestations.clear()  # a bound, not an LRU: misses are read again by index
@@ -73,7 +74,7 @@ class Rederiver:
                 raise EntryProblem(f"the {'policy' if isinstance(record, PolicyRecord) else 'trust store'} it "
                                    f"records does not load: {exc}") from None
         elif isinstance(record, DecisionRecord):
-            self.rederive(index, record)
+            self.rederive(index, record, decision)
 
     def _rules_of(self, record: PolicyRecord | TrustRecord) -> Policy | TrustStore:
         cached = self._parsed.get(record.digest)
@@ -90,16 +91,17 @@ class Rederiver:
 
     # --- one decision ------------------------------------------------------------------------------------------
 
-    def rederive(self, index: int, record: DecisionRecord) -> None:
+    def rederive(self, index: int, record: DecisionRecord, decision: Decision | None = None) -> None:
         """Raise :class:`EntryProblem` unless the decision at ``index`` follows from what it cites."""
         basis = record.basis
         if basis is None:
             raise NotRederivable("not re-derivable (pre-v2 entry: it does not cite the policy, trust store and "
                                  "attestations it was judged on)")
-        try:
-            decision = Decision.from_dict(record.decision)
-        except GateError as exc:
-            raise EntryProblem(f"malformed decision: {exc}") from None
+        if decision is None:
+            try:
+                decision = Decision.from_dict(record.decision)
+            except GateError as exc:
+                raise EntryProblem(f"malformed decision: {exc}") from None
         policy = self._cited_rules(index, basis.policy, Policy, "policy", decision.policy_digest)
         if basis.trust is None:
             if decision.trust_digest is not None:
@@ -109,6 +111,9 @@ class Rederiver:
             trust = self._cited_rules(index, basis.trust, TrustStore, "trust store", decision.trust_digest)
         first_appended = index - basis.appended_with
         cited = list(basis.attestations)
+        if first_appended < 0:
+            raise EntryProblem(f"cites the {basis.appended_with} entries before it as appended with it; there are "
+                               f"only {index}")
         if cited and cited[-1] >= first_appended:
             raise EntryProblem(f"cites attestation entry {cited[-1]}, which is not earlier in the log than the "
                                f"{basis.appended_with} appended with it" if cited[-1] < index else
@@ -123,8 +128,8 @@ class Rederiver:
             if n is not None and n not in held:
                 raise EntryProblem(f"its inputs name {source}, which its basis does not cite")
         try:
-            again = decide(policy, decision.requested_tier, record.model_digest.split(":", 1)[1], items, trust,
-                           decision.time)
+            again = LocalDecider(policy, trust).decide(decision.requested_tier, record.model_digest, items,
+                                                       now=decision.time).decision
         except GateError as exc:
             raise EntryProblem(f"cannot be re-derived: {exc}") from None
         _compare(decision, again)

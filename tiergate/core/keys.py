@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, Union
 
@@ -43,8 +44,8 @@ class PublicKey:
     def algorithm(self) -> str:
         return _algorithm_of(self.key)
 
-    @property
-    def key_id(self) -> str:
+    @cached_property
+    def key_id(self) -> str:  # asked for at every owner lookup of every verification: computed once per key
         return key_id(self.key)
 
     def to_pem(self) -> bytes:

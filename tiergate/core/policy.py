@@ -197,6 +197,8 @@ class Policy:
     benchmarks: BenchmarkCatalogue  # the built-in catalogue extended by the file's `benchmarks` list
     #: The file's exact bytes (``digest`` is their sha256): what the log records so a decision can be re-derived.
     raw: bytes | None = field(default=None, compare=False, repr=False)
+    #: :meth:`effective` by tier name: the same for the policy's life, and asked for by every decision, per tier.
+    _effective: dict[str, "EffectiveTier"] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def tier_names(self) -> tuple[str, ...]:
@@ -212,6 +214,12 @@ class Policy:
         return self.tier_names.index(self.tier(name).name)
 
     def effective(self, name: str) -> EffectiveTier:
+        found = self._effective.get(name)
+        if found is None:
+            found = self._effective[name] = self._effective_now(name)
+        return found
+
+    def _effective_now(self, name: str) -> EffectiveTier:
         chain = _chain(self, name)
         tiers = [self.tier(n) for n in chain]
         signers = SignerRequirement()

@@ -99,7 +99,7 @@ class TrustStore:
     key_files: tuple[tuple[str, bytes], ...] = field(default=(), compare=False, repr=False)
     #: Which keys of this store made the signatures of an envelope (see tiergate.core.verify): a memo, because the
     #: same stored attestation is judged again by every decision about its model and by every audit.
-    signature_memo: dict[bytes, tuple[str, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
+    signature_memo: dict[bytes, tuple[PublicKey, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # One key, one entry: with two, which validity window, revocation or owner applies would depend on the order

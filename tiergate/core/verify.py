@@ -140,12 +140,11 @@ def _verified_keys(envelope: Envelope, store: TrustStore) -> list[PublicKey]:
     memo = store.signature_memo
     found = memo.get(hasher.digest())
     if found is not None:
-        keys = {k.key_id: k for k in store.keys()}
-        return [keys[key_id] for key_id in found]
+        return list(found)
     verified = envelope.verified_keys(store.keys())
     if len(memo) >= SIGNATURE_MEMO_SIZE:
         memo.clear()
-    memo[hasher.digest()] = tuple(k.key_id for k in verified)
+    memo[hasher.digest()] = tuple(verified)
     return verified
 
 
@@ -212,11 +211,43 @@ def _scope_failure(evaluator: Evaluator, evaluation: Evaluation) -> str:
             f"{evaluation.benchmark!r} measures (its scope: {scope})")
 
 
-def _verify_dsse(
-    item: AttestationInput, store: TrustStore, model: Manifest | str, now: datetime, skew: timedelta,
-    catalogue: BenchmarkCatalogue,
-) -> VerifiedAttestation:
-    envelope = Envelope.from_json(item.data)
+@dataclass(frozen=True)
+class _Parsed:
+    """What an envelope's bytes say, before any trust: the same whatever the trust store, model or time."""
+
+    envelope: Envelope
+    statement: Statement
+    predicate: EvaluationPredicate | None
+    evaluation: Evaluation
+    signed_at: datetime | None
+    named: str | None
+
+
+#: Envelopes parsed, by the SHA-256 of their bytes, at most (then it starts afresh): a stored attestation is judged
+#: again by every decision about its model and by every audit, and parsing is most of what that costs.
+PARSE_MEMO_SIZE = 1 << 14
+_parse_memo: dict[bytes, _Parsed | VerificationError] = {}
+
+
+def _parse_dsse(data: bytes) -> _Parsed:
+    """The envelope in ``data`` and what its statement says; raises VerificationError. Remembered by content."""
+    key = hashlib.sha256(data).digest()
+    found = _parse_memo.get(key)
+    if found is None:
+        try:
+            found = _parse_dsse_now(data)
+        except VerificationError as exc:
+            found = exc
+        if len(_parse_memo) >= PARSE_MEMO_SIZE:
+            _parse_memo.clear()
+        _parse_memo[key] = found
+    if isinstance(found, VerificationError):
+        raise VerificationError(str(found))
+    return found
+
+
+def _parse_dsse_now(data: bytes) -> _Parsed:
+    envelope = Envelope.from_json(data)
     statement = _parse_statement(envelope)
     try:
         if statement.predicate_type == EVALUATION_PREDICATE_TYPE:
@@ -227,6 +258,16 @@ def _verify_dsse(
             evaluation = evaluation_from_test_result(statement.predicate)
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
+    return _Parsed(envelope, statement, predicate, evaluation, signed_at, named)
+
+
+def _verify_dsse(
+    item: AttestationInput, store: TrustStore, model: Manifest | str, now: datetime, skew: timedelta,
+    catalogue: BenchmarkCatalogue,
+) -> VerifiedAttestation:
+    parsed = _parse_dsse(item.data)
+    envelope, statement, predicate = parsed.envelope, parsed.statement, parsed.predicate
+    evaluation, signed_at, named = parsed.evaluation, parsed.signed_at, parsed.named
     accepted = _accepted_signers(envelope, store, signed_at, now)
     evaluation = _measured(evaluation, catalogue)
     # Differences, not sums: a time near the end of the calendar plus the skew would overflow.
