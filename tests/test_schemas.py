@@ -49,3 +49,20 @@ def test_decision_matches_schema(world: World, manifest, tier: str) -> None:
     decision = decide(Policy.load(), tier, manifest, items, world.trust(), NOW)
     assert decision.rejected  # the future-dated one, so rejected_attestations is exercised too
     validator("decision.schema.json").validate(json.loads(decision.to_json()))
+
+
+def test_policy_trust_and_decision_entries_match_schema(world: World, manifest, tmp_path) -> None:
+    from tiergate.core.log.entries import Basis, decision_entry, policy_entry, trust_entry
+    from tiergate.core.trust import TrustStore
+
+    policy, trust = Policy.load(), TrustStore.load(world.trust_path())
+    decision = decide(policy, "hosted", manifest, [world.attest(manifest, "evalco", "strongreject", {"score": 0.05})],
+                      trust, NOW)
+    check = validator("log-entry.schema.json")
+    for entry in (policy_entry(policy, NOW), trust_entry(trust, NOW),
+                  decision_entry(decision, {"by": "ci"}, Basis(1, 2, (0,), 0)), decision_entry(decision)):
+        check.validate(json.loads(entry))
+    with pytest.raises(jsonschema.ValidationError):
+        body = json.loads(decision_entry(decision, {}, Basis(1, 2)))
+        body["basis"]["attestations"] = [-1]
+        check.validate(body)

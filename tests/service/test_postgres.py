@@ -96,7 +96,7 @@ def test_two_replicas_append_1000_decisions_concurrently(start_server, pg_namesp
 
     result = run_gate("log", "audit", "--server", replicas[1].url, "--trust", str(env.trust), "--key-file",
                       str(env.vkey))
-    assert result.returncode == 0 and f"{DECISIONS} entries" in result.stdout, result.stderr
+    assert result.returncode == 0 and f"{size} entries ({DECISIONS} decisions" in result.stdout, result.stderr
     saved = env.tmp / f"{pg_namespace}.checkpoint"
     result = run_gate("log", "checkpoint", "--server", replicas[0].url, "--key-file", str(env.vkey), "--save", str(saved))
     assert result.returncode == 0, result.stderr

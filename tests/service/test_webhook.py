@@ -19,7 +19,8 @@ import requests
 from support import REPO, run_gate, write_model
 from tiergate.audit.entries import EntryProblem, WebhookLinks, check_entry
 from tiergate.core.log.entries import (
-    ContainmentRecord, DecisionRecord, EntryFormatError, WebhookRecord, containment_entry, parse_entry, webhook_entry,
+    ContainmentRecord, DecisionRecord, EntryFormatError, PolicyRecord, TrustRecord, WebhookRecord, containment_entry,
+    parse_entry, webhook_entry,
 )
 from tiergate.core.manifest import hash_model
 from tiergate.service.seen import DatabaseSeen
@@ -75,8 +76,10 @@ def tree_size(server: Server) -> int:
 
 
 def entries_from(server: Server, start: int) -> list[tuple[int, Any]]:
+    """The entries from ``start`` on, but the policy and trust store entries decisions cite (logged once each)."""
     page = server.client(token=None).entries(start, tree_size(server))
-    return [(index, parse_entry(data)) for index, data in page.entries]
+    parsed = [(index, parse_entry(data)) for index, data in page.entries]
+    return [(index, r) for index, r in parsed if not isinstance(r, (PolicyRecord, TrustRecord))]
 
 
 def model_files(env: GateEnv, root: Path, evidence: bool) -> dict[str, bytes]:

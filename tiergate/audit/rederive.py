@@ -9,9 +9,10 @@ that is not earlier in the log, or not an entry of the kind cited, or of another
 cites it. Nothing a decision entry says about itself is taken on trust except:
 
 - the ``formats`` row of a decision on a file list (``files_digest`` set): the log holds the list's digest, not the
-  list, so that row is taken from the entry and the highest tier supported is not compared;
-- OMS signatures, which bind files the log does not hold: they are never logged, so a decision that rested on one
-  does not re-derive (the failure says so).
+  list, so that row is taken from the entry and the highest tier supported is not compared.
+
+(OMS signatures bind files the log does not hold and are never logged; they satisfy no requirement, so nothing is
+lost.)
 
 Entries written before decisions cited their basis (pre-v2) cannot be re-derived: :class:`NotRederivable`.
 """
@@ -128,8 +129,8 @@ class Rederiver:
             if n is not None and n not in held:
                 raise EntryProblem(f"its inputs name {source}, which its basis does not cite")
         try:
-            again = LocalDecider(policy, trust).decide(decision.requested_tier, record.model_digest, items,
-                                                       now=decision.time).decision
+            again = LocalDecider(policy, trust).decide(decision.requested_tier, record.model_digest.split(":", 1)[1],
+                                                       items, now=decision.time).decision
         except GateError as exc:
             raise EntryProblem(f"cannot be re-derived: {exc}") from None
         _compare(decision, again)
