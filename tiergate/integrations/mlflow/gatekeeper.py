@@ -18,9 +18,10 @@ from tiergate.core.collect import model_attestations
 from tiergate.core.decision import Decision
 from tiergate.core.manifest import hash_model, parse_digest
 from tiergate.errors import GateError
-from tiergate.integrations.mlflow import internals
 from tiergate.integrations.mlflow.cache import ManifestCache
 from tiergate.integrations.mlflow.holder import GateHolder
+from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+from tiergate.integrations.mlflow.internals import registry as mlflow_registry
 from tiergate.integrations.mlflow.routes import CREATE_VERSION, DELETE_ALIAS, DELETE_TAG, RECORDED, SET_TAG, Call
 from tiergate.integrations.mlflow.tags import DIGEST, PREFIX, decision_tags, is_reserved
 from tiergate.integrations.mlflow.targets import is_release_target, tier_for
@@ -52,7 +53,7 @@ class Withdraw:
     """A release target taken away (alias or tag deleted): recorded once MLflow has done it."""
 
     call: Call
-    version: internals.Version | None
+    version: mlflow_registry.Version | None
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -104,20 +105,20 @@ class RegistryGate:
         """Where the weights the call publishes are (an artifact URI) and the version's current tags; None for a
         prompt, which has no weights."""
         if call.rpc == CREATE_VERSION:
-            if internals.is_prompt(call.tags, call.source):
+            if mlflow_registry.is_prompt(call.tags, call.source):
                 return None
             assert call.source is not None
-            return internals.new_version_location(call.source, call.model_id, call.run_id), {}
+            return mlflow_registry.new_version_location(call.source, call.model_id, call.run_id), {}
         assert call.version is not None
-        version = internals.get_version(call.name, call.version)
-        if internals.is_prompt(version.tags, version.source):
+        version = mlflow_registry.get_version(call.name, call.version)
+        if mlflow_registry.is_prompt(version.tags, version.source):
             return None
-        return internals.resolve_location(version.download_uri), dict(version.tags)
+        return mlflow_registry.resolve_location(version.download_uri), dict(version.tags)
 
     def _decide(self, gate: Gate, tier: str, location: str, call: Call,
                 requester: Mapping[str, str]) -> tuple[Decision, int | None]:
         started = time.monotonic()
-        with internals.local_copy(location) as (path, in_place):
+        with mlflow_registry.local_copy(location) as (path, in_place):
             manifest, cached = self._cache.manifest(path) if in_place else (hash_model(path), False)
             attestations = model_attestations(path)
         recorded = gate.decide_recorded(tier, manifest, attestations, {**call.context(), **requester})
@@ -134,9 +135,9 @@ class RegistryGate:
             if not is_release_target(call, gate.policy):
                 return None
             if call.rpc == DELETE_ALIAS:
-                version = internals.version_by_alias(call.name, call.alias or "")
+                version = mlflow_registry.version_by_alias(call.name, call.alias or "")
             else:
-                version = internals.get_version(call.name, call.version or "")
+                version = mlflow_registry.get_version(call.name, call.version or "")
         except Exception as exc:
             log.warning("%s: not recorded (%s: %s)", call.describe(), type(exc).__name__, exc)
             return None
@@ -158,7 +159,7 @@ class RegistryGate:
             return
         gate.decide(gate.policy.tier_names[0], parse_digest(digest), (), outcome.context)
 
-    def record_event(self, describe: str, versions: list[internals.GatedVersion], context: Mapping[str, Any]) -> None:
+    def record_event(self, describe: str, versions: list[mlflow_artifacts.GatedVersion], context: Mapping[str, Any]) -> None:
         """Record a registry event that moves or removes gated versions (a registered model renamed or deleted, a
         version deleted): one entry per version, as a withdrawal is recorded (a decision at the lowest tier about the
         version's digest, the event in its context). Raises when it cannot be recorded: the event is then refused.

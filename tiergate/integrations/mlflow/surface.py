@@ -183,12 +183,13 @@ class FlaskSurface:
 
     def __init__(self, gated: Mapping[tuple[str, str], str] | None = None) -> None:
         if gated is None:
-            from tiergate.integrations.mlflow import internals
+            from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+            from tiergate.integrations.mlflow.internals import registry as mlflow_registry
             from tiergate.integrations.mlflow.routes import ROLE, WATCHED
 
-            gated = {key: ROLE[rpc] for key, rpc in internals.registry_routes(WATCHED).items()}
+            gated = {key: ROLE[rpc] for key, rpc in mlflow_registry.registry_routes(WATCHED).items()}
             gated.update({key: f"{call}: checked (refused into a gated version's files)"
-                          for key, call in internals.artifact_write_routes().items()})
+                          for key, call in mlflow_artifacts.artifact_write_routes().items()})
         self._gated = dict(gated)
         self._seen: dict[tuple[str, str], Route] = {}
 
