@@ -22,8 +22,8 @@ from tiergate.integrations.mlflow.cache import ManifestCache
 from tiergate.integrations.mlflow.holder import GateHolder
 from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
 from tiergate.integrations.mlflow.internals import registry as mlflow_registry
-from tiergate.integrations.mlflow.routes import CREATE_VERSION, DELETE_ALIAS, DELETE_TAG, RECORDED, SET_TAG, Call
-from tiergate.integrations.mlflow.tags import DIGEST, PREFIX, decision_tags, is_reserved
+from tiergate.integrations.mlflow.routes import CREATE_VERSION, DELETE_ALIAS, RECORDED, Call, refusal
+from tiergate.integrations.mlflow.tags import DIGEST, decision_tags
 from tiergate.integrations.mlflow.targets import is_release_target, tier_for
 from tiergate.runtime import Gate
 
@@ -60,11 +60,6 @@ class Withdraw:
 Outcome = Union[Deny, Publish, Withdraw, None]
 
 
-def _reserved_key(call: Call) -> str | None:
-    keys = [call.tag_key] if call.rpc in (SET_TAG, DELETE_TAG) else [k for k, _ in call.tags]
-    return next((k for k in keys if is_reserved(k)), None)
-
-
 class RegistryGate:
     """Decides registry calls with the gate the holder has, reusing manifests of unchanged weights."""
 
@@ -79,10 +74,9 @@ class RegistryGate:
 
     def before(self, call: Call, requester: Mapping[str, str]) -> Outcome:
         """The outcome for ``call``, decided before MLflow carries it out. Exceptions mean: refuse (fail closed)."""
-        reserved = _reserved_key(call)
-        if reserved is not None:
-            return Deny(f"tiergate refused {call.describe()}: tags starting with '{PREFIX}' are written by the "
-                        f"release gate only ({reserved!r}); they show its decisions and cannot be set or removed by clients")
+        refused = refusal(call)  # the same rule the request hook applies, for calls that reach the store otherwise
+        if refused is not None:
+            return Deny(refused)
         if call.rpc in RECORDED:
             return self._withdrawal(call, requester)
         try:

@@ -3,8 +3,9 @@
 At start-up the plugin enumerates the routes of the app it serves (the Flask ``url_map`` and the routes MLflow's
 FastAPI app serves itself under uvicorn) and gives each a verdict:
 
-- ``gated``: the gate's hook sees it (registry calls it decides, records or checks; artifact writes it freezes
-  gated versions' files against);
+- ``gated``: the gate sees it (registry calls: refused or parsed by the request hook, then decided, recorded or
+  checked at MLflow's registry store by the store guard, ``registry``; artifact writes: frozen against gated
+  versions' files by the artifact guard);
 - ``read-only``: it reads (GET/HEAD/OPTIONS not known to write, or a POST this MLflow uses to read);
 - ``passes``: it writes, but only tracking data the registry does not depend on (runs, traces, experiments,
   datasets, the AI gateway's configuration, ...): listed here one by one, by handler;
