@@ -65,11 +65,11 @@ class RulesLog:
 
     def basis(self, policy: Policy, trust: TrustStore, now: datetime) -> tuple[int, int | None]:
         """The log indices of the entries of ``policy`` and ``trust`` (None for an empty in-memory trust store),
-        appending them first when the log does not hold them. Raises EntryFormatError for rules built in memory."""
+        appending them first when the log does not hold them. Raises EntryFormatError for rules built in memory (a
+        decision the log could not re-derive is not recorded, so it did not happen)."""
         policy_index = self._index(POLICY, policy.digest, lambda: policy_entry(policy, now))
         if trust.digest is None and not trust.evaluators:
             return policy_index, None  # nothing to record: an empty store trusts nobody
-        assert trust.digest is not None or trust.raw is None
         return policy_index, self._index(TRUST, str(trust.digest), lambda: trust_entry(trust, now))
 
     def _index(self, kind: str, digest: str, entry: Callable[[], bytes]) -> int:
