@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -81,8 +82,11 @@ CHUNK_SIZE = 2 * 1024 * 1024
 ProgressCallback = Callable[[int], None]
 
 
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
 def _digest_hex(value: object) -> str:
-    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+    if not isinstance(value, str) or not _HEX_DIGEST.fullmatch(value):
         raise ValueError(f"not a lowercase hex SHA-256 digest: {value!r}")
     return value
 
