@@ -222,6 +222,13 @@ def test_an_audit_from_a_saved_checkpoint_reads_only_what_was_added(start_server
         in result.stderr, result.stderr
     result = audit(env, "--log", str(db), "--from", str(second))
     assert result.returncode == 2 and "--from needs a newer checkpoint" in result.stderr
+    # What the new entries cite from before the checkpoint is proven against it: an edited earlier entry is not it.
+    body = _entry(db, 0)
+    body["time"] = "2026-01-01T00:00:00Z"
+    _tamper(db, "UPDATE log_entries SET entry = ? WHERE idx = 0", canonical_json(body))
+    result = audit(env, "--log", str(db), "--from", str(first), checkpoints=(second,))
+    assert result.returncode == 1 and "first bad entry 6: cites attestation entry 0, which is not in the log (or not " \
+        "as it was signed)" in result.stderr, result.stderr
     # A checkpoint of another log (or a fork) as the start: the entries do not extend it.
     result = audit(env, "--log", str(db), "--from", str(second), checkpoints=(first,))
     assert result.returncode == 1 and "the log shrank or forked" in result.stderr, result.stderr

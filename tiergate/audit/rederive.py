@@ -147,7 +147,8 @@ class Rederiver:
             record = _parse(data) if data is not None else None
             if not isinstance(record, (PolicyRecord, TrustRecord)):
                 raise EntryProblem(f"cites {what} entry {cited}, which is " +
-                                   ("not in the log" if data is None else f"not a {what} entry"))
+                                   ("not in the log (or not as it was signed)" if data is None else
+                                    f"not a {what} entry"))
             try:
                 found = self.rules[cited] = self._rules_of(record)
             except GateError as exc:
@@ -166,7 +167,7 @@ class Rederiver:
             if not isinstance(record, AttestationRecord):
                 raise EntryProblem(f"cites attestation entry {cited}, which is " + (
                     "not earlier in the log" if cited >= index else
-                    "not in the log" if data is None else "not an attestation entry"))
+                    "not in the log (or not as it was signed)" if data is None else "not an attestation entry"))
             found = record
         if found.model_digest != model:
             raise EntryProblem(f"cites attestation entry {cited}, which is about {found.model_digest}, not {model}")
