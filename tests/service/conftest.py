@@ -25,7 +25,7 @@ import yaml
 
 from support import Evaluator, World
 from tiergate.runtime.client import GateClient
-from tiergate.core.keys import PrivateKey, write_keypair
+from tiergate.core.keys import PrivateKey, PublicKey, write_keypair
 from tiergate.core.log.checkpoint import NoteSigner
 from tiergate.service.tokens import hash_token
 
@@ -77,7 +77,8 @@ class Server:
     env: GateEnv
 
     def client(self, token: str | None = "default", timeout: float = 30.0) -> GateClient:
-        return GateClient(self.url, token=self.env.token if token == "default" else token, timeout=timeout)
+        return GateClient(self.url, token=self.env.token if token == "default" else token, timeout=timeout,
+                          answer_key=PublicKey.load(self.env.pub))
 
     def signal(self, sig: int) -> None:
         try:

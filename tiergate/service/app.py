@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
 from tiergate.core import oms
+from tiergate.core.answer import AnswerRequest, SignedAnswer, body_digest
 from tiergate.core.attestation import AttestationFormatError, Statement
 from tiergate.core.decision import Decision
 from tiergate.core.dsse import Envelope
@@ -150,6 +151,14 @@ class GateService:
         if requested_by is not None:
             context[REQUESTED_BY] = requested_by
         return self.decide_and_log(tier, request.model, sent, context, rules)
+
+    def sign_answer(self, request: DecisionRequest, logged: Logged, body: bytes) -> str:
+        """The signed answer (:mod:`tiergate.core.answer`) binding ``body``, the decision logged at ``logged.index``,
+        to ``request`` (its nonce, model, tier or target), signed now with the log's key."""
+        decision = logged.decision
+        asked = AnswerRequest(request.nonce, decision.model_digest, request.tier, request.target)
+        return SignedAnswer(asked, decision.decision, decision.requested_tier, body_digest(body), self.origin,
+                            logged.index, self.clock()).sign(self.signer.private_key)
 
     def decider(self, rules: Rules | None = None) -> LocalDecider:
         """The service's :class:`~tiergate.runtime.port.Decider` for ``rules`` (default: as the files are now): it judges

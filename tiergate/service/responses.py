@@ -36,5 +36,7 @@ class Response:
 
     @classmethod
     def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> "Response":
-        body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        # A lone surrogate quoted from a request would make a 500 of any answer; written as its escape it stays JSON.
+        body = text.encode("utf-8", "backslashreplace") + b"\n"
         return cls(status, body, JSON_TYPE, dict(headers or {}))
