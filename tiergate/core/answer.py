@@ -24,9 +24,10 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from tiergate.core.attestation import AttestationFormatError, Statement, Subject
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope, sign

@@ -10,18 +10,25 @@ answer replayed later, or one to another request, is refused; anything else, lik
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from tiergate.core.answer import DEFAULT_MAX_AGE, AnswerError, AnswerRequest, new_nonce, verify_answer
+from tiergate.core.answer import (
+    DEFAULT_MAX_AGE,
+    AnswerError,
+    AnswerRequest,
+    new_nonce,
+    verify_answer,
+)
 from tiergate.core.decision import Decision
 from tiergate.core.keys import PublicKey
 from tiergate.core.manifest import Manifest
 from tiergate.core.policy import Policy
-from tiergate.core.timeutil import utcnow
 from tiergate.core.targets import Target, TargetError, required_tier
+from tiergate.core.timeutil import utcnow
 from tiergate.core.verify import AttestationInput
 from tiergate.errors import InputError, UsageError
 from tiergate.runtime.client import GateClient

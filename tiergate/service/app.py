@@ -274,13 +274,21 @@ class GateService:
 
     def health(self) -> dict[str, Any]:
         """Serving, the log's size and key, and what decisions are judged against now (or why nothing is): the log
-        stays readable while the trust store or policy does not load."""
+        stays readable while the trust store or policy does not load. A 503 when the log cannot be written (a hole,
+        the database unreachable or read-only, a full disk, the last append failed), saying why."""
         try:
             rules = self.rules()
             judged: dict[str, Any] = {"trust_source": rules.trust.source, "trust_digest": rules.trust.digest,
                                       "policy_uri": rules.policy.uri, "policy_digest": rules.policy.digest}
         except ConfigurationBroken:  # the reason (paths, lines) is for the operator's log, not the public
             judged = {"error": BROKEN_IN_PUBLIC}
+        problem = self.store.writable_problem()
+        if problem is not None:  # a load balancer takes this replica out; the reason is the operator's to act on
+            error = ApiError(503, f"the log cannot be written, so nothing can be decided: {problem}",
+                             status="unavailable", origin=self.origin, log_key=self.signer.verifier.vkey(),
+                             rules=judged)
+            error.headers["Retry-After"] = "5"
+            raise error
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),
                 "log_key": self.signer.verifier.vkey(), "rules": judged}
 
