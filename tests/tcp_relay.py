@@ -35,8 +35,10 @@ class Relay:
         with self._lock:
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
-            try:  # RST, as a crashed or restarted server's host would send
+            try:  # RST, as a crashed or restarted server's host would send; shutdown() first, as close() alone
+                # leaves a socket open while a pump thread is blocked reading it
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             except OSError:
                 pass

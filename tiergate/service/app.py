@@ -285,8 +285,8 @@ class GateService:
         problem = self.store.writable_problem()
         if problem is not None:  # a load balancer takes this replica out; the reason is the operator's to act on
             error = ApiError(503, f"the log cannot be written, so nothing can be decided: {problem}",
-                             status="unavailable", origin=self.origin, log_key=self.signer.verifier.vkey(),
-                             rules=judged)
+                             **{"status": "unavailable", "origin": self.origin, "log_key": self.signer.verifier.vkey(),
+                                "rules": judged})
             error.headers["Retry-After"] = "5"
             raise error
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),

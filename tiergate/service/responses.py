@@ -12,7 +12,7 @@ JSON_TYPE = "application/json"
 class ApiError(Exception):
     """A request the service refuses, with the HTTP status and the one-line reason sent as ``{"error": ...}``."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, /, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

@@ -24,9 +24,14 @@ DEFAULT_POSTGRES_SCHEMA = "tiergate"
 DEFAULT_POOL_TIMEOUT = 5.0
 #: Seconds a call waits for a connection while the last one could not get any (the database is away): a replica
 #: under load answers 503 at once instead of queueing every request behind a full wait.
-AWAY_WAIT = 0.5
+AWAY_WAIT = 0.1
 #: Seconds of failed reconnection attempts after which the pool starts a fresh series (see the class docstring).
 RECONNECT_TIMEOUT = 2.0
+
+#: libpq settings that bound how long a dead peer goes unnoticed: TCP keepalive probes after 5 s idle, every 2 s,
+#: 3 lost ones end it; data unacknowledged for 15 s ends it too.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+              "tcp_user_timeout": 15_000}
 
 T = TypeVar("T")
 
@@ -155,14 +160,18 @@ class PostgresLogStore(SqlLogStore):
             committing = False
             with db.transaction():
                 first = db.execute(f"SELECT size FROM {self._head} WHERE id = 1 FOR UPDATE").fetchone()[0]
-                with db.cursor() as cursor:
-                    cursor.executemany(
-                        f"INSERT INTO {self._entries} (idx, entry, leaf_hash, model_digest) VALUES (%s, %s, %s, %s)",
-                        [(first + i, entry, leaf, digest) for i, (entry, leaf, digest) in enumerate(rows)],
-                    )
-                    tiles = self._completed_tiles(first, rows, lambda start, end: self._leaf_hashes_on(db, start, end))
-                    if tiles:
-                        cursor.executemany(f"INSERT INTO {self._tiles} (tile, hash) VALUES (%s, %s)", tiles)
+                # One statement per table, rows as arrays: one round trip each, and no pipeline mode (executemany's),
+                # whose wait for results after a connection hiccup was seen to hang.
+                db.execute(
+                    f"INSERT INTO {self._entries} (idx, entry, leaf_hash, model_digest) "
+                    "SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::bytea[], %s::text[])",
+                    ([first + i for i in range(len(rows))], [r[0] for r in rows], [r[1] for r in rows],
+                     [r[2] for r in rows]),
+                )
+                tiles = self._completed_tiles(first, rows, lambda start, end: self._leaf_hashes_on(db, start, end))
+                if tiles:
+                    db.execute(f"INSERT INTO {self._tiles} (tile, hash) SELECT * FROM unnest(%s::bigint[], "
+                               "%s::bytea[])", ([t for t, _ in tiles], [h for _, h in tiles]))
                 db.execute(f"UPDATE {self._head} SET size = %s WHERE id = 1", (first + len(rows),))
                 committing = True  # the COMMIT follows: lost now, the append may or may not have been written
             return int(first)
@@ -231,8 +240,11 @@ class HealingPool:
             first.close()
         # reconnect_timeout: the pool gives up a series of reconnection attempts after this long and starts a new
         # one at the next call, so attempts stay about a second apart instead of backing off to minutes.
+        # A network cut sends no reset: without keepalives a call waiting for an answer would wait for ever, holding
+        # the store (and every request behind it). With them the connection is declared dead within ~15 s.
+        kwargs = {"autocommit": True, "connect_timeout": seconds, "application_name": name, **KEEPALIVES}
         self._pool = ConnectionPool(url, min_size=1, max_size=1, num_workers=1, open=False, timeout=pool_timeout,
-                                    kwargs={"autocommit": True, "connect_timeout": seconds, "application_name": name},
+                                    kwargs=kwargs,
                                     configure=self._configure, check=_check_connection,
                                     reconnect_timeout=RECONNECT_TIMEOUT, name=f"tiergate-{purpose}:{schema}")
         try:

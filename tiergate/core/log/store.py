@@ -144,7 +144,8 @@ class LogStore(ABC):
         with self._lock:
             self._check_open()
             checked = self._whole_checked_at
-            self._check_contiguous(whole=checked is None or time.monotonic() - checked >= WHOLE_CHECK_INTERVAL)
+            whole = checked is None or time.monotonic() - checked >= WHOLE_CHECK_INTERVAL
+            self._check_contiguous(whole)
             try:
                 first = self._insert(rows)
             except StoreError as exc:
@@ -158,8 +159,10 @@ class LogStore(ABC):
         entries other writers added since), or in the ``whole`` log (every :data:`WHOLE_CHECK_INTERVAL` seconds:
         an entry removed from the middle is found within that time)."""
         start = 0 if whole else self._contiguous
+        # Until this check passes, the next one checks the whole log again (a hole found stays found).
+        checked_before, self._whole_checked_at = self._whole_checked_at, None
         size, found = self._span(start)
-        restore = ("nothing is logged or decided until the log is restored and `gate log audit` passes")
+        restore = "nothing is logged or decided until the log is restored and `gate log audit` passes"
         if size < self._contiguous:
             raise LogHoleError(f"the log has shrunk from {self._contiguous} to {size} entries (its last entries were "
                                f"removed from the database); {restore}")
@@ -167,8 +170,7 @@ class LogStore(ABC):
             raise LogHoleError(f"the log has a hole: {size - start - found} of its entries in [{start}, {size}) are "
                                f"missing (removed from the database); {restore}")
         self._contiguous = size
-        if whole:
-            self._whole_checked_at = time.monotonic()
+        self._whole_checked_at = time.monotonic() if whole else checked_before
 
     def writable_problem(self) -> str | None:
         """Why an append would fail now, for a health check: a hole in the log, the database unreachable or
