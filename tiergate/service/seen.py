@@ -119,7 +119,7 @@ class DatabaseSeen:
             with self._errors(action):
                 cursor = self._db.execute(sql, params)
                 self._rowcount = cursor.rowcount
-                return cursor.fetchall()
+                return list(cursor.fetchall())
 
     # --- SeenStore -----------------------------------------------------------------------------------------------
 
