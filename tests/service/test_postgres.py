@@ -226,3 +226,22 @@ def test_two_replicas_heal_from_killed_connections_and_a_database_outage(start_s
         assert store.audit().size == store.size()
         for index, n in acknowledged.items():
             assert parse_entry(store.get(index).entry).context["n"] == n
+
+
+def test_the_webhook_table_heals_too(pg_namespace: str) -> None:
+    """The Hugging Face webhook's bookkeeping (which revisions were handled) is on a pool like the log's: its
+    connection terminated, the next claim runs on a new one; a read lost mid-call is retried."""
+    from tiergate.service.seen import DatabaseSeen
+
+    seen = DatabaseSeen(PG_URL, pg_namespace)
+    try:
+        assert seen.add(("model", "org/a", "c1", "open"))
+        for n in range(3):
+            assert _terminate(pg_namespace) >= 1
+            time.sleep(0.05)
+            assert seen.state(("model", "org/a", "c1", "open")) == "pending"
+            assert seen.add(("model", "org/b", f"c{n}", "open"))
+        seen.done(("model", "org/a", "c1", "open"))
+        assert not seen.add(("model", "org/a", "c1", "open")) and seen.state(("model", "org/a", "c1", "open")) == "done"
+    finally:
+        seen.close()

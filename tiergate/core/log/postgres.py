@@ -242,7 +242,9 @@ class HealingPool:
         # one at the next call, so attempts stay about a second apart instead of backing off to minutes.
         # A network cut sends no reset: without keepalives a call waiting for an answer would wait for ever, holding
         # the store (and every request behind it). With them the connection is declared dead within ~15 s.
-        kwargs = {"autocommit": True, "connect_timeout": seconds, "application_name": name, **KEEPALIVES}
+        given = set(psycopg.conninfo.conninfo_to_dict(url))  # libpq parameters in the URL win over these defaults
+        kwargs = {"autocommit": True, "connect_timeout": seconds, "application_name": name,
+                  **{key: value for key, value in KEEPALIVES.items() if key not in given}}
         self._pool = ConnectionPool(url, min_size=1, max_size=1, num_workers=1, open=False, timeout=pool_timeout,
                                     kwargs=kwargs,
                                     configure=self._configure, check=_check_connection,
