@@ -5,9 +5,12 @@ from __future__ import annotations
 import resource
 import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import requests
+
+from tiergate.core.log.store import WHOLE_CHECK_INTERVAL
 
 from .conftest import Server, launch
 
@@ -73,10 +76,13 @@ def test_a_hole_in_the_log_refuses_decisions_and_fails_the_health_check(start_se
     db.execute("DELETE FROM log_entries WHERE idx = 2")
     db.commit()
     db.close()
-    health = requests.get(f"{server.url}/v1/healthz", timeout=10)
+    deadline = time.monotonic() + 3 * WHOLE_CHECK_INTERVAL  # the whole log is checked every few seconds
+    while (health := requests.get(f"{server.url}/v1/healthz", timeout=10)).status_code == 200:
+        assert time.monotonic() < deadline, "the hole went unreported"
+        time.sleep(0.2)
     assert health.status_code == 503 and "the log has a hole: 1 of its entries in [0, 5) are missing" in \
         health.json()["error"], health.text
-    answer = _decide(server, 99)  # the health check above checked the whole log: the next append knows
+    answer = _decide(server, 99)  # a hole found stays found: the next append checks the whole log again
     assert answer.status_code == 503 and "the log has a hole" in answer.json()["error"], answer.text
     assert answer.headers["Retry-After"]
     db = sqlite3.connect(log)

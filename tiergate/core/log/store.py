@@ -36,8 +36,8 @@ from .tiles import TILE_WIDTH, Subtrees, TileCache, completed_tiles
 MAX_ENTRY_SIZE = 1 << 20
 MAX_MODEL_DIGEST = 512
 BATCH_SIZE = 512
-#: Seconds between checks that no entry is missing anywhere in the log (before an append; entries added since the
-#: last check are checked before every append).
+#: Seconds between checks that no entry is missing anywhere in the log (before an append or in a health check;
+#: entries added since the last check are checked every time).
 WHOLE_CHECK_INTERVAL = 2.0
 FORMAT = "tiergate-log/1"
 
@@ -143,9 +143,7 @@ class LogStore(ABC):
             return range(0)
         with self._lock:
             self._check_open()
-            checked = self._whole_checked_at
-            whole = checked is None or time.monotonic() - checked >= WHOLE_CHECK_INTERVAL
-            self._check_contiguous(whole)
+            self._check_contiguous(self._whole_check_due())
             try:
                 first = self._insert(rows)
             except StoreError as exc:
@@ -172,13 +170,19 @@ class LogStore(ABC):
         self._contiguous = size
         self._whole_checked_at = time.monotonic() if whole else checked_before
 
+    def _whole_check_due(self) -> bool:
+        checked = self._whole_checked_at
+        return checked is None or time.monotonic() - checked >= WHOLE_CHECK_INTERVAL
+
     def writable_problem(self) -> str | None:
         """Why an append would fail now, for a health check: a hole in the log, the database unreachable or
-        read-only, its disk full, or the last append's failure; None when nothing is known to be wrong."""
+        read-only, its disk full, or the last append's failure; None when nothing is known to be wrong. The whole
+        log is checked for holes at most every :data:`WHOLE_CHECK_INTERVAL` seconds, however often this is asked
+        (a public endpoint calls it)."""
         with self._lock:
             try:
                 self._check_open()
-                self._check_contiguous(whole=True)
+                self._check_contiguous(self._whole_check_due())
             except (StoreError, StoreIntegrityError) as exc:
                 return str(exc)
             return self._writable_problem() or self._write_failure
