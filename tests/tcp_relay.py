@@ -78,7 +78,7 @@ class Relay:
             except OSError:
                 pass
 
-    def __enter__(self) -> "Relay":
+    def __enter__(self) -> Relay:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

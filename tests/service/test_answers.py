@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import requests
-
 from support import run_gate, signed_answer, write_model
-from tiergate.core.answer import ANSWER_HEADER, AnswerError, AnswerRequest, SignedAnswer, body_digest, verify_answer
+
+from tiergate.core.answer import (
+    ANSWER_HEADER,
+    AnswerError,
+    AnswerRequest,
+    SignedAnswer,
+    body_digest,
+    verify_answer,
+)
 from tiergate.core.keys import PrivateKey, PublicKey, write_keypair
 from tiergate.core.log.checkpoint import NoteSigner
 from tiergate.core.manifest import hash_model
@@ -267,7 +274,7 @@ def test_a_signed_answer_is_refused_field_by_field(tmp_path: Path) -> None:
     for reason, (value, trusted, request) in cases.items():
         with pytest.raises(AnswerError, match=reason):
             verify_answer(value, trusted, request, body, now)
-    private, public = write_keypair(key, tmp_path / "k")
+    _, public = write_keypair(key, tmp_path / "k")
     vkey = tmp_path / "k.vkey"
     vkey.write_text(NoteSigner("some.origin/log", key).verifier.vkey() + "\n")
     from tiergate.core.answer import load_answer_key
