@@ -190,3 +190,11 @@ def test_an_auditor_refuses_a_health_answer_without_a_log_size(stub) -> None:
     handler.do_GET = get  # type: ignore[attr-defined]
     with pytest.raises(GateServiceError, match="malformed health answer"):
         ServerSource(GateClient(url, timeout=5)).size()
+
+
+def test_an_answer_quoting_a_lone_surrogate_is_still_json() -> None:
+    """Text quoted from a request into an error used to make the answer's UTF-8 encoding fail: a 500."""
+    from tiergate.service.responses import Response
+
+    body = Response.json(400, {"error": "unknown tier 'x\ud800'"}).body
+    assert body == b'{"error":"unknown tier \'x\\ud800\'"}\n'  # the surrogate as its JSON escape
