@@ -80,13 +80,14 @@ def test_a_hole_in_the_log_refuses_decisions_and_fails_the_health_check(start_se
     while (health := requests.get(f"{server.url}/v1/healthz", timeout=10)).status_code == 200:
         assert time.monotonic() < deadline, "the hole went unreported"
         time.sleep(0.2)
-    assert health.status_code == 503 and "the log has a hole: 1 of its entries in [0, 5) are missing" in \
+    # 7 entries: the policy and trust store the decisions cite, then the 5 decisions.
+    assert health.status_code == 503 and "the log has a hole: 1 of its entries in [0, 7) are missing" in \
         health.json()["error"], health.text
     answer = _decide(server, 99)  # a hole found stays found: the next append checks the whole log again
     assert answer.status_code == 503 and "the log has a hole" in answer.json()["error"], answer.text
     assert answer.headers["Retry-After"]
     db = sqlite3.connect(log)
-    assert db.execute("SELECT max(idx) FROM log_entries").fetchone()[0] == 4  # nothing was appended
+    assert db.execute("SELECT max(idx) FROM log_entries").fetchone()[0] == 6  # nothing was appended
     db.close()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from tiergate.audit.entries import EntryProblem
 from tiergate.core.decision import Decision, RequirementResult
@@ -32,6 +33,8 @@ from tiergate.core.trust import TrustStore
 from tiergate.core.verify import AttestationInput
 from tiergate.errors import GateError
 from tiergate.runtime.local import LocalDecider, logged_index, source_of_logged
+
+R = TypeVar("R", Policy, TrustStore)
 
 #: Attestation entries kept in memory for the decisions after them; older ones are read again by index.
 ATTESTATION_WINDOW = 1 << 16
@@ -135,8 +138,7 @@ class Rederiver:
             raise EntryProblem(f"cannot be re-derived: {exc}") from None
         _compare(decision, again)
 
-    def _cited_rules(self, index: int, cited: int, kind: type[Policy] | type[TrustStore], what: str,
-                     digest: str | None) -> Policy | TrustStore | object:
+    def _cited_rules(self, index: int, cited: int, kind: type[R], what: str, digest: str | None) -> R:
         if cited >= index:
             raise EntryProblem(f"cites {what} entry {cited}, which is not earlier in the log")
         if cited in self._bad_rules:
