@@ -27,8 +27,8 @@ from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TAGS = {"bash", "sh", "console"}
-_FENCE = re.compile(r"^```(\S*)\s*$")
-_DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(skip|files|needs):\s*(.*?)\s*-->\s*$")
+_FENCE = re.compile(r"^\s*```(\S*)\s*$")
+_DIRECTIVE = re.compile(r"^\s*<!--\s*docs-test:\s*(skip|files|needs):\s*(.*?)\s*-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -145,9 +145,10 @@ def parse_guide(path: Path) -> Guide:
             continue
         tag, start = fence.group(1), index + 1
         end = start
-        while end < len(lines) and not lines[end].startswith("```"):
+        indent = len(text) - len(text.lstrip())
+        while end < len(lines) and not lines[end].lstrip().startswith("```"):
             end += 1
-        body = [(n + 1, lines[n]) for n in range(start, end)]
+        body = [(n + 1, lines[n][indent:]) for n in range(start, end)]
         if tag in RUN_TAGS:
             commands = _console_commands(body) if tag == "console" else _script_commands(body)
             guide.blocks.append(Block(guide.name, index + 1, tag, tuple(commands), skip))
