@@ -184,10 +184,14 @@ def shown_lines_missing(shown: tuple[str, ...], printed: str) -> list[str]:
 
 
 def _model(root: Path) -> None:
+    """The same bytes every run, so the digests the guides show are this model's."""
     sys.path.insert(0, str(REPO / "tests"))
-    from support import write_model
+    from content_samples import safetensors_bytes
 
-    write_model(root)
+    weights = bytes(range(256)) * 64
+    root.mkdir()
+    (root / "config.json").write_bytes(b'{"architectures": ["LlamaTiny"]}')
+    (root / "model.safetensors").write_bytes(safetensors_bytes({"w": ("U8", [len(weights)], weights)}))
 
 
 def _inspect_log(path: Path) -> None:
