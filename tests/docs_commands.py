@@ -6,8 +6,9 @@ and running one guide's commands in sequence in one shell. The convention is doc
   up to the next command, are its shown output. ``bash``/``sh``: every line is a command (comment lines aside).
 - Exit codes: a command followed by ``$ echo $?`` must exit with the number shown; otherwise one whose shown output
   ends with a ``gate: ...`` line (the CLI's one-line error) must fail (exit 1 or 2), and every other must exit 0.
-- Shown output is checked loosely: each shown line without ``...`` must appear in what the command printed, with
-  hexadecimal runs of 8 or more characters (digests, key ids), base64 roots and RFC 3339 times matched as any.
+- Shown output is checked loosely: each shown line must appear in what the command printed (stdout and stderr),
+  ``...`` standing for anything, hexadecimal runs of 8 or more characters (digests, key ids), base64 and RFC 3339
+  times for any value of their kind, whitespace runs for any whitespace; shown JSON is compared as JSON.
 - ``<!-- docs-test: skip: REASON -->`` on the line before a block: not run (the test lists every skip and its reason).
 - ``<!-- docs-test: files: NAME ... -->`` anywhere in a guide: the files (named in ``FILES``) the guide assumes you
   already have, e.g. your model folder and evaluation logs; they are put in the guide's fresh directory first.
@@ -16,6 +17,7 @@ and running one guide's commands in sequence in one shell. The convention is doc
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -114,8 +116,21 @@ def _console_commands(body: list[tuple[int, str]]) -> list[Command]:
     return commands
 
 
+_HEREDOC = re.compile(r"<<-?\s*'?\"?(\w+)")
+
+
 def _script_commands(body: list[tuple[int, str]]) -> list[Command]:
-    lines = [(n, t) for n, t in body if t.strip() and not t.lstrip().startswith("#")]
+    lines: list[tuple[int, str]] = []
+    heredoc: str | None = None
+    for number, text in body:
+        if heredoc is not None:  # a here-document's lines belong to the command that opened it
+            lines[-1] = (lines[-1][0], lines[-1][1] + "\n" + text)
+            heredoc = None if text.strip() == heredoc else heredoc
+            continue
+        if text.strip() and not text.lstrip().startswith("#"):
+            lines.append((number, text))
+            opened = _HEREDOC.search(text)
+            heredoc = opened.group(1) if opened else None
     return [Command(text, number, (), None) for number, text in _join_continuations(lines)]
 
 
@@ -173,11 +188,38 @@ def normalise(text: str) -> str:
     return text.strip()
 
 
+def _json_or_none(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _normalise_json(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: _normalise_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_normalise_json(item) for item in value]
+    return normalise(value) if isinstance(value, str) else value
+
+
 def shown_lines_missing(shown: tuple[str, ...], printed: str) -> list[str]:
-    """The shown lines (those without an ellipsis) that do not appear in what was printed."""
+    """The shown lines (those without an ellipsis) that do not appear in what was printed; shown output that is one
+    JSON document is compared as JSON (the guides may lay it out more compactly than the CLI prints it)."""
+    shown_json = _json_or_none("\n".join(shown)) if shown and shown[0].startswith(("{", "[")) else None
+    if shown_json is not None:
+        same = _normalise_json(shown_json) == _normalise_json(_json_or_none(printed))
+        return [] if same else ["(the JSON document shown)"]
     got = normalise(printed)
-    return [line for line in shown
-            if line.strip() and "..." not in line and "…" not in line and normalise(line) not in got]
+    return [line for line in shown if not _appears(normalise(line.replace("…", "...")), got)]
+
+
+def _appears(line: str, got: str) -> bool:
+    """``line`` is in ``got``, an ellipsis in it standing for anything (a line of only an ellipsis says nothing)."""
+    pieces = [piece.strip() for piece in line.split("...")]
+    if not any(pieces):
+        return True
+    return re.search(".*?".join(re.escape(piece) for piece in pieces), got) is not None
 
 
 # --- the files a guide starts from --------------------------------------------------------------------------------
@@ -208,8 +250,10 @@ def _copy(source: str) -> Callable[[Path], None]:
 FILES: dict[str, Callable[[Path], None]] = {
     # your model folder: safetensors weights, a config and a tokenizer
     "llama-7b": _model,
+    "model": _model,
     # an lm-evaluation-harness results file of a WMDP run (three tasks)
     "results_wmdp.json": _copy("tests/evidence/data/lm_eval/results_2025-03-14T09-41-27.512843.json"),
+    "results.json": _copy("tests/evidence/data/lm_eval/results_2025-03-14T09-41-27.512843.json"),
     # a UK AISI Inspect log (.eval zip) of inspect_evals/wmdp_bio
     "wmdp_bio.eval": _inspect_log,
     # any raw log of a run, to pin by digest
