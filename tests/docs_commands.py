@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -308,13 +309,23 @@ def run_commands(commands: list[Command], workdir: Path, env: dict[str, str], ti
         # Braces, not a subshell: what a command exports is seen by the next, as in a terminal.
         script.append(f"{{ {command.text}\n}} >'{marks}/{index}.out' 2>&1 </dev/null; echo $? >'{marks}/{index}.rc'")
     script.append("kill $(jobs -p) 2>/dev/null; wait")
-    process = subprocess.run(["bash", "-c", "\n".join(script)], cwd=workdir, env=env, timeout=timeout,
-                             capture_output=True, text=True, start_new_session=True)
+    # A session of its own: whatever the guide started in the background (servers and their workers) is in its
+    # process group, which is ended afterwards even if the shell did not get to stop it.
+    process = subprocess.Popen(["bash", "-c", "\n".join(script)], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
     results = []
     for index, command in enumerate(commands):
         rc = marks / f"{index}.rc"
         if not rc.exists():
-            raise AssertionError(f"command at line {command.line} did not run (bash: {process.stderr[-2000:]})")
+            raise AssertionError(f"command at line {command.line} did not run (bash: {stderr[-2000:]})")
         results.append(Result(command, int(rc.read_text()), (marks / f"{index}.out").read_text(errors="replace")))
     return results
 
