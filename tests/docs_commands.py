@@ -5,7 +5,8 @@ and running one guide's commands in sequence in one shell. The convention is doc
 - ``console``: a line starting with ``$ `` is a command (a line ending in ``\\`` continues it); the lines after it,
   up to the next command, are its shown output. ``bash``/``sh``: every line is a command (comment lines aside).
 - Exit codes: a command followed by ``$ echo $?`` must exit with the number shown; otherwise one whose shown output
-  ends with a ``gate: ...`` line (the CLI's one-line error) must fail (exit 1 or 2), and every other must exit 0.
+  ends with ``gate: release at tier '...' denied`` must exit 1, one whose shown output ends with another ``gate: ...``
+  line (the CLI's one-line error) must fail (exit 1 or 2), and every other must exit 0.
 - Shown output is checked loosely: each shown line must appear in what the command printed (stdout and stderr),
   ``...`` standing for anything, hexadecimal runs of 8 or more characters (digests, key ids), base64 and RFC 3339
   times for any value of their kind, whitespace runs for any whitespace; shown JSON is compared as JSON.
@@ -68,7 +69,7 @@ class Guide:
 
     @property
     def name(self) -> str:
-        return str(self.path.relative_to(REPO))
+        return str(self.path.relative_to(REPO)) if self.path.is_relative_to(REPO) else str(self.path)
 
     def commands(self) -> list[Command]:
         return [c for b in self.blocks if b.skip is None for c in b.commands]
@@ -113,7 +114,9 @@ def _console_commands(body: list[tuple[int, str]]) -> list[Command]:
             commands[-1] = Command(previous.text, previous.line, previous.shown, int(shown[0]), previous.fails)
             continue
         fails = bool(shown) and _is_error_line(shown[-1])
-        commands.append(Command(text, number, tuple(shown), None, fails))
+        # A release shown as denied is a deny, exit 1, not a usage or configuration error (2).
+        denied = fails and re.match(r"gate: release at tier '[^']+' denied", shown[-1]) is not None
+        commands.append(Command(text, number, tuple(shown), 1 if denied else None, fails))
     return commands
 
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from docs_commands import REPO, Guide, guide_env, parse_guide, prepare, problems, run_commands
+from docs_commands import REPO, Guide, guide_env, parse_guide, prepare, problems, run_commands, shown_lines_missing
 
 GUIDES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 PARSED = {path.name: parse_guide(path) for path in GUIDES}
@@ -46,8 +46,14 @@ def _run_guide(guide: Guide, tmp_path: Path, extra_env: dict[str, str] | None = 
     assert not found, "\n\n".join(found)
 
 
+def _slowest_first(name: str) -> tuple[bool, bool, str]:
+    # An MLflow server takes longest to start: handed out first, it runs beside the other guides under -n 2.
+    commands = " ".join(c.text for c in PARSED[name].commands())
+    return ("mlflow server" not in commands, not _starts_servers(PARSED[name]), name)
+
+
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.e2e] if _starts_servers(PARSED[n]) else [])
-                                  for n in RUNNABLE])
+                                  for n in sorted(RUNNABLE, key=_slowest_first)])
 def test_guide_commands_run_as_written(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     guide = PARSED[name]
     assert set(guide.needs) <= SERVICES, guide.needs
@@ -71,3 +77,27 @@ def test_every_guide_is_looked_at() -> None:
     for guide in PARSED.values():
         for block in guide.blocks:
             assert block.commands or block.skip, f"{guide.name}:{block.line}: a {block.tag} block with no command"
+
+
+def test_the_conventions_are_read_as_documented(tmp_path: Path) -> None:
+    # The reader of the guides can fail: a wrong status or a line the command did not print is reported.
+    page = tmp_path / "guide.md"
+    page.write_text(
+        "<!-- docs-test: files: llama-7b -->\n"
+        "```console\n$ gate hash llama-7b \\\n    --json\n{\"model\": \"llama-7b\"}\n"
+        "$ gate check x --tier open\ngate: release at tier 'open' denied: ...\n"
+        "$ gate verify y\ngate: y: not found\n$ false\n$ echo $?\n1\n```\n"
+        "<!-- docs-test: skip: an example of a skip reason -->\n```bash\nrm -rf /\n```\n"
+        "```bash\ncat > f <<'EOF'\na: 1\nEOF\n# a comment\ntrue\n```\n```yaml\nnot: run\n```\n"
+    )
+    guide = parse_guide(page)
+    assert guide.files == ["llama-7b"] and [b.skip for b in guide.blocks] == [None, "an example of a skip reason", None]
+    hash_json, check, verify, false, heredoc, true = guide.commands()
+    assert hash_json.text == "gate hash llama-7b \\\n    --json" and hash_json.expected_status_ok(0)
+    assert check.expect == 1 and not check.expected_status_ok(2)
+    assert verify.expected_status_ok(2) and verify.expected_status_ok(1) and not verify.expected_status_ok(0)
+    assert false.expect == 1 and heredoc.text == "cat > f <<'EOF'\na: 1\nEOF" and true.text == "true"
+    assert shown_lines_missing(hash_json.shown, '{\n  "model": "llama-7b"\n}') == []
+    assert shown_lines_missing(hash_json.shown, '{"model": "other"}') != []
+    assert shown_lines_missing(("digest sha256:c750ae5a... of llama-7b",), "digest sha256:" + "ab" * 32 + " of llama-7b") == []
+    assert shown_lines_missing(("decision: ALLOW",), "decision: DENY") == ["decision: ALLOW"]
