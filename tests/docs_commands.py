@@ -66,6 +66,8 @@ class Guide:
     blocks: list[Block] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)
+    #: lines of blocks that are not run but look like commands at a prompt (``$ ...``): a block someone forgot to tag
+    untagged_prompts: list[int] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -171,6 +173,8 @@ def parse_guide(path: Path) -> Guide:
         if tag in RUN_TAGS:
             commands = _console_commands(body) if tag == "console" else _script_commands(body)
             guide.blocks.append(Block(guide.name, index + 1, tag, tuple(commands), skip))
+        else:
+            guide.untagged_prompts += [number for number, line in body if line.startswith("$ ")]
         skip = None
         index = end + 1
     return guide

@@ -75,6 +75,8 @@ def test_every_guide_is_looked_at() -> None:
     # A guide with shell blocks that are neither run nor skipped would be a hole.
     assert "README.md" in RUNNABLE and "evaluator.md" in RUNNABLE
     for guide in PARSED.values():
+        assert not guide.untagged_prompts, f"{guide.name}: commands at a prompt in a block that is not run (tag it " \
+                                           f"console): lines {guide.untagged_prompts}"
         for block in guide.blocks:
             assert block.commands or block.skip, f"{guide.name}:{block.line}: a {block.tag} block with no command"
 
