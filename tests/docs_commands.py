@@ -93,9 +93,14 @@ def _join_continuations(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return joined
 
 
+# Lines the CLI prints with its prefix that are not errors: what `gate serve` serves, what `gate hooks` installed and
+# found, where `gate hf upload` uploaded.
+_PROGRESS = ("gate: serving on", "gate: log verifier key", "gate: installed ", "gate: git runs hooks", "gate: runs: ",
+             "gate: push to ", "gate: uploaded to ")
+
+
 def _is_error_line(line: str) -> bool:
-    # The CLI's one-line errors; `gate serve` prints what it serves on with the same prefix.
-    return line.startswith("gate: ") and not line.startswith(("gate: serving on", "gate: log verifier key"))
+    return line.startswith("gate: ") and not line.startswith(_PROGRESS)
 
 
 def _console_commands(body: list[tuple[int, str]]) -> list[Command]:
