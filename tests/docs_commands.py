@@ -25,9 +25,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TAGS = {"bash", "sh", "console"}
@@ -251,16 +251,19 @@ def _model(root: Path) -> None:
 
 def _inspect_log(path: Path) -> None:
     sys.path.insert(0, str(REPO / "tests" / "evidence"))
-    from test_inspect import HEADER, build_eval  # the layout inspect_ai writes, shared with its reader's tests
+    from test_inspect import (  # the layout inspect_ai writes, shared with its reader's tests
+        HEADER,
+        build_eval,
+    )
 
     build_eval(path, HEADER)
 
 
-def _copy(source: str) -> Callable[[Path], None]:
+def _copy(source: str) -> Callable[[Path], object]:
     return lambda path: shutil.copyfile(REPO / source, path)
 
 
-FILES: dict[str, Callable[[Path], None]] = {
+FILES: dict[str, Callable[[Path], object]] = {
     # your model folder: safetensors weights, a config and a tokenizer
     "llama-7b": _model,
     "model": _model,

@@ -7,12 +7,20 @@ Each guide runs in a fresh directory of its own, its commands in sequence in one
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
-from docs_commands import REPO, Guide, guide_env, parse_guide, prepare, problems, run_commands, shown_lines_missing
+from docs_commands import (
+    REPO,
+    Guide,
+    guide_env,
+    parse_guide,
+    prepare,
+    problems,
+    run_commands,
+    shown_lines_missing,
+)
 
 GUIDES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 PARSED = {path.name: parse_guide(path) for path in GUIDES}

@@ -16,13 +16,14 @@ import re
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
-
 from support import REPO, World, write_model
+
 from tiergate.core.keys import PrivateKey
 from tiergate.core.manifest import hash_model
 
@@ -110,7 +111,8 @@ class Runner:
         else:
             assert "run" in step and not uses, f"a step this runner cannot run: {step}"
             command = ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", self.resolve(step["run"])]
-        return subprocess.run(command, cwd=self.checkout, env=env, capture_output=True, text=True, timeout=180)
+        return subprocess.run(command, cwd=self.checkout, env=env, capture_output=True, text=True, timeout=180,
+                              check=False)
 
     def run_job(self, workflow: dict[str, Any]) -> list[tuple[str, subprocess.CompletedProcess[str] | None]]:
         self.env = {k: self.resolve(v) for k, v in (workflow.get("env") or {}).items()}
@@ -156,7 +158,7 @@ def test_the_example_workflow_releases_attested_weights(tmp_path: Path, world: W
     (runner.checkout / "gate.pub").write_bytes(gate_key.public.to_pem())
     verify = subprocess.run([str(Path(sys.executable).parent / "gate"), "verify-vsa", "gate-vsa.intoto.json",
                              "--key", "gate.pub", "--tier", runner.env["RELEASE_TIER"]],
-                            cwd=runner.checkout, env=runner.base, capture_output=True, text=True, timeout=60)
+                            cwd=runner.checkout, env=runner.base, capture_output=True, text=True, timeout=60, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "decision=allow" in (runner.temp / "output.txt").read_text()
     # The push installed tiergate from the repository and tag the Action came from, and the weights are on the Hub.
@@ -177,5 +179,5 @@ def test_without_evidence_the_job_stops_at_the_gate(tmp_path: Path, world: World
 
 def test_the_release_engineer_guide_quotes_the_workflow_as_it_is() -> None:
     guide = (REPO / "docs" / "release-engineer.md").read_text()
-    (quoted,) = [b for b in re.findall(r"```yaml\n(.*?)```", guide, re.S) if "actions/tiergate@" in b]
+    (quoted,) = [b for b in re.findall(r"```yaml\n(.*?)```", guide, re.DOTALL) if "actions/tiergate@" in b]
     assert quoted in WORKFLOW.read_text()
