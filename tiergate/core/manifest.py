@@ -27,11 +27,13 @@ import json
 import os
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from tiergate.core.digestcache import DigestCache, file_key
 from tiergate.core.formats import CLASSES, ByteSource, FileSource, Limits, classify
 from tiergate.errors import InputError, ModelError
 
@@ -504,11 +506,15 @@ def _open_regular(entry: ModelFile) -> int:
     return fd
 
 
-def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCallback | None) -> FileDigest:
+def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCallback | None,
+               cache: DigestCache | None = None, hashed: list[tuple[os.stat_result, str, str]] | None = None,
+               ) -> FileDigest:
     """SHA-256 and content class of one file, read into this worker's reusable buffer (no per-chunk allocation).
 
     The class is read from the same open file (pread: a few kilobytes for weights), and a file whose size or mtime
-    changes while it is read is refused, so that the class and the digest describe the same bytes.
+    changes while it is read is refused, so that the class and the digest describe the same bytes. With a ``cache``,
+    a file whose key (:func:`tiergate.core.digestcache.file_key` of the open file) is remembered is not read, and a
+    file read is added to ``hashed`` if its key did not change while it was read.
     """
     buf = getattr(buffers, "buf", None)
     if buf is None:
@@ -519,6 +525,11 @@ def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCal
     try:
         with open(_open_regular(entry), "rb", buffering=0) as handle:
             before = os.fstat(handle.fileno())
+            remembered = cache.get(before) if cache is not None else None
+            if remembered is not None:
+                if progress is not None:
+                    progress(before.st_size)
+                return FileDigest(path=entry.path, size=before.st_size, sha256=remembered[0], content=remembered[1])
             content = classify(FileSource(handle.fileno(), before.st_size)).kind
             while True:
                 n = handle.readinto(view)
@@ -533,7 +544,10 @@ def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCal
         raise ModelError(f"{entry.path}: cannot read: {exc.strerror or exc}") from None
     if size != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise ModelError(f"{entry.path}: changed while it was being hashed; is the model being modified?")
-    return FileDigest(path=entry.path, size=size, sha256=hasher.hexdigest(), content=content)
+    digest = hasher.hexdigest()
+    if hashed is not None and file_key(after) == file_key(before):
+        hashed.append((before, digest, content))  # list.append is atomic: workers share the list
+    return FileDigest(path=entry.path, size=size, sha256=digest, content=content)
 
 
 def default_workers() -> int:
@@ -550,11 +564,14 @@ def hash_model(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     skip_git: bool = False,
+    cache: DigestCache | None = None,
 ) -> Manifest:
     """Compute the manifest of the model directory ``root``.
 
     ``progress``, if given, is called with the number of bytes hashed after each chunk, from worker threads.
-    ``skip_git``: see :func:`list_files`. Raises ModelError for anything the identity rule refuses.
+    ``skip_git``: see :func:`list_files`. ``cache``: digests of unchanged files are taken from it, and those read
+    are remembered in it once the whole model hashed (:mod:`tiergate.core.digestcache`). Raises ModelError for
+    anything the identity rule refuses.
     """
     if workers is not None and workers < 0:
         raise ValueError("workers must be a positive number of threads")
@@ -568,15 +585,19 @@ def hash_model(
     entries.sort(key=lambda e: e.size, reverse=True)
     workers = workers or default_workers()
     buffers = threading.local()
+    started_ns = time.time_ns()
+    hashed: list[tuple[os.stat_result, str, str]] | None = [] if cache is not None else None
     if workers == 1 or len(entries) <= 1:
-        files = [_hash_file(e, buffers, progress) for e in entries]
+        files = [_hash_file(e, buffers, progress, cache, hashed) for e in entries]
     else:
         pool = ThreadPoolExecutor(max_workers=min(workers, len(entries)), thread_name_prefix="gate-hash")
         try:
-            files = list(pool.map(lambda e: _hash_file(e, buffers, progress), entries))
+            files = list(pool.map(lambda e: _hash_file(e, buffers, progress, cache, hashed), entries))
         finally:
             # On an unreadable file, do not hash the rest of a 500 GB model before reporting it.
             pool.shutdown(wait=True, cancel_futures=True)
+    if cache is not None and hashed:
+        cache.put(hashed, started_ns)
     return Manifest(files=tuple(files), ignore_paths=tuple(ignore_paths))
 
 
