@@ -14,6 +14,7 @@ and running one guide's commands in sequence in one shell. The convention is doc
 - ``<!-- docs-test: files: NAME ... -->`` anywhere in a guide: the files (named in ``FILES``) the guide assumes you
   already have, e.g. your model folder and evaluation logs; they are put in the guide's fresh directory first.
 - ``<!-- docs-test: needs: SERVICE ... -->``: a service the guide talks to (``SERVICES`` below).
+- The ports of ``GUIDE_PORTS`` in commands and shown output are replaced by free ones for each run.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -313,6 +315,30 @@ def guide_env(workdir: Path, extra: dict[str, str] | None = None) -> dict[str, s
         "COLUMNS": "200",
         **(extra or {}),
     }
+
+
+#: The ports the guides' servers listen on. Each run gets free ones instead, the same substitution in commands and
+#: shown output, so that two runs of the docs test (or a port taken on the machine) do not collide.
+GUIDE_PORTS = (5000, 8700, 8787, 8788)
+_PORT = re.compile(r"(?:(?<=127\.0\.0\.1:)|(?<=--port ))(" + "|".join(map(str, GUIDE_PORTS)) + r")\b")
+
+
+def free_ports() -> dict[str, str]:
+    sockets = [socket.socket() for _ in GUIDE_PORTS]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return {str(port): str(sock.getsockname()[1]) for port, sock in zip(GUIDE_PORTS, sockets)}
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def with_ports(commands: list[Command], ports: dict[str, str]) -> list[Command]:
+    def swap(text: str) -> str:
+        return _PORT.sub(lambda match: ports[match.group(1)], text)
+
+    return [replace(c, text=swap(c.text), shown=tuple(swap(line) for line in c.shown)) for c in commands]
 
 
 def run_commands(commands: list[Command], workdir: Path, env: dict[str, str], timeout: float = 240) -> list[Result]:

@@ -14,12 +14,14 @@ import pytest
 from docs_commands import (
     REPO,
     Guide,
+    free_ports,
     guide_env,
     parse_guide,
     prepare,
     problems,
     run_commands,
     shown_lines_missing,
+    with_ports,
 )
 
 GUIDES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -49,7 +51,7 @@ def _run_guide(guide: Guide, tmp_path: Path, extra_env: dict[str, str] | None = 
     workdir = tmp_path / "work"
     workdir.mkdir()
     prepare(guide, workdir)
-    results = run_commands(guide.commands(), workdir, guide_env(workdir, extra_env))
+    results = run_commands(with_ports(guide.commands(), free_ports()), workdir, guide_env(workdir, extra_env))
     found = problems(guide, results)
     assert not found, "\n\n".join(found)
 
