@@ -240,9 +240,14 @@ def _appears(line: str, got: str) -> bool:
 # --- the files a guide starts from --------------------------------------------------------------------------------
 
 
+def _importable(folder: Path) -> None:
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+
 def _model(root: Path) -> None:
     """The same bytes every run, so the digests the guides show are this model's."""
-    sys.path.insert(0, str(REPO / "tests"))
+    _importable(REPO / "tests")
     from content_samples import safetensors_bytes
 
     weights = bytes(range(256)) * 64
@@ -252,7 +257,7 @@ def _model(root: Path) -> None:
 
 
 def _inspect_log(path: Path) -> None:
-    sys.path.insert(0, str(REPO / "tests" / "evidence"))
+    _importable(REPO / "tests" / "evidence")
     from test_inspect import (  # the layout inspect_ai writes, shared with its reader's tests
         HEADER,
         build_eval,
@@ -266,7 +271,7 @@ def _copy(source: str) -> Callable[[Path], object]:
 
 
 FILES: dict[str, Callable[[Path], object]] = {
-    # your model folder: safetensors weights, a config and a tokenizer
+    # your model folder: safetensors weights and a config (32 + 16,464 bytes, as formats.md shows)
     "llama-7b": _model,
     "model": _model,
     # an lm-evaluation-harness results file of a WMDP run (three tasks)
