@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tiergate.core.digestcache import DigestCache, file_key
-from tiergate.core.formats import CLASSES, ByteSource, FileSource, Limits, classify
+from tiergate.core.formats import CLASSES, ByteSource, BytesSource, FileSource, Limits, classify
 from tiergate.errors import InputError, ModelError
 
 #: Paths OMS ignores by default, plus the folder the gate keeps attestations in beside the weights.
@@ -79,6 +79,8 @@ WEIGHT_FORMATS: dict[str, str] = {
 #: ~7 % slower (the buffer no longer stays in cache between the copy and the hash). mmap would save the copy (~10 %)
 #: but turns a file truncated while being hashed into a SIGBUS that kills the process, so the gate reads.
 CHUNK_SIZE = 2 * 1024 * 1024
+#: Files below this are hashed together by one thread (see :func:`hash_model`).
+SMALL_FILE = 1024 * 1024
 
 ProgressCallback = Callable[[int], None]
 
@@ -239,7 +241,7 @@ class ModelFile:
     """A file of a model as the walk finds it, before hashing."""
 
     path: str  # POSIX, relative to the model root
-    real: Path  # what to open (a symlink inside the model is resolved)
+    real: str  # what to open (a symlink inside the model is resolved)
     size: int
 
 
@@ -247,11 +249,11 @@ def _is_ignored(rel: str, ignores: Sequence[str]) -> bool:
     return any(rel == ig or rel.startswith(ig + "/") for ig in ignores)
 
 
-def _decode_name(raw: bytes, where: Path) -> str:
+def _decode_name(raw: bytes, root: Path, rel_dir: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ModelError(f"{where}: file name {raw!r} is not valid UTF-8; rename it before publishing") from None
+        raise ModelError(f"{root / rel_dir}: file name {raw!r} is not valid UTF-8; rename it before publishing") from None
 
 
 def _scan(dir_bytes: bytes) -> list[os.DirEntry[bytes]]:
@@ -287,7 +289,7 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git
     while stack:
         dir_bytes, rel_dir = stack.pop()
         for item in _scan(dir_bytes):
-            rel = _join(rel_dir, _decode_name(item.name, root / rel_dir))
+            rel = _join(rel_dir, _decode_name(item.name, root, rel_dir))
             excluded = _is_ignored(rel, ignores)
             st = _lstat(item, rel)
             if excluded and _is_ignored(rel, (GIT_DIR,)):
@@ -300,7 +302,7 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git
             if stat.S_ISLNK(st.st_mode):
                 found = _resolve_link(root_real, root / rel, rel)
             elif stat.S_ISREG(st.st_mode):
-                found = ModelFile(rel, Path(os.fsdecode(item.path)), st.st_size)
+                found = ModelFile(rel, os.fsdecode(item.path), st.st_size)
             else:
                 raise ModelError(f"{rel}: is a special file (device, socket or FIFO); a model holds regular files only")
             if excluded:
@@ -477,7 +479,7 @@ def _resolve_link(root_real: Path, link: Path, rel: str) -> ModelFile:
         )
     if not stat.S_ISREG(st.st_mode):
         raise ModelError(f"{rel}: symlink points to a special file ({target}); a model holds regular files only")
-    return ModelFile(rel, target, st.st_size)
+    return ModelFile(rel, str(target), st.st_size)
 
 
 # --- hashing ---------------------------------------------------------------------------------------------------
@@ -530,9 +532,17 @@ def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCal
                 if progress is not None:
                     progress(before.st_size)
                 return FileDigest(path=entry.path, size=before.st_size, sha256=remembered[0], content=remembered[1])
-            content = classify(FileSource(handle.fileno(), before.st_size)).kind
+            if before.st_size < CHUNK_SIZE:  # one read; classified from memory, not by pread
+                while size < len(view) and (n := handle.readinto(view[size:])):
+                    size += n
+                hasher.update(view[:size])
+                content = classify(BytesSource(bytes(view[:size]))).kind
+                if progress is not None:
+                    progress(size)
+            else:
+                content = classify(FileSource(handle.fileno(), before.st_size)).kind
             while True:
-                n = handle.readinto(view)
+                n = handle.readinto(view[:CHUNK_SIZE])
                 if not n:
                     break
                 hasher.update(view[:n])
@@ -587,12 +597,19 @@ def hash_model(
     buffers = threading.local()
     started_ns = time.time_ns()
     hashed: list[tuple[os.stat_result, str, str]] | None = [] if cache is not None else None
-    if workers == 1 or len(entries) <= 1:
-        files = [_hash_file(e, buffers, progress, cache, hashed) for e in entries]
+    def hash_all(batch: list[ModelFile]) -> list[FileDigest]:
+        return [_hash_file(e, buffers, progress, cache, hashed) for e in batch]
+
+    # Small files cost Python time, not SHA-256 time: threads only fight over the GIL for them. So each large file
+    # is a task of its own, and all small files one task, which one thread works through while others hash.
+    small = [e for e in entries if e.size < SMALL_FILE]
+    batches = [[e] for e in entries if e.size >= SMALL_FILE] + ([small] if small else [])
+    if workers == 1 or len(batches) <= 1:
+        files = hash_all(entries)
     else:
-        pool = ThreadPoolExecutor(max_workers=min(workers, len(entries)), thread_name_prefix="gate-hash")
+        pool = ThreadPoolExecutor(max_workers=min(workers, len(batches)), thread_name_prefix="gate-hash")
         try:
-            files = list(pool.map(lambda e: _hash_file(e, buffers, progress, cache, hashed), entries))
+            files = [digest for batch in pool.map(hash_all, batches) for digest in batch]
         finally:
             # On an unreadable file, do not hash the rest of a 500 GB model before reporting it.
             pool.shutdown(wait=True, cancel_futures=True)
