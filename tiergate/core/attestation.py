@@ -16,7 +16,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.core.manifest import Manifest
@@ -109,7 +110,7 @@ class Statement:
         return {s.digest[algorithm].lower() for s in self.subjects if algorithm in s.digest}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Statement":
+    def from_dict(cls, data: Any) -> Statement:
         data = _object(data, "statement")
         if data.get("_type") != STATEMENT_TYPE:
             raise AttestationFormatError(f"statement _type is {data.get('_type')!r}, expected {STATEMENT_TYPE}")
@@ -128,7 +129,7 @@ class Statement:
         return cls(tuple(subjects), predicate_type or "", predicate)
 
     @classmethod
-    def from_json(cls, payload: bytes) -> "Statement":
+    def from_json(cls, payload: bytes) -> Statement:
         try:
             data = parse_json(payload)
         except StrictJSONError as exc:
@@ -214,7 +215,7 @@ class EvaluationPredicate:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any) -> "EvaluationPredicate":
+    def from_dict(cls, data: Any) -> EvaluationPredicate:
         data = _object(data, "predicate")
         evaluation = _object(data.get("evaluation"), "predicate.evaluation")
         results = _object(data.get("results"), "predicate.results")

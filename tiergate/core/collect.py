@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
 from tiergate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES, attestation_documents

@@ -15,7 +15,8 @@ import json
 import operator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tiergate.core.formats import AUXILIARY_CLASSES, WEIGHT_CLASSES
 from tiergate.core.manifest import Manifest, parse_digest, weight_format
@@ -99,7 +100,7 @@ class Decision:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Decision":
+    def from_dict(cls, data: Any) -> Decision:
         """Read a decision back from its JSON form, strictly: the client treats an answer of the gate service that is
         not exactly a decision as a deny, and the auditor a malformed decision entry as a bad entry.
 
@@ -159,7 +160,7 @@ def _choice(data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _decision_from_dict(data: Any) -> "Decision":
+def _decision_from_dict(data: Any) -> Decision:
     """See :meth:`Decision.from_dict`."""
     body = _obj(data, "a decision")
     missing = sorted(_FIELDS - set(body))

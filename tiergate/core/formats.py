@@ -48,7 +48,8 @@ import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
+from collections.abc import Iterator
 
 #: Classes a tier's ``formats: {allow: [...]}`` may list: files that hold weights.
 WEIGHT_CLASSES: tuple[str, ...] = ("gguf", "keras", "numpy", "onnx", "pickle", "safetensors")

@@ -62,7 +62,7 @@ class PublicKey:
         return True
 
     @classmethod
-    def from_pem(cls, data: bytes, source: str = "public key") -> "PublicKey":
+    def from_pem(cls, data: bytes, source: str = "public key") -> PublicKey:
         try:
             key = serialization.load_pem_public_key(data)
         except (ValueError, UnsupportedAlgorithm, TypeError):
@@ -72,7 +72,7 @@ class PublicKey:
         return cls(key)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "PublicKey":
+    def load(cls, path: str | os.PathLike[str]) -> PublicKey:
         return cls.from_pem(_read_key_file(path), str(path))
 
 
@@ -102,7 +102,7 @@ class PrivateKey:
         return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
     @classmethod
-    def generate(cls, algorithm: str = "ed25519") -> "PrivateKey":
+    def generate(cls, algorithm: str = "ed25519") -> PrivateKey:
         if algorithm == "ed25519":
             return cls(ed25519.Ed25519PrivateKey.generate())
         if algorithm == "ecdsa-p256":
@@ -110,7 +110,7 @@ class PrivateKey:
         raise UsageError(f"unknown key algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> "PrivateKey":
+    def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKey:
         data = _read_key_file(path)
         try:
             key = serialization.load_pem_private_key(data, password=passphrase)

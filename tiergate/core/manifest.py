@@ -30,7 +30,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tiergate.core.formats import CLASSES, ByteSource, FileSource, Limits, classify
 from tiergate.errors import InputError, ModelError
@@ -105,7 +106,7 @@ class FileDigest:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FileDigest":
+    def from_dict(cls, data: Mapping[str, Any]) -> FileDigest:
         if not isinstance(data, Mapping):
             raise ValueError("manifest file entry must be an object with name, size and digest")
         path, digest, size = data.get("name"), data.get("digest"), data.get("size", -1)
@@ -170,7 +171,7 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Manifest":
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         """Load a manifest and check that its stated root digest matches its files."""
         if not isinstance(data, Mapping) or not isinstance(data.get("files"), list):
             raise ValueError("manifest must be an object with a 'files' list")
@@ -221,8 +222,7 @@ def check_relative_path(path: str) -> str:
 def parse_digest(text: str) -> str:
     """Accept ``sha256:<hex>`` or bare hex; return the hex."""
     value = text.strip().lower()
-    if value.startswith("sha256:"):
-        value = value[len("sha256:"):]
+    value = value.removeprefix("sha256:")
     try:
         return _digest_hex(value)
     except ValueError:

@@ -23,7 +23,8 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, NoReturn
+from collections.abc import Iterable, Mapping, Sequence
 
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from tiergate.core.files import StrictJSONError, parse_json
@@ -176,7 +177,7 @@ def _pem_hint(key: PublicKey) -> str:
 
 def _pae_compat(payload: bytes) -> bytes:
     """The PAE model-signing 0.2 signed by mistake (``DSSEV1 ... b'<repr>'``); accepted for legacy payloads only."""
-    return f"DSSEV1 {len(INTOTO_PAYLOAD_TYPE)} {INTOTO_PAYLOAD_TYPE} {len(payload)} {payload!r}".encode("utf-8")
+    return f"DSSEV1 {len(INTOTO_PAYLOAD_TYPE)} {INTOTO_PAYLOAD_TYPE} {len(payload)} {payload!r}".encode()
 
 
 def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[PublicKey]) -> tuple[PublicKey, bool]:

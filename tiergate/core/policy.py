@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from tiergate.core.attestation import RISK_DOMAINS
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue, normalize, parse_catalogue
@@ -131,7 +132,7 @@ class SignerRequirement:
     required_kinds: tuple[str, ...] = ()
     min_independent: int = 0
 
-    def merge(self, other: "SignerRequirement") -> "SignerRequirement":
+    def merge(self, other: SignerRequirement) -> SignerRequirement:
         return SignerRequirement(
             max(self.min_organizations, other.min_organizations),
             tuple(sorted(set(self.required_kinds) | set(other.required_kinds))),
@@ -231,7 +232,7 @@ class Policy:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> "Policy":
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
         """Load a policy file, or the default policy shipped with the package when ``path`` is None."""
         if path is None:
             raw = resources.files("tiergate.data").joinpath("default-policy.yaml").read_bytes()
@@ -239,7 +240,7 @@ class Policy:
         return cls.from_bytes(read_limited(path, "policy"), str(path))
 
     @classmethod
-    def from_bytes(cls, raw: bytes, uri: str) -> "Policy":
+    def from_bytes(cls, raw: bytes, uri: str) -> Policy:
         """Parse a policy file's bytes. Raises ConfigError naming ``uri``, the line or field, and the problem."""
         return _parse_policy(parse_yaml(raw, uri), uri, "sha256:" + hashlib.sha256(raw).hexdigest())
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from collections.abc import Sequence
 
 from tiergate.core.attestation import EvaluationPredicate, Evaluation, EvaluatorRef, EvidenceRef, Statement, build_statement
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope, sign

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Protocol
+from collections.abc import Mapping
 
 from tiergate.errors import ConfigError, InputError
 
@@ -153,7 +154,7 @@ class Target:
     value: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Target":
+    def parse(cls, text: str) -> Target:
         """From ``mlflow:alias:production``, ``mlflow:tag:release.tier=hosted``, ``huggingface:public``; system and
         kind are normalised like names. Raises :class:`UnknownTarget`."""
         system, _, rest = text.partition(":")

@@ -26,7 +26,8 @@ import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.attestation import RISK_DOMAINS
 from tiergate.core.keys import PublicKey
@@ -134,7 +135,7 @@ class TrustStore:
         return evaluator.kind != "developer" and evaluator.organization not in self.developer_organizations
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "TrustStore":
+    def load(cls, path: str | os.PathLike[str]) -> TrustStore:
         """Load a trust store file and the key files it names. Its ``digest`` covers all of them: the sha256 of the
         file when it names no key file, else :func:`trust_digest` (a key file swapped under an unchanged trust
         store changes the digest). Raises :class:`ConfigError` naming the file and field."""
@@ -146,7 +147,7 @@ class TrustStore:
         return replace(store, digest=trust_digest(raw, keys), files=(Path(path), *(full for _, full in key_files)))
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<memory>", base_dir: Path | None = None) -> "TrustStore":
+    def from_dict(cls, data: Any, source: str = "<memory>", base_dir: Path | None = None) -> TrustStore:
         if not isinstance(data, Mapping):
             raise config_error(source, None, "a trust store is a mapping with 'version' and 'evaluators'")
         if data.get("version") != TRUST_STORE_VERSION:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from tiergate.core import oms
 from tiergate.core.attestation import (

@@ -39,7 +39,8 @@ import struct
 import zipfile
 import zlib
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from tiergate.core.evidence import (
     EvalRun,

@@ -27,7 +27,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
 from tiergate.core.manifest import parse_digest
 from tiergate.core.timeutil import format_time, parse_time
@@ -152,7 +153,7 @@ def bounded_decision_record(record: dict[str, Any]) -> dict[str, Any]:
     return bounded
 
 
-def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = None) -> bytes:
+def decision_entry(decision: Decision, context: Mapping[str, Any] | None = None) -> bytes:
     """The entry recording ``decision`` (a :class:`~tiergate.core.decision.Decision`) and the publish ``context``.
 
     Long texts in the decision are cut (:func:`bounded_decision_record`); a decision still over
