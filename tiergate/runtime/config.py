@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.files import load_yaml
 from tiergate.errors import config_error
@@ -46,12 +47,12 @@ class GateConfig:
         """The ``GATE_CONFIG`` file these settings were read from (None: environment and options only)."""
         return None if self.source == "environment" else Path(self.source)
 
-    def override(self, **values: Any) -> "GateConfig":
+    def override(self, **values: Any) -> GateConfig:
         """These settings with the ones given (not None) replaced: command-line options over the configuration."""
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "GateConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GateConfig:
         """Read ``GATE_CONFIG`` (if set) and the ``GATE_*`` variables; relative paths are relative to the file."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -77,7 +78,7 @@ class GateConfig:
         return cls._build(values, source, base)
 
     @classmethod
-    def _build(cls, values: Mapping[str, Any], source: str, base: Path) -> "GateConfig":
+    def _build(cls, values: Mapping[str, Any], source: str, base: Path) -> GateConfig:
         def path(name: str) -> Path | None:
             value = values.get(name)
             if value is None:

@@ -24,7 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
 
 from tiergate.errors import ConfigError, GateError
 

@@ -12,7 +12,8 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from tiergate.core.decision import Decision
 from tiergate.core.manifest import Manifest

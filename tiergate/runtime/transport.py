@@ -21,7 +21,8 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import requests
 
@@ -147,7 +148,7 @@ def _read_limited(response: requests.Response, deadline: float) -> bytes:
     while True:
         if time.monotonic() > deadline:
             response.close()
-            raise _Late()
+            raise _Late
         chunk = raw.read1(_CHUNK, decode_content=True)  # returns what one read brings, not a full chunk
         if not chunk:
             break
