@@ -11,7 +11,8 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from tiergate.core import oms
 from tiergate.core.attestation import AttestationFormatError, Statement

@@ -11,7 +11,8 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.log.entries import EntryFormatError, canonical_json, check_context
 from tiergate.core.manifest import Manifest, parse_digest

@@ -177,7 +177,7 @@ class _Reader(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         if self.budget is not None:
             if self.budget <= 0:
-                raise _HeaderTooLarge()
+                raise _HeaderTooLarge
             view = view[: self.budget]
         self._sock.settimeout(wait)
         try:

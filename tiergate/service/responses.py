@@ -19,7 +19,7 @@ class ApiError(Exception):
         self.extra = extra
         self.headers: dict[str, str] = {}
 
-    def response(self) -> "Response":
+    def response(self) -> Response:
         return Response.json(self.status, {"error": self.message, **self.extra}, self.headers)
 
 
@@ -35,6 +35,6 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> "Response":
+    def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
         body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
         return cls(status, body, JSON_TYPE, dict(headers or {}))

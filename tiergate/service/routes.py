@@ -9,7 +9,7 @@ body is read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from tiergate.service.app import MAX_FIND, GateService
 from tiergate.service.bodies import model_digest, parse_decision_request, parse_submission

@@ -32,7 +32,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from tiergate.core.log.entries import containment_entry, webhook_entry
 from tiergate.core.log.store import StoreError, StoreIntegrityError
