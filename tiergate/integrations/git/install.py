@@ -160,7 +160,7 @@ class HookStatus:
     lines: tuple[str, ...]
 
 
-_EXEC = re.compile(r"^exec (.+?) hooks pre-push", re.M)
+_EXEC = re.compile(r"^exec (.+?) hooks pre-push", re.MULTILINE)
 
 
 def _interpreter_problem(text: str) -> str | None:
@@ -178,7 +178,7 @@ def _interpreter_problem(text: str) -> str | None:
     return None if ok else f"it runs {program}, which is not there (reinstall: `gate hooks install`)"
 
 
-_HAND_WIRED = re.compile(r"(^|[\s/\"'])(?:tier)?gate[\"']?\s+hooks\s+pre-push\b", re.M)
+_HAND_WIRED = re.compile(r"(^|[\s/\"'])(?:tier)?gate[\"']?\s+hooks\s+pre-push\b", re.MULTILINE)
 
 
 def is_husky(where: HooksPath) -> bool:

@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
+from collections.abc import Sequence
 
 from tiergate.core.collect import attestation_inputs
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
@@ -30,8 +31,8 @@ from tiergate.integrations.git.treemanifest import (check_excluded_content, chec
 LFS_SPEC = b"version https://git-lfs.github.com/spec/v1"
 #: git-lfs writes pointers well under this; a larger blob is content, not a pointer.
 MAX_POINTER_BYTES = 1024
-_POINTER_OID = re.compile(rb"^oid sha256:([0-9a-f]{64})$", re.M)
-_POINTER_SIZE = re.compile(rb"^size (\d+)$", re.M)
+_POINTER_OID = re.compile(rb"^oid sha256:([0-9a-f]{64})$", re.MULTILINE)
+_POINTER_SIZE = re.compile(rb"^size (\d+)$", re.MULTILINE)
 ZERO_SHA = "0" * 40
 SYMLINK = "120000"
 SUBMODULE = "160000"
@@ -106,7 +107,7 @@ class GitRepo:
                 proc.wait()
         self._batch = self._check = None
 
-    def __enter__(self) -> "GitRepo":
+    def __enter__(self) -> GitRepo:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -238,7 +239,7 @@ class GitRepo:
             return None
         return parse_pointer(self.read_blob(oid, MAX_POINTER_BYTES))
 
-    def changes(self, commit: str) -> list["Change"]:
+    def changes(self, commit: str) -> list[Change]:
         """What ``commit`` adds or changes, compared with each of its parents (all of it for a root commit).
 
         Every blob a push sends is in this list for at least one pushed commit, or is already on the remote (in the

@@ -38,7 +38,8 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from tiergate.core.decision import Decision
 from tiergate.core.history import EvidencePool, holds_nothing

@@ -21,7 +21,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 from tiergate.core.targets import tier_named
 from tiergate.errors import ConfigError, UsageError

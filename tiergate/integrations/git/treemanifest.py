@@ -9,7 +9,7 @@ the same core function (:func:`check_excluded_content`).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from tiergate.core.formats import ByteSource
 from tiergate.core.manifest import (ATTESTATION_DIR, DEFAULT_IGNORES, FileDigest, Manifest, check_excluded,

@@ -29,7 +29,8 @@ import json
 import re
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 from urllib.parse import unquote
 
 from tiergate.integrations.hf.errors import BackstopRefused

@@ -36,7 +36,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Mapping
 
 from tiergate.core.decision import Decision
 from tiergate.integrations.hf import remote
@@ -504,9 +505,7 @@ class _Run:
             for result in self.narrowed:
                 result.actions.append("left private: the refs kept moving while verifying; widening access again "
                                       "has them checked")
-        elif self.narrowed and target != self.current:
-            self._set(target, repository)
-        elif repository and not self.narrowed and target != self.current:  # nothing was narrowed first (private)
+        elif (self.narrowed and target != self.current) or (repository and not self.narrowed and target != self.current):
             self._set(target, repository)
         for result in repository:
             if self.current != self.state:

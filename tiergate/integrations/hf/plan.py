@@ -21,7 +21,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
 from tiergate.core.formats import classify
@@ -137,7 +138,7 @@ class _Verified:
     """An upload source read at offsets through :class:`CheckedSource`: the classifier sees exactly the bytes the
     check hashed (and the upload will send); a block that changed since raises BackstopRefused."""
 
-    def __init__(self, checked: "CheckedSource", size: int) -> None:
+    def __init__(self, checked: CheckedSource, size: int) -> None:
         self.checked, self.size = checked, size
 
     def read_at(self, offset: int, n: int) -> bytes:

@@ -27,7 +27,8 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 from tiergate.core import history
 from tiergate.core.collect import attestation_inputs
@@ -85,7 +86,7 @@ class RemoteRevision:
         return f"{prefix}{self.repo_id}@{self.sha[:12]}" if self.sha else f"{prefix}{self.repo_id}"
 
     @classmethod
-    def missing(cls, repo_id: str, repo_type: str) -> "RemoteRevision":
+    def missing(cls, repo_id: str, repo_type: str) -> RemoteRevision:
         """A repository that does not exist yet: no files, no state."""
         return cls(repo_id, repo_type, "", HubState(private=False), {}, exists=False)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from tiergate.integrations.mlflow import internals
 from tiergate.integrations.mlflow.copies import copied_gate_tags, drop_request_tags

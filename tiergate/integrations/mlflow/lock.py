@@ -31,7 +31,8 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
+from collections.abc import Iterator
 
 from tiergate.errors import ConfigError, GateError
 

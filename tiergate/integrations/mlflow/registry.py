@@ -33,7 +33,8 @@ import functools
 import inspect
 import logging
 import re
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 from tiergate.core.targets import TargetError
 from tiergate.errors import GateError

@@ -9,7 +9,8 @@ gate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 CREATE_VERSION = "CreateModelVersion"
 SET_ALIAS = "SetRegisteredModelAlias"

@@ -20,7 +20,8 @@ writer silently. ``gate mlflow routes`` prints the table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 GATED, READ_ONLY, PASSES, REFUSED = "gated", "read-only", "passes", "refused"
 VERDICTS = (GATED, READ_ONLY, PASSES, REFUSED)

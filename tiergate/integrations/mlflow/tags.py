@@ -7,7 +7,7 @@ the version's current weights have been published at: an alias at a lower tier l
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from tiergate.core.decision import Decision
 from tiergate.core.policy import Policy
