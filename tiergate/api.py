@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from tiergate.core.collect import model_attestations, read_attestations
 from tiergate.core.decision import Decision

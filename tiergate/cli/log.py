@@ -11,7 +11,8 @@ import base64
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import click
 
@@ -67,7 +68,7 @@ class _Opened:
             self.client = None
             self.source = StoreSource(self.store, log_target)
 
-    def __enter__(self) -> "_Opened":
+    def __enter__(self) -> _Opened:
         return self
 
     def __exit__(self, *exc: object) -> None:

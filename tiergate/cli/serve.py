@@ -19,7 +19,7 @@ class _Stop(Exception):
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop()
+    raise _Stop
 
 
 @click.group("serve", invoke_without_command=True)
