@@ -76,8 +76,8 @@ def lm_eval_results(path: Path) -> None:
     tasks = {"wmdp_bio": (0.262, 1273), "wmdp_chem": (0.271, 408), "wmdp_cyber": (0.268, 1987)}
     path.write_text(json.dumps({
         "results": {t: {"alias": t, "acc,none": a, "acc_stderr,none": 0.012} for t, (a, _) in tasks.items()},
-        "versions": {t: 1.0 for t in tasks},
-        "n-shot": {t: 0 for t in tasks},
+        "versions": dict.fromkeys(tasks, 1.0),
+        "n-shot": dict.fromkeys(tasks, 0),
         "higher_is_better": {t: {"acc": True} for t in tasks},
         "n-samples": {t: {"original": n, "effective": n} for t, (_, n) in tasks.items()},
         "config": {"model": "hf", "model_args": "pretrained=./model", "limit": None, "batch_size": 8},

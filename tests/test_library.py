@@ -18,7 +18,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "library.md"
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
 
 
 @pytest.mark.parametrize("index", range(2))

@@ -39,7 +39,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".h5", ".msgpack", ".ckpt", ".pkl", ".npy",
@@ -420,7 +421,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.hub.lock:
                 self.hub.bytes_out += len(chunk)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle  # noqa: E731
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
     # --- routing -------------------------------------------------------------------------------------------------
 
@@ -513,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
                 existing = commit.tree.get(f["path"])
                 oid = None
                 if existing is not None:
-                    oid = existing.lfs_oid if existing.lfs_oid else existing.blob_id
+                    oid = existing.lfs_oid or existing.blob_id
                 out.append({"path": f["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
             return 200, {"files": out}, {}
         if action == "commit" and method == "POST":

@@ -9,7 +9,8 @@ check let later events at the same tier skip the history walk.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 

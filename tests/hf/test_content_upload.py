@@ -4,7 +4,8 @@ pickles are refused before anything is sent; duplicate_repo judges the source's 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 

@@ -10,7 +10,8 @@ tags and merged pull requests publish the commits they reach. All against the st
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 

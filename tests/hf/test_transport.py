@@ -14,7 +14,8 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 

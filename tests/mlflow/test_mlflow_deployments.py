@@ -33,7 +33,6 @@ def exercise(url: str, registry: Registry, auth: tuple[str, str] | None = None) 
     """What every deployment must do: register (allowed), refuse an unattested promotion, allow an attested one,
     refuse a route that writes past the gate; a few times over, so that every worker answers some."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(url)  # mlflow.register_model resolves models:/ and registers there

@@ -293,7 +293,7 @@ def test_gated_versions_are_found_by_the_ids_their_files_lie_under(
 
 
 class _Guard(ArtifactGuard):
-    def __init__(self, outcome: Deny | None | Exception) -> None:
+    def __init__(self, outcome: Deny | Exception | None) -> None:
         self.outcome = outcome
         self.seen: list[ArtifactWrite] = []
 

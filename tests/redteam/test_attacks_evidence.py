@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from open_findings import known, params
+from open_findings import params
 from redteam_kit import Case, Expect, Lab, Outcome, b64, check_outcome, deep_json, key_file, words
 
 SCOPE = ("risk domain", "riskdomain", "scope")

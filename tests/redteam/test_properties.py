@@ -17,7 +17,8 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, note
@@ -77,7 +78,7 @@ def _judge(model: Path, items: list[AttestationInput], trust_entries: list[dict[
                  if not isinstance(trust_entries, str) else _load_text(model, trust_entries))
         manifest = hash_model(model)
     except GateError:
-        return Judged({p: frozenset() for p in POLICIES}, {p: -1 for p in POLICIES})
+        return Judged({p: frozenset() for p in POLICIES}, dict.fromkeys(POLICIES, -1))
     report = verify_all(unique_inputs(items), store, manifest, NOW)
     for pname, policy in POLICIES.items():
         # decide() gives the satisfied tier; each tier's allow is its rows over the same verified evidence.

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import select
-import shutil
 import socket
-import sqlite3
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import requests
 
-from support import NOW, World, run_gate, write_model
+from support import NOW, World, run_gate
 from tiergate.runtime.remote import ask
 from tiergate.runtime.client import GateClient, GateServiceError
 from tiergate.core.decision import Decision, decide
@@ -35,7 +33,6 @@ from tiergate.core.log.entries import (
 )
 from tiergate.core.log.backends import open_store
 from tiergate.core.log.store import MAX_ENTRY_SIZE
-from tiergate.core.manifest import hash_model
 from tiergate.core.policy import Policy
 from tiergate.core.verify import Rejection
 from tiergate.service.app import MAX_FIND_BYTES, MAX_PAGE_BYTES, GateService

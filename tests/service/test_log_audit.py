@@ -27,11 +27,11 @@ def populate(server: Server, tmp_path: Path, decisions: int = 6) -> str:
     return manifest.digest
 
 
-def log_cmd(env: GateEnv, *args: str) -> "object":
+def log_cmd(env: GateEnv, *args: str) -> object:
     return run_gate("log", *args, "--key-file", str(env.vkey))
 
 
-def audit(env: GateEnv, *where: str, checkpoints: tuple[Path, ...] = ()) -> "object":
+def audit(env: GateEnv, *where: str, checkpoints: tuple[Path, ...] = ()) -> object:
     extra = [a for c in checkpoints for a in ("--checkpoint", str(c))]
     return run_gate("log", "audit", *where, "--trust", str(env.trust), "--key-file", str(env.vkey), *extra)
 

@@ -16,7 +16,7 @@ from tiergate.core.keys import PrivateKey, write_keypair
 from .conftest import GateEnv
 
 
-def serve(env: GateEnv, **overrides: str) -> "object":
+def serve(env: GateEnv, **overrides: str) -> object:
     options = {"--trust": str(env.trust), "--key": str(env.key), "--tokens": str(env.tokens),
                "--log": str(env.tmp / "config-test.db"), "--port": "0"}
     options.update(overrides)
