@@ -155,7 +155,7 @@ def _str(data: Mapping[str, Any], key: str, where: str, optional: bool = False) 
 
 def _choice(data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     value = _str(data, key, "")
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise DecisionFormatError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
     return value
 

@@ -49,7 +49,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 #: Classes a tier's ``formats: {allow: [...]}`` may list: files that hold weights.
 WEIGHT_CLASSES: tuple[str, ...] = ("gguf", "keras", "numpy", "onnx", "pickle", "safetensors")
@@ -75,7 +75,7 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
 _TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 _PNG = b"\x89PNG\r\n\x1a\n"
-_OPCODES = frozenset(code.encode("latin-1") for code in pickletools.code2op)
+_OPCODES = frozenset(op.code.encode("latin-1") for op in pickletools.opcodes)
 
 
 class ByteSource(Protocol):
@@ -227,7 +227,7 @@ class _Cached:
 class _Slice:
     """A window of another source (a stored zip member, a tar member)."""
 
-    def __init__(self, source: Any, start: int, size: int) -> None:
+    def __init__(self, source: ByteSource, start: int, size: int) -> None:
         self.source, self.start, self.size = source, start, size
 
     def read_at(self, offset: int, n: int) -> bytes:
@@ -238,7 +238,7 @@ class _Slice:
 class _Reader(io.RawIOBase):
     """A seekable file object over a source, for zipfile and tarfile."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: ByteSource) -> None:
         self.source, self.pos = source, 0
 
     def readable(self) -> bool:
@@ -284,7 +284,7 @@ def _unknown(detail: str) -> Classification:
     return Classification(UNKNOWN, detail)
 
 
-def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classification:
+def _classify(src: ByteSource, budget: _Budget, depth: int, complete: bool) -> Classification:
     """``complete`` is False for a decompressed prefix of a longer stream (its end is not the file's end)."""
     size = src.size
     head = src.read_at(0, 4096)
@@ -336,7 +336,7 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
     return _unknown("binary")
 
 
-def _pickle_before(src: Any, what: str) -> Classification | None:
+def _pickle_before(src: ByteSource, what: str) -> Classification | None:
     """A pickle at the start of a file whose container is found further in (a zip's end record, an HDF5 superblock
     after a user block): pickle loaders and torch.load read from byte 0 and ignore what follows, so such a prefix
     must never let the file pass as the container (an .npz or Keras file). None if the start is not a pickle."""
@@ -367,7 +367,8 @@ def _is_pickle(data: bytes, complete: bool) -> bool:
     (whatever follows, the loader has acted by then). A prefix of a longer stream whose opcodes are all valid up to
     its end is taken for one too: a real text or binary file fails within a few bytes.
     """
-    depth, marks, ops = 0, [], 0
+    depth, ops = 0, 0
+    marks: list[int] = []
     try:
         for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
             ops += 1
@@ -415,7 +416,7 @@ def _is_text(data: bytes) -> bool:
 # --- safetensors --------------------------------------------------------------------------------------------------
 
 
-def _safetensors(src: Any) -> Classification | None:
+def _safetensors(src: ByteSource) -> Classification | None:
     """A validated safetensors file, ``unknown`` for one whose header is wrong, None if it does not look like one."""
     (length,) = struct.unpack("<Q", src.read_at(0, 8))
     if length < 2 or length > src.size - 8 or src.read_at(8, 1) != b"{":
@@ -493,7 +494,7 @@ _GGUF_MAX_COUNT = 1_000_000
 
 
 class _Cursor:
-    def __init__(self, src: Any, pos: int = 0) -> None:
+    def __init__(self, src: ByteSource, pos: int = 0) -> None:
         self.src, self.pos = src, pos
 
     def take(self, n: int) -> bytes:
@@ -510,7 +511,7 @@ class _Cursor:
         return int(struct.unpack("<Q", self.take(8))[0])
 
 
-def _gguf(src: Any) -> Classification:
+def _gguf(src: ByteSource) -> Classification:
     cur = _Cursor(src, 4)
     try:
         version = cur.u32()
@@ -573,7 +574,7 @@ def _gguf_value(cur: _Cursor, kind: int, depth: int) -> Any:
 # --- numpy ---------------------------------------------------------------------------------------------------------
 
 
-def _npy_header(src: Any) -> dict[str, Any]:
+def _npy_header(src: ByteSource) -> dict[str, Any]:
     major = src.read_at(6, 1)
     if major == b"\x01":
         (length,), start = struct.unpack("<H", src.read_at(8, 2)), 10
@@ -623,7 +624,7 @@ def _itemsize(descr: Any) -> int | None:
     return None
 
 
-def _npy(src: Any, complete: bool) -> Classification:
+def _npy(src: ByteSource, complete: bool) -> Classification:
     try:
         header = _npy_header(src)
     except (ValueError, SyntaxError, struct.error, UnicodeDecodeError, MemoryError, RecursionError) as exc:
@@ -646,7 +647,7 @@ def _npy(src: Any, complete: bool) -> Classification:
 # --- containers ----------------------------------------------------------------------------------------------------
 
 
-def _zip_end(src: Any) -> int | None:
+def _zip_end(src: ByteSource) -> int | None:
     """Offset of a zip end-of-central-directory record near the end of the file, or None."""
     size = src.size
     if size < 22:
@@ -661,7 +662,7 @@ def _zip_end(src: Any) -> int | None:
     return None
 
 
-def _hdf5_user_block(src: Any) -> bool:
+def _hdf5_user_block(src: ByteSource) -> bool:
     """An HDF5 superblock after a user block of 512 bytes to 32 KiB (within the first block read anyway)."""
     offset = 512
     while offset + 8 <= min(src.size, HDF5_USER_BLOCK_SEARCH):
@@ -671,7 +672,7 @@ def _hdf5_user_block(src: Any) -> bool:
     return False
 
 
-def _member_kinds(members: Iterator[tuple[str, Any, bool]], budget: _Budget, depth: int) -> list[tuple[str, Classification]]:
+def _member_kinds(members: Iterator[tuple[str, ByteSource, bool]], budget: _Budget, depth: int) -> list[tuple[str, Classification]]:
     found = []
     for count, (name, member, complete) in enumerate(members):
         if count >= budget.limits.max_members:
@@ -689,7 +690,7 @@ def _container_result(what: str, kinds: list[tuple[str, Classification]]) -> Cla
     return _unknown(f"{what} archive")
 
 
-def _zip(src: Any, end: int, budget: _Budget, depth: int) -> Classification:
+def _zip(src: ByteSource, end: int, budget: _Budget, depth: int) -> Classification:
     if depth >= budget.limits.max_depth:
         return _unknown("archive nested too deeply to inspect")
     try:
@@ -700,7 +701,7 @@ def _zip(src: Any, end: int, budget: _Budget, depth: int) -> Classification:
     if len(infos) > budget.limits.max_members:
         return _unknown(f"zip of more than {budget.limits.max_members} members")
 
-    def members() -> Iterator[tuple[str, Any, bool]]:
+    def members() -> Iterator[tuple[str, ByteSource, bool]]:
         for info in infos:
             if info.is_dir():
                 continue
@@ -729,7 +730,7 @@ def _zip(src: Any, end: int, budget: _Budget, depth: int) -> Classification:
     return _container_result("zip", kinds)
 
 
-def _zip_prefix(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> tuple[Any, bool]:
+def _zip_prefix(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> tuple[ByteSource, bool]:
     if info.flag_bits & 0x1:
         raise ValueError(f"{info.filename} is encrypted")
     want = min(info.file_size, 1024 * 1024)
@@ -739,7 +740,7 @@ def _zip_prefix(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget
     return BytesSource(data), len(data) == info.file_size
 
 
-def _compressed(src: Any, budget: _Budget, depth: int, what: str, make: Any) -> Classification:
+def _compressed(src: ByteSource, budget: _Budget, depth: int, what: str, make: Callable[[], Any]) -> Classification:
     """A gzip, bzip2 or xz stream: a bounded prefix is decompressed and classified (only a pickle inside counts)."""
     if depth >= budget.limits.max_depth:
         return _unknown("archive nested too deeply to inspect")
@@ -771,15 +772,15 @@ def _compressed(src: Any, budget: _Budget, depth: int, what: str, make: Any) -> 
     return _unknown(f"{what}-compressed data" + ("" if whole else " (not decompressed to its end)"))
 
 
-def _is_tar(src: Any) -> bool:
+def _is_tar(src: ByteSource) -> bool:
     return src.read_at(257, 5) == b"ustar"
 
 
-def _tar(src: Any, budget: _Budget, depth: int) -> Classification:
+def _tar(src: ByteSource, budget: _Budget, depth: int) -> Classification:
     if depth >= budget.limits.max_depth:
         return _unknown("archive nested too deeply to inspect")
 
-    def members() -> Iterator[tuple[str, Any, bool]]:
+    def members() -> Iterator[tuple[str, ByteSource, bool]]:
         with tarfile.open(fileobj=_Reader(src), mode="r:") as archive:
             for info in archive:
                 if not info.isreg():
@@ -799,7 +800,7 @@ def _tar(src: Any, budget: _Budget, depth: int) -> Classification:
 # --- images and protobuf -------------------------------------------------------------------------------------------
 
 
-def _image(src: Any, head: bytes) -> Classification:
+def _image(src: ByteSource, head: bytes) -> Classification:
     if not head.startswith(_PNG):
         return Classification("image", "JPEG" if head[:2] == b"\xff\xd8" else "GIF" if head[:3] == b"GIF" else "WebP")
     pos = 8
@@ -820,7 +821,7 @@ _ONNX_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25}
 _SENTENCEPIECE_FIELDS = {1, 2, 3, 4, 5}
 
 
-def _protobuf(src: Any) -> Classification | None:
+def _protobuf(src: ByteSource) -> Classification | None:
     """ONNX or sentencepiece, if the whole file parses as protobuf fields of that message; else None."""
     first = src.read_at(0, 1)
     if first not in (b"\x08", b"\x0a", b"\x12", b"\x1a"):
@@ -864,7 +865,7 @@ def _protobuf(src: Any) -> Classification | None:
     return None
 
 
-def _varint(src: Any, pos: int) -> tuple[int | None, int]:
+def _varint(src: ByteSource, pos: int) -> tuple[int | None, int]:
     data = src.read_at(pos, 10)
     value = 0
     for i, byte in enumerate(data):

@@ -97,7 +97,8 @@ def _parse_object(data: bytes, what: str) -> dict[str, Any]:
 def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
     value = obj.get(name)
     if not isinstance(value, kind):
-        expected = {dict: "an object", list: "a list", str: "a string"}.get(kind, kind.__name__)
+        names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+        expected = names.get(kind, kind.__name__)
         _fail(f"malformed {where}: '{name}' is missing or not {expected}")
     return value
 

@@ -311,7 +311,7 @@ class _Reader:
         value = data.get(key, default)
         if value is None:
             return None
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
             raise self.error(f"{where}.{key}", f"{value!r} is not one of {', '.join(map(str, choices))}")
         return value
 
@@ -435,7 +435,7 @@ def _parse_tier(r: _Reader, raw: Any, index: int, previous: str | None, catalogu
 
 
 def _tier_ref(r: _Reader, names: Sequence[str], value: Any, where: str) -> str:
-    if value not in names:
+    if not isinstance(value, str) or value not in names:
         raise r.error(where, f"unknown tier {value!r} (tiers: {', '.join(names)})")
     return value
 

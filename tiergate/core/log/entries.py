@@ -105,7 +105,8 @@ def check_context(context: Any) -> dict[str, Any]:
     size = len(canonical_json(dict(context)))
     if size > MAX_CONTEXT_BYTES:
         raise EntryFormatError(f"context is {size} bytes encoded; the limit is {MAX_CONTEXT_BYTES}")
-    return json.loads(canonical_json(dict(context)))  # a plain, JSON-only copy
+    copy: dict[str, Any] = json.loads(canonical_json(dict(context)))  # a plain, JSON-only copy
+    return copy
 
 
 def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
