@@ -103,7 +103,7 @@ def _target_tier(client: GateClient, target: str, policy_digest: str) -> str:
             huggingface=SimpleNamespace(**{k: str(hf[k]) for k in ("private", "gated_manual", "gated_auto", "public")}),
             mlflow=SimpleNamespace(registration=str(ml["registration"]), aliases=dict(ml["aliases"]),
                                    stages=dict(ml["stages"]), tags={str(k): dict(v) for k, v in ml["tags"].items()}))
-        expected = required_tier(view, Target.parse(target))  # type: ignore[arg-type]
+        expected = required_tier(view, Target.parse(target))
     except TargetError as exc:
         raise t.fail(f"decided on a target its policy does not know: {exc}", True) from None
     except (KeyError, TypeError, ValueError, AttributeError):

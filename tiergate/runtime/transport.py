@@ -81,7 +81,7 @@ class Transport:
                 raise self.fail("needs a bearer token and none was given (set it with --token-env VAR)", publish)
             headers["Authorization"] = f"Bearer {self.token}"
         deadline = time.monotonic() + self.timeout
-        outcome: list[Any] = []
+        outcome: list[tuple[Answer, str | None] | BaseException] = []
 
         def exchange() -> None:
             try:
@@ -174,8 +174,9 @@ def _error_text(content: bytes, reason: str | None) -> str:
     """The service's ``{"error": ...}`` message, or the HTTP reason phrase when the answer is not one."""
     try:
         data = json.loads(content)
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            return data["error"][:500]
+        message = data.get("error") if isinstance(data, dict) else None
+        if isinstance(message, str):
+            return message[:500]
     except (ValueError, UnicodeDecodeError, RecursionError):
         pass
     return (reason or "error").strip()[:200]
