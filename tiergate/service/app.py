@@ -11,7 +11,7 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Mapping, Sequence
 
 from tiergate.core import oms
@@ -35,6 +35,9 @@ from tiergate.service.bodies import AttestationSubmission, DecisionRequest, mode
 from tiergate.service.responses import ApiError, bad_request
 from tiergate.service.targets import TARGET_FORMS, TargetError, tier_for_target
 from tiergate.service.tokens import TokenSet
+
+if TYPE_CHECKING:  # only for the annotation: the webhook is built (and huggingface_hub imported) when enabled
+    from tiergate.service.webhook import HfWebhook
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
 MAX_PAGE_ENTRIES = 1000
@@ -78,7 +81,7 @@ class GateService:
     origin: str
     clock: Callable[[], datetime] = utcnow
     #: ``POST /v1/webhooks/huggingface`` (a :class:`tiergate.service.webhook.HfWebhook`); None: the feature is off.
-    hf_webhook: Any = None
+    hf_webhook: HfWebhook | None = None
     _index: AttestationIndex = field(init=False, repr=False)
     _submit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)

@@ -198,6 +198,7 @@ class GateRequestHandler(BaseHTTPRequestHandler):
     timeout = READ_TIMEOUT  # replaced by the server's read_timeout in setup()
     wbufsize = -1  # buffer the answer: headers and body leave in one write, flushed once per request
     server: GateHTTPServer
+    rfile: io.BufferedReader  # set in setup(): peek() waits for an idle keep-alive connection's next request
 
     def setup(self) -> None:
         super().setup()

@@ -146,7 +146,9 @@ def admit_huggingface_webhook(service: GateService, headers: Mapping[str, str]) 
 def huggingface_webhook(service: GateService, request: Request) -> Response:
     """Authenticated by the webhook's shared secret (X-Webhook-Secret), not a bearer token: the Hub sends the former."""
     admit_huggingface_webhook(service, request.headers)
-    return service.hf_webhook.handle(request.headers, request.body)
+    webhook = service.hf_webhook
+    assert webhook is not None  # admitted: the webhook is enabled
+    return webhook.handle(request.headers, request.body)
 
 
 ROUTES: tuple[Route, ...] = (

@@ -157,7 +157,9 @@ class HfWebhook:
             return Response.json(400, {"error": "webhook payload is not a JSON object"})
         event = parse_event(payload)
         if event is None:
-            kind = payload.get("event") if isinstance(payload.get("event"), dict) else {}
+            kind = payload.get("event")
+            if not isinstance(kind, dict):
+                kind = {}
             return Response.json(200, {"status": "ignored", "reason": (
                 f"event {str(kind.get('scope'))[:60]}/{str(kind.get('action'))[:60]} cannot publish anything")})
         record = {
@@ -276,7 +278,7 @@ class HfWebhook:
         """A failure no revision was logged for (reading the repository or its refs): one containment entry."""
         if job.failure_logged:
             return
-        record = {
+        record: dict[str, Any] = {
             "integration": "huggingface", "repo": job.repo_id, "repo_type": job.repo_type, "ref": None,
             "commit": None, "tier": None, "state": None, "outcome": "failed", "decision_index": None,
             "webhook_index": job.webhook_index, "missing": [], "actions": [], "state_after": None,
@@ -331,9 +333,8 @@ def _config_change(value: Any) -> dict[str, Any] | None:
 
 
 def _hub_webhook_id(value: Any) -> str | None:
-    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
-        return value["id"][:200]
-    return None
+    found = value.get("id") if isinstance(value, dict) else None
+    return found[:200] if isinstance(found, str) and found else None
 
 
 def _unavailable(message: str, webhook_index: int | None = None) -> Response:
