@@ -185,7 +185,7 @@ class GatedHfApi(HfApi):
 
     # --- commits -------------------------------------------------------------------------------------------------
 
-    def create_commit(self, repo_id: str, operations: Iterable[Any], *, commit_message: str,  # type: ignore[override]
+    def create_commit(self, repo_id: str, operations: Iterable[Any], *, commit_message: str,
                       commit_description: str | None = None, token: Any = None, repo_type: str | None = None,
                       revision: str | None = None, create_pr: bool | None = None, num_threads: int = 5,
                       parent_commit: str | None = None, run_as_future: bool = False, **kwargs: Any) -> Any:
@@ -234,14 +234,14 @@ class GatedHfApi(HfApi):
                     if isinstance(op, CommitOperationAdd) and isinstance(op.path_or_fileobj, planning.CheckedSource):
                         op.path_or_fileobj.close()
 
-    def preupload_lfs_files(self, repo_id: str, additions: Iterable[Any], **kwargs: Any) -> None:  # type: ignore[override]
+    def preupload_lfs_files(self, repo_id: str, additions: Iterable[Any], **kwargs: Any) -> None:
         """Uploading LFS content ahead of a commit sends weights: only within a checked commit."""
         if not self._covered(repo_id):
             raise UsageError("preupload_lfs_files sends weights before any commit is checked; with GatedHfApi, "
                              "pass the operations to create_commit, which checks them first")
-        return super().preupload_lfs_files(repo_id, additions, **kwargs)
+        super().preupload_lfs_files(repo_id, additions, **kwargs)
 
-    def upload_folder(self, *, repo_id: str, folder_path: str | Path, path_in_repo: str | None = None,  # type: ignore[override]
+    def upload_folder(self, *, repo_id: str, folder_path: str | Path, path_in_repo: str | None = None,
                       commit_message: str | None = None, commit_description: str | None = None, token: Any = None,
                       repo_type: str | None = None, revision: str | None = None, create_pr: bool | None = None,
                       parent_commit: str | None = None, allow_patterns: list[str] | str | None = None,
@@ -346,7 +346,7 @@ class GatedHfApi(HfApi):
                              what=f"{action} in {repo_id} ({state.describe()})",
                              known=self._published_commits(repo_id, repo_type, token))
 
-    def create_branch(self, repo_id: str, *, branch: str, revision: str | None = None,  # type: ignore[override]
+    def create_branch(self, repo_id: str, *, branch: str, revision: str | None = None,
                       token: Any = None, repo_type: str | None = None, exist_ok: bool = False) -> None:
         """``HfApi.create_branch``; the commits the branch makes reachable are checked first (see check_reachable)."""
         if not self._covered(repo_id):
@@ -355,7 +355,7 @@ class GatedHfApi(HfApi):
         return super().create_branch(repo_id, branch=branch, revision=revision, token=token, repo_type=repo_type,
                                      exist_ok=exist_ok)
 
-    def create_tag(self, repo_id: str, *, tag: str, tag_message: str | None = None,  # type: ignore[override]
+    def create_tag(self, repo_id: str, *, tag: str, tag_message: str | None = None,
                    revision: str | None = None, token: Any = None, repo_type: str | None = None,
                    exist_ok: bool = False) -> None:
         """``HfApi.create_tag``; the commits the tag makes reachable are checked first."""
@@ -365,7 +365,7 @@ class GatedHfApi(HfApi):
         return super().create_tag(repo_id, tag=tag, tag_message=tag_message, revision=revision, token=token,
                                   repo_type=repo_type, exist_ok=exist_ok)
 
-    def merge_pull_request(self, repo_id: str, discussion_num: int, *, token: Any = None,  # type: ignore[override]
+    def merge_pull_request(self, repo_id: str, discussion_num: int, *, token: Any = None,
                            comment: str | None = None, repo_type: str | None = None) -> Any:
         """``HfApi.merge_pull_request``; the pull request's commits (its head and history) are checked at the
         repository's tier first: merging publishes them as the repository's."""
@@ -374,7 +374,7 @@ class GatedHfApi(HfApi):
                                 repo_type=repo_type, token=token, action=f"merging pull request #{discussion_num}")
         return super().merge_pull_request(repo_id, discussion_num, token=token, comment=comment, repo_type=repo_type)
 
-    def update_repo_settings(self, repo_id: str, *, gated: Any = None, private: bool | None = None,  # type: ignore[override]
+    def update_repo_settings(self, repo_id: str, *, gated: Any = None, private: bool | None = None,
                              visibility: str | None = None, token: Any = None, repo_type: str | None = None) -> None:
         """``HfApi.update_repo_settings``; a change that widens access is checked against the files first."""
         args = dict(gated=gated, private=private, visibility=visibility, token=token, repo_type=repo_type)
@@ -388,12 +388,12 @@ class GatedHfApi(HfApi):
         with self._approved(repo_id):
             return super().update_repo_settings(repo_id, **args)
 
-    def update_repo_visibility(self, repo_id: str, private: bool = False, *, token: Any = None,  # type: ignore[override]
+    def update_repo_visibility(self, repo_id: str, private: bool = False, *, token: Any = None,
                                repo_type: str | None = None) -> Any:
         """Older spelling of a visibility change: gated like ``update_repo_settings``."""
         return self.update_repo_settings(repo_id, private=private, token=token, repo_type=repo_type)
 
-    def create_repo(self, repo_id: str, *, token: Any = None, private: bool | None = None,  # type: ignore[override]
+    def create_repo(self, repo_id: str, *, token: Any = None, private: bool | None = None,
                     visibility: str | None = None, repo_type: str | None = None, exist_ok: bool = False,
                     **kwargs: Any) -> Any:
         """``HfApi.create_repo``; creating a repository that is not private is a publish (see the module docstring)."""
@@ -431,7 +431,7 @@ class GatedHfApi(HfApi):
                 "Nothing was sent. Choose another name, or check and publish at the repository's own tier "
                 "(without private=/visibility=).")
 
-    def duplicate_repo(self, from_id: str, to_id: str | None = None, *, repo_type: str | None = None,  # type: ignore[override]
+    def duplicate_repo(self, from_id: str, to_id: str | None = None, *, repo_type: str | None = None,
                        private: bool | None = None, visibility: str | None = None, token: Any = None,
                        **kwargs: Any) -> Any:
         """``HfApi.duplicate_repo``: the Hub copies the source's whole history, so every commit reachable from its
@@ -447,10 +447,10 @@ class GatedHfApi(HfApi):
         return super().duplicate_repo(from_id, to_id, repo_type=repo_type, private=private,
                                       visibility=visibility, token=token, **kwargs)  # type: ignore[arg-type]
 
-    def batch_bucket_files(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def batch_bucket_files(self, *args: Any, **kwargs: Any) -> Any:
         raise UsageError("tiergate does not gate bucket uploads; publish weights to a model repository")
 
-    def sync_bucket(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def sync_bucket(self, *args: Any, **kwargs: Any) -> Any:
         raise UsageError("tiergate does not gate bucket uploads; publish weights to a model repository")
 
     # --- `hf upload` ---------------------------------------------------------------------------------------------

@@ -29,12 +29,15 @@ import json
 import re
 import threading
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator
 from urllib.parse import unquote
 
 from tiergate.integrations.hf.errors import BackstopRefused
 from tiergate.integrations.hf.plan import CommitPlan
+
+if TYPE_CHECKING:  # huggingface_hub's HTTP client, imported with the Hub when a transport is built
+    from huggingface_hub.utils import httpx
 
 _COMMIT = re.compile(r"/api/(?P<type>model|dataset|space|kernel)s/(?P<repo>.+?)/commit/(?P<rev>[^/]+)$")
 _PREUPLOAD = re.compile(r"/api/(?P<type>model|dataset|space|kernel)s/(?P<repo>.+?)/preupload/(?P<rev>[^/]+)$")
@@ -149,7 +152,7 @@ def _first_unplanned(plan: CommitPlan, lines: list[dict[str, Any]]) -> str | Non
 APPROVALS = Approvals()
 
 
-def _path_of(request: Any) -> str:
+def _path_of(request: httpx.Request) -> str:
     raw = request.url.raw_path.decode("ascii", "replace")
     return raw.split("?", 1)[0]
 
@@ -194,7 +197,7 @@ _installed_factory: Any = None
 def _make_transport_class() -> type:
     from huggingface_hub.utils import httpx
 
-    class BackstopTransport(httpx.BaseTransport):  # type: ignore[misc, name-defined]
+    class BackstopTransport(httpx.BaseTransport):
         """Checks each request, then hands it to the transport the client would have used."""
 
         def __init__(self, inner: Any, approvals: Approvals) -> None:

@@ -399,8 +399,8 @@ class _Run:
                     self.api, event.repo_id, [(r.ref, r.commit) for r in heads], repo_type=event.repo_type,
                     token=self.token, limit=limit, known=known)
             except TooManyCommits as exc:
-                for result in heads:
-                    self._unverifiable(result, exc)
+                for head in heads:
+                    self._unverifiable(head, exc)
                 return
             self.ok |= known
         else:
@@ -409,9 +409,9 @@ class _Run:
         self.reach.update(reach)
         published = frozenset().union(*(reach.get(r.commit, frozenset()) for r in heads if r.pull_request is None))
         listed = {commit.sha for commit in commits}
-        for result in heads:
-            if result.commit not in listed:  # reachable from a head already cleared at this tier
-                result.skipped = "in the history of a head already checked at this tier"
+        for head in heads:
+            if head.commit not in listed:  # reachable from a head already cleared at this tier
+                head.skipped = "in the history of a head already checked at this tier"
         reader = remote.CommitReader(self.api, event.repo_id, event.repo_type, self.token)
         reader.prefetch(commit.sha for commit in commits)  # access is already narrowed: this sets how long for
         for check in reader.checks(commits):

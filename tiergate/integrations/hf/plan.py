@@ -21,7 +21,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, BinaryIO, cast
 from collections.abc import Iterable, Mapping, Sequence
 
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
@@ -295,7 +295,8 @@ def checked_operation(op: Any, plan: CommitPlan) -> Any:
     # Built empty, then given the source and the checked digest: huggingface_hub would otherwise read the whole file
     # once more only to hash it again (the checked blocks already prove that digest for everything served).
     checked = CommitOperationAdd(path_in_repo=op.path_in_repo, path_or_fileobj=b"")
-    checked.path_or_fileobj = source
+    # huggingface_hub annotates BinaryIO (typing's nominal class) but takes any io.BufferedIOBase, which it checks for.
+    checked.path_or_fileobj = cast(BinaryIO, source)
     checked.upload_info = UploadInfo(size=digest.size, sample=sample, sha256=bytes.fromhex(digest.sha256))
     return checked
 

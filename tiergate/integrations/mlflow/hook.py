@@ -21,7 +21,7 @@ import io
 import json
 import logging
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from tiergate.integrations.mlflow import internals
 from tiergate.integrations.mlflow.copies import copied_gate_tags, drop_request_tags
@@ -46,6 +46,9 @@ log = logging.getLogger("tiergate.integrations.mlflow")
 #: gets the 403 instead of a broken connection. A larger body is cut off: the connection closes after the answer.
 DRAIN_LIMIT = 64 * 1024 * 1024
 _HOLD = "tiergate_hold"
+#: The ASGI callables an ASGI app is given (the ASGI specification's ``receive`` and ``send``).
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 def deny_response(message: str) -> Any:
@@ -210,7 +213,7 @@ class ArtifactWriteGuard:
         self.routes = routes
         self.lock = lock
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not internals.is_artifact_request(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -255,7 +258,7 @@ class ArtifactWriteGuard:
             return Deny(failure(exc)), None
 
 
-async def _read_asgi(receive: Any, limit: int) -> tuple[bytes, bool]:
+async def _read_asgi(receive: Receive, limit: int) -> tuple[bytes, bool]:
     """Up to ``limit`` bytes of the request body, and whether more was sent."""
     chunks: list[bytes] = []
     size = 0
@@ -272,7 +275,7 @@ async def _read_asgi(receive: Any, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive: Any) -> Any:
+def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
     async def replay() -> Mapping[str, Any]:
@@ -285,7 +288,7 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-async def _refuse(outcome: Deny, receive: Any, send: Any) -> None:
+async def _refuse(outcome: Deny, receive: Receive, send: Send) -> None:
     log.info("%s", outcome.message.removeprefix("tiergate "))
     await _drain_asgi(receive)
     body = json.dumps({"error_code": "PERMISSION_DENIED", "message": outcome.message}).encode()
@@ -294,7 +297,7 @@ async def _refuse(outcome: Deny, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _drain_asgi(receive: Any) -> None:
+async def _drain_asgi(receive: Receive) -> None:
     read = 0
     while read < DRAIN_LIMIT:
         message = await receive()

@@ -63,7 +63,8 @@ def request_fields(rpc: str, flask_request: Any) -> dict[str, Any]:
     from mlflow.server.handlers import _get_request_message
 
     message = _get_request_message(getattr(model_registry_pb2, rpc)(), flask_request=flask_request)
-    return MessageToDict(message, preserving_proto_field_name=True)
+    fields: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    return fields
 
 
 def is_prompt(tags: Mapping[str, str] | tuple[tuple[str, str], ...], source: str | None) -> bool:
@@ -163,7 +164,8 @@ def new_version_location(source: str, model_id: str | None, run_id: str | None) 
     if model_id:
         handlers._validate_source_model(source, model_id)
     else:
-        handlers._validate_source_run(source, run_id)
+        # Annotated `run_id: str`, yet MLflow's own handler passes this str | None and the function checks `if run_id`.
+        handlers._validate_source_run(source, run_id)  # type: ignore[arg-type]
     if model_id and urllib.parse.urlparse(source).scheme == "models":
         return str(_tracking().get_logged_model(model_id).artifact_location)
     return resolve_location(source)
@@ -395,7 +397,8 @@ def multipart_file(call: str, flask_request: Any) -> str:
     from mlflow.server.handlers import _get_request_message
 
     message = _get_request_message(getattr(mlflow_artifacts_pb2, call)(), flask_request=flask_request)
-    name = posixpath.basename(message.path.replace("\\", "/"))
+    path: str = message.path
+    name = posixpath.basename(path.replace("\\", "/"))
     if not name:
         raise InputError(f"{call} request has no file 'path'")
     return name
