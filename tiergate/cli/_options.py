@@ -8,7 +8,7 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from collections.abc import Callable
 
 import click
@@ -50,6 +50,14 @@ now_option = click.option(
     "--now", "now_text", metavar="TIME", envvar="GATE_NOW",
     help="Judge as of this RFC 3339 time instead of the clock (replaying a decision).",
 )
+
+
+@overload
+def configured(value: Path | None, setting: str, needed_by: str) -> Path: ...
+
+
+@overload
+def configured(value: Path | None, setting: str, needed_by: None = None) -> Path | None: ...
 
 
 def configured(value: Path | None, setting: str, needed_by: str | None = None) -> Path | None:

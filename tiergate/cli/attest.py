@@ -176,6 +176,7 @@ def attest_command(
         if given:
             raise UsageError(f"{', '.join(given)} cannot be combined with --from-inspect/--from-lm-eval: "
                              "those facts come from the log itself (attest other scores separately)")
+        evidence_ref: EvidenceRef | None
         evaluation, evidence_ref = _from_log(log, "inspect" if from_inspect else "lm-eval", task)
         evaluation = replace(evaluation, name=eval_name or evaluation.name,
                              benchmark=benchmark or (benchmark_of_task(eval_name) if eval_name else evaluation.benchmark))

@@ -6,10 +6,14 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from tiergate.errors import ConfigError
+
+if TYPE_CHECKING:  # the service is imported when `gate serve` runs, not when the CLI starts
+    from tiergate.service.app import GateService
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
 
@@ -101,7 +105,7 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
         _close(service)
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound_host, bound_port = server.server_address[:2]
-    click.echo(f"gate: serving on http://{bound_host}:{bound_port} (log {_shown(log_target)}, origin {origin}, "
+    click.echo(f"gate: serving on http://{bound_host!s}:{bound_port} (log {_shown(log_target)}, origin {origin}, "
                f"{service.store.size()} entries)", err=True)
     click.echo(f"gate: log verifier key {service.signer.verifier.vkey()}", err=True)
     if service.hf_webhook is not None:
@@ -118,13 +122,13 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     click.echo("gate: stopped", err=True)
 
 
-def _close(service: object) -> None:
+def _close(service: GateService) -> None:
     """Let running webhook checks log their results, then close the webhook table and the log."""
-    webhook = getattr(service, "hf_webhook", None)
+    webhook = service.hf_webhook
     if webhook is not None:
         webhook.close()
         webhook.seen.close()
-    service.store.close()  # type: ignore[attr-defined]
+    service.store.close()
 
 
 def _shown(target: str) -> str:
