@@ -118,8 +118,8 @@ class Statement:
         if not isinstance(raw_subjects, list) or not raw_subjects:
             raise AttestationFormatError("statement.subject must be a non-empty list")
         subjects = []
-        for index, raw in enumerate(raw_subjects):
-            raw = _object(raw, f"subject[{index}]")
+        for index, entry in enumerate(raw_subjects):
+            raw = _object(entry, f"subject[{index}]")
             digest = _object(raw.get("digest"), f"subject[{index}].digest")
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in digest.items()):
                 raise AttestationFormatError(f"subject[{index}].digest must map algorithm names to hex strings")
@@ -187,9 +187,11 @@ class EvaluationPredicate:
         if ev.risk_domain:
             evaluation["riskDomain"] = ev.risk_domain
         if ev.harness:
-            evaluation["harness"] = {"name": ev.harness, **({"version": ev.harness_version} if ev.harness_version else {})}
+            evaluation["harness"] = {"name": ev.harness,
+                                     **({"version": ev.harness_version} if ev.harness_version else {})}
         if ev.dataset:
-            evaluation["dataset"] = {"name": ev.dataset, **({"revision": ev.dataset_revision} if ev.dataset_revision else {})}
+            evaluation["dataset"] = {"name": ev.dataset,
+                                     **({"revision": ev.dataset_revision} if ev.dataset_revision else {})}
         results: dict[str, Any] = {"metrics": dict(ev.metrics)}
         if ev.sample_size is not None:
             results["sampleSize"] = ev.sample_size
@@ -198,7 +200,8 @@ class EvaluationPredicate:
         out: dict[str, Any] = {
             "evaluation": evaluation,
             "results": results,
-            "evaluator": {"id": self.evaluator.id, **({"organization": self.evaluator.organization} if self.evaluator.organization else {})},
+            "evaluator": {"id": self.evaluator.id,
+                          **({"organization": self.evaluator.organization} if self.evaluator.organization else {})},
             "attestedAt": format_time(self.attested_at),
         }
         if ev.evaluated_at:
@@ -228,7 +231,8 @@ class EvaluationPredicate:
                 f"predicate.evaluation.riskDomain {risk_domain!r} is not one of {', '.join(RISK_DOMAINS)}"
             )
         sample_size = results.get("sampleSize")
-        if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 0):
+        if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int)
+                                        or sample_size < 0):
             raise AttestationFormatError("predicate.results.sampleSize must be a non-negative integer")
         harness = _object(evaluation.get("harness", {}), "predicate.evaluation.harness")
         dataset = _object(evaluation.get("dataset", {}), "predicate.evaluation.dataset")

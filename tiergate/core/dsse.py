@@ -85,7 +85,8 @@ class Envelope:
         if not isinstance(raw_sigs, list) or not raw_sigs:
             raise VerificationError("malformed envelope: 'signatures' must be a non-empty list")
         if len(raw_sigs) > MAX_SIGNATURES:
-            raise VerificationError(f"malformed envelope: {len(raw_sigs)} signatures, more than the {MAX_SIGNATURES} read")
+            raise VerificationError(f"malformed envelope: {len(raw_sigs)} signatures, "
+                                    f"more than the {MAX_SIGNATURES} read")
         signatures = []
         for index, raw in enumerate(raw_sigs):
             if not isinstance(raw, Mapping) or "sig" not in raw:

@@ -256,8 +256,8 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise StrictJSONError(f"has the key {_short(key)!r} twice in one object (a duplicate key is ambiguous: readers "
-                                  "disagree on which value counts)")
+            raise StrictJSONError(f"has the key {_short(key)!r} twice in one object (a duplicate key is ambiguous: "
+                                  "readers disagree on which value counts)")
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:

@@ -29,8 +29,9 @@ allowed beside weights at every tier; ``unknown`` is refused at every tier with 
 
 Polyglots: a zip is found by its end (zip readers, ``torch.load`` among them, ignore what precedes it) and HDF5 by
 a superblock at 0, 512, 1024, 2048 ... (h5py skips a user block), so both are looked for in every file whatever it
-starts with. A remote file costs about two ranged reads: its first 64 KiB and its last 64 KiB. Decompression and recursion are bounded (:class:`Limits`: depth, bytes read, bytes inflated, members):
-a bomb ends as ``unknown`` quickly, never as an allowed class.
+starts with. A remote file costs about two ranged reads: its first 64 KiB and its last 64 KiB. Decompression and
+recursion are bounded (:class:`Limits`: depth, bytes read, bytes inflated, members): a bomb ends as ``unknown``
+quickly, never as an allowed class.
 """
 
 from __future__ import annotations
@@ -312,7 +313,7 @@ def _classify(src: ByteSource, budget: _Budget, depth: int, complete: bool) -> C
         return _tar(src, budget, depth)
     if complete and size >= 10 and (found := _safetensors(src)) is not None:
         return found
-    if head.startswith(_PNG) or head.startswith(b"\xff\xd8\xff") or head[:6] in (b"GIF87a", b"GIF89a") \
+    if head.startswith((_PNG, b"\xff\xd8\xff")) or head[:6] in (b"GIF87a", b"GIF89a") \
             or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         if not complete:
             return _unknown("an image inside an archive")
@@ -329,7 +330,8 @@ def _classify(src: ByteSource, budget: _Budget, depth: int, complete: bool) -> C
         if _is_text(data):
             return Classification("text", "UTF-8")
         return _unknown("binary")
-    if head[:1] in _OPCODES and _is_pickle(window := src.read_at(0, 64 * 1024), complete=size <= 64 * 1024 and complete):
+    if head[:1] in _OPCODES and _is_pickle(window := src.read_at(0, 64 * 1024),
+                                           complete=size <= 64 * 1024 and complete):
         return Classification("pickle", _pickle_detail(window))
     if complete and size > budget.limits.max_text:
         return _unknown(f"binary, or text longer than {budget.limits.max_text} bytes")
@@ -394,7 +396,7 @@ def _is_pickle(data: bytes, complete: bool) -> bool:
                 marks.append(depth)
             else:
                 depth += len(after)
-    except Exception:  # noqa: BLE001 - any malformed opcode or argument: genops raises several kinds
+    except Exception:  # noqa: BLE001, S110 - any malformed opcode or argument: genops raises several kinds
         pass
     return not complete and ops >= 3
 
@@ -481,8 +483,8 @@ def _safetensors_problem(header: bytes, data_size: int) -> str | None:
             return f"tensor {name[:60]!r} at {begin} {what} (data must be contiguous)"
         position = end
     if position != data_size:
-        return f"tensors cover {position} bytes but {data_size} follow the header (data_offsets outside the file, " \
-               "or bytes no tensor accounts for)"
+        return (f"tensors cover {position} bytes but {data_size} follow the header (data_offsets outside the file, "
+                "or bytes no tensor accounts for)")
     return None
 
 
@@ -672,7 +674,8 @@ def _hdf5_user_block(src: ByteSource) -> bool:
     return False
 
 
-def _member_kinds(members: Iterator[tuple[str, ByteSource, bool]], budget: _Budget, depth: int) -> list[tuple[str, Classification]]:
+def _member_kinds(members: Iterator[tuple[str, ByteSource, bool]], budget: _Budget,
+                  depth: int) -> list[tuple[str, Classification]]:
     found = []
     for count, (name, member, complete) in enumerate(members):
         if count >= budget.limits.max_members:

@@ -9,7 +9,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,8 +21,8 @@ Algorithm = Literal["ed25519", "ecdsa-p256"]
 ALGORITHMS: tuple[str, ...] = ("ed25519", "ecdsa-p256")
 MAX_KEY_FILE = 64 * 1024
 
-_Public = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
-_Private = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
+_Public = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+_Private = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
 def _algorithm_of(key: _Public) -> str:
@@ -116,7 +116,8 @@ class PrivateKey:
             key = serialization.load_pem_private_key(data, password=passphrase)
         except TypeError:
             if passphrase is None:
-                raise ConfigError(f"{path}: the key is encrypted; give its passphrase with --passphrase-env VAR") from None
+                raise ConfigError(f"{path}: the key is encrypted; "
+                                  "give its passphrase with --passphrase-env VAR") from None
             raise ConfigError(f"{path}: the key is not encrypted, but a passphrase was given") from None
         except (ValueError, UnsupportedAlgorithm):
             hint = " or the passphrase is wrong" if passphrase else ""

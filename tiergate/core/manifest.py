@@ -21,6 +21,7 @@ they may hold; the git and Hub integrations apply the same function to blobs and
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -344,8 +345,8 @@ def git_dir_refusal(rel: str) -> str:
     return (f"{rel}: a .git folder inside the model folder is not part of the model's identity, and a folder "
             "published as it is (an MLflow artifact folder) would publish it and every file in its history; check a "
             "copy without it (e.g. `rsync -a --exclude .git MODEL/ COPY/`), or the pushed tree itself "
-            "(the pre-push hook, `gate check --hf`); if it is published only by git or huggingface_hub, which leave .git "
-            "out, pass --skip-git")
+            "(the pre-push hook, `gate check --hf`); if it is published only by git or huggingface_hub, which leave "
+            ".git out, pass --skip-git")
 
 
 def _check_excluded_file(entry: ModelFile) -> None:
@@ -497,10 +498,9 @@ def _open_regular(entry: ModelFile) -> int:
         os.close(fd)
         raise ModelError(f"{entry.path}: is no longer a regular file; was the model modified while being hashed?")
     if hasattr(os, "posix_fadvise"):
-        try:  # a hint for read-ahead on cold caches; harmless if the filesystem ignores it
+        # A hint for read-ahead on cold caches; harmless if the filesystem ignores it.
+        with contextlib.suppress(OSError):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except OSError:
-            pass
     return fd
 
 

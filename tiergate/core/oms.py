@@ -201,7 +201,8 @@ def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[Publi
             "(the payload or the signature was altered)"
         )
     if hint:
-        _fail(f"no trusted key: signed by a key with hint {hint[:16]}..., which is none of the {len(keys)} trusted keys")
+        _fail(f"no trusted key: signed by a key with hint {hint[:16]}..., "
+              f"which is none of the {len(keys)} trusted keys")
     _fail(f"no trusted key: the signature verifies with none of the {len(keys)} trusted keys")
 
 
@@ -363,7 +364,8 @@ def _unlisted(path: str, signed_ignores: Sequence[str]) -> str:
 def _check_model(signed: _Signed, manifest: Manifest) -> None:
     problems = _differences(signed, manifest)
     if problems:
-        more = f" (and {len(problems) - 1} more difference{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        more = (f" (and {len(problems) - 1} more difference{'s' if len(problems) > 2 else ''})"
+                if len(problems) > 1 else "")
         _fail(problems[0] + more)
 
 

@@ -1,8 +1,9 @@
 """The tier policy: ordered release tiers, what each requires, and which publish targets need which tier.
 
 A policy file is YAML (schema: ``tiergate/data/schemas/policy.schema.json``; the default ships as
-``tiergate/data/default-policy.yaml``). Tiers are listed from least to most open; each tier inherits every requirement of
-the tier it ``extends`` (by default the one listed before it), so ``open`` requires all that ``gated`` does and more.
+``tiergate/data/default-policy.yaml``). Tiers are listed from least to most open; each tier inherits every requirement
+of the tier it ``extends`` (by default the one listed before it), so ``open`` requires all that ``gated`` does and
+more.
 Loading validates everything and names the file and field of the first mistake.
 """
 
@@ -249,7 +250,8 @@ def _chain(policy: Policy, name: str) -> list[str]:
     chain = [policy.tier(name).name]
     while (parent := policy.tier(chain[-1]).extends) is not None:
         if parent in chain:
-            raise config_error(policy.uri, f"tiers[{chain[-1]}].extends", f"inheritance cycle: {' -> '.join(chain + [parent])}")
+            raise config_error(policy.uri, f"tiers[{chain[-1]}].extends",
+                               f"inheritance cycle: {' -> '.join(chain + [parent])}")
         chain.append(policy.tier(parent).name)
     return chain
 
@@ -259,8 +261,8 @@ def _chain(policy: Policy, name: str) -> list[str]:
 _POLICY_FIELDS = {"version", "name", "mode", "clock_skew", "benchmarks", "tiers", "targets"}
 _TIER_FIELDS = {"name", "description", "extends", "requires", "mode"}
 _REQUIRES_FIELDS = {"evaluations", "signers", "max_age", "formats"}
-_EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric", "comparator", "threshold", "min_samples",
-                      "source", "with"}
+_EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric", "comparator", "threshold",
+                      "min_samples", "source", "with"}
 _CONDITION_FIELDS = {"metric", "comparator", "threshold"}
 _SIGNER_FIELDS = {"min_organizations", "kinds", "min_independent"}
 #: The one field whose null means something (inherit nothing), not "not written".
@@ -307,7 +309,8 @@ class _Reader:
             raise self.error(f"{where}.{key}", "required, a name or a non-empty list of names")
         return tuple(n.strip() for n in names)
 
-    def choice(self, data: Mapping[str, Any], key: str, where: str, choices: Sequence[str], default: str | None = None) -> str | None:
+    def choice(self, data: Mapping[str, Any], key: str, where: str, choices: Sequence[str],
+               default: str | None = None) -> str | None:
         value = data.get(key, default)
         if value is None:
             return None
@@ -418,7 +421,7 @@ def _parse_tier(r: _Reader, raw: Any, index: int, previous: str | None, catalogu
     raw_evals = requires.get("evaluations") or []
     if not isinstance(raw_evals, list):
         raise r.error(f"{where}.requires.evaluations", "must be a list")
-    extends = data["extends"] if "extends" in data else previous
+    extends = data.get("extends", previous)
     if extends is not None and not isinstance(extends, str):
         raise r.error(f"{where}.extends", "must name a tier")
     return Tier(
@@ -459,7 +462,8 @@ def _parse_targets(r: _Reader, raw: Any, names: Sequence[str]) -> tuple[MlflowTa
         stages=_tier_map(r, names, ml.get("stages") or {}, "targets.mlflow.stages"),
         tags={str(k): _tier_map(r, names, v, f"targets.mlflow.tags.{k}") for k, v in raw_tags.items()},
     )
-    hf = r.mapping(data.get("huggingface") or {}, "targets.huggingface", {"private", "gated_manual", "gated_auto", "public"})
+    hf = r.mapping(data.get("huggingface") or {}, "targets.huggingface",
+                   {"private", "gated_manual", "gated_auto", "public"})
     huggingface = HuggingFaceTargets(
         private=_tier_ref(r, names, hf.get("private", lowest), "targets.huggingface.private"),
         gated_manual=_tier_ref(r, names, hf.get("gated_manual", highest), "targets.huggingface.gated_manual"),

@@ -67,9 +67,11 @@ class TrustedKey:
                     f"before the signing time {format_time(when)}"
                 )
         if self.valid_from is not None and when < self.valid_from:
-            return f"key {self.key_id[:16]} is not yet valid at {format_time(when)} (valid from {format_time(self.valid_from)})"
+            return (f"key {self.key_id[:16]} is not yet valid at {format_time(when)} "
+                    f"(valid from {format_time(self.valid_from)})")
         if self.valid_until is not None and when > self.valid_until:
-            return f"key {self.key_id[:16]} is no longer valid at {format_time(when)} (expired {format_time(self.valid_until)})"
+            return (f"key {self.key_id[:16]} is no longer valid at {format_time(when)} "
+                    f"(expired {format_time(self.valid_until)})")
         return None
 
 
@@ -154,7 +156,7 @@ class TrustStore:
             raise config_error(source, "version", f"expected {TRUST_STORE_VERSION}, found {data.get('version')!r}")
         unknown = set(data) - {"version", "evaluators"}
         if unknown:
-            raise config_error(source, sorted(unknown)[0], "unknown field (expected version, evaluators)")
+            raise config_error(source, min(unknown), "unknown field (expected version, evaluators)")
         raw = data.get("evaluators")
         if not isinstance(raw, list):  # an empty list is a valid start: nothing above the lowest tier is allowed
             raise config_error(source, "evaluators", "must be a list (write [] for none yet)")
@@ -215,7 +217,8 @@ def _evaluator(item: Any, source: str, where: str, base_dir: Path | None) -> Eva
         raise config_error(source, where, "must be a mapping")
     unknown = set(item) - _EVALUATOR_FIELDS
     if unknown:
-        raise config_error(source, f"{where}.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(sorted(_EVALUATOR_FIELDS))})")
+        raise config_error(source, f"{where}.{min(unknown)}",
+                           f"unknown field (expected {', '.join(sorted(_EVALUATOR_FIELDS))})")
     _no_nulls(item, source, where)
     kind = _require_text(item, "kind", source, where)
     if kind not in EVALUATOR_KINDS:
@@ -259,7 +262,8 @@ def _trusted_key(item: Any, source: str, where: str, base_dir: Path | None) -> T
         raise config_error(source, where, "must be a mapping with 'pem' or 'path'")
     unknown = set(item) - _KEY_FIELDS
     if unknown:
-        raise config_error(source, f"{where}.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(sorted(_KEY_FIELDS))})")
+        raise config_error(source, f"{where}.{min(unknown)}",
+                           f"unknown field (expected {', '.join(sorted(_KEY_FIELDS))})")
     _no_nulls(item, source, where)
     if ("pem" in item) == ("path" in item):
         raise config_error(source, where, "give exactly one of 'pem' (inline) or 'path' (a .pub file)")

@@ -96,7 +96,8 @@ def _signer(store: TrustStore, evaluator: Evaluator, trusted: TrustedKey) -> Sig
 def _signature_failure(envelope: Envelope, store: TrustStore) -> str:
     hinted = [s.keyid for s in envelope.signatures if store.owner(s.keyid)]
     if hinted:
-        return f"bad signature: the signature claiming trusted key {hinted[0][:16]} does not verify (tampered or re-signed)"
+        return (f"bad signature: the signature claiming trusted key {hinted[0][:16]} does not verify "
+                "(tampered or re-signed)")
     ids = ", ".join(s.keyid[:16] or "<no keyid>" for s in envelope.signatures)
     return f"unknown key: signed by {ids}, which is not in the trust store {store.source}"
 
@@ -182,8 +183,8 @@ def _measured(evaluation: Evaluation, catalogue: BenchmarkCatalogue) -> Evaluati
 def _scope_failure(evaluator: Evaluator, evaluation: Evaluation) -> str:
     scope = ", ".join(sorted(evaluator.scope or ())) or "nothing"
     if evaluation.risk_domain is None:
-        return (f"evaluator {evaluator.id} is trusted only for {scope}, and benchmark {evaluation.benchmark!r} is not in "
-                "the policy's benchmark catalogue, so it measures no risk domain the evaluator may attest")
+        return (f"evaluator {evaluator.id} is trusted only for {scope}, and benchmark {evaluation.benchmark!r} is not "
+                "in the policy's benchmark catalogue, so it measures no risk domain the evaluator may attest")
     return (f"evaluator {evaluator.id} is not trusted for risk domain {evaluation.risk_domain}, which benchmark "
             f"{evaluation.benchmark!r} measures (its scope: {scope})")
 
@@ -288,7 +289,7 @@ def verify_all(
             accepted.append(verify_attestation(item, store, model, now, skew, catalogue))
         except GateError as exc:
             rejected.append(Rejection(item.source, item.digest, bounded(str(exc))))
-        except Exception as exc:  # each file is judged alone: a defect in reading one rejects it, not the check
+        except Exception as exc:  # noqa: BLE001 - each file is judged alone: a defect reading one rejects it only
             rejected.append(Rejection(item.source, item.digest, bounded(
                 f"could not be judged ({type(exc).__name__}: {exc}); rejected. Please report it")))
     return VerificationReport(tuple(accepted), tuple(rejected))

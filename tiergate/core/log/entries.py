@@ -125,7 +125,8 @@ def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
 
 
 #: The texts of a decision record that :func:`bounded_decision_record` cuts: (list field, keys of its rows).
-_BOUNDED_TEXTS = (("rejected_attestations", ("reason", "source")), ("inputs", ("source",)), ("requirements", ("reason",)))
+_BOUNDED_TEXTS = (("rejected_attestations", ("reason", "source")), ("inputs", ("source",)),
+                  ("requirements", ("reason",)))
 
 
 def _cut(text: Any, limit: int = MAX_RECORDED_TEXT) -> Any:

@@ -76,7 +76,8 @@ class PostgresLogStore(SqlLogStore):
                 self._initialise(first)
         finally:
             first.close()
-        self._pool = ConnectionPool(url, min_size=1, max_size=1, num_workers=1, open=False, timeout=max(timeout, seconds),
+        self._pool = ConnectionPool(url, min_size=1, max_size=1, num_workers=1, open=False,
+                                    timeout=max(timeout, seconds),
                                     kwargs={"autocommit": True, "connect_timeout": seconds}, configure=self._configure,
                                     name=f"tiergate-log:{self._schema}")
         try:
