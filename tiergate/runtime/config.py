@@ -33,7 +33,7 @@ class GateConfig:
     trust: Path | None = None
     log: str | None = None
     server: str | None = None
-    token_env: str = "GATE_TOKEN"
+    token_env: str = "GATE_TOKEN"  # noqa: S105 - the name of the environment variable, not a token
     key: Path | None = None
     timeout: float = 30.0
     source: str = "environment"
@@ -89,7 +89,8 @@ class GateConfig:
         try:
             timeout = float(values.get("timeout", 30.0))
         except (TypeError, ValueError):
-            raise config_error(source, "timeout", f"must be a number of seconds, found {values.get('timeout')!r}") from None
+            raise config_error(source, "timeout",
+                               f"must be a number of seconds, found {values.get('timeout')!r}") from None
         if timeout <= 0:
             raise config_error(source, "timeout", "must be positive")
         server = values.get("server")

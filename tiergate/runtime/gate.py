@@ -206,7 +206,7 @@ def _open_log(url: str) -> LogStore:
         return open_store(url)
     except ConfigError:
         raise
-    except Exception as exc:  # an unreachable or unusable log is a configuration error
+    except Exception as exc:  # noqa: BLE001 - an unreachable or unusable log is a configuration error
         raise ConfigError(f"cannot open the decision log {url}: {exc}") from None
 
 

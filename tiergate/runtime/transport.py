@@ -92,7 +92,7 @@ class Transport:
                     content = _read_limited(response, deadline)
                     outcome.append((Answer(response.status_code, content, _log_index(response.headers)),
                                     response.reason))
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 outcome.append(exc)
 
         helper = threading.Thread(target=exchange, name=f"gate-client {method} {path}", daemon=True)
