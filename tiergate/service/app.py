@@ -156,8 +156,9 @@ class GateService:
         return self.decide_and_log(tier, request.model, sent, context, rules)
 
     def decider(self, rules: Rules | None = None) -> LocalDecider:
-        """The service's :class:`~tiergate.runtime.port.Decider` for ``rules`` (default: as the files are now): it judges
-        with the attestations the log holds for the model plus those sent, and records through :meth:`record`."""
+        """The service's :class:`~tiergate.runtime.port.Decider` for ``rules`` (default: as the files are now): it
+        judges with the attestations the log holds for the model plus those sent, and records through
+        :meth:`record`."""
         rules = rules or self.rules()
         return LocalDecider(rules.policy, rules.trust, log=self, evidence=self._held, clock=self.clock)
 

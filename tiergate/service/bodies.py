@@ -108,7 +108,8 @@ def attestation_bytes(value: Any, where: str) -> bytes:
         try:
             data = base64.b64decode(value.strip().encode("ascii"), validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError):
-            raise bad_request(f"{where} is not standard base64 (send the attestation file's bytes, base64-encoded)") from None
+            raise bad_request(f"{where} is not standard base64 "
+                              "(send the attestation file's bytes, base64-encoded)") from None
         if not data:
             raise bad_request(f"{where} is empty")
         return data

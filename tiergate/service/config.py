@@ -29,7 +29,7 @@ DEFAULT_ORIGIN = "tiergate.local/log"
 DEFAULT_PORT = 8700
 DEFAULT_LOG = "gate-log.db"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
-DEFAULT_HF_TOKEN_ENV = "HF_TOKEN"
+DEFAULT_HF_TOKEN_ENV = "HF_TOKEN"  # noqa: S105 - the name of the environment variable, not a token
 
 
 @dataclass(frozen=True)

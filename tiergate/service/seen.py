@@ -86,8 +86,8 @@ class DatabaseSeen:
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
-            raise ConfigError(f"cannot connect to the PostgreSQL log at {redact_url(url)}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"cannot connect to the PostgreSQL log at {redact_url(url)}: {first_line}") from None
         with self._errors("open"):
             self._db.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")
             with self._db.transaction():  # replicas starting together must not race on the DDL

@@ -192,7 +192,7 @@ class HfWebhook:
     def _work(self, job: _Job) -> None:
         try:
             job.response = self._contain(job)
-        except BaseException as exc:  # the last line of defence: never a silent thread death
+        except BaseException as exc:  # noqa: BLE001 - the last line of defence: never a silent thread death
             sys.stderr.write(f"gate serve: webhook {job.webhook_index}: {traceback.format_exc()}")
             job.response = Response.json(503, {"error": f"internal error handling the webhook: {_reason(exc)}",
                                                "webhook_entry": job.webhook_index}, {"Retry-After": str(RETRY_AFTER)})
@@ -221,7 +221,7 @@ class HfWebhook:
         except _LOG_ERRORS as exc:
             self._log_event_failure(job, exc)
             return _unavailable(f"the log is unavailable: {exc}", job.webhook_index)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - sorted below: routine failures get one line, others a traceback
             # The Hub or the network failing is routine (one line); anything else gets its traceback.
             routine = isinstance(exc, (GateError, OSError)) or type(exc).__module__.startswith(
                 ("huggingface_hub", "httpx"))
