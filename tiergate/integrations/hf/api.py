@@ -43,8 +43,8 @@ from typing import Any
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.utils import (DEFAULT_IGNORE_PATTERNS, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError,
-                                   filter_repo_objects)
+from huggingface_hub.utils import (DEFAULT_IGNORE_PATTERNS, GatedRepoError, RepositoryNotFoundError,
+                                   RevisionNotFoundError, filter_repo_objects)
 
 from tiergate.core.decision import Decision
 from tiergate.core.manifest import Manifest
@@ -138,8 +138,8 @@ class GatedHfApi(HfApi):
         token may not read (``GatedRepoError`` is a ``RepositoryNotFoundError`` too, but the repository exists), a
         "not found" the Hub does not confirm as such, the Hub failing or unreachable.
         """
-        refusal = f"{repo_id}: cannot read the repository's current visibility, so {change} is refused (it could widen " \
-                  "access to files the gate has not checked); nothing was sent"
+        refusal = (f"{repo_id}: cannot read the repository's current visibility, so {change} is refused (it could "
+                   "widen access to files the gate has not checked); nothing was sent")
         try:
             return HubState.of(self.repo_info(repo_id, repo_type=repo_type, token=token))
         except GatedRepoError:
@@ -163,7 +163,8 @@ class GatedHfApi(HfApi):
 
     def check_commit(self, repo_id: str, operations: Sequence[Any], *, repo_type: str | None = None,
                      revision: str | None = None, state: HubState | None = None, token: Any = None,
-                     base: RemoteRevision | None = None, action: str = "commit") -> tuple[planning.CommitPlan, Decision]:
+                     base: RemoteRevision | None = None,
+                     action: str = "commit") -> tuple[planning.CommitPlan, Decision]:
         """Decide on a commit without sending it: hash the operations, build the resulting tree, ask the gate.
 
         ``state`` overrides the repo's current visibility (for a repository about to be created or changed).
@@ -255,7 +256,8 @@ class GatedHfApi(HfApi):
         if run_as_future:
             return self.run_as_future(self.upload_folder, **kwargs)
         base = self._base(repo_id, repo_type, parent_commit or ("main" if create_pr else revision), token)
-        operations = folder_operations(folder_path, path_in_repo, allow_patterns, ignore_patterns, delete_patterns, base)
+        operations = folder_operations(folder_path, path_in_repo, allow_patterns, ignore_patterns, delete_patterns,
+                                       base)
         if self._covered(repo_id):
             plan_args = None
         else:
@@ -397,7 +399,8 @@ class GatedHfApi(HfApi):
                     visibility: str | None = None, repo_type: str | None = None, exist_ok: bool = False,
                     **kwargs: Any) -> Any:
         """``HfApi.create_repo``; creating a repository that is not private is a publish (see the module docstring)."""
-        args = dict(token=token, private=private, visibility=visibility, repo_type=repo_type, exist_ok=exist_ok, **kwargs)
+        args = dict(token=token, private=private, visibility=visibility, repo_type=repo_type, exist_ok=exist_ok,
+                    **kwargs)
         if self._covered(repo_id):
             return super().create_repo(repo_id, **args)
         existing = self._state(repo_id, repo_type, token)

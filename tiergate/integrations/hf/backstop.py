@@ -42,7 +42,8 @@ if TYPE_CHECKING:  # huggingface_hub's HTTP client, imported with the Hub when a
 _COMMIT = re.compile(r"/api/(?P<type>model|dataset|space|kernel)s/(?P<repo>.+?)/commit/(?P<rev>[^/]+)$")
 _PREUPLOAD = re.compile(r"/api/(?P<type>model|dataset|space|kernel)s/(?P<repo>.+?)/preupload/(?P<rev>[^/]+)$")
 _XET_WRITE_TOKEN = re.compile(r"/api/(?:model|dataset|space|kernel)s/.+?/xet-write-token/")
-_LFS_BATCH = re.compile(r"^(?:.*?/)??(?:(?P<type>datasets|spaces|kernels)/)?(?P<repo>[^/]+(?:/[^/]+)?)\.git/info/lfs/objects/batch$")
+_LFS_BATCH = re.compile(r"^(?:.*?/)??(?:(?P<type>datasets|spaces|kernels)/)?(?P<repo>[^/]+(?:/[^/]+)?)"
+                        r"\.git/info/lfs/objects/batch$")
 
 
 class Approvals:
@@ -185,7 +186,8 @@ def check_request(request: Any, approvals: Approvals = APPROVALS) -> None:
         except (ValueError, RecursionError):
             raise BackstopRefused("LFS batch request refused: not JSON") from None
         if payload.get("operation") == "upload":
-            repo_type = {"datasets": "dataset", "spaces": "space", "kernels": "kernel"}.get(match["type"] or "", "model")
+            repo_type = {"datasets": "dataset", "spaces": "space", "kernels": "kernel"}.get(match["type"] or "",
+                                                                                            "model")
             oids = [str(o.get("oid")) for o in payload.get("objects") or []]
             approvals.check_lfs_upload(repo_type, unquote(match["repo"]), oids)
 

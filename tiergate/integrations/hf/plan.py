@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
 from tiergate.core.formats import classify
-from tiergate.core.manifest import ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest, check_excluded_budget, default_workers
+from tiergate.core.manifest import (ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest, check_excluded_budget,
+                                    default_workers)
 from tiergate.core.verify import AttestationInput
 from tiergate.errors import InputError, ModelError
 from tiergate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,

@@ -1,8 +1,8 @@
 """One registry call in, one outcome out: pass it, refuse it, or let it through with the decision tags to write.
 
 This is the adapter proper: it finds the weights a call publishes, hands them with their attestations to
-:meth:`tiergate.runtime.Gate.decide` and turns the :class:`~tiergate.core.decision.Decision` into an outcome. What a tier
-requires is the core's business; which tier a call needs is the policy's ``targets.mlflow`` table (``targets``).
+:meth:`tiergate.runtime.Gate.decide` and turns the :class:`~tiergate.core.decision.Decision` into an outcome. What a
+tier requires is the core's business; which tier a call needs is the policy's ``targets.mlflow`` table (``targets``).
 It is called by the store guard (:mod:`tiergate.integrations.mlflow.registry`) with the registry lock held, so what it
 resolves is what MLflow then writes.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 from collections.abc import Mapping
 
 from tiergate.core.collect import model_attestations
@@ -57,7 +57,7 @@ class Withdraw:
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
-Outcome = Union[Deny, Publish, Withdraw, None]
+Outcome = Deny | Publish | Withdraw | None
 
 
 def _reserved_key(call: Call) -> str | None:
@@ -82,7 +82,8 @@ class RegistryGate:
         reserved = _reserved_key(call)
         if reserved is not None:
             return Deny(f"tiergate refused {call.describe()}: tags starting with '{PREFIX}' are written by the "
-                        f"release gate only ({reserved!r}); they show its decisions and cannot be set or removed by clients")
+                        f"release gate only ({reserved!r}); they show its decisions and cannot be set or removed "
+                        "by clients")
         if call.rpc in RECORDED:
             return self._withdrawal(call, requester)
         try:
@@ -138,7 +139,7 @@ class RegistryGate:
                 version = internals.version_by_alias(call.name, call.alias or "")
             else:
                 version = internals.get_version(call.name, call.version or "")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the version is looked up to be recorded; a lookup failure is logged
             log.warning("%s: not recorded (%s: %s)", call.describe(), type(exc).__name__, exc)
             return None
         context = {**call.context(), **requester, "event": "withdrawn"}

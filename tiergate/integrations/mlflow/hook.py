@@ -5,12 +5,13 @@ A refusal is HTTP 403 with ``{"error_code": "PERMISSION_DENIED", "message": ...}
 ``RestException`` with that code and message and does not retry (it retries 408, 429 and 5xx). Any error while
 deciding becomes such a refusal too: the gate fails closed, and a 5xx would make clients retry into it.
 
-Registry calls are decided where MLflow writes them, in its registry store (:mod:`tiergate.integrations.mlflow.registry`),
-under the registry lock. The route refuses, before MLflow's handler, what the request alone shows to be refused
-(``tiergate.*`` or prompt-marker tags, :func:`~tiergate.integrations.mlflow.routes.refusal`), drops a copy's
-copied gate tags (:mod:`~tiergate.integrations.mlflow.copies`), and refuses any route the surface does not know to be
-harmless (:mod:`~tiergate.integrations.mlflow.surface`: deny by default). Artifact writes are Flask routes, seen by a
-Flask before-request hook, except the upload MLflow's FastAPI app serves itself under uvicorn
+Registry calls are decided where MLflow writes them, in its registry store
+(:mod:`tiergate.integrations.mlflow.registry`), under the registry lock. The route refuses, before MLflow's handler,
+what the request alone shows to be refused (``tiergate.*`` or prompt-marker tags,
+:func:`~tiergate.integrations.mlflow.routes.refusal`), drops a copy's copied gate tags
+(:mod:`~tiergate.integrations.mlflow.copies`), and refuses any route the surface does not know to be harmless
+(:mod:`~tiergate.integrations.mlflow.surface`: deny by default). Artifact writes are Flask routes, seen by a Flask
+before-request hook, except the upload MLflow's FastAPI app serves itself under uvicorn
 (``PUT …/mlflow-artifacts/artifacts/…``), seen by :class:`ArtifactWriteGuard`, an ASGI middleware in that app. Both
 hold the registry lock shared from before the check until the write is done, so no write overlaps a gated call.
 """
@@ -64,7 +65,7 @@ def _unguarded_store() -> str | None:
         if internals.guards_store():
             return None
         reason = "the server's registry store is not MLflow's SQL store, the one tiergate guards"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a store that fails to load for any reason refuses registry writes
         reason = f"the registry store does not load ({type(exc).__name__}: {exc})"
     return (f"tiergate refused this registry write: {reason}; registry writes are refused until the server "
             "uses a SQLite or PostgreSQL backend store")
@@ -169,7 +170,7 @@ def _drain_flask(request: Any) -> None:
         read = 0
         while read < DRAIN_LIMIT and (chunk := request.stream.read(1024 * 1024)):
             read += len(chunk)
-    except Exception:  # the answer matters, not the rest of the body
+    except Exception:  # noqa: BLE001, S110 - the answer matters, not the rest of the body
         pass
 
 
@@ -187,7 +188,7 @@ def _asgi_requester(scope: Mapping[str, Any]) -> dict[str, str]:
     if auth[:6].lower() == "basic ":
         try:
             user = base64.b64decode(auth[6:].strip()).decode("utf-8").split(":", 1)[0]
-        except Exception:
+        except Exception:  # noqa: BLE001 - a malformed Authorization header names nobody
             user = ""
         if user:
             who["user"] = user

@@ -190,7 +190,8 @@ def resolve_location(uri: str) -> str:
             return posixpath.join(root, path) if path else root
         else:
             return uri
-    raise InputError(f"{uri}: more than {MAX_SOURCE_HOPS} models:/ hops to find the weights; register from the original")
+    raise InputError(f"{uri}: more than {MAX_SOURCE_HOPS} models:/ hops to find the weights; "
+                     "register from the original")
 
 
 @contextlib.contextmanager

@@ -110,7 +110,7 @@ class _PgHold:
             connection.execute(text("SELECT pg_advisory_unlock_all()"))
             connection.commit()
             connection.close()  # back to the lock's own pool, holding nothing
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever failed, dropping the session releases its locks
             connection.invalidate()  # closes the session, which drops its advisory locks
 
 
@@ -162,7 +162,7 @@ def backend_for(uri: str) -> Backend:
 
     try:
         url = make_url(uri)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unparsable store URI is one the lock does not support
         return Unsupported(uri)
     dialect = url.get_backend_name()
     if dialect == "sqlite" and url.database and url.database != ":memory:":

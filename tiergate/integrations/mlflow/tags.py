@@ -39,7 +39,8 @@ def decision_tags(decision: Decision, policy: Policy, existing: Mapping[str, str
                 tier = previous
         except ConfigError:  # a tier the current policy no longer has: the new decision replaces it
             pass
-    verdict = decision.decision if decision.decision == "allow" or decision.mode != "warn" else "deny (warn mode, not enforced)"
+    verdict = (decision.decision if decision.decision == "allow" or decision.mode != "warn"
+               else "deny (warn mode, not enforced)")
     tags = {TIER: tier, DECISION: verdict, DIGEST: decision.model_digest}
     if log_index is not None:
         tags[LOG_INDEX] = str(log_index)
