@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from tiergate.cli._options import skip_git_option, hash_with_progress, json_option, model_dir_argument, print_json, quiet_option
+from tiergate.cli._options import (skip_git_option, hash_with_progress, json_option, model_dir_argument, print_json,
+                                   quiet_option)
 
 
 @click.command("hash")

@@ -31,7 +31,8 @@ _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 def _source_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("--server", envvar="GATE_SERVER", metavar="URL", help="Gate service to read the log from (env GATE_SERVER)."),
+        click.option("--server", envvar="GATE_SERVER", metavar="URL",
+                     help="Gate service to read the log from (env GATE_SERVER)."),
         click.option("--log", "log_target", metavar="PATH_OR_URL",
                      help="Read the log database directly instead (SQLite file or postgresql:// URL)."),
         click.option("--log-namespace", help="PostgreSQL schema or SQLite table prefix of the log (with --log)."),
@@ -43,7 +44,8 @@ def _source_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _key_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("--key-file", type=_EXISTING, help="The log's verifier key (vkey line, as `gate serve` prints it)."),
+        click.option("--key-file", type=_EXISTING,
+                     help="The log's verifier key (vkey line, as `gate serve` prints it)."),
         click.option("--pub", type=_EXISTING, help="The gate's Ed25519 public key (PEM, GATE.pub from `gate keygen`)."),
         click.option("--origin", help="Require checkpoints of this log origin (recommended with --pub)."),
     ]):
@@ -132,15 +134,16 @@ def checkpoint_command(server: str | None, log_target: str | None, log_namespace
     checkpoint = key.verify(note, f"checkpoint from {server}")
     if save is not None:
         save.write_bytes(note)
-    click.echo(f"checkpoint verified: log {checkpoint.origin}, {checkpoint.size} entries, root {_b64(checkpoint.root_hash)}"
-               + (f" (saved to {save})" if save else ""))
+    click.echo(f"checkpoint verified: log {checkpoint.origin}, {checkpoint.size} entries, "
+               f"root {_b64(checkpoint.root_hash)}" + (f" (saved to {save})" if save else ""))
 
 
 @log_group.command("prove")
 @click.argument("entry_index", type=click.IntRange(min=0))
 @_source_options
 @_key_options
-@click.option("--checkpoint", "checkpoint_file", type=_EXISTING, help="Prove against this saved checkpoint instead of the current one.")
+@click.option("--checkpoint", "checkpoint_file", type=_EXISTING,
+              help="Prove against this saved checkpoint instead of the current one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry and the proof as JSON.")
 def prove_command(entry_index: int, server: str | None, log_target: str | None, log_namespace: str | None,
                   timeout: float, key_file: Path | None, pub: Path | None, origin: str | None,
@@ -243,7 +246,8 @@ def audit_command(server: str | None, log_target: str | None, log_namespace: str
             assert key is not None  # needs_key
             try:
                 note = opened.client.checkpoint()
-                checkpoints.append(NamedCheckpoint("the service's current checkpoint", key.verify(note, "the service's checkpoint")))
+                checkpoints.append(NamedCheckpoint("the service's current checkpoint",
+                                                   key.verify(note, "the service's checkpoint")))
             except GateError as exc:
                 early.append(Problem(None, f"no valid current checkpoint: {exc}"))
         report = audit_log(opened.source, trust, checkpoints)

@@ -92,7 +92,9 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     if missing:
         raise ConfigError(f"gate serve needs {', '.join(missing)} (or env GATE_TRUST, GATE_KEY, GATE_TOKENS; or "
                           "trust: and key: in GATE_CONFIG)")
-    assert trust_path and key_path and tokens_path
+    assert trust_path
+    assert key_path
+    assert tokens_path
     config = ServiceConfig(trust=trust_path, key=key_path, tokens=tokens_path, policy=policy_path, log=log_target,
                            log_namespace=log_namespace, origin=origin, host=host, port=port, max_body=max_body,
                            hf_webhook_secret_env=hf_webhook_secret_env or None, hf_endpoint=hf_endpoint,
