@@ -143,7 +143,8 @@ def manifest(model_dir: Path) -> Manifest:
     return hash_model(model_dir)
 
 
-def run_gate(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run_gate(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             input: bytes | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002 - as subprocess.run
     """Run the real console entry point in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

@@ -292,7 +292,8 @@ def test_oversized_bundle_is_refused_before_parsing(
 
 def v1_statement(model: Path, **serialization: Any) -> dict[str, Any]:
     resources = [
-        {"name": f.path, "algorithm": "sha256", "digest": f.sha256} for f in model_signing_order(hash_model(model).files)
+        {"name": f.path, "algorithm": "sha256", "digest": f.sha256}
+        for f in model_signing_order(hash_model(model).files)
     ]
     return {
         "_type": "https://in-toto.io/Statement/v1",

@@ -93,7 +93,8 @@ def test_a_global_default_tier_is_refused_not_applied(tmp_path: Path, remote: Pa
     assert "tiergate.tier = internal is in the global config" in result.stderr
     assert "git config remote.origin.releaseGateTier <tier>" in result.stderr
     assert remote_head(remote) is None
-    git(work, "config", "--global", "remote.origin.releaseGateTier", "internal", env=env)  # as blind: every repo's origin
+    # As blind: every repository's origin.
+    git(work, "config", "--global", "remote.origin.releaseGateTier", "internal", env=env)
     assert "remote.origin.releasegatetier = internal is in the global config" in push(work, env).stderr
     assert remote_head(remote) is None
     git(work, "config", "tiergate.tier", "internal")  # this repository's own: applied
@@ -104,8 +105,8 @@ def test_a_global_default_tier_is_refused_not_applied(tmp_path: Path, remote: Pa
 
 
 HUSKY_STUB = '#!/usr/bin/env sh\n. "$(dirname "$0")/h"\n'
-HUSKY_H = '#!/usr/bin/env sh\nn=$(basename "$0")\ns=$(dirname "$(dirname "$0")")/$n\n[ ! -f "$s" ] && exit 0\n' \
-          'sh -e "$s" "$@"\n'  # husky 9's runner, trimmed: it finds .husky/<hook> by the name it was called as
+HUSKY_H = ('#!/usr/bin/env sh\nn=$(basename "$0")\ns=$(dirname "$(dirname "$0")")/$n\n[ ! -f "$s" ] && exit 0\n'
+           'sh -e "$s" "$@"\n')  # husky 9's runner, trimmed: it finds .husky/<hook> by the name it was called as
 
 
 def test_a_hooks_path_set_after_install_is_reported_and_install_chains_it(

@@ -245,8 +245,9 @@ def pushing(tmp_path: Path, world: World) -> Callable[..., subprocess.CompletedP
         if lfs:
             assert run("git", "lfs", "install", "--local").returncode == 0
             assert run("git", "lfs", "track", lfs).returncode == 0
-        installed = subprocess.run([os.sys.executable, "-m", "tiergate", "hooks", "install", str(work), "--tier", "open"],
-                                   capture_output=True, text=True, env=env)
+        installed = subprocess.run(
+            [os.sys.executable, "-m", "tiergate", "hooks", "install", str(work), "--tier", "open"],
+            capture_output=True, text=True, env=env)
         assert installed.returncode == 0, installed.stderr
         write_model(work)
         for number, files in enumerate(commits, 1):

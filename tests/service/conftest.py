@@ -76,7 +76,7 @@ class Server:
     stderr: Path
     env: GateEnv
 
-    def client(self, token: str | None = "default", timeout: float = 30.0) -> GateClient:
+    def client(self, token: str | None = "default", timeout: float = 30.0) -> GateClient:  # noqa: S107 - a marker
         return GateClient(self.url, token=self.env.token if token == "default" else token, timeout=timeout)
 
     def signal(self, sig: int) -> None:

@@ -451,7 +451,7 @@ def test_the_client_deadline_covers_the_whole_answer(raw_stub, decision: Decisio
             client.transport._session.headers["X-Where"] = where
             began = time.monotonic()
             with pytest.raises(GateServiceError, match="did not answer within 1 s; the publish is denied"):
-                ask(client, tier="hosted", model=decision.model_digest).decision
+                ask(client, tier="hosted", model=decision.model_digest)
             assert time.monotonic() - began < 10, where
     finally:
         done.set()
@@ -467,7 +467,7 @@ def test_the_client_refuses_odd_log_indices_and_deep_json(raw_stub, decision: De
     assert recorded.decision == decision and recorded.log_index is None
     which[0] = "deep"
     with pytest.raises(GateServiceError, match="not JSON; the publish is denied"):
-        ask(GateClient(stub.url, token="t", timeout=10), tier="hosted", model=decision.model_digest).decision
+        ask(GateClient(stub.url, token="t", timeout=10), tier="hosted", model=decision.model_digest)
 
 
 def test_the_client_checks_the_tier_a_target_was_decided_at(raw_stub, decision: Decision, tmp_path: Path) -> None:
@@ -490,10 +490,10 @@ def test_the_client_checks_the_tier_a_target_was_decided_at(raw_stub, decision: 
     client = GateClient(stub.url, token="t", timeout=10)
     assert ask(client, target="mlflow:alias:prod", model=decision.model_digest).decision == decision
     with pytest.raises(GateServiceError, match="requires tier 'open' for huggingface:public; the publish is denied"):
-        ask(client, target="huggingface:public", model=decision.model_digest).decision
+        ask(client, target="huggingface:public", model=decision.model_digest)
     served["policy"] = {**policy, "digest": "sha256:" + "9" * 64}
     with pytest.raises(GateServiceError, match="decided with policy .* but reports policy"):
-        ask(GateClient(stub.url, token="t", timeout=10), target="mlflow:alias:prod", model=decision.model_digest).decision
+        ask(GateClient(stub.url, token="t", timeout=10), target="mlflow:alias:prod", model=decision.model_digest)
 
 
 def test_the_real_service_reports_its_policy_for_target_checks(server: Server) -> None:

@@ -24,7 +24,7 @@ def serve(env: GateEnv, **overrides: str) -> object:
     return run_gate("serve", *args)
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize(("change", "message"), [
     ({"--trust": None}, "gate serve needs --trust"),
     ({"--trust": "/nonexistent/trust.yaml"}, "trust store not found"),
     ({"--tokens": "CLEAR"}, "not a SHA-256 hex digest"),
