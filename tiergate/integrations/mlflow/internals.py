@@ -63,8 +63,7 @@ def request_fields(rpc: str, flask_request: Any) -> dict[str, Any]:
     from mlflow.server.handlers import _get_request_message
 
     message = _get_request_message(getattr(model_registry_pb2, rpc)(), flask_request=flask_request)
-    fields: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
-    return fields
+    return MessageToDict(message, preserving_proto_field_name=True)
 
 
 def is_prompt(tags: Mapping[str, str] | tuple[tuple[str, str], ...], source: str | None) -> bool:
