@@ -358,7 +358,7 @@ def _direct_place(uri: str) -> Place:
 def _destination() -> Place | None:
     import os
 
-    from mlflow.server import ARTIFACTS_DESTINATION_ENV_VAR
+    from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
 
     destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR)
     return _direct_place(destination) if destination else None

@@ -222,7 +222,7 @@ def registry_lock() -> RegistryLock:
     global _LOCK
     with _LOCK_GUARD:
         if _LOCK is None:
-            from mlflow.server import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
+            from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
             uri = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or os.environ.get(BACKEND_STORE_URI_ENV_VAR) or ""
             _LOCK = RegistryLock(backend_for(uri))
