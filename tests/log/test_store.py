@@ -203,7 +203,8 @@ def test_a_stuck_writer_times_out_the_others_cleanly(target: tuple[str, str | No
             import psycopg
 
             blocker = psycopg.connect(location)
-            blocker.execute(f'SELECT size FROM "{namespace}".log_head WHERE id = 1 FOR UPDATE')  # noqa: S608 - a test schema
+            # The test's own schema name; no value is formatted into the SQL.
+            blocker.execute(f'SELECT size FROM "{namespace}".log_head WHERE id = 1 FOR UPDATE')  # noqa: S608
         try:
             started = time.monotonic()
             with pytest.raises(StoreError, match="locked for 0.3 s|held the log for too long"):

@@ -417,7 +417,8 @@ def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
             if entry.size > MAX_SYMLINK_BYTES:
                 raise ModelError(f"{where}: {entry.path}: a symlink whose target is {entry.size} bytes long is "
                                  "content, not a link; commit the file itself")
-            entry = _resolve_symlink(entry, repo.read_blob(entry.oid, MAX_SYMLINK_BYTES), files, commit)  # noqa: PLW2901 - the target is checked
+            # The link is replaced by its target: what follows checks the target.
+            entry = _resolve_symlink(entry, repo.read_blob(entry.oid, MAX_SYMLINK_BYTES), files, commit)  # noqa: PLW2901
         if is_ignored(entry.path):
             source = check_excluded_change(repo, entry.path, entry.oid, where)
             budget.add(source.size)
