@@ -165,10 +165,13 @@ def _key_signers(evidence: _Evidence, store: TrustStore) -> list[tuple[Evaluator
 
 
 def _certificate_signers(
-    evidence: _Evidence, store: TrustStore, claimed: datetime | None, now: datetime
+    evidence: _Evidence, store: TrustStore, now: datetime
 ) -> list[tuple[Evaluator, TrustedKey, TrustedTime | None]]:
     """The trust store's Sigstore and X.509 identities the bundle's certificate satisfies, each with the earliest
-    trusted signing time its verification established (or the log's). Raises VerificationError when none does."""
+    trusted signing time its verification established (or the log's). Raises VerificationError when none does.
+
+    An X.509 chain is checked at the log's time when there is one, else at the gate's clock, never at a time the
+    signer wrote: a certificate that has expired since counts only for signatures something trusted dated."""
     assert evidence.bundle is not None and evidence.bundle.leaf is not None
     found, problems = [], []
     for evaluator, trusted in store.certificate_identities():
@@ -176,33 +179,38 @@ def _certificate_signers(
         try:
             if isinstance(identity, SigstoreIdentity):
                 signer = identity.verify(evidence.bundle, evidence.data)
-            else:  # X.509: the chain must hold at the signing time, which for it comes from the log or the entry
-                at = trusted.signing_time(evidence.recorded, claimed, now)
-                signer = identity.verify(evidence.bundle, at.time)  # type: ignore[union-attr]
+            else:
+                at = evidence.recorded.time if evidence.recorded else now
+                signer = identity.verify(evidence.bundle, at)  # type: ignore[union-attr]
         except VerificationError as exc:
             problems.append(f"{exc} (evaluator {evaluator.id})")
             continue
         found.append((evaluator, trusted, signer.times[0] if signer.times else evidence.recorded))
     if found:
         return found
-    names = certificate_names(evidence.bundle.leaf)
     if len(problems) == 1:
         raise VerificationError(problems[0])
     raise VerificationError(
-        f"unknown signer: the certificate for {names} matches none of the trust store's "
-        f"{len(problems)} sigstore/x509 identities in {store.source}"
+        f"unknown signer: the certificate for {certificate_names(evidence.bundle.leaf)} matches none of the "
+        f"{len(problems)} sigstore/x509 identities of the trust store {store.source}"
         + (f" (first: {problems[0]})" if problems else ""))
 
 
-def _accepted_signers(
-    evidence: _Evidence, store: TrustStore, claimed: datetime | None, now: datetime
-) -> list[tuple[Evaluator, TrustedKey, TrustedTime]]:
-    """Every trusted identity that signed, with the time it is judged at, that was valid then. Raises
-    VerificationError with the first reason when none is."""
+def _identified(evidence: _Evidence, store: TrustStore, now: datetime
+                ) -> list[tuple[Evaluator, TrustedKey, TrustedTime | None]]:
+    """Which trusted identities made the signature, each with the trusted time that vouches for it, if any.
+    Raises VerificationError when none did."""
     if evidence.bundle is not None and evidence.bundle.certificates:
-        signers = _certificate_signers(evidence, store, claimed, now)
-    else:
-        signers = _key_signers(evidence, store)
+        return _certificate_signers(evidence, store, now)
+    return _key_signers(evidence, store)
+
+
+def _accepted_signers(
+    signers: Sequence[tuple[Evaluator, TrustedKey, TrustedTime | None]], claimed: datetime | None, now: datetime
+) -> list[tuple[Evaluator, TrustedKey, TrustedTime]]:
+    """The identities among ``signers`` valid at the time each is judged at (its trusted time, else the claimed
+    one where its entry allows, else now), with that time. Raises VerificationError with the first reason when
+    none is."""
     accepted, problems = [], []
     for evaluator, trusted, trusted_time in signers:
         when = trusted.signing_time(trusted_time, claimed, now)
@@ -270,6 +278,10 @@ def _verify_statement(
     catalogue: BenchmarkCatalogue,
 ) -> VerifiedAttestation:
     evidence = _evidence(item, "Sigstore bundle")
+    if evidence.envelope.payload_type != INTOTO_PAYLOAD_TYPE:  # shape, then who signed, then what was signed
+        raise VerificationError(
+            f"wrong payloadType {evidence.envelope.payload_type!r}: expected {INTOTO_PAYLOAD_TYPE}")
+    signers = _identified(evidence, store, now)
     statement = _parse_statement(evidence.envelope)
     try:
         if statement.predicate_type == EVALUATION_PREDICATE_TYPE:
@@ -280,7 +292,7 @@ def _verify_statement(
             evaluation = evaluation_from_test_result(statement.predicate)
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
-    accepted = _accepted_signers(evidence, store, signed_at, now)
+    accepted = _accepted_signers(signers, signed_at, now)
     evaluation = _measured(evaluation, catalogue)
     # Differences, not sums: a time near the end of the calendar plus the skew would overflow.
     if signed_at is not None and signed_at - now > skew:
@@ -322,7 +334,7 @@ def _verify_oms(item: AttestationInput, store: TrustStore, model: Manifest | str
         raise VerificationError("an OMS signature can only be checked against the model's files, not a bare digest")
     evidence = _evidence(item, "OMS signature")
     if evidence.bundle is not None and evidence.bundle.certificates:
-        accepted = _accepted_signers(evidence, store, None, now)
+        accepted = _accepted_signers(_certificate_signers(evidence, store, now), None, now)
         evaluator, trusted, when = accepted[0]
         oms.verify_oms_statement(evidence.envelope.payload, model, PublicKey(evidence.bundle.leaf.public_key()))  # type: ignore[arg-type, union-attr]
     else:
