@@ -133,7 +133,7 @@ class SigstoreIdentity:
     def _policy(self) -> Any:
         from sigstore.verify import policy
 
-        issuer = policy.AnyOf([policy.OIDCIssuerV2(self.issuer), policy.OIDCIssuer(self.issuer)])
+        issuer = _Issuer(self.issuer)
         if self.identity is not None:
             return policy.AllOf([issuer, policy.Identity(identity=self.identity)])
         return policy.AllOf([issuer, _IdentityPattern(compile_pattern(self.identity_pattern or ""))])
@@ -164,6 +164,23 @@ class SigstoreIdentity:
 _TIME_SOURCES = {"TRANSPARENCY_SERVICE": "Rekor integrated time", "TIMESTAMP_AUTHORITY": "RFC 3161 timestamp"}
 
 
+class _Issuer:
+    """A sigstore VerificationPolicy: the certificate's OIDC issuer, as Fulcio writes it today (the v2 extension,
+    DER) or did before (v1, raw), is ``issuer``."""
+
+    def __init__(self, issuer: str) -> None:
+        self._issuer = issuer
+
+    def verify(self, cert: x509.Certificate) -> None:
+        from sigstore.verify import policy
+
+        v2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+        if any(extension.oid == v2 for extension in cert.extensions):
+            policy.OIDCIssuerV2(self._issuer).verify(cert)
+        else:
+            policy.OIDCIssuer(self._issuer).verify(cert)
+
+
 class _IdentityPattern:
     """A sigstore VerificationPolicy: some SAN identity matches the pattern, whole."""
 
@@ -189,6 +206,7 @@ def _verifier(root_json: bytes, name: str) -> Any:
         from sigstore.errors import Error as SigstoreError
         from sigstore.models import ClientTrustConfig, TrustedRoot
         from sigstore.verify import Verifier
+        from sigstore_models.trustroot import v1 as trustroot_v1  # sigstore's own protobuf models (a dependency)
     except ImportError:
         from tiergate.errors import extra_missing
 
@@ -198,7 +216,7 @@ def _verifier(root_json: bytes, name: str) -> Any:
         if "clienttrustconfig" in str(json.loads(text).get("mediaType", "")).lower():
             root = ClientTrustConfig.from_json(text).trusted_root
         else:
-            root = TrustedRoot.from_json(text)
+            root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(text))
         return Verifier(trusted_root=root)
     except (SigstoreError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{name}: not a Sigstore trusted root or client trust config ({_one_line(exc)})") from None
