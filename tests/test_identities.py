@@ -285,19 +285,29 @@ def test_model_signing_certificate_method_verifies(ca: CA, tmp_path: Path) -> No
     assert "unlisted file: extra.bin" in refusal(AttestationInput("model.sig", data), store, hash_model(model_dir))
 
 
-def test_model_transparency_certificate_fixture_is_refused_for_its_ca_leaf(tmp_path: Path) -> None:
-    """model-transparency's certificate fixtures sign with a certificate that is itself a CA (basicConstraints
-    cA=TRUE): model-signing accepts it, RFC 5280 path validation as cryptography applies it does not."""
+def test_model_transparency_certificate_fixture_verifies(tmp_path: Path) -> None:
+    """model-transparency's v1.1.0 certificate fixture, as its verify script checks it (``--certificate_chain
+    ca-cert.pem``): its signing certificate is marked cA=TRUE but cannot sign certificates (no keyCertSign)."""
     keys = VECTORS / "keys" / "certificate"
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     for name in ("signme-1", "signme-2"):
         shutil.copy(VECTORS / "v1.1.0-certificate" / name, model_dir / name)
     shutil.copy(keys / "ca-cert.pem", tmp_path / "root.pem")
-    entry = {"x509": {"roots": ["root.pem"], "subject": "CN=intermediate-ca"}}
+    subject = x509.load_pem_x509_certificate((keys / "signing-key-cert.pem").read_bytes()).subject.rfc4514_string()
+    store = store_of(tmp_path, {"x509": {"roots": ["root.pem"], "subject": subject}})
     item = AttestationInput("model.sig", (VECTORS / "v1.1.0-certificate" / "model.sig").read_bytes())
-    assert "cA must not be asserted in an EE certificate" in refusal(item, store_of(tmp_path, entry),
-                                                                     hash_model(model_dir))
+    assert verify_attestation(item, store, hash_model(model_dir), NOW).predicate_type == "oms"
+    (model_dir / "signme-1").write_bytes(b"changed")
+    assert "file changed: signme-1" in refusal(item, store, hash_model(model_dir))
+
+
+def test_a_certificate_that_can_sign_certificates_is_not_a_signer(ca: CA, model: Manifest, tmp_path: Path) -> None:
+    """The intermediate's own key signing an attestation: it chains, but it is a CA, not a signing certificate."""
+    item = AttestationInput("a", certificate_bundle(statement_bytes(model), ca.intermediate_key, [ca.intermediate]))
+    entry = x509_entry(ca, tmp_path, san=None, subject="CN=EvalCo Signing CA,O=EvalCo")
+    entry["x509"] = {k: v for k, v in entry["x509"].items() if v is not None}
+    assert "keyCertSign" in refusal(item, store_of(tmp_path, entry), model)
 
 
 # --- bundles by key -------------------------------------------------------------------------------------------------

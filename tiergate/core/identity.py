@@ -287,10 +287,13 @@ class X509Identity:
         if leaf is None:
             raise VerificationError(f"{self.label}: the bundle carries no certificate")
         # Web PKI defaults for everything but what a signing certificate does differently: the EKU (checked below,
-        # code signing rather than TLS client auth) and the SAN (an organisation may name signers in the subject).
+        # code signing rather than TLS client auth), the SAN (an organisation may name signers in the subject) and
+        # basicConstraints (model-signing's own test PKI signs with a cA=TRUE certificate; one that may sign
+        # certificates is refused below, so it cannot be a working CA).
         ee = (ExtensionPolicy.webpki_defaults_ee()
               .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
-              .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None))
+              .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+              .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, None))
         ca = ExtensionPolicy.webpki_defaults_ca().may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
         verifier = (PolicyBuilder().store(Store(list(self.roots))).time(at)
                     .extension_policies(ca_policy=ca, ee_policy=ee).build_client_verifier())
@@ -324,6 +327,8 @@ class X509Identity:
             return "has no key usage extension (digitalSignature is required)"
         if not usage.digital_signature:
             return "is not for digital signatures (key usage lacks digitalSignature)"
+        if usage.key_cert_sign:
+            return "is a CA certificate (key usage keyCertSign), not a signing certificate"
         try:
             extended = set(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         except x509.ExtensionNotFound:
