@@ -94,10 +94,13 @@ def predicate_type(envelope: Envelope) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_EXPECTED: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+
+
 def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
     value = obj.get(name)
     if not isinstance(value, kind):
-        expected = {dict: "an object", list: "a list", str: "a string"}.get(kind, kind.__name__)
+        expected = _EXPECTED.get(kind, kind.__name__)
         raise VerificationError(f"malformed {where}: '{name}' is missing or not {expected}")
     return value
 

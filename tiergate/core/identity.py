@@ -145,10 +145,15 @@ class SigstoreIdentity:
         from sigstore.errors import Error as SigstoreError
         from sigstore.models import Bundle
 
-        verifier = self._sigstore_verifier()
+        policy = self._policy()
         try:
+            # The identity first, on the leaf alone: a trust store lists many identities and a bundle names one, so
+            # the others are told apart for the cost of reading two extensions, not of a full verification.
+            if bundle.leaf is not None:
+                policy.verify(bundle.leaf)
+            verifier = self._sigstore_verifier()
             parsed = Bundle.from_json(raw)
-            verifier.verify_dsse(parsed, self._policy())
+            verifier.verify_dsse(parsed, policy)
             # The times verify_dsse checked the chain and the log entry at; re-established the same way (it keeps
             # no result), so they are the verifier's, not the bundle's say-so.
             established = verifier._establish_time(parsed)

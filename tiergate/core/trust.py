@@ -109,9 +109,12 @@ class TrustedKey:
 
         Without a time the signature is judged as made ``now``.
         """
-        at = signed_at if isinstance(signed_at, TrustedTime) else None
-        when = at.time if at else (signed_at or now)
-        said = f" ({at.source})" if at else ""
+        when: datetime = now
+        said = ""
+        if isinstance(signed_at, TrustedTime):
+            when, said = signed_at.time, f" ({signed_at.source})"
+        elif signed_at is not None:
+            when = signed_at
         label = self.label
         if self.revoked_at is not None:
             if self.compromised:

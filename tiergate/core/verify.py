@@ -25,7 +25,7 @@ from tiergate.core.attestation import (
 )
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
-from tiergate.core.identity import SigstoreIdentity, TrustedTime, certificate_names
+from tiergate.core.identity import SigstoreIdentity, TrustedTime, X509Identity, certificate_names
 from tiergate.core.keys import PublicKey
 from tiergate.core.manifest import Manifest
 from tiergate.core.timeutil import format_time
@@ -180,8 +180,8 @@ def _certificate_signers(
             if isinstance(identity, SigstoreIdentity):
                 signer = identity.verify(evidence.bundle, evidence.data)
             else:
-                at = evidence.recorded.time if evidence.recorded else now
-                signer = identity.verify(evidence.bundle, at)  # type: ignore[union-attr]
+                assert isinstance(identity, X509Identity)  # certificate_identities holds these two kinds only
+                signer = identity.verify(evidence.bundle, evidence.recorded.time if evidence.recorded else now)
         except VerificationError as exc:
             problems.append(f"{exc} (evaluator {evaluator.id})")
             continue
@@ -281,7 +281,7 @@ def _verify_statement(
     if evidence.envelope.payload_type != INTOTO_PAYLOAD_TYPE:  # shape, then who signed, then what was signed
         raise VerificationError(
             f"wrong payloadType {evidence.envelope.payload_type!r}: expected {INTOTO_PAYLOAD_TYPE}")
-    signers = _identified(evidence, store, now)
+    identified = _identified(evidence, store, now)
     statement = _parse_statement(evidence.envelope)
     try:
         if statement.predicate_type == EVALUATION_PREDICATE_TYPE:
@@ -292,7 +292,7 @@ def _verify_statement(
             evaluation = evaluation_from_test_result(statement.predicate)
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
-    accepted = _accepted_signers(signers, signed_at, now)
+    accepted = _accepted_signers(identified, signed_at, now)
     evaluation = _measured(evaluation, catalogue)
     # Differences, not sums: a time near the end of the calendar plus the skew would overflow.
     if signed_at is not None and signed_at - now > skew:
