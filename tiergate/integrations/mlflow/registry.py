@@ -37,8 +37,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from tiergate.core.targets import TargetError
 from tiergate.errors import GateError
-from tiergate.integrations.mlflow import internals
 from tiergate.integrations.mlflow.gatekeeper import Deny, Publish, RegistryGate, Withdraw
+from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+from tiergate.integrations.mlflow.internals import registry as mlflow_registry
 from tiergate.integrations.mlflow.lock import RegistryLock, registry_lock
 from tiergate.integrations.mlflow.routes import (
     CREATE_VERSION,
@@ -175,7 +176,7 @@ def _copied_tags(call: Call) -> bool:
     match = _COPY_SOURCE.fullmatch(call.source or "")
     if not reserved or match is None:
         return False
-    source = internals.get_version(match.group(1), match.group(2))
+    source = mlflow_registry.get_version(match.group(1), match.group(2))
     return all(source.tags.get(k) == v for k, v in reserved)
 
 
@@ -253,7 +254,7 @@ class StoreGuard:
         assert outcome.version is not None
         try:
             with gate_writing():
-                internals.set_tags(call.name, outcome.version, outcome.tags)
+                mlflow_registry.set_tags(call.name, outcome.version, outcome.tags)
         except Exception as exc:
             log.exception("could not record the decision for %s; refused", call.describe())
             self._restore(call, outcome)
@@ -272,7 +273,7 @@ class StoreGuard:
         version is not in the new state, so tags that stay only overstate what was decided)."""
         try:
             with gate_writing():
-                internals.restore_tags(call.name, outcome.version or "", outcome.existing, outcome.tags)
+                mlflow_registry.restore_tags(call.name, outcome.version or "", outcome.existing, outcome.tags)
         except Exception:
             log.exception("could not put back the gate's tags on %s", call.describe())
 
@@ -295,7 +296,7 @@ class StoreGuard:
         name = str(a["name"])
         version = str(a["version"]) if method == "delete_model_version" else None
         try:
-            versions = internals.gated_versions_of(name, version)
+            versions = mlflow_artifacts.gated_versions_of(name, version)
             if not versions:
                 return
             if method == "rename_registered_model":
