@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from helpers_pki import CA, CURVE_HASHES, SIGNER, make_ca
 from support import NOW, write_model
 from tiergate.core.attestation import Evaluation, EvaluationPredicate, EvaluatorRef, build_statement
-from tiergate.core.bundle import is_oms_signature
+from tiergate.core.bundle import is_oms_signature, parse_bundle
 from tiergate.core.decision import _age_start
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope, Signature, pae
 from tiergate.core.keys import PrivateKey
@@ -219,18 +219,23 @@ def test_model_signing_certificate_method_verifies(ca: CA, tmp_path: Path) -> No
     assert "unlisted file: extra.bin" in refusal(AttestationInput("model.sig", data), store, hash_model(model_dir))
 
 
-def test_model_transparency_certificate_fixture_verifies(tmp_path: Path) -> None:
-    """model-transparency's v1.1.0 certificate fixture, as its verify script checks it (``--certificate_chain
-    ca-cert.pem``): its signing certificate is marked cA=TRUE but cannot sign certificates (no keyCertSign)."""
+CERTIFICATE_FIXTURES = sorted(p.name for p in VECTORS.glob("v*-certificate"))
+
+
+@pytest.mark.parametrize("version", CERTIFICATE_FIXTURES)
+def test_model_transparency_certificate_fixtures_verify(tmp_path: Path, version: str) -> None:
+    """model-transparency's certificate fixtures (model-signing 0.2 to 1.1), as their verify scripts check them
+    (``--certificate_chain ca-cert.pem``): the signing certificate is marked cA=TRUE but cannot sign certificates
+    (no keyCertSign); 0.2's signature is over its malformed PAE, accepted for its legacy statement only."""
     keys = VECTORS / "keys" / "certificate"
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     for name in ("signme-1", "signme-2"):
-        shutil.copy(VECTORS / "v1.1.0-certificate" / name, model_dir / name)
+        shutil.copy(VECTORS / version / name, model_dir / name)
     shutil.copy(keys / "ca-cert.pem", tmp_path / "root.pem")
     subject = x509.load_pem_x509_certificate((keys / "signing-key-cert.pem").read_bytes()).subject.rfc4514_string()
     store = store_of(tmp_path, {"x509": {"roots": ["root.pem"], "subject": subject}})
-    item = AttestationInput("model.sig", (VECTORS / "v1.1.0-certificate" / "model.sig").read_bytes())
+    item = AttestationInput("model.sig", (VECTORS / version / "model.sig").read_bytes())
     assert verify_attestation(item, store, hash_model(model_dir), NOW).predicate_type == "oms"
     (model_dir / "signme-1").write_bytes(b"changed")
     assert "file changed: signme-1" in refusal(item, store, hash_model(model_dir))
@@ -278,16 +283,24 @@ def sigstore_item(version: str) -> AttestationInput:
     return AttestationInput(f"{version}/model.sig", (VECTORS / version / "model.sig").read_bytes())
 
 
-@pytest.mark.parametrize(("version", "signed", "source"), [
-    ("v1.1.0-sigstore", datetime(2025, 10, 10, 2, 12, 20, tzinfo=timezone.utc), "RFC 3161 timestamp"),
-    ("v1.0.1-sigstore", datetime(2025, 10, 7, 15, 33, 48, tzinfo=timezone.utc), "Rekor integrated time"),
-])
-def test_public_good_sigstore_signature_verifies(tmp_path: Path, version: str, signed: datetime, source: str) -> None:
+@pytest.mark.parametrize("version", sorted(p.name for p in VECTORS.glob("v*-sigstore")))
+def test_public_good_sigstore_signatures_verify(tmp_path: Path, version: str) -> None:
+    """Every sigstore fixture of model-transparency, with the identity and issuer its verify script gives; the
+    signing time is the one Rekor (or a timestamp authority) vouches for, which lies in the certificate's window."""
     store = store_of(tmp_path, {"sigstore": {"issuer": IBM_ISSUER, "identity": IBM_IDENTITY}})
     verified = verify_attestation(sigstore_item(version), store, sigstore_model(tmp_path, version), NOW)
     assert verified.predicate_type == "oms" and verified.evaluator.key_id.startswith("sigstore:")
-    assert verified.trusted_time is not None and verified.trusted_time.time == signed
-    assert verified.trusted_time.source in (source, "Rekor integrated time")
+    bundle = parse_bundle(sigstore_item(version).data)
+    assert bundle.leaf is not None and verified.trusted_time is not None
+    assert bundle.leaf.not_valid_before_utc <= verified.trusted_time.time <= bundle.leaf.not_valid_after_utc
+    assert verified.trusted_time.source in ("Rekor integrated time", "RFC 3161 timestamp")
+
+
+def test_the_earliest_vouched_time_is_the_signing_time(tmp_path: Path) -> None:
+    store = store_of(tmp_path, {"sigstore": {"issuer": IBM_ISSUER, "identity": IBM_IDENTITY}})
+    verified = verify_attestation(sigstore_item("v1.1.0-sigstore"), store, sigstore_model(tmp_path, "v1.1.0-sigstore"), NOW)
+    assert verified.trusted_time is not None  # Rekor and the TSA agree to the second here
+    assert verified.trusted_time.time == datetime(2025, 10, 10, 2, 12, 20, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize(("identity", "expected"), [

@@ -23,7 +23,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -281,9 +281,11 @@ class X509Identity:
         who = self.san or (f"/{self.san_pattern}/" if self.san_pattern else None) or self.subject
         return f"X.509 identity {who} under {self.roots[0].subject.rfc4514_string()}"
 
-    def verify(self, bundle: SigstoreBundle, at: datetime) -> CertificateSigner:
+    def verify(self, bundle: SigstoreBundle, at: datetime,
+               signed: Callable[[PublicKey], bool] | None = None) -> CertificateSigner:
         """Check the bundle's certificate chains to a root at ``at`` and names this identity, and that its key made
-        the DSSE signature. Raises VerificationError with what did not hold."""
+        the DSSE signature (``signed``, given the leaf's key; default: a signature over the envelope's PAE).
+        Raises VerificationError with what did not hold."""
         from cryptography.x509.verification import (
             Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError as ChainError,
         )
@@ -312,8 +314,7 @@ class X509Identity:
         if problem:
             raise VerificationError(f"{self.label}: certificate for {certificate_names(leaf)} {problem}")
         key = _leaf_key(leaf)
-        message = bundle.envelope.pae()
-        if not any(key.verify(signature.sig, message) for signature in bundle.envelope.signatures):
+        if not (signed or bundle.envelope.signed_by)(key):
             raise VerificationError(f"{self.label}: bad signature: the envelope does not verify with the key of the "
                                     f"certificate for {certificate_names(leaf)} (tampered or re-signed)")
         return CertificateSigner(key, ())

@@ -23,6 +23,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from tiergate.core.bundle import MAX_BUNDLE_BYTES, SigstoreBundle, is_oms_signature, parse_bundle
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from tiergate.core.files import StrictJSONError, parse_json
@@ -120,6 +124,22 @@ def _pem_hint(key: PublicKey) -> str:
 def _pae_compat(payload: bytes) -> bytes:
     """The PAE model-signing 0.2 signed by mistake (``DSSEV1 ... b'<repr>'``); accepted for legacy payloads only."""
     return f"DSSEV1 {len(INTOTO_PAYLOAD_TYPE)} {INTOTO_PAYLOAD_TYPE} {len(payload)} {payload!r}".encode("utf-8")
+
+
+def signed_legacy(envelope: Envelope, key: PublicKey) -> bool:
+    """Whether ``key`` signed model-signing 0.2's malformed PAE of the envelope (legacy statements only: the caller
+    passes the result to :func:`verify_oms_statement` as ``compat_pae``, which refuses any other statement)."""
+    if not isinstance(key.key, ec.EllipticCurvePublicKey):
+        return False
+    compat = _pae_compat(envelope.payload)
+    for signature in envelope.signatures:
+        try:
+            # model-signing 0.2 hashed with SHA-256 whatever the curve (its certificate fixture signs with P-384).
+            key.key.verify(signature.sig, compat, ec.ECDSA(hashes.SHA256()))
+            return True
+        except (InvalidSignature, ValueError):
+            continue
+    return False
 
 
 def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[PublicKey]) -> tuple[PublicKey, bool]:

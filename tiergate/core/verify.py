@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tiergate.core import oms
 from tiergate.core.bundle import SigstoreBundle, is_bundle, is_oms_signature, parse_bundle
@@ -165,7 +165,7 @@ def _key_signers(evidence: _Evidence, store: TrustStore) -> list[tuple[Evaluator
 
 
 def _certificate_signers(
-    evidence: _Evidence, store: TrustStore, now: datetime
+    evidence: _Evidence, store: TrustStore, now: datetime, signed: Callable[[PublicKey], bool] | None = None
 ) -> list[tuple[Evaluator, TrustedKey, TrustedTime | None]]:
     """The trust store's Sigstore and X.509 identities the bundle's certificate satisfies, each with the earliest
     trusted signing time its verification established (or the log's). Raises VerificationError when none does.
@@ -181,7 +181,7 @@ def _certificate_signers(
                 signer = identity.verify(evidence.bundle, evidence.data)
             else:
                 assert isinstance(identity, X509Identity)  # certificate_identities holds these two kinds only
-                signer = identity.verify(evidence.bundle, evidence.recorded.time if evidence.recorded else now)
+                signer = identity.verify(evidence.bundle, evidence.recorded.time if evidence.recorded else now, signed)
         except VerificationError as exc:
             problems.append(f"{exc} (evaluator {evaluator.id})")
             continue
@@ -334,9 +334,14 @@ def _verify_oms(item: AttestationInput, store: TrustStore, model: Manifest | str
         raise VerificationError("an OMS signature can only be checked against the model's files, not a bare digest")
     evidence = _evidence(item, "OMS signature")
     if evidence.bundle is not None and evidence.bundle.certificates:
-        accepted = _accepted_signers(_certificate_signers(evidence, store, now), None, now)
-        evaluator, trusted, when = accepted[0]
-        oms.verify_oms_statement(evidence.envelope.payload, model, PublicKey(evidence.bundle.leaf.public_key()))  # type: ignore[arg-type, union-attr]
+        envelope = evidence.envelope
+        # model-signing 0.2 signed a malformed PAE; accepted by the statement check for its legacy statements only.
+        signers = _certificate_signers(evidence, store, now,
+                                       lambda key: envelope.signed_by(key) or oms.signed_legacy(envelope, key))
+        evaluator, trusted, when = _accepted_signers(signers, None, now)[0]
+        accepted = [(evaluator, trusted, when)]
+        key = PublicKey(evidence.bundle.leaf.public_key())  # type: ignore[arg-type, union-attr]
+        oms.verify_oms_statement(envelope.payload, model, key, compat_pae=not envelope.signed_by(key))
     else:
         result = oms.verify_oms_bundle(item.data, model, store.keys())
         owner = store.owner(result.key.key_id)
