@@ -371,13 +371,13 @@ def test_retired_key_backdated_into_its_window_is_refused_when_a_trusted_time_sa
 
 
 def test_freshness_counts_from_the_trusted_time_when_it_is_earlier() -> None:
-    from tiergate.core.identity import TrustedTime
+    from tiergate.core.identity import SigningTime
     from tiergate.core.verify import Signer
 
     signer = Signer("evalco", "EvalCo", "third_party", "k", True)
     claimed = NOW - timedelta(days=1)
     item = VerifiedAttestation("a", "sha256:00", "p", signer, (signer,), None, claimed,
-                               TrustedTime(NOW - timedelta(days=90), "first recorded by the gate's log"))
+                               SigningTime(NOW - timedelta(days=90), "first recorded by the gate's log"))
     assert _age_start(item) == NOW - timedelta(days=90)  # a fresh attestedAt does not make old evidence new
 
 

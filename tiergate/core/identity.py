@@ -46,11 +46,13 @@ CURVES: tuple[str, ...] = ("secp256r1", "secp384r1", "secp521r1")
 
 
 @dataclass(frozen=True)
-class TrustedTime:
-    """A signing time the signer could not choose, and what vouches for it (for messages)."""
+class SigningTime:
+    """When a signature counts as made, and what says so (for messages). ``vouched``: by something other than the
+    signer or the gate's clock (a transparency log, a timestamp authority, the gate's own log)."""
 
     time: datetime
     source: str
+    vouched: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class CertificateSigner:
     signing times the verification established (earliest first; empty when nothing but the signer vouches)."""
 
     key: PublicKey
-    times: tuple[TrustedTime, ...]
+    times: tuple[SigningTime, ...]
 
 
 def _fingerprint(*parts: str) -> str:
@@ -161,7 +163,7 @@ class SigstoreIdentity:
             raise VerificationError(f"{self.label}: {_one_line(exc)}") from None
         except ValueError as exc:  # malformed protobuf JSON in a bundle that parsed as JSON
             raise VerificationError(f"{self.label}: the bundle is not a valid Sigstore bundle ({_one_line(exc)})") from None
-        times = sorted((TrustedTime(t.time, _TIME_SOURCES.get(t.source.name, t.source.name)) for t in established),
+        times = sorted((SigningTime(t.time, _TIME_SOURCES.get(t.source.name, t.source.name)) for t in established),
                        key=lambda t: t.time)
         return CertificateSigner(_leaf_key(parsed.signing_certificate), tuple(times))
 

@@ -49,7 +49,7 @@ from cryptography import x509
 
 from tiergate.core.attestation import RISK_DOMAINS
 from tiergate.core.identity import (
-    Identity, SigstoreIdentity, TrustedTime, X509Identity, check_trusted_root, compile_pattern, eku_oid,
+    Identity, SigstoreIdentity, SigningTime, X509Identity, check_trusted_root, compile_pattern, eku_oid,
     identity_label, public_good_root,
 )
 from tiergate.core.keys import PublicKey
@@ -95,23 +95,23 @@ class TrustedKey:
             return self.self_reported_time
         return isinstance(self.identity, PublicKey)
 
-    def signing_time(self, trusted: TrustedTime | None, claimed: datetime | None, now: datetime) -> TrustedTime:
+    def signing_time(self, trusted: SigningTime | None, claimed: datetime | None, now: datetime) -> SigningTime:
         """When a signature by this identity counts as made: ``trusted`` (vouched for by a log or timestamp
         authority) when there is one, else ``claimed`` where this entry accepts self-reported times, else ``now``."""
         if trusted is not None:
             return trusted
         if claimed is not None and self.allows_self_reported_time:
-            return TrustedTime(claimed, "attestedAt, self-reported")
-        return TrustedTime(now, "the gate's clock")
+            return SigningTime(claimed, "attestedAt, self-reported", vouched=False)
+        return SigningTime(now, "the gate's clock", vouched=False)
 
-    def problem_at(self, signed_at: datetime | TrustedTime | None, now: datetime) -> str | None:
+    def problem_at(self, signed_at: datetime | SigningTime | None, now: datetime) -> str | None:
         """Why a signature by this identity, made at ``signed_at``, is not acceptable (None if it is).
 
         Without a time the signature is judged as made ``now``.
         """
         when: datetime = now
         said = ""
-        if isinstance(signed_at, TrustedTime):
+        if isinstance(signed_at, SigningTime):
             when, said = signed_at.time, f" ({signed_at.source})"
         elif signed_at is not None:
             when = signed_at

@@ -25,7 +25,7 @@ from tiergate.core.attestation import (
 )
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
-from tiergate.core.identity import SigstoreIdentity, TrustedTime, X509Identity, certificate_names
+from tiergate.core.identity import SigstoreIdentity, SigningTime, X509Identity, certificate_names
 from tiergate.core.keys import PublicKey
 from tiergate.core.manifest import Manifest
 from tiergate.core.timeutil import format_time
@@ -82,7 +82,7 @@ class VerifiedAttestation:
     attested_at: datetime | None
     #: The earliest signing time something other than the signer vouches for (Rekor, an RFC 3161 timestamp, the
     #: gate's log), or None; freshness counts from it when it is earlier than what the attestation claims.
-    trusted_time: TrustedTime | None = None
+    trusted_time: SigningTime | None = None
 
 
 @dataclass(frozen=True)
@@ -142,11 +142,11 @@ class _Evidence:
     envelope: Envelope
     bundle: SigstoreBundle | None
     data: bytes
-    recorded: TrustedTime | None
+    recorded: SigningTime | None
 
 
 def _evidence(item: AttestationInput, kind: str) -> _Evidence:
-    recorded = TrustedTime(item.recorded_at, "first recorded by the gate's log") if item.recorded_at else None
+    recorded = SigningTime(item.recorded_at, "first recorded by the gate's log") if item.recorded_at else None
     if not is_bundle(item.data):
         return _Evidence(Envelope.from_json(item.data), None, item.data, recorded)
     try:
@@ -156,7 +156,7 @@ def _evidence(item: AttestationInput, kind: str) -> _Evidence:
     return _Evidence(bundle.envelope, bundle, item.data, recorded)
 
 
-def _key_signers(evidence: _Evidence, store: TrustStore) -> list[tuple[Evaluator, TrustedKey, TrustedTime | None]]:
+def _key_signers(evidence: _Evidence, store: TrustStore) -> list[tuple[Evaluator, TrustedKey, SigningTime | None]]:
     verified = evidence.envelope.verified_keys(store.keys())
     if not verified:
         raise VerificationError(_signature_failure(evidence.envelope, store))
@@ -166,7 +166,7 @@ def _key_signers(evidence: _Evidence, store: TrustStore) -> list[tuple[Evaluator
 
 def _certificate_signers(
     evidence: _Evidence, store: TrustStore, now: datetime, signed: Callable[[PublicKey], bool] | None = None
-) -> list[tuple[Evaluator, TrustedKey, TrustedTime | None]]:
+) -> list[tuple[Evaluator, TrustedKey, SigningTime | None]]:
     """The trust store's Sigstore and X.509 identities the bundle's certificate satisfies, each with the earliest
     trusted signing time its verification established (or the log's). Raises VerificationError when none does.
 
@@ -197,7 +197,7 @@ def _certificate_signers(
 
 
 def _identified(evidence: _Evidence, store: TrustStore, now: datetime
-                ) -> list[tuple[Evaluator, TrustedKey, TrustedTime | None]]:
+                ) -> list[tuple[Evaluator, TrustedKey, SigningTime | None]]:
     """Which trusted identities made the signature, each with the trusted time that vouches for it, if any.
     Raises VerificationError when none did."""
     if evidence.bundle is not None and evidence.bundle.certificates:
@@ -206,8 +206,8 @@ def _identified(evidence: _Evidence, store: TrustStore, now: datetime
 
 
 def _accepted_signers(
-    signers: Sequence[tuple[Evaluator, TrustedKey, TrustedTime | None]], claimed: datetime | None, now: datetime
-) -> list[tuple[Evaluator, TrustedKey, TrustedTime]]:
+    signers: Sequence[tuple[Evaluator, TrustedKey, SigningTime | None]], claimed: datetime | None, now: datetime
+) -> list[tuple[Evaluator, TrustedKey, SigningTime]]:
     """The identities among ``signers`` valid at the time each is judged at (its trusted time, else the claimed
     one where its entry allows, else now), with that time. Raises VerificationError with the first reason when
     none is."""
@@ -224,9 +224,9 @@ def _accepted_signers(
     return sorted(accepted, key=lambda found: (found[0].id, found[1].key_id))
 
 
-def _vouched(signers: Sequence[tuple[Evaluator, TrustedKey, TrustedTime]]) -> TrustedTime | None:
+def _vouched(signers: Sequence[tuple[Evaluator, TrustedKey, SigningTime]]) -> SigningTime | None:
     """The earliest signing time among ``signers`` that neither the signer nor the gate's clock gave."""
-    times = [t for _, _, t in signers if t.source not in ("attestedAt, self-reported", "the gate's clock")]
+    times = [t for _, _, t in signers if t.vouched]
     return min(times, key=lambda t: t.time) if times else None
 
 
