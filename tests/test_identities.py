@@ -370,6 +370,16 @@ def test_retired_key_backdated_into_its_window_is_refused_when_a_trusted_time_sa
     assert verify_attestation(early, strict, model, NOW).trusted_time is not None
 
 
+def test_an_attested_time_after_the_log_saw_the_signature_is_refused(model: Manifest, tmp_path: Path) -> None:
+    key = PrivateKey.generate()
+    data = Envelope(statement_bytes(model, when=NOW - timedelta(days=1)), INTOTO_PAYLOAD_TYPE, ()).add_signature(key)
+    store = store_of(tmp_path, {"pem": key.public.to_pem().decode()})
+    logged = AttestationInput("log entry 1", data.to_json(), recorded_at=NOW - timedelta(days=3))
+    assert "is after the signature existed" in refusal(logged, store, model)
+    in_time = AttestationInput("log entry 1", data.to_json(), recorded_at=NOW - timedelta(hours=20))
+    assert verify_attestation(in_time, store, model, NOW).trusted_time is not None
+
+
 def test_freshness_counts_from_the_trusted_time_when_it_is_earlier() -> None:
     from tiergate.core.identity import SigningTime
     from tiergate.core.verify import Signer

@@ -297,6 +297,11 @@ def _verify_statement(
     # Differences, not sums: a time near the end of the calendar plus the skew would overflow.
     if signed_at is not None and signed_at - now > skew:
         raise VerificationError(f"attestedAt {format_time(signed_at)} is in the future (gate clock {format_time(now)})")
+    vouched = _vouched(accepted)
+    if signed_at is not None and vouched is not None and signed_at - vouched.time > skew:
+        raise VerificationError(
+            f"attestedAt {format_time(signed_at)} is after the signature existed ({format_time(vouched.time)}, "
+            f"{vouched.source}): a signer cannot sign before the time it writes")
     evaluated_at = evaluation.evaluated_at
     if evaluated_at is not None and signed_at is not None and evaluated_at - signed_at > skew:
         raise VerificationError(
@@ -323,7 +328,7 @@ def _verify_statement(
         signers=signers,
         evaluation=evaluation,
         attested_at=signed_at,
-        trusted_time=_vouched(accepted),
+        trusted_time=vouched,
     )
 
 
