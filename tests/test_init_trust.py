@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,14 @@ def test_trust_add_takes_sigstore_and_x509_identities(configured: Path, tmp_path
                            *wrong)
         assert refused.returncode == 2, refused.stderr
     assert trust.read_bytes() == before
+
+
+def test_init_names_next_steps_that_run_where_it_was_run(tmp_path: Path) -> None:
+    # `gate init conf` in a folder: the trust store to add to is conf/trust.yaml, not a trust.yaml beside you.
+    (tmp_path / "my conf").mkdir()
+    result = run_gate("init", "my conf/gate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    add = next(line.split("gate trust add ", 1)[1] for line in result.stderr.splitlines() if "gate trust add" in line)
+    assert add.startswith("'my conf/gate/trust.yaml' --id"), add
+    export = next(line for line in result.stderr.splitlines() if "export GATE_CONFIG=" in line)
+    assert export.endswith("GATE_CONFIG=" + shlex.quote(str((tmp_path / "my conf" / "gate" / "gate.yaml").resolve())))
