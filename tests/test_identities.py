@@ -446,3 +446,22 @@ def test_every_identity_kind_reads_from_the_schema_documented_file(tmp_path: Pat
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, schema)
 
+
+
+def test_gate_verify_reads_a_bundle_in_the_attestations_folder(ca: CA, tmp_path: Path) -> None:
+    """End to end through the CLI: an evaluation attestation signed with a CA certificate, kept as
+    ``.attestations/*.sigstore.json``, is VALID and names its evaluator."""
+    from support import run_gate
+
+    model_dir = write_model(tmp_path / "model")
+    key, leaf = ca.leaf("P-384")
+    bundle = certificate_bundle(statement_bytes(hash_model(model_dir)), key, [leaf, ca.intermediate])
+    (model_dir / ".attestations").mkdir()
+    (model_dir / ".attestations" / "strongreject.sigstore.json").write_bytes(bundle)
+    store_of(tmp_path, x509_entry(ca, tmp_path))
+    result = run_gate("verify", str(model_dir), "--trust", str(tmp_path / "trust.yaml"), "--json",
+                      "--now", "2026-11-01T12:00:00Z")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads(result.stdout)["attestations"]
+    assert (row["valid"], row["evaluator"], row["evaluation"], row["trusted_time"]) == (True, "evalco", "strongreject",
+                                                                                      None)
