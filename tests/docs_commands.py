@@ -278,7 +278,16 @@ FILES: dict[str, Callable[[Path], object]] = {
     "wmdp_bio.eval": _inspect_log,
     # any raw log of a run, to pin by digest
     "run-log.json": lambda path: path.write_text('{"run": "strongreject", "samples": 313}\n'),
+    # a model signed with Sigstore keyless (public good): model-transparency's fixture, its model.sig in .attestations
+    "demo-model": lambda path: _sigstore_model(path, REPO / "tests/vectors/model-transparency/v1.1.0-sigstore"),
 }
+
+
+def _sigstore_model(path: Path, fixture: Path) -> None:
+    (path / ".attestations").mkdir(parents=True)
+    for name in ("signme-1", "signme-2"):
+        shutil.copyfile(fixture / name, path / name)
+    shutil.copyfile(fixture / "model.sig", path / ".attestations" / "model.sig")
 
 
 def prepare(guide: Guide, workdir: Path) -> None:
