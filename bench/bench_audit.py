@@ -17,25 +17,25 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tiergate.audit.auditor import audit_log  # noqa: E402
-from tiergate.audit.sources import StoreSource  # noqa: E402
-from tiergate.core.attestation import Evaluation, EvaluatorRef  # noqa: E402
-from tiergate.core.decision import decide  # noqa: E402
-from tiergate.core.keys import PrivateKey  # noqa: E402
-from tiergate.core.log.backends import open_store  # noqa: E402
-from tiergate.core.log.entries import attestation_entry  # noqa: E402
-from tiergate.core.manifest import FileDigest, Manifest  # noqa: E402
-from tiergate.core.policy import Policy  # noqa: E402
-from tiergate.core.signing import attest_evaluation  # noqa: E402
-from tiergate.core.trust import TrustStore  # noqa: E402
-from tiergate.core.verify import AttestationInput  # noqa: E402
-from tiergate.runtime.local import RulesLog, decision_entries, source_of_logged  # noqa: E402
+from tiergate.audit.auditor import audit_log
+from tiergate.audit.sources import StoreSource
+from tiergate.core.attestation import Evaluation, EvaluatorRef
+from tiergate.core.decision import decide
+from tiergate.core.keys import PrivateKey
+from tiergate.core.log.backends import open_store
+from tiergate.core.log.entries import attestation_entry
+from tiergate.core.manifest import FileDigest, Manifest
+from tiergate.core.policy import Policy
+from tiergate.core.signing import attest_evaluation
+from tiergate.core.trust import TrustStore
+from tiergate.core.verify import AttestationInput
+from tiergate.runtime.local import RulesLog, decision_entries, source_of_logged
 
 #: The last landed figure (issue 14): a whole-log audit of 100,000 entries on SQLite, before re-derivation.
 LANDED = (100_000, 18.7)
@@ -100,7 +100,8 @@ def sha256_limit(db: Path) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent.parent / "tmp" / "bench" / "audit")
+    parser.add_argument("--cache", type=Path,
+                        default=Path(__file__).resolve().parent.parent / "tmp" / "bench" / "audit")
     args = parser.parse_args(argv)
     print(f"audit benchmark: {os.cpu_count()} cores, SQLite; last landed: {LANDED[1]} s at {LANDED[0]:,} entries "
           f"({LANDED[0] / LANDED[1]:,.0f} entries/s, no re-derivation)")

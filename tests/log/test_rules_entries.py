@@ -56,7 +56,7 @@ def test_entries_whose_digest_does_not_cover_their_bytes_are_refused(tmp_path: P
         trust_entry(TrustStore(()), NOW)
 
 
-@pytest.mark.parametrize("basis, reason", [
+@pytest.mark.parametrize(("basis", "reason"), [
     ({"policy": -1, "trust": 2, "attestations": [], "appended_with": 0}, "basis.policy must be a log index"),
     ({"policy": 1, "trust": True, "attestations": [], "appended_with": 0}, "basis.trust must be a log index"),
     ({"policy": 1, "trust": 2, "attestations": [5, 3], "appended_with": 0}, "ascending"),

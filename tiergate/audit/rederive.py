@@ -125,8 +125,9 @@ class Rederiver:
         items: list[AttestationInput] = []
         for n in [*cited, *range(first_appended, index)]:
             attestation = self._cited_attestation(index, n, record.model_digest)
-            items.append(AttestationInput(source_of_logged(n), attestation.data))
-        held = {n for n in cited}
+            # Judged as when the decision was made: with the time the log first recorded it.
+            items.append(AttestationInput(source_of_logged(n), attestation.data, recorded_at=attestation.time))
+        held = set(cited)
         for source, _ in decision.inputs:
             n = logged_index(source)
             if n is not None and n not in held:

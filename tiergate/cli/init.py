@@ -42,6 +42,12 @@ _TRUST = """\
 #           ...
 #         valid_from: 2026-01-01T00:00:00Z   # optional validity window
 #         revoked_at: 2026-09-01T00:00:00Z   # optional; with compromised: true nothing it signed counts
+#       - sigstore:                  # or a Sigstore keyless identity (pip install 'tiergate[sigstore]')
+#           issuer: https://token.actions.githubusercontent.com
+#           identity: https://github.com/uk-aisi/evals/.github/workflows/eval.yml@refs/heads/main
+#       - x509:                      # or certificates of the evaluator's own CA
+#           roots: [pki/uk-aisi-root.pem]
+#           san: model-signer@aisi.gov.uk
 #
 # With no evaluators, only the lowest tier (internal) can be allowed.
 version: 1

@@ -10,9 +10,10 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
 
-from tiergate.core import oms
+from tiergate.core.bundle import is_oms_signature
 from tiergate.core.decision import Decision, decide
 from tiergate.core.log.entries import (
     POLICY, TRUST, Basis, attestation_entry, decision_entry, policy_entry, rules_key, trust_entry,
@@ -97,9 +98,10 @@ def decision_entries(decision: Decision, context: Mapping[str, Any], sent: Seque
         item_digest = "sha256:" + hashlib.sha256(data).hexdigest()
         # An OMS signature binds files, not a digest: it could not be re-verified from the log alone, so the
         # decision cites it (inputs) but it is not logged as an attestation of the model.
-        if item_digest not in rejected and item_digest not in known and not oms.is_oms_bundle(data):
+        if item_digest not in rejected and item_digest not in known and not is_oms_signature(data):
             known.add(item_digest)
-            entries.append(attestation_entry(data, digest, decision.time))
+            # Logged with the time it was received, which its judgement used (recorded_at): the audit uses it too.
+            entries.append(attestation_entry(data, digest, item.recorded_at or decision.time))
     cited = sorted({n for n in (logged_index(a.source) for a in held) if n is not None})
     basis = Basis(rules[0], rules[1], tuple(cited), len(entries))
     entries.append(decision_entry(decision, context, basis))

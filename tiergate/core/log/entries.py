@@ -32,7 +32,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
 from tiergate.core.manifest import parse_digest
 from tiergate.core.trust import trust_digest
@@ -116,7 +117,8 @@ def check_context(context: Any) -> dict[str, Any]:
     size = len(canonical_json(dict(context)))
     if size > MAX_CONTEXT_BYTES:
         raise EntryFormatError(f"context is {size} bytes encoded; the limit is {MAX_CONTEXT_BYTES}")
-    return json.loads(canonical_json(dict(context)))  # a plain, JSON-only copy
+    copy: dict[str, Any] = json.loads(canonical_json(dict(context)))  # a plain, JSON-only copy
+    return copy
 
 
 def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
@@ -135,7 +137,8 @@ def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
 
 
 #: The texts of a decision record that :func:`bounded_decision_record` cuts: (list field, keys of its rows).
-_BOUNDED_TEXTS = (("rejected_attestations", ("reason", "source")), ("inputs", ("source",)), ("requirements", ("reason",)))
+_BOUNDED_TEXTS = (("rejected_attestations", ("reason", "source")), ("inputs", ("source",)),
+                  ("requirements", ("reason",)))
 
 
 def _cut(text: Any, limit: int = MAX_RECORDED_TEXT) -> Any:
@@ -186,17 +189,17 @@ def rules_key(kind: str, digest: str) -> str:
     return f"{kind}:{digest}"
 
 
-def policy_entry(policy: "Policy", time: datetime) -> bytes:
+def policy_entry(policy: Policy, time: datetime) -> bytes:
     """The entry recording the policy file ``policy`` was loaded from (its exact bytes). Raises EntryFormatError for a
     policy built without them."""
     if policy.raw is None:
         raise EntryFormatError(f"policy {policy.uri} has no recorded bytes (it was not loaded from a file)")
-    body = {"schema": ENTRY_SCHEMA, "kind": POLICY, "time": format_time(time),
-            "policy": {"digest": policy.digest, "uri": policy.uri, "data": base64.b64encode(policy.raw).decode("ascii")}}
+    recorded = {"digest": policy.digest, "uri": policy.uri, "data": base64.b64encode(policy.raw).decode("ascii")}
+    body = {"schema": ENTRY_SCHEMA, "kind": POLICY, "time": format_time(time), "policy": recorded}
     return canonical_json(body)
 
 
-def trust_entry(trust: "TrustStore", time: datetime) -> bytes:
+def trust_entry(trust: TrustStore, time: datetime) -> bytes:
     """The entry recording the files ``trust`` was loaded from: the trust store and each key file it names by path.
     Raises EntryFormatError for a trust store built without them."""
     if trust.raw is None or trust.digest is None:
@@ -208,7 +211,7 @@ def trust_entry(trust: "TrustStore", time: datetime) -> bytes:
     return canonical_json(body)
 
 
-def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = None, basis: Basis | None = None) -> bytes:
+def decision_entry(decision: Decision, context: Mapping[str, Any] | None = None, basis: Basis | None = None) -> bytes:
     """The entry recording ``decision`` (a :class:`~tiergate.core.decision.Decision`), the publish ``context`` and
     what it was judged on (``basis``; None only for writers that cannot say, whose decisions cannot be re-derived).
 
