@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from tiergate.core import oms
 from tiergate.core.bundle import SigstoreBundle, is_bundle, is_oms_signature, parse_bundle
@@ -149,7 +150,7 @@ class _Evidence:
 def _evidence(item: AttestationInput, kind: str) -> _Evidence:
     recorded = SigningTime(item.recorded_at, "first recorded by the gate's log") if item.recorded_at else None
     if not is_bundle(item.data):
-        return _Evidence(Envelope.from_json(item.data), None, item.data, recorded)
+        return _Evidence(_remembered(item.data, Envelope.from_json), None, item.data, recorded)
     try:
         bundle = parse_bundle(item.data)
     except VerificationError as exc:
@@ -254,18 +255,50 @@ def _vouched(signers: Sequence[tuple[Evaluator, TrustedKey, SigningTime]]) -> Si
     return min(times, key=lambda t: t.time) if times else None
 
 
-def _parse_statement(envelope: Envelope) -> Statement:
-    if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
-        raise VerificationError(f"wrong payloadType {envelope.payload_type!r}: expected {INTOTO_PAYLOAD_TYPE}")
+#: Parsed envelopes and statements remembered by the SHA-256 of their bytes, at most (then it starts afresh): a stored
+#: attestation is judged again by every decision about its model and by every audit, and parsing is most of that.
+PARSE_MEMO_SIZE = 1 << 14
+_parse_memo: dict[tuple[object, bytes], object] = {}
+T = TypeVar("T")
+
+
+def _remembered(data: bytes, parse: Callable[[bytes], T]) -> T:
+    """``parse(data)``, remembered by content (a VerificationError too: raised afresh each time)."""
+    key = (parse, hashlib.sha256(data).digest())
+    found = _parse_memo.get(key)
+    if found is None:
+        try:
+            found = parse(data)
+        except VerificationError as exc:
+            found = exc
+        if len(_parse_memo) >= PARSE_MEMO_SIZE:
+            _parse_memo.clear()
+        _parse_memo[key] = found
+    if isinstance(found, VerificationError):
+        raise VerificationError(str(found))
+    return found  # type: ignore[return-value]  # stored by this very parse
+
+
+_Parts = tuple[Statement, "EvaluationPredicate | None", Evaluation, "datetime | None", "str | None"]
+
+
+def _statement_parts(payload: bytes) -> _Parts:
+    """The statement in an in-toto payload, its predicate and what it says was evaluated, when and by whom."""
     try:
-        statement = Statement.from_json(envelope.payload)
+        statement = Statement.from_json(payload)
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed statement: {exc}") from None
     if statement.predicate_type not in PREDICATE_TYPES:
         raise VerificationError(
             f"unsupported predicateType {statement.predicate_type!r}: expected one of {', '.join(PREDICATE_TYPES)}"
         )
-    return statement
+    try:
+        if statement.predicate_type == EVALUATION_PREDICATE_TYPE:
+            predicate = EvaluationPredicate.from_dict(statement.predicate)
+            return statement, predicate, predicate.evaluation, predicate.attested_at, predicate.evaluator.id
+        return statement, None, evaluation_from_test_result(statement.predicate), None, None
+    except AttestationFormatError as exc:
+        raise VerificationError(f"malformed predicate: {exc}") from None
 
 
 def _measured(evaluation: Evaluation, catalogue: BenchmarkCatalogue) -> Evaluation:
@@ -306,16 +339,7 @@ def _verify_statement(
         raise VerificationError(
             f"wrong payloadType {evidence.envelope.payload_type!r}: expected {INTOTO_PAYLOAD_TYPE}")
     identified = _identified(evidence, store, now)
-    statement = _parse_statement(evidence.envelope)
-    try:
-        if statement.predicate_type == EVALUATION_PREDICATE_TYPE:
-            predicate = EvaluationPredicate.from_dict(statement.predicate)
-            evaluation, signed_at, named = predicate.evaluation, predicate.attested_at, predicate.evaluator.id
-        else:
-            predicate, named, signed_at = None, None, None
-            evaluation = evaluation_from_test_result(statement.predicate)
-    except AttestationFormatError as exc:
-        raise VerificationError(f"malformed predicate: {exc}") from None
+    statement, predicate, evaluation, signed_at, named = _remembered(evidence.envelope.payload, _statement_parts)
     accepted = _accepted_signers(identified, signed_at, now)
     evaluation = _measured(evaluation, catalogue)
     # Differences, not sums: a time near the end of the calendar plus the skew would overflow.
