@@ -81,7 +81,7 @@ def generate(folder: Path, size: int) -> tuple[Path, Path]:
             entries = []
             for tier in ("hosted", "gated", "internal"):
                 decision = decide(policy, tier, digest, held, trust, NOW)
-                entries += decision_entries(decision, {"bench": model}, [], held, rules)
+                entries += decision_entries(decision, {"bench": model}, [], held, lambda: rules)
             store.append_many(entries, [f"sha256:{digest}"] * len(entries))
     partial.rename(db)
     print(f"  generated {size:,} entries in {time.perf_counter() - started:.0f} s ({db})")

@@ -85,10 +85,13 @@ class RulesLog:
 
 
 def decision_entries(decision: Decision, context: Mapping[str, Any], sent: Sequence[AttestationInput],
-                     held: Sequence[AttestationInput], rules: tuple[int, int | None]) -> list[bytes]:
+                     held: Sequence[AttestationInput], rules: Callable[[], tuple[int, int | None]],
+                     fits: Callable[[bytes], bytes] = lambda entry: entry) -> list[bytes]:
     """The entries recording ``decision``, to append in one go: every attestation of ``sent`` newly accepted, then
-    the decision, citing ``rules`` (the policy and trust entries), the ``held`` attestations (by log index) and the
-    attestations appended with it. Raises DecisionTooLarge (EntryFormatError) for a decision too large to log."""
+    the decision, citing the policy and trust entries (``rules()``, asked for last: they may be appended then, so
+    only for a decision that can be logged), the ``held`` attestations (by log index) and the attestations appended
+    with it. ``fits`` checks each attestation entry (raising when it cannot be logged). Raises DecisionTooLarge
+    (EntryFormatError) for a decision too large to log."""
     digest = decision.model_digest
     rejected = {r.digest for r in decision.rejected}
     known = {a.digest for a in held}
@@ -101,10 +104,11 @@ def decision_entries(decision: Decision, context: Mapping[str, Any], sent: Seque
         if item_digest not in rejected and item_digest not in known and not is_oms_signature(data):
             known.add(item_digest)
             # Logged with the time it was received, which its judgement used (recorded_at): the audit uses it too.
-            entries.append(attestation_entry(data, digest, item.recorded_at or decision.time))
+            entries.append(fits(attestation_entry(data, digest, item.recorded_at or decision.time)))
+    decision_entry(decision, context)  # too large, or a context that is not one: refused before anything is logged
     cited = sorted({n for n in (logged_index(a.source) for a in held) if n is not None})
-    basis = Basis(rules[0], rules[1], tuple(cited), len(entries))
-    entries.append(decision_entry(decision, context, basis))
+    policy, trust = rules()
+    entries.append(decision_entry(decision, context, Basis(policy, trust, tuple(cited), len(entries))))
     return entries
 
 
@@ -122,7 +126,8 @@ class StoreLog:
     def record(self, decision: Decision, context: Mapping[str, Any], sent: Sequence[AttestationInput],
                held: Sequence[AttestationInput], policy: Policy, trust: TrustStore) -> RecordedDecision:
         assert self.rules is not None
-        entries = decision_entries(decision, context, sent, held, self.rules.basis(policy, trust, decision.time))
+        rules = self.rules
+        entries = decision_entries(decision, context, sent, held, lambda: rules.basis(policy, trust, decision.time))
         indices = self.store.append_many(entries, [decision.model_digest] * len(entries))
         return RecordedDecision(decision, indices[-1])
 

@@ -195,12 +195,10 @@ class GateService:
         if bounded is not record:  # a text was cut for the log: answer with the decision as logged
             decision = Decision.from_dict(bounded)
         try:
-            entries = decision_entries(decision, context, sent, held, self._rules_log.basis(policy, trust,
-                                                                                              decision.time))
+            entries = decision_entries(decision, context, sent, held,
+                                       lambda: self._rules_log.basis(policy, trust, decision.time), _fits)
         except DecisionTooLarge as exc:
             raise ApiError(413, f"the decision cannot be logged: {exc}; send fewer attestations") from None
-        for entry in entries[:-1]:
-            _fits(entry)
         indices = self.store.append_many(entries, [decision.model_digest] * len(entries))
         return RecordedDecision(decision, indices[-1])
 
