@@ -38,9 +38,20 @@ def _key_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--key-file", type=_EXISTING, help="The log's verifier key (vkey line, as `gate serve` prints it)."),
         click.option("--pub", type=_EXISTING, help="The gate's Ed25519 public key (PEM, GATE.pub from `gate keygen`)."),
         click.option("--origin", help="Require checkpoints of this log origin (recommended with --pub)."),
+        click.option("--witness", "witness_keys", multiple=True, metavar="VKEY", expose_value=False,
+                     callback=_remember, help="A trusted witness's verifier key, or a file holding it (repeatable)."),
+        click.option("--witnesses-required", type=click.IntRange(0), default=0, metavar="K", expose_value=False,
+                     callback=_remember, help="Refuse a checkpoint without valid cosignatures by K distinct --witness "
+                                              "keys (default 0)."),
     ]):
         func = option(func)
     return func
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Witness options go to every command through the context, not each command's signature."""
+    ctx.meta[f"tiergate.{param.name}"] = value
+    return value
 
 
 class _Opened:
@@ -83,7 +94,9 @@ def _from_environment(parameter: str) -> bool:
 def _key(key_file: Path | None, pub: Path | None, origin: str | None) -> Any:
     from tiergate.audit.keys import CheckpointKey
 
-    return CheckpointKey.load(key_file, pub, origin)
+    meta = click.get_current_context().meta
+    return CheckpointKey.load(key_file, pub, origin, tuple(meta.get("tiergate.witness_keys", ())),
+                              int(meta.get("tiergate.witnesses_required", 0)))
 
 
 def _b64(data: bytes) -> str:

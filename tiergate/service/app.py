@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -41,6 +43,9 @@ MAX_PAGE_BYTES = 8 * 1024 * 1024
 #: Results of one ``GET /v1/log/find`` at most, and bytes of entries it reads to tell their kinds (at least one).
 MAX_FIND = 1000
 MAX_FIND_BYTES = 8 * 1024 * 1024
+#: Seconds a signed checkpoint is served before the log's size is looked at again: reads never sign, and a busy log
+#: is signed (and sent to its witnesses) at most this often, not once per decision.
+CHECKPOINT_INTERVAL = 0.5
 #: What the public endpoints say while the trust store or policy does not load (token holders get the reason).
 BROKEN_IN_PUBLIC = ("the trust store or policy does not load; every decision is refused until it is fixed (the reason "
                     "is in the service's log)")
@@ -78,9 +83,14 @@ class GateService:
     clock: Callable[[], datetime] = utcnow
     #: ``POST /v1/webhooks/huggingface`` (a :class:`tiergate.service.webhook.HfWebhook`); None: the feature is off.
     hf_webhook: Any = None
+    #: Witnesses asked to cosign each new checkpoint (:class:`tiergate.service.witness.WitnessClient`).
+    witnesses: Sequence[Any] = ()
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
     _index: AttestationIndex = field(init=False, repr=False)
     _submit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)
+    #: The published checkpoint: tree size, the signed (and cosigned) note, and when the size was last looked at.
+    _checkpoint: tuple[int, bytes, float] | None = field(default=None, repr=False)
+    _publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self._index = AttestationIndex(self.store)
@@ -199,14 +209,51 @@ class GateService:
     # --- the log -----------------------------------------------------------------------------------------------
 
     def checkpoint(self) -> bytes:
-        """The signed checkpoint of the log as it is now (re-signed only when the size changed)."""
+        """The published signed checkpoint: at most :attr:`checkpoint_interval` seconds behind the log.
+
+        A read never waits for a signature while one is published: when the interval is over, one reader refreshes
+        (:meth:`publish`) and the others are served the checkpoint in hand meanwhile.
+        """
+        published = self._checkpoint
+        if published is not None and time.monotonic() - published[2] < self.checkpoint_interval:
+            return published[1]
+        if not self._publish_lock.acquire(blocking=published is None):
+            assert published is not None
+            return published[1]
+        try:
+            return self._publish()
+        finally:
+            self._publish_lock.release()
+
+    def publish(self) -> bytes:
+        """Sign (and have cosigned) the log as it is now if it grew since the last checkpoint; the checkpoint."""
+        with self._publish_lock:
+            return self._publish()
+
+    def _publish(self) -> bytes:
         size = self.store.size()
-        cached = self._checkpoint
-        if cached is not None and cached[0] == size:
-            return cached[1]
+        published = self._checkpoint
+        if published is not None and published[0] == size:
+            self._checkpoint = (size, published[1], time.monotonic())
+            return published[1]
         note = Checkpoint(self.origin, size, self.store.root(size)).sign(self.signer.private_key, self.signer.name)
-        self._checkpoint = (size, note)
+        if self.witnesses:
+            from tiergate.service.witness import collect_cosignatures
+
+            note, problems = collect_cosignatures(note, self.witnesses, self.store.consistency_proof)
+            for problem in problems:  # the checkpoint is served with the cosignatures it got; auditors count them
+                print(f"gate serve: no cosignature for size {size} from {problem}", file=sys.stderr, flush=True)
+        self._checkpoint = (size, note, time.monotonic())
         return note
+
+    def run_publisher(self, stop: threading.Event) -> None:
+        """Publish every :attr:`checkpoint_interval` seconds until ``stop`` is set, so witnesses see the log grow
+        even when nobody reads it (a thread of ``gate serve``)."""
+        while not stop.wait(self.checkpoint_interval):
+            try:
+                self.publish()
+            except Exception as exc:  # a database hiccup must not end publishing; the next round retries
+                print(f"gate serve: cannot publish a checkpoint: {exc}", file=sys.stderr, flush=True)
 
     def entries(self, start: int, end: int | None) -> dict[str, Any]:
         size = self.store.size()
