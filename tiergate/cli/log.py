@@ -38,6 +38,13 @@ def _key_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--key-file", type=_EXISTING, help="The log's verifier key (vkey line, as `gate serve` prints it)."),
         click.option("--pub", type=_EXISTING, help="The gate's Ed25519 public key (PEM, GATE.pub from `gate keygen`)."),
         click.option("--origin", help="Require checkpoints of this log origin (recommended with --pub)."),
+    ]):
+        func = option(func)
+    return _witness_options(func)
+
+
+def _witness_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
         click.option("--witness", "witness_keys", multiple=True, metavar="VKEY", expose_value=False,
                      callback=_remember, help="A trusted witness's verifier key, or a file holding it (repeatable)."),
         click.option("--witnesses-required", type=click.IntRange(0), default=0, metavar="K", expose_value=False,
@@ -220,6 +227,7 @@ def consistency_command(old_checkpoint: Path, new_checkpoint: Path, server: str 
               help="With --log and no --checkpoint: pass on the entries alone (nothing signed vouches for the "
                    "root; whoever edited the database could have rewritten all of it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_witness_options
 def audit_command(server: str | None, log_target: str | None, log_namespace: str | None, timeout: float,
                   trust_path: Path | None, key_file: Path | None, pub: Path | None, origin: str | None,
                   checkpoint_files: tuple[Path, ...], unsigned_ok: bool, as_json: bool) -> None:

@@ -211,8 +211,9 @@ class Witness:
     def _check_consistency(size: int, root: bytes, checkpoint: Checkpoint, proof: tuple[bytes, ...]) -> None:
         if size == checkpoint.size:
             if root != checkpoint.root_hash:
+                # No size body: the old size was right, so retrying from it cannot help; the reason can.
                 raise WitnessRefusal(409, f"a checkpoint of size {size} with another root was cosigned before: "
-                                          "the log has forked", size)
+                                          "the log has forked")
             if proof:
                 raise WitnessRefusal(422, "the proof must be empty when the size has not changed")
             return
