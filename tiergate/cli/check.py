@@ -51,13 +51,23 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
                    "or GATE_TOKEN).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds to wait for the service (default: GATE_TIMEOUT, or timeout: in GATE_CONFIG, or 30).")
+@click.option("--log-key", metavar="VKEY",
+              help="With a service: its log's verifier key (or a file holding it); with --witness, the answer counts "
+                   "only once a checkpoint signed by it covers the decision (default: log_key: in GATE_CONFIG).")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="With a service: a witness whose cosignature counts (repeatable; default: witnesses: in "
+                   "GATE_CONFIG).")
+@click.option("--witnesses-required", type=click.IntRange(0), metavar="K",
+              help="With a service: deny unless the checkpoint covering the decision carries K valid cosignatures "
+                   "of --witness keys and the decision is proven included under it.")
 @skip_git_option
 @quiet_option
 @click.pass_context
 def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | None, tier: str, trust_path: Path | None,
                   policy_path: Path | None, now_text: str | None, as_json: bool, vsa_path: Path | None,
                   gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None, server: str | None,
-                  token_env: str | None, timeout: float | None, quiet: bool) -> None:
+                  token_env: str | None, timeout: float | None, log_key: str | None, witnesses: tuple[str, ...],
+                  witnesses_required: int | None, quiet: bool) -> None:
     """Decide whether MODEL_DIR may be released at --tier.
 
     Verifies every attestation (ATTESTATIONS plus MODEL_DIR/.attestations), evaluates the policy, prints one row per
@@ -82,7 +92,8 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
                    policy_path=policy_path, now_text=now_text, as_json=as_json, markdown_path=markdown_path)
         return
     assert model_dir is not None
-    gate = load_gate(policy_path, trust_path, server=server, token_env=token_env, timeout=timeout).current()
+    gate = load_gate(policy_path, trust_path, server=server, token_env=token_env, timeout=timeout, log_key=log_key,
+                     witnesses=witnesses or None, witnesses_required=witnesses_required).current()
     remote = gate.config.server is not None
     if remote and (vsa_path is not None or now_text):  # refused before any hashing
         raise UsageError("--vsa and --now are local-only: with a gate service (--server, GATE_SERVER or server: in "

@@ -23,7 +23,8 @@ from tiergate.core.files import load_yaml
 from tiergate.errors import config_error
 
 _FIELDS = {"policy": "GATE_POLICY", "trust": "GATE_TRUST", "log": "GATE_LOG", "server": "GATE_SERVER",
-           "key": "GATE_KEY", "timeout": "GATE_TIMEOUT", "token_env": None}
+           "key": "GATE_KEY", "timeout": "GATE_TIMEOUT", "token_env": None, "log_key": "GATE_LOG_KEY",
+           "witnesses": None, "witnesses_required": None}
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class GateConfig:
     token_env: str = "GATE_TOKEN"
     key: Path | None = None
     timeout: float = 30.0
+    #: With a service: the log's verifier key, the witness keys trusted, and how many must cosign its checkpoint
+    #: covering a decision before the answer counts (:mod:`tiergate.runtime.witnessed`).
+    log_key: str | None = None
+    witnesses: tuple[str, ...] = ()
+    witnesses_required: int = 0
     source: str = "environment"
 
     @property
@@ -97,7 +103,17 @@ class GateConfig:
         log = values.get("log")
         if log is not None and "://" not in str(log):
             log = str(path("log"))
+        witnesses = values.get("witnesses") or ()
+        if not isinstance(witnesses, (list, tuple)) or not all(isinstance(w, str) for w in witnesses):
+            raise config_error(source, "witnesses", "must be a list of witness verifier keys")
+        required = values.get("witnesses_required", 0)
+        if isinstance(required, bool) or not isinstance(required, int) or required < 0:
+            raise config_error(source, "witnesses_required", f"must be a whole number, found {required!r}")
+        log_key = values.get("log_key")
+        if log_key is not None and "+" not in str(log_key):
+            log_key = str(path("log_key"))  # a file holding the vkey, relative to the configuration
         return cls(policy=path("policy"), trust=path("trust"), log=str(log) if log else None,
                    server=str(server).rstrip("/") if server else None,
                    token_env=str(values.get("token_env") or "GATE_TOKEN"), key=path("key"), timeout=timeout,
-                   source=source)
+                   log_key=str(log_key) if log_key else None, witnesses=tuple(witnesses),
+                   witnesses_required=required, source=source)

@@ -193,7 +193,10 @@ def _decider(config: GateConfig, rules: Rules, logs: _Logs) -> Decider:
     if config.server:
         from tiergate.runtime.remote import RemoteDecider  # requests, only when a service is configured
 
-        return RemoteDecider(rules.policy, config.server, config.token, config.timeout)
+        from tiergate.runtime.witnessed import Witnessing
+
+        witnessing = Witnessing.load(config.log_key, config.witnesses, config.witnesses_required)
+        return RemoteDecider(rules.policy, config.server, config.token, config.timeout, witnessing)
     log = StoreLog(logs.store(config.log)) if config.log else None
     return LocalDecider(rules.policy, rules.trust, log)
 

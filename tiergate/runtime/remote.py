@@ -23,6 +23,7 @@ from tiergate.errors import InputError, UsageError
 from tiergate.runtime.client import GateClient
 from tiergate.runtime.local import model_digest
 from tiergate.runtime.port import RecordedDecision
+from tiergate.runtime.witnessed import Witnessing
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class RemoteDecider:
     server: str
     token: str | None = None
     timeout: float = 30.0
+    #: If set, an answer counts only once a witnessed checkpoint covers it (:mod:`tiergate.runtime.witnessed`).
+    witnessing: Witnessing | None = None
 
     def decide(self, tier: str, model: Manifest | str, attestations: Sequence[AttestationInput] = (),
                context: Mapping[str, Any] | None = None, now: datetime | None = None) -> RecordedDecision:
@@ -40,7 +43,13 @@ class RemoteDecider:
         this model at this tier; ``now`` must be None (the service times its decisions, UsageError otherwise)."""
         if now is not None:
             raise UsageError("a gate service times its own decisions; a decision at another time (--now) is local-only")
-        return ask(GateClient(self.server, self.token, self.timeout), model, attestations, context, tier=tier)
+        client = GateClient(self.server, self.token, self.timeout)
+        recorded = ask(client, model, attestations, context, tier=tier)
+        if self.witnessing is not None:
+            if recorded.log_index is None:
+                raise client.transport.fail("did not say where in its log the decision is", True)
+            self.witnessing.confirm(client, recorded.log_index, recorded.decision.to_dict(), self.timeout)
+        return recorded
 
 
 def ask(client: GateClient, model: Manifest | str, attestations: Sequence[AttestationInput] = (),

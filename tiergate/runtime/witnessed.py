@@ -1,0 +1,96 @@
+"""A service's answer counts only once it is in a witnessed log: the client's side of split-view protection.
+
+With a log key and k witnesses configured, a decision answered by a gate service is accepted only if the service's
+checkpoint (signed by the log key, carrying valid cosignatures by k distinct trusted witnesses) covers the decision's
+log index, and the entry at that index, proven included under that checkpoint, is this very decision. A service that
+showed this client a log other than the one the witnesses follow would need k witnesses to cosign its fork.
+
+Checkpoints are published at most every few hundred milliseconds (and then cosigned), so the client waits for one
+that covers its decision, within its timeout; anything else is a deny.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tiergate.core.log import merkle
+from tiergate.core.log.checkpoint import Checkpoint, NoteVerifier, SignedNote, verify_checkpoint
+from tiergate.core.log.cosignature import WitnessVerifier, require_cosignatures
+from tiergate.core.log.entries import DecisionRecord, EntryFormatError, parse_entry
+from tiergate.errors import ConfigError, InputError, VerificationError
+from tiergate.runtime.client import GateClient
+
+#: What must be the same in the answer and the logged decision (texts may be cut for the log, these never are).
+_SAME = ("model_digest", "files_digest", "decision", "mode", "requested_tier", "satisfied_tier", "time", "policy",
+         "trust", "inputs")
+#: Seconds between two looks at the checkpoint while waiting for one that covers the decision.
+POLL = 0.1
+
+
+@dataclass(frozen=True)
+class Witnessing:
+    """What a client requires of a service's log: its key, the witnesses it trusts and how many must cosign."""
+
+    log_key: NoteVerifier
+    witnesses: tuple[WitnessVerifier, ...]
+    required: int
+
+    @classmethod
+    def load(cls, log_key: str | None, witnesses: Sequence[str], required: int) -> Witnessing | None:
+        """None when nothing is required; raises ConfigError for a half-given or impossible requirement."""
+        if not witnesses and not required and log_key is None:
+            return None
+        if log_key is None:
+            raise ConfigError("witness cosignatures are checked on the service's checkpoint: give its log key too "
+                              "(--log-key VKEY, as `gate serve` prints it, or log_key: in GATE_CONFIG)")
+        from pathlib import Path
+
+        from tiergate.core.files import read_limited
+
+        text = log_key
+        if "+" not in log_key or Path(log_key).is_file():
+            text = read_limited(Path(log_key), "log key file", 64 * 1024).decode("utf-8", "replace").strip()
+        trusted = tuple(WitnessVerifier.load(w, "--witness") for w in witnesses)
+        if required > len({(w.name, w.key_id) for w in trusted}):
+            raise ConfigError(f"{required} witness cosignatures required of {len(trusted)} distinct witnesses given")
+        return cls(NoteVerifier.from_vkey(text, "--log-key"), trusted, required)
+
+    def confirm(self, client: GateClient, index: int, decision: dict[str, Any], timeout: float) -> Checkpoint:
+        """The witnessed checkpoint under which the entry at ``index`` is ``decision``; raises
+        :class:`~tiergate.runtime.transport.GateServiceError` (the publish is denied) otherwise."""
+        t = client.transport
+        deadline = time.monotonic() + timeout
+        while True:
+            note = client.checkpoint()
+            try:
+                checkpoint = verify_checkpoint(note, self.log_key, origin=self.log_key.name)
+            except (InputError, VerificationError, ConfigError) as exc:
+                raise t.fail(f"sent a checkpoint that does not verify with the log key: {exc}", True) from None
+            if checkpoint.size > index:
+                break
+            if time.monotonic() >= deadline:
+                raise t.fail(f"published no checkpoint covering its decision (entry {index}) within {timeout:g} s",
+                             True)
+            time.sleep(POLL)
+        try:
+            require_cosignatures(SignedNote.parse(note), self.witnesses, self.required)
+        except VerificationError as exc:
+            raise t.fail(f"its checkpoint is not witnessed as required: {exc}", True) from None
+        page = client.entries(index, index + 1)
+        rows = [data for i, data in page.entries if i == index]
+        if len(rows) != 1:
+            raise t.fail(f"did not send log entry {index}", True)
+        try:
+            merkle.verify_inclusion(merkle.leaf_hash(rows[0]), index, checkpoint.size,
+                                    client.inclusion_proof(index, checkpoint.size), checkpoint.root_hash)
+            record = parse_entry(rows[0])
+        except (VerificationError, InputError, EntryFormatError) as exc:
+            raise t.fail(f"could not prove its decision is entry {index} of the witnessed log: {exc}", True) from None
+        logged = record.decision if isinstance(record, DecisionRecord) else {}
+        differs = [k for k in _SAME if logged.get(k) != decision.get(k)]
+        if not isinstance(record, DecisionRecord) or differs:
+            raise t.fail(f"logged something else at entry {index} than the decision it answered "
+                         f"({', '.join(differs) or 'not a decision'} differ)", True)
+        return checkpoint
