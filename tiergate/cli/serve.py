@@ -62,6 +62,12 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 @click.option("--hf-token-env", metavar="VAR", default="HF_TOKEN", show_default=True, envvar="GATE_HF_TOKEN_ENV",
               help="The environment variable holding the Hub token containment acts with (write access to the "
                    "watched repositories).")
+@click.option("--max-client-connections", type=click.IntRange(1, 10000), envvar="GATE_MAX_CLIENT_CONNECTIONS",
+              help="Connections one client address may hold at once (default: three quarters of --max-connections).")
+@click.option("--reads-per-second", type=click.FloatRange(0), default=500.0, show_default=True,
+              envvar="GATE_READS_PER_SECOND",
+              help="Public (unauthenticated) requests one client address may make per second, in bursts of two "
+                   "seconds' worth; more get 429. Decisions are never limited by it. 0: unlimited.")
 @click.option("--checkpoint-interval", type=click.FloatRange(0, 3600), default=0.5, show_default=True,
               envvar="GATE_CHECKPOINT_INTERVAL", metavar="SECONDS",
               help="Sign a new checkpoint (and send it to the witnesses) at most this often; reads are served the "
@@ -74,7 +80,8 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
                   log_target: str | None, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
                   origin: str, max_body: int, max_connections: int, request_timeout: float,
                   hf_webhook_secret_env: str | None, hf_endpoint: str, hf_token_env: str,
-                  checkpoint_interval: float, witnesses: tuple[tuple[str, str], ...]) -> None:
+                  max_client_connections: int | None, reads_per_second: float, checkpoint_interval: float,
+                  witnesses: tuple[tuple[str, str], ...]) -> None:
     """Run the gate service: attestation store, decisions and the transparency log over HTTP.
 
     Submitting attestations and deciding need a bearer token; reading the log is public. The OpenAPI document is at
@@ -106,7 +113,8 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     service = load_service(config)
     try:
         server = GateHTTPServer((host, port), service, max_body, max_connections=max_connections,
-                                request_timeout=request_timeout)
+                                request_timeout=request_timeout, max_client_connections=max_client_connections,
+                                reads_per_second=reads_per_second)
     except OSError as exc:
         _close(service)
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

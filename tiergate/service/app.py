@@ -11,6 +11,7 @@ import hashlib
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -23,7 +24,9 @@ from tiergate.core.log.checkpoint import Checkpoint, NoteSigner
 from tiergate.core.log.entries import (
     DecisionTooLarge, EntryFormatError, attestation_entry, bounded_decision_record, decision_entry, entry_kind,
 )
+from tiergate.core.log.merkle import TreeRangeError
 from tiergate.core.log.store import MAX_ENTRY_SIZE, LogStore
+from tiergate.core.log.tiles import TilePath
 from tiergate.core.manifest import Manifest
 from tiergate.core.policy import Policy
 from tiergate.core.timeutil import utcnow
@@ -46,6 +49,8 @@ MAX_FIND_BYTES = 8 * 1024 * 1024
 #: Seconds a signed checkpoint is served before the log's size is looked at again: reads never sign, and a busy log
 #: is signed (and sent to its witnesses) at most this often, not once per decision.
 CHECKPOINT_INTERVAL = 0.5
+#: Bytes of full tiles and entry bundles kept in memory: they never change, so a popular one is read from the log once.
+TILE_CACHE_BYTES = 64 * 1024 * 1024
 #: What the public endpoints say while the trust store or policy does not load (token holders get the reason).
 BROKEN_IN_PUBLIC = ("the trust store or policy does not load; every decision is refused until it is fixed (the reason "
                     "is in the service's log)")
@@ -91,6 +96,7 @@ class GateService:
     #: The published checkpoint: tree size, the signed (and cosigned) note, and when the size was last looked at.
     _checkpoint: tuple[int, bytes, float] | None = field(default=None, repr=False)
     _publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tiles: "ImmutableCache" = field(default_factory=lambda: ImmutableCache(TILE_CACHE_BYTES), repr=False)
 
     def __post_init__(self) -> None:
         self._index = AttestationIndex(self.store)
@@ -255,6 +261,23 @@ class GateService:
             except Exception as exc:  # a database hiccup must not end publishing; the next round retries
                 print(f"gate serve: cannot publish a checkpoint: {exc}", file=sys.stderr, flush=True)
 
+    def tile(self, tile: TilePath) -> bytes:
+        """A C2SP tlog-tiles hash tile or entry bundle (404 while the log does not cover it yet). Full ones never
+        change and are served from memory after the first read."""
+        key = tile.path()
+        cached = None if tile.partial else self._tiles.get(key)
+        if cached is not None:
+            return cached
+        try:
+            data = self.store.tile(tile)
+        except TreeRangeError as exc:
+            raise ApiError(404, str(exc)) from None
+        except ValueError as exc:
+            raise ApiError(404, f"{key}: {exc}; read these entries from /v1/log/entries") from None
+        if not tile.partial:
+            self._tiles.put(key, data)
+        return data
+
     def entries(self, start: int, end: int | None) -> dict[str, Any]:
         size = self.store.size()
         if start > size:
@@ -340,6 +363,35 @@ class GateService:
                            "tags": {key: dict(values) for key, values in ml.tags.items()}},
             },
         }
+
+
+class ImmutableCache:
+    """Values that never change (full tiles), least recently used dropped first, within a byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._used = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self._budget:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._used += len(value)
+            while self._used > self._budget:
+                _, dropped = self._items.popitem(last=False)
+                self._used -= len(dropped)
 
 
 def _batch(budget: int) -> int:

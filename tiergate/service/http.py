@@ -7,8 +7,12 @@ unexpected exception is a 500 with a generic message; its traceback goes to the 
 
 What a client can make the server spend, before and without a valid token:
 
-- **Connections.** At most ``max_connections`` at once, one thread each; one more is answered 503 at once (by the
-  accepting thread, no thread of its own) and closed.
+- **Connections.** At most ``max_connections`` at once, one thread each, and at most ``max_client_connections`` of
+  them from one client address (so one client's idle connections cannot take every slot); one more is answered 503
+  at once (by the accepting thread, no thread of its own) and closed.
+- **Public reads.** Requests to routes that need no token are limited per client address to ``reads_per_second``
+  (a token bucket holding two seconds' worth): more are answered 429 with ``Retry-After``. Decisions and
+  submissions (authenticated) are never limited by it, so readers cannot crowd out deciders.
 - **Time.** Each read waits at most :data:`READ_TIMEOUT` seconds (so does an idle keep-alive connection), and a whole
   request, from its first byte to the end of its body, must arrive within ``request_timeout`` seconds however slowly
   it trickles in (a 408, then the connection is closed).
@@ -28,7 +32,7 @@ import sys
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import BoundedSemaphore
+from threading import BoundedSemaphore, Lock
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,6 +50,8 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 #: benchmark: an idle keep-alive connection or a health probe holds a slot too, and a cap with no room to spare
 #: leaves one busy client refused again and again.
 DEFAULT_MAX_CONNECTIONS = 128
+#: Public (unauthenticated) requests per second one client address may make, on average; 0: unlimited.
+DEFAULT_READS_PER_SECOND = 500.0
 #: Seconds from a request's first byte to the end of its body, however the bytes trickle in.
 DEFAULT_REQUEST_TIMEOUT = 60.0
 #: Seconds one read may wait for bytes, and an idle keep-alive connection for its next request.
@@ -71,9 +77,17 @@ class GateHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], service: GateService, max_body: int = DEFAULT_MAX_BODY, *,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                 read_timeout: float = READ_TIMEOUT) -> None:
+                 read_timeout: float = READ_TIMEOUT, max_client_connections: int | None = None,
+                 reads_per_second: float = DEFAULT_READS_PER_SECOND) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        # Three quarters by default: the benchmark's 64 clients on one address fit in 128, one idle flood does not.
+        self.max_client_connections = max_client_connections or max(1, max_connections * 3 // 4)
+        if self.max_client_connections < 1 or reads_per_second < 0:
+            raise ValueError("max_client_connections must be at least 1 and reads_per_second not negative")
+        self._per_client: dict[str, int] = {}
+        self._per_client_lock = Lock()
+        self.read_limit = ReadLimiter(reads_per_second)
         if not request_timeout > 0 or not read_timeout > 0:
             raise ValueError("timeouts must be positive")
         self.service = service
@@ -86,20 +100,35 @@ class GateHTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """A thread for the connection if a slot is free; otherwise a 503 from this (the accepting) thread."""
-        if not self._slots.acquire(blocking=False):
+        client = str(client_address[0]) if isinstance(client_address, tuple) else ""
+        with self._per_client_lock:
+            held = self._per_client.get(client, 0)
+            admitted = held < self.max_client_connections and self._slots.acquire(blocking=False)
+            if admitted:
+                self._per_client[client] = held + 1
+        if not admitted:
             _refuse_busy(request)
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()  # no thread was started to release it
+            self._release(client)  # no thread was started to release it
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self._release(str(client_address[0]) if isinstance(client_address, tuple) else "")
+
+    def _release(self, client: str) -> None:
+        with self._per_client_lock:
+            left = self._per_client.get(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
             self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -107,6 +136,34 @@ class GateHTTPServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             return
         super().handle_error(request, client_address)
+
+
+class ReadLimiter:
+    """A token bucket per client address for public requests: ``rate`` a second, bursts of two seconds' worth.
+
+    Buckets of clients quiet for a while are forgotten, so the table stays as small as the set of active readers.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._burst = max(1.0, 2 * rate)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = Lock()
+        self._swept = time.monotonic()
+
+    def admit(self, client: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(client, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - then) * self.rate)
+            admitted = tokens >= 1.0
+            self._buckets[client] = (tokens - 1.0 if admitted else tokens, now)
+            if now - self._swept > 60:  # a full bucket is the same as no bucket
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+                self._swept = now
+            return admitted
 
 
 def _linger(sock: socket.socket) -> None:
@@ -304,6 +361,12 @@ class GateRequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         route = route_for(method, url.path)
         client = self._authenticate() if route.auth else None
+        if not route.auth and route.admit is None and not self.server.read_limit.admit(self.client_address[0]):
+            error = ApiError(429, f"too many public requests from this address (over "
+                                  f"{self.server.read_limit.rate:g} a second); retry shortly or cache what you read "
+                                  "(full tiles under /tile/ never change)")
+            error.headers["Retry-After"] = "1"
+            raise error
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             headers.setdefault(name.lower(), value)
