@@ -68,6 +68,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
               envvar="GATE_READS_PER_SECOND",
               help="Public (unauthenticated) requests one client address may make per second, in bursts of two "
                    "seconds' worth; more get 429. Decisions are never limited by it. 0: unlimited.")
+@click.option("--read-share", type=click.FloatRange(0), default=0.1, show_default=True, envvar="GATE_READ_SHARE",
+              metavar="SECONDS",
+              help="Seconds of serving time per second one client address's public requests may take (a costly "
+                   "page counts for what it costs); more get 429. 0: unlimited.")
 @click.option("--checkpoint-interval", type=click.FloatRange(0, 3600), default=0.5, show_default=True,
               envvar="GATE_CHECKPOINT_INTERVAL", metavar="SECONDS",
               help="Sign a new checkpoint (and send it to the witnesses) at most this often; reads are served the "
@@ -80,7 +84,8 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
                   log_target: str | None, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
                   origin: str, max_body: int, max_connections: int, request_timeout: float,
                   hf_webhook_secret_env: str | None, hf_endpoint: str, hf_token_env: str,
-                  max_client_connections: int | None, reads_per_second: float, checkpoint_interval: float,
+                  max_client_connections: int | None, reads_per_second: float, read_share: float,
+                  checkpoint_interval: float,
                   witnesses: tuple[tuple[str, str], ...]) -> None:
     """Run the gate service: attestation store, decisions and the transparency log over HTTP.
 
@@ -114,7 +119,7 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     try:
         server = GateHTTPServer((host, port), service, max_body, max_connections=max_connections,
                                 request_timeout=request_timeout, max_client_connections=max_client_connections,
-                                reads_per_second=reads_per_second)
+                                reads_per_second=reads_per_second, read_share=read_share)
     except OSError as exc:
         _close(service)
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

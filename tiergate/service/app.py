@@ -41,11 +41,12 @@ from tiergate.service.targets import TARGET_FORMS, TargetError, tier_for_target
 from tiergate.service.tokens import TokenSet
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
-MAX_PAGE_ENTRIES = 1000
-MAX_PAGE_BYTES = 8 * 1024 * 1024
+#: A tile's worth and 1 MiB: a page is built in milliseconds, so one reader's page never stalls the deciders for long.
+MAX_PAGE_ENTRIES = 256
+MAX_PAGE_BYTES = 1024 * 1024
 #: Results of one ``GET /v1/log/find`` at most, and bytes of entries it reads to tell their kinds (at least one).
 MAX_FIND = 1000
-MAX_FIND_BYTES = 8 * 1024 * 1024
+MAX_FIND_BYTES = 1024 * 1024
 #: Seconds a signed checkpoint is served before the log's size is looked at again: reads never sign, and a busy log
 #: is signed (and sent to its witnesses) at most this often, not once per decision.
 CHECKPOINT_INTERVAL = 0.5

@@ -11,8 +11,11 @@ What a client can make the server spend, before and without a valid token:
   them from one client address (so one client's idle connections cannot take every slot); one more is answered 503
   at once (by the accepting thread, no thread of its own) and closed.
 - **Public reads.** Requests to routes that need no token are limited per client address to ``reads_per_second``
-  (a token bucket holding two seconds' worth): more are answered 429 with ``Retry-After``. Decisions and
-  submissions (authenticated) are never limited by it, so readers cannot crowd out deciders.
+  and to ``read_share`` seconds of serving time per second (token buckets holding two seconds' worth; a request is
+  charged the time it took, so a costly page counts for what it costs): more are answered 429 with ``Retry-After``.
+  All public requests together are held to ``3 * read_share`` seconds a second the same way, so many readers from
+  many addresses cannot crowd out the deciders either. Decisions and submissions (authenticated) are never limited
+  by it.
 - **Time.** Each read waits at most :data:`READ_TIMEOUT` seconds (so does an idle keep-alive connection), and a whole
   request, from its first byte to the end of its body, must arrive within ``request_timeout`` seconds however slowly
   it trickles in (a 408, then the connection is closed).
@@ -52,6 +55,9 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 128
 #: Public (unauthenticated) requests per second one client address may make, on average; 0: unlimited.
 DEFAULT_READS_PER_SECOND = 500.0
+#: Seconds of serving time per second one client address's public requests may take, on average (0: unlimited):
+#: a tenth of a core, so even a reader asking only for the costliest pages leaves the deciders the rest.
+DEFAULT_READ_SHARE = 0.1
 #: Seconds from a request's first byte to the end of its body, however the bytes trickle in.
 DEFAULT_REQUEST_TIMEOUT = 60.0
 #: Seconds one read may wait for bytes, and an idle keep-alive connection for its next request.
@@ -78,16 +84,18 @@ class GateHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], service: GateService, max_body: int = DEFAULT_MAX_BODY, *,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
                  read_timeout: float = READ_TIMEOUT, max_client_connections: int | None = None,
-                 reads_per_second: float = DEFAULT_READS_PER_SECOND) -> None:
+                 reads_per_second: float = DEFAULT_READS_PER_SECOND, read_share: float = DEFAULT_READ_SHARE) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         # Three quarters by default: the benchmark's 64 clients on one address fit in 128, one idle flood does not.
         self.max_client_connections = max_client_connections or max(1, max_connections * 3 // 4)
-        if self.max_client_connections < 1 or reads_per_second < 0:
-            raise ValueError("max_client_connections must be at least 1 and reads_per_second not negative")
+        if self.max_client_connections < 1 or reads_per_second < 0 or read_share < 0:
+            raise ValueError("max_client_connections must be at least 1, reads_per_second and read_share not "
+                             "negative")
         self._per_client: dict[str, int] = {}
         self._per_client_lock = Lock()
-        self.read_limit = ReadLimiter(reads_per_second)
+        self.read_limit = ReadLimiter(reads_per_second, read_share)
+        self.all_reads = ReadLimiter(0.0, 3 * read_share)  # every address together, under the key ""
         if not request_timeout > 0 or not read_timeout > 0:
             raise ValueError("timeouts must be positive")
         self.service = service
@@ -139,31 +147,47 @@ class GateHTTPServer(ThreadingHTTPServer):
 
 
 class ReadLimiter:
-    """A token bucket per client address for public requests: ``rate`` a second, bursts of two seconds' worth.
+    """Token buckets per client address for public requests: ``rate`` requests and ``share`` seconds of serving time
+    a second, each holding two seconds' worth. A request is admitted while both buckets have something left, and is
+    charged its serving time afterwards (so the time bucket can go into debt, which the next requests wait out).
 
     Buckets of clients quiet for a while are forgotten, so the table stays as small as the set of active readers.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, share: float = 0.0) -> None:
         self.rate = rate
-        self._burst = max(1.0, 2 * rate)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.share = share
+        self._buckets: dict[str, tuple[float, float, float]] = {}  # requests, seconds, when last updated
         self._lock = Lock()
         self._swept = time.monotonic()
 
+    def _refill(self, client: str, now: float) -> tuple[float, float]:
+        full = (max(1.0, 2 * self.rate), 2 * self.share)
+        requests_left, seconds_left, then = self._buckets.get(client, (*full, now))
+        return (min(full[0], requests_left + (now - then) * self.rate),
+                min(full[1], seconds_left + (now - then) * self.share))
+
     def admit(self, client: str) -> bool:
-        if self.rate <= 0:
+        if self.rate <= 0 and self.share <= 0:
             return True
         now = time.monotonic()
         with self._lock:
-            tokens, then = self._buckets.get(client, (self._burst, now))
-            tokens = min(self._burst, tokens + (now - then) * self.rate)
-            admitted = tokens >= 1.0
-            self._buckets[client] = (tokens - 1.0 if admitted else tokens, now)
+            requests_left, seconds_left = self._refill(client, now)
+            admitted = (self.rate <= 0 or requests_left >= 1.0) and (self.share <= 0 or seconds_left > 0)
+            self._buckets[client] = (requests_left - (1.0 if admitted else 0.0), seconds_left, now)
             if now - self._swept > 60:  # a full bucket is the same as no bucket
-                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[2] < 60}
                 self._swept = now
             return admitted
+
+    def charge(self, client: str, seconds: float) -> None:
+        """Count ``seconds`` of serving time against ``client``'s share."""
+        if self.share <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            requests_left, seconds_left = self._refill(client, now)
+            self._buckets[client] = (requests_left, seconds_left - seconds, now)
 
 
 def _linger(sock: socket.socket) -> None:
@@ -330,6 +354,8 @@ class GateRequestHandler(BaseHTTPRequestHandler):
     # --- one request -------------------------------------------------------------------------------------------
 
     def _handle(self, method: str) -> None:
+        started = time.perf_counter()
+        self._public = False
         self._body_read = False
         self._reader.budget = None  # the header block is parsed; a body is bounded by its route's limit
         try:
@@ -353,6 +379,10 @@ class GateRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # an unread body would be parsed as the next request
             self._drain_on_close = True
         self._send(response, method)
+        if self._public:  # what this public request cost, building and sending the answer
+            spent = time.perf_counter() - started
+            self.server.read_limit.charge(self.client_address[0], spent)
+            self.server.all_reads.charge("", spent)
 
     def _respond(self, method: str) -> Response:
         if self.headers.get("Transfer-Encoding") and self._content_length() is not None:
@@ -361,12 +391,18 @@ class GateRequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         route = route_for(method, url.path)
         client = self._authenticate() if route.auth else None
-        if not route.auth and route.admit is None and not self.server.read_limit.admit(self.client_address[0]):
-            error = ApiError(429, f"too many public requests from this address (over "
-                                  f"{self.server.read_limit.rate:g} a second); retry shortly or cache what you read "
-                                  "(full tiles under /tile/ never change)")
-            error.headers["Retry-After"] = "1"
-            raise error
+        if not route.auth and route.admit is None:
+            client = self.client_address[0]
+            if not (self.server.read_limit.admit(client) and self.server.all_reads.admit("")):
+                # Answered after the Retry-After it states: a client that ignores it cannot make refusals its own
+                # flood (a waiting thread costs no CPU; --max-client-connections bounds how many wait).
+                time.sleep(1.0)
+                error = ApiError(429, "too many public requests from this address (over its share of requests or "
+                                      "serving time); retry shortly, read smaller pages, or cache what you read (full "
+                                      "tiles under /tile/ never change)")
+                error.headers["Retry-After"] = "1"
+                raise error
+            self._public = True
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             headers.setdefault(name.lower(), value)

@@ -249,7 +249,7 @@ def openapi_document() -> dict[str, Any]:
                                                      "holding an entry over 65,535 bytes (read /v1/log/entries)."},
                               "503": unavailable}}},
             "/v1/log/entries": {"get": {
-                "summary": "Log entries [start, end), at most 1000 or 8 MiB per page.",
+                "summary": "Log entries [start, end), at most 256 or 1 MiB per page.",
                 "parameters": [_int_param("start", "First index (default 0).", False),
                                _int_param("end", "Exclusive end (default: the tree size).", False)],
                 "responses": {"200": _json("EntryPage", "A page; ask again from `end` for more."), "400": bad,
@@ -269,7 +269,7 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_MODEL_PARAM, _int_param("start", "Smallest index to return (default 0).", False),
                                {**_int_param("limit", "At most this many (1-1000, default 1000).", False)}],
                 "responses": {"200": _json("FindResult", "Matching entries (fewer than `limit` when they add up to "
-                                                         "8 MiB; `next` says where to go on)."), "400": bad,
+                                                         "1 MiB; `next` says where to go on)."), "400": bad,
                               "503": unavailable}}},
             "/v1/healthz": {"get": {
                 "summary": "Liveness and the log's size.",
