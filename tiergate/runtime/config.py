@@ -109,9 +109,11 @@ class GateConfig:
         required = values.get("witnesses_required", 0)
         if isinstance(required, bool) or not isinstance(required, int) or required < 0:
             raise config_error(source, "witnesses_required", f"must be a whole number, found {required!r}")
+        # A key is a vkey (name+id+base64) or a file holding one, relative to the configuration like every path.
+        witnesses = [w if "+" in w else str(base / Path(w).expanduser()) for w in witnesses]
         log_key = values.get("log_key")
         if log_key is not None and "+" not in str(log_key):
-            log_key = str(path("log_key"))  # a file holding the vkey, relative to the configuration
+            log_key = str(path("log_key"))
         return cls(policy=path("policy"), trust=path("trust"), log=str(log) if log else None,
                    server=str(server).rstrip("/") if server else None,
                    token_env=str(values.get("token_env") or "GATE_TOKEN"), key=path("key"), timeout=timeout,
