@@ -26,16 +26,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import requests  # noqa: E402
-
-from bench_service import Setup, run_cell  # noqa: E402
+import requests
+from bench_service import Setup, run_cell
 
 
 def readers(url: str, digest: str, count: int, stop: threading.Event) -> dict[int, int]:

@@ -12,13 +12,30 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from tiergate.core.keys import PrivateKey
 from tiergate.core.log import merkle
 from tiergate.core.log.checkpoint import (
-    Checkpoint, NoteFormatError, NoteSignature, NoteSigner, NoteVerificationError, SignedNote, parse_checkpoint,
+    Checkpoint,
+    NoteFormatError,
+    NoteSignature,
+    NoteSigner,
+    NoteVerificationError,
+    NoteVerifier,
+    SignedNote,
+    parse_checkpoint,
 )
 from tiergate.core.log.cosignature import (
-    Cosignature, WitnessSigner, WitnessVerifier, cosignatures_of, require_cosignatures, signed_message,
+    Cosignature,
+    WitnessSigner,
+    WitnessVerifier,
+    cosignatures_of,
+    require_cosignatures,
+    signed_message,
 )
-from tiergate.core.log.witness import AddCheckpoint, WatchedLog, Witness, WitnessRefusal, WitnessState
-from tiergate.core.log.checkpoint import NoteVerifier
+from tiergate.core.log.witness import (
+    AddCheckpoint,
+    WatchedLog,
+    Witness,
+    WitnessRefusal,
+    WitnessState,
+)
 from tiergate.errors import ConfigError
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "tlog-witness"

@@ -101,7 +101,7 @@ def test_a_tlog_tiles_client_reads_the_log_and_gets_the_checkpoint_root(start_se
         checkpoint = http.get(f"{server.url}/checkpoint", timeout=30)
         assert checkpoint.headers["Content-Type"] == "text/plain; charset=utf-8"
         assert checkpoint.headers["Cache-Control"] == "public, max-age=1"
-        origin, size, root = checkpoint.text.split("\n")[:3]
+        _origin, size, root = checkpoint.text.split("\n")[:3]
         assert int(size) == SIZE
         fetched: dict[tuple[int, int, int], bytes] = {}
         for level, index, width in tiles_for(SIZE):

@@ -10,14 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
-
 from support import run_gate, write_model
+
 from tiergate.core.keys import PrivateKey, write_keypair
 from tiergate.core.log.checkpoint import SignedNote
 from tiergate.core.log.cosignature import WitnessVerifier, cosignatures_of

@@ -60,7 +60,7 @@ def witness_command(config_path: Path, key_path: Path, name: str, state_path: Pa
         server = WitnessHTTPServer((host, port), witness)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    bound_host, bound_port = server.server_address[:2]
+    bound_host, bound_port = str(server.server_address[0]), server.server_address[1]
     click.echo(f"gate: witness serving on http://{bound_host}:{bound_port} ({len(logs)} log(s))", err=True)
     click.echo(f"gate: witness verifier key {signer.verifier.vkey()}", err=True)
     previous = signal.signal(signal.SIGTERM, _stop)

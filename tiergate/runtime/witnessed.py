@@ -12,11 +12,17 @@ that covers its decision, within its timeout; anything else is a deny.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from tiergate.core.log import merkle
-from tiergate.core.log.checkpoint import Checkpoint, NoteVerifier, SignedNote, verify_checkpoint
+from tiergate.core.log.checkpoint import (
+    Checkpoint,
+    NoteVerifier,
+    SignedNote,
+    verify_checkpoint,
+)
 from tiergate.core.log.cosignature import WitnessVerifier, require_cosignatures
 from tiergate.core.log.entries import DecisionRecord, EntryFormatError, parse_entry
 from tiergate.errors import ConfigError, InputError, VerificationError

@@ -20,10 +20,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from tiergate.core.log.checkpoint import Checkpoint, NoteFormatError, SignedNote, parse_checkpoint
-from tiergate.core.log.cosignature import Cosignature, WitnessVerifier, parse_cosignature_lines
+from tiergate.core.log.checkpoint import (
+    Checkpoint,
+    NoteFormatError,
+    SignedNote,
+    parse_checkpoint,
+)
+from tiergate.core.log.cosignature import (
+    Cosignature,
+    WitnessVerifier,
+    parse_cosignature_lines,
+)
 from tiergate.core.log.witness import (
-    MAX_REQUEST, AddCheckpoint, Witness, WitnessRefusal, parse_size_body, size_body,
+    MAX_REQUEST,
+    AddCheckpoint,
+    Witness,
+    WitnessRefusal,
+    parse_size_body,
+    size_body,
 )
 
 SIZE_TYPE = "text/x.tlog.size"
@@ -62,7 +76,7 @@ class _WitnessHandler(BaseHTTPRequestHandler):
         except WitnessRefusal as exc:
             if exc.status == 409 and exc.size is not None:
                 return self._reply(409, size_body(exc.size), SIZE_TYPE)
-            return self._reply(exc.status, f"{exc}\n".encode("utf-8"))
+            return self._reply(exc.status, f"{exc}\n".encode())
         except OSError as exc:  # the state could not be persisted: nothing was cosigned
             print(f"gate witness: cannot write the state: {exc}", file=sys.stderr, flush=True)
             return self._reply(503, b"the witness cannot persist its state; nothing was cosigned\n")

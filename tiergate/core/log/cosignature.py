@@ -30,8 +30,17 @@ from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.errors import ConfigError
 
 from .checkpoint import (
-    ED25519_SIGNATURE_SIZE, KEY_ID_SIZE, Checkpoint, NoteFormatError, NoteSignature, NoteVerificationError,
-    SignedNote, _b64decode_strict, _b64encode, ed25519_key_id, key_name_problem,
+    ED25519_SIGNATURE_SIZE,
+    KEY_ID_SIZE,
+    Checkpoint,
+    NoteFormatError,
+    NoteSignature,
+    NoteVerificationError,
+    SignedNote,
+    _b64decode_strict,
+    _b64encode,
+    ed25519_key_id,
+    key_name_problem,
 )
 
 SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04
@@ -52,7 +61,7 @@ def signed_message(body: str, timestamp: int) -> bytes:
     included). Raises :class:`NoteFormatError` for a timestamp out of range."""
     if isinstance(timestamp, bool) or not isinstance(timestamp, int) or not 0 <= timestamp <= MAX_TIMESTAMP:
         raise NoteFormatError(f"cosignature timestamp {timestamp!r} is not an integer from 0 to 2^63-1")
-    return f"{_HEADER}time {timestamp}\n{body}".encode("utf-8")
+    return f"{_HEADER}time {timestamp}\n{body}".encode()
 
 
 def _raw(key: PublicKey, what: str) -> bytes:

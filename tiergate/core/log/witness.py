@@ -26,7 +26,13 @@ from tiergate.core.files import read_limited
 from tiergate.errors import ConfigError, InputError, VerificationError
 
 from . import merkle
-from .checkpoint import Checkpoint, NoteFormatError, NoteVerifier, open_note, parse_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    NoteFormatError,
+    NoteVerifier,
+    open_note,
+    parse_checkpoint,
+)
 from .cosignature import Cosignature, WitnessSigner
 
 MAX_PROOF_LINES = 63  # the spec's limit on consistency proof lines
