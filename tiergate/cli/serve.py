@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socketserver
 import sys
 import threading
 from pathlib import Path
@@ -135,17 +136,24 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     if checkpoint_interval > 0:
         threading.Thread(target=service.run_publisher, args=(stop_publishing,), daemon=True,
                          name="checkpoint-publisher").start()
+    try:
+        serve_until_stopped(server)
+    finally:
+        stop_publishing.set()
+        _close(service)
+    click.echo("gate: stopped", err=True)
+
+
+def serve_until_stopped(server: socketserver.BaseServer) -> None:
+    """Serve until Ctrl-C or SIGTERM, then close the listening socket."""
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever(poll_interval=0.2)
     except (KeyboardInterrupt, _Stop):
         pass
     finally:
-        stop_publishing.set()
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
-        _close(service)
-    click.echo("gate: stopped", err=True)
 
 
 def _close(service: object) -> None:

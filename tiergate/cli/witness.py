@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
-from types import FrameType
 
 import click
 
 from tiergate.errors import ConfigError
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
-
-
-class _Stop(Exception):
-    """Raised in the main thread by SIGTERM so the server shuts down like on Ctrl-C."""
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop()
 
 
 @click.command("witness")
@@ -42,6 +32,7 @@ def witness_command(config_path: Path, key_path: Path, name: str, state_path: Pa
     Prints the witness's verifier key (give it to `gate serve --witness` and to auditors' `--witness`). Stops on
     Ctrl-C or SIGTERM.
     """
+    from tiergate.cli.serve import serve_until_stopped
     from tiergate.core.keys import PrivateKey
     from tiergate.core.log.cosignature import WitnessSigner
     from tiergate.core.log.witness import Witness, WitnessState, load_witness_config
@@ -63,12 +54,5 @@ def witness_command(config_path: Path, key_path: Path, name: str, state_path: Pa
     bound_host, bound_port = str(server.server_address[0]), server.server_address[1]
     click.echo(f"gate: witness serving on http://{bound_host}:{bound_port} ({len(logs)} log(s))", err=True)
     click.echo(f"gate: witness verifier key {signer.verifier.vkey()}", err=True)
-    previous = signal.signal(signal.SIGTERM, _stop)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except (KeyboardInterrupt, _Stop):
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.server_close()
+    serve_until_stopped(server)
     click.echo("gate: witness stopped", err=True)

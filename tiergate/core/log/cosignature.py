@@ -37,10 +37,10 @@ from .checkpoint import (
     NoteSignature,
     NoteVerificationError,
     SignedNote,
-    _b64decode_strict,
     _b64encode,
     ed25519_key_id,
     key_name_problem,
+    parse_vkey,
 )
 
 SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04
@@ -124,26 +124,10 @@ class WitnessVerifier:
     def from_vkey(cls, text: str, source: str = "witness key") -> WitnessVerifier:
         """Parse a witness vkey (type 0x04; a type 0x01 Ed25519 vkey is taken as the same key used for cosigning, as
         transparency-dev's tools do), checking the key ID so a typo cannot name another key. Raises ConfigError."""
-        if not isinstance(text, str):
-            raise ConfigError(f"{source}: a witness key is text, not {type(text).__name__}")
-        parts = text.strip().split("+", 2)
-        if len(parts) != 3:
-            raise ConfigError(f"{source}: expected <name>+<8 hex digits>+<base64 key>, got {text[:80]!r}")
-        name, key_id_hex, encoded = parts
-        problem = key_name_problem(name)
-        if problem:
-            raise ConfigError(f"{source}: witness name {name!r} {problem}")
-        raw = _b64decode_strict(encoded)
-        if raw is None or len(raw) != 33 or raw[0] not in (0x01, SIGNATURE_TYPE_COSIGNATURE_V1):
-            raise ConfigError(f"{source}: not an Ed25519 witness key (base64 of 0x04 or 0x01 and 32 bytes)")
-        id_of = cosignature_key_id if raw[0] == SIGNATURE_TYPE_COSIGNATURE_V1 else ed25519_key_id
-        if id_of(name, raw[1:]).hex() != key_id_hex:
-            raise ConfigError(f"{source}: key ID {key_id_hex!r} does not match the name and key (corrupted key?)")
-        try:
-            public = ed25519.Ed25519PublicKey.from_public_bytes(raw[1:])
-        except ValueError:
-            raise ConfigError(f"{source}: not a valid Ed25519 public key") from None
-        return cls(name, PublicKey(public))
+        types = {SIGNATURE_TYPE_COSIGNATURE_V1: cosignature_key_id, 0x01: ed25519_key_id}
+        name, public = parse_vkey(text.strip() if isinstance(text, str) else text, source, types,
+                                  "0x04, cosignature/v1, or 0x01, Ed25519")
+        return cls(name, public)
 
     @classmethod
     def load(cls, text: str, source: str = "witness key") -> WitnessVerifier:
