@@ -22,6 +22,7 @@ from tiergate.core.log.checkpoint import (
     NoteVerifier,
     SignedNote,
     verify_checkpoint,
+    vkey_text,
 )
 from tiergate.core.log.cosignature import WitnessVerifier, require_cosignatures
 from tiergate.core.log.entries import DecisionRecord, EntryFormatError, parse_entry
@@ -51,17 +52,10 @@ class Witnessing:
         if log_key is None:
             raise ConfigError("witness cosignatures are checked on the service's checkpoint: give its log key too "
                               "(--log-key VKEY, as `gate serve` prints it, or log_key: in GATE_CONFIG)")
-        from pathlib import Path
-
-        from tiergate.core.files import read_limited
-
-        text = log_key
-        if "+" not in log_key or Path(log_key).is_file():
-            text = read_limited(Path(log_key), "log key file", 64 * 1024).decode("utf-8", "replace").strip()
         trusted = tuple(WitnessVerifier.load(w, "--witness") for w in witnesses)
         if required > len({(w.name, w.key_id) for w in trusted}):
             raise ConfigError(f"{required} witness cosignatures required of {len(trusted)} distinct witnesses given")
-        return cls(NoteVerifier.from_vkey(text, "--log-key"), trusted, required)
+        return cls(NoteVerifier.from_vkey(vkey_text(log_key, "--log-key"), "--log-key"), trusted, required)
 
     def confirm(self, client: GateClient, index: int, decision: dict[str, Any], timeout: float) -> Checkpoint:
         """The witnessed checkpoint under which the entry at ``index`` is ``decision``; raises

@@ -25,10 +25,12 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from tiergate.core.files import read_limited
 from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.errors import ConfigError, InputError, VerificationError
 
@@ -109,6 +111,16 @@ def _raw_ed25519(key: PublicKey, what: str) -> bytes:
 
 
 # --- keys --------------------------------------------------------------------------------------------------------
+
+
+def vkey_text(text: str, source: str) -> str:
+    """A vkey given as text (it has a '+'), or read from the file ``text`` names. Raises ConfigError."""
+    if "+" in text and not Path(text).is_file():
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"{source}: {text[:200]!r} is neither a verifier key nor a file")
+    return read_limited(path, "verifier key file", 64 * 1024).decode("utf-8", "replace").strip()
 
 
 def parse_vkey(text: str, source: str, key_ids: Mapping[int, Callable[[str, bytes], bytes]],

@@ -20,12 +20,10 @@ import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tiergate.core.files import read_limited
 from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.errors import ConfigError
 
@@ -41,6 +39,7 @@ from .checkpoint import (
     ed25519_key_id,
     key_name_problem,
     parse_vkey,
+    vkey_text,
 )
 
 SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04
@@ -132,12 +131,7 @@ class WitnessVerifier:
     @classmethod
     def load(cls, text: str, source: str = "witness key") -> WitnessVerifier:
         """A witness vkey given as text, or the path of a file holding one. Raises ConfigError."""
-        if "+" not in text or Path(text).is_file():
-            path = Path(text)
-            if not path.is_file():
-                raise ConfigError(f"{source}: {text[:200]!r} is neither a witness verifier key nor a file")
-            text = read_limited(path, "witness key file", 64 * 1024).decode("utf-8", "replace").strip()
-        return cls.from_vkey(text, source)
+        return cls.from_vkey(vkey_text(text, source), source)
 
     def verify(self, body: str, cosignature: Cosignature) -> bool:
         """True if ``cosignature`` is this witness's over the checkpoint text ``body``."""
