@@ -203,3 +203,15 @@ def test_an_unreadable_state_stops_the_witness(tmp_path: Path) -> None:
     state.write_text('{"logs": {"x": {"size": 1, "root": "short"}}}')
     with pytest.raises(ConfigError, match="restore it"):
         WitnessState(state)
+
+
+def test_nothing_is_cosigned_when_the_state_cannot_be_written(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    witness = _witness(folder)
+    witness.add_checkpoint(AddCheckpoint(0, (), WITNESS["init"].encode()))
+    (folder / "state.json").unlink()
+    folder.rmdir()  # the state cannot be replaced any more
+    with pytest.raises(OSError):
+        witness.add_checkpoint(AddCheckpoint(5, PROOF, WITNESS["next"].encode()))
+    assert witness.state.latest(WITNESS["origin"])[0] == 5  # not advanced: the next request is judged from 5

@@ -110,6 +110,7 @@ def test_a_served_checkpoint_carries_the_witnesses_cosignatures(start_server: La
     assert json.loads(witnesses[0].state.read_text())["logs"][ORIGIN]["size"] == 3
     ok = run_gate("log", "checkpoint", "--server", server.url, *audit_args(gate_env, witnesses, 2))
     assert ok.returncode == 0, ok.stderr
+    assert "cosigned by 2 of 3 trusted witnesses (w0.example, w1.example)" in ok.stdout
     # An auditor asking for all three refuses the checkpoint: one witness was never asked.
     three = run_gate("log", "checkpoint", "--server", server.url, *audit_args(gate_env, witnesses, 3))
     assert three.returncode == 1 and "2 valid cosignature(s)" in three.stderr and "3 are required" in three.stderr

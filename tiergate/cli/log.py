@@ -142,8 +142,15 @@ def checkpoint_command(server: str | None, log_target: str | None, log_namespace
     checkpoint = key.verify(note, f"checkpoint from {server}")
     if save is not None:
         save.write_bytes(note)
+    witnessed = ""
+    if key.witnesses:
+        from tiergate.core.log.checkpoint import SignedNote
+        from tiergate.core.log.cosignature import cosignatures_of
+
+        names = sorted(c.name for c in cosignatures_of(SignedNote.parse(note), key.witnesses))
+        witnessed = f", cosigned by {len(names)} of {len(key.witnesses)} trusted witnesses ({', '.join(names)})"
     click.echo(f"checkpoint verified: log {checkpoint.origin}, {checkpoint.size} entries, root {_b64(checkpoint.root_hash)}"
-               + (f" (saved to {save})" if save else ""))
+               + witnessed + (f" (saved to {save})" if save else ""))
 
 
 @log_group.command("prove")
