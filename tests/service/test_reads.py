@@ -1,8 +1,8 @@
 """The read side: C2SP tlog-tiles served by a real ``gate serve`` and read by a client written here from the spec's
 text (no tiergate code reads the tiles), and reads that are cached and bounded so they cannot starve decisions.
 
-No tlog-tiles client installs here (none on the Python index; the Go ones need a Go toolchain this machine lacks), so
-the client below follows https://c2sp.org/tlog-tiles section by section, including its worked example (a tree of
+No tlog-tiles client installs here (none on the Python index; the Go ones, golang.org/x/mod/sumdb/tlog and
+transparency-dev's, need a newer Go than the 1.19 Debian packages for this machine), so the client below follows https://c2sp.org/tlog-tiles section by section, including its worked example (a tree of
 70,000 entries: 273 full level-0 tiles, a partial one of width 112, one full level-1 tile, a partial one of width 17
 and a partial level-2 tile of width 1).
 """
@@ -160,6 +160,9 @@ def test_reads_are_served_the_published_checkpoint_not_a_fresh_signature(start_s
 def test_public_reads_are_bounded_per_client_and_decisions_are_not(start_server: Launcher, tmp_path: Path) -> None:
     server = start_server(tmp_path / "log.db", "--reads-per-second", "2")  # bursts of 4
     with requests.Session() as http:
+        # Reads yield to decisions only: on an idle service they are not held back at all.
+        assert all(http.get(f"{server.url}/checkpoint", timeout=30).status_code == 200 for _ in range(8))
+        assert _decide(server, 100).status_code == 200  # deciding now: reads get their share for a second
         statuses = [http.get(f"{server.url}/checkpoint", timeout=30) for _ in range(6)]
         refused = [s for s in statuses if s.status_code == 429]
         assert refused and refused[0].headers["Retry-After"] == "1" and "public requests" in refused[0].json()["error"]

@@ -15,7 +15,9 @@ What a client can make the server spend, before and without a valid token:
   charged the time it took, so a costly page counts for what it costs): more are answered 429 with ``Retry-After``.
   All public requests together are held to ``3 * read_share`` seconds a second the same way, so many readers from
   many addresses cannot crowd out the deciders either. Decisions and submissions (authenticated) are never limited
-  by it.
+  by it, and the bounds yield to them only: while no authenticated request is in flight or began in the last
+  :data:`WRITE_QUIET` seconds, public requests are served freely and charged nothing (an auditor reading the
+  whole log from an idle service goes at full speed).
 - **Time.** Each read waits at most :data:`READ_TIMEOUT` seconds (so does an idle keep-alive connection), and a whole
   request, from its first byte to the end of its body, must arrive within ``request_timeout`` seconds however slowly
   it trickles in (a 408, then the connection is closed).
@@ -58,6 +60,8 @@ DEFAULT_READS_PER_SECOND = 500.0
 #: Seconds of serving time per second one client address's public requests may take, on average (0: unlimited):
 #: a tenth of a core, so even a reader asking only for the costliest pages leaves the deciders the rest.
 DEFAULT_READ_SHARE = 0.1
+#: Seconds since the last authenticated request began after which public reads are no longer held to their share.
+WRITE_QUIET = 1.0
 #: Seconds from a request's first byte to the end of its body, however the bytes trickle in.
 DEFAULT_REQUEST_TIMEOUT = 60.0
 #: Seconds one read may wait for bytes, and an idle keep-alive connection for its next request.
@@ -95,6 +99,8 @@ class GateHTTPServer(ThreadingHTTPServer):
         self._per_client: dict[str, int] = {}
         self._per_client_lock = Lock()
         self.read_limit = ReadLimiter(reads_per_second, read_share)
+        self._writes_in_flight = 0
+        self._last_write = float("-inf")
         self.all_reads = ReadLimiter(0.0, 3 * read_share)  # every address together, under the key ""
         if not request_timeout > 0 or not read_timeout > 0:
             raise ValueError("timeouts must be positive")
@@ -129,6 +135,20 @@ class GateHTTPServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._release(str(client_address[0]) if isinstance(client_address, tuple) else "")
+
+    def begin_write(self) -> None:
+        with self._per_client_lock:
+            self._writes_in_flight += 1
+            self._last_write = time.monotonic()
+
+    def end_write(self) -> None:
+        with self._per_client_lock:
+            self._writes_in_flight -= 1
+
+    def writes_quiet(self) -> bool:
+        """No authenticated request in flight, and none began in the last :data:`WRITE_QUIET` seconds."""
+        with self._per_client_lock:
+            return not self._writes_in_flight and time.monotonic() - self._last_write > WRITE_QUIET
 
     def _release(self, client: str) -> None:
         with self._per_client_lock:
@@ -355,7 +375,7 @@ class GateRequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         started = time.perf_counter()
-        self._public = False
+        self._public = self._writing = False
         self._body_read = False
         self._reader.budget = None  # the header block is parsed; a body is bounded by its route's limit
         try:
@@ -379,6 +399,8 @@ class GateRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # an unread body would be parsed as the next request
             self._drain_on_close = True
         self._send(response, method)
+        if self._writing:
+            self.server.end_write()
         if self._public:  # what this public request cost, building and sending the answer
             spent = time.perf_counter() - started
             self.server.read_limit.charge(self.client_address[0], spent)
@@ -391,7 +413,10 @@ class GateRequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         route = route_for(method, url.path)
         client = self._authenticate() if route.auth else None
-        if not route.auth and route.admit is None:
+        if route.auth:
+            self.server.begin_write()
+            self._writing = True
+        elif route.admit is None and not self.server.writes_quiet():
             client = self.client_address[0]
             if not (self.server.read_limit.admit(client) and self.server.all_reads.admit("")):
                 # Answered after the Retry-After it states: a client that ignores it cannot make refusals its own
