@@ -256,11 +256,13 @@ class GateService:
     def run_publisher(self, stop: threading.Event) -> None:
         """Publish every :attr:`checkpoint_interval` seconds until ``stop`` is set, so witnesses see the log grow
         even when nobody reads it (a thread of ``gate serve``)."""
-        while not stop.wait(self.checkpoint_interval):
+        while True:
             try:
                 self.publish()
             except Exception as exc:  # a database hiccup must not end publishing; the next round retries
                 print(f"gate serve: cannot publish a checkpoint: {exc}", file=sys.stderr, flush=True)
+            if stop.wait(self.checkpoint_interval):
+                return
 
     def tile(self, tile: TilePath) -> bytes:
         """A C2SP tlog-tiles hash tile or entry bundle (404 while the log does not cover it yet). Full ones never
