@@ -11,18 +11,21 @@ that covers its decision, within its timeout; anything else is a deny.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tiergate.core.answer import load_answer_key
+from tiergate.core.keys import PublicKey
 from tiergate.core.log import merkle
 from tiergate.core.log.checkpoint import (
     Checkpoint,
     NoteVerifier,
     SignedNote,
+    parse_checkpoint,
     verify_checkpoint,
-    vkey_text,
 )
 from tiergate.core.log.cosignature import WitnessVerifier, require_cosignatures
 from tiergate.core.log.entries import DecisionRecord, EntryFormatError, parse_entry
@@ -40,22 +43,25 @@ POLL = 0.1
 class Witnessing:
     """What a client requires of a service's log: its key, the witnesses it trusts and how many must cosign."""
 
-    log_key: NoteVerifier
+    log_key: PublicKey
     witnesses: tuple[WitnessVerifier, ...]
     required: int
 
     @classmethod
-    def load(cls, log_key: str | None, witnesses: Sequence[str], required: int) -> Witnessing | None:
-        """None when nothing is required; raises ConfigError for a half-given or impossible requirement."""
-        if not witnesses and not required and log_key is None:
+    def load(cls, server_key: str | os.PathLike[str] | None, witnesses: Sequence[str],
+             required: int) -> Witnessing | None:
+        """None when no witness is required; raises ConfigError for a requirement that cannot be checked: no service
+        key (``server_key``, the file the signed answers are checked with too), or more required than given."""
+        if not witnesses and not required:
             return None
-        if log_key is None:
-            raise ConfigError("witness cosignatures are checked on the service's checkpoint: give its log key too "
-                              "(--log-key VKEY, as `gate serve` prints it, or log_key: in GATE_CONFIG)")
+        if server_key is None:
+            raise ConfigError("witness cosignatures are checked on a checkpoint signed with the service's log key: "
+                              "give it too (--server-key FILE, as `gate serve` prints it, or server_key: in "
+                              "GATE_CONFIG)")
         trusted = tuple(WitnessVerifier.load(w, "--witness") for w in witnesses)
         if required > len({(w.name, w.key_id) for w in trusted}):
             raise ConfigError(f"{required} witness cosignatures required of {len(trusted)} distinct witnesses given")
-        return cls(NoteVerifier.from_vkey(vkey_text(log_key, "--log-key"), "--log-key"), trusted, required)
+        return cls(load_answer_key(server_key), trusted, required)
 
     def confirm(self, client: GateClient, index: int, decision: dict[str, Any], timeout: float) -> Checkpoint:
         """The witnessed checkpoint under which the entry at ``index`` is ``decision``; raises
@@ -65,9 +71,10 @@ class Witnessing:
         while True:
             note = client.checkpoint()
             try:
-                checkpoint = verify_checkpoint(note, self.log_key, origin=self.log_key.name)
+                stated, _ = parse_checkpoint(note)  # the gate signs under its origin
+                checkpoint = verify_checkpoint(note, NoteVerifier(stated.origin, self.log_key))
             except (InputError, VerificationError, ConfigError) as exc:
-                raise t.fail(f"sent a checkpoint that does not verify with the log key: {exc}", True) from None
+                raise t.fail(f"sent a checkpoint that does not verify with its log key: {exc}", True) from None
             if checkpoint.size > index:
                 break
             if time.monotonic() >= deadline:
