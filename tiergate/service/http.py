@@ -12,7 +12,8 @@ What a client can make the server spend, before and without a valid token:
   at once (by the accepting thread, no thread of its own) and closed.
 - **Public reads.** Requests to routes that need no token are limited per client address to ``reads_per_second``
   and to ``read_share`` seconds of serving time per second (token buckets holding two seconds' worth; a request is
-  charged the time it took, so a costly page counts for what it costs): more are answered 429 with ``Retry-After``.
+  charged the CPU time its thread spent on it, so a costly page counts for what it costs and a wait on the database
+  for nothing): more are answered 429 with ``Retry-After``.
   All public requests together are held to ``3 * read_share`` seconds a second the same way, so many readers from
   many addresses cannot crowd out the deciders either. Decisions and submissions (authenticated) are never limited
   by it, and the bounds yield to them only: while no authenticated request is in flight or began in the last
@@ -207,7 +208,8 @@ class ReadLimiter:
         now = time.monotonic()
         with self._lock:
             requests_left, seconds_left = self._refill(client, now)
-            self._buckets[client] = (requests_left, seconds_left - seconds, now)
+            # In debt by at most two seconds' worth: one costly request is waited out in seconds, not minutes.
+            self._buckets[client] = (requests_left, max(-2 * self.share, seconds_left - seconds), now)
 
 
 def _linger(sock: socket.socket) -> None:
@@ -374,7 +376,7 @@ class GateRequestHandler(BaseHTTPRequestHandler):
     # --- one request -------------------------------------------------------------------------------------------
 
     def _handle(self, method: str) -> None:
-        started = time.perf_counter()
+        started = time.thread_time()  # CPU time: waiting on the database or a slow client costs the deciders nothing
         self._public = self._writing = False
         self._body_read = False
         self._reader.budget = None  # the header block is parsed; a body is bounded by its route's limit
@@ -404,7 +406,7 @@ class GateRequestHandler(BaseHTTPRequestHandler):
         if self._writing:
             self.server.end_write()
         if self._public:  # what this public request cost, building and sending the answer
-            spent = time.perf_counter() - started
+            spent = time.thread_time() - started
             self.server.read_limit.charge(self.client_address[0], spent)
             self.server.all_reads.charge("", spent)
 
