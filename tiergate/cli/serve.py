@@ -71,8 +71,8 @@ def _stop(signum: int, frame: FrameType | None) -> None:
                    "seconds' worth; more get 429. Decisions are never limited by it. 0: unlimited.")
 @click.option("--read-share", type=click.FloatRange(0), default=0.1, show_default=True, envvar="GATE_READ_SHARE",
               metavar="SECONDS",
-              help="Seconds of CPU time per second one client address's public requests may take while the service decides (a costly "
-                   "page counts for what it costs); more get 429. 0: unlimited.")
+              help="Seconds of CPU time per second one client address's public requests may take while the service "
+                   "decides (a costly page counts for what it costs); more get 429. 0: unlimited.")
 @click.option("--checkpoint-interval", type=click.FloatRange(0, 3600), default=0.5, show_default=True,
               envvar="GATE_CHECKPOINT_INTERVAL", metavar="SECONDS",
               help="Sign a new checkpoint (and send it to the witnesses) at most this often; reads are served the "
