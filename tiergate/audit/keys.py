@@ -29,7 +29,7 @@ class CheckpointKey:
 
     @classmethod
     def load(cls, key_file: Path | None, pub: Path | None, origin: str | None, witness_keys: Sequence[str] = (),
-             required: int = 0) -> "CheckpointKey":
+             required: int = 0) -> CheckpointKey:
         """Raises UsageError/ConfigError for a missing key, an unreadable witness key, or K over the witnesses."""
         if (key_file is None) == (pub is None):
             raise UsageError("give the gate's log key: --key-file VKEY (as `gate serve` prints it) or --pub GATE.pub")
