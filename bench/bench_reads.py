@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import requests
-from bench_service import Setup, run_cell
+import requests  # noqa: E402
+from bench_service import Setup, run_cell  # noqa: E402
 
 
 def readers(url: str, digest: str, count: int, stop: threading.Event) -> dict[int, int]:
@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=15)
     ratio = together.rate / alone.rate if alone.rate else 0.0
-    print(f"deciders alone:        {alone.rate:7.0f} decisions/s  p50 {alone.p50_ms:6.1f} ms  p99 {alone.p99_ms:6.1f} ms")
+    print(f"deciders alone:        {alone.rate:7.0f} decisions/s  p50 {alone.p50_ms:6.1f} ms  "
+          f"p99 {alone.p99_ms:6.1f} ms")
     print(f"with {args.readers} readers:        {together.rate:7.0f} decisions/s  p50 {together.p50_ms:6.1f} ms  "
           f"p99 {together.p99_ms:6.1f} ms")
     print(f"ratio with/alone:      {ratio:7.2f}  (must hold: >= 0.80)")

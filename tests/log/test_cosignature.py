@@ -153,7 +153,7 @@ def test_the_witness_follows_a_log_with_consistency_proofs(tmp_path: Path) -> No
     assert WitnessState(tmp_path / "state.json").latest(WITNESS["origin"]) == (8, checkpoint.root_hash)
 
 
-@pytest.mark.parametrize("old, proof, note, status", [
+@pytest.mark.parametrize(("old", "proof", "note", "status"), [
     (5, tuple(bytes([i]) * 32 for i in range(4)), "next", 422),  # a garbage proof
     (0, (), "next", 409),  # not the latest cosigned size
     (8, (), "init", 400),  # old size above the checkpoint's

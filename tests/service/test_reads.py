@@ -2,9 +2,10 @@
 text (no tiergate code reads the tiles), and reads that are cached and bounded so they cannot starve decisions.
 
 No tlog-tiles client installs here (none on the Python index; the Go ones, golang.org/x/mod/sumdb/tlog and
-transparency-dev's, need a newer Go than the 1.19 Debian packages for this machine), so the client below follows https://c2sp.org/tlog-tiles section by section, including its worked example (a tree of
-70,000 entries: 273 full level-0 tiles, a partial one of width 112, one full level-1 tile, a partial one of width 17
-and a partial level-2 tile of width 1).
+transparency-dev's, need a newer Go than the 1.19 Debian packages for this machine), so the client below follows
+https://c2sp.org/tlog-tiles section by section, including its worked example (a tree of 70,000 entries: 273 full
+level-0 tiles, a partial one of width 112, one full level-1 tile, a partial one of width 17 and a partial level-2
+tile of width 1).
 """
 
 from __future__ import annotations
@@ -138,12 +139,14 @@ def test_a_bundle_cannot_hold_an_entry_over_64_kib(start_server: Launcher, tmp_p
     server = start_server(tmp_path / "log.db")
     assert requests.get(f"{server.url}/tile/entries/000.p/1", timeout=30).status_code == 200
     refused = requests.get(f"{server.url}/tile/entries/000.p/2", timeout=30)
-    assert refused.status_code == 404 and "65535" in refused.json()["error"] and "/v1/log/entries" in refused.json()["error"]
+    reason = refused.json()["error"]
+    assert refused.status_code == 404 and "65535" in reason and "/v1/log/entries" in reason
     assert requests.get(f"{server.url}/tile/0/000.p/2", timeout=30).status_code == 200
 
 
 def _decide(server: Server, n: int) -> requests.Response:
-    return requests.post(f"{server.url}/v1/decisions", timeout=30, headers={"Authorization": f"Bearer {server.env.token}"},
+    return requests.post(f"{server.url}/v1/decisions", timeout=30,
+                         headers={"Authorization": f"Bearer {server.env.token}"},
                          json={"model": {"digest": "sha256:" + f"{n:064x}"}, "tier": "internal"})
 
 

@@ -200,12 +200,12 @@ def test_gate_check_requires_k_witnesses_on_the_checkpoint_covering_its_decision
     env = {"GATE_TOKEN": gate_env.token, "GATE_CHECKPOINT_INTERVAL": "0.3"}
     keys = [a for w in witnesses for a in ("--witness", w.vkey)]
     two = start_server(tmp_path / "two.db", *witness_args(*witnesses[:2]), "--checkpoint-interval", "0.3")
-    allowed = run_gate("check", str(model), "--tier", "internal", "--server", two.url, "--server-key", str(gate_env.vkey),
-                       *keys, "--witnesses-required", "2", env=env)
+    allowed = run_gate("check", str(model), "--tier", "internal", "--server", two.url, "--server-key",
+                       str(gate_env.vkey), *keys, "--witnesses-required", "2", env=env)
     assert allowed.returncode == 0, allowed.stderr
     one = start_server(tmp_path / "one.db", *witness_args(witnesses[2]), "--checkpoint-interval", "0.3")
-    denied = run_gate("check", str(model), "--tier", "internal", "--server", one.url, "--server-key", str(gate_env.vkey),
-                      *keys, "--witnesses-required", "2", env=env)
+    denied = run_gate("check", str(model), "--tier", "internal", "--server", one.url, "--server-key",
+                      str(gate_env.vkey), *keys, "--witnesses-required", "2", env=env)
     assert denied.returncode == 1, denied.stdout + denied.stderr
     assert "1 valid cosignature(s)" in denied.stderr and "the publish is denied" in denied.stderr
     half = run_gate("check", str(model), "--tier", "internal", "--server", one.url, *keys, "--witnesses-required", "1",

@@ -7,9 +7,9 @@ is accepted: pass ``--origin`` to pin it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from tiergate.core.keys import PublicKey
 from tiergate.core.log.checkpoint import Checkpoint, NoteVerifier, parse_checkpoint, verify_checkpoint

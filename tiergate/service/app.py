@@ -102,7 +102,7 @@ class GateService:
     #: The published checkpoint: tree size, the signed (and cosigned) note, and when the size was last looked at.
     _checkpoint: tuple[int, bytes, float] | None = field(default=None, repr=False)
     _publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _tiles: "ImmutableCache" = field(default_factory=lambda: ImmutableCache(TILE_CACHE_BYTES), repr=False)
+    _tiles: ImmutableCache = field(default_factory=lambda: ImmutableCache(TILE_CACHE_BYTES), repr=False)
 
     def __post_init__(self) -> None:
         self._index = AttestationIndex(self.store)
@@ -278,7 +278,7 @@ class GateService:
         while True:
             try:
                 self.publish()
-            except Exception as exc:  # a database hiccup must not end publishing; the next round retries
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end publishing; the next round retries
                 print(f"gate serve: cannot publish a checkpoint: {exc}", file=sys.stderr, flush=True)
             if stop.wait(self.checkpoint_interval):
                 return

@@ -62,25 +62,31 @@ class _WitnessHandler(BaseHTTPRequestHandler):
     server: WitnessHTTPServer
 
     def do_POST(self) -> None:
+        status, body, content_type = self._add_checkpoint()
+        self._reply(status, body, content_type)
+
+    def _add_checkpoint(self) -> tuple[int, bytes, str]:
+        """Status, body and content type of the answer to this POST."""
         if urlsplit(self.path).path != "/add-checkpoint":
-            return self._reply(404, b"only POST /add-checkpoint is served\n")
+            return 404, b"only POST /add-checkpoint is served\n", TEXT_TYPE
         length = self.headers.get("Content-Length", "")
         if not length.isdigit() or len(self.headers.get_all("Content-Length") or []) != 1:
-            return self._reply(411, b"a single Content-Length is required\n")
+            self.close_connection = True
+            return 411, b"a single Content-Length is required\n", TEXT_TYPE
         if int(length) > MAX_REQUEST:
             self.close_connection = True
-            return self._reply(413, f"the request is over {MAX_REQUEST} bytes\n".encode("ascii"))
+            return 413, f"the request is over {MAX_REQUEST} bytes\n".encode("ascii"), TEXT_TYPE
         body = self.rfile.read(int(length))
         try:
             cosignature = self.server.witness.add_checkpoint(AddCheckpoint.parse(body))
         except WitnessRefusal as exc:
             if exc.status == 409 and exc.size is not None:
-                return self._reply(409, size_body(exc.size), SIZE_TYPE)
-            return self._reply(exc.status, f"{exc}\n".encode())
+                return 409, size_body(exc.size), SIZE_TYPE
+            return exc.status, f"{exc}\n".encode(), TEXT_TYPE
         except OSError as exc:  # the state could not be persisted: nothing was cosigned
             print(f"gate witness: cannot write the state: {exc}", file=sys.stderr, flush=True)
-            return self._reply(503, b"the witness cannot persist its state; nothing was cosigned\n")
-        self._reply(200, cosignature.line().encode("utf-8"))
+            return 503, b"the witness cannot persist its state; nothing was cosigned\n", TEXT_TYPE
+        return 200, cosignature.line().encode("utf-8"), TEXT_TYPE
 
     def do_GET(self) -> None:
         self._reply(405, b"use POST /add-checkpoint\n")
@@ -92,7 +98,7 @@ class _WitnessHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's parameter name
         pass  # refusals are answered to the log that asked; the witness's own output stays quiet
 
 
@@ -182,6 +188,6 @@ def collect_cosignatures(note: bytes, witnesses: Sequence[WitnessClient],
     parsed = SignedNote.parse(note)
     lines = [c.line() for c in results if isinstance(c, Cosignature)]
     problems = [r if isinstance(r, str) and r else f"{w.url}: no answer in time"
-                for r, w in zip(results, witnesses) if not isinstance(r, Cosignature)]
+                for r, w in zip(results, witnesses, strict=True) if not isinstance(r, Cosignature)]
     text = parsed.text + "\n" + "".join(s.line() for s in parsed.signatures) + "".join(lines)
     return text.encode("utf-8"), problems

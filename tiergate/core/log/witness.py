@@ -13,6 +13,7 @@ concurrent requests cannot roll the state back (the race the spec describes).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -79,7 +80,8 @@ class AddCheckpoint:
         if not match or int(match.group(1)) > (1 << 64) - 1:
             raise WitnessRefusal(400, f"the first line must be 'old <size>' in decimal, not {lines[0][:40]!r}")
         if len(lines) - 1 > MAX_PROOF_LINES:
-            raise WitnessRefusal(400, f"{len(lines) - 1} consistency proof lines; at most {MAX_PROOF_LINES} are allowed")
+            raise WitnessRefusal(400, f"{len(lines) - 1} consistency proof lines; at most {MAX_PROOF_LINES} are "
+                                      "allowed")
         proof = []
         for number, line in enumerate(lines[1:], 2):
             try:
@@ -163,10 +165,8 @@ class WitnessState:
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
