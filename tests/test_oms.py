@@ -159,11 +159,14 @@ def test_extra_file_under_signed_ignore_path_is_rejected(model: Path, keys: dict
 
 
 def test_signature_inside_the_model(model: Path, keys: dict[str, Path], signer: PublicKey) -> None:
-    # Where the CLI would put it, ignoring itself: the gate sees an unsigned file and says what to do.
+    # Where the CLI would put it: OMS v1.0 §6.2 excludes the signature file itself at verify time.
     in_root = model / "model.sig"
     bundle = ms_sign(model, in_root, keys["private"], ignore_paths=["model.sig"])
     ms_verify(model, in_root, keys["public"])
-    assert "keep it in .attestations/ or outside the model directory" in reason(bundle, model, [signer])
+    assert verify_oms_bundle(bundle, hash_model(model), [signer]).key == signer
+    # Only the bundle being verified is excluded (found by its bytes): another file under that name is unsigned.
+    in_root.write_bytes(bundle.replace(b"{", b"{ ", 1))
+    assert reason(bundle, model, [signer]).startswith("OMS signature: unlisted file: model.sig is in the model")
     in_root.unlink()
     # Where the gate keeps signatures: excluded from the model identity, so it verifies.
     (model / ".attestations").mkdir()

@@ -322,9 +322,13 @@ def _under(path: str, prefixes: Iterable[str]) -> str | None:
     return None
 
 
-def _differences(signed: _Signed, manifest: Manifest) -> list[str]:
-    """Every way the model on disk differs from the signature, most serious first, each one line."""
-    on_disk = manifest.by_path()
+def _differences(signed: _Signed, manifest: Manifest, own_sha256: str) -> list[str]:
+    """Every way the model on disk differs from the signature, most serious first, each one line.
+
+    A file on disk whose bytes are the bundle being verified (``own_sha256``) is the signature itself, which OMS
+    v1.0 §6.2 excludes at verify time wherever it lies (model-signing writes ``model.sig`` at the model root).
+    """
+    on_disk = {path: f for path, f in manifest.by_path().items() if f.sha256 != own_sha256}
     listed = dict(signed.files)
     changed, unlisted, missing, gate_ignored = [], [], [], []
     for path, digest in signed.files:
@@ -352,14 +356,11 @@ def _unlisted(path: str, signed_ignores: Sequence[str]) -> str:
     reason = f"unlisted file: {path} is in the model but not in the signature"
     if ignore is None:
         return reason
-    return (
-        f"{reason} (the signature ignores '{ignore}', but every published file must be signed; if this is the "
-        "signature itself, keep it in .attestations/ or outside the model directory)"
-    )
+    return f"{reason} (the signature ignores '{ignore}', but every published file must be signed)"
 
 
-def _check_model(signed: _Signed, manifest: Manifest) -> None:
-    problems = _differences(signed, manifest)
+def _check_model(signed: _Signed, manifest: Manifest, own_sha256: str) -> None:
+    problems = _differences(signed, manifest, own_sha256)
     if problems:
         more = f" (and {len(problems) - 1} more difference{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
         _fail(problems[0] + more)
@@ -373,7 +374,8 @@ def verify_oms_bundle(data: bytes, manifest: Manifest, keys: Iterable[PublicKey]
 
     Order: size, strict parse, DSSE signature by one of ``keys`` (the bundle's key hint only names a key), the
     statement (in-toto v1, OMS predicate, sha256 file serialization, subject digest consistent with the resources),
-    then the files: every signed file present with the signed digest and every file on disk signed.
+    then the files: every signed file present with the signed digest and every file on disk signed (except the
+    signature itself, found by its bytes: OMS v1.0 §6.2).
     Raises :class:`VerificationError` with a one-line reason on any failure.
     """
     if len(data) > MAX_BUNDLE_BYTES:
@@ -382,7 +384,7 @@ def verify_oms_bundle(data: bytes, manifest: Manifest, keys: Iterable[PublicKey]
     envelope = _envelope_of(bundle)
     key, compat = _verify_signature(envelope, _key_hint(bundle), list(keys))
     signed = _parse_statement(envelope.payload, compat)
-    _check_model(signed, manifest)
+    _check_model(signed, manifest, hashlib.sha256(data).hexdigest())
     on_disk = manifest.by_path()
     return OmsSignature(
         key=key,
