@@ -366,7 +366,7 @@ STATEMENT_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("algorithm", lambda s: first_resource(s).update(algorithm="blake3"), "uses algorithm 'blake3', not sha256"),
     ("digest", lambda s: first_resource(s).update(digest="abc"), "not a hex SHA-256 digest: 'abc'"),
     ("escaping name", lambda s: (first_resource(s).update(name="../x"), fix_root(s)), "'..' component"),
-    ("single file", lambda s: first_resource(s).update(name="."), "unsupported: the signature is for a single-file"),
+    ("'.' among others", lambda s: first_resource(s).update(name="."), "'.' names the file of a single-file signature"),
     ("duplicate", lambda s: (s["predicate"]["resources"].append(first_resource(s)), fix_root(s)), "listed twice"),
     ("ignore_paths", lambda s: s["predicate"]["serialization"].update(ignore_paths="x"), "list of strings"),
     (
@@ -385,6 +385,23 @@ def test_signed_statement_problems(
 ) -> None:
     bundle = bundle_for(mutate_statement(model, change), keys["private"])
     assert expected in reason(bundle, model, [signer])
+
+
+def test_single_file_signature(tmp_path: Path, keys: dict[str, Path], signer: PublicKey) -> None:
+    # model_signing sign key <file>: one resource named '.', verified against a directory holding just that file.
+    model = make_model(tmp_path / "one", {"model.safetensors": b"weights"})
+    bundle = ms_sign(model / "model.safetensors", tmp_path / "one.sig", keys["private"])
+    assert json.loads(base64.b64decode(json.loads(bundle)["dsseEnvelope"]["payload"]))["predicate"]["resources"][0][
+        "name"] == "."
+    result = verify_oms_bundle(bundle, hash_model(model), [signer])
+    assert [f.path for f in result.files] == ["model.safetensors"]
+    (model / "model.sig").write_bytes(bundle)  # the signature itself is not a second file (OMS §6.2)
+    assert verify_oms_bundle(bundle, hash_model(model), [signer]).key == signer
+    (model / "config.json").write_bytes(b"{}")
+    assert "single file ('.'), but the model directory holds 2 files" in reason(bundle, model, [signer])
+    (model / "config.json").unlink()
+    (model / "model.safetensors").write_bytes(b"other")
+    assert "file changed: model.safetensors" in reason(bundle, model, [signer])
 
 
 def test_uppercase_hex_from_other_signers_is_accepted(model: Path, keys: dict[str, Path], signer: PublicKey) -> None:

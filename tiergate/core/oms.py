@@ -11,8 +11,11 @@ list is a failure, even when it lies under a path the signature says it ignores 
 ``evil.pkl`` dropped into an ignored folder verify). The model on disk is the caller's :class:`Manifest`, computed
 with the gate's default ignores (``.git`` and friends, and ``.attestations/`` where signatures are kept).
 
+A single-file signature (model-signing run on one file: one resource named ``.``) verifies against a model
+directory holding exactly that one file (the signature itself aside).
+
 Not supported, each with an explicit "unsupported" reason: shard serialization, hashes other than SHA-256,
-certificate and Sigstore keyless bundles, single-file models. Transparency-log entries in a bundle are not used:
+certificate and Sigstore keyless bundles. Transparency-log entries in a bundle are not used:
 trust comes from the caller's keys alone.
 """
 
@@ -48,6 +51,8 @@ LEGACY_PREDICATE_TYPE = "https://model_signing/Digests/v0.1"
 _SNIFF_BYTES = 64 * 1024
 _SNIFF = re.compile(rb'^\s*\{.*?"mediaType"\s*:\s*"application/vnd\.dev\.sigstore\.bundle', re.DOTALL)
 _HEX = frozenset("0123456789abcdef")
+#: The resource name model-signing gives the only file of a single-file signature.
+_SINGLE_FILE = "."
 
 
 @dataclass(frozen=True)
@@ -207,8 +212,8 @@ def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[Publi
 
 
 def _resource_path(name: Any, where: str) -> str:
-    if name == ".":
-        _fail("unsupported: the signature is for a single-file model ('.'); the gate verifies model directories")
+    if name == _SINGLE_FILE:
+        _fail(f"malformed {where}: '.' names the file of a single-file signature, which lists nothing else")
     if not isinstance(name, str):
         _fail(f"malformed {where}: 'name' is missing or not a string")
     try:
@@ -264,7 +269,8 @@ def _parse_v1(statement: Mapping[str, Any]) -> _Signed:
         where = f"resources[{index}]"
         if not isinstance(resource, dict):
             _fail(f"malformed {where}: expected an object")
-        path = _resource_path(resource.get("name"), where)
+        single = resource.get("name") == _SINGLE_FILE and len(predicate["resources"]) == 1
+        path = _SINGLE_FILE if single else _resource_path(resource.get("name"), where)
         if resource.get("algorithm") != "sha256":
             _fail(f"unsupported: {where} ({path}) uses algorithm {resource.get('algorithm')!r}, not sha256")
         files.append((path, _hex_digest(resource.get("digest"), where)))
@@ -359,6 +365,17 @@ def _unlisted(path: str, signed_ignores: Sequence[str]) -> str:
     return f"{reason} (the signature ignores '{ignore}', but every published file must be signed)"
 
 
+def _single_file(signed: _Signed, manifest: Manifest, own_sha256: str) -> _Signed:
+    """A single-file signature ('.') as a signature of the one file in the model directory; others unchanged."""
+    if [path for path, _ in signed.files] != [_SINGLE_FILE]:
+        return signed
+    found = [f.path for f in manifest.files if f.sha256 != own_sha256]
+    if len(found) != 1:
+        _fail(f"the signature is for a single file ('.'), but the model directory holds {len(found)} files; "
+              "verify that file alone in a directory of its own, or re-sign the directory")
+    return _Signed(signed.subject_name, signed.root_digest, ((found[0], signed.files[0][1]),), signed.ignore_paths)
+
+
 def _check_model(signed: _Signed, manifest: Manifest, own_sha256: str) -> None:
     problems = _differences(signed, manifest, own_sha256)
     if problems:
@@ -383,8 +400,9 @@ def verify_oms_bundle(data: bytes, manifest: Manifest, keys: Iterable[PublicKey]
     bundle = _parse_object(bytes(data), "bundle")
     envelope = _envelope_of(bundle)
     key, compat = _verify_signature(envelope, _key_hint(bundle), list(keys))
-    signed = _parse_statement(envelope.payload, compat)
-    _check_model(signed, manifest, hashlib.sha256(data).hexdigest())
+    own_sha256 = hashlib.sha256(data).hexdigest()
+    signed = _single_file(_parse_statement(envelope.payload, compat), manifest, own_sha256)
+    _check_model(signed, manifest, own_sha256)
     on_disk = manifest.by_path()
     return OmsSignature(
         key=key,

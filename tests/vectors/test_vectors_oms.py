@@ -1,0 +1,256 @@
+"""OMS signatures from code nobody here wrote: every vector verifies or is refused exactly as its suite says.
+
+- ``model-transparency/``: model-signing's cross-version fixtures. Each ``test-verify-<version>-<method>.sh`` runs
+  ``python -m model_signing verify <method> ...`` and fails unless that succeeds; the method, signature, model path,
+  trust material and ``--ignore-paths`` are read from the script itself, not re-typed here.
+- ``oms-spec/test-vectors/v1.0/``: the OMS v1.0 test vectors; the directory says the outcome (``valid/`` MUST pass,
+  ``invalid/`` and ``invalid-payload/`` MUST be rejected: ``test-vectors/validate.sh``). The valid key vector is
+  signed with model-transparency's signing key over its ``v1.1.0-elliptic-key`` model, so the gate verifies it in
+  full; the others are checked by the published JSON schemas (``oms-spec/schemas/v1.0``) the way the suite's own
+  ``oms_schemas.validate_bundle`` does, and refused by the gate.
+
+Certificate and Sigstore keyless signatures need trust-store identities (issue 12, branch h/x509): those cases are
+strict xfails until that lands, so that they start failing loudly (and get turned on) the day it does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from tiergate.core import oms
+from tiergate.core.dsse import Envelope
+from tiergate.core.keys import PublicKey
+from tiergate.core.manifest import DEFAULT_IGNORES, attestation_file_problem, hash_model
+from tiergate.core.trust import TrustStore
+from tiergate.core.verify import AttestationInput, verify_attestation
+from tiergate.errors import VerificationError
+
+HERE = Path(__file__).parent
+MT = HERE / "model-transparency"
+SPEC = HERE / "oms-spec"
+SPEC_VECTORS = SPEC / "test-vectors" / "v1.0"
+NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+X509_PENDING = pytest.mark.xfail(strict=True, reason="h/x509 identities: certificate and Sigstore trust not merged yet")
+
+
+# --- model-transparency's fixtures, as its scripts verify them -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One ``python -m model_signing verify`` call of a suite script, and whether the script requires success."""
+
+    script: str
+    method: str
+    options: dict[str, list[str]]
+    model: Path
+    must_pass: bool
+
+    def one(self, name: str) -> str:
+        (value,) = self.options[name]
+        return value
+
+    def path(self, name: str) -> Path:
+        return MT / self.one(name)
+
+    @property
+    def model_root(self) -> Path:
+        """The directory the gate hashes: the model path, or for a single-file model the folder holding it."""
+        return self.model if self.model.is_dir() else self.model.parent
+
+    @property
+    def ignore_paths(self) -> tuple[str, ...]:
+        """The verifier's ``--ignore-paths``, relative to the model root (the script names them from its cwd)."""
+        root = self.model_root.resolve()
+        return tuple(str((MT / p).resolve().relative_to(root)) for p in self.options.get("--ignore-paths", []))
+
+
+_CALL = re.compile(r"if\s+(!\s+)?python -m model_signing\s+verify\s+(.*?);\s*then", re.DOTALL)
+
+
+def _invocations() -> list[Invocation]:
+    found = []
+    for script in sorted(MT.glob("test-verify-*.sh")):
+        text = script.read_text().replace("\\\n", " ")
+        match = _CALL.search(text)  # the first call; a second one repeats it from inside the model directory
+        assert match, f"{script.name}: no model_signing verify call"
+        words = shlex.split(match.group(2))
+        method, options, positional = words[0], {}, []
+        rest = iter(words[1:])
+        for word in rest:
+            if word.startswith("--"):
+                options.setdefault(word, []).append(next(rest))
+            else:
+                positional.append(word)
+        (model,) = positional
+        found.append(Invocation(script.name, method, options, MT / model, must_pass=bool(match.group(1))))
+    return found
+
+
+INVOCATIONS = _invocations()
+
+
+def test_every_fixture_is_covered() -> None:
+    # Guard against a script the regular expression misses: one invocation per fixture directory.
+    fixtures = {p.name for p in MT.iterdir() if p.is_dir() and p.name.startswith("v")}
+    assert {i.model_root.name for i in INVOCATIONS} == fixtures
+    assert len(INVOCATIONS) == 13 and all(i.must_pass for i in INVOCATIONS)
+
+
+def _key_store(public_key: Path) -> TrustStore:
+    entry = {"id": "model-transparency", "organization": "sigstore", "kind": "developer",
+             "keys": [{"pem": public_key.read_text()}]}
+    return TrustStore.from_dict({"version": 1, "evaluators": [entry]}, source="vectors")
+
+
+def _identity_store(case: Invocation) -> TrustStore:
+    """The trust entry h/x509 is to accept: a CA for the certificate method, an OIDC identity for Sigstore."""
+    if case.method == "certificate":
+        identity: dict[str, Any] = {"x509": {"roots": [case.path("--certificate_chain").read_text()]}}
+    else:
+        identity = {"sigstore": {"identity": case.one("--identity"), "issuer": case.one("--identity_provider")}}
+    entry = {"id": "model-transparency", "organization": "sigstore", "kind": "developer", "keys": [identity]}
+    return TrustStore.from_dict({"version": 1, "evaluators": [entry]}, source="vectors")
+
+
+def _case_params() -> list[Any]:
+    return [
+        pytest.param(case, id=case.script, marks=() if case.method == "key" else X509_PENDING)
+        for case in INVOCATIONS
+    ]
+
+
+@pytest.mark.parametrize("case", _case_params())
+def test_model_transparency_fixture(case: Invocation) -> None:
+    signature = case.path("--signature")
+    store = _key_store(case.path("--public_key")) if case.method == "key" else _identity_store(case)
+    manifest = hash_model(case.model_root, ignore_paths=(*DEFAULT_IGNORES, *case.ignore_paths))
+    item = AttestationInput(str(signature), signature.read_bytes())
+    if case.must_pass:
+        assert verify_attestation(item, store, manifest, NOW).evaluator.evaluator_id == "model-transparency"
+    else:
+        with pytest.raises(VerificationError):
+            verify_attestation(item, store, manifest, NOW)
+
+
+def test_a_changed_fixture_model_is_refused(tmp_path: Path) -> None:
+    # The same fixtures prove nothing if everything verifies: change one signed byte and each key case fails.
+    for case in (c for c in INVOCATIONS if c.method == "key"):
+        model = tmp_path / case.model_root.name
+        model.mkdir()
+        for file in case.model_root.iterdir():
+            (model / file.name).write_bytes(file.read_bytes())
+        (model / "signme-1").write_bytes(b"changed\n")
+        manifest = hash_model(model, ignore_paths=(*DEFAULT_IGNORES, *case.ignore_paths))
+        with pytest.raises(VerificationError, match="file changed: signme-1"):
+            oms.verify_oms_bundle((model / "model.sig").read_bytes(), manifest, [PublicKey.load(case.path("--public_key"))])
+
+
+def test_keyid_spellings_of_the_fixtures() -> None:
+    # OMS §4.1 / §11.1: null (pre-1.1), "" (Python 1.1) and absent (Go, the spec's sigstore vector) all occur here.
+    spellings = set()
+    for bundle in [*MT.glob("v*/model.sig"), *SPEC_VECTORS.glob("valid/*.json")]:
+        for signature in json.loads(bundle.read_bytes())["dsseEnvelope"]["signatures"]:
+            spellings.add(repr(signature.get("keyid", "absent")))
+    assert spellings == {"None", "''", "'absent'"}
+
+
+def test_public_key_hint_and_raw_bytes() -> None:
+    # §4.1: v1.1 names the key by 'hint', earlier versions embed it as 'rawBytes'; both name the same key here.
+    key = PublicKey.load(MT / "keys/certificate/signing-key-pub.pem")
+    assert key.algorithm == "ecdsa-secp384r1"  # a P-384 key: signatures over SHA-384
+    materials = {p.parent.name: json.loads(p.read_bytes())["verificationMaterial"]["publicKey"]
+                 for p in MT.glob("v*-elliptic-key/model.sig")}
+    assert set(materials["v1.1.0-elliptic-key"]) == {"hint"}
+    assert {"rawBytes"} <= set(materials["v1.0.0-elliptic-key"])
+    bundles = {name: json.loads((MT / name / "model.sig").read_bytes()) for name in materials}
+    assert {oms._key_hint(b) for b in bundles.values()} == {oms._pem_hint(key)}
+
+
+# --- the OMS v1.0 test vectors -----------------------------------------------------------------------------------
+
+
+def _spec_validators() -> tuple[jsonschema.Draft202012Validator, jsonschema.Draft202012Validator]:
+    """The suite's two-level check (``oms_schemas._init_validators``): bundle schema, then statement schema."""
+    schemas = {p.name: json.loads(p.read_text()) for p in (SPEC / "schemas/v1.0").glob("*.json")}
+    registry: Registry[Any] = Registry().with_resources(
+        (s["$id"], Resource.from_contents(s, default_specification=DRAFT202012)) for s in schemas.values())
+    return (jsonschema.Draft202012Validator(schemas["bundle.schema.json"], registry=registry),
+            jsonschema.Draft202012Validator(schemas["statement.schema.json"], registry=registry))
+
+
+BUNDLE_SCHEMA, STATEMENT_SCHEMA = _spec_validators()
+
+
+def spec_problem(data: bytes) -> str | None:
+    """What the suite's ``validate_bundle`` says about a bundle (None: valid), without its deprecated-type warning."""
+    try:
+        bundle = json.loads(data)
+        BUNDLE_SCHEMA.validate(bundle)
+        payload = bundle["dsseEnvelope"]["payload"]
+        statement = json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))
+        if statement.get("predicateType") != oms.LEGACY_PREDICATE_TYPE:
+            STATEMENT_SCHEMA.validate(statement)
+    except (ValueError, jsonschema.ValidationError) as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+SPEC_CASES = sorted(SPEC_VECTORS.glob("*/*.json"))
+
+
+def _spec_params() -> list[Any]:
+    params = []
+    for path in SPEC_CASES:
+        method = path.name.split(".")[0]
+        pending = path.parent.name == "valid" and method != "key"
+        params.append(pytest.param(path, id=f"{path.parent.name}/{path.name}", marks=X509_PENDING if pending else ()))
+    return params
+
+
+@pytest.mark.parametrize("path", SPEC_CASES, ids=[f"{p.parent.name}/{p.name}" for p in SPEC_CASES])
+def test_spec_vector_against_published_schemas(path: Path) -> None:
+    problem = spec_problem(path.read_bytes())
+    assert (problem is None) == (path.parent.name == "valid"), problem
+
+
+def _spec_model(tmp_path: Path) -> Path:
+    # The spec's vectors sign signme-1/signme-2 as model-transparency's v1.1.0 fixtures do (same digests).
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("signme-1", "signme-2"):
+        (model / name).write_bytes((MT / "v1.1.0-elliptic-key" / name).read_bytes())
+    return model
+
+
+@pytest.mark.parametrize("path", _spec_params())
+def test_spec_vector_with_the_gate(path: Path, tmp_path: Path) -> None:
+    data = path.read_bytes()
+    manifest = hash_model(_spec_model(tmp_path))
+    key = PublicKey.load(MT / "keys/certificate/signing-key-pub.pem")
+    method = path.name.split(".")[0]
+    if path.parent.name == "valid" and method != "key":
+        # Signed like model-transparency's v1.1.0 fixture of the same method: trust what its script trusts.
+        (case,) = [c for c in INVOCATIONS if c.script == f"test-verify-v1.1.0-{method}.sh"]
+        if method == "sigstore":
+            manifest = hash_model(case.model_root, ignore_paths=(*DEFAULT_IGNORES, *case.ignore_paths))
+        assert verify_attestation(AttestationInput(path.name, data), _identity_store(case), manifest, NOW)
+    elif path.parent.name == "valid":
+        # Structure first (what an upload to .attestations/ is checked for), then the full verification.
+        assert attestation_file_problem(data, lines=False) is None
+        assert oms.verify_oms_bundle(data, manifest, [key]).subject_name == "model"
+    else:
+        with pytest.raises(VerificationError):
+            oms.verify_oms_bundle(data, manifest, [key])
