@@ -179,6 +179,21 @@ def test_public_key_hint_and_raw_bytes() -> None:
     assert {oms._key_hint(b) for b in bundles.values()} == {oms._pem_hint(key)}
 
 
+def test_model_signing_0_2_compat_signature_uses_sha256_even_for_p384() -> None:
+    # model-signing 0.2 signed a malformed PAE and hashed it with SHA-256 whatever the curve (its verifier hardcodes
+    # this); the v0.2.0 fixture is signed by a P-384 certificate key, so SHA-384 alone would refuse it.
+    from cryptography import x509
+
+    bundle = json.loads((MT / "v0.2.0-certificate/model.sig").read_bytes())
+    leaf = x509.load_der_x509_certificate(
+        base64.b64decode(bundle["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"]))
+    key = PublicKey(leaf.public_key())  # type: ignore[arg-type]
+    assert key.algorithm == "ecdsa-secp384r1"
+    envelope = Envelope.from_dict({**bundle["dsseEnvelope"], "signatures": [
+        {"sig": s["sig"]} for s in bundle["dsseEnvelope"]["signatures"]]})
+    assert oms._verify_signature(envelope, None, [key]) == (key, True)
+
+
 # --- the OMS v1.0 test vectors -----------------------------------------------------------------------------------
 
 

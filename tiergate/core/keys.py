@@ -50,13 +50,17 @@ class PublicKey:
     def to_pem(self) -> bytes:
         return self.key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    def verify(self, signature: bytes, data: bytes) -> bool:
-        """True if ``signature`` is valid over ``data``; never raises for a bad signature."""
+    def verify(self, signature: bytes, data: bytes, ecdsa_hash: hashes.HashAlgorithm | None = None) -> bool:
+        """True if ``signature`` is valid over ``data``; never raises for a bad signature.
+
+        ECDSA hashes with the curve's usual hash unless ``ecdsa_hash`` names another (only for a known signer's
+        defect, such as model-signing 0.2's SHA-256 with every curve).
+        """
         try:
             if isinstance(self.key, ed25519.Ed25519PublicKey):
                 self.key.verify(signature, data)
             else:
-                self.key.verify(signature, data, ec.ECDSA(_hash_for_curve(self.key.curve)))
+                self.key.verify(signature, data, ec.ECDSA(ecdsa_hash or _hash_for_curve(self.key.curve)))
         except (InvalidSignature, ValueError):
             return False
         return True

@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
+from cryptography.hazmat.primitives import hashes
+
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.core.keys import PublicKey
@@ -195,7 +197,8 @@ def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[Publi
     compat = _pae_compat(envelope.payload)
     for signature in envelope.signatures:
         for key in keys:
-            if key.verify(signature.sig, compat):
+            # model-signing 0.2 also hashed with SHA-256 whatever the curve (its 1.x verifier hardcodes the same).
+            if key.verify(signature.sig, compat, hashes.SHA256()):
                 return key, True
     named = [k for k in keys if _pem_hint(k) == hint]
     if named:
