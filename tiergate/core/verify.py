@@ -14,12 +14,14 @@ from typing import Iterable, Sequence
 
 from tiergate.core import oms
 from tiergate.core.attestation import (
+    EVAL_RESULT_PREDICATE_TYPE,
     EVALUATION_PREDICATE_TYPE,
     PREDICATE_TYPES,
     AttestationFormatError,
     Evaluation,
     EvaluationPredicate,
     Statement,
+    evaluation_from_eval_result,
     evaluation_from_test_result,
 )
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue
@@ -200,7 +202,9 @@ def _verify_dsse(
             evaluation, signed_at, named = predicate.evaluation, predicate.attested_at, predicate.evaluator.id
         else:
             predicate, named, signed_at = None, None, None
-            evaluation = evaluation_from_test_result(statement.predicate)
+            from_predicate = (evaluation_from_eval_result if statement.predicate_type == EVAL_RESULT_PREDICATE_TYPE
+                              else evaluation_from_test_result)
+            evaluation = from_predicate(statement.predicate)
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
     accepted = _accepted_signers(envelope, store, signed_at, now)
