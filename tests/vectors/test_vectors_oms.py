@@ -269,3 +269,9 @@ def test_spec_vector_with_the_gate(path: Path, tmp_path: Path) -> None:
     else:
         with pytest.raises(VerificationError):
             oms.verify_oms_bundle(data, manifest, [key])
+
+
+@pytest.mark.parametrize("method", ["elliptic-key", "certificate", "sigstore"])
+def test_current_fixtures_match_the_published_schemas(method: str) -> None:
+    # The schemas describe the current format (v1.1.0+, OMS §11): model-signing 1.1's bundles must pass them.
+    assert spec_problem((MT / f"v1.1.0-{method}" / "model.sig").read_bytes()) is None
