@@ -455,3 +455,16 @@ def test_compat_pae_is_accepted_for_legacy_statements_only(
     modern["dsseEnvelope"] = legacy["dsseEnvelope"]  # a v1.0 statement signed over the buggy PAE
     message = reason(json.dumps(modern).encode(), model, [signer])
     assert "bad signature: it verifies only over model-signing 0.2's malformed PAE" in message
+
+
+@pytest.mark.parametrize("keyid", ["absent", None, "", "not-a-key-id"])
+def test_keyid_absent_empty_or_null(model: Path, keys: dict[str, Path], signer: PublicKey, keyid: Any) -> None:
+    # OMS v1.0 §4.1: verifiers MUST accept keyid absent, "" or null; it is never used to pick the key.
+    _, bundle = sign(model, keys)
+    data = json.loads(bundle)
+    for signature in data["dsseEnvelope"]["signatures"]:
+        if keyid == "absent":
+            signature.pop("keyid", None)
+        else:
+            signature["keyid"] = keyid
+    assert verify_oms_bundle(json.dumps(data).encode(), hash_model(model), [signer]).key == signer

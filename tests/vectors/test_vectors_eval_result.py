@@ -159,3 +159,14 @@ def test_unknown_fields_are_ignored() -> None:
     # The draft's parsing rule (forward compatibility); they change nothing the gate reads.
     plain = evaluation_from_eval_result(_predicate())
     assert evaluation_from_eval_result(_predicate(anchors=[{"x": 1}], receipt={"schema": "s"})) == plain
+
+
+def test_the_evaluator_guides_example_is_accepted() -> None:
+    guide = (Path(__file__).parents[2] / "docs" / "evaluator.md").read_text()
+    section = guide.split("### Already signing in-toto eval-result attestations", 1)[1]
+    block = re.search(r"```json\n(.*?)```", section, re.DOTALL)
+    assert block
+    document = json.loads(block.group(1))
+    assert Statement.from_dict(document).predicate_type == EVAL_RESULT_PREDICATE_TYPE
+    evaluation = evaluation_from_eval_result(document["predicate"])
+    assert (evaluation.benchmark, dict(evaluation.bounds)) == ("strong_reject", {"score": "upper"})
