@@ -49,7 +49,7 @@ def _vsa_descriptor() -> Descriptor:
     registers an older definition under the same name in the default pool)."""
     tree = ast.parse((PROTOS / "vsa_pb2.py").read_text())
     (serialized,) = [node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
-                     and getattr(node.func, "attr", None) == "AddSerializedFile"]  # type: ignore[attr-defined]
+                     and getattr(node.func, "attr", None) == "AddSerializedFile" and isinstance(node.args[0], ast.Constant)]
     pool = descriptor_pool.DescriptorPool()
     timestamp = descriptor_pb2.FileDescriptorProto()
     timestamp_pb2.DESCRIPTOR.CopyToProto(timestamp)

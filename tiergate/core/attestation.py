@@ -360,7 +360,7 @@ def evaluation_from_eval_result(predicate: Mapping[str, Any]) -> Evaluation:
         claim = _object(raw, where)
         metric = _text(claim, "metric", where) or ""
         comparator, passed, threshold = claim.get("comparator"), claim.get("passed"), claim.get("threshold")
-        if not isinstance(passed, bool) or (comparator, passed) not in _CLAIM_BOUNDS:
+        if not isinstance(comparator, str) or not isinstance(passed, bool) or (comparator, passed) not in _CLAIM_BOUNDS:
             raise AttestationFormatError(f"{where} needs comparator >=, >, <= or < and passed true or false")
         # A decimal string, never a JSON number (the draft's rule, so no float round-trip changes it).
         if not isinstance(threshold, str) or not _DECIMAL.fullmatch(threshold):
