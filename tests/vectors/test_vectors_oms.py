@@ -87,7 +87,9 @@ def _invocations() -> list[Invocation]:
         match = _CALL.search(text)  # the first call; a second one repeats it from inside the model directory
         assert match, f"{script.name}: no model_signing verify call"
         words = shlex.split(match.group(2))
-        method, options, positional = words[0], {}, []
+        method = words[0]
+        options: dict[str, list[str]] = {}
+        positional: list[str] = []
         rest = iter(words[1:])
         for word in rest:
             if word.startswith("--"):
