@@ -117,14 +117,25 @@ def _key_store(public_key: Path) -> TrustStore:
     return TrustStore.from_dict({"version": 1, "evaluators": [entry]}, source="vectors")
 
 
+def _leaf_subject(signature: Path) -> str:
+    """The signing certificate's subject (RFC 4514) as the bundle carries it."""
+    from cryptography import x509
+
+    chain = json.loads(signature.read_bytes())["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    return x509.load_der_x509_certificate(base64.b64decode(chain[0]["rawBytes"])).subject.rfc4514_string()
+
+
 def _identity_store(case: Invocation) -> TrustStore:
-    """The trust entry h/x509 is to accept: a CA for the certificate method, an OIDC identity for Sigstore."""
+    """The trust entry of h/x509's trust store for what the script trusts: its CA (``--certificate_chain``) for the
+    certificate method, with the leaf's subject (the gate requires a name, model-signing any leaf of the CA); its
+    OIDC identity and issuer for Sigstore."""
     if case.method == "certificate":
-        identity: dict[str, Any] = {"x509": {"roots": [case.path("--certificate_chain").read_text()]}}
+        root = str(case.path("--certificate_chain").relative_to(MT))
+        identity: dict[str, Any] = {"x509": {"roots": [root], "subject": _leaf_subject(case.path("--signature"))}}
     else:
         identity = {"sigstore": {"identity": case.one("--identity"), "issuer": case.one("--identity_provider")}}
     entry = {"id": "model-transparency", "organization": "sigstore", "kind": "developer", "keys": [identity]}
-    return TrustStore.from_dict({"version": 1, "evaluators": [entry]}, source="vectors")
+    return TrustStore.from_dict({"version": 1, "evaluators": [entry]}, source="vectors", base_dir=MT)
 
 
 def _case_params() -> list[Any]:

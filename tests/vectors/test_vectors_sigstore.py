@@ -50,9 +50,9 @@ def _store(case: Path) -> TrustStore:
     identity: dict[str, Any] = {"identity": read("identity", "CERTIFICATE_IDENTITY"),
                                 "issuer": read("issuer", "CERTIFICATE_OIDC_ISSUER")}
     if (case / "trusted_root.json").exists():
-        identity["trusted_root"] = str(case / "trusted_root.json")
+        identity["trusted_root"] = "trusted_root.json"  # relative to the trust store, here the case's directory
     entry = {"id": "conformance", "organization": "sigstore", "kind": "developer", "keys": [{"sigstore": identity}]}
-    return TrustStore.from_dict({"version": 1, "evaluators": [entry]}, source="vectors")
+    return TrustStore.from_dict({"version": 1, "evaluators": [entry]}, source="vectors", base_dir=case)
 
 
 def test_cases_present() -> None:
