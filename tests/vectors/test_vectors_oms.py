@@ -38,6 +38,8 @@ from tiergate.core.trust import TrustStore
 from tiergate.core.verify import AttestationInput, verify_attestation
 from tiergate.errors import VerificationError
 
+from support import run_gate
+
 HERE = Path(__file__).parent
 MT = HERE / "model-transparency"
 SPEC = HERE / "oms-spec"
@@ -163,6 +165,24 @@ def test_model_transparency_fixture(case: Invocation) -> None:
     else:
         with pytest.raises(VerificationError):
             verify_attestation(item, store, manifest, NOW)
+
+
+def test_gate_verify_accepts_the_key_fixtures(tmp_path: Path) -> None:
+    # As a user would: `gate verify MODEL_DIR MODEL_DIR/model.sig` in a real process. The gate has no verifier-side
+    # ignore list (every published file is part of the model), so the files the script ignores are not published.
+    trust = tmp_path / "trust.yaml"
+    trust.write_text(json.dumps({"version": 1, "evaluators": [{
+        "id": "model-transparency", "organization": "sigstore", "kind": "developer",
+        "keys": [{"path": str(MT / "keys/certificate/signing-key-pub.pem")}]}]}))
+    for case in (c for c in INVOCATIONS if c.method == "key"):
+        model = tmp_path / case.model_root.name
+        model.mkdir()
+        for file in case.model_root.iterdir():
+            if file.name not in case.ignore_paths:
+                (model / file.name).write_bytes(file.read_bytes())
+        result = run_gate("verify", str(model), str(model / "model.sig"), "--trust", str(trust), "-q")
+        assert result.returncode == 0, (case.script, result.stdout, result.stderr)
+        assert "VALID" in result.stdout and "model-transparency" in result.stdout
 
 
 def test_a_changed_fixture_model_is_refused(tmp_path: Path) -> None:
