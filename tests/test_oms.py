@@ -367,6 +367,7 @@ STATEMENT_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("digest", lambda s: first_resource(s).update(digest="abc"), "not a hex SHA-256 digest: 'abc'"),
     ("escaping name", lambda s: (first_resource(s).update(name="../x"), fix_root(s)), "'..' component"),
     ("'.' among others", lambda s: first_resource(s).update(name="."), "'.' names the file of a single-file signature"),
+    ("no resources", lambda s: (s["predicate"].update(resources=[]), fix_root(s)), "'resources' is empty"),
     ("duplicate", lambda s: (s["predicate"]["resources"].append(first_resource(s)), fix_root(s)), "listed twice"),
     ("ignore_paths", lambda s: s["predicate"]["serialization"].update(ignore_paths="x"), "list of strings"),
     (

@@ -268,11 +268,14 @@ def _parse_v1(statement: Mapping[str, Any]) -> _Signed:
     predicate = _field(statement, "predicate", dict, "statement")
     ignores = _parse_serialization(predicate)
     files = []
-    for index, resource in enumerate(_field(predicate, "resources", list, "predicate")):
+    resources = _field(predicate, "resources", list, "predicate")
+    if not resources:
+        _fail("malformed predicate: 'resources' is empty; OMS v1.0 §5.2.1 requires at least one file")
+    for index, resource in enumerate(resources):
         where = f"resources[{index}]"
         if not isinstance(resource, dict):
             _fail(f"malformed {where}: expected an object")
-        single = resource.get("name") == _SINGLE_FILE and len(predicate["resources"]) == 1
+        single = resource.get("name") == _SINGLE_FILE and len(resources) == 1
         path = _SINGLE_FILE if single else _resource_path(resource.get("name"), where)
         if resource.get("algorithm") != "sha256":
             _fail(f"unsupported: {where} ({path}) uses algorithm {resource.get('algorithm')!r}, not sha256")
