@@ -76,27 +76,50 @@ def test_eval_result_is_evidence(world: World, manifest: Manifest) -> None:
     assert evaluation is not None
     # The catalogue, not the signer, gives the risk domain (strong_reject is an alias of strongreject).
     assert (evaluation.benchmark, evaluation.risk_domain, evaluation.sample_size) == ("strong_reject", "misuse", 313)
-    assert dict(evaluation.metrics) == {"score": 0.05} and dict(evaluation.bounds) == {"score": "upper"}
+    assert dict(evaluation.metrics) == {"score": 0.05} and dict(evaluation.bounds) == {"score": "<="}
+
+
+REPORTS_NOTHING = "no valid attestation reports"
+PROVEN_FALSE = "does not satisfy"
 
 
 @pytest.mark.parametrize(
-    ("claim", "status"),
+    ("claim", "status", "why"),
     [
-        ({"comparator": "<=", "threshold": "0.05", "passed": True}, MET),  # score <= 0.05 <= 0.10
-        ({"comparator": "<", "threshold": "0.10", "passed": True}, MET),  # score < 0.10
-        ({"comparator": ">", "threshold": "0.08", "passed": False}, MET),  # not above 0.08: score <= 0.08
-        ({"comparator": "<=", "threshold": "0.20", "passed": True}, NOT_MET),  # score <= 0.20: maybe above 0.10
-        ({"comparator": ">=", "threshold": "0.01", "passed": True}, NOT_MET),  # a lower bound says nothing here
-        ({"comparator": "<=", "threshold": "0.05", "passed": False}, NOT_MET),  # failed: score > 0.05
+        ({"comparator": "<=", "threshold": "0.05", "passed": True}, MET, "0.05"),  # score <= 0.05 <= 0.10
+        ({"comparator": "<", "threshold": "0.10", "passed": True}, MET, "0.1"),  # score < 0.10
+        ({"comparator": ">", "threshold": "0.08", "passed": False}, MET, "0.08"),  # not above 0.08: score <= 0.08
+        ({"comparator": "<=", "threshold": "0.20", "passed": True}, NOT_MET, REPORTS_NOTHING),  # maybe above 0.10
+        ({"comparator": ">=", "threshold": "0.01", "passed": True}, NOT_MET, REPORTS_NOTHING),  # says nothing here
+        ({"comparator": ">=", "threshold": "0.10", "passed": True}, NOT_MET, REPORTS_NOTHING),  # 0.10 still possible
+        ({"comparator": "<=", "threshold": "0.05", "passed": False}, NOT_MET, REPORTS_NOTHING),  # > 0.05: unknown
+        ({"comparator": "<=", "threshold": "0.10", "passed": False}, NOT_MET, PROVEN_FALSE),  # score > 0.10
+        ({"comparator": ">", "threshold": "0.30", "passed": True}, NOT_MET, PROVEN_FALSE),  # score > 0.30
     ],
 )
-def test_a_claim_meets_a_requirement_only_from_its_side(
-    world: World, manifest: Manifest, claim: dict[str, Any], status: str
+def test_a_claim_counts_only_for_what_it_proves(
+    world: World, manifest: Manifest, claim: dict[str, Any], status: str, why: str
 ) -> None:
     document = about_model(manifest, claims=[{"metric": "score", **claim}])
     verified = verify_attestation(signed(world, "evalco", document), world.trust(), manifest, NOW)
-    rows = {r.id: r for r in evaluate_tier(Policy.load(), "hosted", [verified], manifest, NOW)}
-    assert rows["strongreject-hosted"].status == status, rows["strongreject-hosted"].reason
+    row = {r.id: r for r in evaluate_tier(Policy.load(), "hosted", [verified], manifest, NOW)}["strongreject-hosted"]
+    assert row.status == status and why in row.reason, row.reason
+
+
+def test_worst_of_holds_for_claims(world: World, manifest: Manifest) -> None:
+    # A measured 0.04 meets the requirement; a claim proving the score above 0.10 holds it down (worst of), a loose
+    # claim that proves nothing does not.
+    measured = verify_attestation(world.attest(manifest, "redteam", "strongreject", {"score": 0.04}, sample_size=313),
+                                  world.trust(), manifest, NOW)
+
+    def row(claim: dict[str, Any]) -> Any:
+        document = about_model(manifest, claims=[{"metric": "score", **claim}])
+        verified = verify_attestation(signed(world, "evalco", document), world.trust(), manifest, NOW)
+        rows = evaluate_tier(Policy.load(), "hosted", [measured, verified], manifest, NOW)
+        return {r.id: r for r in rows}["strongreject-hosted"]
+
+    assert row({"comparator": "<=", "threshold": "0.10", "passed": False}).status == NOT_MET
+    assert row({"comparator": "<=", "threshold": "0.50", "passed": True}).status == MET
 
 
 def test_too_few_samples_do_not_count(world: World, manifest: Manifest) -> None:
@@ -169,4 +192,4 @@ def test_the_evaluator_guides_example_is_accepted() -> None:
     document = json.loads(block.group(1))
     assert Statement.from_dict(document).predicate_type == EVAL_RESULT_PREDICATE_TYPE
     evaluation = evaluation_from_eval_result(document["predicate"])
-    assert (evaluation.benchmark, dict(evaluation.bounds)) == ("strong_reject", {"score": "upper"})
+    assert (evaluation.benchmark, dict(evaluation.bounds)) == ("strong_reject", {"score": "<="})

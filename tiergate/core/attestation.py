@@ -7,8 +7,8 @@ Three predicate types are understood:
   digest of the raw eval log, and the full per-file manifest of the evaluated weights.
 - in-toto test-result v0.1, which carries a PASSED/WARNED/FAILED result and test counts but no scores.
 - in-toto eval-result v0.1 (proposed in in-toto/attestation#565, not yet merged there), which carries threshold
-  claims ``{metric, comparator, threshold, passed}`` instead of scores: each claim is a bound on its metric, which a
-  policy requirement on the same side can use (see :attr:`Evaluation.bounds`).
+  claims ``{metric, comparator, threshold, passed}`` instead of scores: each claim is a bound on its metric
+  (see :meth:`Evaluation.metrics_for`).
 
 Both are normalised to an :class:`Evaluation`, the one thing the policy reads.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,14 +46,14 @@ RISK_DOMAINS: tuple[str, ...] = (
 )
 
 _TEST_RESULT_SCORES = {"PASSED": 1.0, "WARNED": 0.5, "FAILED": 0.0}
-#: An eval-result claim ``metric comparator threshold`` that held (True) or did not (False) bounds the metric:
-#: "upper" (metric <= threshold, or < it) or "lower".
-_CLAIM_BOUNDS = {
-    ("<=", True): "upper", ("<", True): "upper", (">=", False): "upper", (">", False): "upper",
-    (">=", True): "lower", (">", True): "lower", ("<=", False): "lower", ("<", False): "lower",
+#: What an eval-result claim ``metric comparator threshold`` proves of the metric when it held (True) or did not
+#: (False): ``metric <relation> threshold``.
+_CLAIM_RELATIONS = {
+    ("<=", True): "<=", ("<", True): "<", (">=", True): ">=", (">", True): ">",
+    ("<=", False): ">", ("<", False): ">=", (">=", False): "<", (">", False): "<=",
 }
-#: Which bounds a requirement's comparator can use: an upper bound meets "<= X" when it is <= X, never ">= X".
-_BOUNDS_FOR = {"<=": {"upper"}, "<": {"upper"}, ">=": {"lower"}, ">": {"lower"}, "reported": {"upper", "lower"}}
+_HOLDS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+_UPPER = ("<=", "<")
 #: eval-result subject profiles that name the artifact itself (a "receipt" subject is the receipt, not the model).
 EVAL_RESULT_PROFILES = ("public-model", "release-gate")
 _DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
@@ -167,17 +168,46 @@ class Evaluation:
     dataset: str | None = None
     dataset_revision: str | None = None
     evaluated_at: datetime | None = None
-    #: Metrics whose value is a bound, not a measurement (eval-result claims): name -> "upper" or "lower".
+    #: Metrics whose value is a bound, not a measurement (eval-result claims): name -> the relation proven,
+    #: ``metric <relation> value`` (``"<="``, ``"<"``, ``">="`` or ``">"``).
     bounds: Mapping[str, str] = field(default_factory=dict)
 
-    def metrics_for(self, comparator: str) -> Mapping[str, float]:
-        """The metrics a requirement with ``comparator`` may read: every measured one, and a bound only on the side
-        that decides it (an upper bound for ``<=``/``<``, a lower bound for ``>=``/``>``, either for ``reported``,
-        none for ``==``)."""
+    def metrics_for(self, comparator: str, threshold: float | None) -> Mapping[str, float]:
+        """The metrics a requirement ``comparator threshold`` may read: every measured one, and each bound as a value
+        that meets the requirement exactly when the bound proves it does, and fails it when the bound proves it
+        cannot hold; a bound that proves neither is left out (``reported`` reads every bound; ``==`` none).
+
+        ``score <= 0.05`` reads as 0.05 for ``<= 0.10`` (met); ``score > 0.10`` (a failed ``<= 0.10`` claim) reads,
+        for the same requirement, as the next float above 0.10 (not met); ``score >= 0.01`` is left out.
+        """
         if not self.bounds:
             return self.metrics
-        usable = _BOUNDS_FOR.get(comparator, set())
-        return {k: v for k, v in self.metrics.items() if k not in self.bounds or self.bounds[k] in usable}
+        usable = {k: v for k, v in self.metrics.items() if k not in self.bounds}
+        for name, relation in self.bounds.items():
+            value = _bound_reading(relation, self.metrics[name], comparator, threshold)
+            if value is not None:
+                usable[name] = value
+        return usable
+
+
+def _bound_reading(relation: str, bound: float, comparator: str, threshold: float | None) -> float | None:
+    """How ``metric <relation> bound`` reads for a requirement ``comparator threshold`` (see
+    :meth:`Evaluation.metrics_for`), or None when it says nothing of it."""
+    if comparator == "reported":
+        return bound
+    if comparator not in _HOLDS or threshold is None:
+        return None
+    if (relation in _UPPER) == (comparator in _UPPER):
+        # The same side proves the requirement when the bound lies within the threshold; a looser bound proves
+        # nothing (score <= 0.20 says nothing of "<= 0.10") and must not count as a failure either.
+        return bound if _HOLDS[comparator](bound, threshold) else None
+    # The other side can only prove the requirement false: the metric lies beyond the bound, on the far side.
+    strict = relation in ("<", ">")
+    towards = -math.inf if relation in _UPPER else math.inf
+    worst = math.nextafter(bound, towards) if strict else bound
+    # Proven false when even the value nearest the threshold the bound allows fails it (metric >= 0.10 allows 0.10,
+    # which meets "<= 0.10": nothing proven; metric > 0.10 does not).
+    return worst if not _HOLDS[comparator](worst, threshold) else None
 
 
 @dataclass(frozen=True)
@@ -328,7 +358,7 @@ def evaluation_from_test_result(predicate: Mapping[str, Any]) -> Evaluation:
 
 def evaluation_from_eval_result(predicate: Mapping[str, Any]) -> Evaluation:
     """Normalise an in-toto eval-result v0.1 predicate: ``suite.name`` is the benchmark (looked up in the catalogue
-    like any other), each claim a bound on its metric at its threshold (:data:`_CLAIM_BOUNDS`), ``sampleSize`` the
+    like any other), each claim a bound on its metric at its threshold (:data:`_CLAIM_RELATIONS`), ``sampleSize`` the
     sample size, ``evaluatedAt`` the evaluation time; ``harness`` name and version are kept.
 
     Fields the draft requires must be there with their documented types; unknown fields are ignored, as the
@@ -360,7 +390,7 @@ def evaluation_from_eval_result(predicate: Mapping[str, Any]) -> Evaluation:
         claim = _object(raw, where)
         metric = _text(claim, "metric", where) or ""
         comparator, passed, threshold = claim.get("comparator"), claim.get("passed"), claim.get("threshold")
-        if not isinstance(comparator, str) or not isinstance(passed, bool) or (comparator, passed) not in _CLAIM_BOUNDS:
+        if not isinstance(comparator, str) or not isinstance(passed, bool) or (comparator, passed) not in _CLAIM_RELATIONS:
             raise AttestationFormatError(f"{where} needs comparator >=, >, <= or < and passed true or false")
         # A decimal string, never a JSON number (the draft's rule, so no float round-trip changes it).
         if not isinstance(threshold, str) or not _DECIMAL.fullmatch(threshold):
@@ -368,7 +398,7 @@ def evaluation_from_eval_result(predicate: Mapping[str, Any]) -> Evaluation:
         if metric in metrics:
             raise AttestationFormatError(f"{where} repeats metric {metric!r}; one claim per metric")
         metrics[metric] = float(threshold)
-        bounds[metric] = _CLAIM_BOUNDS[(comparator, passed)]
+        bounds[metric] = _CLAIM_RELATIONS[(comparator, passed)]
     harness = _object(predicate.get("harness", {}), "predicate.harness")
     return Evaluation(
         name=benchmark,
