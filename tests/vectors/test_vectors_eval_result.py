@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from support import NOW, World
+from support import NOW, World, run_gate
 from tiergate.core.attestation import (
     EVAL_RESULT_PREDICATE_TYPE,
     AttestationFormatError,
@@ -193,3 +193,13 @@ def test_the_evaluator_guides_example_is_accepted() -> None:
     assert Statement.from_dict(document).predicate_type == EVAL_RESULT_PREDICATE_TYPE
     evaluation = evaluation_from_eval_result(document["predicate"])
     assert (evaluation.benchmark, dict(evaluation.bounds)) == ("strong_reject", {"score": "<="})
+
+
+def test_gate_verify_shows_claims_as_bounds(world: World, model_dir: Path, manifest: Manifest) -> None:
+    attestation = model_dir.parent / "evalco-eval-result.json"
+    attestation.write_bytes(signed(world, "evalco", about_model(manifest)).data)
+    result = run_gate("verify", str(model_dir), str(attestation), "--trust", str(world.trust_path()), "--json", "-q",
+                      "--now", "2026-11-01T12:00:00Z")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads(result.stdout)["attestations"]
+    assert (row["type"], row["metrics"], row["bounds"]) == (EVAL_RESULT_PREDICATE_TYPE, {"score": 0.05}, {"score": "<="})

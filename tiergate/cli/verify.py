@@ -31,6 +31,8 @@ def _accepted_row(item: VerifiedAttestation) -> dict[str, Any]:
         "evaluation": evaluation.name if evaluation else None,
         "risk_domain": evaluation.risk_domain if evaluation else None,
         "metrics": dict(evaluation.metrics) if evaluation else {},
+        # Metrics that are bounds (eval-result claims): "score": "<=" means the score is at most metrics.score.
+        "bounds": dict(evaluation.bounds) if evaluation else {},
         "reason": None,
     }
 
