@@ -9,8 +9,8 @@
   full; the others are checked by the published JSON schemas (``oms-spec/schemas/v1.0``) the way the suite's own
   ``oms_schemas.validate_bundle`` does, and refused by the gate.
 
-Certificate and Sigstore keyless signatures need trust-store identities (issue 12, branch h/x509): those cases are
-strict xfails until that lands, so that they start failing loudly (and get turned on) the day it does.
+Certificate and Sigstore keyless fixtures are verified against trust-store identities (``x509``: the CA the script
+passes as ``--certificate_chain``; ``sigstore``: its ``--identity`` and ``--identity_provider``), offline.
 """
 
 from __future__ import annotations
@@ -45,12 +45,6 @@ MT = HERE / "model-transparency"
 SPEC = HERE / "oms-spec"
 SPEC_VECTORS = SPEC / "test-vectors" / "v1.0"
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
-X509_PENDING = pytest.mark.xfail(strict=True, reason="h/x509 identities: certificate and Sigstore trust not merged yet")
-#: model-transparency's test PKI signs with a certificate that asserts basicConstraints cA=true: model-signing's
-#: pyOpenSSL store accepts it as the signer, cryptography's RFC 5280 verifier (which the gate uses) refuses a CA
-#: certificate as the end entity. Tried against h/x509 before it was merged: the chain is refused for that reason.
-CA_LEAF = pytest.mark.xfail(strict=True, reason="h/x509 identities; the fixture's signing certificate is a CA "
-                                               "(basicConstraints cA=true), which cryptography refuses as end entity")
 
 
 # --- model-transparency's fixtures, as its scripts verify them -------------------------------------------------
@@ -134,7 +128,7 @@ def _leaf_subject(signature: Path) -> str:
 
 
 def _identity_store(case: Invocation) -> TrustStore:
-    """The trust entry of h/x509's trust store for what the script trusts: its CA (``--certificate_chain``) for the
+    """The trust-store entry for what the script trusts: its CA (``--certificate_chain``) for the
     certificate method, with the leaf's subject (the gate requires a name, model-signing any leaf of the CA); its
     OIDC identity and issuer for Sigstore."""
     if case.method == "certificate":
@@ -148,8 +142,7 @@ def _identity_store(case: Invocation) -> TrustStore:
 
 def _case_params() -> list[Any]:
     return [
-        pytest.param(case, id=case.script,
-                     marks={"key": (), "certificate": CA_LEAF, "sigstore": X509_PENDING}[case.method])
+        pytest.param(case, id=case.script)
         for case in INVOCATIONS
     ]
 
@@ -271,8 +264,7 @@ def _spec_params() -> list[Any]:
     params = []
     for path in SPEC_CASES:
         method = path.name.split(".")[0]
-        marks = {"key": (), "certificate": CA_LEAF, "sigstore": X509_PENDING}[method] if path.parent.name == "valid" else ()
-        params.append(pytest.param(path, id=f"{path.parent.name}/{path.name}", marks=marks))
+        params.append(pytest.param(path, id=f"{path.parent.name}/{path.name}"))
     return params
 
 
@@ -282,12 +274,13 @@ def test_spec_vector_against_published_schemas(path: Path) -> None:
     assert (problem is None) == (path.parent.name == "valid"), problem
 
 
-def _spec_model(tmp_path: Path) -> Path:
-    # The spec's vectors sign signme-1/signme-2 as model-transparency's v1.1.0 fixtures do (same digests).
+def _spec_model(tmp_path: Path, fixture: str = "v1.1.0-elliptic-key") -> Path:
+    # The spec's vectors sign signme-1/signme-2 of model-transparency's v1.1.0 fixtures (same digests); the fixture's
+    # own model.sig is another file (its bytes differ from the vector's) and ignore-me is not signed.
     model = tmp_path / "model"
     model.mkdir()
     for name in ("signme-1", "signme-2"):
-        (model / name).write_bytes((MT / "v1.1.0-elliptic-key" / name).read_bytes())
+        (model / name).write_bytes((MT / fixture / name).read_bytes())
     return model
 
 
@@ -301,7 +294,8 @@ def test_spec_vector_with_the_gate(path: Path, tmp_path: Path) -> None:
         # Signed like model-transparency's v1.1.0 fixture of the same method: trust what its script trusts.
         (case,) = [c for c in INVOCATIONS if c.script == f"test-verify-v1.1.0-{method}.sh"]
         if method == "sigstore":
-            manifest = hash_model(case.model_root, ignore_paths=(*DEFAULT_IGNORES, *case.ignore_paths))
+            (tmp_path / "sigstore").mkdir()
+            manifest = hash_model(_spec_model(tmp_path / "sigstore", case.model_root.name))
         assert verify_attestation(AttestationInput(path.name, data), _identity_store(case), manifest, NOW)
     elif path.parent.name == "valid":
         # Structure first (what an upload to .attestations/ is checked for), then the full verification.

@@ -75,7 +75,7 @@ def check_entry(index: int, data: bytes, trust: TrustStore | None) -> EntrySumma
         return summary
     if isinstance(record, AttestationRecord):
         if trust is not None:
-            item = AttestationInput(f"log entry {index}", record.data)
+            item = AttestationInput(f"log entry {index}", record.data, recorded_at=record.time)
             try:
                 verified = verify_attestation(item, trust, record.model_digest.split(":", 1)[1], record.time)
             except GateError as exc:
@@ -109,7 +109,8 @@ class WebhookLinks:
     decisions: dict[int, tuple[str, str, str, Any]] = field(default_factory=dict)  # model, decision, mode, webhook
 
     def check(self, index: int, summary: EntrySummary) -> None:
-        """Remember or check the entry at ``index``; raises :class:`EntryProblem` for a containment that does not hold."""
+        """Remember or check the entry at ``index``; raises :class:`EntryProblem` for a containment that does not
+        hold."""
         record = summary.record
         if isinstance(record, WebhookRecord):
             self.webhooks.add(index)

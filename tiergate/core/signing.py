@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from collections.abc import Sequence
 
-from tiergate.core.attestation import EvaluationPredicate, Evaluation, EvaluatorRef, EvidenceRef, Statement, build_statement
+from tiergate.core.attestation import (
+    EvaluationPredicate, Evaluation, EvaluatorRef, EvidenceRef, Statement, build_statement,
+)
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope, sign
 from tiergate.core.keys import PrivateKey
 from tiergate.core.manifest import Manifest
