@@ -21,7 +21,6 @@ from tiergate.core.attestation import (
     EVAL_RESULT_PREDICATE_TYPE,
     AttestationFormatError,
     Statement,
-    Subject,
     evaluation_from_eval_result,
 )
 from tiergate.core.decision import MET, NOT_MET, evaluate_tier
@@ -202,4 +201,5 @@ def test_gate_verify_shows_claims_as_bounds(world: World, model_dir: Path, manif
                       "--now", "2026-11-01T12:00:00Z")
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = json.loads(result.stdout)["attestations"]
-    assert (row["type"], row["metrics"], row["bounds"]) == (EVAL_RESULT_PREDICATE_TYPE, {"score": 0.05}, {"score": "<="})
+    assert row["type"] == EVAL_RESULT_PREDICATE_TYPE
+    assert (row["metrics"], row["bounds"]) == ({"score": 0.05}, {"score": "<="})

@@ -187,8 +187,9 @@ def test_a_changed_fixture_model_is_refused(tmp_path: Path) -> None:
             (model / file.name).write_bytes(file.read_bytes())
         (model / "signme-1").write_bytes(b"changed\n")
         manifest = hash_model(model, ignore_paths=(*DEFAULT_IGNORES, *case.ignore_paths))
+        key, bundle = PublicKey.load(case.path("--public_key")), (model / "model.sig").read_bytes()
         with pytest.raises(VerificationError, match="file changed: signme-1"):
-            oms.verify_oms_bundle((model / "model.sig").read_bytes(), manifest, [PublicKey.load(case.path("--public_key"))])
+            oms.verify_oms_bundle(bundle, manifest, [key])
 
 
 def test_keyid_spellings_of_the_fixtures() -> None:
@@ -261,11 +262,7 @@ SPEC_CASES = sorted(SPEC_VECTORS.glob("*/*.json"))
 
 
 def _spec_params() -> list[Any]:
-    params = []
-    for path in SPEC_CASES:
-        method = path.name.split(".")[0]
-        params.append(pytest.param(path, id=f"{path.parent.name}/{path.name}"))
-    return params
+    return [pytest.param(path, id=f"{path.parent.name}/{path.name}") for path in SPEC_CASES]
 
 
 @pytest.mark.parametrize("path", SPEC_CASES, ids=[f"{p.parent.name}/{p.name}" for p in SPEC_CASES])

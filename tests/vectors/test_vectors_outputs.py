@@ -10,8 +10,8 @@
   specification but not in that proto, so it is checked apart as the spec defines it (a string map).
 
 The copied ``.proto`` files are compared with the bindings used (field names and which are lists), so the validator
-is the one of the fetched repository. The gate's own formats (predicate, manifest, decision, policy, trust store) are checked against the
-gate's schemas by ``tests/test_schemas.py``.
+is the one of the fetched repository. The gate's own formats (predicate, manifest, decision, policy, trust store)
+are checked against the gate's schemas by ``tests/test_schemas.py``.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def _vsa_descriptor() -> Descriptor:
     """VerificationSummary from the repository's generated vsa_pb2.py, in a pool of its own (the installed binding
     registers an older definition under the same name in the default pool)."""
     tree = ast.parse((PROTOS / "vsa_pb2.py").read_text())
-    (serialized,) = [node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
-                     and getattr(node.func, "attr", None) == "AddSerializedFile" and isinstance(node.args[0], ast.Constant)]
+    (serialized,) = [node.args[0].value for node in ast.walk(tree)
+                     if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "AddSerializedFile"
+                     and isinstance(node.args[0], ast.Constant)]
     pool = descriptor_pool.DescriptorPool()
     timestamp = descriptor_pb2.FileDescriptorProto()
     timestamp_pb2.DESCRIPTOR.CopyToProto(timestamp)
@@ -70,15 +71,16 @@ def _fields(message: str, proto: str) -> set[tuple[str, bool]]:
     text = (PROTOS / proto).read_text()
     body = text[text.index(f"message {message} {{"):]
     depth, end = 0, 0
-    for end, char in enumerate(body):
+    for index, char in enumerate(body):
         depth += {"{": 1, "}": -1}.get(char, 0)
         if char == "}" and depth == 0:
+            end = index
             break
     body = re.sub(r"message \w+ \{[^{}]*\}", "", body[:end])  # nested message definitions are not fields
     names = set()
     pattern = r"^\s*((?:repeated\s+|map<[^>]+>\s+|[\w.]+\s+)+)(\w+)\s*=\s*\d+(?:\s*\[json_name\s*=\s*\"(\w+)\"\])?"
     for kind, name, json_name in re.findall(pattern, body, re.MULTILINE):
-        listed = kind.startswith("repeated") or kind.startswith("map<")
+        listed = kind.startswith(("repeated", "map<"))
         names.add((json_name or re.sub(r"_(\w)", lambda m: m.group(1).upper(), name), listed))
     return names
 

@@ -395,7 +395,9 @@ def evaluation_from_eval_result(predicate: Mapping[str, Any]) -> Evaluation:
         claim = _object(raw, where)
         metric = _text(claim, "metric", where) or ""
         comparator, passed, threshold = claim.get("comparator"), claim.get("passed"), claim.get("threshold")
-        if not isinstance(comparator, str) or not isinstance(passed, bool) or (comparator, passed) not in _CLAIM_RELATIONS:
+        relation = (_CLAIM_RELATIONS.get((comparator, passed))
+                    if isinstance(comparator, str) and isinstance(passed, bool) else None)
+        if relation is None:
             raise AttestationFormatError(f"{where} needs comparator >=, >, <= or < and passed true or false")
         # A decimal string, never a JSON number (the draft's rule, so no float round-trip changes it).
         if not isinstance(threshold, str) or not _DECIMAL.fullmatch(threshold):
@@ -403,7 +405,7 @@ def evaluation_from_eval_result(predicate: Mapping[str, Any]) -> Evaluation:
         if metric in metrics:
             raise AttestationFormatError(f"{where} repeats metric {metric!r}; one claim per metric")
         metrics[metric] = float(threshold)
-        bounds[metric] = _CLAIM_RELATIONS[(comparator, passed)]
+        bounds[metric] = relation
     harness = _object(predicate.get("harness", {}), "predicate.harness")
     return Evaluation(
         name=benchmark,

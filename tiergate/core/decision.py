@@ -267,7 +267,9 @@ def _matches(req: EvaluationRequirement, item: VerifiedAttestation) -> bool:
     policy's catalogue), and only signers trusted for that domain are in ``item.signers``: a requirement naming
     only a benchmark still needs a signer in scope for what that benchmark measures."""
     ev = item.evaluation
-    if ev is None or not item.signers or req.value_in(ev.metrics_for(req.comparator, req.threshold)) is None or not req.covers_benchmark(ev.benchmark):
+    if ev is None or not item.signers or not req.covers_benchmark(ev.benchmark):
+        return False
+    if req.value_in(ev.metrics_for(req.comparator, req.threshold)) is None:
         return False
     return req.risk_domain is None or ev.risk_domain == req.risk_domain
 

@@ -61,15 +61,14 @@ class PublicKey:
             algorithm = ec.ECDSA(_hash_for_curve(self.key.curve))
             try:
                 self.key.verify(signature, data, algorithm)
-                return True
             except InvalidSignature:
                 p1363 = _der_of_p1363(signature, self.key.curve)
                 if p1363 is None:
                     raise
                 self.key.verify(p1363, data, algorithm)
-                return True
         except (InvalidSignature, ValueError):
             return False
+        return True
 
     @classmethod
     def from_pem(cls, data: bytes, source: str = "public key") -> PublicKey:
