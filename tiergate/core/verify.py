@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterable, Sequence
 from tiergate.core import oms
 from tiergate.core.bundle import SigstoreBundle, is_bundle, is_oms_signature, parse_bundle
 from tiergate.core.attestation import (
+    EVAL_RESULT_PREDICATE_TYPE,
     EVALUATION_PREDICATE_TYPE,
     PREDICATE_TYPES,
     AttestationFormatError,
     Evaluation,
     EvaluationPredicate,
     Statement,
+    evaluation_from_eval_result,
     evaluation_from_test_result,
 )
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue
@@ -291,7 +293,9 @@ def _verify_statement(
             evaluation, signed_at, named = predicate.evaluation, predicate.attested_at, predicate.evaluator.id
         else:
             predicate, named, signed_at = None, None, None
-            evaluation = evaluation_from_test_result(statement.predicate)
+            from_predicate = (evaluation_from_eval_result if statement.predicate_type == EVAL_RESULT_PREDICATE_TYPE
+                              else evaluation_from_test_result)
+            evaluation = from_predicate(statement.predicate)
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
     accepted = _accepted_signers(identified, signed_at, now)
@@ -348,7 +352,8 @@ def _verify_oms(item: AttestationInput, store: TrustStore, model: Manifest | str
         evaluator, trusted, when = _accepted_signers(signers, None, now)[0]
         accepted = [(evaluator, trusted, when)]
         key = PublicKey(evidence.bundle.leaf.public_key())  # type: ignore[arg-type, union-attr]
-        oms.verify_oms_statement(envelope.payload, model, key, compat_pae=not envelope.signed_by(key))
+        oms.verify_oms_statement(envelope.payload, model, key, compat_pae=not envelope.signed_by(key),
+                                 own_sha256=hashlib.sha256(item.data).hexdigest())
     else:
         result = oms.verify_oms_bundle(item.data, model, store.keys())
         owner = store.owner(result.key.key_id)
