@@ -1,0 +1,219 @@
+"""`gate attest --sigstore`: keyless signing with an identity token from the environment, as CI provides one.
+
+There is no Fulcio or Rekor here (no network), so a signature is never completed: what is tested is everything up to
+the certificate request, for real. The token is found (SIGSTORE_ID_TOKEN, or GitHub Actions' token endpoint through
+sigstore's detect_credential, served from 127.0.0.1), checked (malformed, expired, wrong audience), and sent as the
+bearer of a CSR to the Fulcio a private instance's ClientTrustConfig names (a listener on 127.0.0.1 that records the
+request and refuses it); every failure is one line, exit 2, and nothing is written. What stays untested is in
+docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from support import write_model
+
+pytest.importorskip("sigstore", reason="the 'sigstore' extra is not installed")
+
+#: Variables through which sigstore's detect_credential (the `id` package) finds a CI's ambient credential: cleared,
+#: so that a test run inside a CI sees only what the test sets.
+AMBIENT = ("SIGSTORE_ID_TOKEN", "GITHUB_ACTIONS", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+           "GOOGLE_SERVICE_ACCOUNT_NAME", "BUILDKITE", "GITLAB_CI", "CIRCLECI")
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    """An OIDC-shaped token. Its signature is not checked by the client (Fulcio checks it), so a dummy one will do."""
+    import jwt as pyjwt  # PyJWT, a dependency of sigstore
+
+    return pyjwt.encode(claims, "not-checked-by-the-client-only-by-fulcio", algorithm="HS256")
+
+
+def token(**overrides: Any) -> str:
+    now = int(time.time())
+    claims = {"iss": "https://issuer.ci.test", "sub": "repo:acme/evals:ref:refs/heads/main", "aud": "sigstore",
+              "iat": now - 10, "nbf": now - 10, "exp": now + 600, **overrides}
+    return jwt(claims)
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers every request with the server's canned status and body, and records it."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        server: Any = self.server
+        server.seen.append((self.command, self.path, dict(self.headers), self.rfile.read(length)))
+        self.send_response(server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(server.body)))
+        self.end_headers()
+        self.wfile.write(server.body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def listener() -> Iterator[Any]:
+    """A real HTTP listener on 127.0.0.1; set ``.status`` and ``.body`` to choose its answer."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def make(status: int, body: bytes) -> ThreadingHTTPServer:
+        server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+        server.status, server.body, server.seen = status, body, []
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def trust_config(path: Path, fulcio: str, rekor: str) -> Path:
+    """A private instance's ClientTrustConfig: the trusted root sigstore ships for the public-good instance (any
+    valid root does for signing), and a signing config whose Fulcio and Rekor are ``fulcio`` and ``rekor``."""
+    from sigstore._internal.tuf import DEFAULT_TUF_URL  # where sigstore keeps its shipped roots, by URL
+    import sigstore._store as store
+
+    shipped = Path(store.__file__).parent / DEFAULT_TUF_URL.replace(":", "%3A").replace("/", "%2F")
+    start = {"start": "2020-01-01T00:00:00Z"}
+    config = {
+        "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+        "trustedRoot": json.loads((shipped / "trusted_root.json").read_text()),
+        "signingConfig": {
+            "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+            "caUrls": [{"url": fulcio, "majorApiVersion": 1, "validFor": start, "operator": "test"}],
+            "rekorTlogUrls": [{"url": rekor, "majorApiVersion": 1, "validFor": start, "operator": "test"}],
+            "rekorTlogConfig": {"selector": "ANY"},
+            "tsaConfig": {"selector": "ANY"},
+        },
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def attest(model: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k not in AMBIENT}
+    return subprocess.run(
+        [sys.executable, "-m", "tiergate", "attest", str(model), "--evaluator", "ci-evals", "--eval", "strongreject",
+         "--metric", "score=0.04", "--sigstore", *extra],
+        capture_output=True, text=True, env={**full, **env}, timeout=120)
+
+
+def one_line_exit_2(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gate: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_no_identity_token_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "tiny")
+    one_line_exit_2(attest(model, {}), "SIGSTORE_ID_TOKEN", "id-token: write")
+    assert not (model / ".attestations").exists()
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ("not-a-jwt", "malformed"),
+    (token(exp=int(time.time()) - 3600, iat=int(time.time()) - 7200, nbf=int(time.time()) - 7200), "malformed"),
+    (token(aud="another-audience"), "audience 'sigstore'"),
+])
+def test_an_unusable_identity_token_is_refused_before_hashing(tmp_path: Path, raw: str, needle: str) -> None:
+    model = write_model(tmp_path / "tiny")
+    one_line_exit_2(attest(model, {"SIGSTORE_ID_TOKEN": raw}), "SIGSTORE_ID_TOKEN", needle)
+    assert not (model / ".attestations").exists()
+
+
+def test_the_token_goes_to_the_configured_fulcio_as_a_bearer_with_a_csr(tmp_path: Path, listener: Any) -> None:
+    model = write_model(tmp_path / "tiny")
+    fulcio = listener(503, b'{"code": 14, "message": "stand-in Fulcio: not issuing"}')
+    rekor = listener(503, b"{}")
+    config = trust_config(tmp_path / "trust-config.json", f"http://127.0.0.1:{fulcio.server_port}",
+                          f"http://127.0.0.1:{rekor.server_port}")
+    raw = token()
+    line = one_line_exit_2(attest(model, {"SIGSTORE_ID_TOKEN": raw}, "--sigstore-trust-config", str(config)),
+                           "signing failed", "nothing was written")
+    assert "FulcioClientError" in line
+    assert not (model / ".attestations").exists()
+    [(method, path, headers, body)] = fulcio.seen
+    assert (method, path) == ("POST", "/api/v2/signingCert")
+    assert headers["Authorization"] == f"Bearer {raw}"
+    request = json.loads(body)
+    csr = base64.b64decode(request["certificateSigningRequest"])
+    assert b"BEGIN CERTIFICATE REQUEST" in csr
+    assert rekor.seen == []  # no certificate, no log entry
+
+
+def test_github_actions_ambient_credential_is_fetched_with_the_request_token(tmp_path: Path, listener: Any) -> None:
+    model = write_model(tmp_path / "tiny")
+    raw = token(iss="https://token.actions.githubusercontent.com", sub="repo:acme/evals:ref:refs/heads/main")
+    actions = listener(200, json.dumps({"value": raw}).encode())
+    fulcio = listener(503, b"{}")
+    config = trust_config(tmp_path / "trust-config.json", f"http://127.0.0.1:{fulcio.server_port}",
+                          f"http://127.0.0.1:{fulcio.server_port}")
+    env = {"GITHUB_ACTIONS": "true", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token",
+           "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{actions.server_port}/oidc?api-version=2.0"}
+    one_line_exit_2(attest(model, env, "--sigstore-trust-config", str(config)), "signing failed")
+    [(method, path, headers, _)] = actions.seen
+    assert method == "GET" and "audience=sigstore" in path
+    assert headers["Authorization"] == "bearer request-token"
+    assert fulcio.seen and fulcio.seen[0][2]["Authorization"] == f"Bearer {raw}"
+    assert not (model / ".attestations").exists()
+
+
+def test_github_actions_without_id_token_permission_says_so(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "tiny")
+    one_line_exit_2(attest(model, {"GITHUB_ACTIONS": "true"}), "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+    assert not (model / ".attestations").exists()
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{", "not a Sigstore ClientTrustConfig"),
+    ('{"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"}', "not a Sigstore ClientTrustConfig"),
+    (None, "cannot read"),
+])
+def test_a_bad_trust_config_is_refused_before_hashing(tmp_path: Path, content: str | None, needle: str) -> None:
+    model = write_model(tmp_path / "tiny")
+    path = tmp_path / "trust-config.json"
+    if content is not None:
+        path.write_text(content)
+    one_line_exit_2(attest(model, {"SIGSTORE_ID_TOKEN": token()}, "--sigstore-trust-config", str(path)), needle)
+    assert not (model / ".attestations").exists()
+
+
+def test_the_statement_sigstore_signs_is_the_gates_own(tmp_path: Path) -> None:
+    """What goes into the bundle's DSSE envelope is the gate's in-toto statement, byte for byte, accepted by
+    sigstore's own statement model (the check sign_dsse makes before signing)."""
+    from sigstore import dsse
+
+    from tiergate.core.attestation import Evaluation, EvaluatorRef
+    from tiergate.core.manifest import hash_model
+    from tiergate.core.signing import evaluation_statement
+    from tiergate.core.timeutil import utcnow
+
+    manifest = hash_model(write_model(tmp_path / "tiny"))
+    evaluation = Evaluation(name="strongreject", benchmark="strongreject", risk_domain="misuse", metrics={"s": 0.1},
+                            sample_size=10, stderr={}, harness=None, harness_version=None, dataset=None,
+                            dataset_revision=None, evaluated_at=None)
+    statement = evaluation_statement(manifest, "tiny", evaluation, EvaluatorRef("ci-evals", None), utcnow())
+    wrapped = dsse.Statement(statement.to_json())
+    assert wrapped._contents == statement.to_json()
+    assert wrapped._matches_digest  # sigstore reads our subject: the OMS digest of the model
+    assert [s.name for s in wrapped._inner.subjects] == ["tiny"]
