@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from tiergate.core.log.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes
+
 OIDC_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # Fulcio: the issuer as raw bytes
 OIDC_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # Fulcio: the issuer as a DER UTF8String
 SCT_LIST = ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")  # RFC 6962 embedded SCTs
@@ -83,6 +85,7 @@ class Instance:
             .sign(self.ca_key, hashes.SHA256())
         )
         self.entries: list[bytes] = []
+        self._lock = threading.Lock()
         self.issued: list[x509.Certificate] = []
         self._servers: list[ThreadingHTTPServer] = []
         self.fulcio_url = self.rekor_url = ""
@@ -182,7 +185,8 @@ class Instance:
     # -- Rekor ----------------------------------------------------------------------------------------------------
 
     def log_dsse(self, proposed: dict[str, Any]) -> dict[str, Any]:
-        """Record a proposed ``dsse`` entry; answer as Rekor v1 does, with a tree of this entry alone."""
+        """Record a proposed ``dsse`` entry; answer as Rekor v1 does (entry, signed entry timestamp, inclusion proof
+        in the tree as it now is, signed checkpoint)."""
         content = proposed["spec"]["proposedContent"]
         envelope = json.loads(content["envelope"])
         body = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {
@@ -194,19 +198,23 @@ class Instance:
                            for s in envelope["signatures"]],
         }}
         raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-        self.entries.append(raw)
-        index, integrated = len(self.entries) - 1, int(time.time())
+        with self._lock:
+            self.entries.append(raw)
+            leaves = [leaf_hash(e) for e in self.entries]
+        index, size, integrated = len(leaves) - 1, len(leaves), int(time.time())
+        proof = inclusion_proof(leaves, index, size)  # RFC 6962, by the gate's own log code
+        root = root_from_leaf_hashes(leaves)
         log_id = hashlib.sha256(_spki(self.rekor_key)).digest()
-        root = hashlib.sha256(b"\x00" + raw).digest()  # RFC 6962 leaf hash: the root of a one-leaf tree
         canonical = json.dumps({"body": _b64(raw), "integratedTime": integrated, "logID": log_id.hex(),
                                 "logIndex": index}, sort_keys=True, separators=(",", ":")).encode()
-        note = f"stand-in rekor - 1\n1\n{_b64(root)}\n"
+        note = f"stand-in rekor - 1\n{size}\n{_b64(root)}\n"
         note_sig = self.rekor_key.sign(note.encode(), ec.ECDSA(hashes.SHA256()))
         checkpoint = f"{note}\n\u2014 stand-in-rekor {_b64(log_id[:4] + note_sig)}\n"
         entry = {"body": _b64(raw), "integratedTime": integrated, "logID": log_id.hex(), "logIndex": index,
                  "verification": {
                      "signedEntryTimestamp": _b64(self.rekor_key.sign(canonical, ec.ECDSA(hashes.SHA256()))),
-                     "inclusionProof": {"logIndex": index, "treeSize": 1, "rootHash": root.hex(), "hashes": [],
+                     "inclusionProof": {"logIndex": index, "treeSize": size, "rootHash": root.hex(),
+                                        "hashes": [h.hex() for h in proof],
                                         "checkpoint": checkpoint}}}
         return {hashlib.sha256(raw).hexdigest(): entry}
 
