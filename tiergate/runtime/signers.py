@@ -86,7 +86,7 @@ def load_signer(uri: str, public: PublicKey, secret: str | None = None) -> Exter
         raise ConfigError(f"--signer {uri}: set PYKCS11LIB to the token's PKCS#11 module (e.g. "
                           "/usr/lib/softhsm/libsofthsm2.so, or your HSM vendor's library)")
     from securesystemslib.exceptions import UnsupportedLibraryError  # absent: the CLI names the 'signers' extra
-    from securesystemslib.signer import Signer, SSlibKey
+    from securesystemslib.signer import Signer, SSlibKey  # type: ignore[attr-defined]  # its public names, no __all__
 
     def secrets_handler(what: str) -> str:
         if secret is None:
