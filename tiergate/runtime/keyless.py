@@ -15,21 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.core.attestation import Statement
-from tiergate.errors import ConfigError, UsageError
+from tiergate.errors import ConfigError, UsageError, one_line
 
 TOKEN_ENV = "SIGSTORE_ID_TOKEN"
 BUNDLE_SUFFIX = ".sigstore.json"
 MAX_TRUST_CONFIG = 1024 * 1024
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    cause = exc.__cause__
-    while not text and cause is not None:  # sigstore's client errors often carry their reason in the cause only
-        text = " ".join(str(cause).split())
-        cause = cause.__cause__
-    text = text or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def identity_token() -> Any:
@@ -45,7 +35,7 @@ def identity_token() -> Any:
         try:
             raw = detect_credential() or ""
         except IdentityError as exc:
-            raise ConfigError(f"--sigstore: the CI's OIDC credential could not be fetched: {_one_line(exc)}") from None
+            raise ConfigError(f"--sigstore: the CI's OIDC credential could not be fetched: {one_line(exc)}") from None
         source = "the CI's ambient OIDC credential"
     if not raw:
         raise UsageError(f"--sigstore needs an OIDC identity token: set {TOKEN_ENV}, or run in GitHub Actions with "
@@ -53,7 +43,7 @@ def identity_token() -> Any:
     try:
         return IdentityToken(raw)
     except IdentityError as exc:
-        raise ConfigError(f"--sigstore: the identity token from {source} is not usable: {_one_line(exc)} (it must "
+        raise ConfigError(f"--sigstore: the identity token from {source} is not usable: {one_line(exc)} (it must "
                           "be a current OIDC token for the audience 'sigstore')") from None
 
 
@@ -70,21 +60,21 @@ def trust_config(path: Path | None) -> Any:
             return ClientTrustConfig.production()
         except Exception as exc:  # TUF raises its own network and metadata errors: all mean "cannot sign"
             raise ConfigError("--sigstore: the public-good instance's trust root could not be updated over TUF "
-                              f"({type(exc).__name__}: {_one_line(exc)}); check the network, or give a private "
+                              f"({type(exc).__name__}: {one_line(exc)}); check the network, or give a private "
                               "instance with --sigstore-trust-config") from None
     try:
         if path.stat().st_size > MAX_TRUST_CONFIG:
             raise ConfigError(f"{path}: over {MAX_TRUST_CONFIG} bytes, too large for a Sigstore trust config")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the Sigstore trust config ({_one_line(exc)})") from None
+        raise ConfigError(f"{path}: cannot read the Sigstore trust config ({one_line(exc)})") from None
     try:
         config = ClientTrustConfig.from_json(text)
-        config.signing_config  # validated here, not at the first signature: a bad file changes nothing
-        config.trusted_root
+        # Both parts are checked when read, here and not at the first signature: a bad file changes nothing.
+        _ = (config.signing_config, config.trusted_root)
     except Exception as exc:  # betterproto and sigstore raise several kinds for a malformed document
         raise ConfigError(f"{path}: not a Sigstore ClientTrustConfig "
-                          f"(application/vnd.dev.sigstore.clienttrustconfig.v0.1+json): {_one_line(exc)}") from None
+                          f"(application/vnd.dev.sigstore.clienttrustconfig.v0.1+json): {one_line(exc)}") from None
     return config
 
 
@@ -100,12 +90,12 @@ def sign_keyless(statement: Statement, token: Any, config: Any) -> bytes:
     try:
         payload = dsse.Statement(statement.to_json())
     except SigstoreError as exc:
-        raise ConfigError(f"--sigstore: sigstore refuses the statement: {_one_line(exc)}") from None
+        raise ConfigError(f"--sigstore: sigstore refuses the statement: {one_line(exc)}") from None
     try:
         context = SigningContext.from_trust_config(config)
         with context.signer(token) as signer:
             bundle = signer.sign_dsse(payload)
     except Exception as exc:  # requests, Fulcio, Rekor and TSA clients each raise their own: all mean "not signed"
-        raise ConfigError(f"--sigstore: signing failed ({type(exc).__name__}: {_one_line(exc)}); nothing was "
+        raise ConfigError(f"--sigstore: signing failed ({type(exc).__name__}: {one_line(exc)}); nothing was "
                           "written") from None
     return bundle.to_json().encode("utf-8") + b"\n"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tiergate.core.keys import PublicKey
-from tiergate.errors import ConfigError, UsageError
+from tiergate.errors import ConfigError, UsageError, one_line
 
 #: securesystemslib's URI schemes whose signatures are plain bytes over the data (DSSE's model), with the extra of
 #: securesystemslib that brings each back end's client library.
@@ -30,11 +30,6 @@ _OTHER = {
     "gnupg": "GnuPG signatures are not DSSE signatures; use a key, a PKCS#11 token or a KMS",
     "tkey": "not supported; use a PKCS#11 token or a KMS",
 }
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,7 @@ class ExternalSigner:
             signature = self.signer.sign(data)
             raw = bytes.fromhex(signature.signature)
         except Exception as exc:  # each back end raises its own errors (PKCS#11, HTTP, cloud SDKs): all mean "no"
-            raise ConfigError(f"--signer {self.uri}: could not sign ({type(exc).__name__}: {_one_line(exc)}); "
+            raise ConfigError(f"--signer {self.uri}: could not sign ({type(exc).__name__}: {one_line(exc)}); "
                               "nothing was written") from None
         if not self.public.verify(raw, data):
             raise ConfigError(f"--signer {self.uri}: its signature does not verify with --signer-public-key "
@@ -97,11 +92,11 @@ def load_signer(uri: str, public: PublicKey, secret: str | None = None) -> Exter
         key = SSlibKey.from_crypto(public.key, keyid=public.key_id)
         signer = Signer.from_priv_key_uri(uri, key, secrets_handler)
     except UnsupportedLibraryError as exc:
-        raise ConfigError(f"--signer {uri}: {_one_line(exc).rstrip('.')}: pip install '{_requirement(scheme)}'") from None
+        raise ConfigError(f"--signer {uri}: {one_line(exc).rstrip('.')}: pip install '{_requirement(scheme)}'") from None
     except UsageError:
         raise
     except Exception as exc:  # ValueError for a bad URI or key type, the back ends' own errors for the rest
-        raise ConfigError(f"--signer {uri}: {type(exc).__name__}: {_one_line(exc)}") from None
+        raise ConfigError(f"--signer {uri}: {type(exc).__name__}: {one_line(exc)}") from None
     return ExternalSigner(uri, public, signer)
 
 
