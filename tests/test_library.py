@@ -44,10 +44,10 @@ def test_the_docs_examples_run_as_written(index: int, tmp_path: Path, world: Wor
 def test_the_package_root_exports_the_public_api_lazily() -> None:
     assert sorted(tiergate.__all__) == sorted(api.__all__)
     for name in tiergate.__all__:
-        assert getattr(gate, name) is getattr(api, name)
+        assert getattr(tiergate, name) is getattr(api, name)
     with pytest.raises(AttributeError):
-        gate.not_a_name  # noqa: B018
-    probe = "import sys, gate; print(any(m.startswith('tiergate.core') for m in sys.modules))"
+        tiergate.not_a_name  # noqa: B018
+    probe = "import sys, tiergate; print(any(m.startswith('tiergate.core') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
 
 

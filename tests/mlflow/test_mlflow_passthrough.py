@@ -45,7 +45,7 @@ def test_tiergate_tags_cannot_be_set_or_removed_by_clients(registry: Registry) -
     version = registry.register(model)
     for attempt in (
         lambda: registry.client.set_model_version_tag(version.name, version.version, "tiergate.tier", "open"),
-        lambda: registry.client.set_model_version_tag(version.name, version.version, "Release_Gate.decision", "allow"),
+        lambda: registry.client.set_model_version_tag(version.name, version.version, "TierGate.decision", "allow"),
         lambda: registry.client.delete_model_version_tag(version.name, version.version, "tiergate.digest"),
         lambda: registry.client.create_model_version(version.name, model.uri, model_id=model.model_id,
                                                      tags={"tiergate.tier": "open"}),

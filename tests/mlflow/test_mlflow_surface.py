@@ -129,7 +129,7 @@ def test_tiergate_tags_are_reserved_on_registered_models_too(registry: Registry)
         registry.client.set_registered_model_tag(version.name, "tiergate.tier", "open")
     assert "written by the release gate only" in refused(excinfo)
     with pytest.raises(MlflowException) as excinfo:
-        registry.client.set_registered_model_tag(version.name, "Release_Gate.Decision", "allow")
+        registry.client.set_registered_model_tag(version.name, "TierGate.Decision", "allow")
     refused(excinfo)
     with pytest.raises(MlflowException) as excinfo:
         registry.client.create_registered_model(registry.unique("forged"), tags={"tiergate.decision": "allow"})

@@ -76,7 +76,7 @@ def test_calls_are_read_from_mlflow_s_parsed_fields_and_described_for_people() -
 
 
 def test_tiergate_tags_are_reserved_whatever_their_case() -> None:
-    assert is_reserved("tiergate.tier") and is_reserved("Release_Gate.Decision")
+    assert is_reserved("tiergate.tier") and is_reserved("TierGate.Decision")
     assert not is_reserved("release.tier") and not is_reserved(None)
 
 

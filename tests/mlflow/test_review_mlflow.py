@@ -37,7 +37,7 @@ def test_deleting_the_logged_model_does_not_unfreeze_a_gated_versions_files(
         open(f"{local}/model.safetensors", "rb").read() == original
 
 
-@pytest.mark.parametrize("key", ["tiergate.tier", "Release_Gate.Decision", "tiergate.digest"])
+@pytest.mark.parametrize("key", ["tiergate.tier", "TierGate.Decision", "tiergate.digest"])
 def test_reserved_tags_cannot_be_forged_at_creation(registry: Registry, key: str) -> None:
     """A client may not write the gate's tags through CreateModelVersion's or CreateRegisteredModel's own tags."""
     from mlflow.exceptions import MlflowException
