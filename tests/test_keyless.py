@@ -264,17 +264,16 @@ def test_a_keyless_signature_is_a_bundle_sigstore_verifies(tmp_path: Path, insta
 
 
 @pytest.mark.xfail(strict=True, reason="trust entries of kind sigstore are h/x509's work, not merged yet")
-def test_gate_verify_and_check_accept_a_keyless_attestation(tmp_path: Path, instance: Instance) -> None:
+@pytest.mark.parametrize("root_file", ["trusted_root.json", "trust-config.json"])  # a root, or a config holding one
+def test_gate_verify_and_check_accept_a_keyless_attestation(tmp_path: Path, instance: Instance, root_file: str) -> None:
     import yaml
 
     model = write_model(tmp_path / "tiny")
     written, root = signed_keyless(model, instance, tmp_path)
-    config = root.with_name("trust-config.json")
     trust = tmp_path / "trust.yaml"
     trust.write_text(yaml.safe_dump({"version": 1, "evaluators": [{
         "id": "ci-evals", "organization": "CI Evals", "kind": "third_party",
-        # The private instance's ClientTrustConfig, which holds its trusted root.
-        "keys": [{"sigstore": {"issuer": ISSUER, "identity": IDENTITY, "trusted_root": str(config)}}],
+        "keys": [{"sigstore": {"issuer": ISSUER, "identity": IDENTITY, "trusted_root": str(root.with_name(root_file))}}],
     }]}))
     verified = run_gate("verify", str(model), str(written), "--trust", str(trust), "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
