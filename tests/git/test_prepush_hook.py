@@ -188,7 +188,7 @@ def test_tier_is_configured_per_remote(tmp_path: Path, remote: Path, env: dict[s
     mirror = tmp_path / "mirror.git"
     subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(mirror)], check=True)
     git(work, "remote", "add", "mirror", str(mirror))
-    git(work, "config", "remote.mirror.releaseGateTier", "internal")
+    git(work, "config", "remote.mirror.tiergateTier", "internal")
     write_model(work)
     commit_all(work, "unattested")
 
@@ -221,7 +221,7 @@ def test_no_configured_tier_refuses_with_the_command_to_fix_it(tmp_path: Path, r
     commit_all(work, "model")
     result = push(work, env)
     assert result.returncode != 0
-    assert "git config remote.origin.releaseGateTier <tier>" in result.stderr
+    assert "git config remote.origin.tiergateTier <tier>" in result.stderr
     assert remote_head(remote) is None
 
 
@@ -261,7 +261,7 @@ def test_install_keeps_foreign_hooks_and_replaces_git_lfs_hook(tmp_path: Path, e
     assert install("--tier", "gated", "--remote", "hub").returncode == 0
     assert "tiergate pre-push hook" in hook.read_text() and sys.executable in hook.read_text()
     assert (hook.parent / "pre-push.before-tiergate").read_text() == "#!/bin/sh\nexit 3\n"  # git-lfs's: gone
-    assert git(repo, "config", "remote.hub.releaseGateTier").stdout.strip() == "gated"
+    assert git(repo, "config", "remote.hub.tiergateTier").stdout.strip() == "gated"
     bad = install("--tier", "everyone")
     assert bad.returncode == 2 and "unknown tier" in bad.stderr
 
@@ -402,7 +402,7 @@ def test_history_on_a_fetch_mirror_is_not_taken_as_being_on_the_push_target(
     mirror = tmp_path / "mirror.git"
     subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(mirror)], check=True)
     git(work, "remote", "add", "mirror", str(mirror))
-    git(work, "config", "remote.mirror.releaseGateTier", "internal")
+    git(work, "config", "remote.mirror.tiergateTier", "internal")
     write_model(work, {"draft.safetensors": b"\x00unreviewed" * 512})
     commit_all(work, "draft weights")
     assert push(work, env, "mirror", "main").returncode == 0  # fine for the internal mirror

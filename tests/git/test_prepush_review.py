@@ -43,7 +43,7 @@ def test_a_push_to_a_url_gets_the_tier_of_the_remote_that_pushes_there(tmp_path:
     work = make_repo(tmp_path, remote, env, lfs=False)
     hub = bare(tmp_path / "hub.git")
     git(work, "remote", "add", "hub", str(hub))
-    git(work, "config", "remote.hub.releaseGateTier", "open")
+    git(work, "config", "remote.hub.tiergateTier", "open")
     git(work, "config", "tiergate.tier", "internal")
     write_model(work)
     commit_all(work, "unattested")
@@ -51,7 +51,7 @@ def test_a_push_to_a_url_gets_the_tier_of_the_remote_that_pushes_there(tmp_path:
     for url in (str(hub), f"file://{hub}", str(hub)[:-len(".git")]):  # typed out, however spelled
         result = push(work, env, url, "main")
         assert result.returncode != 0, url
-        assert "at tier 'open' (from remote.hub.releaseGateTier" in result.stderr
+        assert "at tier 'open' (from remote.hub.tiergateTier" in result.stderr
         assert remote_head(hub) is None
     internal = push(work, env, "origin", "main")  # the repository's default, and said so
     assert internal.returncode == 0, internal.stderr
@@ -64,7 +64,7 @@ def test_url_rules_name_a_destination_and_the_highest_matching_tier_wins(tmp_pat
     public = tmp_path / "public"
     public.mkdir()
     git(work, "config", "--global", f"tiergate.{public}/.tier", "open", env=env)  # global: fine, it names where
-    git(work, "config", "remote.origin.releaseGateTier", "internal")
+    git(work, "config", "remote.origin.tiergateTier", "internal")
     write_model(work)
     commit_all(work, "unattested")
     release = bare(public / "release.git")
@@ -76,7 +76,7 @@ def test_url_rules_name_a_destination_and_the_highest_matching_tier_wins(tmp_pat
     git(work, "remote", "set-url", "--push", "origin", str(release))  # origin now pushes somewhere public
     renamed = push(work, env, "origin", "main")
     assert renamed.returncode != 0 and "at tier 'open'" in renamed.stderr
-    assert "also matched: remote.origin.releaseGateTier" in renamed.stderr
+    assert "also matched: remote.origin.tiergateTier" in renamed.stderr
     assert remote_head(release) is None
 
 
@@ -91,10 +91,10 @@ def test_a_global_default_tier_is_refused_not_applied(tmp_path: Path, remote: Pa
 
     assert result.returncode != 0
     assert "tiergate.tier = internal is in the global config" in result.stderr
-    assert "git config remote.origin.releaseGateTier <tier>" in result.stderr
+    assert "git config remote.origin.tiergateTier <tier>" in result.stderr
     assert remote_head(remote) is None
-    git(work, "config", "--global", "remote.origin.releaseGateTier", "internal", env=env)  # as blind: every repo's origin
-    assert "remote.origin.releasegatetier = internal is in the global config" in push(work, env).stderr
+    git(work, "config", "--global", "remote.origin.tiergateTier", "internal", env=env)  # as blind: every repo's origin
+    assert "remote.origin.tiergatetier = internal is in the global config" in push(work, env).stderr
     assert remote_head(remote) is None
     git(work, "config", "tiergate.tier", "internal")  # this repository's own: applied
     assert push(work, env).returncode == 0

@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from content_samples import envelope_bytes
 from support import NOW, World, write_model
+
 from tiergate.core.decision import decide
 from tiergate.core.manifest import hash_model
 from tiergate.core.policy import Policy
 from tiergate.errors import ConfigError
-from tiergate.integrations.mlflow import internals
 from tiergate.integrations.mlflow.cache import ManifestCache
 from tiergate.integrations.mlflow.holder import GateHolder
+from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+from tiergate.integrations.mlflow.internals import registry as mlflow_registry
 from tiergate.integrations.mlflow.routes import (
     CREATE_VERSION,
     DELETE_ALIAS,
@@ -164,13 +165,13 @@ def test_the_holder_reloads_changed_files_and_refuses_while_they_are_broken(tmp_
 
 def test_prompts_are_recognised_by_their_placeholder_source_not_by_their_tag_alone() -> None:
     tag = (("mlflow.prompt.is_prompt", "true"),)
-    assert internals.is_prompt(tag, "prompt-template")
-    assert not internals.is_prompt(tag, "models:/m-123")  # weights labelled a prompt are still weights
-    assert not internals.is_prompt((), "prompt-template")
+    assert mlflow_registry.is_prompt(tag, "prompt-template")
+    assert not mlflow_registry.is_prompt(tag, "models:/m-123")  # weights labelled a prompt are still weights
+    assert not mlflow_registry.is_prompt((), "prompt-template")
 
 
 def test_every_watched_call_is_routed_on_both_api_prefixes() -> None:
-    routes = internals.registry_routes(WATCHED)
+    routes = mlflow_registry.registry_routes(WATCHED)
     assert routes[("POST", "/api/2.0/mlflow/registered-models/alias")] == SET_ALIAS
     assert routes[("POST", "/ajax-api/2.0/mlflow/registered-models/alias")] == SET_ALIAS
     assert routes[("DELETE", "/api/2.0/mlflow/registered-models/alias")] == DELETE_ALIAS
@@ -178,8 +179,8 @@ def test_every_watched_call_is_routed_on_both_api_prefixes() -> None:
     assert set(routes.values()) == WATCHED
     from mlflow.server import app as flask_app
 
-    assert internals.unserved_routes(routes, flask_app) == []  # all Flask rules: the hook sees every one
-    assert internals.unserved_routes({("POST", "/api/2.0/mlflow/elsewhere"): SET_ALIAS}, flask_app) == [
+    assert mlflow_registry.unserved_routes(routes, flask_app) == []  # all Flask rules: the hook sees every one
+    assert mlflow_registry.unserved_routes({("POST", "/api/2.0/mlflow/elsewhere"): SET_ALIAS}, flask_app) == [
         "POST /api/2.0/mlflow/elsewhere"]
 
 
@@ -195,16 +196,20 @@ def test_gate_help_and_gate_mlflow_help_do_not_import_mlflow() -> None:
 
 # --- frozen artifacts -------------------------------------------------------------------------------------------
 
-from tiergate.integrations.mlflow.artifacts import ArtifactGuard, ArtifactWrite, frozen_by  # noqa: E402
+from tiergate.integrations.mlflow.artifacts import (  # noqa: E402
+    ArtifactGuard,
+    ArtifactWrite,
+    frozen_by,
+)
 from tiergate.integrations.mlflow.gatekeeper import Deny  # noqa: E402
-from tiergate.integrations.mlflow.internals import PROXIED, GatedVersion  # noqa: E402
+from tiergate.integrations.mlflow.internals.artifacts import PROXIED, GatedVersion  # noqa: E402
 
 MODEL_ID = "m-" + "a" * 32
 RUN_ID = "b" * 32
 
 
 def proxied(path: str) -> tuple[str, ...]:
-    return internals.proxied_place(path)
+    return mlflow_artifacts.proxied_place(path)
 
 
 @pytest.fixture
@@ -245,15 +250,15 @@ def test_places_compare_every_way_of_naming_the_server_s_artifact_store(
     store = tmp_path / "mlartifacts"
     monkeypatch.setenv(ARTIFACTS_DESTINATION_ENV_VAR, str(store))
     expected = (PROXIED, "1", "models", MODEL_ID, "artifacts")
-    assert internals.place(f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts") == expected
-    assert internals.place(f"mlflow-artifacts://host:5000/1/models/{MODEL_ID}/artifacts/") == expected
-    assert internals.place(f"http://host:5000/api/2.0/mlflow-artifacts/artifacts/1/models/{MODEL_ID}/artifacts") == expected
-    assert internals.place(f"file://{store}/1/models/{MODEL_ID}/artifacts") == expected  # the store's own URI
-    assert internals.place("s3://Bucket/a/b") == ("s3", "bucket", "a", "b")
-    assert internals.proxied_path(f"1/models/{MODEL_ID}/artifacts/x") == f"1/models/{MODEL_ID}/artifacts/x"
+    assert mlflow_artifacts.place(f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts") == expected
+    assert mlflow_artifacts.place(f"mlflow-artifacts://host:5000/1/models/{MODEL_ID}/artifacts/") == expected
+    assert mlflow_artifacts.place(f"http://host:5000/api/2.0/mlflow-artifacts/artifacts/1/models/{MODEL_ID}/artifacts") == expected
+    assert mlflow_artifacts.place(f"file://{store}/1/models/{MODEL_ID}/artifacts") == expected  # the store's own URI
+    assert mlflow_artifacts.place("s3://Bucket/a/b") == ("s3", "bucket", "a", "b")
+    assert mlflow_artifacts.proxied_path(f"1/models/{MODEL_ID}/artifacts/x") == f"1/models/{MODEL_ID}/artifacts/x"
     with pytest.raises(Exception):
-        internals.proxied_path("1/../../etc/passwd")  # MLflow's own validation, applied first
-    assert internals.entity_ids(expected + (RUN_ID, "m-short", "B" * 32)) == {MODEL_ID, RUN_ID}
+        mlflow_artifacts.proxied_path("1/../../etc/passwd")  # MLflow's own validation, applied first
+    assert mlflow_artifacts.entity_ids(expected + (RUN_ID, "m-short", "B" * 32)) == {MODEL_ID, RUN_ID}
 
 
 @pytest.mark.parametrize("sql", [True, False], ids=["sql-registry", "searched-registry"])
@@ -271,7 +276,7 @@ def test_gated_versions_are_found_by_the_ids_their_files_lie_under(
         monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
         monkeypatch.chdir(tmp_path)  # the file store creates ./mlflow.db
         store = FileStore(str(tmp_path / "registry"))
-    monkeypatch.setattr(internals, "_registry", lambda: store)
+    monkeypatch.setattr(mlflow_artifacts, "registry_store", lambda: store)
     digest = ModelVersionTag("tiergate.digest", "sha256:" + "1" * 64)
     store.create_registered_model("tiny")
     run_version = store.create_model_version("tiny", f"mlflow-artifacts:/1/{RUN_ID}/artifacts/w", run_id=RUN_ID)
@@ -283,7 +288,7 @@ def test_gated_versions_are_found_by_the_ids_their_files_lie_under(
     store.delete_model_version("tiny", deleted.version)
 
     def found(ids: frozenset[str] | None) -> list[str]:
-        return sorted(v.version for v in internals.gated_versions(ids))
+        return sorted(v.version for v in mlflow_artifacts.gated_versions(ids))
 
     assert found(frozenset({RUN_ID})) == [str(run_version.version)]
     assert found(frozenset({MODEL_ID})) == [str(model_version.version)]
@@ -348,7 +353,7 @@ def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself(tm
 
     from tiergate.integrations.mlflow.hook import ArtifactWriteGuard
 
-    routes = internals.native_routes(create_fastapi_app(flask_app))
+    routes = mlflow_artifacts.native_routes(create_fastapi_app(flask_app))
     passed: list[str] = []
 
     async def inner(scope, receive, send) -> None:
@@ -390,16 +395,16 @@ def test_the_asgi_guard_checks_the_uploads_mlflow_s_fastapi_app_serves_itself(tm
 def test_every_artifact_write_this_mlflow_serves_is_one_the_gate_understands() -> None:
     from mlflow.server import app as flask_app
 
-    routes = internals.artifact_write_routes()
+    routes = mlflow_artifacts.artifact_write_routes()
     for prefix in ("/api/2.0", "/ajax-api/2.0"):
         assert routes[("PUT", f"{prefix}/mlflow-artifacts/artifacts/<path:artifact_path>")] == "UploadArtifact"
         assert routes[("DELETE", f"{prefix}/mlflow-artifacts/artifacts/<path:artifact_path>")] == "DeleteArtifact"
         assert routes[("POST", f"{prefix}/mlflow-artifacts/mpu/complete/<path:artifact_path>")] == "CompleteMultipartUpload"
         assert routes[("POST", f"{prefix}/mlflow/artifacts/presigned-upload-url")] == "CreatePresignedUploadUrl"
     assert routes[("POST", "/ajax-api/2.0/mlflow/upload-artifact")] == "UploadArtifact (UI)"
-    assert internals.unknown_artifact_writes(flask_app, routes) == frozenset()
-    assert internals.native_upload_path("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/a/b") == "1/a/b"
-    assert internals.native_upload_path("DELETE", "/api/2.0/mlflow-artifacts/artifacts/1/a/b") is None
+    assert mlflow_artifacts.unknown_artifact_writes(flask_app, routes) == frozenset()
+    assert mlflow_artifacts.native_upload_path("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/a/b") == "1/a/b"
+    assert mlflow_artifacts.native_upload_path("DELETE", "/api/2.0/mlflow-artifacts/artifacts/1/a/b") is None
 
 
 # --- the registry lock and the store guard -------------------------------------------------------------------------

@@ -8,13 +8,16 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import click
 
+from tiergate.core.digestcache import DigestCache
 from tiergate.core.manifest import Manifest, hash_model, scan_size
 from tiergate.core.timeutil import parse_time, utcnow
 from tiergate.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Models smaller than this hash too fast for a progress bar to help.
 PROGRESS_MIN_BYTES = 256 * 1024 * 1024
@@ -25,16 +28,22 @@ model_dir_argument = click.argument(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
-def _remember_skip_git(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    ctx.meta["gate.skip_git"] = value
-    return value
+def _hashing_flag(name: str, help_text: str) -> Callable[[F], F]:
+    """A flag about how the model is hashed: kept in the context's meta (``gate.<name>``) for
+    :func:`hash_with_progress`, not passed to the command."""
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        ctx.meta["gate." + name.replace("-", "_")] = value
+        return value
+
+    return click.option("--" + name, is_flag=True, expose_value=False, callback=remember, help=help_text)
 
 
-skip_git_option = click.option(
-    "--skip-git", is_flag=True, expose_value=False, callback=_remember_skip_git,
-    help="Leave a .git folder in MODEL_DIR out unread, for a folder published only by git or huggingface_hub "
-         "(neither sends .git). By default it is refused: a folder published as it is would publish it.",
-)
+skip_git_option = _hashing_flag(
+    "skip-git", "Leave a .git folder in MODEL_DIR out unread, for a folder published only by git or huggingface_hub "
+                "(neither sends .git). By default it is refused: a folder published as it is would publish it.")
+no_cache_option = _hashing_flag(
+    "no-cache", "Read every file, not taking digests of unchanged files from the digest cache ($GATE_CACHE_DIR, "
+                "else ~/.cache/tiergate; GATE_NO_CACHE=1 does the same).")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 # The deciding commands read GATE_CONFIG and GATE_* themselves (tiergate.runtime.GateConfig): these options override.
 policy_option = click.option(
@@ -92,13 +101,22 @@ def hash_with_progress(model_dir: Path, quiet: bool) -> Manifest:
     of the running command is honoured)."""
     ctx = click.get_current_context(silent=True)
     skip_git = bool(ctx is not None and ctx.meta.get("gate.skip_git"))
-    if quiet or not sys.stderr.isatty():
-        return hash_model(model_dir, skip_git=skip_git)
-    total = scan_size(model_dir, skip_git=skip_git)
-    if total < PROGRESS_MIN_BYTES:
-        return hash_model(model_dir, skip_git=skip_git)
-    with _ProgressContext(total) as advance:
-        return hash_model(model_dir, progress=advance, skip_git=skip_git)
+    cache = None
+    if not (ctx is not None and ctx.meta.get("gate.no_cache")) and os.environ.get("GATE_NO_CACHE", "") in ("", "0"):
+        cache, problem = DigestCache.open()
+        if problem is not None and not quiet:
+            click.echo(f"note: {problem}", err=True)
+    try:
+        if quiet or not sys.stderr.isatty():
+            return hash_model(model_dir, skip_git=skip_git, cache=cache)
+        total = scan_size(model_dir, skip_git=skip_git)
+        if total < PROGRESS_MIN_BYTES:
+            return hash_model(model_dir, skip_git=skip_git, cache=cache)
+        with _ProgressContext(total) as advance:
+            return hash_model(model_dir, progress=advance, skip_git=skip_git, cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
 
 
 class _Counter:

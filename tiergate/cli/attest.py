@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import click
 
-from tiergate.cli._options import (hash_with_progress, model_dir_argument, passphrase_from_env, policy_option, quiet_option,
-                               resolve_now, skip_git_option)
+from tiergate.cli._options import (hash_with_progress, model_dir_argument, no_cache_option, passphrase_from_env,
+                                   policy_option, quiet_option, resolve_now, skip_git_option)
 from tiergate.core.attestation import RISK_DOMAINS, Evaluation, EvaluatorRef, EvidenceRef
 from tiergate.core.benchmarks import benchmark_of_task
 from tiergate.core.keys import PrivateKey, PublicKey, SigningKey
@@ -193,6 +193,7 @@ def _signing_keys(
                    "or .sigstore.json with --sigstore).")
 @click.option("--now", "now_text", metavar="TIME", help="Signing time (default: now).")
 @skip_git_option
+@no_cache_option
 @quiet_option
 def attest_command(
     model_dir: Path, key_paths: tuple[Path, ...], signer_uri: str | None, signer_public_key: Path | None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from tiergate.cli._gate import check, load_gate, policy_option, report, trust_option
-from tiergate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now, skip_git_option
+from tiergate.cli._options import no_cache_option, hash_with_progress, now_option, quiet_option, resolve_now, skip_git_option
 from tiergate.core.collect import model_attestations, read_attestations
 from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.core.vsa import sign_vsa, tier_level, verify_vsa
@@ -52,6 +52,7 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds to wait for the service (default: GATE_TIMEOUT, or timeout: in GATE_CONFIG, or 30).")
 @skip_git_option
+@no_cache_option
 @quiet_option
 @click.pass_context
 def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | None, tier: str, trust_path: Path | None,

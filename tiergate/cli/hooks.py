@@ -20,7 +20,7 @@ def hooks_group() -> None:
 @hooks_group.command("install")
 @click.argument("repo", required=False, default=".", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--tier", help="Tier pushes must satisfy (sets git config tiergate.tier, or the --remote's own).")
-@click.option("--remote", help="Set the tier for this remote only (remote.<name>.releaseGateTier).")
+@click.option("--remote", help="Set the tier for this remote only (remote.<name>.tiergateTier).")
 @click.option("--config", "gate_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Gate config file the hook should use when GATE_CONFIG is not set (git config tiergate.config).")
 @click.option("--force", is_flag=True, help="Replace a hook already kept as pre-push.before-tiergate.")

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import click
 
-from tiergate.cli._options import skip_git_option, hash_with_progress, json_option, model_dir_argument, print_json, quiet_option
+from tiergate.cli._options import (hash_with_progress, json_option, model_dir_argument, no_cache_option, print_json,
+                                   quiet_option, skip_git_option)
 
 
 @click.command("hash")
 @model_dir_argument
 @json_option
 @skip_git_option
+@no_cache_option
 @quiet_option
 def hash_command(model_dir: Path, as_json: bool, quiet: bool) -> None:
     """Print MODEL_DIR's digest: sha256 over the per-file SHA-256s (OMS ``files`` serialization).

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from tiergate.cli._options import (
-    configured, hash_with_progress, json_option, model_dir_argument, now_option, policy_option, print_json,
-    quiet_option, resolve_now, skip_git_option, trust_option,
+    configured, hash_with_progress, json_option, model_dir_argument, no_cache_option, now_option, policy_option,
+    print_json, quiet_option, resolve_now, skip_git_option, trust_option,
 )
 from tiergate.core.collect import model_attestations, read_attestations
 from tiergate.core.policy import Policy
@@ -47,6 +47,7 @@ def _rejected_row(item: Rejection) -> dict[str, Any]:
 @now_option
 @json_option
 @skip_git_option
+@no_cache_option
 @quiet_option
 def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: Path | None, policy_path: Path | None,
                    now_text: str | None, as_json: bool, quiet: bool) -> None:

@@ -211,6 +211,8 @@ class _Cached:
         n = max(0, min(n, self.size - offset))
         if n == 0 or offset < 0:
             return b""
+        if isinstance(self.source, BytesSource):  # already in memory: nothing to fetch, nothing to cache
+            return self.source.data[offset:offset + n]
         if n > self.BLOCK:  # large reads (a zip's tail, a text file, a big header) go straight through
             self.budget.charge_read(n)
             data = self.source.read_at(offset, n)

@@ -27,12 +27,14 @@ import json
 import os
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from tiergate.core.formats import CLASSES, ByteSource, FileSource, Limits, classify
+from tiergate.core.digestcache import DigestCache, file_key
+from tiergate.core.formats import CLASSES, ByteSource, BytesSource, FileSource, Limits, classify
 from tiergate.errors import InputError, ModelError
 
 #: Paths OMS ignores by default, plus the folder the gate keeps attestations in beside the weights.
@@ -77,6 +79,8 @@ WEIGHT_FORMATS: dict[str, str] = {
 #: ~7 % slower (the buffer no longer stays in cache between the copy and the hash). mmap would save the copy (~10 %)
 #: but turns a file truncated while being hashed into a SIGBUS that kills the process, so the gate reads.
 CHUNK_SIZE = 2 * 1024 * 1024
+#: Files below this are hashed together by one thread (see :func:`hash_model`).
+SMALL_FILE = 1024 * 1024
 
 ProgressCallback = Callable[[int], None]
 
@@ -237,7 +241,7 @@ class ModelFile:
     """A file of a model as the walk finds it, before hashing."""
 
     path: str  # POSIX, relative to the model root
-    real: Path  # what to open (a symlink inside the model is resolved)
+    real: str  # what to open (a symlink inside the model is resolved)
     size: int
 
 
@@ -245,11 +249,11 @@ def _is_ignored(rel: str, ignores: Sequence[str]) -> bool:
     return any(rel == ig or rel.startswith(ig + "/") for ig in ignores)
 
 
-def _decode_name(raw: bytes, where: Path) -> str:
+def _decode_name(raw: bytes, root: Path, rel_dir: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ModelError(f"{where}: file name {raw!r} is not valid UTF-8; rename it before publishing") from None
+        raise ModelError(f"{root / rel_dir}: file name {raw!r} is not valid UTF-8; rename it before publishing") from None
 
 
 def _scan(dir_bytes: bytes) -> list[os.DirEntry[bytes]]:
@@ -285,7 +289,7 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git
     while stack:
         dir_bytes, rel_dir = stack.pop()
         for item in _scan(dir_bytes):
-            rel = _join(rel_dir, _decode_name(item.name, root / rel_dir))
+            rel = _join(rel_dir, _decode_name(item.name, root, rel_dir))
             excluded = _is_ignored(rel, ignores)
             st = _lstat(item, rel)
             if excluded and _is_ignored(rel, (GIT_DIR,)):
@@ -298,7 +302,7 @@ def list_files(root: Path, ignores: Sequence[str] = DEFAULT_IGNORES, *, skip_git
             if stat.S_ISLNK(st.st_mode):
                 found = _resolve_link(root_real, root / rel, rel)
             elif stat.S_ISREG(st.st_mode):
-                found = ModelFile(rel, Path(os.fsdecode(item.path)), st.st_size)
+                found = ModelFile(rel, os.fsdecode(item.path), st.st_size)
             else:
                 raise ModelError(f"{rel}: is a special file (device, socket or FIFO); a model holds regular files only")
             if excluded:
@@ -475,7 +479,7 @@ def _resolve_link(root_real: Path, link: Path, rel: str) -> ModelFile:
         )
     if not stat.S_ISREG(st.st_mode):
         raise ModelError(f"{rel}: symlink points to a special file ({target}); a model holds regular files only")
-    return ModelFile(rel, target, st.st_size)
+    return ModelFile(rel, str(target), st.st_size)
 
 
 # --- hashing ---------------------------------------------------------------------------------------------------
@@ -504,11 +508,15 @@ def _open_regular(entry: ModelFile) -> int:
     return fd
 
 
-def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCallback | None) -> FileDigest:
+def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCallback | None,
+               cache: DigestCache | None = None, hashed: list[tuple[os.stat_result, str, str]] | None = None,
+               ) -> FileDigest:
     """SHA-256 and content class of one file, read into this worker's reusable buffer (no per-chunk allocation).
 
     The class is read from the same open file (pread: a few kilobytes for weights), and a file whose size or mtime
-    changes while it is read is refused, so that the class and the digest describe the same bytes.
+    changes while it is read is refused, so that the class and the digest describe the same bytes. With a ``cache``,
+    a file whose key (:func:`tiergate.core.digestcache.file_key` of the open file) is remembered is not read, and a
+    file read is added to ``hashed`` if its key did not change while it was read.
     """
     buf = getattr(buffers, "buf", None)
     if buf is None:
@@ -519,9 +527,22 @@ def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCal
     try:
         with open(_open_regular(entry), "rb", buffering=0) as handle:
             before = os.fstat(handle.fileno())
-            content = classify(FileSource(handle.fileno(), before.st_size)).kind
+            remembered = cache.get(before) if cache is not None else None
+            if remembered is not None:
+                if progress is not None:
+                    progress(before.st_size)
+                return FileDigest(path=entry.path, size=before.st_size, sha256=remembered[0], content=remembered[1])
+            if before.st_size < CHUNK_SIZE:  # one read; classified from memory, not by pread
+                while size < len(view) and (n := handle.readinto(view[size:])):
+                    size += n
+                hasher.update(view[:size])
+                content = classify(BytesSource(bytes(view[:size]))).kind
+                if progress is not None:
+                    progress(size)
+            else:
+                content = classify(FileSource(handle.fileno(), before.st_size)).kind
             while True:
-                n = handle.readinto(view)
+                n = handle.readinto(view[:CHUNK_SIZE])
                 if not n:
                     break
                 hasher.update(view[:n])
@@ -533,7 +554,10 @@ def _hash_file(entry: ModelFile, buffers: threading.local, progress: ProgressCal
         raise ModelError(f"{entry.path}: cannot read: {exc.strerror or exc}") from None
     if size != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise ModelError(f"{entry.path}: changed while it was being hashed; is the model being modified?")
-    return FileDigest(path=entry.path, size=size, sha256=hasher.hexdigest(), content=content)
+    digest = hasher.hexdigest()
+    if hashed is not None and file_key(after) == file_key(before):
+        hashed.append((before, digest, content))  # list.append is atomic: workers share the list
+    return FileDigest(path=entry.path, size=size, sha256=digest, content=content)
 
 
 def default_workers() -> int:
@@ -550,11 +574,14 @@ def hash_model(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     skip_git: bool = False,
+    cache: DigestCache | None = None,
 ) -> Manifest:
     """Compute the manifest of the model directory ``root``.
 
     ``progress``, if given, is called with the number of bytes hashed after each chunk, from worker threads.
-    ``skip_git``: see :func:`list_files`. Raises ModelError for anything the identity rule refuses.
+    ``skip_git``: see :func:`list_files`. ``cache``: digests of unchanged files are taken from it, and those read
+    are remembered in it once the whole model hashed (:mod:`tiergate.core.digestcache`). Raises ModelError for
+    anything the identity rule refuses.
     """
     if workers is not None and workers < 0:
         raise ValueError("workers must be a positive number of threads")
@@ -568,15 +595,26 @@ def hash_model(
     entries.sort(key=lambda e: e.size, reverse=True)
     workers = workers or default_workers()
     buffers = threading.local()
-    if workers == 1 or len(entries) <= 1:
-        files = [_hash_file(e, buffers, progress) for e in entries]
+    started_ns = time.time_ns()
+    hashed: list[tuple[os.stat_result, str, str]] | None = [] if cache is not None else None
+    def hash_all(batch: list[ModelFile]) -> list[FileDigest]:
+        return [_hash_file(e, buffers, progress, cache, hashed) for e in batch]
+
+    # Small files cost Python time, not SHA-256 time: threads only fight over the GIL for them. So each large file
+    # is a task of its own, and all small files one task, which one thread works through while others hash.
+    small = [e for e in entries if e.size < SMALL_FILE]
+    batches = [[e] for e in entries if e.size >= SMALL_FILE] + ([small] if small else [])
+    if workers == 1 or len(batches) <= 1:
+        files = hash_all(entries)
     else:
-        pool = ThreadPoolExecutor(max_workers=min(workers, len(entries)), thread_name_prefix="gate-hash")
+        pool = ThreadPoolExecutor(max_workers=min(workers, len(batches)), thread_name_prefix="gate-hash")
         try:
-            files = list(pool.map(lambda e: _hash_file(e, buffers, progress), entries))
+            files = [digest for batch in pool.map(hash_all, batches) for digest in batch]
         finally:
             # On an unreadable file, do not hash the rest of a 500 GB model before reporting it.
             pool.shutdown(wait=True, cancel_futures=True)
+    if cache is not None and hashed:
+        cache.put(hashed, started_ns)
     return Manifest(files=tuple(files), ignore_paths=tuple(ignore_paths))
 
 

@@ -38,7 +38,7 @@ HOOK = """#!/bin/sh
 # {marker}: checks the weights a push publishes against the release policy, then runs
 # the hook it replaced ({chained}, if any) and `git lfs pre-push`.
 # Installed by `gate hooks install`; `gate hooks status` says whether git runs it.
-# Configure the tier with `git config remote.<name>.releaseGateTier <tier>`.
+# Configure the tier with `git config remote.<name>.tiergateTier <tier>`.
 exec {command} hooks pre-push --hook "$0" "$@"
 """
 #: Shells whose scripts may be sourced, so that a kept hook sees its own name as $0 (husky's stub finds its script

@@ -2,14 +2,14 @@
 
 git runs ``pre-push <name> <url>``; ``git push <url>`` passes the url as the name too. The tier comes from git config:
 
-- ``remote.<name>.releaseGateTier`` for the remote named, and for every configured remote whose push url is the url
+- ``remote.<name>.tiergateTier`` for the remote named, and for every configured remote whose push url is the url
   pushed to (the same destination under another name, or typed out);
 - ``tiergate.<url-prefix>.tier`` rules, for every push url that starts with the prefix (credentials, the
   scheme's and host's case and a trailing ``/`` or ``.git`` do not count), e.g.
   ``git config --global tiergate.https://huggingface.co/.tier open``;
 - when neither names the push: ``tiergate.tier``, the repository's default.
 
-When several rules match, the highest tier wins. A ``tiergate.tier`` or ``remote.<name>.releaseGateTier`` from the
+When several rules match, the highest tier wins. A ``tiergate.tier`` or ``remote.<name>.tiergateTier`` from the
 global or system config is refused rather than applied: it would set the tier of every repository on the machine
 without naming any destination (a url rule names one, so it may live anywhere). Every tier applied is reported with
 where it came from.
@@ -27,12 +27,12 @@ from tiergate.core.targets import tier_named
 from tiergate.errors import ConfigError, UsageError
 from tiergate.integrations.git.objects import GitRepo
 
-TIER_KEY = "remote.{remote}.releaseGateTier"
+TIER_KEY = "remote.{remote}.tiergateTier"
 DEFAULT_TIER_KEY = "tiergate.tier"
 URL_TIER_KEY = "tiergate.{prefix}.tier"
 #: Config scopes that belong to this repository (or to this one command, as ``git -c`` or GIT_CONFIG_* do).
 REPOSITORY_SCOPES = ("local", "worktree", "command")
-_KEYS = re.compile(r"^(tiergate\..*tier|remote\..*\.releasegatetier)$")
+_KEYS = re.compile(r"^(tiergate\..*tier|remote\..*\.tiergatetier)$")
 _SCP = re.compile(r"^(?:[^@/]+@)?([^:/]+):(?!//)(.*)$")  # git@host:org/repo (scp-like ssh)
 
 
@@ -117,7 +117,7 @@ def resolve_tier(repo: GitRepo, remote: str, url: str, tier_names: tuple[str, ..
     refused: list[ConfigValue] = []
 
     def remote_rule(name: str, why: str) -> None:
-        item = latest.get(f"remote.{name}.releasegatetier")
+        item = latest.get(f"remote.{name}.tiergatetier")
         if item is None:
             return
         if item.scope not in REPOSITORY_SCOPES:

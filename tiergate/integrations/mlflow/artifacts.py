@@ -36,10 +36,10 @@ from typing import Any, Iterable, Mapping, Union
 
 from tiergate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES, attestation_file_problem, parse_digest
 from tiergate.errors import GateError, InputError
-from tiergate.integrations.mlflow import internals
 from tiergate.integrations.mlflow.gatekeeper import Deny
 from tiergate.integrations.mlflow.holder import GateHolder
-from tiergate.integrations.mlflow.internals import GatedVersion, Place
+from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+from tiergate.integrations.mlflow.internals.artifacts import GatedVersion, Place
 
 log = logging.getLogger("tiergate.integrations.mlflow")
 
@@ -49,16 +49,16 @@ RPC = "ArtifactWrite"
 #: is a few KiB; the core reads at most 16 MiB per file, and a larger one would fail every later decision).
 EVIDENCE_LIMIT = 1024 * 1024
 #: The calls whose bytes the server sees, so that evidence uploaded with them can be checked before it lands.
-EVIDENCE_CALLS = frozenset({internals.UPLOAD_ARTIFACT, internals.UI_UPLOAD})
+EVIDENCE_CALLS = frozenset({mlflow_artifacts.UPLOAD_ARTIFACT, mlflow_artifacts.UI_UPLOAD})
 
 _VERBS = {
-    internals.UPLOAD_ARTIFACT: "uploading artifact",
-    internals.DELETE_ARTIFACT: "deleting artifacts at",
+    mlflow_artifacts.UPLOAD_ARTIFACT: "uploading artifact",
+    mlflow_artifacts.DELETE_ARTIFACT: "deleting artifacts at",
     "CreateMultipartUpload": "starting a multipart upload of artifact",
     "CompleteMultipartUpload": "completing a multipart upload of artifact",
     "AbortMultipartUpload": "aborting a multipart upload of artifact",
-    internals.PRESIGNED_UPLOAD: "creating a presigned upload URL for artifact",
-    internals.UI_UPLOAD: "uploading artifact",
+    mlflow_artifacts.PRESIGNED_UPLOAD: "creating a presigned upload URL for artifact",
+    mlflow_artifacts.UI_UPLOAD: "uploading artifact",
 }
 
 
@@ -157,12 +157,12 @@ class ArtifactGuard:
 
     @staticmethod
     def _candidates(write: ArtifactWrite) -> list[tuple[GatedVersion, Place]]:
-        ids = internals.entity_ids(write.target)
+        ids = mlflow_artifacts.entity_ids(write.target)
         located = []
-        for version in internals.gated_versions(ids or None):
+        for version in mlflow_artifacts.gated_versions(ids or None):
             if not ids and not write.deletes and version.uri.startswith("runs:/"):
                 continue  # a run's files lie under its id, which the target does not contain
-            files = internals.version_place(version)
+            files = mlflow_artifacts.version_place(version)
             if files is not None:
                 located.append((version, files))
         return located
@@ -187,29 +187,29 @@ class ArtifactGuard:
 
 
 def _proxied(call: str, raw: str, name: str | None = None) -> ArtifactWrite:
-    path = internals.proxied_path(raw)
+    path = mlflow_artifacts.proxied_path(raw)
     if name is not None:
         path = posixpath.join(path, name)
     if not path:
         raise InputError(f"{call} request names no artifact path")
-    return ArtifactWrite(call, path, internals.proxied_place(path), deletes=call == internals.DELETE_ARTIFACT)
+    return ArtifactWrite(call, path, mlflow_artifacts.proxied_place(path), deletes=call == mlflow_artifacts.DELETE_ARTIFACT)
 
 
 def flask_write(call: str, flask_request: Any) -> ArtifactWrite:
-    """The write a Flask request for ``call`` (from :func:`internals.artifact_write_routes`) would carry out."""
-    if call == internals.PRESIGNED_UPLOAD:
-        return ArtifactWrite(call, *internals.presigned_upload_place(flask_request))
-    if call == internals.UI_UPLOAD:
-        return ArtifactWrite(call, *internals.ui_upload_place(flask_request))
+    """The write a Flask request for ``call`` (from :func:`mlflow_artifacts.artifact_write_routes`) would carry out."""
+    if call == mlflow_artifacts.PRESIGNED_UPLOAD:
+        return ArtifactWrite(call, *mlflow_artifacts.presigned_upload_place(flask_request))
+    if call == mlflow_artifacts.UI_UPLOAD:
+        return ArtifactWrite(call, *mlflow_artifacts.ui_upload_place(flask_request))
     raw = str((flask_request.view_args or {}).get("artifact_path") or "")
-    if call in internals.MULTIPART_CALLS:
-        return _proxied(call, raw, internals.multipart_file(call, flask_request))
+    if call in mlflow_artifacts.MULTIPART_CALLS:
+        return _proxied(call, raw, mlflow_artifacts.multipart_file(call, flask_request))
     return _proxied(call, raw)
 
 
 def asgi_write(call: str, raw_path: str) -> ArtifactWrite:
     """The write a request to MLflow's native FastAPI upload route would carry out."""
-    if call != internals.UPLOAD_ARTIFACT:
+    if call != mlflow_artifacts.UPLOAD_ARTIFACT:
         raise GateError(f"tiergate does not know the artifact call {call}")
     return _proxied(call, raw_path)
 

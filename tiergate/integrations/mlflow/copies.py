@@ -15,7 +15,7 @@ import json
 import urllib.parse
 from typing import Any
 
-from tiergate.integrations.mlflow import internals
+from tiergate.integrations.mlflow.internals import registry as mlflow_registry
 from tiergate.integrations.mlflow.routes import CREATE_VERSION, Call, parse_call
 from tiergate.integrations.mlflow.tags import is_reserved
 
@@ -30,7 +30,7 @@ def copied_gate_tags(call: Call) -> frozenset[str]:
     parts = parsed.path.strip("/").split("/") if parsed.scheme == "models" and not parsed.netloc else []
     if len(parts) != 2 or not parts[1].isdigit():
         return frozenset()
-    source_tags = internals.get_version(parts[0], parts[1]).tags
+    source_tags = mlflow_registry.get_version(parts[0], parts[1]).tags
     if {key: value for key, value in source_tags.items() if is_reserved(key)} != reserved:
         return frozenset()
     return frozenset(reserved)
@@ -46,7 +46,7 @@ def drop_request_tags(rpc: str, flask_request: Any, keys: frozenset[str]) -> Cal
         raise ValueError("the request's tags are not where MLflow reads them")
     body["tags"] = [tag for tag in body["tags"] if not (isinstance(tag, dict) and tag.get("key") in keys)]
     flask_request._cached_json = (body, body)  # werkzeug's cache of get_json, which the handler reads
-    call = parse_call(rpc, internals.request_fields(rpc, flask_request))
+    call = parse_call(rpc, mlflow_registry.request_fields(rpc, flask_request))
     if any(key in keys for key, _ in call.tags):
         raise ValueError("the copied tiergate.* tags are still in the request")
     return call

@@ -18,11 +18,12 @@ from tiergate.core.collect import model_attestations
 from tiergate.core.decision import Decision
 from tiergate.core.manifest import hash_model, parse_digest
 from tiergate.errors import GateError
-from tiergate.integrations.mlflow import internals
 from tiergate.integrations.mlflow.cache import ManifestCache
 from tiergate.integrations.mlflow.holder import GateHolder
-from tiergate.integrations.mlflow.routes import CREATE_VERSION, DELETE_ALIAS, DELETE_TAG, RECORDED, SET_TAG, Call
-from tiergate.integrations.mlflow.tags import DIGEST, PREFIX, decision_tags, is_reserved
+from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+from tiergate.integrations.mlflow.internals import registry as mlflow_registry
+from tiergate.integrations.mlflow.routes import CREATE_VERSION, DELETE_ALIAS, RECORDED, Call, refusal
+from tiergate.integrations.mlflow.tags import DIGEST, decision_tags
 from tiergate.integrations.mlflow.targets import is_release_target, tier_for
 from tiergate.runtime import Gate
 
@@ -52,16 +53,11 @@ class Withdraw:
     """A release target taken away (alias or tag deleted): recorded once MLflow has done it."""
 
     call: Call
-    version: internals.Version | None
+    version: mlflow_registry.Version | None
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
 Outcome = Union[Deny, Publish, Withdraw, None]
-
-
-def _reserved_key(call: Call) -> str | None:
-    keys = [call.tag_key] if call.rpc in (SET_TAG, DELETE_TAG) else [k for k, _ in call.tags]
-    return next((k for k in keys if is_reserved(k)), None)
 
 
 class RegistryGate:
@@ -78,10 +74,9 @@ class RegistryGate:
 
     def before(self, call: Call, requester: Mapping[str, str]) -> Outcome:
         """The outcome for ``call``, decided before MLflow carries it out. Exceptions mean: refuse (fail closed)."""
-        reserved = _reserved_key(call)
-        if reserved is not None:
-            return Deny(f"tiergate refused {call.describe()}: tags starting with '{PREFIX}' are written by the "
-                        f"release gate only ({reserved!r}); they show its decisions and cannot be set or removed by clients")
+        refused = refusal(call)  # the same rule the request hook applies, for calls that reach the store otherwise
+        if refused is not None:
+            return Deny(refused)
         if call.rpc in RECORDED:
             return self._withdrawal(call, requester)
         try:
@@ -104,20 +99,20 @@ class RegistryGate:
         """Where the weights the call publishes are (an artifact URI) and the version's current tags; None for a
         prompt, which has no weights."""
         if call.rpc == CREATE_VERSION:
-            if internals.is_prompt(call.tags, call.source):
+            if mlflow_registry.is_prompt(call.tags, call.source):
                 return None
             assert call.source is not None
-            return internals.new_version_location(call.source, call.model_id, call.run_id), {}
+            return mlflow_registry.new_version_location(call.source, call.model_id, call.run_id), {}
         assert call.version is not None
-        version = internals.get_version(call.name, call.version)
-        if internals.is_prompt(version.tags, version.source):
+        version = mlflow_registry.get_version(call.name, call.version)
+        if mlflow_registry.is_prompt(version.tags, version.source):
             return None
-        return internals.resolve_location(version.download_uri), dict(version.tags)
+        return mlflow_registry.resolve_location(version.download_uri), dict(version.tags)
 
     def _decide(self, gate: Gate, tier: str, location: str, call: Call,
                 requester: Mapping[str, str]) -> tuple[Decision, int | None]:
         started = time.monotonic()
-        with internals.local_copy(location) as (path, in_place):
+        with mlflow_registry.local_copy(location) as (path, in_place):
             manifest, cached = self._cache.manifest(path) if in_place else (hash_model(path), False)
             attestations = model_attestations(path)
         recorded = gate.decide_recorded(tier, manifest, attestations, {**call.context(), **requester})
@@ -134,9 +129,9 @@ class RegistryGate:
             if not is_release_target(call, gate.policy):
                 return None
             if call.rpc == DELETE_ALIAS:
-                version = internals.version_by_alias(call.name, call.alias or "")
+                version = mlflow_registry.version_by_alias(call.name, call.alias or "")
             else:
-                version = internals.get_version(call.name, call.version or "")
+                version = mlflow_registry.get_version(call.name, call.version or "")
         except Exception as exc:
             log.warning("%s: not recorded (%s: %s)", call.describe(), type(exc).__name__, exc)
             return None
@@ -158,7 +153,7 @@ class RegistryGate:
             return
         gate.decide(gate.policy.tier_names[0], parse_digest(digest), (), outcome.context)
 
-    def record_event(self, describe: str, versions: list[internals.GatedVersion], context: Mapping[str, Any]) -> None:
+    def record_event(self, describe: str, versions: list[mlflow_artifacts.GatedVersion], context: Mapping[str, Any]) -> None:
         """Record a registry event that moves or removes gated versions (a registered model renamed or deleted, a
         version deleted): one entry per version, as a withdrawal is recorded (a decision at the lowest tier about the
         version's digest, the event in its context). Raises when it cannot be recorded: the event is then refused.

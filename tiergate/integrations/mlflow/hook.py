@@ -22,8 +22,6 @@ import json
 import logging
 from typing import Any, Callable, Mapping
 
-from tiergate.integrations.mlflow import internals
-from tiergate.integrations.mlflow.copies import copied_gate_tags, drop_request_tags
 from tiergate.integrations.mlflow.artifacts import (
     EVIDENCE_LIMIT,
     ArtifactGuard,
@@ -33,7 +31,10 @@ from tiergate.integrations.mlflow.artifacts import (
     flask_write,
     unknown_route,
 )
+from tiergate.integrations.mlflow.copies import copied_gate_tags, drop_request_tags
 from tiergate.integrations.mlflow.gatekeeper import Deny, RegistryGate
+from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+from tiergate.integrations.mlflow.internals import registry as mlflow_registry
 from tiergate.integrations.mlflow.lock import Held, RegistryLock, registry_lock
 from tiergate.integrations.mlflow.registry import StoreGuard, failure, requester
 from tiergate.integrations.mlflow.routes import WATCHED, parse_call, refusal
@@ -57,7 +58,7 @@ def deny_response(message: str) -> Any:
 def _unguarded_store() -> str | None:
     """Why registry writes cannot be guarded on this server, or None."""
     try:
-        if internals.guards_store():
+        if mlflow_registry.guards_store():
             return None
         reason = "the server's registry store is not MLflow's SQL store, the one tiergate guards"
     except Exception as exc:
@@ -72,9 +73,9 @@ def install(app: Any, gatekeeper: RegistryGate | None, artifact_guard: ArtifactG
     Flask ``app``. ``gatekeeper`` None installs the artifact checks alone (for tests of the hook)."""
     from flask import g, request
 
-    routes = internals.registry_routes(WATCHED)
-    writes = internals.artifact_write_routes()
-    unknown = internals.unknown_artifact_writes(app, writes)
+    routes = mlflow_registry.registry_routes(WATCHED)
+    writes = mlflow_artifacts.artifact_write_routes()
+    unknown = mlflow_artifacts.unknown_artifact_writes(app, writes)
     if gatekeeper is not None:
         refused = StoreGuard(gatekeeper, lock).install()
         if refused:
@@ -112,7 +113,7 @@ def _registry_call(rpc: str, request: Any) -> Any:
     reason = _unguarded_store()
     if reason is None:
         try:
-            call = parse_call(rpc, internals.request_fields(rpc, request))
+            call = parse_call(rpc, mlflow_registry.request_fields(rpc, request))
             if copied := copied_gate_tags(call):  # copy_model_version: decided afresh (copies.py)
                 call = drop_request_tags(rpc, request, copied)
             reason = refusal(call)
@@ -210,13 +211,13 @@ class ArtifactWriteGuard:
         self.lock = lock
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not internals.is_artifact_request(scope["method"], scope["path"]):
+        if scope["type"] != "http" or not mlflow_artifacts.is_artifact_request(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         from starlette.concurrency import run_in_threadpool
 
         try:
-            native = internals.served_natively(self.routes, scope)
+            native = mlflow_artifacts.served_natively(self.routes, scope)
         except Exception as exc:
             log.exception("refused %s %s after an error", scope["method"], scope["path"])
             await _refuse(Deny(failure(exc)), receive, send)
@@ -242,11 +243,11 @@ class ArtifactWriteGuard:
         method, path = scope["method"], scope["path"]
         hold = None
         try:
-            raw = internals.native_upload_path(method, path)
+            raw = mlflow_artifacts.native_upload_path(method, path)
             if raw is None:
                 return Deny(unknown_route(method, path)), None
             hold = self.lock().shared()
-            return self.guard.before(asgi_write(internals.UPLOAD_ARTIFACT, raw), _asgi_requester(scope)), hold
+            return self.guard.before(asgi_write(mlflow_artifacts.UPLOAD_ARTIFACT, raw), _asgi_requester(scope)), hold
         except Exception as exc:
             log.exception("refused %s %s after an error", method, path)
             if hold is not None:
@@ -309,5 +310,5 @@ def install_asgi(fastapi_app: Any, guard: ArtifactGuard, lock: Callable[[], Regi
     middleware, so MLflow's workspace context is set when it decides)."""
     from starlette.middleware import Middleware
 
-    routes = internals.native_routes(fastapi_app)
+    routes = mlflow_artifacts.native_routes(fastapi_app)
     fastapi_app.user_middleware.append(Middleware(ArtifactWriteGuard, guard=guard, routes=routes, lock=lock))

@@ -37,8 +37,10 @@ from typing import Any, Callable, Iterator, Mapping
 
 from tiergate.core.targets import TargetError
 from tiergate.errors import GateError
-from tiergate.integrations.mlflow import internals
+from tiergate.integrations.mlflow.copies import copied_gate_tags
 from tiergate.integrations.mlflow.gatekeeper import Deny, Publish, RegistryGate, Withdraw
+from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+from tiergate.integrations.mlflow.internals import registry as mlflow_registry
 from tiergate.integrations.mlflow.lock import RegistryLock, registry_lock
 from tiergate.integrations.mlflow.routes import (
     CREATE_VERSION,
@@ -166,19 +168,6 @@ def _call(method: str, a: Mapping[str, Any]) -> Call:
     return Call(rpc, name, version)
 
 
-_COPY_SOURCE = re.compile(r"models:/([^/@]+)/([0-9]+)")
-
-
-def _copied_tags(call: Call) -> bool:
-    """Whether the reserved tags a new version is created with are exactly those of the version it copies."""
-    reserved = [(k, v) for k, v in call.tags if is_reserved(k)]
-    match = _COPY_SOURCE.fullmatch(call.source or "")
-    if not reserved or match is None:
-        return False
-    source = internals.get_version(match.group(1), match.group(2))
-    return all(source.tags.get(k) == v for k, v in reserved)
-
-
 class StoreGuard:
     """The gate at the registry store (see the module docstring)."""
 
@@ -227,7 +216,7 @@ class StoreGuard:
         a = bound.arguments
         try:
             call = _call(method, a)
-            copy = call.rpc == CREATE_VERSION and _copied_tags(call)
+            copy = bool(copied_gate_tags(call))  # the rule the request hook applies
             if copy:  # the copy's own decision replaces its source's tags
                 call = Call(call.rpc, call.name, tags=tuple((k, v) for k, v in call.tags if not is_reserved(k)),
                             source=call.source, model_id=call.model_id, run_id=call.run_id)
@@ -253,7 +242,7 @@ class StoreGuard:
         assert outcome.version is not None
         try:
             with gate_writing():
-                internals.set_tags(call.name, outcome.version, outcome.tags)
+                mlflow_registry.set_tags(call.name, outcome.version, outcome.tags)
         except Exception as exc:
             log.exception("could not record the decision for %s; refused", call.describe())
             self._restore(call, outcome)
@@ -272,7 +261,7 @@ class StoreGuard:
         version is not in the new state, so tags that stay only overstate what was decided)."""
         try:
             with gate_writing():
-                internals.restore_tags(call.name, outcome.version or "", outcome.existing, outcome.tags)
+                mlflow_registry.restore_tags(call.name, outcome.version or "", outcome.existing, outcome.tags)
         except Exception:
             log.exception("could not put back the gate's tags on %s", call.describe())
 
@@ -295,7 +284,7 @@ class StoreGuard:
         name = str(a["name"])
         version = str(a["version"]) if method == "delete_model_version" else None
         try:
-            versions = internals.gated_versions_of(name, version)
+            versions = mlflow_artifacts.gated_versions_of(name, version)
             if not versions:
                 return
             if method == "rename_registered_model":

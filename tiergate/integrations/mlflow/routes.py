@@ -1,7 +1,7 @@
 """Which model-registry calls the gate looks at, and what each one asks for.
 
 The request fields arrive here already parsed by MLflow's own request parser (see
-:func:`tiergate.integrations.mlflow.internals.request_fields`), so the gate reads exactly what the handler will act on:
+:func:`tiergate.integrations.mlflow.internals.registry.request_fields`), so the gate reads exactly what the handler will act on:
 camelCase aliases, double-encoded bodies and query strings included. A reader of its own would be a way around the
 gate.
 """

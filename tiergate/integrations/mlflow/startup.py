@@ -104,7 +104,8 @@ def _check_mlflow() -> None:
     """This MLflow must serve every call the gate watches as a Flask route; otherwise a publish could go around it."""
     from mlflow.server import app as flask_app
 
-    from tiergate.integrations.mlflow.internals import artifact_write_routes, registry_routes, unserved_routes
+    from tiergate.integrations.mlflow.internals.artifacts import artifact_write_routes
+    from tiergate.integrations.mlflow.internals.registry import registry_routes, unserved_routes
     from tiergate.integrations.mlflow.routes import WATCHED
     from tiergate.integrations.mlflow.surface import REFUSED, FlaskSurface
 

@@ -3,8 +3,9 @@
 At start-up the plugin enumerates the routes of the app it serves (the Flask ``url_map`` and the routes MLflow's
 FastAPI app serves itself under uvicorn) and gives each a verdict:
 
-- ``gated``: the gate's hook sees it (registry calls it decides, records or checks; artifact writes it freezes
-  gated versions' files against);
+- ``gated``: the gate sees it (registry calls: refused or parsed by the request hook, then decided, recorded or
+  checked at MLflow's registry store by the store guard, ``registry``; artifact writes: frozen against gated
+  versions' files by the artifact guard);
 - ``read-only``: it reads (GET/HEAD/OPTIONS not known to write, or a POST this MLflow uses to read);
 - ``passes``: it writes, but only tracking data the registry does not depend on (runs, traces, experiments,
   datasets, the AI gateway's configuration, ...): listed here one by one, by handler;
@@ -183,12 +184,13 @@ class FlaskSurface:
 
     def __init__(self, gated: Mapping[tuple[str, str], str] | None = None) -> None:
         if gated is None:
-            from tiergate.integrations.mlflow import internals
+            from tiergate.integrations.mlflow.internals import artifacts as mlflow_artifacts
+            from tiergate.integrations.mlflow.internals import registry as mlflow_registry
             from tiergate.integrations.mlflow.routes import ROLE, WATCHED
 
-            gated = {key: ROLE[rpc] for key, rpc in internals.registry_routes(WATCHED).items()}
+            gated = {key: ROLE[rpc] for key, rpc in mlflow_registry.registry_routes(WATCHED).items()}
             gated.update({key: f"{call}: checked (refused into a gated version's files)"
-                          for key, call in internals.artifact_write_routes().items()})
+                          for key, call in mlflow_artifacts.artifact_write_routes().items()})
         self._gated = dict(gated)
         self._seen: dict[tuple[str, str], Route] = {}
 
