@@ -149,3 +149,28 @@ def run_gate(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
         [sys.executable, "-m", "tiergate", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
         input=input.decode() if input else None, timeout=120,
     )
+
+
+#: The key stand-in services (HTTP stubs in tests) sign their answers with; clients in those tests trust its public key.
+ANSWER_KEY = PrivateKey.generate()
+
+
+def signed_answer(request: bytes, body: bytes, key: PrivateKey = ANSWER_KEY, index: int = 7,
+                  when: datetime | None = None, origin: str = "stub.tiergate.local/log") -> str:
+    """The X-Gate-Answer header a real service would send with ``body`` to the decision ``request`` (its JSON body,
+    or a whole HTTP request ending in it): signed over the request's nonce, model, tier or target."""
+    import json
+
+    from tiergate.core.answer import AnswerRequest, SignedAnswer, body_digest
+    from tiergate.core.timeutil import utcnow
+
+    asked = json.loads(request.rpartition(b"\r\n\r\n")[2] or request)
+    model = asked["model"]
+    digest = model["digest"] if "digest" in model else Manifest.from_dict(model["manifest"]).digest
+    try:
+        decided = json.loads(body)
+        outcome, tier = str(decided["decision"]), str(decided["requested_tier"])
+    except (ValueError, KeyError, TypeError, RecursionError):  # not a decision: signed all the same
+        outcome, tier = "deny", "?"
+    return SignedAnswer(AnswerRequest(asked.get("nonce"), digest, asked.get("tier"), asked.get("target")),
+                        outcome, tier, body_digest(body), origin, index, when or utcnow()).sign(key)

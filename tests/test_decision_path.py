@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from support import NOW, World, run_gate, write_model
+from tiergate.core.keys import PrivateKey
 from tiergate.core.log.backends import open_store
+from tiergate.core.log.checkpoint import NoteSigner
 from tiergate.core.manifest import hash_model
 from tiergate.runtime import Gate, GateConfig, LocalDecider
 from tiergate.runtime.transport import GateServiceError
@@ -44,6 +46,10 @@ def test_gate_check_honours_an_unreachable_server_in_gate_config_and_denies(atte
     config = tmp_path / "gate.yaml"
     config.write_text(f"trust: {trust}\nserver: http://127.0.0.1:{closed_port()}\ntimeout: 5\n")
     env = {"GATE_CONFIG": str(config), "GATE_TOKEN": "a-token"}
+    keyless = run_gate("check", str(model), "--tier", "internal", env=env)  # no key to check answers: denied too
+    assert keyless.returncode == 1 and "no key to check the gate service's signed answers" in keyless.stderr
+    (tmp_path / "gate.vkey").write_text(NoteSigner("gate.example/log", PrivateKey.generate()).verifier.vkey() + "\n")
+    config.write_text(f"trust: {trust}\nserver: http://127.0.0.1:{closed_port()}\ntimeout: 5\nserver_key: gate.vkey\n")
     result = run_gate("check", str(model), "--tier", "internal", env=env)
     assert result.returncode == 1, result.stderr
     assert "unreachable" in result.stderr and "the publish is denied" in result.stderr

@@ -49,3 +49,18 @@ def test_decision_matches_schema(world: World, manifest, tier: str) -> None:
     decision = decide(Policy.load(), tier, manifest, items, world.trust(), NOW)
     assert decision.rejected  # the future-dated one, so rejected_attestations is exercised too
     validator("decision.schema.json").validate(json.loads(decision.to_json()))
+
+
+def test_signed_answer_matches_schema(world: World, manifest) -> None:
+    import base64
+
+    from tiergate.core.answer import AnswerRequest, SignedAnswer, body_digest, new_nonce
+    from tiergate.core.keys import PrivateKey
+
+    decision = decide(Policy.load(), "internal", manifest, [], world.trust(), NOW)
+    body = decision.to_json().encode()
+    for tier, target in (("internal", None), (None, "huggingface:private")):
+        header = SignedAnswer(AnswerRequest(new_nonce(), manifest.digest, tier, target), decision.decision,
+                              "internal", body_digest(body), "example.org/log", 7, NOW).sign(PrivateKey.generate())
+        envelope = Envelope.from_json(base64.b64decode(header))
+        validator("answer.schema.json").validate(json.loads(envelope.payload))

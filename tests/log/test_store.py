@@ -26,7 +26,7 @@ from tiergate.core.log import merkle
 from tiergate.core.log.merkle import MerkleTree, TreeRangeError, leaf_hash, verify_consistency, verify_inclusion
 from tiergate.core.log.sqlite import SQLiteLogStore
 from tiergate.core.log.backends import open_store
-from tiergate.core.log.store import LogStore, StoreError, StoreIntegrityError
+from tiergate.core.log.store import LogHoleError, LogStore, StoreError, StoreIntegrityError
 from tiergate.core.log.tiles import TILE_WIDTH
 from tiergate.errors import ConfigError, InputError
 
@@ -316,19 +316,87 @@ def test_postgres_connection_errors_are_config_errors(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_a_lost_postgres_connection_fails_one_call_and_is_replaced(pg_url: str, pg_namespace: str) -> None:
+def test_a_terminated_postgres_connection_is_replaced_before_it_fails_a_call(pg_url: str, pg_namespace: str) -> None:
+    """The server ends the pooled connection while it idles (pg_terminate_backend: an admin, a restart, a failover):
+    the pool sees it before use and the next call runs on a new one, again and again."""
     import psycopg
 
     with open_store(pg_url, namespace=pg_namespace, connect_timeout=2) as store:
         store.append(b"before")
-        with store._connection() as db:  # type: ignore[attr-defined]  # the pooled connection, to end it
-            pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
-        with psycopg.connect(pg_url, autocommit=True) as admin:  # a server restart, a network cut, an admin
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(StoreError, match=r"log database error during append"):
-            store.append(b"lost")  # the call that meets the dead connection fails closed, in one line
-        assert store.append(b"after") == 1  # the next one gets a new connection
-        assert [e.entry for e in store.entries()] == [b"before", b"after"] and store.audit().size == 2
+        for n in range(5):
+            with store._connection() as db:  # type: ignore[attr-defined]  # the pooled connection, to end it
+                pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+            time.sleep(0.05)  # the termination reaches the idle socket
+            assert store.append(f"after {n}".encode()) == n + 1
+        assert store.size() == 6 and store.audit().size == 6
+
+
+@pytest.mark.postgres
+def test_postgres_unreachable_fails_fast_and_heals(pg_url: str, pg_namespace: str) -> None:
+    """Through a TCP relay that is stopped and started again: while the database is away every call fails at once
+    with the reason; within seconds of its return the same store appends again, by itself."""
+    from tcp_relay import Relay
+
+    with Relay(("127.0.0.1", 5432)) as relay:
+        url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
+        with open_store(url, namespace=pg_namespace, connect_timeout=2, pool_timeout=2) as store:
+            store.append(b"before")
+            relay.stop()  # a database restart, a network cut: connections reset, new ones refused
+            began = time.monotonic()
+            for _ in range(5):
+                with pytest.raises(StoreError, match="unreachable|log database error"):
+                    store.append(b"lost")
+            assert time.monotonic() - began < 10  # the first waits for the pool, the rest fail at once
+            assert "unreachable" in (store.writable_problem() or "")
+            relay.start()
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    store.append(b"after")
+                    break
+                except StoreError:
+                    assert time.monotonic() < deadline, "the store did not heal within 10 s"
+                    time.sleep(0.1)
+            assert store.writable_problem() is None
+            assert [e.entry for e in store.entries()] == [b"before", b"after"]
+
+
+def test_a_hole_in_the_log_stops_appends(target: tuple[str, str | None]) -> None:
+    """An entry removed behind the store's back (triggers dropped by a database owner): no append, and the health
+    check says why, until the log is restored."""
+    location, namespace = target
+    with open_store(location, namespace=namespace) as store:
+        store.append_many([entry("e", i) for i in range(10)])
+        assert store.writable_problem() is None
+        _remove_entry(location, namespace, 4)
+        with pytest.raises(LogHoleError, match=r"the log has a hole: 1 of its entries in \[0, 10\) are missing"):
+            with_whole_check(store).append(b"more")
+        assert "hole" in (store.writable_problem() or "")
+    with open_store(location, namespace=namespace) as fresh:  # a restarted service finds it at its first append
+        with pytest.raises(LogHoleError):
+            fresh.append(b"more")
+
+
+def with_whole_check(store: LogStore) -> LogStore:
+    store._whole_checked_at = None  # type: ignore[attr-defined]  # as if WHOLE_CHECK_INTERVAL had passed
+    return store
+
+
+def _remove_entry(location: str, namespace: str | None, index: int) -> None:
+    if namespace is None or not location.startswith("postgres"):
+        db = sqlite3.connect(location)
+        db.execute("DROP TRIGGER log_entries_no_delete")
+        db.execute("DELETE FROM log_entries WHERE idx = ?", (index,))
+        db.commit()
+        db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(location, autocommit=True) as db:
+        db.execute(f'ALTER TABLE "{namespace}".log_entries DISABLE TRIGGER log_entries_append_only')
+        db.execute(f'DELETE FROM "{namespace}".log_entries WHERE idx = %s', (index,))
 
 
 # --- many processes ------------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
-from support import NOW, World, run_gate, write_model
+from support import ANSWER_KEY, NOW, World, run_gate, signed_answer, write_model
+from tiergate.core.answer import ANSWER_HEADER
 from tiergate.core.decision import decide
 from tiergate.core.dsse import sign
 from tiergate.core.keys import PrivateKey, write_keypair
@@ -296,9 +297,10 @@ def test_the_client_refuses_a_decision_with_a_duplicated_key(world: World, scene
 
     class Answer(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            request = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header(ANSWER_HEADER, signed_answer(request, body))  # signed: the body itself is the problem
             self.end_headers()
             self.wfile.write(body)
 
@@ -308,7 +310,7 @@ def test_the_client_refuses_a_decision_with_a_duplicated_key(world: World, scene
     server = HTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = GateClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", timeout=10)
+        client = GateClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", answer_key=ANSWER_KEY.public, timeout=10)
         with pytest.raises(GateServiceError, match="has the key 'mode' twice.*the publish is denied"):
             ask(client, manifest, tier="hosted")
     finally:

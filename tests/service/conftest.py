@@ -25,7 +25,7 @@ import yaml
 
 from support import Evaluator, World
 from tiergate.runtime.client import GateClient
-from tiergate.core.keys import PrivateKey, write_keypair
+from tiergate.core.keys import PrivateKey, PublicKey, write_keypair
 from tiergate.core.log.checkpoint import NoteSigner
 from tiergate.service.tokens import hash_token
 
@@ -77,7 +77,8 @@ class Server:
     env: GateEnv
 
     def client(self, token: str | None = "default", timeout: float = 30.0) -> GateClient:
-        return GateClient(self.url, token=self.env.token if token == "default" else token, timeout=timeout)
+        return GateClient(self.url, token=self.env.token if token == "default" else token, timeout=timeout,
+                          answer_key=PublicKey.load(self.env.pub))
 
     def signal(self, sig: int) -> None:
         try:
@@ -96,11 +97,13 @@ class Server:
         return self.stderr.read_text(errors="replace")
 
 
-def launch(env: GateEnv, log: str | Path, *extra: str, name: str = "gate-serve") -> Server:
+def launch(env: GateEnv, log: str | Path, *extra: str, name: str = "gate-serve",
+           preexec: Callable[[], None] | None = None) -> Server:
+    """``gate serve`` on ``log``; ``preexec`` runs in the child before it starts (e.g. to set a resource limit)."""
     stderr = env.tmp / f"{name}-{secrets.token_hex(4)}.stderr"
     with open(stderr, "wb") as handle:
         proc = subprocess.Popen(env.serve_args(log, *extra), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=handle, start_new_session=True, cwd=env.tmp)
+                                stderr=handle, start_new_session=True, cwd=env.tmp, preexec_fn=preexec)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         match = _SERVING.search(stderr.read_text(errors="replace"))

@@ -225,7 +225,7 @@ def test_gate_check_with_server_decides_remotely(server: Server, tmp_path: Path)
     manifest = hash_model(model_dir)
     attestation = tmp_path / "sr.json"
     attestation.write_bytes(server.env.world.attest(manifest, "evalco", "strongreject", {"score": 0.01}).data)
-    env = {"GATE_TOKEN": server.env.token}
+    env = {"GATE_TOKEN": server.env.token, "GATE_SERVER_KEY": str(server.env.vkey)}
     result = run_gate("check", str(model_dir), str(attestation), "--tier", "hosted", "--server", server.url, "--json",
                       env=env)
     assert result.returncode == 0, result.stderr
@@ -235,12 +235,13 @@ def test_gate_check_with_server_decides_remotely(server: Server, tmp_path: Path)
     assert denied.returncode == 1 and "denied" in denied.stderr and "mmlu" in denied.stderr
 
 
-def test_gate_check_fails_closed_when_the_service_is_unreachable(tmp_path: Path) -> None:
+def test_gate_check_fails_closed_when_the_service_is_unreachable(tmp_path: Path, gate_env: GateEnv) -> None:
+    vkey = gate_env.vkey
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound but not listening: connections are refused
         result = run_gate("check", str(write_model(tmp_path / "m")), "--tier", "internal", "--server",
-                          f"http://127.0.0.1:{port}", env={"GATE_TOKEN": "t"})
+                          f"http://127.0.0.1:{port}", env={"GATE_TOKEN": "t", "GATE_SERVER_KEY": str(vkey)})
     assert result.returncode == 1
     assert f"gate service at http://127.0.0.1:{port} unreachable" in result.stderr
     assert "the publish is denied" in result.stderr and "Traceback" not in result.stderr
@@ -248,7 +249,7 @@ def test_gate_check_fails_closed_when_the_service_is_unreachable(tmp_path: Path)
 
 def test_gate_check_fails_closed_on_a_bad_token(server: Server, tmp_path: Path) -> None:
     result = run_gate("check", str(write_model(tmp_path / "m")), "--tier", "internal", "--server", server.url,
-                      env={"GATE_TOKEN": "wrong"})
+                      env={"GATE_TOKEN": "wrong", "GATE_SERVER_KEY": str(server.env.vkey)})
     assert result.returncode == 1 and "HTTP 401" in result.stderr and "the publish is denied" in result.stderr
 
 

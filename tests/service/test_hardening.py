@@ -24,7 +24,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from support import NOW, World, run_gate, write_model
+from support import ANSWER_KEY, NOW, World, run_gate, signed_answer, write_model
+from tiergate.core.answer import ANSWER_HEADER
 from tiergate.runtime.remote import ask
 from tiergate.runtime.client import GateClient, GateServiceError
 from tiergate.core.decision import Decision, decide
@@ -407,7 +408,7 @@ class _RawStub:
                                if line.lower().startswith(b"content-length:")), 0)
                 while len(body) < length:
                     body += sock.recv(65536)
-                self.respond(sock, head)
+                self.respond(sock, head + b"\r\n\r\n" + body)  # the body too: answers are signed over it
             except OSError:
                 pass
 
@@ -434,12 +435,17 @@ def _answer(status: int, body: bytes, *headers: bytes) -> bytes:
             + b"".join(h + b"\r\n" for h in headers) + b"Connection: close\r\n\r\n" + body)
 
 
+def _signed(request: bytes, body: bytes) -> bytes:
+    """The signed-answer header a real service sends with ``body`` for ``request``."""
+    return f"{ANSWER_HEADER}: {signed_answer(request, body)}".encode("ascii")
+
+
 def test_the_client_deadline_covers_the_whole_answer(raw_stub, decision: Decision) -> None:
     """Finding 6: the timeout was per read, so a service trickling a byte at a time held decide() for ever."""
     done = threading.Event()
 
     def drip(sock: socket.socket, head: bytes) -> None:
-        answer = _answer(200, decision.to_json().encode())
+        answer = _answer(200, decision.to_json().encode(), _signed(head, decision.to_json().encode()))
         split = answer.index(b"\r\n\r\n") + 4 if b"drip-body" in head else 0
         sock.sendall(answer[:split])
         for byte in answer[split:]:
@@ -450,7 +456,7 @@ def test_the_client_deadline_covers_the_whole_answer(raw_stub, decision: Decisio
     stub = raw_stub(drip)
     try:
         for where in ("drip-body", "drip-head"):
-            client = GateClient(stub.url, token="t", timeout=1)
+            client = GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=1)
             client.transport._session.headers["X-Where"] = where
             began = time.monotonic()
             with pytest.raises(GateServiceError, match="did not answer within 1 s; the publish is denied"):
@@ -462,15 +468,20 @@ def test_the_client_deadline_covers_the_whole_answer(raw_stub, decision: Decisio
 
 def test_the_client_refuses_odd_log_indices_and_deep_json(raw_stub, decision: Decision) -> None:
     """Finding 6: ``X-Gate-Log-Index: ²`` raised ValueError, and a deeply nested answer RecursionError."""
-    answers = {"index": _answer(200, decision.to_json().encode(), b"X-Gate-Log-Index: \xb2"),
-               "deep": _answer(200, b"[" * 100_000 + b"]" * 100_000)}
+    answers = {"index": (decision.to_json().encode(), b"X-Gate-Log-Index: \xb2"),
+               "deep": (b"[" * 100_000 + b"]" * 100_000,)}
     which = ["index"]
-    stub = raw_stub(lambda sock, head: sock.sendall(answers[which[0]]))
-    recorded = ask(GateClient(stub.url, token="t", timeout=10), tier="hosted", model=decision.model_digest)
-    assert recorded.decision == decision and recorded.log_index is None
+
+    def respond(sock: socket.socket, head: bytes) -> None:
+        body, *headers = answers[which[0]]
+        sock.sendall(_answer(200, body, _signed(head, body), *headers))
+
+    stub = raw_stub(respond)
+    recorded = ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), tier="hosted", model=decision.model_digest)
+    assert recorded.decision == decision and recorded.log_index == 7  # the signed index; the odd header is ignored
     which[0] = "deep"
     with pytest.raises(GateServiceError, match="not JSON; the publish is denied"):
-        ask(GateClient(stub.url, token="t", timeout=10), tier="hosted", model=decision.model_digest).decision
+        ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), tier="hosted", model=decision.model_digest).decision
 
 
 def test_the_client_checks_the_tier_a_target_was_decided_at(raw_stub, decision: Decision, tmp_path: Path) -> None:
@@ -486,17 +497,18 @@ def test_the_client_checks_the_tier_a_target_was_decided_at(raw_stub, decision: 
         if head.startswith(b"GET /v1/policy"):
             sock.sendall(_answer(200, json.dumps(served["policy"]).encode()))
         else:
-            sock.sendall(_answer(200, decision.to_json().encode(), b"X-Gate-Log-Index: 7"))
+            body = decision.to_json().encode()
+            sock.sendall(_answer(200, body, b"X-Gate-Log-Index: 7", _signed(head, body)))
 
     stub = raw_stub(respond)
     assert decision.requested_tier == "hosted"
-    client = GateClient(stub.url, token="t", timeout=10)
+    client = GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10)
     assert ask(client, target="mlflow:alias:prod", model=decision.model_digest).decision == decision
     with pytest.raises(GateServiceError, match="requires tier 'open' for huggingface:public; the publish is denied"):
         ask(client, target="huggingface:public", model=decision.model_digest).decision
     served["policy"] = {**policy, "digest": "sha256:" + "9" * 64}
     with pytest.raises(GateServiceError, match="decided with policy .* but reports policy"):
-        ask(GateClient(stub.url, token="t", timeout=10), target="mlflow:alias:prod", model=decision.model_digest).decision
+        ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), target="mlflow:alias:prod", model=decision.model_digest).decision
 
 
 def test_the_real_service_reports_its_policy_for_target_checks(server: Server) -> None:

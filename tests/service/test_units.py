@@ -10,7 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from support import NOW, World
+from support import ANSWER_KEY, NOW, World, signed_answer
+from tiergate.core.answer import ANSWER_HEADER
 from tiergate.runtime.remote import ask
 from tiergate.runtime.client import GateClient, GateServiceError
 from tiergate.core.decision import decide
@@ -124,10 +125,11 @@ class _Stub(BaseHTTPRequestHandler):
     answer: tuple[int, bytes] = (200, b"{}")
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        request = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status, body = self.answer
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header(ANSWER_HEADER, signed_answer(request, body))  # as a real service signs it
         self.end_headers()
         self.wfile.write(body)
 
@@ -148,7 +150,7 @@ def stub() -> Iterator[tuple[str, type[_Stub]]]:
 
 def test_the_client_refuses_anything_but_a_decision_about_the_model(stub, decision, manifest) -> None:
     url, handler = stub
-    client = GateClient(url, token="t", timeout=5)
+    client = GateClient(url, token="t", answer_key=ANSWER_KEY.public, timeout=5)
     cases = [
         ((200, b"<html>ok</html>"), "not JSON"),
         ((200, b'{"decision": "allow"}'), "not a decision"),
@@ -164,14 +166,14 @@ def test_the_client_refuses_anything_but_a_decision_about_the_model(stub, decisi
     handler.answer = (200, decision.to_json().encode())
     assert ask(client, tier="hosted", model=manifest).decision == decision
     with pytest.raises(GateServiceError, match="needs a bearer token"):
-        ask(GateClient(url, token=None), tier="hosted", model=manifest).decision
+        ask(GateClient(url, token=None, answer_key=ANSWER_KEY.public), tier="hosted", model=manifest).decision
 
 
 def test_the_client_times_out_closed(stub, manifest) -> None:
     url, handler = stub
     handler.do_POST = lambda self: __import__("time").sleep(0.8)  # type: ignore[method-assign]
     with pytest.raises(GateServiceError, match="did not answer within 0.3 s; the publish is denied"):
-        ask(GateClient(url, token="t", timeout=0.3), tier="hosted", model=manifest).decision
+        ask(GateClient(url, token="t", answer_key=ANSWER_KEY.public, timeout=0.3), tier="hosted", model=manifest).decision
 
 
 def test_an_auditor_refuses_a_health_answer_without_a_log_size(stub) -> None:
@@ -188,3 +190,11 @@ def test_an_auditor_refuses_a_health_answer_without_a_log_size(stub) -> None:
     handler.do_GET = get  # type: ignore[attr-defined]
     with pytest.raises(GateServiceError, match="malformed health answer"):
         ServerSource(GateClient(url, timeout=5)).size()
+
+
+def test_an_answer_quoting_a_lone_surrogate_is_still_json() -> None:
+    """Text quoted from a request into an error used to make the answer's UTF-8 encoding fail: a 500."""
+    from tiergate.service.responses import Response
+
+    body = Response.json(400, {"error": "unknown tier 'x\ud800'"}).body
+    assert body == b'{"error":"unknown tier \'x\\ud800\'"}\n'  # the surrogate as its JSON escape

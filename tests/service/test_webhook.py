@@ -499,3 +499,15 @@ def test_a_deeply_nested_payload_is_a_400(hooked: Server) -> None:
     deep = b"[" * 200_000 + b"]" * 200_000
     status, body = _raw_post(hooked, [f"Content-Length: {len(deep)}", f"X-Webhook-Secret: {SECRET}"], deep)
     assert status == 400 and "nested too deeply" in body["error"]
+
+
+def test_a_lone_surrogate_or_a_duplicate_key_in_an_event_is_a_400(hooked: Server) -> None:
+    """A lone surrogate (``\\ud800``) in the repo name reached the answer's encoding: a 500. Both are ambiguous JSON,
+    refused before anything is logged."""
+    before = tree_size(hooked)
+    for payload, reason in ((b'{"event": {"scope": "repo.content", "action": "update"}, "repo": {"type": "model", '
+                             b'"name": "org/\\ud800"}}', "unpaired surrogate"),
+                            (b'{"event": {"scope": "repo"}, "event": {"scope": "repo.content"}}', "twice")):
+        status, body = _raw_post(hooked, [f"Content-Length: {len(payload)}", f"X-Webhook-Secret: {SECRET}"], payload)
+        assert status == 400 and reason in body["error"], body
+    assert tree_size(hooked) == before

@@ -51,6 +51,12 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
                    "or GATE_TOKEN).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds to wait for the service (default: GATE_TIMEOUT, or timeout: in GATE_CONFIG, or 30).")
+@click.option("--server-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The service's log key (the vkey line `gate serve` prints, or its PEM public key): its answers "
+                   "must be signed with it (default: GATE_SERVER_KEY, or server_key: in GATE_CONFIG).")
+@click.option("--max-age", type=click.FloatRange(min=0, min_open=True, max=86400), metavar="SECONDS",
+              help="Seconds a signed answer's time may differ from this clock (default: GATE_MAX_AGE, or max_age: "
+                   "in GATE_CONFIG, or 300).")
 @skip_git_option
 @no_cache_option
 @quiet_option
@@ -58,7 +64,8 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
 def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | None, tier: str, trust_path: Path | None,
                   policy_path: Path | None, now_text: str | None, as_json: bool, vsa_path: Path | None,
                   gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None, server: str | None,
-                  token_env: str | None, timeout: float | None, quiet: bool) -> None:
+                  token_env: str | None, timeout: float | None, server_key: Path | None, max_age: float | None,
+                  quiet: bool) -> None:
     """Decide whether MODEL_DIR may be released at --tier.
 
     Verifies every attestation (ATTESTATIONS plus MODEL_DIR/.attestations), evaluates the policy, prints one row per
@@ -69,7 +76,7 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
 
     With a gate service (--server, GATE_SERVER or server: in GATE_CONFIG) the service decides (with its policy, trust
     store and the attestations it holds, plus these) and logs the decision; if it cannot be reached or answers
-    anything but a decision, the release is denied.
+    anything but a decision signed with its key (--server-key) for this very request, the release is denied.
 
     With --hf REPO_ID[@REV] a pushed Hub revision is checked from its metadata, without downloading the weights.
     """
@@ -83,7 +90,8 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
                    policy_path=policy_path, now_text=now_text, as_json=as_json, markdown_path=markdown_path)
         return
     assert model_dir is not None
-    gate = load_gate(policy_path, trust_path, server=server, token_env=token_env, timeout=timeout).current()
+    gate = load_gate(policy_path, trust_path, server=server, token_env=token_env, timeout=timeout,
+                     server_key=server_key, max_age=max_age).current()
     remote = gate.config.server is not None
     if remote and (vsa_path is not None or now_text):  # refused before any hashing
         raise UsageError("--vsa and --now are local-only: with a gate service (--server, GATE_SERVER or server: in "
@@ -95,6 +103,12 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
 
         raise GateServiceError(f"no bearer token for the gate service in ${gate.config.token_env} (set it, or name "
                                f"another variable with --token-env or token_env: in GATE_CONFIG); {DENIED}")
+    elif gate.config.server_key is None:  # no answer could be trusted: denied before hashing too
+        from tiergate.runtime.transport import DENIED, GateServiceError
+
+        raise GateServiceError("no key to check the gate service's signed answers with (give --server-key, the vkey "
+                               "`gate serve` prints, or set GATE_SERVER_KEY or server_key: in GATE_CONFIG); "
+                               f"{DENIED}")
     key_path = gate_key or gate.config.key
     if vsa_path and not key_path:
         raise UsageError("--vsa needs the gate's signing key: --gate-key KEY (or env GATE_KEY)")

@@ -78,8 +78,8 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     from tiergate.service.config import DEFAULT_LOG, ServiceConfig, load_service
     from tiergate.service.http import GateHTTPServer
 
-    # The one configuration (GATE_CONFIG and GATE_*), options winning; server:, token_env: and timeout: are for
-    # the service's clients.
+    # The one configuration (GATE_CONFIG and GATE_*), options winning; server:, server_key:, max_age:, token_env:
+    # and timeout: are for the service's clients.
     shared = GateConfig.from_env()
     trust_path, policy_path, key_path = trust_path or shared.trust, policy_path or shared.policy, key_path or shared.key
     log_target = log_target or shared.log or DEFAULT_LOG

@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from tiergate.core.answer import DEFAULT_MAX_AGE
+from tiergate.core.keys import PublicKey
 from tiergate.core.manifest import parse_digest
 from tiergate.runtime.transport import DENIED, MAX_ANSWER_BYTES, Answer, GateServiceError, Transport
 
@@ -42,8 +44,13 @@ class GateClient:
     """The API of one gate service. One ``requests.Session`` each: use one client per thread."""
 
     def __init__(self, server: str, token: str | None = None, timeout: float = 30.0,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, *, answer_key: PublicKey | None = None,
+                 max_age: float = DEFAULT_MAX_AGE) -> None:
         self.transport = Transport(server, token, timeout, session)
+        #: The service's log key, which signs its answers to decision requests; without it no decision is accepted.
+        self.answer_key = answer_key
+        #: Seconds a signed answer's time may differ from this clock.
+        self.max_age = max_age
 
     @property
     def server(self) -> str:

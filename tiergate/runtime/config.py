@@ -10,6 +10,8 @@ Configuration comes from a YAML file (``GATE_CONFIG``) and/or environment variab
     token_env: GATE_TOKEN        # the environment variable holding the service bearer token
     key: gate.key                # GATE_KEY      (the gate's signing key, for VSAs and log checkpoints)
     timeout: 30                  # GATE_TIMEOUT  seconds for a call to the gate service
+    server_key: gate.vkey        # GATE_SERVER_KEY the service's log key: its answers must be signed with it
+    max_age: 300                 # GATE_MAX_AGE  seconds a signed answer's time may differ from this clock
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from tiergate.core.answer import DEFAULT_MAX_AGE
 from tiergate.core.files import load_yaml
 from tiergate.errors import config_error
 
 _FIELDS = {"policy": "GATE_POLICY", "trust": "GATE_TRUST", "log": "GATE_LOG", "server": "GATE_SERVER",
-           "key": "GATE_KEY", "timeout": "GATE_TIMEOUT", "token_env": None}
+           "key": "GATE_KEY", "timeout": "GATE_TIMEOUT", "token_env": None, "server_key": "GATE_SERVER_KEY",
+           "max_age": "GATE_MAX_AGE"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class GateConfig:
     token_env: str = "GATE_TOKEN"
     key: Path | None = None
     timeout: float = 30.0
+    server_key: Path | None = None
+    max_age: float = DEFAULT_MAX_AGE
     source: str = "environment"
 
     @property
@@ -72,7 +78,7 @@ class GateConfig:
                 value = env[var]
                 # A path given in the environment is relative to where the command runs, not to the file. Made
                 # absolute but not resolved: a symlink in it is followed at every check, never frozen here.
-                is_path = name in ("policy", "trust", "key") or (name == "log" and "://" not in value)
+                is_path = name in ("policy", "trust", "key", "server_key") or (name == "log" and "://" not in value)
                 values[name] = os.path.abspath(os.path.expanduser(value)) if is_path else value
         return cls._build(values, source, base)
 
@@ -91,6 +97,12 @@ class GateConfig:
             raise config_error(source, "timeout", f"must be a number of seconds, found {values.get('timeout')!r}") from None
         if timeout <= 0:
             raise config_error(source, "timeout", "must be positive")
+        try:
+            max_age = float(values.get("max_age", DEFAULT_MAX_AGE))
+        except (TypeError, ValueError):
+            raise config_error(source, "max_age", f"must be a number of seconds, found {values.get('max_age')!r}") from None
+        if not 0 < max_age <= 86400:
+            raise config_error(source, "max_age", "must be more than 0 and at most 86400 seconds")
         server = values.get("server")
         if server is not None and not str(server).startswith(("http://", "https://")):
             raise config_error(source, "server", f"must be an http(s):// URL, found {server!r}")
@@ -100,4 +112,5 @@ class GateConfig:
         return cls(policy=path("policy"), trust=path("trust"), log=str(log) if log else None,
                    server=str(server).rstrip("/") if server else None,
                    token_env=str(values.get("token_env") or "GATE_TOKEN"), key=path("key"), timeout=timeout,
+                   server_key=path("server_key"), max_age=max_age,
                    source=source)

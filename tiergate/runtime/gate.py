@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from tiergate.core.answer import load_answer_key
 from tiergate.core.decision import Decision
 from tiergate.core.log.store import LogStore
 from tiergate.core.manifest import Manifest
@@ -114,7 +115,8 @@ class Gate:
             current = settings()
             loaded = load_rules(current.policy, current.trust, f"(no trust store configured in {current.source})")
             decider = _decider(current, loaded.value, logs)
-            files = ((current.file,) if current.file else ()) + loaded.files
+            # The service key is followed too: replacing a compromised key reaches the next decision.
+            files = tuple(p for p in (current.file, current.server_key) if p is not None) + loaded.files
             return Loaded(_State(current, loaded.value, decider), files)
 
         def roots() -> list[Path]:
@@ -124,7 +126,8 @@ class Gate:
                 current = settings()
             except ConfigError:
                 return found
-            return found + [p for p in (current.file, current.policy, current.trust) if p is not None]
+            return found + [p for p in (current.file, current.policy, current.trust, current.server_key)
+                            if p is not None]
 
         def changed(state: _State | None, error: ConfigurationBroken | None) -> None:
             if on_change is not None:
@@ -193,7 +196,8 @@ def _decider(config: GateConfig, rules: Rules, logs: _Logs) -> Decider:
     if config.server:
         from tiergate.runtime.remote import RemoteDecider  # requests, only when a service is configured
 
-        return RemoteDecider(rules.policy, config.server, config.token, config.timeout)
+        key = load_answer_key(config.server_key) if config.server_key is not None else None
+        return RemoteDecider(rules.policy, config.server, config.token, config.timeout, key, config.max_age)
     log = StoreLog(logs.store(config.log)) if config.log else None
     return LocalDecider(rules.policy, rules.trust, log)
 

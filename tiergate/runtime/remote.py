@@ -1,23 +1,34 @@
 """Letting a gate service decide: a :class:`~tiergate.runtime.port.Decider` that asks ``POST /v1/decisions``.
 
 The service decides with its policy, its trust store and the attestations its log holds (plus those sent), and logs
-the decision. What comes back must be exactly a decision about the model (and tier, or target) that was asked about;
-anything else, like any failure to get an answer (:mod:`tiergate.runtime.transport`), raises
+the decision. What comes back must be exactly a decision about the model (and tier, or target) that was asked about,
+signed by the service's key over the nonce sent with this request (:mod:`tiergate.core.answer`), so a captured
+answer replayed later, or one to another request, is refused; anything else, like any failure to get an answer (:mod:`tiergate.runtime.transport`), raises
 :class:`~tiergate.runtime.transport.GateServiceError` saying the publish is denied.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from tiergate.core.answer import (
+    DEFAULT_MAX_AGE,
+    AnswerError,
+    AnswerRequest,
+    new_nonce,
+    verify_answer,
+)
 from tiergate.core.decision import Decision
+from tiergate.core.keys import PublicKey
 from tiergate.core.manifest import Manifest
 from tiergate.core.policy import Policy
 from tiergate.core.targets import Target, TargetError, required_tier
+from tiergate.core.timeutil import utcnow
 from tiergate.core.verify import AttestationInput
 from tiergate.errors import InputError, UsageError
 from tiergate.runtime.client import GateClient
@@ -33,6 +44,9 @@ class RemoteDecider:
     server: str
     token: str | None = None
     timeout: float = 30.0
+    #: The service's log key (its answers must be signed with it) and the age its answers may have, seconds.
+    answer_key: PublicKey | None = None
+    max_age: float = DEFAULT_MAX_AGE
 
     def decide(self, tier: str, model: Manifest | str, attestations: Sequence[AttestationInput] = (),
                context: Mapping[str, Any] | None = None, now: datetime | None = None) -> RecordedDecision:
@@ -40,7 +54,8 @@ class RemoteDecider:
         this model at this tier; ``now`` must be None (the service times its decisions, UsageError otherwise)."""
         if now is not None:
             raise UsageError("a gate service times its own decisions; a decision at another time (--now) is local-only")
-        return ask(GateClient(self.server, self.token, self.timeout), model, attestations, context, tier=tier)
+        client = GateClient(self.server, self.token, self.timeout, answer_key=self.answer_key, max_age=self.max_age)
+        return ask(client, model, attestations, context, tier=tier)
 
 
 def ask(client: GateClient, model: Manifest | str, attestations: Sequence[AttestationInput] = (),
@@ -64,7 +79,16 @@ def ask(client: GateClient, model: Manifest | str, attestations: Sequence[Attest
     }
     body.update({"tier": tier} if tier is not None else {"target": target})
     t = client.transport
+    if client.answer_key is None:  # refused before anything is sent: no answer could be trusted
+        raise t.fail("cannot be trusted: no key to check its signed answers was configured (set server_key: in "
+                     "GATE_CONFIG or GATE_SERVER_KEY to the service's log key, the vkey `gate serve` prints)", True)
+    asked = AnswerRequest(new_nonce(), wanted, tier, target)
+    body["nonce"] = asked.nonce
     raw = client.post_decision(body)
+    try:
+        signed = verify_answer(raw.signed, client.answer_key, asked, raw.content, utcnow(), client.max_age)
+    except AnswerError as exc:
+        raise t.fail(str(exc), True) from None
     try:
         decision = Decision.from_dict(t.json(raw, publish=True))
     except InputError as exc:
@@ -73,12 +97,17 @@ def ask(client: GateClient, model: Manifest | str, attestations: Sequence[Attest
         raise t.fail(f"answered about {decision.model_digest}, not {wanted}", True)
     if tier is not None and decision.requested_tier != tier:
         raise t.fail(f"answered for tier {decision.requested_tier!r}, not {tier!r}", True)
+    if (decision.decision, decision.requested_tier) != (signed.decision, signed.tier):
+        raise t.fail(f"signed a {signed.decision} at tier {signed.tier!r} but sent a {decision.decision} at tier "
+                     f"{decision.requested_tier!r}", True)
+    if raw.log_index is not None and raw.log_index != signed.log_index:
+        raise t.fail(f"signed log index {signed.log_index} but said {raw.log_index}", True)
     if target is not None:
         expected = _target_tier(client, target, decision.policy_digest)
         if decision.requested_tier != expected:
             raise t.fail(f"answered for tier {decision.requested_tier!r}, but its policy "
                          f"({decision.policy_digest[:19]}...) requires tier {expected!r} for {target}", True)
-    return RecordedDecision(decision, raw.log_index)
+    return RecordedDecision(decision, signed.log_index)
 
 
 def _target_tier(client: GateClient, target: str, policy_digest: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import requests
 
+from tiergate.core.answer import ANSWER_HEADER
 from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.errors import GateError
 
@@ -48,6 +49,7 @@ class Answer:
     status: int
     content: bytes
     log_index: int | None = None  # X-Gate-Log-Index of a decision
+    signed: str | None = None  # X-Gate-Answer of a decision: the signed answer (tiergate.core.answer)
 
 
 class Transport:
@@ -89,8 +91,8 @@ class Transport:
                                                  allow_redirects=False)
                 with response:
                     content = _read_limited(response, deadline)
-                    outcome.append((Answer(response.status_code, content, _log_index(response.headers)),
-                                    response.reason))
+                    outcome.append((Answer(response.status_code, content, _log_index(response.headers),
+                                           response.headers.get(ANSWER_HEADER)), response.reason))
             except BaseException as exc:  # handed to the caller's thread
                 outcome.append(exc)
 

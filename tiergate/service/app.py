@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
 from tiergate.core import oms
+from tiergate.core.answer import AnswerRequest, SignedAnswer, body_digest
 from tiergate.core.attestation import AttestationFormatError, Statement
 from tiergate.core.decision import Decision
 from tiergate.core.dsse import Envelope
@@ -151,6 +152,14 @@ class GateService:
             context[REQUESTED_BY] = requested_by
         return self.decide_and_log(tier, request.model, sent, context, rules)
 
+    def sign_answer(self, request: DecisionRequest, logged: Logged, body: bytes) -> str:
+        """The signed answer (:mod:`tiergate.core.answer`) binding ``body``, the decision logged at ``logged.index``,
+        to ``request`` (its nonce, model, tier or target), signed now with the log's key."""
+        decision = logged.decision
+        asked = AnswerRequest(request.nonce, decision.model_digest, request.tier, request.target)
+        return SignedAnswer(asked, decision.decision, decision.requested_tier, body_digest(body), self.origin,
+                            logged.index, self.clock()).sign(self.signer.private_key)
+
     def decider(self, rules: Rules | None = None) -> LocalDecider:
         """The service's :class:`~tiergate.runtime.port.Decider` for ``rules`` (default: as the files are now): it judges
         with the attestations the log holds for the model plus those sent, and records through :meth:`record`."""
@@ -265,13 +274,21 @@ class GateService:
 
     def health(self) -> dict[str, Any]:
         """Serving, the log's size and key, and what decisions are judged against now (or why nothing is): the log
-        stays readable while the trust store or policy does not load."""
+        stays readable while the trust store or policy does not load. A 503 when the log cannot be written (a hole,
+        the database unreachable or read-only, a full disk, the last append failed), saying why."""
         try:
             rules = self.rules()
             judged: dict[str, Any] = {"trust_source": rules.trust.source, "trust_digest": rules.trust.digest,
                                       "policy_uri": rules.policy.uri, "policy_digest": rules.policy.digest}
         except ConfigurationBroken:  # the reason (paths, lines) is for the operator's log, not the public
             judged = {"error": BROKEN_IN_PUBLIC}
+        problem = self.store.writable_problem()
+        if problem is not None:  # a load balancer takes this replica out; the reason is the operator's to act on
+            error = ApiError(503, f"the log cannot be written, so nothing can be decided: {problem}",
+                             **{"status": "unavailable", "origin": self.origin, "log_key": self.signer.verifier.vkey(),
+                                "rules": judged})
+            error.headers["Retry-After"] = "5"
+            raise error
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),
                 "log_key": self.signer.verifier.vkey(), "rules": judged}
 

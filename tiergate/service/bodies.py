@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from tiergate.core.answer import nonce_problem
+from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.core.log.entries import EntryFormatError, canonical_json, check_context
 from tiergate.core.manifest import Manifest, parse_digest
 from tiergate.errors import InputError
@@ -37,52 +38,33 @@ class AttestationSubmission:
 
 @dataclass(frozen=True)
 class DecisionRequest:
-    """``POST /v1/decisions``: a tier or a target, the model (manifest or hex digest), attestations, context."""
+    """``POST /v1/decisions``: a tier or a target, the model (manifest or hex digest), attestations, context, nonce."""
 
     tier: str | None
     target: str | None
     model: Manifest | str
     attestations: tuple[bytes, ...]
     context: dict[str, Any]
+    #: The client's nonce, signed back in the answer (:mod:`tiergate.core.answer`); None: the client sent none.
+    nonce: str | None = None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, read strictly (:func:`~tiergate.core.files.parse_json`): a duplicate key, a lone
+    surrogate or NaN is as much a 400 as broken JSON, since two readers of the body (this service, a proxy, the log's
+    auditor) could read it differently."""
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-    except RecursionError:
-        raise bad_request(f"request body is nested too deeply (at most {MAX_DEPTH} levels)") from None
-    except UnicodeDecodeError:
-        raise bad_request("request body is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise bad_request(f"request body is not JSON: {exc.msg} at character {exc.pos}") from None
-    except ValueError as exc:
-        raise bad_request(f"request body is not valid JSON: {exc}") from None
+        value = parse_json(body, max_depth=MAX_DEPTH)
+    except StrictJSONError as exc:
+        text = str(exc)
+        if text.startswith("nests more than"):
+            raise bad_request(f"request body is nested too deeply (at most {MAX_DEPTH} levels)") from None
+        if text.startswith("is not valid JSON"):
+            raise bad_request(f"request body is not JSON: {text.removeprefix('is not valid JSON: ')}") from None
+        raise bad_request(f"request body {text}") from None
     if not isinstance(value, dict):
         raise bad_request(f"request body must be a JSON object, not {type(value).__name__}")
-    if _depth_over(value, MAX_DEPTH):
-        raise bad_request(f"request body is nested too deeply (at most {MAX_DEPTH} levels)")
     return value
-
-
-def _depth_over(value: Any, limit: int) -> bool:
-    """Whether arrays and objects nest more than ``limit`` deep in ``value`` (iteratively: no recursion to exhaust).
-
-    What passes can be re-encoded and parsed again (canonical JSON, the log) without nearing the recursion limit.
-    """
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _fields(body: Mapping[str, Any], allowed: set[str]) -> None:
@@ -144,7 +126,11 @@ def _model(value: Any) -> Manifest | str:
 
 def parse_decision_request(body: bytes) -> DecisionRequest:
     data = _json_object(body)
-    _fields(data, {"tier", "target", "model", "attestations", "context"})
+    _fields(data, {"tier", "target", "model", "attestations", "context", "nonce"})
+    nonce = data.get("nonce")
+    if nonce is not None and nonce_problem(nonce):
+        raise bad_request(f"nonce {nonce_problem(nonce)} (a fresh random value per request, e.g. 32 random bytes "
+                          "in URL-safe base64)")
     tier, target = data.get("tier"), data.get("target")
     if (tier is None) == (target is None):
         raise bad_request("give exactly one of 'tier' (e.g. \"hosted\") and 'target' (e.g. \"huggingface:public\")")
@@ -167,4 +153,4 @@ def parse_decision_request(body: bytes) -> DecisionRequest:
     if reserved:
         raise bad_request(f"context key {reserved[0]!r} is set by the service, not the caller "
                           f"(reserved: {', '.join(RESERVED_CONTEXT_KEYS)})")
-    return DecisionRequest(tier, target, _model(data["model"]), attestations, context)
+    return DecisionRequest(tier, target, _model(data["model"]), attestations, context, nonce)

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tiergate import __version__
 from tiergate.core.log.merkle import TreeRangeError
-from tiergate.core.log.store import StoreError, StoreIntegrityError
+from tiergate.core.log.store import LogHoleError, StoreError, StoreIntegrityError
 from tiergate.errors import GateError, InputError, VerificationError
 from tiergate.runtime.reload import ConfigurationBroken
 from tiergate.service.app import GateService
@@ -279,6 +279,8 @@ class GateRequestHandler(BaseHTTPRequestHandler):
             response = self._respond(method)
         except ApiError as exc:
             response = exc.response()
+        except LogHoleError as exc:  # fail closed until the log is restored: unavailable, not a bug
+            response = Response.json(503, {"error": f"the log is unavailable: {exc}"}, {"Retry-After": "30"})
         except StoreIntegrityError as exc:
             response = Response.json(500, {"error": f"the log store failed an integrity check: {exc}"})
         except StoreError as exc:
@@ -315,7 +317,10 @@ class GateRequestHandler(BaseHTTPRequestHandler):
         return route.handler(self.server.service, Request(method, url.path, query, body, client, headers))
 
     def _authenticate(self) -> str:
-        header = self.headers.get("Authorization", "")
+        values = self.headers.get_all("Authorization") or []
+        if len(values) > 1:  # which one counts differs between this server and a proxy in front: refuse both
+            raise ApiError(400, f"{len(values)} Authorization headers; send exactly one")
+        header = values[0] if values else ""
         scheme, _, token = header.partition(" ")
         name = self.server.service.tokens.check(token.strip()) if scheme.lower() == "bearer" else None
         if name is None:

@@ -108,6 +108,9 @@ def openapi_document() -> dict[str, Any]:
                                      "description": ("Sent along, besides those the log holds for the model. In the "
                                                      "decision they are named request:attestations[i]; logged ones "
                                                      "log:<index>. Accepted ones are logged.")},
+                    "nonce": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$", "description": (
+                        "A fresh random value (e.g. 32 random bytes, URL-safe base64) the answer is signed over "
+                        "(X-Gate-Answer), so a client can tell its answer from a replayed one.")},
                     "context": {"type": "object", "description": (
                         "Publish context recorded with the decision (<= 64 KiB). The service sets its key "
                         "requested_by to the name of the token that authenticated the request; requested_by and "
@@ -228,8 +231,12 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {**_json("Decision", (
                     "The decision (allow or deny), exactly as logged: reasons and sources over 400 characters are "
                     "cut, ending in an ellipsis.")), "headers": {
-                    "X-Gate-Log-Index": {"schema": {"type": "integer"}, "description": "Log index of the decision entry."}}},
-                    **auth_errors}}},
+                    "X-Gate-Log-Index": {"schema": {"type": "integer"}, "description": "Log index of the decision entry."},
+                    "X-Gate-Answer": {"schema": {"type": "string"}, "description": (
+                        "Base64 of a DSSE envelope, signed with the log key, over an in-toto statement of predicate "
+                        "type https://tiergate.dev/answer/v1 binding this body (its SHA-256) to the request's nonce, "
+                        "model, tier or target, the log index and the time (docs/formats.md).")}}},
+                    **auth_errors, "503": unavailable}}},
             "/v1/log/checkpoint": {"get": {
                 "summary": "The current signed checkpoint (C2SP tlog-checkpoint signed note, Ed25519).",
                 "responses": {"200": {"description": "origin, size, base64 root, blank line, signature line.",
@@ -258,8 +265,11 @@ def openapi_document() -> dict[str, Any]:
                                                          "8 MiB; `next` says where to go on)."), "400": bad,
                               "503": unavailable}}},
             "/v1/healthz": {"get": {
-                "summary": "Liveness and the log's size.",
-                "responses": {"200": _json("Health", "Serving."), "503": unavailable}}},
+                "summary": "Liveness, the log's size, and whether the log can be written.",
+                "responses": {"200": _json("Health", "Serving, and the log can be written."), "503": _error(
+                    "The log cannot be written, so nothing can be decided: a hole in the log, the database "
+                    "unreachable or read-only, a full disk, or the last append failed (`error` says which; "
+                    "`status` is unavailable).")}}},
             "/v1/policy": {"get": {
                 "summary": "The policy's digest, tiers and publish targets (what a client checks a decision by target "
                            "against).",

@@ -12,7 +12,7 @@ JSON_TYPE = "application/json"
 class ApiError(Exception):
     """A request the service refuses, with the HTTP status and the one-line reason sent as ``{"error": ...}``."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, /, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -36,5 +36,7 @@ class Response:
 
     @classmethod
     def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> "Response":
-        body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        # A lone surrogate quoted from a request would make a 500 of any answer; written as its escape it stays JSON.
+        body = text.encode("utf-8", "backslashreplace") + b"\n"
         return cls(status, body, JSON_TYPE, dict(headers or {}))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+from tiergate.core.answer import ANSWER_HEADER
 from tiergate.service.app import MAX_FIND, GateService
 from tiergate.service.bodies import model_digest, parse_decision_request, parse_submission
 from tiergate.service.openapi import openapi_document
@@ -86,9 +87,13 @@ def list_attestations(service: GateService, request: Request) -> Response:
 
 
 def post_decision(service: GateService, request: Request) -> Response:
-    logged = service.decide(parse_decision_request(request.body), requested_by=request.client)
-    # Exactly what `gate check --json` prints; the log index travels in a header so the body stays that document.
-    return Response(200, logged.decision.to_json().encode("utf-8"), headers={"X-Gate-Log-Index": str(logged.index)})
+    asked = parse_decision_request(request.body)
+    logged = service.decide(asked, requested_by=request.client)
+    # Exactly what `gate check --json` prints; the log index and the signed answer binding that body to this request
+    # (its nonce, model, tier or target) travel in headers so the body stays that document.
+    body = logged.decision.to_json().encode("utf-8")
+    return Response(200, body, headers={"X-Gate-Log-Index": str(logged.index),
+                                        ANSWER_HEADER: service.sign_answer(asked, logged, body)})
 
 
 def checkpoint(service: GateService, request: Request) -> Response:

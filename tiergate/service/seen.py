@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tiergate.core.log.postgres import DEFAULT_POSTGRES_SCHEMA, import_psycopg
+from tiergate.core.log.postgres import DEFAULT_POSTGRES_SCHEMA, HealingPool
 from tiergate.core.log.redact import redact_url
 from tiergate.core.log.store import StoreError
 from tiergate.errors import ConfigError
@@ -52,6 +52,8 @@ class DatabaseSeen:
         self._lease = lease
         self._clock = clock
         self._lock = threading.Lock()
+        self._pool: HealingPool | None = None
+        self._rowcount = -1
         scheme = target.split(":", 1)[0].lower() if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target) else ""
         if scheme in ("postgresql", "postgres"):
             self._open_postgres(target, namespace or DEFAULT_POSTGRES_SCHEMA, timeout)
@@ -78,23 +80,22 @@ class DatabaseSeen:
                 key TEXT PRIMARY KEY, state TEXT NOT NULL, claimed_at REAL NOT NULL)""")
 
     def _open_postgres(self, url: str, schema: str, timeout: float) -> None:
-        psycopg = import_psycopg()
+        """On a pool of its own that heals like the log's (:class:`~tiergate.core.log.postgres.HealingPool`): a
+        terminated connection or a database restart costs no restart of the service."""
         self._where = f"{redact_url(url)} schema {schema}"
         self._p = "%s"
         self._table = f'"{schema}".hf_webhook_seen'
-        self._errors_from = (psycopg.Error,)
-        try:
-            self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise ConfigError(f"cannot connect to the PostgreSQL log at {redact_url(url)}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
-        with self._errors("open"):
-            self._db.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")
-            with self._db.transaction():  # replicas starting together must not race on the DDL
-                self._db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tiergate-seen:{schema}",))
-                self._db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                self._db.execute(f"""CREATE TABLE IF NOT EXISTS {self._table} (
+        self._errors_from = ()  # the pool says what failed itself, as a StoreError
+
+        def initialise(db: Any) -> None:
+            with db.transaction():  # replicas starting together must not race on the DDL
+                db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tiergate-seen:{schema}",))
+                db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                db.execute(f"""CREATE TABLE IF NOT EXISTS {self._table} (
                     key TEXT PRIMARY KEY, state TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL)""")
+
+        self._pool = HealingPool(url, schema, "seen", [f"SET lock_timeout = {max(1, int(timeout * 1000))}"],
+                                 initialise)
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -104,21 +105,33 @@ class DatabaseSeen:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"{self._where}: webhook table error during {action}: {reason}") from None
 
-    def _execute(self, action: str, sql: str, params: tuple[Any, ...]) -> Any:
-        with self._lock, self._errors(action):
-            return self._db.execute(sql.replace("?", self._p), params)
+    def _execute(self, action: str, sql: str, params: tuple[Any, ...], *, idempotent: bool = False) -> list[Any]:
+        """The statement's rows (and its rowcount in :attr:`_rowcount`); a read (``idempotent``) is retried once on
+        a new connection if the first was lost, a write is not (it may have been applied)."""
+        with self._lock:
+            if self._pool is not None:
+                def run(db: Any) -> list[Any]:
+                    cursor = db.execute(sql.replace("?", self._p), params)
+                    self._rowcount = cursor.rowcount
+                    return cursor.fetchall() if cursor.description else []
+
+                return self._pool.call(action, run, retry=lambda: idempotent)
+            with self._errors(action):
+                cursor = self._db.execute(sql, params)
+                self._rowcount = cursor.rowcount
+                return list(cursor.fetchall())
 
     # --- SeenStore -----------------------------------------------------------------------------------------------
 
     def add(self, key: tuple[str, ...]) -> bool:
         """Claim ``key``: True if it was free, reopened, or claimed by a process whose lease ran out."""
         now = self._clock()
-        cursor = self._execute("claim", f"""
+        self._execute("claim", f"""
             INSERT INTO {self._table} AS s (key, state, claimed_at) VALUES (?, '{PENDING}', ?)
             ON CONFLICT (key) DO UPDATE SET state = '{PENDING}', claimed_at = excluded.claimed_at
             WHERE s.state = '{REOPEN}' OR (s.state = '{PENDING}' AND s.claimed_at < ?)""",
                                 (_encode(key), now, now - self._lease))
-        return bool(cursor.rowcount == 1)
+        return self._rowcount == 1
 
     def discard(self, key: tuple[str, ...]) -> None:
         """Release a claim (handling failed): a redelivery will try again."""
@@ -130,10 +143,11 @@ class DatabaseSeen:
 
     def state(self, key: tuple[str, ...]) -> str | None:
         """``pending`` (claimed, lease running), ``done``, ``reopen``, or None (free or claim expired)."""
-        row = self._execute("read", f"SELECT state, claimed_at FROM {self._table} WHERE key = ?",
-                            (_encode(key),)).fetchone()
-        if row is None:
+        rows = self._execute("read", f"SELECT state, claimed_at FROM {self._table} WHERE key = ?", (_encode(key),),
+                             idempotent=True)
+        if not rows:
             return None
+        row = rows[0]
         state, claimed_at = str(row[0]), float(row[1])
         if state == PENDING and claimed_at < self._clock() - self._lease:
             return None
@@ -141,4 +155,4 @@ class DatabaseSeen:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            (self._pool or self._db).close()

@@ -25,7 +25,6 @@ done, or still running). Errors never surface as a 500: the failure is logged (a
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
+from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.core.log.entries import containment_entry, webhook_entry
 from tiergate.core.log.store import StoreError, StoreIntegrityError
 from tiergate.core.manifest import Manifest
@@ -147,11 +147,11 @@ class HfWebhook:
         except ApiError as exc:
             return exc.response()
         try:
-            payload = json.loads(body)
-        except RecursionError:
-            return Response.json(400, {"error": "webhook payload is nested too deeply"})
-        except ValueError:
-            return Response.json(400, {"error": "webhook payload is not JSON"})
+            payload = parse_json(body)  # strict: a lone surrogate or a duplicate key is a 400, not a 500 later
+        except StrictJSONError as exc:
+            if str(exc).startswith("nests more than"):
+                return Response.json(400, {"error": "webhook payload is nested too deeply"})
+            return Response.json(400, {"error": f"webhook payload {exc}"})
         if not isinstance(payload, dict):
             return Response.json(400, {"error": "webhook payload is not a JSON object"})
         event = parse_event(payload)

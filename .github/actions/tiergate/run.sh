@@ -9,6 +9,7 @@ args=(check "${INPUT_MODEL_DIR:?model-dir is required}" --tier "${INPUT_TIER:?ti
       --trust "${INPUT_TRUST:?trust is required}" --json)
 [ -n "${INPUT_POLICY:-}" ] && args+=(--policy "$INPUT_POLICY")
 [ -n "${INPUT_SERVER:-}" ] && args+=(--server "$INPUT_SERVER")
+[ -n "${INPUT_SERVER_KEY:-}" ] && args+=(--server-key "$INPUT_SERVER_KEY")
 [ -n "${INPUT_VSA:-}" ] && args+=(--vsa "$INPUT_VSA")
 [ -n "${GITHUB_STEP_SUMMARY:-}" ] && args+=(--markdown-summary "$GITHUB_STEP_SUMMARY")
 if [ -n "${INPUT_ATTESTATIONS:-}" ]; then

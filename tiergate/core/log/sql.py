@@ -8,7 +8,6 @@ the writes.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -30,9 +29,9 @@ class SqlLogStore(LogStore):
     def _errors(self, action: str) -> AbstractContextManager[None]:
         """Turns the backend's database errors during ``action`` into StoreError."""
 
-    def _rows(self, action: str, sql: str, params: Any) -> Iterator[tuple[Any, ...]]:
+    def _rows(self, action: str, sql: str, params: Any) -> list[tuple[Any, ...]]:
         with self._errors(action), self._connection() as db:
-            yield from db.execute(sql, params)
+            return list(db.execute(sql, params))
 
     def _fetch_entries(self, start: int, end: int) -> list[LogEntry]:
         return [LogEntry(int(i), bytes(e), bytes(h), d) for i, e, h, d in self._rows(

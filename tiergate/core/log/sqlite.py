@@ -15,7 +15,11 @@ from contextlib import contextmanager, suppress
 from tiergate.errors import ConfigError
 
 from .sql import SqlLogStore
-from .store import FORMAT, Row, StoreError, check_namespace
+from .store import FORMAT, MAX_ENTRY_SIZE, Row, StoreError, check_namespace
+
+#: Bytes that must be free on the log's disk for the health check to call it writable: a large append and the
+#: write-ahead log's growth, with room to spare.
+MIN_FREE_BYTES = 16 * MAX_ENTRY_SIZE
 
 
 class SQLiteLogStore(SqlLogStore):
@@ -120,6 +124,31 @@ class SQLiteLogStore(SqlLogStore):
     def _size(self) -> int:
         with self._errors("size"):
             return int(self._db.execute(f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {self._entries}").fetchone()[0])
+
+    def _span(self, start: int) -> tuple[int, int]:
+        with self._errors("read"):
+            size, found = self._db.execute(
+                f"SELECT COALESCE(MAX(idx) + 1, 0), count(*) FROM {self._entries} WHERE idx >= ?", (start,)).fetchone()
+            if found == 0:  # nothing at or above start: the size is the highest index below it, plus one
+                size = self._size()
+            return int(size), int(found)
+
+    def _writable_problem(self) -> str | None:
+        """The database's folder short of space (SQLite needs room for its write-ahead log and a checkpoint)."""
+        if self._path == ":memory:" or self._path.startswith("file:"):
+            return None
+        folder = os.path.dirname(os.path.abspath(self._path))
+        try:
+            stats = os.statvfs(folder)
+        except OSError as exc:
+            return f"{self._path}: cannot check its disk: {exc.strerror or exc}"
+        free = stats.f_bavail * stats.f_frsize
+        if free < MIN_FREE_BYTES:
+            return (f"{self._path}: the disk holding the log is full ({free} bytes free, at least {MIN_FREE_BYTES} "
+                    "needed to append safely)")
+        if not os.access(folder, os.W_OK) or (os.path.exists(self._path) and not os.access(self._path, os.W_OK)):
+            return f"{self._path}: the log database or its folder is not writable"
+        return None
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

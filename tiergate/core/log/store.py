@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from .tiles import TILE_WIDTH, Subtrees, TileCache, completed_tiles
 MAX_ENTRY_SIZE = 1 << 20
 MAX_MODEL_DIGEST = 512
 BATCH_SIZE = 512
+#: Seconds between checks that no entry is missing anywhere in the log (before an append or in a health check;
+#: entries added since the last check are checked every time).
+WHOLE_CHECK_INTERVAL = 2.0
 FORMAT = "tiergate-log/1"
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
@@ -46,6 +50,11 @@ class StoreError(GateError):
 
 class StoreIntegrityError(VerificationError):
     """The stored log does not match itself: a leaf hash, tile, index or root is wrong. Someone edited it."""
+
+
+class LogHoleError(StoreIntegrityError):
+    """Entries are missing below the log's size (removed behind the store's back): nothing may be appended, or
+    decided, until the log is restored, since an entry logged now would sit in a log no auditor can verify."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,9 @@ class LogStore(ABC):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._closed = False
+        self._contiguous = 0  # entries [0, _contiguous) were found all present
+        self._whole_checked_at: float | None = None  # time.monotonic() of the last check of the whole log
+        self._write_failure: str | None = None  # why the last append failed (None: it did not)
         self._tile_cache = TileCache(self._lock, self._stored_tiles, self._leaf_hash_range)
 
     # --- writing -------------------------------------------------------------------------------------------------
@@ -131,8 +143,49 @@ class LogStore(ABC):
             return range(0)
         with self._lock:
             self._check_open()
-            first = self._insert(rows)
+            self._check_contiguous(self._whole_check_due())
+            try:
+                first = self._insert(rows)
+            except StoreError as exc:
+                self._write_failure = str(exc)
+                raise
+            self._write_failure = None
         return range(first, first + len(rows))
+
+    def _check_contiguous(self, whole: bool) -> None:
+        """Raise :class:`LogHoleError` if an entry is missing below the size: from where the last check ended (the
+        entries other writers added since), or in the ``whole`` log (every :data:`WHOLE_CHECK_INTERVAL` seconds:
+        an entry removed from the middle is found within that time)."""
+        start = 0 if whole else self._contiguous
+        # Until this check passes, the next one checks the whole log again (a hole found stays found).
+        checked_before, self._whole_checked_at = self._whole_checked_at, None
+        size, found = self._span(start)
+        restore = "nothing is logged or decided until the log is restored and `gate log audit` passes"
+        if size < self._contiguous:
+            raise LogHoleError(f"the log has shrunk from {self._contiguous} to {size} entries (its last entries were "
+                               f"removed from the database); {restore}")
+        if found != size - start:
+            raise LogHoleError(f"the log has a hole: {size - start - found} of its entries in [{start}, {size}) are "
+                               f"missing (removed from the database); {restore}")
+        self._contiguous = size
+        self._whole_checked_at = time.monotonic() if whole else checked_before
+
+    def _whole_check_due(self) -> bool:
+        checked = self._whole_checked_at
+        return checked is None or time.monotonic() - checked >= WHOLE_CHECK_INTERVAL
+
+    def writable_problem(self) -> str | None:
+        """Why an append would fail now, for a health check: a hole in the log, the database unreachable or
+        read-only, its disk full, or the last append's failure; None when nothing is known to be wrong. The whole
+        log is checked for holes at most every :data:`WHOLE_CHECK_INTERVAL` seconds, however often this is asked
+        (a public endpoint calls it)."""
+        with self._lock:
+            try:
+                self._check_open()
+                self._check_contiguous(self._whole_check_due())
+            except (StoreError, StoreIntegrityError) as exc:
+                return str(exc)
+            return self._writable_problem() or self._write_failure
 
     def _completed_tiles(
         self, first: int, rows: Sequence[Row], fetch_leaf_hashes: Callable[[int, int], list[bytes]]
@@ -333,6 +386,14 @@ class LogStore(ABC):
 
     @abstractmethod
     def _size(self) -> int: ...
+
+    @abstractmethod
+    def _span(self, start: int) -> tuple[int, int]:
+        """The size, and how many entries are stored in ``[start, size)``, read together."""
+
+    def _writable_problem(self) -> str | None:
+        """Why the backend could not be written now, as far as it can tell without writing; None: no reason known."""
+        return None
 
     @abstractmethod
     def _fetch_entries(self, start: int, end: int) -> list[LogEntry]: ...
