@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,43 @@ def test_trust_add_refuses_a_store_it_cannot_append_to(tmp_path: Path) -> None:
     second = run_gate(*add, "--id", "b", "--pub", str(_evaluator_key(tmp_path, "b")))
     assert second.returncode == 2 and "last setting" in second.stderr, second.stderr
     assert trust.read_bytes() == before
+
+
+def test_trust_add_takes_sigstore_and_x509_identities(configured: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from helpers_pki import make_ca
+
+    trust = configured / "trust.yaml"
+    added = run_gate("trust", "add", str(trust), "--id", "ibm", "--organization", "IBM", "--kind", "developer",
+                     "--sigstore-issuer", "https://sigstore.verify.ibm.com/oauth2",
+                     "--sigstore-identity-pattern", r"[a-z]+@us\.ibm\.com")
+    assert added.returncode == 0 and "Sigstore identity /[a-z]+@us\\.ibm\\.com/" in added.stderr, added.stderr
+    root = tmp_path / "pki" / "root.pem"
+    root.parent.mkdir()
+    root.write_bytes(make_ca("P-256").root.public_bytes(serialization.Encoding.PEM))
+    added = run_gate("trust", "add", str(trust), "--id", "evalco", "--organization", "EvalCo", "--kind",
+                     "third_party", "--x509-root", str(root), "--x509-san", "signer@evalco.example",
+                     "--valid-until", "2027-01-01T00:00:00Z")
+    assert added.returncode == 0, added.stderr
+    ibm, evalco = TrustStore.load(trust).evaluators
+    assert ibm.keys[0].key_id.startswith("sigstore:") and evalco.keys[0].key_id.startswith("x509:")
+    assert root.resolve() in {p.resolve() for p in TrustStore.load(trust).files}  # written relative to trust.yaml
+    before = trust.read_bytes()
+    for wrong in (["--sigstore-identity", "x"], ["--pub", str(root), "--x509-root", str(root)],
+                  ["--sigstore-issuer", "https://i", "--sigstore-identity", "a", "--sigstore-identity-pattern", "b"]):
+        refused = run_gate("trust", "add", str(trust), "--id", "new", "--organization", "O", "--kind", "developer",
+                           *wrong)
+        assert refused.returncode == 2, refused.stderr
+    assert trust.read_bytes() == before
+
+
+def test_init_names_next_steps_that_run_where_it_was_run(tmp_path: Path) -> None:
+    # `gate init conf` in a folder: the trust store to add to is conf/trust.yaml, not a trust.yaml beside you.
+    (tmp_path / "my conf").mkdir()
+    result = run_gate("init", "my conf/gate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    add = next(line.split("gate trust add ", 1)[1] for line in result.stderr.splitlines() if "gate trust add" in line)
+    assert add.startswith("'my conf/gate/trust.yaml' --id"), add
+    export = next(line for line in result.stderr.splitlines() if "export GATE_CONFIG=" in line)
+    assert export.endswith("GATE_CONFIG=" + shlex.quote(str((tmp_path / "my conf" / "gate" / "gate.yaml").resolve())))

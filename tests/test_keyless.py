@@ -263,7 +263,6 @@ def test_a_keyless_signature_is_a_bundle_sigstore_verifies(tmp_path: Path, insta
 
 
 
-@pytest.mark.xfail(strict=True, reason="trust entries of kind sigstore are h/x509's work, not merged yet")
 @pytest.mark.parametrize("root_file", ["trusted_root.json", "trust-config.json"])  # a root, or a config holding one
 def test_gate_verify_and_check_accept_a_keyless_attestation(tmp_path: Path, instance: Instance, root_file: str) -> None:
     import yaml

@@ -3,6 +3,7 @@ passes the package index's checks (twine check)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -35,3 +36,20 @@ def test_twine_check_passes(wheel: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(wheel)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_project_urls_are_the_one_location_the_docs_name(wheel: Path) -> None:
+    metadata = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA"))
+    text = zipfile.ZipFile(wheel).read(metadata).decode()
+    urls = dict(line.removeprefix("Project-URL: ").split(", ", 1) for line in text.splitlines()
+                if line.startswith("Project-URL: "))
+    assert set(urls) == {"Homepage", "Documentation", "Source", "Issues"}
+    assert all(url.startswith("https://github.com/tiergate/tiergate") for url in urls.values())
+    # README, guides, the example workflow and the Action name the same repository, and no placeholder of it.
+    texts = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "docs" / "examples").glob("*.yml"),
+             *(REPO / ".github" / "actions").rglob("*.yml")]
+    for path in texts:
+        body = path.read_text(encoding="utf-8")
+        assert "your-org" not in body and "<org>" not in body, path
+        for repo in {m.split("/.github")[0] for m in re.findall(r"uses: ([\w.-]+/tiergate)/\.github", body)}:
+            assert repo == "tiergate/tiergate", (path, repo)

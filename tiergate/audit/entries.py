@@ -75,7 +75,7 @@ def check_entry(index: int, data: bytes, trust: TrustStore | None) -> EntrySumma
         return summary
     if isinstance(record, AttestationRecord):
         if trust is not None:
-            item = AttestationInput(f"log entry {index}", record.data)
+            item = AttestationInput(f"log entry {index}", record.data, recorded_at=record.time)
             try:
                 verified = verify_attestation(item, trust, record.model_digest.split(":", 1)[1], record.time)
             except GateError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from importlib import resources
 from pathlib import Path
 
@@ -41,6 +42,12 @@ _TRUST = """\
 #           ...
 #         valid_from: 2026-01-01T00:00:00Z   # optional validity window
 #         revoked_at: 2026-09-01T00:00:00Z   # optional; with compromised: true nothing it signed counts
+#       - sigstore:                  # or a Sigstore keyless identity (pip install 'tiergate[sigstore]')
+#           issuer: https://token.actions.githubusercontent.com
+#           identity: https://github.com/uk-aisi/evals/.github/workflows/eval.yml@refs/heads/main
+#       - x509:                      # or certificates of the evaluator's own CA
+#           roots: [pki/uk-aisi-root.pem]
+#           san: model-signer@aisi.gov.uk
 #
 # With no evaluators, only the lowest tier (internal) can be allowed.
 version: 1
@@ -67,6 +74,8 @@ def init_command(directory: Path) -> None:
     write_keypair(PrivateKey.generate(), directory / "gate")
     config = (directory / "gate.yaml").resolve()
     click.echo(f"wrote {', '.join(str(directory / name) for name in _FILES)}", err=True)
-    click.echo("next: export GATE_CONFIG=" + str(config) + "\n"
-               "      gate trust add trust.yaml --id ID --organization ORG --kind KIND --pub EVALUATOR.pub\n"
+    # Paths as they are from where the command ran, quoted for the shell, so the next steps can be pasted.
+    click.echo(f"next: export GATE_CONFIG={shlex.quote(str(config))}\n"
+               f"      gate trust add {shlex.quote(str(directory / 'trust.yaml'))} --id ID --organization ORG "
+               "--kind KIND --pub EVALUATOR.pub\n"
                "      gate check MODEL_DIR --tier hosted", err=True)

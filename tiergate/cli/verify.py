@@ -14,6 +14,7 @@ from tiergate.cli._options import (
 )
 from tiergate.core.collect import model_attestations, read_attestations
 from tiergate.core.policy import Policy
+from tiergate.core.timeutil import format_time
 from tiergate.core.trust import TrustStore
 from tiergate.core.verify import Rejection, VerifiedAttestation, unique_inputs, verify_all
 
@@ -31,6 +32,9 @@ def _accepted_row(item: VerifiedAttestation) -> dict[str, Any]:
         "evaluation": evaluation.name if evaluation else None,
         "risk_domain": evaluation.risk_domain if evaluation else None,
         "metrics": dict(evaluation.metrics) if evaluation else {},
+        # When something other than the signer dated the signature (Rekor, an RFC 3161 timestamp, the gate's log).
+        "trusted_time": ({"time": format_time(item.trusted_time.time), "source": item.trusted_time.source}
+                         if item.trusted_time else None),
         "reason": None,
     }
 
@@ -53,8 +57,8 @@ def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: 
                    now_text: str | None, as_json: bool, quiet: bool) -> None:
     """Verify ATTESTATIONS (files or folders; default MODEL_DIR/.attestations) for the model in MODEL_DIR.
 
-    Checks DSSE evaluation attestations and OMS (model-signing) signatures against the trust store and the files
-    on disk; an evaluation's risk domain (and so the evaluator's scope) follows from its benchmark, per the
+    Checks evaluation attestations (DSSE envelopes, plain or in a Sigstore bundle) and OMS (model-signing)
+    signatures made with a key, a certificate or Sigstore keyless, against the trust store and the files on disk; an evaluation's risk domain (and so the evaluator's scope) follows from its benchmark, per the
     policy's benchmark catalogue. Exit 0 when every one is valid, 1 otherwise.
     """
     store = TrustStore.load(configured(trust_path, "trust", "gate verify"))
@@ -71,8 +75,10 @@ def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: 
         click.echo(f"model {manifest.digest}")
         for row in rows:
             if row["valid"]:
+                dated = row["trusted_time"]
+                when = f", signed at {dated['time']} ({dated['source']})" if dated else ""
                 click.echo(f"  VALID    {row['source']}: {row['evaluation'] or 'OMS signature'} "
-                           f"signed by {row['evaluator']} ({row['organization']})")
+                           f"signed by {row['evaluator']} ({row['organization']}){when}")
             else:
                 click.echo(f"  INVALID  {row['source']}: {row['reason']}")
     if not items:

@@ -233,7 +233,11 @@ def _decision_from_dict(data: Any) -> "Decision":
 
 
 def _age_start(item: VerifiedAttestation) -> datetime | None:
-    times = [t for t in (item.attested_at, item.evaluation.evaluated_at if item.evaluation else None) if t is not None]
+    """The earliest of the claimed times and the trusted signing time: a signer may claim an older time (it only
+    ages its own evidence), never a fresher one than a log or timestamp authority saw."""
+    trusted = item.trusted_time.time if item.trusted_time else None
+    claimed = (item.attested_at, item.evaluation.evaluated_at if item.evaluation else None)
+    times = [t for t in (*claimed, trusted) if t is not None]
     return min(times) if times else None
 
 

@@ -112,6 +112,11 @@ class Envelope:
         signature = Signature(keyid=key.key_id, sig=key.sign(self.pae()))
         return Envelope(self.payload, self.payload_type, self.signatures + (signature,))
 
+    def signed_by(self, key: PublicKey) -> bool:
+        """Whether one of the envelope's signatures is ``key``'s over its PAE."""
+        message = self.pae()
+        return any(key.verify(signature.sig, message) for signature in self.signatures)
+
     def verified_keys(self, keys: Iterable[PublicKey]) -> list[PublicKey]:
         """The distinct keys among ``keys`` that made a valid signature on this envelope.
 

@@ -426,7 +426,7 @@ def attestation_file_problem(data: bytes, lines: bool) -> str | None:
 
     Structure only: the envelope must parse, signatures are verified later, each attestation on its own.
     """
-    from tiergate.core import oms
+    from tiergate.core.bundle import is_bundle, parse_bundle
     from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
     from tiergate.errors import GateError
 
@@ -436,10 +436,10 @@ def attestation_file_problem(data: bytes, lines: bool) -> str | None:
     for number, document in enumerate(documents, 1):
         where = f"line {number}: " if lines else ""
         try:
-            if oms.is_oms_bundle(document):
-                oms._envelope_of(oms._parse_object(document, "bundle"))  # the bundle's own parser, structure only
+            if is_bundle(document):
+                parse_bundle(document)  # the bundle's own parser, structure only
                 continue
-            envelope = Envelope.from_dict(oms._parse_object(document, "envelope"))
+            envelope = Envelope.from_json(document)
         except (GateError, ValueError, RecursionError) as exc:
             return f"{where}{str(exc)[:120]}"
         if envelope.payload_type != INTOTO_PAYLOAD_TYPE:

@@ -12,41 +12,33 @@ list is a failure, even when it lies under a path the signature says it ignores 
 with the gate's default ignores (``.git`` and friends, and ``.attestations/`` where signatures are kept).
 
 Not supported, each with an explicit "unsupported" reason: shard serialization, hashes other than SHA-256,
-certificate and Sigstore keyless bundles, single-file models. Transparency-log entries in a bundle are not used:
-trust comes from the caller's keys alone.
+single-file models. This module verifies key signatures itself; a bundle signed with a certificate (model-signing's
+``certificate`` and ``sigstore`` methods) is verified against the trust store's identities by
+:mod:`tiergate.core.identity`, and its statement then checked here (:func:`verify_oms_statement`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tiergate.core.bundle import MAX_BUNDLE_BYTES, SigstoreBundle, is_oms_signature, parse_bundle
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.core.keys import PublicKey
 from tiergate.core.manifest import FileDigest, Manifest, check_relative_path
-from tiergate.errors import ConfigError, VerificationError
+from tiergate.errors import VerificationError
 
-#: Bundles larger than this are refused before parsing. A signature listing 100 000 files is about 20 MB.
-MAX_BUNDLE_BYTES = 64 * 1024 * 1024
-
-BUNDLE_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
-#: The bundle media types model-signing writes (the first) and the equivalent v0.3 spelling.
-SUPPORTED_BUNDLE_MEDIA_TYPES: tuple[str, ...] = (
-    "application/vnd.dev.sigstore.bundle.v0.3+json",
-    "application/vnd.dev.sigstore.bundle+json;version=0.3",
-)
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 #: Written by model-signing 0.2 (one subject per file, no root digest); verify-only.
 LEGACY_PREDICATE_TYPE = "https://model_signing/Digests/v0.1"
 
-_SNIFF_BYTES = 64 * 1024
-_SNIFF = re.compile(rb'^\s*\{.*?"mediaType"\s*:\s*"application/vnd\.dev\.sigstore\.bundle', re.DOTALL)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -113,61 +105,16 @@ def _hex_digest(value: Any, where: str) -> str:
 
 
 def is_oms_bundle(data: bytes) -> bool:
-    """Cheap sniff: is this a JSON object whose ``mediaType`` is a Sigstore bundle?
-
-    Only the first 64 KiB are looked at (Sigstore writers put ``mediaType`` first), so that routing a file costs
-    nothing; a truncated or broken bundle still sniffs as one and then fails :func:`verify_oms_bundle` with a reason.
-    """
-    return bool(_SNIFF.match(bytes(data[:_SNIFF_BYTES])))
+    """Whether ``data`` is a Sigstore bundle holding an OMS signature (not an attestation in a bundle): see
+    :func:`tiergate.core.bundle.is_oms_signature`."""
+    return is_oms_signature(data)
 
 
-def _envelope_of(bundle: Mapping[str, Any]) -> Envelope:
-    media_type = bundle.get("mediaType")
-    if not isinstance(media_type, str) or not media_type.startswith(BUNDLE_MEDIA_TYPE_PREFIX):
-        _fail(f"not a Sigstore bundle (mediaType {media_type!r})")
-    if media_type not in SUPPORTED_BUNDLE_MEDIA_TYPES:
-        _fail(f"unsupported bundle media type {media_type!r}; model-signing writes {SUPPORTED_BUNDLE_MEDIA_TYPES[0]}")
-    material = _field(bundle, "verificationMaterial", dict, "bundle")
-    if "x509CertificateChain" in material or "certificate" in material:
-        _fail(
-            "unsupported: certificate / Sigstore keyless signature; the gate verifies key signatures "
-            "(model_signing sign key) against trusted public keys"
-        )
-    if "dsseEnvelope" not in bundle:
-        kind = "a message signature" if "messageSignature" in bundle else "no DSSE envelope"
-        _fail(f"unsupported: the bundle holds {kind}; OMS signatures are DSSE envelopes")
-    raw = dict(_field(bundle, "dsseEnvelope", dict, "bundle"))
-    signatures = raw.get("signatures")
-    if isinstance(signatures, list):
-        # model-signing 0.x wrote "keyid": null; the keyid is only a hint either way.
-        raw["signatures"] = [
-            {**s, "keyid": s.get("keyid") or ""} if isinstance(s, dict) else s for s in signatures
-        ]
+def _parse(data: bytes) -> SigstoreBundle:
     try:
-        envelope = Envelope.from_dict(raw)
+        return parse_bundle(data)
     except VerificationError as exc:
         _fail(str(exc))
-    if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
-        _fail(f"wrong payloadType {envelope.payload_type!r}, expected {INTOTO_PAYLOAD_TYPE!r}")
-    return envelope
-
-
-def _key_hint(bundle: Mapping[str, Any]) -> str | None:
-    """The signer's key as the bundle names it: hex SHA-256 of its PEM (v1.x) or of the PEM it embeds (v0.3)."""
-    public_key = bundle["verificationMaterial"].get("publicKey")
-    if not isinstance(public_key, dict):
-        return None
-    hint = public_key.get("hint")
-    if isinstance(hint, str) and hint:
-        return hint.lower()
-    raw = public_key.get("rawBytes")
-    if isinstance(raw, str):
-        try:
-            pem = PublicKey.from_pem(base64.b64decode(raw, validate=True), "bundle public key").to_pem()
-        except (ConfigError, binascii.Error, ValueError):
-            return None
-        return hashlib.sha256(pem).hexdigest()
-    return None
 
 
 def _pem_hint(key: PublicKey) -> str:
@@ -177,6 +124,22 @@ def _pem_hint(key: PublicKey) -> str:
 def _pae_compat(payload: bytes) -> bytes:
     """The PAE model-signing 0.2 signed by mistake (``DSSEV1 ... b'<repr>'``); accepted for legacy payloads only."""
     return f"DSSEV1 {len(INTOTO_PAYLOAD_TYPE)} {INTOTO_PAYLOAD_TYPE} {len(payload)} {payload!r}".encode("utf-8")
+
+
+def signed_legacy(envelope: Envelope, key: PublicKey) -> bool:
+    """Whether ``key`` signed model-signing 0.2's malformed PAE of the envelope (legacy statements only: the caller
+    passes the result to :func:`verify_oms_statement` as ``compat_pae``, which refuses any other statement)."""
+    if not isinstance(key.key, ec.EllipticCurvePublicKey):
+        return False
+    compat = _pae_compat(envelope.payload)
+    for signature in envelope.signatures:
+        try:
+            # model-signing 0.2 hashed with SHA-256 whatever the curve (its certificate fixture signs with P-384).
+            key.key.verify(signature.sig, compat, ec.ECDSA(hashes.SHA256()))
+            return True
+        except (InvalidSignature, ValueError):
+            continue
+    return False
 
 
 def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[PublicKey]) -> tuple[PublicKey, bool]:
@@ -374,14 +337,23 @@ def verify_oms_bundle(data: bytes, manifest: Manifest, keys: Iterable[PublicKey]
     Order: size, strict parse, DSSE signature by one of ``keys`` (the bundle's key hint only names a key), the
     statement (in-toto v1, OMS predicate, sha256 file serialization, subject digest consistent with the resources),
     then the files: every signed file present with the signed digest and every file on disk signed.
-    Raises :class:`VerificationError` with a one-line reason on any failure.
+    Raises :class:`VerificationError` with a one-line reason on any failure. Certificate and Sigstore keyless
+    signatures are verified by :mod:`tiergate.core.identity`, then checked with :func:`verify_oms_statement`.
     """
-    if len(data) > MAX_BUNDLE_BYTES:
-        _fail(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES}-byte limit")
-    bundle = _parse_object(bytes(data), "bundle")
-    envelope = _envelope_of(bundle)
-    key, compat = _verify_signature(envelope, _key_hint(bundle), list(keys))
-    signed = _parse_statement(envelope.payload, compat)
+    bundle = _parse(data)
+    if bundle.certificates:
+        _fail("signed with a certificate: verify it against the trust store's x509 or sigstore identities")
+    key, compat = _verify_signature(bundle.envelope, bundle.key_hint, list(keys))
+    return verify_oms_statement(bundle.envelope.payload, manifest, key, compat)
+
+
+def verify_oms_statement(payload: bytes, manifest: Manifest, key: PublicKey, compat_pae: bool = False) -> OmsSignature:
+    """Check an OMS statement whose signature by ``key`` was already verified against the model on disk.
+
+    Raises :class:`VerificationError` with a one-line reason when the statement is malformed or unsupported, or the
+    files differ from the signed ones.
+    """
+    signed = _parse_statement(payload, compat_pae)
     _check_model(signed, manifest)
     on_disk = manifest.by_path()
     return OmsSignature(

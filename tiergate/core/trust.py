@@ -1,4 +1,4 @@
-"""The trust store: which evaluators the gate believes, with which keys, when, and for which risk domains.
+"""The trust store: which evaluators the gate believes, by which signing identities, when, for which risk domains.
 
 File format (YAML; schema in ``tiergate/data/schemas/trust-store.schema.json``)::
 
@@ -8,16 +8,33 @@ File format (YAML; schema in ``tiergate/data/schemas/trust-store.schema.json``):
         organization: UK AI Security Institute
         kind: government            # developer | third_party | government
         scope: [cbrn, cyber, tamper] # optional: risk domains this evaluator may attest
-        keys:
-          - path: keys/uk-aisi.pub   # or pem: |  -----BEGIN PUBLIC KEY----- ...
+        keys:                        # its signing identities, each one of:
+          - path: keys/uk-aisi.pub   # a key: path, or pem: |  -----BEGIN PUBLIC KEY----- ...
             valid_from: 2026-01-01T00:00:00Z
             valid_until: 2027-01-01T00:00:00Z
             revoked_at: 2026-09-01T00:00:00Z   # optional
-            compromised: false                  # true: nothing this key signed is trusted, whenever
+            compromised: false                  # true: nothing this identity signed is trusted, whenever
+            self_reported_time: true            # default true for keys, false for sigstore and x509
+          - sigstore:                # Sigstore keyless: an OIDC issuer and identity in a Fulcio certificate
+              issuer: https://token.actions.githubusercontent.com
+              identity: https://github.com/aisi/evals/.github/workflows/eval.yml@refs/heads/main
+              # identity_pattern: ^https://github[.]com/aisi/.*$  (instead of identity; matched whole)
+              # trusted_root: sigstore/trusted_root.json           (default: the public-good root sigstore ships)
+          - x509:                    # certificates of the organisation's own CA
+              roots: [pki/root.pem]
+              intermediates: [pki/intermediate.pem]   # optional
+              san: model-signer@aisi.gov.uk            # and/or subject: "CN=...", or san_pattern
+              extended_key_usage: [codeSigning]       # the default
 
-Revocation: a key revoked with ``compromised: false`` (retired, rotated) keeps the signatures it made before
-``revoked_at``; a compromised key invalidates everything, because a thief can backdate a claimed signing time.
+Every identity kind carries the same validity window, revocation, and (through its evaluator) scope and
+organisation, judged by :meth:`TrustedKey.problem_at` at one signing time (:meth:`TrustedKey.signing_time`): a time
+the signer could not choose when there is one (Rekor, an RFC 3161 timestamp, the gate's own log), else the
+self-reported ``attestedAt`` where the entry allows it (``self_reported_time``), else the gate's clock.
+
+Revocation: an identity revoked with ``compromised: false`` (retired, rotated) keeps the signatures made before
+``revoked_at``; a compromised one invalidates everything, because a thief can backdate a claimed signing time.
 """
+
 
 from __future__ import annotations
 
@@ -28,7 +45,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
+from cryptography import x509
+
 from tiergate.core.attestation import RISK_DOMAINS
+from tiergate.core.identity import (
+    Identity, SigstoreIdentity, SigningTime, X509Identity, check_trusted_root, compile_pattern, eku_oid,
+    identity_label, public_good_root,
+)
 from tiergate.core.keys import PublicKey
 from tiergate.core.timeutil import format_time, parse_time
 from tiergate.core.files import line_of, parse_yaml, read_limited
@@ -40,35 +63,71 @@ TRUST_STORE_VERSION = 1
 
 @dataclass(frozen=True)
 class TrustedKey:
-    key: PublicKey
+    """One signing identity of an evaluator (a key, a Sigstore identity or an X.509 CA's certificates) with what
+    the trust store says of it; the same fields and rules for every kind."""
+
+    identity: Identity
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     revoked_at: datetime | None = None
     compromised: bool = False
+    #: Whether the signer's own ``attestedAt`` may stand for the signing time when nothing trusted says it. None:
+    #: the default of the kind (True for keys, so stores written before trusted times keep working; False for
+    #: certificate identities, whose signatures come with a trusted time or are judged at the gate's clock).
+    self_reported_time: bool | None = None
     line: int | None = field(default=None, compare=False)  # where the trust store lists it, for messages
 
     @property
     def key_id(self) -> str:
-        return self.key.key_id
+        return self.identity.key_id
 
-    def problem_at(self, signed_at: datetime | None, now: datetime) -> str | None:
-        """Why a signature by this key, claimed to be made at ``signed_at``, is not acceptable (None if it is).
+    @property
+    def key(self) -> PublicKey | None:
+        return self.identity if isinstance(self.identity, PublicKey) else None
 
-        Without a claimed time the signature is judged as made ``now``.
+    @property
+    def label(self) -> str:
+        return identity_label(self.identity)
+
+    @property
+    def allows_self_reported_time(self) -> bool:
+        if self.self_reported_time is not None:
+            return self.self_reported_time
+        return isinstance(self.identity, PublicKey)
+
+    def signing_time(self, trusted: SigningTime | None, claimed: datetime | None, now: datetime) -> SigningTime:
+        """When a signature by this identity counts as made: ``trusted`` (vouched for by a log or timestamp
+        authority) when there is one, else ``claimed`` where this entry accepts self-reported times, else ``now``."""
+        if trusted is not None:
+            return trusted
+        if claimed is not None and self.allows_self_reported_time:
+            return SigningTime(claimed, "attestedAt, self-reported", vouched=False)
+        return SigningTime(now, "the gate's clock", vouched=False)
+
+    def problem_at(self, signed_at: datetime | SigningTime | None, now: datetime) -> str | None:
+        """Why a signature by this identity, made at ``signed_at``, is not acceptable (None if it is).
+
+        Without a time the signature is judged as made ``now``.
         """
-        when = signed_at or now
+        when: datetime = now
+        said = ""
+        if isinstance(signed_at, SigningTime):
+            when, said = signed_at.time, f" ({signed_at.source})"
+        elif signed_at is not None:
+            when = signed_at
+        label = self.label
         if self.revoked_at is not None:
             if self.compromised:
-                return f"key {self.key_id[:16]} was revoked as compromised at {format_time(self.revoked_at)}"
+                return f"{label} was revoked as compromised at {format_time(self.revoked_at)}"
             if when >= self.revoked_at:
                 return (
-                    f"key {self.key_id[:16]} was revoked at {format_time(self.revoked_at)}, "
-                    f"before the signing time {format_time(when)}"
+                    f"{label} was revoked at {format_time(self.revoked_at)}, "
+                    f"before the signing time {format_time(when)}{said}"
                 )
         if self.valid_from is not None and when < self.valid_from:
-            return f"key {self.key_id[:16]} is not yet valid at {format_time(when)} (valid from {format_time(self.valid_from)})"
+            return f"{label} is not yet valid at {format_time(when)}{said} (valid from {format_time(self.valid_from)})"
         if self.valid_until is not None and when > self.valid_until:
-            return f"key {self.key_id[:16]} is no longer valid at {format_time(when)} (expired {format_time(self.valid_until)})"
+            return f"{label} is no longer valid at {format_time(when)}{said} (expired {format_time(self.valid_until)})"
         return None
 
 
@@ -108,12 +167,17 @@ class TrustStore:
                     was = f" at line {first[1].line}" if first[1].line else ""
                     raise config_error(
                         at, f"evaluators[{evaluator.id}].keys",
-                        f"key {trusted.key_id} is already listed{was} (evaluator {first[0].id}); list each key "
-                        "once, with its revocation on that one entry",
+                        f"{'key ' + trusted.key_id if trusted.key else trusted.label} is already listed{was} "
+                        f"(evaluator {first[0].id}); list each key once, with its revocation on that one entry",
                     )
 
     def keys(self) -> list[PublicKey]:
-        return [k.key for e in self.evaluators for k in e.keys]
+        """The raw public keys the store trusts (its key entries)."""
+        return [k.key for e in self.evaluators for k in e.keys if k.key is not None]
+
+    def certificate_identities(self) -> list[tuple[Evaluator, TrustedKey]]:
+        """The Sigstore and X.509 entries, in the order the store lists them."""
+        return [(e, k) for e in self.evaluators for k in e.keys if k.key is None]
 
     def owner(self, key_id: str) -> tuple[Evaluator, TrustedKey] | None:
         for evaluator in self.evaluators:
@@ -183,15 +247,21 @@ def _key_files(data: Mapping[str, Any], base_dir: Path) -> list[tuple[str, Path]
     found = []
     for evaluator in data["evaluators"]:
         for item in evaluator["keys"]:
-            if "path" in item:
-                written = str(item["path"])
+            written_paths = [item["path"]] if "path" in item else []
+            written_paths += [*item.get("x509", {}).get("roots", []), *item.get("x509", {}).get("intermediates", [])]
+            if "trusted_root" in item.get("sigstore", {}):
+                written_paths.append(item["sigstore"]["trusted_root"])
+            for written in map(str, written_paths):
                 full = Path(written)
                 found.append((written, full if full.is_absolute() else base_dir / full))
     return found
 
 
 _EVALUATOR_FIELDS = {"id", "organization", "kind", "keys", "scope"}
-_KEY_FIELDS = {"pem", "path", "valid_from", "valid_until", "revoked_at", "compromised"}
+_KINDS = ("pem", "path", "sigstore", "x509")
+_KEY_FIELDS = {*_KINDS, "valid_from", "valid_until", "revoked_at", "compromised", "self_reported_time"}
+_SIGSTORE_FIELDS = {"issuer", "identity", "identity_pattern", "trusted_root"}
+_X509_FIELDS = {"roots", "intermediates", "subject", "san", "san_pattern", "extended_key_usage"}
 
 
 def _require_text(item: Mapping[str, Any], key: str, source: str, where: str) -> str:
@@ -228,7 +298,7 @@ def _evaluator(item: Any, source: str, where: str, base_dir: Path | None) -> Eva
             raise config_error(source, f"{where}.scope", f"{bad[0]!r} is not a risk domain ({', '.join(RISK_DOMAINS)})")
     raw_keys = item.get("keys")
     if not isinstance(raw_keys, list) or not raw_keys:
-        raise config_error(source, f"{where}.keys", "must list at least one public key")
+        raise config_error(source, f"{where}.keys", "must list at least one signing identity (a key, sigstore or x509)")
     keys = tuple(_trusted_key(k, source, f"{where}.keys[{i}]", base_dir) for i, k in enumerate(raw_keys))
     return Evaluator(
         id=_require_text(item, "id", source, where),
@@ -253,37 +323,136 @@ def _time_field(item: Mapping[str, Any], key: str, source: str, where: str) -> d
         raise config_error(source, f"{where}.{key}", str(exc)) from None
 
 
-def _trusted_key(item: Any, source: str, where: str, base_dir: Path | None) -> TrustedKey:
+def _resolve(written: str, base_dir: Path | None) -> Path:
+    path = Path(written)
+    # relative paths are relative to the trust store, not the cwd
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
+
+
+def _mapping(item: Any, known: set[str], source: str, where: str) -> Mapping[str, Any]:
     if not isinstance(item, Mapping):
-        raise config_error(source, where, "must be a mapping with 'pem' or 'path'")
-    unknown = set(item) - _KEY_FIELDS
+        raise config_error(source, where, f"must be a mapping ({', '.join(sorted(known))})")
+    unknown = set(item) - known
     if unknown:
-        raise config_error(source, f"{where}.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(sorted(_KEY_FIELDS))})")
+        raise config_error(source, f"{where}.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(sorted(known))})")
     _no_nulls(item, source, where)
-    if ("pem" in item) == ("path" in item):
-        raise config_error(source, where, "give exactly one of 'pem' (inline) or 'path' (a .pub file)")
-    if "pem" in item:
-        key = PublicKey.from_pem(str(item["pem"]).encode("utf-8"), f"{source}: {where}.pem")
-    else:
-        path = Path(str(item["path"]))
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path  # relative key paths are relative to the trust store, not the cwd
+    return item
+
+
+def _pattern(item: Mapping[str, Any], key: str, source: str, where: str) -> str | None:
+    if key not in item:
+        return None
+    value = _require_text(item, key, source, where)
+    try:
+        compile_pattern(value)
+    except ValueError as exc:
+        raise config_error(source, f"{where}.{key}", str(exc)) from None
+    return value
+
+
+def _sigstore(item: Any, source: str, where: str, base_dir: Path | None) -> SigstoreIdentity:
+    item = _mapping(item, _SIGSTORE_FIELDS, source, where)
+    issuer = _require_text(item, "issuer", source, where)
+    if ("identity" in item) == ("identity_pattern" in item):
+        raise config_error(source, where, "give exactly one of 'identity' (exact) or 'identity_pattern' (a regular "
+                                          "expression the whole identity must match)")
+    identity = _require_text(item, "identity", source, where) if "identity" in item else None
+    if "trusted_root" in item:
+        path = _resolve(_require_text(item, "trusted_root", source, where), base_dir)
         try:
-            key = PublicKey.load(path)
+            root, name = read_limited(path, "Sigstore trusted root"), str(path)
+            check_trusted_root(root, name)
         except ConfigError as exc:
-            raise config_error(source, f"{where}.path", str(exc)) from None
-    compromised = item.get("compromised", False)
-    if not isinstance(compromised, bool):
-        raise config_error(source, f"{where}.compromised", "must be true or false")
+            raise config_error(source, f"{where}.trusted_root", str(exc)) from None
+    else:
+        root, name = public_good_root()
+    return SigstoreIdentity(issuer, identity, _pattern(item, "identity_pattern", source, where), root, name)
+
+
+def _certificates(item: Mapping[str, Any], key: str, source: str, where: str, base_dir: Path | None,
+                  required: bool) -> tuple[x509.Certificate, ...]:
+    paths = item.get(key, [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths) or (required and not paths):
+        raise config_error(source, f"{where}.{key}", "must list PEM certificate files" + (" (one at least)" if required else ""))
+    found: list[x509.Certificate] = []
+    for index, written in enumerate(paths):
+        path = _resolve(written, base_dir)
+        try:
+            found.extend(x509.load_pem_x509_certificates(read_limited(path, "certificate")))
+        except ConfigError as exc:
+            raise config_error(source, f"{where}.{key}[{index}]", str(exc)) from None
+        except ValueError:
+            raise config_error(source, f"{where}.{key}[{index}]",
+                               f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    return tuple(found)
+
+
+def _x509(item: Any, source: str, where: str, base_dir: Path | None) -> X509Identity:
+    item = _mapping(item, _X509_FIELDS, source, where)
+    if not {"subject", "san", "san_pattern"} & set(item):
+        raise config_error(source, where, "name whose certificates count: 'subject', 'san' or 'san_pattern' (else "
+                                          "every certificate the CA ever issued would)")
+    if "san" in item and "san_pattern" in item:
+        raise config_error(source, where, "give 'san' (exact) or 'san_pattern', not both")
+    usages = item.get("extended_key_usage", ["codeSigning"])
+    if not isinstance(usages, list) or not usages or not all(isinstance(u, str) for u in usages):
+        raise config_error(source, f"{where}.extended_key_usage", "must list extended key usages (e.g. [codeSigning])")
+    for usage in usages:
+        try:
+            eku_oid(usage)
+        except ValueError as exc:
+            raise config_error(source, f"{where}.extended_key_usage", str(exc)) from None
+    subject = _require_text(item, "subject", source, where) if "subject" in item else None
+    if subject is not None:
+        try:
+            subject = x509.Name.from_rfc4514_string(subject).rfc4514_string()  # one spelling of the name
+        except ValueError as exc:
+            raise config_error(source, f"{where}.subject", f"not an RFC 4514 name: {exc}") from None
+    return X509Identity(
+        roots=_certificates(item, "roots", source, where, base_dir, required=True),
+        intermediates=_certificates(item, "intermediates", source, where, base_dir, required=False),
+        subject=subject,
+        san=_require_text(item, "san", source, where) if "san" in item else None,
+        san_pattern=_pattern(item, "san_pattern", source, where),
+        extended_key_usages=tuple(usages),
+    )
+
+
+def _identity(item: Mapping[str, Any], source: str, where: str, base_dir: Path | None) -> Identity:
+    given = [kind for kind in _KINDS if kind in item]
+    if len(given) != 1:
+        raise config_error(source, where, "give exactly one of 'pem' or 'path' (a key), 'sigstore' (a keyless "
+                                          "identity) or 'x509' (a CA's certificates)")
+    if "pem" in item:
+        return PublicKey.from_pem(str(item["pem"]).encode("utf-8"), f"{source}: {where}.pem")
+    if "sigstore" in item:
+        return _sigstore(item["sigstore"], source, f"{where}.sigstore", base_dir)
+    if "x509" in item:
+        return _x509(item["x509"], source, f"{where}.x509", base_dir)
+    try:
+        return PublicKey.load(_resolve(str(item["path"]), base_dir))
+    except ConfigError as exc:
+        raise config_error(source, f"{where}.path", str(exc)) from None
+
+
+def _trusted_key(item: Any, source: str, where: str, base_dir: Path | None) -> TrustedKey:
+    item = _mapping(item, _KEY_FIELDS, source, where)
+    identity = _identity(item, source, where, base_dir)
+    flags = {}
+    for name in ("compromised", "self_reported_time"):
+        if name in item and not isinstance(item[name], bool):
+            raise config_error(source, f"{where}.{name}", "must be true or false")
+        flags[name] = item.get(name)
     trusted = TrustedKey(
-        key=key,
+        identity=identity,
         valid_from=_time_field(item, "valid_from", source, where),
         valid_until=_time_field(item, "valid_until", source, where),
         revoked_at=_time_field(item, "revoked_at", source, where),
-        compromised=compromised,
+        compromised=bool(flags["compromised"]),
+        self_reported_time=flags["self_reported_time"],
         line=line_of(item),
     )
-    if compromised and trusted.revoked_at is None:
+    if trusted.compromised and trusted.revoked_at is None:
         raise config_error(source, f"{where}.revoked_at", "a compromised key needs the time it was revoked")
     if trusted.valid_from and trusted.valid_until and trusted.valid_until <= trusted.valid_from:
         raise config_error(source, f"{where}.valid_until", "must be after valid_from")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tiergate.core import oms
+from tiergate.core.bundle import SigstoreBundle, is_bundle, is_oms_signature, parse_bundle
 from tiergate.core.attestation import (
     EVALUATION_PREDICATE_TYPE,
     PREDICATE_TYPES,
@@ -24,6 +25,8 @@ from tiergate.core.attestation import (
 )
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope
+from tiergate.core.identity import SigstoreIdentity, SigningTime, X509Identity, certificate_names
+from tiergate.core.keys import PublicKey
 from tiergate.core.manifest import Manifest
 from tiergate.core.timeutil import format_time
 from tiergate.core.trust import Evaluator, TrustedKey, TrustStore
@@ -44,12 +47,15 @@ class AttestationInput:
     """One attestation as read from somewhere: where from (a path or URI, for messages) and its raw bytes.
 
     ``problem`` says why a file could not be read at all (too large, unreadable): it is then rejected with that
-    reason like any other bad attestation, instead of stopping the check of the others.
+    reason like any other bad attestation, instead of stopping the check of the others. ``recorded_at`` is when the
+    gate's own log first recorded it (None when it was not read from the log): a time the signer could not choose,
+    so an attestation the log holds is judged at it when nothing earlier (Rekor, a timestamp authority) vouches.
     """
 
     source: str
     data: bytes
     problem: str | None = None
+    recorded_at: datetime | None = None
 
     @property
     def digest(self) -> str:
@@ -74,6 +80,9 @@ class VerifiedAttestation:
     signers: tuple[Signer, ...]  # every trusted, valid signer
     evaluation: Evaluation | None  # None for an OMS signature, which attests identity, not safety
     attested_at: datetime | None
+    #: The earliest signing time something other than the signer vouches for (Rekor, an RFC 3161 timestamp, the
+    #: gate's log), or None; freshness counts from it when it is earlier than what the attestation claims.
+    trusted_time: SigningTime | None = None
 
 
 @dataclass(frozen=True)
@@ -125,24 +134,100 @@ def _check_pinned_manifest(pinned: Manifest, model: Manifest) -> None:
         raise VerificationError(f"file {missing[0]} was evaluated but is missing from the model")
 
 
-def _accepted_signers(
-    envelope: Envelope, store: TrustStore, signed_at: datetime | None, now: datetime
-) -> list[tuple[Evaluator, TrustedKey]]:
-    verified = envelope.verified_keys(store.keys())
+@dataclass(frozen=True)
+class _Evidence:
+    """What an attestation file is: its DSSE envelope, the bundle around it (None for a plain envelope), and the
+    time the gate's log first recorded it."""
+
+    envelope: Envelope
+    bundle: SigstoreBundle | None
+    data: bytes
+    recorded: SigningTime | None
+
+
+def _evidence(item: AttestationInput, kind: str) -> _Evidence:
+    recorded = SigningTime(item.recorded_at, "first recorded by the gate's log") if item.recorded_at else None
+    if not is_bundle(item.data):
+        return _Evidence(Envelope.from_json(item.data), None, item.data, recorded)
+    try:
+        bundle = parse_bundle(item.data)
+    except VerificationError as exc:
+        raise VerificationError(f"{kind}: {exc}") from None
+    return _Evidence(bundle.envelope, bundle, item.data, recorded)
+
+
+def _key_signers(evidence: _Evidence, store: TrustStore) -> list[tuple[Evaluator, TrustedKey, SigningTime | None]]:
+    verified = evidence.envelope.verified_keys(store.keys())
     if not verified:
-        raise VerificationError(_signature_failure(envelope, store))
+        raise VerificationError(_signature_failure(evidence.envelope, store))
+    owners = [store.owner(key.key_id) for key in verified]
+    return [(owner[0], owner[1], evidence.recorded) for owner in owners if owner is not None]
+
+
+def _certificate_signers(
+    evidence: _Evidence, store: TrustStore, now: datetime, signed: Callable[[PublicKey], bool] | None = None
+) -> list[tuple[Evaluator, TrustedKey, SigningTime | None]]:
+    """The trust store's Sigstore and X.509 identities the bundle's certificate satisfies, each with the earliest
+    trusted signing time its verification established (or the log's). Raises VerificationError when none does.
+
+    An X.509 chain is checked at the log's time when there is one, else at the gate's clock, never at a time the
+    signer wrote: a certificate that has expired since counts only for signatures something trusted dated."""
+    assert evidence.bundle is not None and evidence.bundle.leaf is not None
+    found, problems = [], []
+    for evaluator, trusted in store.certificate_identities():
+        identity = trusted.identity
+        try:
+            if isinstance(identity, SigstoreIdentity):
+                signer = identity.verify(evidence.bundle, evidence.data)
+            else:
+                assert isinstance(identity, X509Identity)  # certificate_identities holds these two kinds only
+                signer = identity.verify(evidence.bundle, evidence.recorded.time if evidence.recorded else now, signed)
+        except VerificationError as exc:
+            problems.append(f"{exc} (evaluator {evaluator.id})")
+            continue
+        found.append((evaluator, trusted, signer.times[0] if signer.times else evidence.recorded))
+    if found:
+        return found
+    if len(problems) == 1:
+        raise VerificationError(problems[0])
+    raise VerificationError(
+        f"unknown signer: the certificate for {certificate_names(evidence.bundle.leaf)} matches none of the "
+        f"{len(problems)} sigstore/x509 identities of the trust store {store.source}"
+        + (f" (first: {problems[0]})" if problems else ""))
+
+
+def _identified(evidence: _Evidence, store: TrustStore, now: datetime
+                ) -> list[tuple[Evaluator, TrustedKey, SigningTime | None]]:
+    """Which trusted identities made the signature, each with the trusted time that vouches for it, if any.
+    Raises VerificationError when none did."""
+    if evidence.bundle is not None and evidence.bundle.certificates:
+        return _certificate_signers(evidence, store, now)
+    return _key_signers(evidence, store)
+
+
+def _accepted_signers(
+    signers: Sequence[tuple[Evaluator, TrustedKey, SigningTime | None]], claimed: datetime | None, now: datetime
+) -> list[tuple[Evaluator, TrustedKey, SigningTime]]:
+    """The identities among ``signers`` valid at the time each is judged at (its trusted time, else the claimed
+    one where its entry allows, else now), with that time. Raises VerificationError with the first reason when
+    none is."""
     accepted, problems = [], []
-    for key in verified:
-        owner = store.owner(key.key_id)
-        assert owner is not None  # verified_keys only returns keys from the store
-        problem = owner[1].problem_at(signed_at, now)
+    for evaluator, trusted, trusted_time in signers:
+        when = trusted.signing_time(trusted_time, claimed, now)
+        problem = trusted.problem_at(when, now)
         if problem:
-            problems.append(f"{problem} (evaluator {owner[0].id})")
+            problems.append(f"{problem} (evaluator {evaluator.id})")
         else:
-            accepted.append(owner)
+            accepted.append((evaluator, trusted, when))
     if not accepted:
         raise VerificationError(problems[0])
-    return sorted(accepted, key=lambda pair: (pair[0].id, pair[1].key_id))
+    return sorted(accepted, key=lambda found: (found[0].id, found[1].key_id))
+
+
+def _vouched(signers: Sequence[tuple[Evaluator, TrustedKey, SigningTime]]) -> SigningTime | None:
+    """The earliest signing time among ``signers`` that neither the signer nor the gate's clock gave."""
+    times = [t for _, _, t in signers if t.vouched]
+    return min(times, key=lambda t: t.time) if times else None
 
 
 def _parse_statement(envelope: Envelope) -> Statement:
@@ -188,12 +273,16 @@ def _scope_failure(evaluator: Evaluator, evaluation: Evaluation) -> str:
             f"{evaluation.benchmark!r} measures (its scope: {scope})")
 
 
-def _verify_dsse(
+def _verify_statement(
     item: AttestationInput, store: TrustStore, model: Manifest | str, now: datetime, skew: timedelta,
     catalogue: BenchmarkCatalogue,
 ) -> VerifiedAttestation:
-    envelope = Envelope.from_json(item.data)
-    statement = _parse_statement(envelope)
+    evidence = _evidence(item, "Sigstore bundle")
+    if evidence.envelope.payload_type != INTOTO_PAYLOAD_TYPE:  # shape, then who signed, then what was signed
+        raise VerificationError(
+            f"wrong payloadType {evidence.envelope.payload_type!r}: expected {INTOTO_PAYLOAD_TYPE}")
+    identified = _identified(evidence, store, now)
+    statement = _parse_statement(evidence.envelope)
     try:
         if statement.predicate_type == EVALUATION_PREDICATE_TYPE:
             predicate = EvaluationPredicate.from_dict(statement.predicate)
@@ -203,11 +292,16 @@ def _verify_dsse(
             evaluation = evaluation_from_test_result(statement.predicate)
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
-    accepted = _accepted_signers(envelope, store, signed_at, now)
+    accepted = _accepted_signers(identified, signed_at, now)
     evaluation = _measured(evaluation, catalogue)
     # Differences, not sums: a time near the end of the calendar plus the skew would overflow.
     if signed_at is not None and signed_at - now > skew:
         raise VerificationError(f"attestedAt {format_time(signed_at)} is in the future (gate clock {format_time(now)})")
+    vouched = _vouched(accepted)
+    if signed_at is not None and vouched is not None and signed_at - vouched.time > skew:
+        raise VerificationError(
+            f"attestedAt {format_time(signed_at)} is after the signature existed ({format_time(vouched.time)}, "
+            f"{vouched.source}): a signer cannot sign before the time it writes")
     evaluated_at = evaluation.evaluated_at
     if evaluated_at is not None and signed_at is not None and evaluated_at - signed_at > skew:
         raise VerificationError(
@@ -219,35 +313,52 @@ def _verify_dsse(
         _check_pinned_manifest(predicate.manifest, model)
     if named is None:
         named = accepted[0][0].id
-    main = next((pair for pair in accepted if pair[0].id == named), None)
+    main = next((found for found in accepted if found[0].id == named), None)
     if main is None:
-        signed_by = ", ".join(sorted({e.id for e, _ in accepted}))
+        signed_by = ", ".join(sorted({e.id for e, _, _ in accepted}))
         raise VerificationError(f"the predicate names evaluator {named!r}, but it is signed by {signed_by}")
     if not main[0].may_attest(evaluation.risk_domain):
         raise VerificationError(_scope_failure(main[0], evaluation))
-    signers = tuple(_signer(store, e, k) for e, k in accepted if e.may_attest(evaluation.risk_domain))
+    signers = tuple(_signer(store, e, k) for e, k, _ in accepted if e.may_attest(evaluation.risk_domain))
     return VerifiedAttestation(
         source=item.source,
         digest=item.digest,
         predicate_type=statement.predicate_type,
-        evaluator=_signer(store, *main),
+        evaluator=_signer(store, main[0], main[1]),
         signers=signers,
         evaluation=evaluation,
         attested_at=signed_at,
+        trusted_time=vouched,
     )
 
 
 def _verify_oms(item: AttestationInput, store: TrustStore, model: Manifest | str, now: datetime) -> VerifiedAttestation:
+    """An OMS signature by any of model-signing's methods: a key (checked by :mod:`oms` itself, with its legacy
+    quirks), or a certificate (the trust store's sigstore and x509 identities), then the files."""
     if not isinstance(model, Manifest):
         raise VerificationError("an OMS signature can only be checked against the model's files, not a bare digest")
-    result = oms.verify_oms_bundle(item.data, model, store.keys())
-    owner = store.owner(result.key.key_id)
-    assert owner is not None
-    problem = owner[1].problem_at(None, now)
-    if problem:
-        raise VerificationError(f"{problem} (evaluator {owner[0].id})")
-    signer = _signer(store, *owner)
-    return VerifiedAttestation(item.source, item.digest, "oms", signer, (signer,), None, None)
+    evidence = _evidence(item, "OMS signature")
+    if evidence.bundle is not None and evidence.bundle.certificates:
+        envelope = evidence.envelope
+        # model-signing 0.2 signed a malformed PAE; accepted by the statement check for its legacy statements only.
+        signers = _certificate_signers(evidence, store, now,
+                                       lambda key: envelope.signed_by(key) or oms.signed_legacy(envelope, key))
+        evaluator, trusted, when = _accepted_signers(signers, None, now)[0]
+        accepted = [(evaluator, trusted, when)]
+        key = PublicKey(evidence.bundle.leaf.public_key())  # type: ignore[arg-type, union-attr]
+        oms.verify_oms_statement(envelope.payload, model, key, compat_pae=not envelope.signed_by(key))
+    else:
+        result = oms.verify_oms_bundle(item.data, model, store.keys())
+        owner = store.owner(result.key.key_id)
+        assert owner is not None
+        evaluator, trusted = owner
+        when = trusted.signing_time(evidence.recorded, None, now)
+        problem = trusted.problem_at(when, now)
+        if problem:
+            raise VerificationError(f"{problem} (evaluator {evaluator.id})")
+        accepted = [(evaluator, trusted, when)]
+    signer = _signer(store, evaluator, trusted)
+    return VerifiedAttestation(item.source, item.digest, "oms", signer, (signer,), None, None, _vouched(accepted))
 
 
 def verify_attestation(
@@ -258,7 +369,7 @@ def verify_attestation(
     skew: timedelta = DEFAULT_SKEW,
     catalogue: BenchmarkCatalogue | None = None,
 ) -> VerifiedAttestation:
-    """Verify one attestation (DSSE envelope or OMS bundle) for ``model`` (a manifest, or a bare hex root digest).
+    """Verify one attestation (a DSSE envelope, plain or in a Sigstore bundle, or an OMS signature) for ``model`` (a manifest, or a bare hex root digest).
 
     ``catalogue`` (the policy's; default: the built-in one) says which risk domain each benchmark measures: the
     evaluation's risk domain, and so the signers' scope check, follow from it.
@@ -267,9 +378,11 @@ def verify_attestation(
     """
     if item.problem is not None:
         raise VerificationError(item.problem)
-    if oms.is_oms_bundle(item.data):
+    # By content, not by name: a bundle whose statement is model-signing's is a signature of the files; any other
+    # statement, in a bundle or a plain envelope, is an attestation.
+    if is_oms_signature(item.data):
         return _verify_oms(item, store, model, now)
-    return _verify_dsse(item, store, model, now, skew, catalogue or builtin_catalogue())
+    return _verify_statement(item, store, model, now, skew, catalogue or builtin_catalogue())
 
 
 def verify_all(

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
-from tiergate.core import oms
 from tiergate.core.answer import AnswerRequest, SignedAnswer, body_digest
 from tiergate.core.attestation import AttestationFormatError, Statement
+from tiergate.core.bundle import is_bundle, is_oms_signature, parse_bundle
 from tiergate.core.decision import Decision
 from tiergate.core.dsse import Envelope
 from tiergate.core.log.checkpoint import Checkpoint, NoteSigner
@@ -99,8 +99,9 @@ class GateService:
     def submit_attestation(self, submission: AttestationSubmission) -> tuple[int, dict[str, Any]]:
         """Verify and log one attestation; ``(201, receipt)`` when new, ``(200, receipt)`` when already held."""
         model = submission.model or _subject_digest(submission.data)
-        item = AttestationInput("submitted", submission.data)
         now = self.clock()
+        # Logged now if accepted: judged at the time the log will record, as it will be judged later.
+        item = AttestationInput("submitted", submission.data, recorded_at=now)
         rules = self.rules()
         try:
             verified = verify_attestation(item, rules.trust, model, now, rules.policy.clock_skew,
@@ -146,7 +147,10 @@ class GateService:
         """
         rules = self.rules()  # one version of the files for the tier and the decision
         tier = self.tier_of(request, rules.policy)
-        sent = [AttestationInput(source_of_sent(i), data) for i, data in enumerate(request.attestations)]
+        # Sent ones are logged with the decision if accepted: judged, like logged ones, at the time the gate saw them.
+        received = self.clock()
+        sent = [AttestationInput(source_of_sent(i), data, recorded_at=received)
+                for i, data in enumerate(request.attestations)]
         context = dict(request.context)
         if requested_by is not None:
             context[REQUESTED_BY] = requested_by
@@ -176,7 +180,8 @@ class GateService:
         return Logged(recorded.decision, recorded.log_index)
 
     def _held(self, digest: str) -> list[AttestationInput]:
-        return [AttestationInput(source_of_logged(a.index), a.data) for a in self._index.for_model(digest)]
+        return [AttestationInput(source_of_logged(a.index), a.data, recorded_at=a.recorded_at)
+                for a in self._index.for_model(digest)]
 
     def record(self, decision: Decision, context: Mapping[str, Any], sent: Sequence[AttestationInput],
                held: Sequence[AttestationInput]) -> RecordedDecision:
@@ -195,7 +200,7 @@ class GateService:
             item_digest = "sha256:" + hashlib.sha256(data).hexdigest()
             # An OMS signature binds files, not a digest: it could not be re-verified from the log alone, so the
             # decision cites it (inputs) but it is not logged as an attestation of the model.
-            if item_digest not in rejected and item_digest not in known and not oms.is_oms_bundle(data):
+            if item_digest not in rejected and item_digest not in known and not is_oms_signature(data):
                 known.add(item_digest)
                 entries.append(_fits(attestation_entry(data, digest, decision.time)))
         try:
@@ -328,11 +333,12 @@ def _fits(entry: bytes) -> bytes:
 
 def _subject_digest(data: bytes) -> str:
     """The model an attestation is about, when the caller did not say: its single sha256 subject."""
-    if oms.is_oms_bundle(data):
+    if is_oms_signature(data):
         raise bad_request("an OMS signature binds a model's files, not a digest: send it with a decision that "
                           "carries the model's manifest", reason="OMS bundle without a manifest")
     try:
-        statement = Statement.from_json(Envelope.from_json(data).payload)
+        envelope = parse_bundle(data).envelope if is_bundle(data) else Envelope.from_json(data)
+        statement = Statement.from_json(envelope.payload)
     except VerificationError as exc:
         raise bad_request(f"attestation rejected: {exc}", reason=str(exc)) from None
     except AttestationFormatError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from tiergate.core.log.entries import AttestationRecord, EntryFormatError, parse_entry
 from tiergate.core.log.store import MAX_ENTRY_SIZE, LogStore
@@ -32,6 +33,7 @@ class StoredAttestation:
     index: int
     digest: str
     data: bytes
+    recorded_at: datetime  # when the log first recorded it: a signing time the signer could not choose
 
 
 @dataclass
@@ -65,7 +67,8 @@ class AttestationIndex:
                     except EntryFormatError:
                         continue  # an auditor reports malformed entries; the gate just does not rely on them
                     if isinstance(record, AttestationRecord) and record.digest not in view.items:
-                        view.items[record.digest] = StoredAttestation(entry.index, record.digest, record.data)
+                        view.items[record.digest] = StoredAttestation(entry.index, record.digest, record.data,
+                                                                     record.time)
                 if len(page) < PAGE_ENTRIES:
                     break
             return sorted(view.items.values(), key=lambda item: item.index)
