@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 MiB = 1024 * 1024
 BLOCK = os.urandom(16 * MiB)
@@ -36,8 +36,7 @@ def ensure_model(root: Path, gib: int) -> Path:
     model.mkdir(parents=True)
     for index in range(4):
         with open(model / f"model-{index:05d}-of-00004.bin", "wb") as handle:
-            for _ in range(gib * 1024 // 4 // 16):
-                handle.write(BLOCK)
+            handle.writelines(BLOCK for _ in range(gib * 1024 // 4 // 16))
     (model / "config.json").write_text('{"architectures": ["Bench"]}')
     (model / ".complete").touch()
     return model

@@ -2,8 +2,8 @@
 
 A stand-in Hub (tests/hf/hub_standin.py) runs in its own process on 127.0.0.1 and serves a model repository of
 ``--shards`` LFS files totalling ``--size-gib`` GiB (synthetic content: a safetensors header, then one generated
-block repeated, so the repository costs no disk; every shard has the same real sha256, computed once), plus config/tokenizer files and two
-attestations that clear the test policy's 'open' tier.
+block repeated, so the repository costs no disk; every shard has the same real sha256, computed once), plus
+config/tokenizer files and two attestations that clear the test policy's 'open' tier.
 
 Measured, each with wall time and bytes the server sent:
 
@@ -110,7 +110,8 @@ def sign_evidence(manifest: Any, workdir: Path) -> tuple[dict[str, bytes], Path,
     for n, (name, score) in enumerate((("evalco", 0.03), ("aisi", 0.04))):
         evaluation = Evaluation(name="strongreject", benchmark="strongreject", risk_domain="misuse",
                                 metrics={"score": score}, sample_size=5000, evaluated_at=NOW - timedelta(days=1))
-        envelope = attest_evaluation(manifest, "big", evaluation, EvaluatorRef(name), [keys[name]], NOW - timedelta(days=1))
+        envelope = attest_evaluation(manifest, "big", evaluation, EvaluatorRef(name), [keys[name]],
+                                     NOW - timedelta(days=1))
         files[f".attestations/eval-{n}.json"] = envelope.to_json()
     trust_path, policy_path = workdir / "trust.yaml", workdir / "policy.yaml"
     trust_path.write_text(yaml.safe_dump(trust))
@@ -126,7 +127,8 @@ def build_spec(size_gib: float, shards: int, workdir: Path) -> tuple[dict[str, A
     shard_size = int(size_gib * GIB) // shards
     t0 = time.perf_counter()
     oid = synthetic_sha256(7, shard_size)
-    print(f"  shard digest computed once ({shard_size / GIB:.2f} GiB) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(f"  shard digest computed once ({shard_size / GIB:.2f} GiB) in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr)
     small = {"config.json": b'{"architectures": ["BigModel"], "hidden_size": 8192}',
              "tokenizer.json": b'{"version": "1.0", "model": {"type": "BPE"}}'}
     lfs = {f"model-{i + 1:05d}-of-{shards:05d}.safetensors": (oid, shard_size) for i in range(shards)}
@@ -178,9 +180,11 @@ def bench_containment(history: int, latency: float, workdir: Path) -> dict[str, 
         answer = handle_webhook({"X-Webhook-Secret": "bench-secret"}, body, "bench-secret", api, gate,
                                 seen=MemorySeen(), now=NOW)
         total = time.perf_counter() - t0
-        assert answer.status == 200 and narrowed, answer.body
+        assert answer.status == 200, answer.body
+        assert narrowed, answer.body
         results = answer.body["results"]
-        assert all(r["decision"] == "allow" for r in results) and hub.repo("org/long").private is False
+        assert all(r["decision"] == "allow" for r in results)
+        assert hub.repo("org/long").private is False
         return {"commits": history, "latency_ms": latency * 1000, "to_narrowed_s": narrowed[0] - t0,
                 "total_s": total, "requests": len(hub.requests), "decided": len(results),
                 "head_actions": results[0]["actions"]}
@@ -191,7 +195,7 @@ def bench_containment(history: int, latency: float, workdir: Path) -> dict[str, 
 def stats(endpoint: str, reset: bool = False) -> dict[str, int]:
     import urllib.request
 
-    request = urllib.request.Request(f"{endpoint}/_stats", method="POST" if reset else "GET")
+    request = urllib.request.Request(f"{endpoint}/_stats", method="POST" if reset else "GET")  # noqa: S310 - as below
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
         return json.loads(response.read())
 
@@ -354,8 +358,8 @@ def bench_check(args: argparse.Namespace) -> None:
           f"{results['cli']['bytes'] / 1024:.1f} KiB transferred, {results['cli']['decision']}; of which "
           f"{results['cli']['ranged_bytes'] / 1024:.1f} KiB are ranged reads of the weights' first and last bytes "
           "(formats judged by content)")
-    print(f"  same check in-process (median of {args.repeat}): {results['in_process']['seconds_median'] * 1000:.0f} ms, "
-          f"{results['in_process']['bytes'] / 1024:.1f} KiB")
+    print(f"  same check in-process (median of {args.repeat}): "
+          f"{results['in_process']['seconds_median'] * 1000:.0f} ms, {results['in_process']['bytes'] / 1024:.1f} KiB")
     how = "measured" if d["complete"] else f"extrapolated from {d['bytes'] / GIB:.2f} GiB in {d['seconds']:.0f} s"
     print(f"  download + hash + decide: {full:.1f} s ({how}), {d['total_bytes'] / GIB:g} GiB transferred, "
           f"{rate:.0f} MB/s on loopback")

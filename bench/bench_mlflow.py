@@ -26,7 +26,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "mlflow")]
@@ -72,9 +73,9 @@ def ungated_overhead(plain: Any, gated: Any, calls: int) -> dict[str, dict[str, 
                 if i >= WARMUP_CALLS:
                     samples[label].append(seconds * 1000)
         plain_ms, gated_ms = statistics.median(samples["plain"]), statistics.median(samples["gated"])
-        paired = statistics.median(g / p for g, p in zip(samples["gated"], samples["plain"])) - 1
-        result[op] = {"calls": float(calls), "plain_ms": plain_ms, "gated_ms": gated_ms, "overhead": gated_ms / plain_ms - 1,
-                      "paired_overhead": paired,
+        paired = statistics.median(g / p for g, p in zip(samples["gated"], samples["plain"], strict=True)) - 1
+        result[op] = {"calls": float(calls), "plain_ms": plain_ms, "gated_ms": gated_ms,
+                      "overhead": gated_ms / plain_ms - 1, "paired_overhead": paired,
                       "plain_mean_ms": statistics.fmean(samples["plain"]),
                       "gated_mean_ms": statistics.fmean(samples["gated"])}
     return result
@@ -163,7 +164,8 @@ def big_model_timings(plain: Any, gated: Any, world: Any, tmp: Path, size: int) 
         mlflow.set_registry_uri(client._registry_uri)
         name = f"big-{label}-{time.time_ns()}"
         versions: list[Any] = []
-        out[f"{label}_register_s"] = timed(lambda: versions.append(mlflow.register_model(f"models:/{model.model_id}", name)))
+        out[f"{label}_register_s"] = timed(
+            lambda: versions.append(mlflow.register_model(f"models:/{model.model_id}", name)))
         version = versions[0].version
         out[f"{label}_alias_s"] = timed(lambda: client.set_registered_model_alias(name, "production", version))
         out[f"{label}_second_alias_s"] = timed(lambda: client.set_registered_model_alias(name, "champion", version))
@@ -204,9 +206,11 @@ def report(overhead: dict[str, dict[str, float]], hook_us: float, big: dict[str,
         print(f"  register, plain server               {big['plain_register_s']:7.2f} s")
         print(f"  register, gated (hash+decide+log)    {big['gated_register_s']:7.2f} s")
         print(f"  alias 'production', plain server     {big['plain_alias_s']:7.3f} s")
-        print(f"  alias 'production', gated (hosted)   {big['gated_alias_s']:7.3f} s   weights unchanged: not re-hashed")
+        print(f"  alias 'production', gated (hosted)   {big['gated_alias_s']:7.3f} s   "
+              "weights unchanged: not re-hashed")
         print(f"  alias 'champion', gated (hosted)     {big['gated_second_alias_s']:7.3f} s")
-        print(f"  (uploads, not part of any decision: plain {big['plain_upload_s']:.1f} s, gated {big['gated_upload_s']:.1f} s)")
+        print(f"  (uploads, not part of any decision: plain {big['plain_upload_s']:.1f} s, "
+              f"gated {big['gated_upload_s']:.1f} s)")
     if gate_lines:
         print("\nthe gated server's log (server-side time of each decision at the end of the line):")
         for line in gate_lines:

@@ -13,14 +13,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tiergate.core.keys import PrivateKey  # noqa: E402
-from tiergate.runtime import Reloader, load_rules  # noqa: E402
+from tiergate.core.keys import PrivateKey
+from tiergate.runtime import Reloader, load_rules
 
 
 def per_call(step: Callable[[], object], seconds: float) -> float:

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -151,7 +151,7 @@ def run_cell(url: str, token: str, digest: str, clients: int, max_requests: int,
         thread.join()
     wall = time.perf_counter() - began
     ordered = sorted(latencies) or [0.0]
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return Cell(backend, clients, len(latencies), wall, statistics.median(ordered) * 1000, p99 * 1000, errors[0])
 
 
@@ -197,7 +197,7 @@ def verification_rates(setup: Setup, seconds: float) -> tuple[float, float]:
     gate_rate = rate(lambda: verify_attestation(item, trust, setup.manifest.root_digest, now))
     envelope = Envelope.from_json(setup.attestations[0])
     message, signature = envelope.pae(), envelope.signatures[0].sig
-    public = next(k for k in trust.keys() if k.verify(signature, message)).key  # the raw cryptography key
+    public = next(k for k in trust if k.verify(signature, message)).key  # the raw cryptography key
     bare_rate = rate(lambda: public.verify(signature, message))
     return gate_rate, bare_rate
 

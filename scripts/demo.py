@@ -53,7 +53,8 @@ def step(title: str) -> None:
 
 def gate(*args: str, expect: int | None = None) -> subprocess.CompletedProcess[str]:
     print("$ gate " + " ".join(args), flush=True)
-    result = subprocess.run([sys.executable, "-m", "tiergate", *args], text=True, capture_output=True, cwd=OUT)
+    result = subprocess.run([sys.executable, "-m", "tiergate", *args], text=True, capture_output=True, cwd=OUT,
+                            check=False)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     if expect is not None and result.returncode != expect:
@@ -76,8 +77,8 @@ def lm_eval_results(path: Path) -> None:
     tasks = {"wmdp_bio": (0.262, 1273), "wmdp_chem": (0.271, 408), "wmdp_cyber": (0.268, 1987)}
     path.write_text(json.dumps({
         "results": {t: {"alias": t, "acc,none": a, "acc_stderr,none": 0.012} for t, (a, _) in tasks.items()},
-        "versions": {t: 1.0 for t in tasks},
-        "n-shot": {t: 0 for t in tasks},
+        "versions": dict.fromkeys(tasks, 1.0),
+        "n-shot": dict.fromkeys(tasks, 0),
         "higher_is_better": {t: {"acc": True} for t in tasks},
         "n-samples": {t: {"original": n, "effective": n} for t, (_, n) in tasks.items()},
         "config": {"model": "hf", "model_args": "pretrained=./model", "limit": None, "batch_size": 8},
@@ -97,10 +98,11 @@ def start_mlflow(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "GATE_TRUST": str(OUT / "trust.yaml"), "GATE_LOG": str(OUT / "gate-log.db"),
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     command = [sys.executable, "-m", "mlflow", "server", "--app-name", "tiergate",
-               "--backend-store-uri", f"sqlite:///{OUT / 'mlflow.db'}", "--artifacts-destination", str(OUT / "mlartifacts"),
+               "--backend-store-uri", f"sqlite:///{OUT / 'mlflow.db'}",
+               "--artifacts-destination", str(OUT / "mlartifacts"),
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     print("$ " + " ".join(command[2:]), flush=True)
-    log = open(OUT / "mlflow-server.log", "wb")
+    log = open(OUT / "mlflow-server.log", "wb")  # noqa: SIM115 - the server's output, open while it runs
     process = subprocess.Popen(command, cwd=OUT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     import requests
 
@@ -150,8 +152,8 @@ def upload(client: Any, model_id: str, folder: Path) -> bool:
         client.log_model_artifacts(model_id, str(folder))
     except requests.HTTPError as exc:  # MLflow's client raises HTTPError, not RestException, for artifact calls
         body = exc.response.json() if exc.response is not None else {}
-        print(f"HTTPError {body.get('error_code')} (HTTP {exc.response.status_code if exc.response is not None else '?'}):"
-              f"\n  {body.get('message')}")
+        status = exc.response.status_code if exc.response is not None else "?"
+        print(f"HTTPError {body.get('error_code')} (HTTP {status}):\n  {body.get('message')}")
         return False
     print("uploaded")
     return True
@@ -171,7 +173,8 @@ def attest_all(model: Path) -> Path:
              "--task", task, "-o", str(folder / f"aisi-{task}.intoto.json"), expect=0)
     for evaluator, benchmark, metric, samples, domain in EVIDENCE:
         args = ["attest", str(model), "--key", f"{evaluator}.key", "--evaluator", evaluator, "--eval", benchmark,
-                "--metric", metric, "--sample-size", str(samples), "-o", str(folder / f"{evaluator}-{benchmark}.intoto.json")]
+                "--metric", metric, "--sample-size", str(samples),
+                "-o", str(folder / f"{evaluator}-{benchmark}.intoto.json")]
         gate(*args, *(["--risk-domain", domain] if domain else []), expect=0)
     return folder
 
@@ -185,7 +188,8 @@ def main() -> None:
     entries = []
     for name, (organization, kind) in EVALUATORS.items():
         gate("keygen", name, expect=0)
-        entries.append(f"  - id: {name}\n    organization: {organization}\n    kind: {kind}\n    keys: [{{path: {name}.pub}}]\n")
+        entries.append(f"  - id: {name}\n    organization: {organization}\n    kind: {kind}\n"
+                       f"    keys: [{{path: {name}.pub}}]\n")
     (OUT / "trust.yaml").write_text("version: 1\nevaluators:\n" + "".join(entries))
     gate("policy", "explain", "--tier", "hosted", expect=0)
 
@@ -230,12 +234,14 @@ def run(tracking: str) -> None:
         sys.exit("demo: the gate should have allowed this promotion")
     show_tags(client, version)
 
-    step("6. Changing the weights after evaluation: the upload is refused; a change on disk is caught at the next promotion")
+    step("6. Changing the weights after evaluation: the upload is refused; "
+         "a change on disk is caught at the next promotion")
     write_safetensors(model / "model.safetensors", seed=2)
     if upload(client, logged.model_id, model):
         sys.exit("demo: the gate should have refused overwriting the published weights")
     # Someone with access to the server's artifact store on disk goes around the API:
-    stored = OUT / "mlartifacts" / urllib.parse.urlparse(logged.artifact_location).path.lstrip("/") / "model.safetensors"
+    stored = (OUT / "mlartifacts" / urllib.parse.urlparse(logged.artifact_location).path.lstrip("/")
+              / "model.safetensors")
     shutil.copyfile(model / "model.safetensors", stored)
     print(f"(changed {stored.relative_to(OUT)} on the server's disk)")
     if promote(client, version, "champion"):

@@ -83,10 +83,7 @@ def _join_continuations(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
     joined: list[tuple[int, str]] = []
     pending: tuple[int, str] | None = None
     for number, text in lines:
-        if pending is not None:
-            pending = (pending[0], pending[1] + "\n" + text)
-        else:
-            pending = (number, text)
+        pending = (pending[0], pending[1] + "\n" + text) if pending is not None else (number, text)
         if not text.endswith("\\"):
             joined.append(pending)
             pending = None
@@ -342,7 +339,7 @@ def free_ports() -> dict[str, str]:
     try:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
-        return {str(port): str(sock.getsockname()[1]) for port, sock in zip(GUIDE_PORTS, sockets)}
+        return {str(port): str(sock.getsockname()[1]) for port, sock in zip(GUIDE_PORTS, sockets, strict=True)}
     finally:
         for sock in sockets:
             sock.close()
@@ -392,7 +389,8 @@ def problems(guide: Guide, results: list[Result]) -> list[str]:
         where = f"{guide.name}:{command.line}: $ {command.text}"
         if not command.expected_status_ok(result.status):
             wanted = command.expect if command.expect is not None else ("1 or 2" if command.fails else 0)
-            found.append(f"{where}\n  exit {result.status}, the guide implies {wanted}\n  output: {result.output[-1500:]}")
+            found.append(f"{where}\n  exit {result.status}, the guide implies {wanted}\n"
+                         f"  output: {result.output[-1500:]}")
             continue
         missing = shown_lines_missing(command.shown, result.output)
         if missing:

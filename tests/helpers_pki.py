@@ -22,7 +22,8 @@ CURVE_HASHES: dict[str, hashes.HashAlgorithm] = {"secp256r1": hashes.SHA256(), "
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "EvalCo"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "EvalCo"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def _certificate(subject: str, key: Any, issuer: x509.Certificate | None, issuer_key: Any, *, ca: bool,

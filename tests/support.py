@@ -11,7 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ from tiergate.core.signing import attest_evaluation
 from tiergate.core.trust import TrustStore
 from tiergate.core.verify import AttestationInput
 
-from content_samples import safetensors_bytes  # noqa: E402
+from content_samples import safetensors_bytes
 
 NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
 REPO = Path(__file__).resolve().parent.parent
@@ -142,7 +143,8 @@ def manifest(model_dir: Path) -> Manifest:
     return hash_model(model_dir)
 
 
-def run_gate(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run_gate(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             input: bytes | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002 - as subprocess.run
     """Run the real console entry point in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

@@ -100,7 +100,7 @@ def test_verify_reports_invalid_with_reason_and_exit_1(setup) -> None:
     ],
 )
 def test_bad_input_gets_one_line_and_the_right_exit_code(setup, args, code, words) -> None:
-    model, trust, tmp = setup
+    model, _trust, tmp = setup
     (tmp / "bad-policy.yaml").write_text(yaml.safe_dump({"version": 1, "tiers": [{"name": "a", "extends": "b"}]}))
     result = run_gate(*[a.format(model=model, tmp=tmp) for a in args])
     assert result.returncode == code, (result.stdout, result.stderr)
@@ -118,7 +118,7 @@ def test_symlink_escaping_the_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_check_json_is_replayable_with_now(setup, world: World) -> None:
-    model, trust, tmp = setup
+    model, trust, _tmp = setup
     args = ["check", str(model), "--tier", "gated", "--trust", str(trust), "--json", "--now", "2026-11-01T12:00:00Z"]
     first, second = run_gate(*args), run_gate(*args)
     assert first.returncode == 1 and first.stdout == second.stdout
@@ -149,7 +149,8 @@ def test_markdown_summary_is_appended(setup) -> None:
     model, trust, tmp = setup
     summary = tmp / "summary.md"
     summary.write_text("# earlier step\n")
-    result = run_gate("check", str(model), "--tier", "hosted", "--trust", str(trust), "--markdown-summary", str(summary))
+    result = run_gate("check", str(model), "--tier", "hosted", "--trust", str(trust),
+                      "--markdown-summary", str(summary))
     assert result.returncode == 1
     text = summary.read_text()
     assert text.startswith("# earlier step\n") and "| :x: not met | `strongreject-hosted`" in text
@@ -169,8 +170,9 @@ INSPECT_HEADER = Path(__file__).parent / "evidence" / "data" / "inspect" / "wmdp
 def test_attest_from_lm_eval_signs_the_log_digest(setup) -> None:
     import hashlib
 
-    model, trust, tmp = setup
-    several = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi", "--from-lm-eval", str(LM_EVAL))
+    model, _trust, tmp = setup
+    several = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
+                       "--from-lm-eval", str(LM_EVAL))
     assert several.returncode == 2 and "choose one with --task" in several.stderr
     out = tmp / "bio.json"
     result = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
@@ -185,7 +187,7 @@ def test_attest_from_lm_eval_signs_the_log_digest(setup) -> None:
 
 
 def test_attest_refuses_an_incomplete_lm_eval_run(setup) -> None:
-    model, trust, tmp = setup
+    model, _trust, tmp = setup
     data = json.loads(LM_EVAL.read_text())
     data["config"]["limit"] = 100
     partial = tmp / "results_partial.json"
@@ -232,10 +234,11 @@ def test_gate_verify_accepts_a_real_model_signing_signature(tmp_path: Path) -> N
 
 
 def test_attest_from_log_refuses_manual_facts(setup) -> None:
-    model, trust, tmp = setup
+    model, _trust, tmp = setup
     result = run_gate("attest", str(model), "--key", str(tmp / "aisi.key"), "--evaluator", "aisi",
                       "--from-lm-eval", str(LM_EVAL), "--task", "wmdp_bio", "--sample-size", "99999")
-    assert result.returncode == 2 and "--sample-size cannot be combined with --from-inspect/--from-lm-eval" in result.stderr
+    assert result.returncode == 2
+    assert "--sample-size cannot be combined with --from-inspect/--from-lm-eval" in result.stderr
 
 
 def test_policy_explain_cites_requirement_sources(tmp_path: Path) -> None:

@@ -29,9 +29,12 @@ POLICY = {
                                                    "kinds": ["third_party"]}}},
         {"name": "open", "requires": {"signers": {"kinds": ["government"]}, "formats": {"allow": ["safetensors"]},
                                       "evaluations": [
-            {"id": "attacks", "benchmark": "tamper_resistance", "metric": "attacks", "comparator": ">=", "threshold": 28},
-            {"id": "post-attack", "benchmark": "tamper_resistance", "metric": "acc", "comparator": "<", "threshold": 0.35},
-            {"id": "mft", "benchmark": "malicious_finetuning", "metric": "reaches_high", "comparator": "==", "threshold": 0},
+            {"id": "attacks", "benchmark": "tamper_resistance", "metric": "attacks", "comparator": ">=",
+             "threshold": 28},
+            {"id": "post-attack", "benchmark": "tamper_resistance", "metric": "acc", "comparator": "<",
+             "threshold": 0.35},
+            {"id": "mft", "benchmark": "malicious_finetuning", "metric": "reaches_high", "comparator": "==",
+             "threshold": 0},
             {"id": "mmlu", "benchmark": "mmlu", "metric": "acc", "comparator": ">", "threshold": 0.5},
         ]}},
     ],
@@ -88,7 +91,7 @@ def test_full_evidence_allows_open(policy, manifest, world) -> None:
     [
         ("strongreject", {"score": 0.11}, "sr", {}),  # <= unmet
         ("tamper_resistance", {"attacks": 27, "acc": 0.30}, "attacks", {"risk_domain": "tamper"}),  # >= unmet
-        ("tamper_resistance", {"attacks": 28, "acc": 0.35}, "post-attack", {"risk_domain": "tamper"}),  # < unmet at the edge
+        ("tamper_resistance", {"attacks": 28, "acc": 0.35}, "post-attack", {"risk_domain": "tamper"}),  # < unmet: edge
         ("malicious_finetuning", {"reaches_high": 1}, "mft", {"risk_domain": "tamper"}),  # == unmet
         ("mmlu", {"acc": 0.5}, "mmlu", {}),  # > unmet at the edge
     ],
@@ -124,7 +127,8 @@ def test_worst_result_counts_when_several_attest(policy, manifest, world) -> Non
 
 
 def test_two_keys_of_one_organization_count_once(policy, manifest, world) -> None:
-    evidence = hosted_evidence(world, manifest, "evalco") + hosted_evidence(world, manifest, "evalco-2", when=NOW - timedelta(days=2))
+    evidence = (hosted_evidence(world, manifest, "evalco")
+                + hosted_evidence(world, manifest, "evalco-2", when=NOW - timedelta(days=2)))
     decision = decide(policy, "gated", manifest, evidence, world.trust(), NOW)
     row = rows(decision)["signers.organizations"]
     assert row.status == "not_met" and "1 organization(s): EvalCo" in row.reason
@@ -212,8 +216,8 @@ def test_decision_json_is_byte_identical_for_same_inputs(policy, manifest, world
     b = decide(policy, "gated", manifest, list(reversed(evidence)), world.trust(), NOW).to_json()
     assert a == b
     data = json.loads(a)
-    assert set(data) >= {"decision", "requested_tier", "satisfied_tier", "model_digest", "policy", "trust", "requirements",
-                         "rejected_attestations", "time"}
+    assert set(data) >= {"decision", "requested_tier", "satisfied_tier", "model_digest", "policy", "trust",
+                         "requirements", "rejected_attestations", "time"}
 
 
 def test_decision_by_digest_only_cannot_prove_formats(policy, manifest, world) -> None:
@@ -249,7 +253,8 @@ def test_with_conditions_must_hold_in_the_same_attestation(tmp_path, manifest, w
              world.attest(manifest, "aisi", "tamper_resistance", {"attacks": 40, "other": 1.0}, risk_domain="tamper")]
     row = rows(decide(policy, "open", manifest, split, world.trust(), NOW))["tar"]
     assert row.status == "not_met" and "has attacks = 3 (needs attacks >= 28)" in row.reason
-    together = [world.attest(manifest, "redteam", "tamper_resistance", {"acc": 0.3, "attacks": 28}, risk_domain="tamper")]
+    together = [world.attest(manifest, "redteam", "tamper_resistance", {"acc": 0.3, "attacks": 28},
+                             risk_domain="tamper")]
     assert decide(policy, "open", manifest, together, world.trust(), NOW).decision == "allow"
 
 

@@ -85,8 +85,8 @@ def test_every_guide_is_looked_at() -> None:
     # A guide with shell blocks that are neither run nor skipped would be a hole.
     assert "README.md" in RUNNABLE and "evaluator.md" in RUNNABLE
     for guide in PARSED.values():
-        assert not guide.untagged_prompts, f"{guide.name}: commands at a prompt in a block that is not run (tag it " \
-                                           f"console): lines {guide.untagged_prompts}"
+        assert not guide.untagged_prompts, (f"{guide.name}: commands at a prompt in a block that is not run (tag it "
+                                            f"console): lines {guide.untagged_prompts}")
         for block in guide.blocks:
             assert block.commands or block.skip, f"{guide.name}:{block.line}: a {block.tag} block with no command"
 
@@ -111,5 +111,6 @@ def test_the_conventions_are_read_as_documented(tmp_path: Path) -> None:
     assert false.expect == 1 and heredoc.text == "cat > f <<'EOF'\na: 1\nEOF" and true.text == "true"
     assert shown_lines_missing(hash_json.shown, '{\n  "model": "llama-7b"\n}') == []
     assert shown_lines_missing(hash_json.shown, '{"model": "other"}') != []
-    assert shown_lines_missing(("digest sha256:c750ae5a... of llama-7b",), "digest sha256:" + "ab" * 32 + " of llama-7b") == []
+    assert shown_lines_missing(("digest sha256:c750ae5a... of llama-7b",),
+                               "digest sha256:" + "ab" * 32 + " of llama-7b") == []
     assert shown_lines_missing(("decision: ALLOW",), "decision: DENY") == ["decision: ALLOW"]

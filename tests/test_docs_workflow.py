@@ -158,11 +158,13 @@ def test_the_example_workflow_releases_attested_weights(tmp_path: Path, world: W
     (runner.checkout / "gate.pub").write_bytes(gate_key.public.to_pem())
     verify = subprocess.run([str(Path(sys.executable).parent / "gate"), "verify-vsa", "gate-vsa.intoto.json",
                              "--key", "gate.pub", "--tier", runner.env["RELEASE_TIER"]],
-                            cwd=runner.checkout, env=runner.base, capture_output=True, text=True, timeout=60, check=False)
+                            cwd=runner.checkout, env=runner.base, capture_output=True, text=True, timeout=60,
+                            check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "decision=allow" in (runner.temp / "output.txt").read_text()
     # The push installed tiergate from the repository and tag the Action came from, and the weights are on the Hub.
-    uses = next(s["uses"] for s in next(iter(workflow["jobs"].values()))["steps"] if "actions/tiergate@" in s.get("uses", ""))
+    steps = next(iter(workflow["jobs"].values()))["steps"]
+    uses = next(s["uses"] for s in steps if "actions/tiergate@" in s.get("uses", ""))
     owner_repo, tag = uses.split("/.github/")[0], uses.rsplit("@", 1)[1]
     assert f"git+https://github.com/{owner_repo}@{tag}" in runner.pip_log.read_text()
     assert "model.safetensors" in hub.head_tree("my-org/my-model")

@@ -18,7 +18,8 @@ ALGORITHMS = ["ed25519", "ecdsa-p256"]
 
 
 def test_pae_matches_the_spec_example() -> None:
-    assert pae("http://example.com/HelloWorld", b"hello world") == b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    expected = b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    assert pae("http://example.com/HelloWorld", b"hello world") == expected
 
 
 def _ssl_key(key: PrivateKey) -> SSlibKey:
@@ -77,7 +78,8 @@ def test_tampered_payload_fails() -> None:
         (b'{"payloadType": "x", "signatures": [{"sig": "AA=="}]}', "missing 'payload'"),
         (b'{"payload": "!!!", "payloadType": "x", "signatures": [{"sig": "AA=="}]}', "payload is not valid base64"),
         (b'{"payload": "e30=", "payloadType": "x", "signatures": []}', "non-empty list"),
-        (b'{"payload": "e30=", "payloadType": "x", "signatures": [{"sig": "%%"}]}', "signatures[0].sig is not valid base64"),
+        (b'{"payload": "e30=", "payloadType": "x", "signatures": [{"sig": "%%"}]}',
+         "signatures[0].sig is not valid base64"),
         (b'{"payload": "e30=", "payloadType": 5, "signatures": [{"sig": "AA=="}]}', "payloadType is not a string"),
     ],
 )

@@ -11,7 +11,8 @@ from tiergate import DISTRIBUTION
 from support import World, write_model
 
 # Blocks the module as if its distribution were not installed: `import X` raises ModuleNotFoundError(name=X).
-_RUN = "import sys; sys.modules[{module!r}] = None; sys.argv[0] = 'gate'; from tiergate.cli import main; main(sys.argv[1:])"
+_RUN = ("import sys; sys.modules[{module!r}] = None; sys.argv[0] = 'gate'; "
+        "from tiergate.cli import main; main(sys.argv[1:])")
 
 
 def run_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -19,7 +20,7 @@ def run_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("module, extra, args", [
+@pytest.mark.parametrize(("module", "extra", "args"), [
     ("mlflow", "mlflow", ["mlflow", "check", "models:/m/1", "--tier", "hosted", "--tracking-uri", "http://127.0.0.1:9"]),
     ("huggingface_hub", "hf", ["hf", "check", "org/model", "--tier", "open"]),
     ("sigstore", "sigstore", ["attest", "{model}", "--evaluator", "e", "--eval", "x", "--metric", "s=1", "--sigstore"]),

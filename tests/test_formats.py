@@ -86,7 +86,8 @@ def _bad_safetensors() -> dict[str, bytes]:
         "not an object": [1, 2],
     }
     out = {name: safetensors_bytes(header_override=header) + data for name, header in cases.items()}
-    text = b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}'
+    text = (b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+            b'"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}')
     out["duplicate key"] = struct.pack("<Q", len(text)) + text + data
     out["trailing bytes no tensor covers"] = safetensors_bytes() + b"\x00" * 64
     out["header length past the end"] = struct.pack("<Q", 1 << 40) + b'{"w": 1}'
@@ -103,8 +104,9 @@ def test_safetensors_with_a_bad_header_is_unknown(name: str) -> None:
 def test_unrecognised_binary_is_unknown_never_a_class_by_suffix(tmp_path) -> None:
     # Random bytes are a valid pickle prefix about 1 time in 80 (a loader acting on them is a pickle, the safe way to
     # be wrong): a fixed seed keeps this case about binary that no loader takes.
-    for data in (random.Random(7).randbytes(5000), b"\x00" * 5000, zip_of({"a.txt": b"hello"}), tar_of({"w.safetensors": GOOD["safetensors"]}),
-                 compress("gzip", GOOD["safetensors"]), b"\x81\x01text", b"text\x00with a NUL"):
+    for data in (random.Random(7).randbytes(5000), b"\x00" * 5000, zip_of({"a.txt": b"hello"}),
+                 tar_of({"w.safetensors": GOOD["safetensors"]}), compress("gzip", GOOD["safetensors"]),
+                 b"\x81\x01text", b"text\x00with a NUL"):
         assert classify_bytes(data).kind == "unknown"
 
 
@@ -205,7 +207,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 _values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
                        | st.binary(max_size=40),
-                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+                       lambda inner: st.lists(inner, max_size=4)
+                       | st.dictionaries(st.text(max_size=8), inner, max_size=4)
                        | st.tuples(inner, inner), max_leaves=12)
 _WRAPS = {
     "none": lambda d: d,
@@ -260,7 +263,7 @@ def test_a_safetensors_header_length_that_starts_like_proto_is_safetensors(heade
     assert classify_bytes(padded).kind == "safetensors"
 
 
-@pytest.mark.parametrize("data, kind", [
+@pytest.mark.parametrize(("data", "kind"), [
     (zip_of({"config.json": b"{}", "metadata.json": b"{}", "model.weights.h5": hdf5_bytes()}), "keras"),
     (zip_of({"config.json": b"{}", "model.weights.h5": hdf5_bytes(), "data.pkl": pickle_bytes()}), "pickle"),
     (b"", "text"),

@@ -79,7 +79,7 @@ def store_of(tmp: Path, *identities: dict[str, Any], evaluator: str = "evalco") 
 
 
 def x509_entry(ca: CA, tmp: Path, **fields: Any) -> dict[str, Any]:
-    root, intermediate = ca.write(tmp / "pki")
+    root, _intermediate = ca.write(tmp / "pki")
     spec: dict[str, Any] = {"roots": [str(root.relative_to(tmp))], "san": SIGNER}
     spec.update(fields)
     return {"x509": spec}
@@ -107,8 +107,8 @@ def test_attestation_signed_with_a_ca_certificate_verifies(ca: CA, leaf_curve: s
     key, leaf = ca.leaf(leaf_curve)
     data = certificate_bundle(statement_bytes(model), key, [leaf, ca.intermediate])
     assert not is_oms_signature(data)  # an attestation in a bundle is an attestation, whatever the file is called
-    verified = verify_attestation(AttestationInput("eval.sigstore.json", data), store_of(tmp_path, x509_entry(ca, tmp_path)),
-                                  model, NOW)
+    verified = verify_attestation(AttestationInput("eval.sigstore.json", data),
+                                  store_of(tmp_path, x509_entry(ca, tmp_path)), model, NOW)
     assert verified.evaluator.evaluator_id == "evalco" and verified.evaluator.key_id.startswith("x509:")
     assert verified.evaluation is not None and verified.evaluation.metrics == {"score": 0.05}
     assert verified.trusted_time is None  # nothing but the signer dates a certificate signature without a log
@@ -298,13 +298,15 @@ def test_public_good_sigstore_signatures_verify(tmp_path: Path, version: str) ->
 
 def test_the_earliest_vouched_time_is_the_signing_time(tmp_path: Path) -> None:
     store = store_of(tmp_path, {"sigstore": {"issuer": IBM_ISSUER, "identity": IBM_IDENTITY}})
-    verified = verify_attestation(sigstore_item("v1.1.0-sigstore"), store, sigstore_model(tmp_path, "v1.1.0-sigstore"), NOW)
+    verified = verify_attestation(sigstore_item("v1.1.0-sigstore"), store, sigstore_model(tmp_path, "v1.1.0-sigstore"),
+                                  NOW)
     assert verified.trusted_time is not None  # Rekor and the TSA agree to the second here
     assert verified.trusted_time.time == datetime(2025, 10, 10, 2, 12, 20, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize(("identity", "expected"), [
-    ({"issuer": "https://accounts.google.com", "identity": IBM_IDENTITY}, f"OIDCIssuerV2 does not match (got {IBM_ISSUER}"),
+    ({"issuer": "https://accounts.google.com", "identity": IBM_IDENTITY},
+     f"OIDCIssuerV2 does not match (got {IBM_ISSUER}"),
     ({"issuer": IBM_ISSUER, "identity": "someone@us.ibm.com"}, "SANs do not match someone@us.ibm.com"),
     ({"issuer": IBM_ISSUER, "identity_pattern": "stefanb"}, "does not match /stefanb/"),  # anchored
     ({"issuer": IBM_ISSUER, "identity_pattern": r".*@example\.com"}, "does not match"),
@@ -324,7 +326,8 @@ def test_a_private_instance_root_does_not_trust_public_good(tmp_path: Path) -> N
     public-good Fulcio chain does not verify under it."""
     import sigstore
 
-    staging = Path(sigstore.__file__).parent / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev" / "trusted_root.json"
+    staging = (Path(sigstore.__file__).parent / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev"
+               / "trusted_root.json")
     shutil.copy(staging, tmp_path / "private-root.json")
     store = store_of(tmp_path, {"sigstore": {"issuer": IBM_ISSUER, "identity": IBM_IDENTITY,
                                              "trusted_root": "private-root.json"}})
@@ -399,12 +402,14 @@ def test_freshness_counts_from_the_trusted_time_when_it_is_earlier() -> None:
     ({"sigstore": {"issuer": IBM_ISSUER, "identity": "a", "identity_pattern": "b"}}, "exactly one of 'identity'"),
     ({"sigstore": {"issuer": IBM_ISSUER, "identity_pattern": "("}}, "not a valid regular expression"),
     ({"sigstore": {"identity": "a"}}, "issuer: required"),
-    ({"sigstore": {"issuer": IBM_ISSUER, "identity": "a", "trusted_root": "trust.yaml"}}, "not a Sigstore trusted root"),
+    ({"sigstore": {"issuer": IBM_ISSUER, "identity": "a", "trusted_root": "trust.yaml"}},
+     "not a Sigstore trusted root"),
     ({"sigstore": {"issuer": IBM_ISSUER, "identity": "a", "extra": 1}}, "unknown field"),
     ({"x509": {"roots": ["pki/root.pem"]}}, "name whose certificates count"),
     ({"x509": {"roots": [], "san": "a"}}, "must list PEM certificate files"),
     ({"x509": {"roots": ["trust.yaml"], "san": "a"}}, "holds no PEM certificate"),
-    ({"x509": {"roots": ["pki/root.pem"], "san": "a", "extended_key_usage": ["signing"]}}, "is not an extended key usage"),
+    ({"x509": {"roots": ["pki/root.pem"], "san": "a", "extended_key_usage": ["signing"]}},
+     "is not an extended key usage"),
     ({"x509": {"roots": ["pki/root.pem"], "subject": "not a name"}}, "not an RFC 4514 name"),
     ({"x509": {"roots": ["pki/root.pem"], "san": "a"}, "pem": "x"}, "exactly one of 'pem' or 'path'"),
     ({"x509": {"roots": ["pki/root.pem"], "san": "a"}, "self_reported_time": "yes"}, "must be true or false"),

@@ -63,7 +63,7 @@ def test_trust_add_appends_an_evaluator_and_keeps_the_comments(configured: Path,
     assert aisi.keys[0].valid_from is not None
 
 
-@pytest.mark.parametrize("change, words", [
+@pytest.mark.parametrize(("change", "words"), [
     (["--id", "uk-aisi"], "already listed"),           # the same evaluator again
     (["--id", "other", "--same-key"], "already listed for evaluator"),  # one key, two evaluators
     (["--id", "x", "--valid-from", "yesterday"], "--valid-from"),

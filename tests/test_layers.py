@@ -27,8 +27,8 @@ LAYERS = {
 ROOT_CONSTANTS = {"__version__", "DISTRIBUTION"}
 #: What the pure core must never import: hosts and transports are the adapters' business.
 NOT_IN_CORE = ("mlflow", "huggingface_hub", "hf_xet", "requests", "httpx", "flask", "starlette", "fastapi",
-               "http", "urllib.request", "socket", "click", "tiergate.runtime", "tiergate.service", "tiergate.integrations",
-               "tiergate.cli", "tiergate.audit")
+               "http", "urllib.request", "socket", "click", "tiergate.runtime", "tiergate.service",
+               "tiergate.integrations", "tiergate.cli", "tiergate.audit")
 
 
 def _modules() -> dict[str, Path]:
@@ -170,7 +170,7 @@ def test_the_core_imports_no_host_transport_or_higher_layer() -> None:
     assert bad == []
 
 
-@pytest.mark.parametrize("module, source", [
+@pytest.mark.parametrize(("module", "source"), [
     ("tiergate.runtime.client", "def f():\n    from tiergate.service.targets import tier_for_target\n"),  # the finding
     ("tiergate.integrations.hf.containment", "from tiergate.cli.render import decision_markdown\n"),     # the finding
     ("tiergate.core.trust", "from tiergate.runtime import Gate\n"),

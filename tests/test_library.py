@@ -1,4 +1,5 @@
-"""The library API: docs/library.md's examples run as written, and `import tiergate` exports exactly what it promises."""
+"""The library API: docs/library.md's examples run as written, and `import tiergate` exports exactly what it
+promises."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "library.md"
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
 
 
 @pytest.mark.parametrize("index", range(2))

@@ -224,7 +224,8 @@ def test_non_utf8_file_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_non_attestation_file_in_attestation_folder_is_refused(tmp_path: Path) -> None:
-    model = make_model(tmp_path / "m", {"w": b"w", ".attestations/ok.json": envelope_bytes(), ".attestations/evil.pkl": b"x"})
+    model = make_model(tmp_path / "m",
+                       {"w": b"w", ".attestations/ok.json": envelope_bytes(), ".attestations/evil.pkl": b"x"})
     with pytest.raises(ModelError, match=r"\.attestations/evil\.pkl: only attestation files .* may sit in"):
         hash_model(model)
 

@@ -11,12 +11,13 @@ import base64
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tiergate.core import bundle as bundle_module, oms
+from tiergate.core import bundle as bundle_module
 from tiergate.core.dsse import Envelope
 from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.core.manifest import DEFAULT_IGNORES, Manifest, hash_model, model_signing_order, root_digest
@@ -291,7 +292,8 @@ def test_oversized_bundle_is_refused_before_parsing(
 
 def v1_statement(model: Path, **serialization: Any) -> dict[str, Any]:
     resources = [
-        {"name": f.path, "algorithm": "sha256", "digest": f.sha256} for f in model_signing_order(hash_model(model).files)
+        {"name": f.path, "algorithm": "sha256", "digest": f.sha256}
+        for f in model_signing_order(hash_model(model).files)
     ]
     return {
         "_type": "https://in-toto.io/Statement/v1",

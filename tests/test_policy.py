@@ -87,7 +87,8 @@ def test_default_open_tier_inherits_everything() -> None:
         (mutate(tiers__2__requires__max_age="three months"), "max_age", "not a duration"),
         (mutate(version=2), "version", "expected 1"),
         (mutate(tiers__1__requires__signers={"min_organizations": -1}), "min_organizations", "whole number"),
-        (mutate(tiers__1__requires__evaluations__0__benchmark=None, tiers__1__requires__evaluations__0__risk_domain=None),
+        (mutate(tiers__1__requires__evaluations__0__benchmark=None,
+                tiers__1__requires__evaluations__0__risk_domain=None),
          "evaluations[0]", "no value"),  # a field written as null is refused before its meaning is read
         (mutate(tiers__1__colour="red"), "colour", "unknown field"),
         (mutate(tiers__1__requires__evaluations__0__with=[{"metric": "n", "comparator": "reported", "threshold": 1}]),

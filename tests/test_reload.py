@@ -1,8 +1,8 @@
 """Trust follows the files: a running gate notices every change of its trust store, the key files it names and its
 policy, by content, with symlinks resolved at every check; a broken version refuses until it is fixed.
 
-These drive :class:`tiergate.runtime.Gate` (what every integration holds) and :class:`tiergate.runtime.Reloader` directly;
-the long-running processes are in tests/service/test_reload_serve.py (``gate serve``) and
+These drive :class:`tiergate.runtime.Gate` (what every integration holds) and :class:`tiergate.runtime.Reloader`
+directly; the long-running processes are in tests/service/test_reload_serve.py (``gate serve``) and
 tests/mlflow/test_mlflow_reload.py (the MLflow plugin).
 """
 

@@ -65,7 +65,8 @@ def test_capability_only_evaluator_meets_no_bio_or_misuse_requirement(capability
         assert "riskDomain capability contradicts benchmark 'wmdp_bio', which measures cbrn" in reasons
         assert "riskDomain capability contradicts benchmark 'strongreject', which measures misuse" in reasons
     else:
-        assert "not trusted for risk domain cbrn, which benchmark 'wmdp_bio' measures (its scope: capability)" in reasons
+        assert ("not trusted for risk domain cbrn, which benchmark 'wmdp_bio' measures (its scope: capability)"
+                in reasons)
 
 
 def test_the_domain_is_the_benchmarks_and_scope_admits_it(world: World, manifest: Manifest) -> None:

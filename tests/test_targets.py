@@ -31,7 +31,7 @@ def plugin_tier(target: Target) -> str:
     return POLICY.mlflow.registration if tier is None else tier  # an unlisted name is no release: registration
 
 
-@pytest.mark.parametrize("text, tier", [
+@pytest.mark.parametrize(("text", "tier"), [
     ("mlflow:alias:Production", "hosted"),
     ("mlflow:alias:production ", "hosted"),
     ("mlflow:alias:ＰＲＯＤＵＣＴＩＯＮ", "hosted"),  # full width: NFKC makes it production

@@ -113,7 +113,8 @@ def test_malformed_json_and_base64(world, manifest) -> None:
 
 def test_unsupported_predicate_type(world, manifest) -> None:
     item = world.attest(manifest, "evalco", "strongreject", {"score": 0.05})
-    edited = resign(item, lambda s: s.update(predicateType="https://example.com/other/v1"), world.evaluators["evalco"].key)
+    edited = resign(item, lambda s: s.update(predicateType="https://example.com/other/v1"),
+                    world.evaluators["evalco"].key)
     assert reason(edited, world, manifest).startswith("unsupported predicateType")
 
 
@@ -175,10 +176,12 @@ def test_evaluation_predicate_round_trips(world, manifest) -> None:
         (lambda d: d.update(version=3), "version", "expected 1"),
         (lambda d: d["evaluators"][0].update(kind="friend"), "evaluators[0].kind", "'friend' is not one of"),
         (lambda d: d["evaluators"][0].pop("organization"), "evaluators[0].organization", "required"),
-        (lambda d: d["evaluators"][0]["keys"][0].update(pem="nope"), "evaluators[0].keys[0].pem", "not a PEM public key"),
+        (lambda d: d["evaluators"][0]["keys"][0].update(pem="nope"), "evaluators[0].keys[0].pem",
+         "not a PEM public key"),
         (lambda d: d["evaluators"][0]["keys"][0].update(valid_from="yesterday"), "valid_from", "not an RFC 3339 time"),
         (lambda d: d["evaluators"][0].update(scope=["weather"]), "evaluators[0].scope", "not a risk domain"),
-        (lambda d: d["evaluators"][1].update(id=d["evaluators"][0]["id"]), "evaluators[1].id", "duplicate evaluator id"),
+        (lambda d: d["evaluators"][1].update(id=d["evaluators"][0]["id"]), "evaluators[1].id",
+         "duplicate evaluator id"),
         (lambda d: d["evaluators"][0]["keys"][0].update(compromised=True), "revoked_at", "compromised key needs"),
         (lambda d: d["evaluators"][0]["keys"][0].update(path="missing.pub"), "evaluators[0].keys[0]", "exactly one of"),
     ],
@@ -217,7 +220,8 @@ def test_rejection_reasons_are_bounded(world, manifest) -> None:
     from tiergate.core.verify import MAX_REASON_CHARS, verify_all
 
     item = world.attest(manifest, "evalco", "strongreject", {"score": 0.05})
-    edited = resign(item, lambda s: s.update(predicateType="https://x/" + "A" * 700_000), world.evaluators["evalco"].key)
+    edited = resign(item, lambda s: s.update(predicateType="https://x/" + "A" * 700_000),
+                    world.evaluators["evalco"].key)
     report = verify_all([edited], world.trust(), manifest, NOW)
     reason = report.rejected[0].reason
     assert reason.startswith("unsupported predicateType") and len(reason) == MAX_REASON_CHARS

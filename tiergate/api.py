@@ -1,9 +1,9 @@
 """The library API: what a Python program needs to check a release, in one import.
 
-Everything named in ``__all__`` here (and re-exported from the package root, ``import tiergate``) is public: it keeps its
-name and meaning within a major version, and a change to it is announced in the changelog a minor release ahead.
-Everything else (``tiergate.core.*``, ``tiergate.runtime``, ``tiergate.service``, ``tiergate.integrations``, ``tiergate.cli``) is
-internal and may change in any release. See docs/library.md.
+Everything named in ``__all__`` here (and re-exported from the package root, ``import tiergate``) is public: it keeps
+its name and meaning within a major version, and a change to it is announced in the changelog a minor release ahead.
+Everything else (``tiergate.core.*``, ``tiergate.runtime``, ``tiergate.service``, ``tiergate.integrations``,
+``tiergate.cli``) is internal and may change in any release. See docs/library.md.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from tiergate.core.collect import model_attestations, read_attestations
 from tiergate.core.decision import Decision

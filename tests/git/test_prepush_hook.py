@@ -41,7 +41,8 @@ tiers:
 """
 
 
-def git(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                             env={**os.environ, **(env or {})}, timeout=60)
     if check and result.returncode != 0:
@@ -333,7 +334,8 @@ def test_weights_under_an_ignored_path_are_refused_in_a_pushed_tree_as_in_a_fold
     assert (f"commit {head[:12]}: .github/model.safetensors: only text may sit under an excluded path, found unknown"
             in result.stderr)
     assert remote_head(remote) is None
-    folder = write_model(tmp_path / "folder", {".github/model.safetensors": b"\x00unhashed" * 512, "config.json": b"{}"})
+    folder = write_model(tmp_path / "folder",
+                         {".github/model.safetensors": b"\x00unhashed" * 512, "config.json": b"{}"})
     with pytest.raises(ModelError, match=r"\.github/model\.safetensors: only text may sit under an excluded path"):
         hash_model(folder)  # the same rule for the folder
 

@@ -104,8 +104,8 @@ def test_a_global_default_tier_is_refused_not_applied(tmp_path: Path, remote: Pa
 
 
 HUSKY_STUB = '#!/usr/bin/env sh\n. "$(dirname "$0")/h"\n'
-HUSKY_H = '#!/usr/bin/env sh\nn=$(basename "$0")\ns=$(dirname "$(dirname "$0")")/$n\n[ ! -f "$s" ] && exit 0\n' \
-          'sh -e "$s" "$@"\n'  # husky 9's runner, trimmed: it finds .husky/<hook> by the name it was called as
+HUSKY_H = ('#!/usr/bin/env sh\nn=$(basename "$0")\ns=$(dirname "$(dirname "$0")")/$n\n[ ! -f "$s" ] && exit 0\n'
+           'sh -e "$s" "$@"\n')  # husky 9's runner, trimmed: it finds .husky/<hook> by the name it was called as
 
 
 def test_a_hooks_path_set_after_install_is_reported_and_install_chains_it(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -22,10 +22,10 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HF_TOKEN", None)
 
-from tiergate.core.manifest import ATTESTATION_DIR, Manifest, hash_model  # noqa: E402
-from tiergate.runtime import Gate, GateConfig  # noqa: E402
-from support import NOW, World, write_model  # noqa: E402
-from hf.hub_standin import HubStandin  # noqa: E402
+from tiergate.core.manifest import ATTESTATION_DIR, Manifest, hash_model
+from tiergate.runtime import Gate, GateConfig
+from support import NOW, World, write_model
+from hf.hub_standin import HubStandin
 
 POLICY = """\
 version: 1
@@ -52,7 +52,7 @@ targets:
 @pytest.fixture(autouse=True)
 def _xet_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """Xet as users get it; another test module of this worker must not have turned it off."""
-    import huggingface_hub.constants as constants
+    from huggingface_hub import constants
     from huggingface_hub.utils._runtime import is_xet_available
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)

@@ -4,8 +4,9 @@ It implements the endpoints the gate's Hub integration and ``HfApi`` use, with t
 parses (see /work/shared/reference/huggingface.md): repo create, model/dataset info with ``files_metadata``
 siblings, refs (pull requests with ``include_prs``), commit listing (paginated with ``Link`` headers, as
 ``HfApi.list_repo_commits`` follows them), preupload, commit (NDJSON), LFS batch + PUT + verify, paths-info,
-settings, discussions, resolve (GET) and validate-yaml. ``fail`` makes chosen requests answer an error. It keeps repositories as git-like commits of trees in memory and records every
-request (method, path, size of the body, and the body itself when small) so tests can assert what was sent.
+settings, discussions, resolve (GET) and validate-yaml. ``fail`` makes chosen requests answer an error. It keeps
+repositories as git-like commits of trees in memory and records every request (method, path, size of the body, and the
+body itself when small) so tests can assert what was sent.
 
 LFS objects can be *synthetic* (``add_synthetic_lfs``): a size and a seed instead of bytes, served as a generated
 stream. The benchmark uses that to describe a 20 GiB model without holding it.
@@ -39,7 +40,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".h5", ".msgpack", ".ckpt", ".pkl", ".npy",
@@ -54,7 +56,7 @@ _EPOCH = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def git_blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data, usedforsecurity=False).hexdigest()  # git's object id
 
 
 def lfs_pointer(oid: str, size: int) -> bytes:
@@ -220,7 +222,7 @@ class HubStandin:
     # --- seeding and inspection (tests call these directly) ------------------------------------------------------
 
     def new_sha(self) -> str:
-        return hashlib.sha1(f"{uuid.uuid4()}-{next(self._counter)}".encode()).hexdigest()
+        return hashlib.sha1(f"{uuid.uuid4()}-{next(self._counter)}".encode(), usedforsecurity=False).hexdigest()
 
     def create_repo(self, repo_id: str, *, repo_type: str = "model", private: bool = False, gated: Any = False,
                     files: dict[str, bytes] | None = None, lfs_files: dict[str, tuple[str, int]] | None = None) -> Repo:
@@ -360,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet; BaseHTTPRequestHandler's name
         pass
 
     # --- request plumbing --------------------------------------------------------------------------------------
@@ -420,7 +422,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.hub.lock:
                 self.hub.bytes_out += len(chunk)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle  # noqa: E731
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle  # noqa: N815 - BaseHTTPRequestHandler's names
 
     # --- routing -------------------------------------------------------------------------------------------------
 
@@ -436,7 +438,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HubError(404, f"Invalid rev id: {unquote(rev)}", "RevisionNotFound")
         return repo.commits[sha]
 
-    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any, dict[str, str]]:
+    def _route(self, method: str, path: str, query: dict[str, list[str]],
+               body: bytes) -> tuple[int, Any, dict[str, str]]:
         hub = self.hub
         parts = [unquote(p) for p in path.strip("/").split("/")]
         raw_parts = path.strip("/").split("/")
@@ -476,8 +479,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_repo(self, method: str, kind: str, rest: list[str], query: dict[str, list[str]],
                   body: bytes) -> tuple[int, Any, dict[str, str]]:
         # rest: ns, name, [action, ...] or name, [action ...]
-        actions = {"revision", "preupload", "commit", "commits", "paths-info", "settings", "discussions", "refs", "tree",
-                   "branch", "tag", "duplicate", "xet-write-token", "xet-read-token"}
+        actions = {"revision", "preupload", "commit", "commits", "paths-info", "settings", "discussions", "refs",
+                   "tree", "branch", "tag", "duplicate", "xet-write-token", "xet-read-token"}
         if len(rest) >= 2 and unquote(rest[1]) not in actions:
             repo_id, tail = f"{unquote(rest[0])}/{unquote(rest[1])}", rest[2:]
         else:
@@ -493,7 +496,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._duplicate(kind, repo, json.loads(body or b"{}"))
         if action == "refs":
             refs: dict[str, Any] = {
-                "branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": s} for b, s in repo.branches.items()],
+                "branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": s}
+                             for b, s in repo.branches.items()],
                 "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": s} for t, s in repo.tags.items()],
                 "converts": [],
             }
@@ -513,7 +517,7 @@ class _Handler(BaseHTTPRequestHandler):
                 existing = commit.tree.get(f["path"])
                 oid = None
                 if existing is not None:
-                    oid = existing.lfs_oid if existing.lfs_oid else existing.blob_id
+                    oid = existing.lfs_oid or existing.blob_id
                 out.append({"path": f["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
             return 200, {"files": out}, {}
         if action == "commit" and method == "POST":
@@ -675,7 +679,8 @@ class _Handler(BaseHTTPRequestHandler):
             out.append(entry)
         return out
 
-    def _commit(self, repo: Repo, rev: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any, dict[str, str]]:
+    def _commit(self, repo: Repo, rev: str, query: dict[str, list[str]],
+                body: bytes) -> tuple[int, Any, dict[str, str]]:
         lines = [json.loads(line) for line in body.splitlines() if line.strip()]
         header = next((line["value"] for line in lines if line["key"] == "header"), {})
         base = self._rev(repo, rev)
@@ -711,11 +716,13 @@ class _Handler(BaseHTTPRequestHandler):
             commit = self.hub._commit(repo, None, tree, message, parent=base.sha)
             num = len(repo.discussions) + len(repo.prs) + 1
             repo.prs[num] = commit.sha
-            return 200, {"commitOid": commit.sha, "commitUrl": f"{self.hub.endpoint}/{prefix}{repo.repo_id}/commit/{commit.sha}",
+            return 200, {"commitOid": commit.sha,
+                         "commitUrl": f"{self.hub.endpoint}/{prefix}{repo.repo_id}/commit/{commit.sha}",
                          "pullRequestUrl": f"{self.hub.endpoint}/{prefix}{repo.repo_id}/discussions/{num}"}, {}
         branch = next((b for b, s in repo.branches.items() if b == unquote(rev)), None) or "main"
         commit = self.hub._commit(repo, branch, tree, message, parent=base.sha)
-        return 200, {"commitOid": commit.sha, "commitUrl": f"{self.hub.endpoint}/{prefix}{repo.repo_id}/commit/{commit.sha}"}, {}
+        return 200, {"commitOid": commit.sha,
+                     "commitUrl": f"{self.hub.endpoint}/{prefix}{repo.repo_id}/commit/{commit.sha}"}, {}
 
     def _lfs_batch(self, path: str, data: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         objects = []

@@ -45,14 +45,15 @@ PLAN = CommitPlan("model", "org/m", {
 
 def test_a_commit_within_a_live_plan_passes(approvals: Approvals) -> None:
     with approvals.approve(PLAN):
-        approvals.check_commit("model", "org/m", payload(lfs("model.safetensors", WEIGHTS), regular("config.json", CONFIG)))
+        approvals.check_commit("model", "org/m",
+                               payload(lfs("model.safetensors", WEIGHTS), regular("config.json", CONFIG)))
         approvals.check_commit("model", "org/m", payload(lfs("model.safetensors", WEIGHTS)))  # a part of it
         approvals.check_commit("model", "org/m", payload({"key": "deletedFile", "value": {"path": "ckpt/a.bin"}},
                                                          {"key": "deletedFolder", "value": {"path": "ckpt/"}}))
         approvals.check_lfs_upload("model", "org/m", [WEIGHTS])
 
 
-@pytest.mark.parametrize("line, reason", [
+@pytest.mark.parametrize(("line", "reason"), [
     (lfs("model.safetensors", "d" * 64), "is not what the gate checked"),
     (lfs("other.safetensors", WEIGHTS), "is not what the gate checked"),
     (regular("config.json", CONFIG + b" "), "content is not what the gate checked"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from support import World, run_gate
 from tiergate.core.manifest import hash_model
@@ -52,7 +52,8 @@ def test_check_at_an_explicit_lower_tier(hub: HubStandin, gate_env: dict[str, st
                                          make_model: Callable[..., Path], tmp_path: Path) -> None:
     hub.create_repo("org/tiny", private=False, files=folder_files(make_model(evidence="gated")))
     summary = tmp_path / "summary.md"
-    result = run_gate("hf", "check", "org/tiny@main", "--tier", "gated", "--markdown-summary", str(summary), env=gate_env)
+    result = run_gate("hf", "check", "org/tiny@main", "--tier", "gated", "--markdown-summary", str(summary),
+                      env=gate_env)
     assert result.returncode == 0, result.stderr
     assert "ALLOW" in summary.read_text()
 
@@ -104,7 +105,8 @@ class _Lying:
         self.content = served
 
 
-def test_upload_cli_mirrors_hf_upload(hub: HubStandin, gate_env: dict[str, str], make_model: Callable[..., Path]) -> None:
+def test_upload_cli_mirrors_hf_upload(hub: HubStandin, gate_env: dict[str, str],
+                                      make_model: Callable[..., Path]) -> None:
     denied = run_gate("hf", "upload", "org/cli", str(make_model(evidence="gated")), env=gate_env)
     assert denied.returncode == 1
     assert "DENY" in denied.stdout and "denied" in denied.stderr

@@ -9,7 +9,8 @@ check let later events at the same tier skip the history walk.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -60,7 +61,8 @@ def test_a_strangers_pull_request_is_contained_on_the_pull_request_not_the_repos
     assert result.decision is not None and not result.decision.allowed and result.pull_request == num
     assert result.actions == [f"closed pull request #{num}", f"kept pull request #{num} closed: not cleared"]
     thread = repo.pr_threads[num]
-    assert thread["status"] == "closed" and "stays closed (the repository itself is unchanged)" in thread["comments"][-1]
+    assert thread["status"] == "closed"
+    assert "stays closed (the repository itself is unchanged)" in thread["comments"][-1]
     assert repo.discussions == []  # no repository-wide alarm for a pull request
 
 

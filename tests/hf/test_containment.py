@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -142,7 +143,8 @@ def test_secret_comparison() -> None:
 
 
 def test_a_revision_the_gate_cannot_read_is_contained_not_retried(
-        hub: HubStandin, hub_api: Any, gate: Gate, make_model: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        hub: HubStandin, hub_api: Any, gate: Gate, make_model: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail closed: a large file kept out of LFS cannot be checked from metadata, so the flip is undone."""
     from tiergate.integrations.hf import remote
 

@@ -4,7 +4,8 @@ pickles are refused before anything is sent; duplicate_repo judges the source's 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -19,7 +20,7 @@ def sent(hub: HubStandin) -> list[str]:
     return [r.path for r in hub.requests if any(s in r.path for s in ("preupload", "/commit/", "lfs/objects/batch"))]
 
 
-@pytest.mark.parametrize("path, data, why", [
+@pytest.mark.parametrize(("path", "data", "why"), [
     (".github/payload.tar", tar_of({"w.safetensors": b"\x00" * 64}), "only text may sit under an excluded path"),
     (".github/workflows/ci.yml", protocol0_text_pickle(), "found pickle"),
     (".attestations/adapter.json", b'{"lora_A": [0.1, 0.2]}', "not an attestation envelope"),
@@ -36,13 +37,14 @@ def test_upload_folder_refuses_hidden_bytes_before_sending(hub: HubStandin, gate
     assert sent(hub) == []
 
 
-@pytest.mark.parametrize("name, data", [("pytorch_model.bin.txt", torch_zip_bytes()), ("model.data", pickle_bytes(0)),
-                                        ("config.txt", protocol0_text_pickle())])
+@pytest.mark.parametrize(("name", "data"), [("pytorch_model.bin.txt", torch_zip_bytes()),
+                                            ("model.data", pickle_bytes(0)), ("config.txt", protocol0_text_pickle())])
 def test_upload_to_a_public_repo_refuses_disguised_pickles(hub: HubStandin, gated_api: Any, name: str, data: bytes,
                                                             make_model: Callable[..., Path]) -> None:
     hub.create_repo("org/tiny", private=False)
     # Attested with the pickle in it: only the formats rule stands between this folder and a public repo.
-    root = make_model(evidence="open", files={"model.safetensors": safetensors_bytes(), "config.json": b"{}", name: data})
+    root = make_model(evidence="open",
+                      files={"model.safetensors": safetensors_bytes(), "config.json": b"{}", name: data})
     with pytest.raises(GateDenied, match=rf"formats: refused content: {name} \(pickle"):
         gated_api.upload_folder(repo_id="org/tiny", folder_path=root)
     assert sent(hub) == []

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -150,7 +151,7 @@ def test_more_history_than_the_bound_is_refused(hub: HubStandin, gate: Gate, mak
 # --- GatedHfApi: a state the gate cannot read (F7b) -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status, code, reason", [
+@pytest.mark.parametrize(("status", "code", "reason"), [
     (403, "GatedRepo", "gated and this token is not on its access list"),  # GatedRepoError: the repo exists
     (401, None, "cannot read"),  # a bare 401: RepositoryNotFoundError, but the Hub did not say it does not exist
     (500, None, "HfHubHTTPError"),
@@ -251,8 +252,9 @@ def test_several_commits_not_cleared_make_one_containment_and_one_discussion(
     denied = [r for r in results if r.decision and not r.decision.allowed]
     assert [(r.commit, r.history) for r in denied] == [(pr_head, False), (unattested, True)]  # heads first
     opened = f"opened discussion #{num + 1}"  # the pull request is discussion #num
-    assert [r.actions for r in denied] == [[f"closed pull request #{num}", f"kept pull request #{num} closed: not cleared"],
-                                           [opened]]  # the pull request is contained on itself, the history on the repo
+    # The pull request is contained on itself, the history on the repository.
+    assert [r.actions for r in denied] == [
+        [f"closed pull request #{num}", f"kept pull request #{num} closed: not cleared"], [opened]]
     assert len(hub.requests_matching("PUT", "/settings")) == 1
     [discussion] = hub.repo("org/many").discussions
     assert unattested in discussion["description"] and pr_head not in discussion["description"]

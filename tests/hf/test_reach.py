@@ -10,7 +10,8 @@ tags and merged pull requests publish the commits they reach. All against the st
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -33,7 +34,7 @@ def unattested_then_covered(hub: HubStandin, repo_id: str, make_model: Callable[
 
 def test_duplicate_checks_the_whole_history_the_hub_copies(
         hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
-    unattested, clean = unattested_then_covered(hub, "org/src", make_model)
+    unattested, _clean = unattested_then_covered(hub, "org/src", make_model)
 
     with pytest.raises(GateDenied) as denied:
         gated_api.duplicate_repo("org/src", "org/copy", private=False)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -22,7 +23,8 @@ def test_a_pull_request_head_denied_on_the_pull_request_is_checked_again_when_a_
     """A denied pull request is contained on the pull request (closed), the repository untouched, and its head's key
     was recorded ``done``: the same key a branch or tag at that commit gets. Before the fix, moving ``main`` to the
     denied commit (a fast-forward merge, ``git push origin refs/pr/1:main``) or tagging it was skipped as "already
-    checked at this tier" (and the denied commit counted as cleared history), and the public repository served unattested weights from its main branch."""
+    checked at this tier" (and the denied commit counted as cleared history), and the public repository served
+    unattested weights from its main branch."""
     hub.create_repo("org/release", private=False, files=folder_files(make_model(evidence="open")))
     seen = DatabaseSeen(str(tmp_path / "seen.db"))  # the store `gate serve` uses
     before = hub.repo("org/release").branches["main"]

@@ -14,7 +14,8 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -153,7 +154,7 @@ def test_checked_source_serves_the_checked_bytes_in_any_order(small_blocks: int,
         assert reader.readinto(buffer) == 10 and bytes(buffer[:10]) == data[20:]
 
 
-@pytest.mark.parametrize("change, first_bad_read", [
+@pytest.mark.parametrize(("change", "first_bad_read"), [
     (lambda d: d[:17] + b"X" + d[18:], 16),  # a byte of the third block
     (lambda d: d[:-3], 24),  # shorter
     (lambda d: d + b"more", 24),  # longer: the checked bytes are a prefix, still not the file that was checked

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -24,7 +25,8 @@ def sent(hub: HubStandin) -> list[str]:
     return [f"{r.method} {r.path}" for r in hub.requests if any(s in r.path for s in SENDING)]
 
 
-def test_denied_upload_sends_no_weight_bytes_and_no_commit(hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+def test_denied_upload_sends_no_weight_bytes_and_no_commit(hub: HubStandin, gated_api: Any,
+                                                           make_model: Callable[..., Path]) -> None:
     hub.create_repo("org/tiny", private=False)
     head = hub.repo("org/tiny").branches["main"]
     root = make_model(evidence="gated")  # enough for 'gated', not for the public repo's 'open'
@@ -43,7 +45,8 @@ def test_denied_upload_sends_no_weight_bytes_and_no_commit(hub: HubStandin, gate
     assert not hub.lfs
 
 
-def test_allowed_upload_commits_exactly_the_checked_files(hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+def test_allowed_upload_commits_exactly_the_checked_files(hub: HubStandin, gated_api: Any,
+                                                          make_model: Callable[..., Path]) -> None:
     hub.create_repo("org/tiny", private=False)
     base = hub.repo("org/tiny").branches["main"]
     root = make_model(evidence="open")
@@ -116,7 +119,8 @@ def test_plain_hfapi_commit_is_refused_once_the_backstop_is_installed(
     assert hub.requests_matching("POST", "lfs/objects/batch") == []
 
 
-def test_private_repo_needs_only_the_lowest_tier(hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+def test_private_repo_needs_only_the_lowest_tier(hub: HubStandin, gated_api: Any,
+                                                 make_model: Callable[..., Path]) -> None:
     hub.create_repo("org/tiny", private=True)
     root = make_model()  # no evidence at all
     gated_api.upload_folder(repo_id="org/tiny", folder_path=root)
@@ -200,7 +204,8 @@ def test_create_repo_public_is_a_publish_private_is_not(hub: HubStandin, gated_a
     assert hub.repo("org/new").private is True
 
 
-def test_publish_checks_before_creating_the_repo(hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+def test_publish_checks_before_creating_the_repo(hub: HubStandin, gated_api: Any,
+                                                 make_model: Callable[..., Path]) -> None:
     with pytest.raises(GateDenied):
         gated_api.publish("org/fresh", make_model(evidence="gated"))
     assert sent(hub) == []
@@ -213,7 +218,8 @@ def test_publish_checks_before_creating_the_repo(hub: HubStandin, gated_api: Any
     assert "model.safetensors" in repo.commits[repo.branches["v1"]].tree
 
 
-def test_pull_request_content_is_checked_at_the_repo_tier(hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+def test_pull_request_content_is_checked_at_the_repo_tier(hub: HubStandin, gated_api: Any,
+                                                          make_model: Callable[..., Path]) -> None:
     hub.create_repo("org/tiny", private=False)
     with pytest.raises(GateDenied):
         gated_api.upload_folder(repo_id="org/tiny", folder_path=make_model(), create_pr=True)
@@ -234,13 +240,15 @@ def test_commit_operations_with_copy_and_delete(hub: HubStandin, gated_api: Any,
     evidence = attest_open(world, hash_model(root))
     ops = [CommitOperationCopy(src_path_in_repo="weights/old.safetensors", path_in_repo="model.safetensors"),
            CommitOperationDelete(path_in_repo="weights/"),
-           *[CommitOperationAdd(path_in_repo=f".attestations/e{n}.json", path_or_fileobj=d) for n, d in enumerate(evidence)]]
+           *[CommitOperationAdd(path_in_repo=f".attestations/e{n}.json", path_or_fileobj=d)
+             for n, d in enumerate(evidence)]]
     gated_api.create_commit("org/tiny", ops, commit_message="rename")
     assert gated_api.last_decision.model_digest == hash_model(root).digest
     assert "weights/old.safetensors" not in hub.head_tree("org/tiny")
 
 
-def test_attestation_folder_cannot_carry_weights(hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+def test_attestation_folder_cannot_carry_weights(hub: HubStandin, gated_api: Any,
+                                                 make_model: Callable[..., Path]) -> None:
     from tiergate.errors import ModelError
 
     hub.create_repo("org/tiny", private=True)
@@ -251,7 +259,8 @@ def test_attestation_folder_cannot_carry_weights(hub: HubStandin, gated_api: Any
     assert sent(hub) == []
 
 
-def test_run_as_future_reports_the_deny_through_the_future(hub: HubStandin, gated_api: Any, make_model: Callable[..., Path]) -> None:
+def test_run_as_future_reports_the_deny_through_the_future(hub: HubStandin, gated_api: Any,
+                                                           make_model: Callable[..., Path]) -> None:
     hub.create_repo("org/tiny", private=False)
     future = gated_api.upload_folder(repo_id="org/tiny", folder_path=make_model(), run_as_future=True)
     with pytest.raises(GateDenied):

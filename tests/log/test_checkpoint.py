@@ -176,7 +176,7 @@ def test_witness_cosignatures_are_kept_and_unknown_ones_ignored(log_key: Private
     assert [s.name for s in opened.verified] == [ORIGIN, "witness.example/w1"]
     assert verify_checkpoint(cosigned, log_verifier).size == 42  # the witness line is ignored
     resigned = sign_note(note.text, witness, keep=SignedNote.parse(cosigned).signatures)
-    assert resigned.count("witness.example/w1".encode()) == 1
+    assert resigned.count(b"witness.example/w1") == 1
     same_name_other_id = SignedNote(note.text, (note.signatures[0].__class__(ORIGIN, b"\0\0\0\0", b"x" * 64),))
     with pytest.raises(NoteVerificationError, match="no signature by a trusted key"):
         open_note(same_name_other_id.encode(), [log_verifier])

@@ -120,7 +120,7 @@ def test_published_consistency_probe(path: Path) -> None:
 
 def test_published_data_is_present() -> None:
     assert len(_probe_files("inclusion")) >= 15 and len(_probe_files("consistency")) >= 20
-    happy = [p for p in DATA.rglob("happy-path.json")]
+    happy = list(DATA.rglob("happy-path.json"))
     assert len(happy) == 10
 
 
@@ -322,8 +322,8 @@ def test_tampered_inclusion_proofs_fail(tree: MerkleTree, roots: list[bytes], ch
 def test_tampered_consistency_proofs_fail(tree: MerkleTree, roots: list[bytes], chunk: int) -> None:
     rng = random.Random(9162 + chunk)
     for n in range(2 + chunk, MAX_SIZE + 1, 2):
-        for m in _sample(n - 1, rng) | {n - 1}:
-            m = max(m, 1)
+        for sampled in _sample(n - 1, rng) | {n - 1}:
+            m = max(sampled, 1)
             proof = tree.consistency_proof(m, n)
             old, new = roots[m], roots[n]
             bad: list[tuple[int, int, bytes, bytes, list[bytes]]] = []

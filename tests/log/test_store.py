@@ -255,13 +255,11 @@ def test_audit_detects_tampering_and_missing_tiles_are_recomputed(tmp_path: Path
         assert store.root() == root and store.audit().root == root
     db.execute("DROP TRIGGER log_entries_no_update")
     db.execute("UPDATE log_entries SET entry = ? WHERE idx = 5", (b"rewritten history",))
-    with open_store(path) as store:
-        with pytest.raises(StoreIntegrityError, match="leaf hash of entry 5"):
-            store.audit()
+    with open_store(path) as store, pytest.raises(StoreIntegrityError, match="leaf hash of entry 5"):
+        store.audit()
     db.execute("UPDATE log_entries SET leaf_hash = ? WHERE idx = 5", (leaf_hash(b"rewritten history"),))
-    with open_store(path) as store:
-        with pytest.raises(StoreIntegrityError, match=r"stored hash of leaves \[0, 256\)"):
-            store.audit()
+    with open_store(path) as store, pytest.raises(StoreIntegrityError, match=r"stored hash of leaves \[0, 256\)"):
+        store.audit()
     db.execute("DROP TRIGGER log_meta_no_update")
     db.execute("UPDATE log_meta SET value = 'other-format/9' WHERE key = 'format'")
     db.close()
@@ -374,9 +372,9 @@ def test_a_hole_in_the_log_stops_appends(target: tuple[str, str | None]) -> None
         with pytest.raises(LogHoleError, match=r"the log has a hole: 1 of its entries in \[0, 10\) are missing"):
             with_whole_check(store).append(b"more")
         assert "hole" in (store.writable_problem() or "")
-    with open_store(location, namespace=namespace) as fresh:  # a restarted service finds it at its first append
-        with pytest.raises(LogHoleError):
-            fresh.append(b"more")
+    # A restarted service finds it at its first append.
+    with open_store(location, namespace=namespace) as fresh, pytest.raises(LogHoleError):
+        fresh.append(b"more")
 
 
 def with_whole_check(store: LogStore) -> LogStore:

@@ -76,7 +76,7 @@ class Invariant:
         for name, version, source, location, stage in versions:
             if names is not None and name not in names:
                 continue
-            version = str(version)
+            version = str(version)  # noqa: PLW2901 - the database's number, as the tags spell it
             own = by_version.get((name, version), {})
             if own.get(PROMPT_TAG, "").lower() == "true" and not str(source).startswith(("models:/", "runs:/")):
                 continue  # a prompt: no weights

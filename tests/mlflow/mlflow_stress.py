@@ -15,7 +15,8 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import requests
 
@@ -161,8 +162,8 @@ class Stress:
                                 data=b"not evaluated", timeout=60)
         if response.status_code == 403:
             return []
-        return [f"{state.name}/{state.version}: an upload into its files answered {response.status_code}, "
-                "not 403 (its files are not frozen)"]
+        return [(f"{state.name}/{state.version}: an upload into its files answered {response.status_code}, "
+                 "not 403 (its files are not frozen)")]
 
     def run(self, operations: int, width: int = 4) -> None:
         done = step = 0

@@ -16,10 +16,10 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
-import requests
 
 from mlflow_e2e import GateServer, Published, Registry, hosted_evidence, safetensors_bytes, write_tiny_model
 from mlflow_invariant import Invariant

@@ -33,7 +33,6 @@ def exercise(url: str, registry: Registry, auth: tuple[str, str] | None = None) 
     """What every deployment must do: register (allowed), refuse an unattested promotion, allow an attested one,
     refuse a route that writes past the gate; a few times over, so that every worker answers some."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(url)  # mlflow.register_model resolves models:/ and registers there
@@ -86,7 +85,8 @@ def test_gunicorn_with_two_workers(gate_server: GateServer, tmp_path: Path) -> N
                           options=("--gunicorn-opts", "--timeout 120"))
     try:
         exercise(server.url, make_registry(server.url, tmp_path, gate_server.world))
-        assert len(set(re.findall(r"Booting worker with pid: (\d+)", server.log_text()))) == 2, server.log_text()[-2000:]
+        workers = set(re.findall(r"Booting worker with pid: (\d+)", server.log_text()))
+        assert len(workers) == 2, server.log_text()[-2000:]
     finally:
         server.stop()
 
@@ -104,14 +104,14 @@ def test_the_server_refuses_to_start_on_an_untested_mlflow(tmp_path: Path) -> No
                             start_new_session=True)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("tiergate:")]
-    assert lines == [f"tiergate: refusing to start the MLflow server: mlflow 9.0.0 is not a version tiergate "
-                     f"is tested with ({MLFLOW_FLOOR} to {MLFLOW_NEWEST}), so it cannot vouch that every route that "
-                     f"writes the registry is gated; install mlflow {MLFLOW_NEWEST} or a tiergate that supports "
-                     f"9.0.0, or set {UNTESTED_ENV}=9.0.0 to run it anyway"]
+    assert lines == [(f"tiergate: refusing to start the MLflow server: mlflow 9.0.0 is not a version tiergate "
+                      f"is tested with ({MLFLOW_FLOOR} to {MLFLOW_NEWEST}), so it cannot vouch that every route that "
+                      f"writes the registry is gated; install mlflow {MLFLOW_NEWEST} or a tiergate that supports "
+                      f"9.0.0, or set {UNTESTED_ENV}=9.0.0 to run it anyway")]
     assert "uvicorn" not in result.stderr.lower()  # no worker was started
 
 
-@pytest.mark.parametrize("version, environ, ok", [
+@pytest.mark.parametrize(("version", "environ", "ok"), [
     (MLFLOW_FLOOR, {}, True), (MLFLOW_NEWEST, {}, True), ("3.17.1", {}, True),
     ("3.16.2", {}, False), ("3.18.0", {}, False), ("3.18.0", {UNTESTED_ENV: "3.18.0"}, True),
     ("3.18.0", {UNTESTED_ENV: "1"}, False),  # the opt-in names the version, so an upgrade needs a new decision

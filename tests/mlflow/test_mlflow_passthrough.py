@@ -65,9 +65,10 @@ def test_the_ui_s_ajax_api_is_gated_like_the_rest_api(registry: Registry, gate_s
     body = response.json()
     assert body["error_code"] == "PERMISSION_DENIED" and "risk-assessment" in body["message"]
     # MLflow's parser also reads camelCase and double-encoded JSON bodies: so does the gate.
-    response = requests.post(f"{gate_server.server.url}/api/2.0/mlflow/model-versions/set-tag",
-                             data='"{\\"name\\": \\"%s\\", \\"version\\": \\"%s\\", \\"key\\": \\"release.tier\\", '
-                                  '\\"value\\": \\"open\\"}"' % (version.name, version.version),
+    # JSON text built with %: its braces stay literal.
+    raw = ('"{\\"name\\": \\"%s\\", \\"version\\": \\"%s\\", \\"key\\": \\"release.tier\\", '  # noqa: UP031
+           '\\"value\\": \\"open\\"}"' % (version.name, version.version))
+    response = requests.post(f"{gate_server.server.url}/api/2.0/mlflow/model-versions/set-tag", data=raw,
                              headers={"Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 403 and "tier 'open' denied" in response.json()["message"]
 

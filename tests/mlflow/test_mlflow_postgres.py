@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -76,14 +77,12 @@ def test_the_registry_lock_is_an_advisory_lock_every_worker_of_the_database_shar
 
     monkeypatch.setattr(lock_module, "WAIT_SECONDS", 0.2)
     worker, other = RegistryLock(backend_for(fresh_database)), RegistryLock(backend_for(fresh_database))
-    with worker.exclusive():
-        with pytest.raises(LockTimeout):
-            other.shared()
+    with worker.exclusive(), pytest.raises(LockTimeout):
+        other.shared()
     upload = worker.shared()
     other.shared().release()  # shared holds coexist
-    with pytest.raises(LockTimeout):
-        with other.exclusive():
-            pass
+    with pytest.raises(LockTimeout), other.exclusive():
+        pass
     upload.release()
     with other.exclusive():  # released, also when its connection went back to the pool
         pass

@@ -34,7 +34,8 @@ def test_registration_is_gated_at_internal_and_the_decision_is_shown_on_the_vers
     assert tags["tiergate.digest"] == model.manifest.digest
 
 
-def test_alias_without_evidence_is_refused_naming_what_is_missing_then_allowed_once_attested(registry: Registry) -> None:
+def test_alias_without_evidence_is_refused_naming_what_is_missing_then_allowed_once_attested(
+        registry: Registry) -> None:
     from mlflow.exceptions import MlflowException
 
     model = registry.log_model()
@@ -78,7 +79,8 @@ def test_a_weight_file_changed_after_attestation_is_refused(registry: Registry, 
     assert "risk-assessment" in message
 
 
-def test_an_alias_on_verified_unchanged_weights_does_not_hash_them_again(registry: Registry, gate_server: GateServer) -> None:
+def test_an_alias_on_verified_unchanged_weights_does_not_hash_them_again(
+        registry: Registry, gate_server: GateServer) -> None:
     model = registry.log_model()
     registry.attach(model, hosted_evidence(registry.world, model.manifest))
     version = registry.register(model)
@@ -172,10 +174,12 @@ def test_every_decision_and_withdrawal_is_in_the_gate_log_with_the_publish_event
         store.close()
     events = [(e["context"]["rpc"], e["decision"]["requested_tier"], e["decision"]["decision"]) for e in entries]
     assert events == [("CreateModelVersion", "internal", "allow"), ("SetRegisteredModelAlias", "hosted", "deny"),
-                      ("SetRegisteredModelAlias", "hosted", "allow"), ("DeleteRegisteredModelAlias", "internal", "allow")]
+                      ("SetRegisteredModelAlias", "hosted", "allow"),
+                      ("DeleteRegisteredModelAlias", "internal", "allow")]
     context = entries[2]["context"]
     assert context["host"] == "mlflow" and context["model"] == version.name and context["version"] == version.version
-    assert context["alias"] == "production" and context["user"] == "alice" and context["server"] == gate_server.server.url
+    assert context["alias"] == "production" and context["user"] == "alice"
+    assert context["server"] == gate_server.server.url
     # The version shows where its latest decision sits in the log, so an auditor can prove it (gate log prove).
     indexes = [e.index for e in store_entries(gate_server, model.manifest.digest)]
     assert registry.tags(version.name, version.version)["tiergate.log_index"] == str(indexes[2])

@@ -6,7 +6,8 @@ after every round the invariant is checked over the whole registry (:mod:`mlflow
 folder is probed with an upload that must be refused. Zero violations are allowed.
 
 Bounded for CI: ``GATE_STRESS_OPS`` operations per backend (default 2000, about 3 minutes each on 2 cores);
-``GATE_STRESS_SEED`` replays a run (the seed is printed, and is in the failure message). A longer run: ``GATE_STRESS_OPS=20000``.
+``GATE_STRESS_SEED`` replays a run (the seed is printed, and is in the failure message). A longer run:
+``GATE_STRESS_OPS=20000``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 

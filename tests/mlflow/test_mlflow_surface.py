@@ -58,7 +58,8 @@ def test_gate_mlflow_routes_lists_every_route_with_its_verdict() -> None:
     assert verdicts[("PUT", "/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}")] == "gated"  # FastAPI's
     assert verdicts[("POST", "/api/2.0/mlflow/runs/log-metric")] == "passes"
     assert verdicts[("GET", "/api/2.0/mlflow/registered-models/get")] == "read-only"
-    assert verdicts[("GET", "/ajax-api/3.0/mlflow/assistant/sessions/{session_id}/stream")] == "refused"  # runs the agent
+    # A GET that runs the assistant's agent.
+    assert verdicts[("GET", "/ajax-api/3.0/mlflow/assistant/sessions/{session_id}/stream")] == "refused"
     # no route of this MLflow is one the gate does not know
     assert not [r for r in routes if "does not know" in r["reason"]]
     text = run_gate("mlflow", "routes", "--verdict", "refused")
@@ -242,7 +243,8 @@ def test_check_never_reads_a_local_mlflow_db(registry: Registry, gate_server: Ga
     from mlflow import MlflowClient
 
     name = registry.unique("local-only")
-    local = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", registry_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    local = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                         registry_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = local.create_experiment("local", artifact_location=(tmp_path / "artifacts").as_uri())
     weights = write_tiny_model(tmp_path / "weights", seed=99)
     logged = local.create_logged_model(experiment, name="local")

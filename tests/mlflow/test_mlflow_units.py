@@ -68,7 +68,8 @@ def test_only_withdrawals_of_release_targets_are_recorded(policy: Policy) -> Non
 def test_calls_are_read_from_mlflow_s_parsed_fields_and_described_for_people() -> None:
     call = parse_call(SET_ALIAS, {"name": "tiny", "alias": "production", "version": "3"})
     assert call.describe() == "setting alias 'production' on model 'tiny' version 3"
-    assert call.context() == {"host": "mlflow", "rpc": SET_ALIAS, "model": "tiny", "version": "3", "alias": "production"}
+    assert call.context() == {"host": "mlflow", "rpc": SET_ALIAS, "model": "tiny", "version": "3",
+                              "alias": "production"}
     created = parse_call(CREATE_VERSION, {"name": "tiny", "source": "models:/m-1", "model_id": "m-1",
                                           "tags": [{"key": "release.tier", "value": "open"}]})
     assert created.tags == (("release.tier", "open"),) and created.model_id == "m-1" and created.run_id is None
@@ -81,7 +82,8 @@ def test_tiergate_tags_are_reserved_whatever_their_case() -> None:
     assert not is_reserved("release.tier") and not is_reserved(None)
 
 
-def test_the_tier_tag_keeps_the_highest_tier_published_for_the_same_weights(policy: Policy, world: World, manifest) -> None:
+def test_the_tier_tag_keeps_the_highest_tier_published_for_the_same_weights(
+        policy: Policy, world: World, manifest) -> None:
     allowed = decide(policy, "internal", manifest, [], world.trust(), NOW)
 
     def after(existing: dict[str, str], decision=allowed) -> dict[str, str]:
@@ -252,7 +254,8 @@ def test_places_compare_every_way_of_naming_the_server_s_artifact_store(
     expected = (PROXIED, "1", "models", MODEL_ID, "artifacts")
     assert mlflow_artifacts.place(f"mlflow-artifacts:/1/models/{MODEL_ID}/artifacts") == expected
     assert mlflow_artifacts.place(f"mlflow-artifacts://host:5000/1/models/{MODEL_ID}/artifacts/") == expected
-    assert mlflow_artifacts.place(f"http://host:5000/api/2.0/mlflow-artifacts/artifacts/1/models/{MODEL_ID}/artifacts") == expected
+    proxied = f"http://host:5000/api/2.0/mlflow-artifacts/artifacts/1/models/{MODEL_ID}/artifacts"
+    assert mlflow_artifacts.place(proxied) == expected
     assert mlflow_artifacts.place(f"file://{store}/1/models/{MODEL_ID}/artifacts") == expected  # the store's own URI
     assert mlflow_artifacts.place("s3://Bucket/a/b") == ("s3", "bucket", "a", "b")
     assert mlflow_artifacts.proxied_path(f"1/models/{MODEL_ID}/artifacts/x") == f"1/models/{MODEL_ID}/artifacts/x"
@@ -298,7 +301,7 @@ def test_gated_versions_are_found_by_the_ids_their_files_lie_under(
 
 
 class _Guard(ArtifactGuard):
-    def __init__(self, outcome: Deny | None | Exception) -> None:
+    def __init__(self, outcome: Deny | Exception | None) -> None:
         self.outcome = outcome
         self.seen: list[ArtifactWrite] = []
 
@@ -399,7 +402,8 @@ def test_every_artifact_write_this_mlflow_serves_is_one_the_gate_understands() -
     for prefix in ("/api/2.0", "/ajax-api/2.0"):
         assert routes[("PUT", f"{prefix}/mlflow-artifacts/artifacts/<path:artifact_path>")] == "UploadArtifact"
         assert routes[("DELETE", f"{prefix}/mlflow-artifacts/artifacts/<path:artifact_path>")] == "DeleteArtifact"
-        assert routes[("POST", f"{prefix}/mlflow-artifacts/mpu/complete/<path:artifact_path>")] == "CompleteMultipartUpload"
+        complete = ("POST", f"{prefix}/mlflow-artifacts/mpu/complete/<path:artifact_path>")
+        assert routes[complete] == "CompleteMultipartUpload"
         assert routes[("POST", f"{prefix}/mlflow/artifacts/presigned-upload-url")] == "CreatePresignedUploadUrl"
     assert routes[("POST", "/ajax-api/2.0/mlflow/upload-artifact")] == "UploadArtifact (UI)"
     assert mlflow_artifacts.unknown_artifact_writes(flask_app, routes) == frozenset()

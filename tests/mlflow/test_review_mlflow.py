@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -34,7 +36,7 @@ def test_deleting_the_logged_model_does_not_unfreeze_a_gated_versions_files(
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{version.name}@production",
                                                 dst_path=str(tmp_path / "served"))
     assert (tmp_path / "served" / "model.safetensors").read_bytes() == original or \
-        open(f"{local}/model.safetensors", "rb").read() == original
+        Path(local, "model.safetensors").read_bytes() == original
 
 
 @pytest.mark.parametrize("key", ["tiergate.tier", "TierGate.Decision", "tiergate.digest"])

@@ -6,7 +6,7 @@ The helpers live in redteam_kit.py; the session-wide key pool comes from tests/s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

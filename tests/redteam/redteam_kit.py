@@ -23,7 +23,8 @@ import zipfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import yaml
 from click.testing import CliRunner
@@ -83,8 +84,8 @@ class Case:
 
     id: str
     cls: str
-    run: Callable[["Lab"], "Outcome"]
-    expect: "Expect"
+    run: Callable[[Lab], Outcome]
+    expect: Expect
 
     def __post_init__(self) -> None:
         assert self.cls in CLASSES, self.cls
@@ -389,7 +390,7 @@ class Lab:
             return Outcome(-9, "", f"gate did not finish within {timeout} s (hang)")
         return self._outcome(done.returncode, done.stdout, done.stderr)
 
-    def check(self, model: Path, tier: str, trust: Path | None = None, policy: Path | None | str = "rt",
+    def check(self, model: Path, tier: str, trust: Path | None = None, policy: Path | str | None = "rt",
               *extra: str | Path) -> Outcome:
         args: list[str | Path] = ["check", model, *extra, "--tier", tier, "--json", "--now", NOW_TEXT, "-q"]
         if trust is not None:

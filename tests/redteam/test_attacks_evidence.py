@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from open_findings import known, params
+from open_findings import params
 from redteam_kit import Case, Expect, Lab, Outcome, b64, check_outcome, deep_json, key_file, words
 
 SCOPE = ("risk domain", "riskdomain", "scope")
@@ -141,7 +141,8 @@ SCOPE_CASES = [
          Expect(2, words(SCOPE, "wmdp_bio"))),
     Case("scope-attest-refuses-unknown-benchmark", "scope", _attest_cli("my_private_bench", None),
          Expect(2, words("my_private_bench", ("catalogue", "not one", "unknown", "does not know")))),
-    Case("scope-policy-reassigns-wmdp-bio-domain", "scope", lambda lab: _catalogue_policy(lab, "wmdp_bio", "capability"),
+    Case("scope-policy-reassigns-wmdp-bio-domain", "scope",
+         lambda lab: _catalogue_policy(lab, "wmdp_bio", "capability"),
          Expect(2, words("wmdp_bio", ("cbrn", "domain")))),
     Case("scope-policy-alias-steals-wmdp-bio", "scope",
          lambda lab: _catalogue_policy(lab, "my_bench", "capability", aliases=["WMDP_BIO"]),
@@ -330,7 +331,7 @@ def _outer_duplicate(lab: Lab, where: str = "folder") -> Outcome:
     model = lab.model()
     good = json.loads(lab.envelope(lab.statement(model, "evalco", "wmdp_bio", {"acc": 0.26}), ["evalco"]))
     bad = json.loads(lab.envelope(lab.statement(model, "evalco", "wmdp_bio", {"acc": 0.99}), ["evalco"]))
-    text = ('{"payload": "%s", "payloadType": "%s", "payload": "%s", "signatures": %s, "signatures": %s}'
+    text = ('{"payload": "%s", "payloadType": "%s", "payload": "%s", "signatures": %s, "signatures": %s}'  # noqa: UP031
             % (bad["payload"], good["payloadType"], good["payload"], json.dumps(bad["signatures"]),
                json.dumps(good["signatures"])))
     if where == "argument":

@@ -72,7 +72,8 @@ def _named(path: str) -> tuple[str, ...]:
 
 
 HIDDEN_CASES = [
-    Case("hidden-github-payload-tar", "hidden-bytes", _hidden(".github/payload.tar", tar_of({"data.pkl": evil_pickle()})),
+    Case("hidden-github-payload-tar", "hidden-bytes",
+         _hidden(".github/payload.tar", tar_of({"data.pkl": evil_pickle()})),
          Expect(1, words(_named(".github/payload.tar")))),
     Case("hidden-github-workflow-pickle", "hidden-bytes", _hidden(".github/workflows/ci.yml", evil_pickle()),
          Expect(1, words(_named(".github/workflows/ci.yml")))),
@@ -93,7 +94,8 @@ HIDDEN_CASES = [
          Expect(1, words(_named(".attestations/x.json.gz")))),
     Case("hidden-root-file-attestations", "hidden-bytes", _hidden(".attestations", evil_pickle(), attested=False),
          Expect(1, words(_named(".attestations")))),
-    Case("hidden-root-file-github", "hidden-bytes", _hidden(".github", torch_zip()), Expect(1, words(_named(".github")))),
+    Case("hidden-root-file-github", "hidden-bytes", _hidden(".github", torch_zip()),
+         Expect(1, words(_named(".github")))),
     Case("hidden-root-file-gitattributes-pickle", "hidden-bytes", _hidden(".gitattributes", evil_pickle()),
          Expect(1, words(_named(".gitattributes")))),
     Case("hidden-gitattributes-mark-pop-pickle", "hidden-bytes", _hidden(".gitattributes", b"(0" + evil_pickle(0)),
@@ -173,7 +175,8 @@ FORMAT_CASES += [
                                "st-only", lab.trust(), _st_only(lab)),
          FORMATS),
     # Controls: honest models in allowed formats pass the same rule.
-    Case("formats-control-safetensors-model", "false-deny", _with_file("model-00001.safetensors", safetensors_bytes(64)),
+    Case("formats-control-safetensors-model", "false-deny",
+         _with_file("model-00001.safetensors", safetensors_bytes(64)),
          Expect(0, rows={"formats": "met"})),
     Case("formats-control-gguf-model", "false-deny", _with_file("model.gguf", gguf_bytes()),
          Expect(0, rows={"formats": "met"})),

@@ -35,7 +35,7 @@ TARGETS = [
 ]
 
 
-@pytest.mark.parametrize("target_id, text, expected", TARGETS, ids=[t[0] for t in TARGETS])
+@pytest.mark.parametrize(("target_id", "text", "expected"), TARGETS, ids=[t[0] for t in TARGETS])
 def test_target_names_are_normalised_once(target_id: str, text: str, expected: str | None) -> None:
     from tiergate.core.targets import ConfusableTarget, Target, mapped_tier
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -22,14 +22,14 @@ import pytest
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="gate-hf-home-"))
 os.environ.pop("HF_TOKEN", None)
 
-from content_samples import (Boom, compress, envelope_bytes, gzip_bomb, legacy_torch_tar, npy_bytes,  # noqa: E402
+from content_samples import (Boom, compress, envelope_bytes, gzip_bomb, legacy_torch_tar, npy_bytes,
                              pickle_bytes, protocol0_text_pickle, safetensors_bytes, tar_of, torch_zip_bytes)
-from tiergate.core.decision import decide  # noqa: E402
-from tiergate.core.manifest import Manifest, hash_model  # noqa: E402
-from tiergate.core.policy import Policy  # noqa: E402
-from tiergate.errors import ModelError  # noqa: E402
-from hf.hub_standin import HubStandin  # noqa: E402
-from support import NOW, World, run_gate, write_model  # noqa: E402
+from tiergate.core.decision import decide
+from tiergate.core.manifest import Manifest, hash_model
+from tiergate.core.policy import Policy
+from tiergate.errors import ModelError
+from hf.hub_standin import HubStandin
+from support import NOW, World, run_gate, write_model
 
 BAD_ST = safetensors_bytes(header_override={"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 4096]}}) \
     + b"\x00" * 16
@@ -245,8 +245,9 @@ def pushing(tmp_path: Path, world: World) -> Callable[..., subprocess.CompletedP
         if lfs:
             assert run("git", "lfs", "install", "--local").returncode == 0
             assert run("git", "lfs", "track", lfs).returncode == 0
-        installed = subprocess.run([os.sys.executable, "-m", "tiergate", "hooks", "install", str(work), "--tier", "open"],
-                                   capture_output=True, text=True, env=env)
+        installed = subprocess.run(
+            [os.sys.executable, "-m", "tiergate", "hooks", "install", str(work), "--tier", "open"],
+            capture_output=True, text=True, env=env)
         assert installed.returncode == 0, installed.stderr
         write_model(work)
         for number, files in enumerate(commits, 1):

@@ -37,7 +37,7 @@ def test_the_budget_counts_files_and_bytes(small_budget: None) -> None:
         check_excluded_budget([("a", 10_001)])
 
 
-@pytest.mark.parametrize("count, size", [(4, 10), (2, 6000)])
+@pytest.mark.parametrize(("count", "size"), [(4, 10), (2, 6000)])
 def test_a_folder_over_the_budget_is_refused(small_budget: None, tmp_path: Path, count: int, size: int) -> None:
     model = write_model(tmp_path / "m")
     _github_files(model, 3, 10)

@@ -20,7 +20,8 @@ import importlib.util
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 import yaml
@@ -28,7 +29,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tiergate.core import oms
-from tiergate.core.attestation import AttestationFormatError, EvaluationPredicate, Statement, evaluation_from_test_result
+from tiergate.core.attestation import (AttestationFormatError, EvaluationPredicate, Statement,
+                                       evaluation_from_test_result)
 from tiergate.core.decision import Decision, DecisionFormatError, decide
 from tiergate.core.dsse import Envelope
 from tiergate.core.evidence import read_inspect_log, read_lm_eval_results
@@ -138,7 +140,8 @@ def raw_or_structured(base: Any) -> st.SearchStrategy[bytes]:
         st.binary(max_size=2048),
         spliced_st(text),
         mutated_st(base),
-        st.sampled_from([deep_json(100_000), b"", b"null", b"[]", b"{}", b"\xef\xbb\xbf{}", b'{"a":' + b"9" * 5000 + b"}"]),
+        st.sampled_from([deep_json(100_000), b"", b"null", b"[]", b"{}", b"\xef\xbb\xbf{}",
+                         b'{"a":' + b"9" * 5000 + b"}"]),
     )
 
 
@@ -148,8 +151,8 @@ CORPUS: dict[str, list[bytes]] = {
     "test_result": [b'{"result": [], "configuration": [{"name": "x"}]}'],
     # MARK then POP in front of a protocol-0 pickle: loadable (pickle.loads runs it), classified as text.
     "excluded": [b"(0" + evil_pickle(0)],
-    "trust_store": [b'{"version": 1, "evaluators": [{"id": "a", "organization": "", "kind": "third_party",'
-                    b' "keys": [{"pem": "\\ud800"}], "scope": ["cbrn"]}]}'],
+    "trust_store": [(b'{"version": 1, "evaluators": [{"id": "a", "organization": "", "kind": "third_party",'
+                     b' "keys": [{"pem": "\\ud800"}], "scope": ["cbrn"]}]}')],
 }
 
 
@@ -350,7 +353,8 @@ def test_fuzz_inspect_eval_zip(world, inspect_builder, data) -> None:
 def test_fuzz_lm_eval_results(world, data) -> None:
     base = json.loads((TESTS / "evidence" / "data" / "lm_eval" / "results_2025-03-14T09-41-27.512843.json").read_text())
     path = world["root"] / "results_2025-03-14T09-41-27.512843.json"
-    path.write_bytes(data.draw(raw_or_structured(base)) if data.draw(st.booleans()) else mutated_json(base, data.draw, 4))
+    path.write_bytes(data.draw(raw_or_structured(base)) if data.draw(st.booleans())
+                     else mutated_json(base, data.draw, 4))
     only((InputError,), lambda: read_lm_eval_results(path))
 
 
@@ -383,7 +387,8 @@ def _as_yaml(raw: bytes) -> bytes:
 def test_fuzz_trust_store(world, data) -> None:
     lab: Lab = world["lab"]
     path = world["root"] / "fuzz-trust.yaml"
-    for raw in [*CORPUS["trust_store"], data.draw(yaml_variants({"version": 1, "evaluators": lab.entries("biolab", "capco")}))]:
+    variant = data.draw(yaml_variants({"version": 1, "evaluators": lab.entries("biolab", "capco")}))
+    for raw in [*CORPUS["trust_store"], variant]:
         path.write_bytes(raw)
         only((ConfigError,), lambda: TrustStore.load(path))
 
@@ -427,7 +432,8 @@ def _is_pickle(data: bytes) -> bool:
 
 @known("fuzz-excluded-path-rule")
 @profile(3)
-@given(rel=st.sampled_from(EXCLUDED_PATHS), head=st.one_of(st.binary(max_size=64), st.sampled_from([b"(0", b"N0", b"(1"])),
+@given(rel=st.sampled_from(EXCLUDED_PATHS),
+       head=st.one_of(st.binary(max_size=64), st.sampled_from([b"(0", b"N0", b"(1"])),
        tail=st.binary(max_size=64), text=st.text(max_size=100), pickled=st.booleans())
 def test_fuzz_excluded_path_rule(world, rel, head, tail, text, pickled) -> None:
     """Any bytes under any excluded path: the rule answers ModelError or accepts; it never accepts a loadable pickle

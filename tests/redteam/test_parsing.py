@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -97,7 +97,8 @@ SIGNED_CASES: dict[str, tuple[Edit, str]] = {
 RAW_CASES: dict[str, tuple[bytes, str]] = {
     "empty": (b"", "is not valid JSON"),
     "envelope nested 100k": (b'{"payload":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests more than 64 levels"),
-    "envelope 5000-digit int": (b'{"payload":"e30=","payloadType":' + b"7" * 5000 + b',"signatures":[]}', "5000 digits"),
+    "envelope 5000-digit int": (b'{"payload":"e30=","payloadType":' + b"7" * 5000 + b',"signatures":[]}',
+                                "5000 digits"),
     "envelope NaN": (b'{"payload":"e30=","payloadType":NaN,"signatures":[]}', "has NaN"),
     "envelope duplicate keys": (b'{"payload":"e30=","payload":"e30=","payloadType":"x","signatures":[]}',
                                 "has the key 'payload' twice"),
@@ -183,7 +184,8 @@ def test_gate_verify_and_check_judge_each_file_alone(world: World, scene, tmp_pa
         handle.truncate(16 * 1024 * 1024 + 1)
     hostile["oversized"] = (b"", "attestation is larger than 16777216 bytes")
     trust = world.trust_path()
-    result = run_gate("verify", str(model), str(folder), str(outside), "--trust", str(trust), "--now", NOW_TEXT, "--json")
+    result = run_gate("verify", str(model), str(folder), str(outside), "--trust", str(trust), "--now", NOW_TEXT,
+                      "--json")
     assert result.returncode == 1 and "internal error" not in result.stderr and "Traceback" not in result.stderr
     rows = {Path(r["source"]).name: r for r in json.loads(result.stdout)["attestations"]}
     assert all(rows[v.source]["valid"] for v in valid)
@@ -258,7 +260,7 @@ def test_the_service_judges_each_file_alone(served, tmp_path: Path) -> None:
     decision = answer.json()
     assert decision["decision"] == "allow" and len(decision["rejected_attestations"]) == len(hostile)
     # Submitted alone, each is a 400 with its reason, never a 500.
-    for name, (data, expected) in hostile.items():
+    for name, (data, _expected) in hostile.items():
         answer = requests.post(f"{url}/v1/attestations", json={"attestation": base64.b64encode(data).decode()},
                                headers=headers, timeout=60)
         assert answer.status_code == 400, (name, answer.status_code, answer.text)
@@ -310,7 +312,8 @@ def test_the_client_refuses_a_decision_with_a_duplicated_key(world: World, scene
     server = HTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = GateClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", answer_key=ANSWER_KEY.public, timeout=10)
+        client = GateClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", answer_key=ANSWER_KEY.public,
+                            timeout=10)
         with pytest.raises(GateServiceError, match="has the key 'mode' twice.*the publish is denied"):
             ask(client, manifest, tier="hosted")
     finally:

@@ -17,7 +17,8 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, note
@@ -58,7 +59,8 @@ claims = st.lists(
     st.tuples(st.sampled_from(MENU), st.floats(0, 0.6, allow_nan=False), st.integers(0, 3000)),
     min_size=1, max_size=5, unique_by=_family,
 )
-names = st.text("abcdefghij_-.", min_size=1, max_size=10).filter(lambda n: n not in (".", "..") and not n.startswith("."))
+names = st.text("abcdefghij_-.", min_size=1, max_size=10).filter(
+    lambda n: n not in (".", "..") and not n.startswith("."))
 extra_files = st.dictionaries(names.map(lambda n: n + ".json"), st.binary(max_size=64), max_size=3)
 
 
@@ -77,7 +79,7 @@ def _judge(model: Path, items: list[AttestationInput], trust_entries: list[dict[
                  if not isinstance(trust_entries, str) else _load_text(model, trust_entries))
         manifest = hash_model(model)
     except GateError:
-        return Judged({p: frozenset() for p in POLICIES}, {p: -1 for p in POLICIES})
+        return Judged({p: frozenset() for p in POLICIES}, dict.fromkeys(POLICIES, -1))
     report = verify_all(unique_inputs(items), store, manifest, NOW)
     for pname, policy in POLICIES.items():
         # decide() gives the satisfied tier; each tier's allow is its rows over the same verified evidence.
@@ -167,7 +169,7 @@ def outer_duplicate(lab, model, items, trust, data):
     signed = f'"payload": "{env["payload"]}"'
     other = f'"payload": "{forged_payload}"'
     first, second = (signed, other) if data.draw(st.booleans()) else (other, signed)
-    text = ('{%s, "payloadType": "%s", %s, "signatures": %s}'
+    text = ('{%s, "payloadType": "%s", %s, "signatures": %s}'  # noqa: UP031 - JSON text: its braces stay literal
             % (first, env["payloadType"], second, json.dumps(env["signatures"])))
     return items + [AttestationInput("dup.json", text.encode())], trust
 
@@ -211,7 +213,8 @@ def trust_yaml_duplicate(lab, model, items, trust, data):
 
     text = yaml.safe_dump({"version": 1, "evaluators": trust}, sort_keys=False)
     field = data.draw(st.sampled_from(["kind: third_party", "kind: government", "kind: developer"]))
-    widened = text.replace("  scope:\n", "  scope: [cbrn, cyber, misuse, tamper, capability, governance]\n  scope:\n", 1)
+    widened = text.replace("  scope:\n",
+                           "  scope: [cbrn, cyber, misuse, tamper, capability, governance]\n  scope:\n", 1)
     mutated = widened if widened != text and data.draw(st.booleans()) else text.replace(
         "  kind: ", f"  {field}\n  kind: ", 1)
     return items, mutated
@@ -230,7 +233,8 @@ def changed_byte(lab, model, items, trust, data):
 def renamed(lab, model, items, trust, data):
     files = sorted(p for p in model.rglob("*") if p.is_file() and ".attestations" not in p.parts)
     target = data.draw(st.sampled_from(files))
-    new = data.draw(st.sampled_from(["renamed.safetensors", "weights.bin", "model.pkl", "x/y.json", "pytorch_model.bin"]))
+    new = data.draw(st.sampled_from(["renamed.safetensors", "weights.bin", "model.pkl", "x/y.json",
+                                     "pytorch_model.bin"]))
     (model / new).parent.mkdir(parents=True, exist_ok=True)
     if not (model / new).exists():
         target.rename(model / new)

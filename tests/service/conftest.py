@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -76,7 +76,7 @@ class Server:
     stderr: Path
     env: GateEnv
 
-    def client(self, token: str | None = "default", timeout: float = 30.0) -> GateClient:
+    def client(self, token: str | None = "default", timeout: float = 30.0) -> GateClient:  # noqa: S107 - a marker
         return GateClient(self.url, token=self.env.token if token == "default" else token, timeout=timeout,
                           answer_key=PublicKey.load(self.env.pub))
 
@@ -103,7 +103,8 @@ def launch(env: GateEnv, log: str | Path, *extra: str, name: str = "gate-serve",
     stderr = env.tmp / f"{name}-{secrets.token_hex(4)}.stderr"
     with open(stderr, "wb") as handle:
         proc = subprocess.Popen(env.serve_args(log, *extra), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=handle, start_new_session=True, cwd=env.tmp, preexec_fn=preexec)
+                                stderr=handle, start_new_session=True, cwd=env.tmp,
+                                preexec_fn=preexec)  # noqa: PLW1509 - a resource limit, set before exec; no threads
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         match = _SERVING.search(stderr.read_text(errors="replace"))

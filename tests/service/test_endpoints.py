@@ -93,14 +93,15 @@ def test_decision_equals_the_local_decision_and_is_logged(server: Server, http: 
     sent = world.attest(model, "redteam", "mmlu", {"acc": 0.7})
     bogus = AttestationInput("x", b'{"payload": "e30=", "payloadType": "x", "signatures": [{"sig": "AA=="}]}')
     receipt = server.client().submit_attestation(stored.data)
-    body = {"tier": "gated", "model": {"manifest": model.to_dict(content=True)}, "attestations": [b64(sent.data), b64(bogus.data)],
-            "context": {"event": "test", "by": "ci"}}
+    body = {"tier": "gated", "model": {"manifest": model.to_dict(content=True)},
+            "attestations": [b64(sent.data), b64(bogus.data)], "context": {"event": "test", "by": "ci"}}
     answer = http.post(f"{server.url}/v1/decisions", json=body, headers=auth(server.env))
     assert answer.status_code == 200, answer.text
     served = answer.json()
     inputs = [AttestationInput(source_of_logged(receipt["index"]), stored.data),
               AttestationInput(source_of_sent(0), sent.data), AttestationInput(source_of_sent(1), bogus.data)]
-    local = decide(Policy.load(server.env.policy), "gated", model, inputs, TrustStore.load(server.env.trust), parse_time(served["time"]))
+    local = decide(Policy.load(server.env.policy), "gated", model, inputs, TrustStore.load(server.env.trust),
+                   parse_time(served["time"]))
     assert answer.text == local.to_json()  # byte for byte what `gate check --json` prints
     assert served["decision"] == "allow" and len(served["rejected_attestations"]) == 1
     index = int(answer.headers["X-Gate-Log-Index"])
@@ -118,7 +119,7 @@ def test_targets_resolve_through_the_policy(server: Server, model) -> None:
     decision = ask(server.client(), target="huggingface:private", model=model.digest).decision
     assert decision.requested_tier == "internal" and decision.decision == "allow"
     answer = requests.post(f"{server.url}/v1/decisions", headers=auth(server.env),
-                           json={"target": "somewhere:else", "model": {"digest": model.digest}})
+                           json={"target": "somewhere:else", "model": {"digest": model.digest}}, timeout=30)
     assert answer.status_code == 400 and "unknown target" in answer.json()["error"]
 
 
@@ -127,11 +128,12 @@ def test_targets_are_normalised_by_the_core_rule(server: Server, model) -> None:
     decision = ask(server.client(), target="HuggingFace:Private ", model=model.digest).decision
     assert decision.requested_tier == "internal"  # and the client's own check of the tier agreed
     answer = requests.post(f"{server.url}/v1/decisions", headers=auth(server.env),
-                           json={"target": "huggingface:рublic", "model": {"digest": model.digest}})  # Cyrillic р
+                           json={"target": "huggingface:рublic", "model": {"digest": model.digest}},
+                           timeout=30)  # Cyrillic р
     assert answer.status_code == 400 and "unknown target" in answer.json()["error"], answer.text
 
 
-@pytest.mark.parametrize("body, reason", [
+@pytest.mark.parametrize(("body", "reason"), [
     ({"tier": "nope", "model": {"digest": "sha256:" + "a" * 64}}, "unknown tier"),
     ({"tier": "internal", "model": {"digest": "sha256:xyz"}}, "not a model digest"),
     ({"tier": "internal", "model": {"manifest": {"files": "no"}}}, "model.manifest"),
@@ -191,10 +193,10 @@ def test_log_reads_are_public_and_verifiable(server: Server, model) -> None:
     from tiergate.core.log.merkle import leaf_hash, verify_consistency, verify_inclusion
 
     client = server.client(token=None)
-    ask(server.client(), tier="internal", model=model.digest).decision
+    ask(server.client(), tier="internal", model=model.digest)
     key = CheckpointKey.load(server.env.vkey, None, None)
     old = key.verify(client.checkpoint())
-    ask(server.client(), tier="hosted", model=model.digest).decision
+    ask(server.client(), tier="hosted", model=model.digest)
     new = key.verify(client.checkpoint())
     assert new.size > old.size
     verify_consistency(old.size, new.size, old.root_hash, new.root_hash, client.consistency_proof(old.size, new.size))

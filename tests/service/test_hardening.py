@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import select
-import shutil
 import socket
-import sqlite3
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import requests
 
-from support import ANSWER_KEY, NOW, World, run_gate, signed_answer, write_model
+from support import ANSWER_KEY, NOW, World, run_gate, signed_answer
 from tiergate.core.answer import ANSWER_HEADER
 from tiergate.runtime.remote import ask
 from tiergate.runtime.client import GateClient, GateServiceError
@@ -36,7 +34,6 @@ from tiergate.core.log.entries import (
 )
 from tiergate.core.log.backends import open_store
 from tiergate.core.log.store import MAX_ENTRY_SIZE
-from tiergate.core.manifest import hash_model
 from tiergate.core.policy import Policy
 from tiergate.core.verify import Rejection
 from tiergate.service.app import MAX_FIND_BYTES, MAX_PAGE_BYTES, GateService
@@ -460,7 +457,7 @@ def test_the_client_deadline_covers_the_whole_answer(raw_stub, decision: Decisio
             client.transport._session.headers["X-Where"] = where
             began = time.monotonic()
             with pytest.raises(GateServiceError, match="did not answer within 1 s; the publish is denied"):
-                ask(client, tier="hosted", model=decision.model_digest).decision
+                ask(client, tier="hosted", model=decision.model_digest)
             assert time.monotonic() - began < 10, where
     finally:
         done.set()
@@ -477,11 +474,13 @@ def test_the_client_refuses_odd_log_indices_and_deep_json(raw_stub, decision: De
         sock.sendall(_answer(200, body, _signed(head, body), *headers))
 
     stub = raw_stub(respond)
-    recorded = ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), tier="hosted", model=decision.model_digest)
+    recorded = ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), tier="hosted",
+                   model=decision.model_digest)
     assert recorded.decision == decision and recorded.log_index == 7  # the signed index; the odd header is ignored
     which[0] = "deep"
     with pytest.raises(GateServiceError, match="not JSON; the publish is denied"):
-        ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), tier="hosted", model=decision.model_digest).decision
+        ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), tier="hosted",
+            model=decision.model_digest)
 
 
 def test_the_client_checks_the_tier_a_target_was_decided_at(raw_stub, decision: Decision, tmp_path: Path) -> None:
@@ -505,10 +504,11 @@ def test_the_client_checks_the_tier_a_target_was_decided_at(raw_stub, decision: 
     client = GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10)
     assert ask(client, target="mlflow:alias:prod", model=decision.model_digest).decision == decision
     with pytest.raises(GateServiceError, match="requires tier 'open' for huggingface:public; the publish is denied"):
-        ask(client, target="huggingface:public", model=decision.model_digest).decision
+        ask(client, target="huggingface:public", model=decision.model_digest)
     served["policy"] = {**policy, "digest": "sha256:" + "9" * 64}
     with pytest.raises(GateServiceError, match="decided with policy .* but reports policy"):
-        ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), target="mlflow:alias:prod", model=decision.model_digest).decision
+        ask(GateClient(stub.url, token="t", answer_key=ANSWER_KEY.public, timeout=10), target="mlflow:alias:prod",
+            model=decision.model_digest)
 
 
 def test_the_real_service_reports_its_policy_for_target_checks(server: Server) -> None:

@@ -23,15 +23,15 @@ def populate(server: Server, tmp_path: Path, decisions: int = 6) -> str:
     client = server.client()
     client.submit_attestation(server.env.world.attest(manifest, "evalco", "strongreject", {"score": 0.02}).data)
     for n in range(decisions):
-        ask(client, tier=("internal", "hosted", "gated")[n % 3], model=manifest.digest, context={"n": n}).decision
+        ask(client, tier=("internal", "hosted", "gated")[n % 3], model=manifest.digest, context={"n": n})
     return manifest.digest
 
 
-def log_cmd(env: GateEnv, *args: str) -> "object":
+def log_cmd(env: GateEnv, *args: str) -> object:
     return run_gate("log", *args, "--key-file", str(env.vkey))
 
 
-def audit(env: GateEnv, *where: str, checkpoints: tuple[Path, ...] = ()) -> "object":
+def audit(env: GateEnv, *where: str, checkpoints: tuple[Path, ...] = ()) -> object:
     extra = [a for c in checkpoints for a in ("--checkpoint", str(c))]
     return run_gate("log", "audit", *where, "--trust", str(env.trust), "--key-file", str(env.vkey), *extra)
 
@@ -42,7 +42,8 @@ def test_checkpoint_prove_consistency_find_and_a_clean_audit(start_server, tmp_p
     digest = populate(server, tmp_path, decisions=3)
     first = tmp_path / "first.checkpoint"
     result = log_cmd(env, "checkpoint", "--server", server.url, "--save", str(first))
-    assert result.returncode == 0 and "checkpoint verified" in result.stdout and "4 entries" in result.stdout, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "checkpoint verified" in result.stdout and "4 entries" in result.stdout, result.stderr
     populate(server, tmp_path, decisions=2)
     second = tmp_path / "second.checkpoint"
     assert log_cmd(env, "checkpoint", "--server", server.url, "--save", str(second)).returncode == 0
@@ -55,7 +56,8 @@ def test_checkpoint_prove_consistency_find_and_a_clean_audit(start_server, tmp_p
     result = log_cmd(env, "prove", "6", "--server", server.url, "--checkpoint", str(first))
     assert result.returncode == 1 and "not covered by the checkpoint" in result.stderr
     found = run_gate("log", "find", "--model", digest, "--server", server.url, "--json")
-    assert [e["kind"] for e in json.loads(found.stdout)["entries"]] == ["attestation", "decision", "decision", "decision"]
+    kinds = [e["kind"] for e in json.loads(found.stdout)["entries"]]
+    assert kinds == ["attestation", "decision", "decision", "decision"]
     result = audit(env, "--server", server.url, checkpoints=(first, second))
     assert result.returncode == 0, result.stderr
     assert "log audit passed: 7 entries (2 attestations, 5 decisions)" in result.stdout
@@ -72,7 +74,8 @@ def test_a_checkpoint_signed_by_another_key_is_refused(start_server, tmp_path: P
     other.write_text("tiergate.local/log+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
     result = run_gate("log", "checkpoint", "--server", server.url, "--key-file", str(other))
     assert result.returncode == 2 and "key ID" in result.stderr  # not even a well-formed key for that name
-    result = run_gate("log", "checkpoint", "--server", server.url, "--pub", str(server.env.pub), "--origin", "other/log")
+    result = run_gate("log", "checkpoint", "--server", server.url, "--pub", str(server.env.pub),
+                      "--origin", "other/log")
     assert result.returncode == 1 and "expected 'other/log'" in result.stderr
 
 

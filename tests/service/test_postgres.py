@@ -96,7 +96,8 @@ def test_two_replicas_append_1000_decisions_concurrently(start_server, pg_namesp
                       str(env.vkey))
     assert result.returncode == 0 and f"{DECISIONS} entries" in result.stdout, result.stderr
     saved = env.tmp / f"{pg_namespace}.checkpoint"
-    result = run_gate("log", "checkpoint", "--server", replicas[0].url, "--key-file", str(env.vkey), "--save", str(saved))
+    result = run_gate("log", "checkpoint", "--server", replicas[0].url, "--key-file", str(env.vkey),
+                      "--save", str(saved))
     assert result.returncode == 0, result.stderr
     result = run_gate("log", "audit", "--log", PG_URL, "--log-namespace", pg_namespace, "--trust", str(env.trust),
                       "--key-file", str(env.vkey), "--checkpoint", str(saved))
@@ -137,7 +138,7 @@ class _Load:
                 with self.lock:
                     self.answers.append(record)
 
-    def __enter__(self) -> "_Load":
+    def __enter__(self) -> _Load:
         for thread in self.threads:
             thread.start()
         return self

@@ -33,7 +33,8 @@ def test_two_authorization_headers_are_refused(server: Server) -> None:
     """A proxy in front may take the first and this server the last (or the other way round): neither is trusted."""
     body = b'{"tier": "internal", "model": {"digest": "sha256:' + b"ab" * 32 + b'"}}'
     for pair in ((server.env.token, "wrong"), ("wrong", server.env.token), (server.env.token, server.env.token)):
-        request = (b"POST /v1/decisions HTTP/1.1\r\nHost: gate\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        request = (b"POST /v1/decisions HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n"
+                   b"Content-Type: application/json\r\n"
                    + b"".join(f"Authorization: Bearer {t}\r\n".encode() for t in pair)
                    + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         status, answer = _raw(server, request)
@@ -61,7 +62,8 @@ def test_duplicate_keys_and_lone_surrogates_in_a_request_body_are_400(server: Se
 
 
 def _decide(server: Server, n: int) -> requests.Response:
-    return requests.post(f"{server.url}/v1/decisions", timeout=30, headers={"Authorization": f"Bearer {server.env.token}"},
+    return requests.post(f"{server.url}/v1/decisions", timeout=30,
+                         headers={"Authorization": f"Bearer {server.env.token}"},
                          json={"tier": "internal", "model": {"digest": f"sha256:{n:064x}"}})
 
 

@@ -16,7 +16,7 @@ from tiergate.core.keys import PrivateKey, write_keypair
 from .conftest import GateEnv
 
 
-def serve(env: GateEnv, **overrides: str) -> "object":
+def serve(env: GateEnv, **overrides: str) -> object:
     options = {"--trust": str(env.trust), "--key": str(env.key), "--tokens": str(env.tokens),
                "--log": str(env.tmp / "config-test.db"), "--port": "0"}
     options.update(overrides)
@@ -24,7 +24,7 @@ def serve(env: GateEnv, **overrides: str) -> "object":
     return run_gate("serve", *args)
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize(("change", "message"), [
     ({"--trust": None}, "gate serve needs --trust"),
     ({"--trust": "/nonexistent/trust.yaml"}, "trust store not found"),
     ({"--tokens": "CLEAR"}, "not a SHA-256 hex digest"),

@@ -6,7 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -54,7 +54,7 @@ def test_entries_are_canonical_and_round_trip(decision, manifest, world: World) 
     assert record.context == {"who": "ci", "où": "ünïcode"} and data.startswith(b'{"context":')
 
 
-@pytest.mark.parametrize("mutate, reason", [
+@pytest.mark.parametrize(("mutate", "reason"), [
     (lambda b: b.replace(b'":', b'": ', 1), "not canonical"),
     (lambda b: b"[" + b + b"]", "a JSON object, not list"),
     (lambda b: b.replace(b"{", b"{\"kind\":\"x\",", 1), "not canonical"),
@@ -161,19 +161,19 @@ def test_the_client_refuses_anything_but_a_decision_about_the_model(stub, decisi
     for answer, message in cases:
         handler.answer = answer
         with pytest.raises(GateServiceError, match=message) as caught:
-            ask(client, tier="open", model=manifest).decision
+            ask(client, tier="open", model=manifest)
         assert str(caught.value).endswith("the publish is denied")
     handler.answer = (200, decision.to_json().encode())
     assert ask(client, tier="hosted", model=manifest).decision == decision
     with pytest.raises(GateServiceError, match="needs a bearer token"):
-        ask(GateClient(url, token=None, answer_key=ANSWER_KEY.public), tier="hosted", model=manifest).decision
+        ask(GateClient(url, token=None, answer_key=ANSWER_KEY.public), tier="hosted", model=manifest)
 
 
 def test_the_client_times_out_closed(stub, manifest) -> None:
     url, handler = stub
     handler.do_POST = lambda self: __import__("time").sleep(0.8)  # type: ignore[method-assign]
     with pytest.raises(GateServiceError, match="did not answer within 0.3 s; the publish is denied"):
-        ask(GateClient(url, token="t", answer_key=ANSWER_KEY.public, timeout=0.3), tier="hosted", model=manifest).decision
+        ask(GateClient(url, token="t", answer_key=ANSWER_KEY.public, timeout=0.3), tier="hosted", model=manifest)
 
 
 def test_an_auditor_refuses_a_health_answer_without_a_log_size(stub) -> None:

@@ -11,7 +11,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -280,7 +281,7 @@ assert "huggingface_hub" not in sys.modules, "huggingface_hub imported"
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("secret_env, token_env, message", [
+@pytest.mark.parametrize(("secret_env", "token_env", "message"), [
     ("GATE_TEST_NO_SUCH_VAR", "GATE_TEST_HF_TOKEN", "$GATE_TEST_NO_SUCH_VAR is not set or empty"),
     ("GATE_TEST_SHORT_SECRET", "GATE_TEST_HF_TOKEN", "use at least 16 random ones"),
     ("GATE_TEST_HF_SECRET", "GATE_TEST_NO_SUCH_VAR", "containment needs a Hub token"),
@@ -303,7 +304,8 @@ def test_a_slow_hub_gets_a_503_in_time_and_the_check_is_still_logged(gate_env: G
     monkeypatch.setenv("GATE_TEST_HF_TOKEN", TOKEN)
     service = load_service(ServiceConfig(trust=gate_env.trust, key=gate_env.key, tokens=gate_env.tokens,
                                          log=str(tmp_path / "slow.db"), policy=gate_env.policy,
-                                         hf_webhook_secret_env="GATE_TEST_HF_SECRET", hf_token_env="GATE_TEST_HF_TOKEN"))
+                                         hf_webhook_secret_env="GATE_TEST_HF_SECRET",
+                                         hf_token_env="GATE_TEST_HF_TOKEN"))
     released = threading.Event()
 
     class SlowHub:
@@ -341,7 +343,8 @@ def test_a_revision_another_replica_is_checking_gets_a_503_so_the_hub_retries(
     monkeypatch.setenv("GATE_TEST_HF_TOKEN", TOKEN)
     service = load_service(ServiceConfig(trust=gate_env.trust, key=gate_env.key, tokens=gate_env.tokens,
                                          log=str(tmp_path / "busy.db"), policy=gate_env.policy,
-                                         hf_webhook_secret_env="GATE_TEST_HF_SECRET", hf_token_env="GATE_TEST_HF_TOKEN"))
+                                         hf_webhook_secret_env="GATE_TEST_HF_SECRET",
+                                         hf_token_env="GATE_TEST_HF_TOKEN"))
     head = "d" * 40
     service.hf_webhook._api = SimpleNamespace(
         endpoint="http://127.0.0.1:9",
@@ -505,8 +508,8 @@ def test_a_lone_surrogate_or_a_duplicate_key_in_an_event_is_a_400(hooked: Server
     """A lone surrogate (``\\ud800``) in the repo name reached the answer's encoding: a 500. Both are ambiguous JSON,
     refused before anything is logged."""
     before = tree_size(hooked)
-    for payload, reason in ((b'{"event": {"scope": "repo.content", "action": "update"}, "repo": {"type": "model", '
-                             b'"name": "org/\\ud800"}}', "unpaired surrogate"),
+    for payload, reason in (((b'{"event": {"scope": "repo.content", "action": "update"}, "repo": {"type": "model", '
+                              b'"name": "org/\\ud800"}}'), "unpaired surrogate"),
                             (b'{"event": {"scope": "repo"}, "event": {"scope": "repo.content"}}', "twice")):
         status, body = _raw_post(hooked, [f"Content-Length: {len(payload)}", f"X-Webhook-Secret: {SECRET}"], payload)
         assert status == 400 and reason in body["error"], body

@@ -109,7 +109,8 @@ class WebhookLinks:
     decisions: dict[int, tuple[str, str, str, Any]] = field(default_factory=dict)  # model, decision, mode, webhook
 
     def check(self, index: int, summary: EntrySummary) -> None:
-        """Remember or check the entry at ``index``; raises :class:`EntryProblem` for a containment that does not hold."""
+        """Remember or check the entry at ``index``; raises :class:`EntryProblem` for a containment that does not
+        hold."""
         record = summary.record
         if isinstance(record, WebhookRecord):
             self.webhooks.add(index)

@@ -23,7 +23,7 @@ class CheckpointKey:
     origin: str | None
 
     @classmethod
-    def load(cls, key_file: Path | None, pub: Path | None, origin: str | None) -> "CheckpointKey":
+    def load(cls, key_file: Path | None, pub: Path | None, origin: str | None) -> CheckpointKey:
         if (key_file is None) == (pub is None):
             raise UsageError("give the gate's log key: --key-file VKEY (as `gate serve` prints it) or --pub GATE.pub")
         if key_file is not None:

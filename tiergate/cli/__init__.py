@@ -67,7 +67,8 @@ class LazyGroup(click.Group):
             if exc.name and exc.name.startswith("tiergate."):
                 return None  # not built in this version
             raise
-        return getattr(module, attr)
+        command: click.Command = getattr(module, attr)
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Help text comes from a table so listing commands imports none of them.

@@ -8,7 +8,8 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar, overload
+from collections.abc import Callable
 
 import click
 
@@ -58,6 +59,14 @@ now_option = click.option(
     "--now", "now_text", metavar="TIME", envvar="GATE_NOW",
     help="Judge as of this RFC 3339 time instead of the clock (replaying a decision).",
 )
+
+
+@overload
+def configured(value: Path | None, setting: str, needed_by: str) -> Path: ...
+
+
+@overload
+def configured(value: Path | None, setting: str, needed_by: None = None) -> Path | None: ...
 
 
 def configured(value: Path | None, setting: str, needed_by: str | None = None) -> Path | None:

@@ -53,7 +53,7 @@ def run_guarded(command: click.Command, argv: list[str]) -> Any:
         fail(str(extra_missing(extra, exc.name or extra)), 2)
     except KeyboardInterrupt:
         fail("interrupted; nothing was allowed", 1)
-    except Exception as exc:  # fail closed: an unexpected error is a deny, reported without a traceback
+    except Exception as exc:  # noqa: BLE001 - fail closed: an unexpected error is a deny, reported without a traceback
         fail_internal(exc)
 
 

@@ -6,7 +6,8 @@ import hashlib
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import click
 
@@ -87,11 +88,12 @@ def _from_log(path: Path, fmt: str, task: str | None) -> tuple[Evaluation, Evide
 
 def _risk_domain(benchmark: str, declared: str | None, policy: Policy) -> str:
     """The risk domain ``benchmark`` measures, per the policy's catalogue. Raises UsageError when the catalogue does
-    not list it (the attestation could meet no requirement) or ``declared`` says otherwise (the gate would reject it)."""
+    not list it (the attestation could meet no requirement) or ``declared`` says otherwise (the gate would reject
+    it)."""
     measured = policy.benchmarks.domain_of(benchmark)
     if measured is None:
-        raise UsageError(f"benchmark {benchmark!r} is not in the benchmark catalogue of {policy.uri}, so it measures no "
-                         "risk domain and would meet no requirement; check its name, or add it to the policy's "
+        raise UsageError(f"benchmark {benchmark!r} is not in the benchmark catalogue of {policy.uri}, so it measures "
+                         "no risk domain and would meet no requirement; check its name, or add it to the policy's "
                          "'benchmarks' and pass --policy")
     if declared is not None and declared != measured:
         raise UsageError(f"--risk-domain {declared}: benchmark {benchmark!r} measures risk domain {measured} "
@@ -105,7 +107,8 @@ def _manual(
     sample_size: int | None, harness: str | None, dataset: str | None, evaluated_at: str | None,
 ) -> Evaluation:
     if not name:
-        raise UsageError("say which evaluation this is with --eval NAME (or read it from a log with --from-inspect / --from-lm-eval)")
+        raise UsageError("say which evaluation this is with --eval NAME "
+                         "(or read it from a log with --from-inspect / --from-lm-eval)")
     if not metrics:
         raise UsageError("give at least one --metric NAME=VALUE (or read them from a log)")
     harness_name, harness_version = _name_at(harness)
@@ -183,9 +186,12 @@ def _signing_keys(
 @click.option("--harness", metavar="NAME[@VERSION]", help="Evaluation harness, e.g. lm-evaluation-harness@0.4.9.")
 @click.option("--dataset", metavar="NAME[@REVISION]", help="Dataset, e.g. cais/wmdp@<commit>.")
 @click.option("--evaluated-at", metavar="TIME", help="When the evaluation ran (RFC 3339).")
-@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Raw eval log to pin by digest.")
-@click.option("--from-inspect", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read scores from an Inspect log (.eval or .json).")
-@click.option("--from-lm-eval", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read scores from lm-evaluation-harness results JSON.")
+@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Raw eval log to pin by digest.")
+@click.option("--from-inspect", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read scores from an Inspect log (.eval or .json).")
+@click.option("--from-lm-eval", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read scores from lm-evaluation-harness results JSON.")
 @click.option("--task", help="Which task of a multi-task log to attest.")
 @click.option("--subject-name", help="Name of the model in the statement (default: the folder name).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -226,9 +232,11 @@ def attest_command(
         if given:
             raise UsageError(f"{', '.join(given)} cannot be combined with --from-inspect/--from-lm-eval: "
                              "those facts come from the log itself (attest other scores separately)")
+        evidence_ref: EvidenceRef | None
         evaluation, evidence_ref = _from_log(log, "inspect" if from_inspect else "lm-eval", task)
         evaluation = replace(evaluation, name=eval_name or evaluation.name,
-                             benchmark=benchmark or (benchmark_of_task(eval_name) if eval_name else evaluation.benchmark))
+                             benchmark=benchmark or (benchmark_of_task(eval_name) if eval_name
+                                                     else evaluation.benchmark))
     else:
         evaluation = _manual(eval_name, benchmark, _pairs(metrics, "--metric"), _pairs(stderrs, "--stderr"),
                              sample_size, harness, dataset, evaluated_at)

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from tiergate.cli._gate import check, load_gate, policy_option, report, trust_option
-from tiergate.cli._options import no_cache_option, hash_with_progress, now_option, quiet_option, resolve_now, skip_git_option
+from tiergate.cli._options import (no_cache_option, hash_with_progress, now_option, quiet_option, resolve_now,
+                                   skip_git_option)
 from tiergate.core.collect import model_attestations, read_attestations
 from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.core.vsa import sign_vsa, tier_level, verify_vsa
@@ -38,11 +39,13 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
 @policy_option
 @now_option
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (stable schema, replayable).")
-@click.option("--vsa", "vsa_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a signed SLSA VSA of the decision here.")
+@click.option("--vsa", "vsa_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a signed SLSA VSA of the decision here.")
 @click.option("--gate-key", type=click.Path(dir_okay=False, path_type=Path),
               help="The gate's private key, to sign --vsa (default: GATE_KEY, or key: in GATE_CONFIG).")
 @click.option("--resource-uri", help="Resource URI for the VSA (default: the model folder's name).")
-@click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
+@click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
 @click.option("--server", metavar="URL",
               help="Let this gate service decide and log (default: GATE_SERVER, or server: in GATE_CONFIG); the model "
                    "is still hashed here.")
@@ -61,11 +64,11 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
 @no_cache_option
 @quiet_option
 @click.pass_context
-def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | None, tier: str, trust_path: Path | None,
-                  policy_path: Path | None, now_text: str | None, as_json: bool, vsa_path: Path | None,
-                  gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None, server: str | None,
-                  token_env: str | None, timeout: float | None, server_key: Path | None, max_age: float | None,
-                  quiet: bool) -> None:
+def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | None, tier: str,
+                  trust_path: Path | None, policy_path: Path | None, now_text: str | None, as_json: bool,
+                  vsa_path: Path | None, gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None,
+                  server: str | None, token_env: str | None, timeout: float | None, server_key: Path | None,
+                  max_age: float | None, quiet: bool) -> None:
     """Decide whether MODEL_DIR may be released at --tier.
 
     Verifies every attestation (ATTESTATIONS plus MODEL_DIR/.attestations), evaluates the policy, prints one row per
@@ -126,7 +129,8 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
 
 @click.command("verify-vsa")
 @click.argument("vsa_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The gate's public key.")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The gate's public key.")
 @click.option("--digest", help="Also require the VSA to be about this model digest (sha256:...).")
 @click.option("--tier", help="Also require this tier to be among the verified levels.")
 def verify_vsa_command(vsa_file: Path, key_path: Path, digest: str | None, tier: str | None) -> None:
@@ -139,7 +143,8 @@ def verify_vsa_command(vsa_file: Path, key_path: Path, digest: str | None, tier:
     if digest and summary.model_digest != f"sha256:{parse_digest(digest)}":
         problems.append(f"it is about {summary.model_digest}, not {digest}")
     if tier and tier_level(tier) not in summary.verified_levels:
-        problems.append(f"tier {tier} is not among its verified levels ({', '.join(summary.verified_levels) or 'none'})")
+        problems.append(f"tier {tier} is not among its verified levels "
+                        f"({', '.join(summary.verified_levels) or 'none'})")
     if not summary.passed:
         problems.append("its result is FAILED: the release it summarises was denied")
     click.echo(f"VSA signed by the gate key: {summary.result} for {summary.model_digest} ({summary.resource_uri}); "

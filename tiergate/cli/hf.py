@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import click
 
@@ -21,7 +22,8 @@ from tiergate.errors import GateError, UsageError
 
 repo_type_option = click.option("--repo-type", type=click.Choice(["model", "dataset", "space"]), default=None,
                                 help="Repository type (default: model).")
-token_option = click.option("--token", envvar="HF_TOKEN", help="Hugging Face token (env HF_TOKEN; default: the saved login).")
+token_option = click.option("--token", envvar="HF_TOKEN",
+                            help="Hugging Face token (env HF_TOKEN; default: the saved login).")
 attestation_option = click.option("--attestation", "attestation_paths", multiple=True,
                                   type=click.Path(exists=True, path_type=Path),
                                   help="Extra attestation file or folder (repeatable), besides .attestations/.")

@@ -11,7 +11,8 @@ from tiergate.core.keys import ALGORITHMS, PrivateKey, write_keypair
 @click.command("keygen")
 @click.argument("name")
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default="ed25519", show_default=True)
-@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt the private key with the passphrase in $VAR.")
+@click.option("--passphrase-env", "passphrase_env", metavar="VAR",
+              help="Encrypt the private key with the passphrase in $VAR.")
 def keygen_command(name: str, algorithm: str, passphrase_env: str | None) -> None:
     """Write NAME.key (PEM, mode 0600) and NAME.pub, and print the key id (SHA-256 of the DER public key)."""
     passphrase = passphrase_from_env(passphrase_env)

@@ -11,11 +11,19 @@ import base64
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import click
 
 from tiergate.errors import UsageError, VerificationError
+
+if TYPE_CHECKING:  # the log, the client and the audit are imported by the command that reads them
+    from tiergate.audit.keys import CheckpointKey
+    from tiergate.audit.sources import LogSource
+    from tiergate.core.log.checkpoint import Checkpoint
+    from tiergate.core.log.store import LogStore
+    from tiergate.runtime.client import GateClient
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
 _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -23,7 +31,8 @@ _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 def _source_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("--server", envvar="GATE_SERVER", metavar="URL", help="Gate service to read the log from (env GATE_SERVER)."),
+        click.option("--server", envvar="GATE_SERVER", metavar="URL",
+                     help="Gate service to read the log from (env GATE_SERVER)."),
         click.option("--log", "log_target", metavar="PATH_OR_URL",
                      help="Read the log database directly instead (SQLite file or postgresql:// URL)."),
         click.option("--log-namespace", help="PostgreSQL schema or SQLite table prefix of the log (with --log)."),
@@ -35,7 +44,8 @@ def _source_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _key_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("--key-file", type=_EXISTING, help="The log's verifier key (vkey line, as `gate serve` prints it)."),
+        click.option("--key-file", type=_EXISTING,
+                     help="The log's verifier key (vkey line, as `gate serve` prints it)."),
         click.option("--pub", type=_EXISTING, help="The gate's Ed25519 public key (PEM, GATE.pub from `gate keygen`)."),
         click.option("--origin", help="Require checkpoints of this log origin (recommended with --pub)."),
     ]):
@@ -53,21 +63,22 @@ class _Opened:
             server = None  # an explicit --log wins over a GATE_SERVER set in the environment
         if (server is None) == (log_target is None):
             raise UsageError("say where the log is: --server URL (a gate service) or --log PATH_OR_URL (its database)")
-        self.store = None
+        self.store: LogStore | None = None
+        self.client: GateClient | None = None
+        self.source: LogSource
         if server is not None:
             from tiergate.runtime.client import GateClient
 
-            self.client: Any = GateClient(server, timeout=timeout)
-            self.source: Any = ServerSource(self.client)
+            self.client = GateClient(server, timeout=timeout)
+            self.source = ServerSource(self.client)
         else:
             from tiergate.service.config import open_log
 
             assert log_target is not None
             self.store = open_log(log_target, namespace)
-            self.client = None
             self.source = StoreSource(self.store, log_target)
 
-    def __enter__(self) -> "_Opened":
+    def __enter__(self) -> _Opened:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -80,7 +91,7 @@ def _from_environment(parameter: str) -> bool:
     return context is not None and context.get_parameter_source(parameter) == click.core.ParameterSource.ENVIRONMENT
 
 
-def _key(key_file: Path | None, pub: Path | None, origin: str | None) -> Any:
+def _key(key_file: Path | None, pub: Path | None, origin: str | None) -> CheckpointKey:
     from tiergate.audit.keys import CheckpointKey
 
     return CheckpointKey.load(key_file, pub, origin)
@@ -90,7 +101,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _verified_checkpoint(opened: _Opened, key: Any, checkpoint_file: Path | None) -> Any:
+def _verified_checkpoint(opened: _Opened, key: CheckpointKey, checkpoint_file: Path | None) -> Checkpoint:
     """The checkpoint to prove against: from a file, or fetched from the service; verified either way."""
     from tiergate.audit.keys import read_checkpoint_file
 
@@ -118,19 +129,21 @@ def checkpoint_command(server: str | None, log_target: str | None, log_namespace
     if server is None:
         raise UsageError("a checkpoint is signed by the gate service: give --server URL")
     with _Opened(server, None, None, timeout) as opened:
-        note = opened.source.checkpoint()
+        assert opened.client is not None  # opened with --server
+        note = opened.client.checkpoint()
     checkpoint = key.verify(note, f"checkpoint from {server}")
     if save is not None:
         save.write_bytes(note)
-    click.echo(f"checkpoint verified: log {checkpoint.origin}, {checkpoint.size} entries, root {_b64(checkpoint.root_hash)}"
-               + (f" (saved to {save})" if save else ""))
+    click.echo(f"checkpoint verified: log {checkpoint.origin}, {checkpoint.size} entries, "
+               f"root {_b64(checkpoint.root_hash)}" + (f" (saved to {save})" if save else ""))
 
 
 @log_group.command("prove")
 @click.argument("entry_index", type=click.IntRange(min=0))
 @_source_options
 @_key_options
-@click.option("--checkpoint", "checkpoint_file", type=_EXISTING, help="Prove against this saved checkpoint instead of the current one.")
+@click.option("--checkpoint", "checkpoint_file", type=_EXISTING,
+              help="Prove against this saved checkpoint instead of the current one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry and the proof as JSON.")
 def prove_command(entry_index: int, server: str | None, log_target: str | None, log_namespace: str | None,
                   timeout: float, key_file: Path | None, pub: Path | None, origin: str | None,
@@ -227,11 +240,14 @@ def audit_command(server: str | None, log_target: str | None, log_namespace: str
     with _Opened(server, log_target, log_namespace, timeout) as opened:
         needs_key = bool(checkpoint_files) or opened.client is not None
         key = _key(key_file, pub, origin) if needs_key or key_file or pub else None
-        checkpoints = [NamedCheckpoint(str(p), key.verify(read_checkpoint_file(p), str(p))) for p in checkpoint_files]
+        checkpoints = [NamedCheckpoint(str(p), key.verify(read_checkpoint_file(p), str(p)))
+                       for p in checkpoint_files] if key is not None else []  # a key is read when there are any
         if opened.client is not None:
+            assert key is not None  # needs_key
             try:
-                note = opened.source.checkpoint()
-                checkpoints.append(NamedCheckpoint("the service's current checkpoint", key.verify(note, "the service's checkpoint")))
+                note = opened.client.checkpoint()
+                checkpoints.append(NamedCheckpoint("the service's current checkpoint",
+                                                   key.verify(note, "the service's checkpoint")))
             except GateError as exc:
                 early.append(Problem(None, f"no valid current checkpoint: {exc}"))
         report = audit_log(opened.source, trust, checkpoints)
@@ -290,6 +306,7 @@ def find_command(model: str, server: str | None, log_target: str | None, log_nam
         else:
             position = 0
             while True:  # a page at a time: a busy model has many entries, each up to 1 MiB
+                assert opened.store is not None  # opened with --log
                 page = opened.store.find(model_digest=digest, start=position, limit=32)
                 for entry in page:
                     try:

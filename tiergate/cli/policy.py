@@ -32,7 +32,8 @@ def explain_tier(policy: Policy, name: str) -> list[str]:
         lines.append(f"  Includes everything '{tier.chain[1]}' requires.")
     if tier.mode == "warn":
         lines.append("  Mode: warn - a failed check is reported but does not block.")
-    if not (tier.evaluations or tier.signers.min_organizations or tier.signers.required_kinds or tier.max_age or tier.allowed_formats):
+    if not (tier.evaluations or tier.signers.min_organizations or tier.signers.required_kinds or tier.max_age
+            or tier.allowed_formats):
         lines.append("  Requires nothing: any model may be released at this tier.")
     for owner, req in tier.evaluations:
         source = f" ({req.description})" if req.description != req.id else ""
@@ -47,7 +48,8 @@ def explain_tier(policy: Policy, name: str) -> list[str]:
     for kind in s.required_kinds:
         lines.append(f"  - At least one {kind.replace('_', ' ')} evaluator among the signers.")
     if tier.max_age:
-        lines.append(f"  - Only attestations at most {format_duration(tier.max_age)} old count; older ones are ignored.")
+        lines.append(f"  - Only attestations at most {format_duration(tier.max_age)} old count; "
+                     "older ones are ignored.")
     if tier.allowed_formats:
         lines.append(f"  - Weight files only in {', '.join(tier.allowed_formats)}, judged by content "
                      "(pickle-bearing and unrecognised files refused).")

@@ -6,10 +6,14 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from tiergate.errors import ConfigError
+
+if TYPE_CHECKING:  # the service is imported when `gate serve` runs, not when the CLI starts
+    from tiergate.service.app import GateService
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
 
@@ -19,7 +23,7 @@ class _Stop(Exception):
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop()
+    raise _Stop
 
 
 @click.group("serve", invoke_without_command=True)
@@ -88,7 +92,9 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     if missing:
         raise ConfigError(f"gate serve needs {', '.join(missing)} (or env GATE_TRUST, GATE_KEY, GATE_TOKENS; or "
                           "trust: and key: in GATE_CONFIG)")
-    assert trust_path and key_path and tokens_path
+    assert trust_path
+    assert key_path
+    assert tokens_path
     config = ServiceConfig(trust=trust_path, key=key_path, tokens=tokens_path, policy=policy_path, log=log_target,
                            log_namespace=log_namespace, origin=origin, host=host, port=port, max_body=max_body,
                            hf_webhook_secret_env=hf_webhook_secret_env or None, hf_endpoint=hf_endpoint,
@@ -101,7 +107,7 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
         _close(service)
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound_host, bound_port = server.server_address[:2]
-    click.echo(f"gate: serving on http://{bound_host}:{bound_port} (log {_shown(log_target)}, origin {origin}, "
+    click.echo(f"gate: serving on http://{bound_host!s}:{bound_port} (log {_shown(log_target)}, origin {origin}, "
                f"{service.store.size()} entries)", err=True)
     click.echo(f"gate: log verifier key {service.signer.verifier.vkey()}", err=True)
     if service.hf_webhook is not None:
@@ -118,13 +124,13 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     click.echo("gate: stopped", err=True)
 
 
-def _close(service: object) -> None:
+def _close(service: GateService) -> None:
     """Let running webhook checks log their results, then close the webhook table and the log."""
-    webhook = getattr(service, "hf_webhook", None)
+    webhook = service.hf_webhook
     if webhook is not None:
         webhook.close()
         webhook.seen.close()
-    service.store.close()  # type: ignore[attr-defined]
+    service.store.close()
 
 
 def _shown(target: str) -> str:

@@ -58,8 +58,9 @@ def verify_command(model_dir: Path, attestations: tuple[Path, ...], trust_path: 
     """Verify ATTESTATIONS (files or folders; default MODEL_DIR/.attestations) for the model in MODEL_DIR.
 
     Checks evaluation attestations (DSSE envelopes, plain or in a Sigstore bundle) and OMS (model-signing)
-    signatures made with a key, a certificate or Sigstore keyless, against the trust store and the files on disk; an evaluation's risk domain (and so the evaluator's scope) follows from its benchmark, per the
-    policy's benchmark catalogue. Exit 0 when every one is valid, 1 otherwise.
+    signatures made with a key, a certificate or Sigstore keyless, against the trust store and the files on disk; an
+    evaluation's risk domain (and so the evaluator's scope) follows from its benchmark, per the policy's benchmark
+    catalogue. Exit 0 when every one is valid, 1 otherwise.
     """
     store = TrustStore.load(configured(trust_path, "trust", "gate verify"))
     policy = Policy.load(configured(policy_path, "policy"))

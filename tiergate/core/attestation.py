@@ -16,7 +16,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.core.manifest import Manifest
@@ -109,7 +110,7 @@ class Statement:
         return {s.digest[algorithm].lower() for s in self.subjects if algorithm in s.digest}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Statement":
+    def from_dict(cls, data: Any) -> Statement:
         data = _object(data, "statement")
         if data.get("_type") != STATEMENT_TYPE:
             raise AttestationFormatError(f"statement _type is {data.get('_type')!r}, expected {STATEMENT_TYPE}")
@@ -117,8 +118,8 @@ class Statement:
         if not isinstance(raw_subjects, list) or not raw_subjects:
             raise AttestationFormatError("statement.subject must be a non-empty list")
         subjects = []
-        for index, raw in enumerate(raw_subjects):
-            raw = _object(raw, f"subject[{index}]")
+        for index, entry in enumerate(raw_subjects):
+            raw = _object(entry, f"subject[{index}]")
             digest = _object(raw.get("digest"), f"subject[{index}].digest")
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in digest.items()):
                 raise AttestationFormatError(f"subject[{index}].digest must map algorithm names to hex strings")
@@ -128,7 +129,7 @@ class Statement:
         return cls(tuple(subjects), predicate_type or "", predicate)
 
     @classmethod
-    def from_json(cls, payload: bytes) -> "Statement":
+    def from_json(cls, payload: bytes) -> Statement:
         try:
             data = parse_json(payload)
         except StrictJSONError as exc:
@@ -186,9 +187,11 @@ class EvaluationPredicate:
         if ev.risk_domain:
             evaluation["riskDomain"] = ev.risk_domain
         if ev.harness:
-            evaluation["harness"] = {"name": ev.harness, **({"version": ev.harness_version} if ev.harness_version else {})}
+            evaluation["harness"] = {"name": ev.harness,
+                                     **({"version": ev.harness_version} if ev.harness_version else {})}
         if ev.dataset:
-            evaluation["dataset"] = {"name": ev.dataset, **({"revision": ev.dataset_revision} if ev.dataset_revision else {})}
+            evaluation["dataset"] = {"name": ev.dataset,
+                                     **({"revision": ev.dataset_revision} if ev.dataset_revision else {})}
         results: dict[str, Any] = {"metrics": dict(ev.metrics)}
         if ev.sample_size is not None:
             results["sampleSize"] = ev.sample_size
@@ -197,7 +200,8 @@ class EvaluationPredicate:
         out: dict[str, Any] = {
             "evaluation": evaluation,
             "results": results,
-            "evaluator": {"id": self.evaluator.id, **({"organization": self.evaluator.organization} if self.evaluator.organization else {})},
+            "evaluator": {"id": self.evaluator.id,
+                          **({"organization": self.evaluator.organization} if self.evaluator.organization else {})},
             "attestedAt": format_time(self.attested_at),
         }
         if ev.evaluated_at:
@@ -214,7 +218,7 @@ class EvaluationPredicate:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any) -> "EvaluationPredicate":
+    def from_dict(cls, data: Any) -> EvaluationPredicate:
         data = _object(data, "predicate")
         evaluation = _object(data.get("evaluation"), "predicate.evaluation")
         results = _object(data.get("results"), "predicate.results")
@@ -227,7 +231,8 @@ class EvaluationPredicate:
                 f"predicate.evaluation.riskDomain {risk_domain!r} is not one of {', '.join(RISK_DOMAINS)}"
             )
         sample_size = results.get("sampleSize")
-        if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 0):
+        if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int)
+                                        or sample_size < 0):
             raise AttestationFormatError("predicate.results.sampleSize must be a non-negative integer")
         harness = _object(evaluation.get("harness", {}), "predicate.evaluation.harness")
         dataset = _object(evaluation.get("dataset", {}), "predicate.evaluation.dataset")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from tiergate.core.attestation import RISK_DOMAINS
 
@@ -65,7 +66,7 @@ class BenchmarkCatalogue:
         entry = self.get(benchmark)
         return entry.risk_domain if entry else None
 
-    def extend(self, other: "BenchmarkCatalogue") -> "BenchmarkCatalogue":
+    def extend(self, other: BenchmarkCatalogue) -> BenchmarkCatalogue:
         """This catalogue plus ``other``'s entries. An entry ``other`` repeats must say the same risk domain (a copy
         of the default policy repeats them all); one that gives a known benchmark another domain is refused, since
         it would silently re-scope every evaluator. Raises ValueError naming the benchmark."""

@@ -16,7 +16,8 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from cryptography import x509
 
@@ -124,7 +125,8 @@ def _certificates(material: Mapping[str, Any]) -> tuple[x509.Certificate, ...]:
     if not chain:
         raise VerificationError("malformed x509CertificateChain: no certificates")
     if len(chain) > MAX_CERTIFICATES:
-        raise VerificationError(f"malformed x509CertificateChain: {len(chain)} certificates, more than {MAX_CERTIFICATES}")
+        raise VerificationError(f"malformed x509CertificateChain: {len(chain)} certificates, "
+                                f"more than {MAX_CERTIFICATES}")
     return tuple(_certificate(c, f"x509CertificateChain.certificates[{i}]") for i, c in enumerate(chain))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
 from tiergate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES, attestation_documents
@@ -51,7 +51,8 @@ def read_attestations(paths: Iterable[str | os.PathLike[str]]) -> list[Attestati
             # Recursive, as the manifest polices the attestation folder recursively: what sits there is read.
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(ATTESTATION_SUFFIXES))
             if len(files) > MAX_ATTESTATION_FILES:
-                raise InputError(f"{p}: {len(files)} files is more than the {MAX_ATTESTATION_FILES} attestations read from one folder")
+                raise InputError(f"{p}: {len(files)} files is more than the {MAX_ATTESTATION_FILES} attestations "
+                                 "read from one folder")
             for f in files:
                 items.extend(_judged_alone(f))
         else:

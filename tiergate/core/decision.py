@@ -15,7 +15,8 @@ import json
 import operator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tiergate.core.formats import AUXILIARY_CLASSES, WEIGHT_CLASSES
 from tiergate.core.manifest import Manifest, parse_digest, weight_format
@@ -90,7 +91,8 @@ class Decision:
             "policy": {"uri": self.policy_uri, "digest": self.policy_digest},
             "trust": {"source": self.trust_source, "digest": self.trust_digest},
             "requirements": [r.to_dict() for r in self.requirements],
-            "rejected_attestations": [{"source": r.source, "digest": r.digest, "reason": r.reason} for r in self.rejected],
+            "rejected_attestations": [{"source": r.source, "digest": r.digest, "reason": r.reason}
+                                      for r in self.rejected],
             "inputs": [{"source": s, "digest": d} for s, d in self.inputs],
             "time": format_time(self.time),
         }
@@ -99,7 +101,7 @@ class Decision:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Decision":
+    def from_dict(cls, data: Any) -> Decision:
         """Read a decision back from its JSON form, strictly: the client treats an answer of the gate service that is
         not exactly a decision as a deny, and the auditor a malformed decision entry as a bad entry.
 
@@ -118,13 +120,14 @@ class Decision:
         best = f"highest tier supported: '{self.satisfied_tier}'" if self.satisfied_tier else "no tier is supported"
         warn = " [warn mode: not enforced]" if self.mode == "warn" else ""
         return (f"{head}{warn}: {missing}.{rejected} {best}. "
-                "Add signed attestations from trusted evaluators that meet these requirements, or publish at a lower tier.")
+                "Add signed attestations from trusted evaluators that meet these requirements, "
+                "or publish at a lower tier.")
 
 
 # --- reading a decision back ------------------------------------------------------------------------------------
 
-_FIELDS = {"schema", "decision", "mode", "requested_tier", "satisfied_tier", "model_digest", "files_digest", "policy", "trust",
-           "requirements", "rejected_attestations", "inputs", "time"}
+_FIELDS = {"schema", "decision", "mode", "requested_tier", "satisfied_tier", "model_digest", "files_digest", "policy",
+           "trust", "requirements", "rejected_attestations", "inputs", "time"}
 
 
 class DecisionFormatError(InputError):
@@ -154,12 +157,12 @@ def _str(data: Mapping[str, Any], key: str, where: str, optional: bool = False) 
 
 def _choice(data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     value = _str(data, key, "")
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise DecisionFormatError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
     return value
 
 
-def _decision_from_dict(data: Any) -> "Decision":
+def _decision_from_dict(data: Any) -> Decision:
     """See :meth:`Decision.from_dict`."""
     body = _obj(data, "a decision")
     missing = sorted(_FIELDS - set(body))
@@ -241,7 +244,8 @@ def _age_start(item: VerifiedAttestation) -> datetime | None:
     return min(times) if times else None
 
 
-def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier, now: datetime) -> tuple[list[VerifiedAttestation], dict[str, str]]:
+def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier,
+           now: datetime) -> tuple[list[VerifiedAttestation], dict[str, str]]:
     """Split evidence into what is fresh enough for the tier and, by digest, why the rest is not counted."""
     if tier.max_age is None:
         return list(items), {}
@@ -251,7 +255,8 @@ def _fresh(items: Iterable[VerifiedAttestation], tier: EffectiveTier, now: datet
         if start is None:
             stale[item.digest] = f"{item.source} has no signing or evaluation time, so its age cannot be checked"
         elif now - start > tier.max_age:
-            stale[item.digest] = f"{item.source} is from {format_time(start)}, older than {format_duration(tier.max_age)}"
+            stale[item.digest] = (f"{item.source} is from {format_time(start)}, "
+                                  f"older than {format_duration(tier.max_age)}")
         else:
             fresh.append(item)
     return fresh, stale
@@ -287,14 +292,15 @@ def _evaluation_row(
     stale: Sequence[VerifiedAttestation], stale_why: dict[str, str],
 ) -> RequirementResult:
     def row(status: str, reason: str, used: Sequence[VerifiedAttestation] = ()) -> RequirementResult:
-        return RequirementResult(req.id, tier_name, req.describe(), status, reason, tuple(sorted(a.digest for a in used)))
+        return RequirementResult(req.id, tier_name, req.describe(), status, reason,
+                                 tuple(sorted(a.digest for a in used)))
 
     matching = [a for a in evidence if _matches(req, a)]
     unqualified = {a.digest: why for a in matching if (why := _unqualified(req, a))}
     counted = [a for a in matching if a.digest not in unqualified]
     if not counted:
         if unqualified:
-            return row(NOT_MET, "not counted: " + "; ".join(unqualified.values()), [a for a in matching])
+            return row(NOT_MET, "not counted: " + "; ".join(unqualified.values()), list(matching))
         too_old = [stale_why[a.digest] for a in stale if _matches(req, a)]
         stale_note = f" (not counted: {'; '.join(too_old)})" if too_old else ""
         return row(NOT_MET, f"no valid attestation reports {req.describe()}{stale_note}")
@@ -308,7 +314,8 @@ def _evaluation_row(
     of = f" (worst of {len(counted)})" if len(counted) > 1 else ""
     if _COMPARE[req.comparator](worst, req.threshold):  # type: ignore[arg-type]
         return row(MET, f"{req.metric} = {worst:g}{of} {req.comparator} {req.threshold:g}, attested by {by}", counted)
-    return row(NOT_MET, f"{req.metric} = {worst:g}{of} does not satisfy {req.comparator} {req.threshold:g} (attested by {by})", counted)
+    return row(NOT_MET, f"{req.metric} = {worst:g}{of} does not satisfy {req.comparator} {req.threshold:g} "
+                        f"(attested by {by})", counted)
 
 
 def _signer_rows(tier: EffectiveTier, evidence: Sequence[VerifiedAttestation]) -> list[RequirementResult]:
@@ -347,7 +354,8 @@ def _format_row(tier: EffectiveTier, manifest: Manifest | None) -> list[Requirem
     description = f"weights only in {', '.join(tier.allowed_formats)} (judged by content)"
     rid = "formats"
     if manifest is None:
-        return [RequirementResult(rid, tier.name, description, NOT_MET, "the file list is unknown (decided by digest only)")]
+        return [RequirementResult(rid, tier.name, description, NOT_MET,
+                                  "the file list is unknown (decided by digest only)")]
     refused = []
     for f in manifest.files:
         if f.content in AUXILIARY_CLASSES or f.content in tier.allowed_formats:

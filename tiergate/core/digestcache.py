@@ -23,7 +23,7 @@ import sqlite3
 import stat
 import threading
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from tiergate import __version__
 

@@ -10,7 +10,8 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.core.keys import PublicKey, SigningKey
@@ -71,7 +72,7 @@ class Envelope:
         return json.dumps(self.to_dict(), indent=2).encode("utf-8") + b"\n"
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Envelope":
+    def from_dict(cls, data: Any) -> Envelope:
         if not isinstance(data, Mapping):
             raise VerificationError("malformed envelope: expected a JSON object with payload, payloadType, signatures")
         for name in ("payload", "payloadType", "signatures"):
@@ -84,7 +85,8 @@ class Envelope:
         if not isinstance(raw_sigs, list) or not raw_sigs:
             raise VerificationError("malformed envelope: 'signatures' must be a non-empty list")
         if len(raw_sigs) > MAX_SIGNATURES:
-            raise VerificationError(f"malformed envelope: {len(raw_sigs)} signatures, more than the {MAX_SIGNATURES} read")
+            raise VerificationError(f"malformed envelope: {len(raw_sigs)} signatures, "
+                                    f"more than the {MAX_SIGNATURES} read")
         signatures = []
         for index, raw in enumerate(raw_sigs):
             if not isinstance(raw, Mapping) or "sig" not in raw:
@@ -96,7 +98,7 @@ class Envelope:
         return cls(_b64decode(data["payload"], "payload"), payload_type, tuple(signatures))
 
     @classmethod
-    def from_json(cls, data: bytes) -> "Envelope":
+    def from_json(cls, data: bytes) -> Envelope:
         if len(data) > MAX_ENVELOPE_BYTES:
             raise VerificationError(f"envelope is {len(data)} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")
         try:
@@ -108,7 +110,7 @@ class Envelope:
     def pae(self) -> bytes:
         return pae(self.payload_type, self.payload)
 
-    def add_signature(self, key: SigningKey) -> "Envelope":
+    def add_signature(self, key: SigningKey) -> Envelope:
         signature = Signature(keyid=key.key_id, sig=key.sign(self.pae()))
         return Envelope(self.payload, self.payload_type, self.signatures + (signature,))
 

@@ -14,7 +14,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tiergate.errors import ConfigError, GateError
 
@@ -122,10 +122,10 @@ def _strict_loader() -> Any:
             self.nodes = 0
             self.sizes: dict[int, int] = {}  # id(node) -> nodes it stands for, aliases expanded
 
-        def _count(self, nodes: int, mark: Any) -> None:
+        def _count(self, nodes: int, line: int) -> None:
             self.nodes += nodes
             if self.nodes > MAX_YAML_NODES:
-                raise ConfigError(f"{self.source}: line {mark.line + 1}: more than {MAX_YAML_NODES} YAML nodes with "
+                raise ConfigError(f"{self.source}: line {line}: more than {MAX_YAML_NODES} YAML nodes with "
                                   "aliases expanded (an alias bomb?); write the document out")
 
         def _too_deep(self) -> ConfigError:
@@ -143,22 +143,32 @@ def _strict_loader() -> Any:
                 raise self._too_deep()
             return super().add_indent(column)
 
+        def _peek(self) -> yaml.Event:
+            # types-PyYAML leaves Parser.peek_event unannotated; it returns the next event without consuming it.
+            return self.peek_event()  # type: ignore[no-untyped-call, no-any-return]
+
+        @staticmethod
+        def _line(event: yaml.Event) -> int:
+            """The 1-based line ``event`` starts on (the parser marks every event it makes)."""
+            assert event.start_mark is not None
+            return event.start_mark.line + 1
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
+                event = cast(yaml.AliasEvent, self._peek())
                 target = self.anchors.get(event.anchor)
                 if target is not None:
                     if id(target) not in self.sizes:  # still being composed: `&a [*a]` would be a cycle
-                        raise ConfigError(f"{self.source}: line {event.start_mark.line + 1}: alias *{event.anchor} "
+                        raise ConfigError(f"{self.source}: line {self._line(event)}: alias *{event.anchor} "
                                           "refers to a node that contains it")
-                    self._count(self.sizes[id(target)], event.start_mark)
+                    self._count(self.sizes[id(target)], self._line(event))
                 return super().compose_node(parent, index)
-            mark = self.peek_event().start_mark
+            line = self._line(self._peek())
             self.depth += 1
             if self.depth > MAX_YAML_DEPTH:
-                raise ConfigError(f"{self.source}: line {mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep")
+                raise ConfigError(f"{self.source}: line {line}: nested more than {MAX_YAML_DEPTH} levels deep")
             before = self.nodes
-            self._count(1, mark)
+            self._count(1, line)
             try:
                 node = super().compose_node(parent, index)
             finally:
@@ -226,7 +236,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 def _check_tree(value: Any, max_depth: int, strings: bool) -> None:
     """Refuse nesting deeper than ``max_depth`` (found without recursion) and, with ``strings``, text holding an
     unpaired surrogate. Raises StrictJSONError."""
-    stack = [([value], 0)]
+    stack: list[tuple[list[Any] | dict[str, Any], int]] = [([value], 0)]
     while stack:
         item, depth = stack.pop()
         if depth > max_depth:
@@ -246,8 +256,8 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise StrictJSONError(f"has the key {_short(key)!r} twice in one object (a duplicate key is ambiguous: readers "
-                                  "disagree on which value counts)")
+            raise StrictJSONError(f"has the key {_short(key)!r} twice in one object (a duplicate key is ambiguous: "
+                                  "readers disagree on which value counts)")
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:

@@ -29,8 +29,9 @@ allowed beside weights at every tier; ``unknown`` is refused at every tier with 
 
 Polyglots: a zip is found by its end (zip readers, ``torch.load`` among them, ignore what precedes it) and HDF5 by
 a superblock at 0, 512, 1024, 2048 ... (h5py skips a user block), so both are looked for in every file whatever it
-starts with. A remote file costs about two ranged reads: its first 64 KiB and its last 64 KiB. Decompression and recursion are bounded (:class:`Limits`: depth, bytes read, bytes inflated, members):
-a bomb ends as ``unknown`` quickly, never as an allowed class.
+starts with. A remote file costs about two ranged reads: its first 64 KiB and its last 64 KiB. Decompression and
+recursion are bounded (:class:`Limits`: depth, bytes read, bytes inflated, members): a bomb ends as ``unknown``
+quickly, never as an allowed class.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Iterator
 
 #: Classes a tier's ``formats: {allow: [...]}`` may list: files that hold weights.
 WEIGHT_CLASSES: tuple[str, ...] = ("gguf", "keras", "numpy", "onnx", "pickle", "safetensors")
@@ -74,7 +76,7 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
 _TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 _PNG = b"\x89PNG\r\n\x1a\n"
-_OPCODES = frozenset(code.encode("latin-1") for code in pickletools.code2op)
+_OPCODES = frozenset(op.code.encode("latin-1") for op in pickletools.opcodes)
 
 
 class ByteSource(Protocol):
@@ -228,7 +230,7 @@ class _Cached:
 class _Slice:
     """A window of another source (a stored zip member, a tar member)."""
 
-    def __init__(self, source: Any, start: int, size: int) -> None:
+    def __init__(self, source: ByteSource, start: int, size: int) -> None:
         self.source, self.start, self.size = source, start, size
 
     def read_at(self, offset: int, n: int) -> bytes:
@@ -239,7 +241,7 @@ class _Slice:
 class _Reader(io.RawIOBase):
     """A seekable file object over a source, for zipfile and tarfile."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: ByteSource) -> None:
         self.source, self.pos = source, 0
 
     def readable(self) -> bool:
@@ -285,7 +287,7 @@ def _unknown(detail: str) -> Classification:
     return Classification(UNKNOWN, detail)
 
 
-def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classification:
+def _classify(src: ByteSource, budget: _Budget, depth: int, complete: bool) -> Classification:
     """``complete`` is False for a decompressed prefix of a longer stream (its end is not the file's end)."""
     size = src.size
     head = src.read_at(0, 4096)
@@ -313,7 +315,7 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
         return _tar(src, budget, depth)
     if complete and size >= 10 and (found := _safetensors(src)) is not None:
         return found
-    if head.startswith(_PNG) or head.startswith(b"\xff\xd8\xff") or head[:6] in (b"GIF87a", b"GIF89a") \
+    if head.startswith((_PNG, b"\xff\xd8\xff")) or head[:6] in (b"GIF87a", b"GIF89a") \
             or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         if not complete:
             return _unknown("an image inside an archive")
@@ -330,14 +332,15 @@ def _classify(src: Any, budget: _Budget, depth: int, complete: bool) -> Classifi
         if _is_text(data):
             return Classification("text", "UTF-8")
         return _unknown("binary")
-    if head[:1] in _OPCODES and _is_pickle(window := src.read_at(0, 64 * 1024), complete=size <= 64 * 1024 and complete):
+    if head[:1] in _OPCODES and _is_pickle(window := src.read_at(0, 64 * 1024),
+                                           complete=size <= 64 * 1024 and complete):
         return Classification("pickle", _pickle_detail(window))
     if complete and size > budget.limits.max_text:
         return _unknown(f"binary, or text longer than {budget.limits.max_text} bytes")
     return _unknown("binary")
 
 
-def _pickle_before(src: Any, what: str) -> Classification | None:
+def _pickle_before(src: ByteSource, what: str) -> Classification | None:
     """A pickle at the start of a file whose container is found further in (a zip's end record, an HDF5 superblock
     after a user block): pickle loaders and torch.load read from byte 0 and ignore what follows, so such a prefix
     must never let the file pass as the container (an .npz or Keras file). None if the start is not a pickle."""
@@ -368,7 +371,8 @@ def _is_pickle(data: bytes, complete: bool) -> bool:
     (whatever follows, the loader has acted by then). A prefix of a longer stream whose opcodes are all valid up to
     its end is taken for one too: a real text or binary file fails within a few bytes.
     """
-    depth, marks, ops = 0, [], 0
+    depth, ops = 0, 0
+    marks: list[int] = []
     try:
         for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
             ops += 1
@@ -394,7 +398,7 @@ def _is_pickle(data: bytes, complete: bool) -> bool:
                 marks.append(depth)
             else:
                 depth += len(after)
-    except Exception:  # noqa: BLE001 - any malformed opcode or argument: genops raises several kinds
+    except Exception:  # noqa: BLE001, S110 - any malformed opcode or argument: genops raises several kinds
         pass
     return not complete and ops >= 3
 
@@ -416,7 +420,7 @@ def _is_text(data: bytes) -> bool:
 # --- safetensors --------------------------------------------------------------------------------------------------
 
 
-def _safetensors(src: Any) -> Classification | None:
+def _safetensors(src: ByteSource) -> Classification | None:
     """A validated safetensors file, ``unknown`` for one whose header is wrong, None if it does not look like one."""
     (length,) = struct.unpack("<Q", src.read_at(0, 8))
     if length < 2 or length > src.size - 8 or src.read_at(8, 1) != b"{":
@@ -481,8 +485,8 @@ def _safetensors_problem(header: bytes, data_size: int) -> str | None:
             return f"tensor {name[:60]!r} at {begin} {what} (data must be contiguous)"
         position = end
     if position != data_size:
-        return f"tensors cover {position} bytes but {data_size} follow the header (data_offsets outside the file, " \
-               "or bytes no tensor accounts for)"
+        return (f"tensors cover {position} bytes but {data_size} follow the header (data_offsets outside the file, "
+                "or bytes no tensor accounts for)")
     return None
 
 
@@ -494,7 +498,7 @@ _GGUF_MAX_COUNT = 1_000_000
 
 
 class _Cursor:
-    def __init__(self, src: Any, pos: int = 0) -> None:
+    def __init__(self, src: ByteSource, pos: int = 0) -> None:
         self.src, self.pos = src, pos
 
     def take(self, n: int) -> bytes:
@@ -511,7 +515,7 @@ class _Cursor:
         return int(struct.unpack("<Q", self.take(8))[0])
 
 
-def _gguf(src: Any) -> Classification:
+def _gguf(src: ByteSource) -> Classification:
     cur = _Cursor(src, 4)
     try:
         version = cur.u32()
@@ -574,7 +578,7 @@ def _gguf_value(cur: _Cursor, kind: int, depth: int) -> Any:
 # --- numpy ---------------------------------------------------------------------------------------------------------
 
 
-def _npy_header(src: Any) -> dict[str, Any]:
+def _npy_header(src: ByteSource) -> dict[str, Any]:
     major = src.read_at(6, 1)
     if major == b"\x01":
         (length,), start = struct.unpack("<H", src.read_at(8, 2)), 10
@@ -624,7 +628,7 @@ def _itemsize(descr: Any) -> int | None:
     return None
 
 
-def _npy(src: Any, complete: bool) -> Classification:
+def _npy(src: ByteSource, complete: bool) -> Classification:
     try:
         header = _npy_header(src)
     except (ValueError, SyntaxError, struct.error, UnicodeDecodeError, MemoryError, RecursionError) as exc:
@@ -647,7 +651,7 @@ def _npy(src: Any, complete: bool) -> Classification:
 # --- containers ----------------------------------------------------------------------------------------------------
 
 
-def _zip_end(src: Any) -> int | None:
+def _zip_end(src: ByteSource) -> int | None:
     """Offset of a zip end-of-central-directory record near the end of the file, or None."""
     size = src.size
     if size < 22:
@@ -662,7 +666,7 @@ def _zip_end(src: Any) -> int | None:
     return None
 
 
-def _hdf5_user_block(src: Any) -> bool:
+def _hdf5_user_block(src: ByteSource) -> bool:
     """An HDF5 superblock after a user block of 512 bytes to 32 KiB (within the first block read anyway)."""
     offset = 512
     while offset + 8 <= min(src.size, HDF5_USER_BLOCK_SEARCH):
@@ -672,7 +676,8 @@ def _hdf5_user_block(src: Any) -> bool:
     return False
 
 
-def _member_kinds(members: Iterator[tuple[str, Any, bool]], budget: _Budget, depth: int) -> list[tuple[str, Classification]]:
+def _member_kinds(members: Iterator[tuple[str, ByteSource, bool]], budget: _Budget,
+                  depth: int) -> list[tuple[str, Classification]]:
     found = []
     for count, (name, member, complete) in enumerate(members):
         if count >= budget.limits.max_members:
@@ -690,7 +695,7 @@ def _container_result(what: str, kinds: list[tuple[str, Classification]]) -> Cla
     return _unknown(f"{what} archive")
 
 
-def _zip(src: Any, end: int, budget: _Budget, depth: int) -> Classification:
+def _zip(src: ByteSource, end: int, budget: _Budget, depth: int) -> Classification:
     if depth >= budget.limits.max_depth:
         return _unknown("archive nested too deeply to inspect")
     try:
@@ -701,7 +706,7 @@ def _zip(src: Any, end: int, budget: _Budget, depth: int) -> Classification:
     if len(infos) > budget.limits.max_members:
         return _unknown(f"zip of more than {budget.limits.max_members} members")
 
-    def members() -> Iterator[tuple[str, Any, bool]]:
+    def members() -> Iterator[tuple[str, ByteSource, bool]]:
         for info in infos:
             if info.is_dir():
                 continue
@@ -730,7 +735,7 @@ def _zip(src: Any, end: int, budget: _Budget, depth: int) -> Classification:
     return _container_result("zip", kinds)
 
 
-def _zip_prefix(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> tuple[Any, bool]:
+def _zip_prefix(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> tuple[ByteSource, bool]:
     if info.flag_bits & 0x1:
         raise ValueError(f"{info.filename} is encrypted")
     want = min(info.file_size, 1024 * 1024)
@@ -740,7 +745,7 @@ def _zip_prefix(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget
     return BytesSource(data), len(data) == info.file_size
 
 
-def _compressed(src: Any, budget: _Budget, depth: int, what: str, make: Any) -> Classification:
+def _compressed(src: ByteSource, budget: _Budget, depth: int, what: str, make: Callable[[], Any]) -> Classification:
     """A gzip, bzip2 or xz stream: a bounded prefix is decompressed and classified (only a pickle inside counts)."""
     if depth >= budget.limits.max_depth:
         return _unknown("archive nested too deeply to inspect")
@@ -772,15 +777,15 @@ def _compressed(src: Any, budget: _Budget, depth: int, what: str, make: Any) -> 
     return _unknown(f"{what}-compressed data" + ("" if whole else " (not decompressed to its end)"))
 
 
-def _is_tar(src: Any) -> bool:
+def _is_tar(src: ByteSource) -> bool:
     return src.read_at(257, 5) == b"ustar"
 
 
-def _tar(src: Any, budget: _Budget, depth: int) -> Classification:
+def _tar(src: ByteSource, budget: _Budget, depth: int) -> Classification:
     if depth >= budget.limits.max_depth:
         return _unknown("archive nested too deeply to inspect")
 
-    def members() -> Iterator[tuple[str, Any, bool]]:
+    def members() -> Iterator[tuple[str, ByteSource, bool]]:
         with tarfile.open(fileobj=_Reader(src), mode="r:") as archive:
             for info in archive:
                 if not info.isreg():
@@ -800,7 +805,7 @@ def _tar(src: Any, budget: _Budget, depth: int) -> Classification:
 # --- images and protobuf -------------------------------------------------------------------------------------------
 
 
-def _image(src: Any, head: bytes) -> Classification:
+def _image(src: ByteSource, head: bytes) -> Classification:
     if not head.startswith(_PNG):
         return Classification("image", "JPEG" if head[:2] == b"\xff\xd8" else "GIF" if head[:3] == b"GIF" else "WebP")
     pos = 8
@@ -821,7 +826,7 @@ _ONNX_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25}
 _SENTENCEPIECE_FIELDS = {1, 2, 3, 4, 5}
 
 
-def _protobuf(src: Any) -> Classification | None:
+def _protobuf(src: ByteSource) -> Classification | None:
     """ONNX or sentencepiece, if the whole file parses as protobuf fields of that message; else None."""
     first = src.read_at(0, 1)
     if first not in (b"\x08", b"\x0a", b"\x12", b"\x1a"):
@@ -865,7 +870,7 @@ def _protobuf(src: Any) -> Classification | None:
     return None
 
 
-def _varint(src: Any, pos: int) -> tuple[int | None, int]:
+def _varint(src: ByteSource, pos: int) -> tuple[int | None, int]:
     data = src.read_at(pos, 10)
     value = 0
     for i, byte in enumerate(data):

@@ -14,7 +14,7 @@ the git hook and the Hub checks share them:
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from tiergate.core.attestation import Statement
 from tiergate.core.dsse import Envelope

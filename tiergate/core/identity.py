@@ -23,7 +23,8 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Union
+from typing import Any
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -162,7 +163,8 @@ class SigstoreIdentity:
         except SigstoreError as exc:
             raise VerificationError(f"{self.label}: {_one_line(exc)}") from None
         except ValueError as exc:  # malformed protobuf JSON in a bundle that parsed as JSON
-            raise VerificationError(f"{self.label}: the bundle is not a valid Sigstore bundle ({_one_line(exc)})") from None
+            raise VerificationError(f"{self.label}: the bundle is not a valid Sigstore bundle "
+                                    f"({_one_line(exc)})") from None
         times = sorted((SigningTime(t.time, _TIME_SOURCES.get(t.source.name, t.source.name)) for t in established),
                        key=lambda t: t.time)
         return CertificateSigner(_leaf_key(parsed.signing_certificate), tuple(times))
@@ -357,7 +359,7 @@ def eku_oid(name: str) -> ObjectIdentifier:
 
 
 #: What a trust store entry can trust: a raw key, a Sigstore keyless identity, or an X.509 CA's certificates.
-Identity = Union[PublicKey, SigstoreIdentity, X509Identity]
+Identity = PublicKey | SigstoreIdentity | X509Identity
 
 
 def identity_label(identity: Identity) -> str:

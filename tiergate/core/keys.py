@@ -9,7 +9,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, Union
+from typing import Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,8 +21,8 @@ Algorithm = Literal["ed25519", "ecdsa-p256"]
 ALGORITHMS: tuple[str, ...] = ("ed25519", "ecdsa-p256")
 MAX_KEY_FILE = 64 * 1024
 
-_Public = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
-_Private = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
+_Public = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+_Private = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
 def _algorithm_of(key: _Public) -> str:
@@ -62,7 +62,7 @@ class PublicKey:
         return True
 
     @classmethod
-    def from_pem(cls, data: bytes, source: str = "public key") -> "PublicKey":
+    def from_pem(cls, data: bytes, source: str = "public key") -> PublicKey:
         try:
             key = serialization.load_pem_public_key(data)
         except (ValueError, UnsupportedAlgorithm, TypeError):
@@ -72,7 +72,7 @@ class PublicKey:
         return cls(key)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "PublicKey":
+    def load(cls, path: str | os.PathLike[str]) -> PublicKey:
         return cls.from_pem(_read_key_file(path), str(path))
 
 
@@ -114,7 +114,7 @@ class PrivateKey:
         return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
     @classmethod
-    def generate(cls, algorithm: str = "ed25519") -> "PrivateKey":
+    def generate(cls, algorithm: str = "ed25519") -> PrivateKey:
         if algorithm == "ed25519":
             return cls(ed25519.Ed25519PrivateKey.generate())
         if algorithm == "ecdsa-p256":
@@ -122,13 +122,14 @@ class PrivateKey:
         raise UsageError(f"unknown key algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> "PrivateKey":
+    def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKey:
         data = _read_key_file(path)
         try:
             key = serialization.load_pem_private_key(data, password=passphrase)
         except TypeError:
             if passphrase is None:
-                raise ConfigError(f"{path}: the key is encrypted; give its passphrase with --passphrase-env VAR") from None
+                raise ConfigError(f"{path}: the key is encrypted; "
+                                  "give its passphrase with --passphrase-env VAR") from None
             raise ConfigError(f"{path}: the key is not encrypted, but a passphrase was given") from None
         except (ValueError, UnsupportedAlgorithm):
             hint = " or the passphrase is wrong" if passphrase else ""

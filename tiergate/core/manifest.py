@@ -21,6 +21,7 @@ they may hold; the git and Hub integrations apply the same function to blobs and
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -31,7 +32,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tiergate.core.digestcache import DigestCache, file_key
 from tiergate.core.formats import CLASSES, ByteSource, BytesSource, FileSource, Limits, classify
@@ -109,7 +111,7 @@ class FileDigest:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FileDigest":
+    def from_dict(cls, data: Mapping[str, Any]) -> FileDigest:
         if not isinstance(data, Mapping):
             raise ValueError("manifest file entry must be an object with name, size and digest")
         path, digest, size = data.get("name"), data.get("digest"), data.get("size", -1)
@@ -174,7 +176,7 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Manifest":
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         """Load a manifest and check that its stated root digest matches its files."""
         if not isinstance(data, Mapping) or not isinstance(data.get("files"), list):
             raise ValueError("manifest must be an object with a 'files' list")
@@ -225,8 +227,7 @@ def check_relative_path(path: str) -> str:
 def parse_digest(text: str) -> str:
     """Accept ``sha256:<hex>`` or bare hex; return the hex."""
     value = text.strip().lower()
-    if value.startswith("sha256:"):
-        value = value[len("sha256:"):]
+    value = value.removeprefix("sha256:")
     try:
         return _digest_hex(value)
     except ValueError:
@@ -253,7 +254,8 @@ def _decode_name(raw: bytes, root: Path, rel_dir: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ModelError(f"{root / rel_dir}: file name {raw!r} is not valid UTF-8; rename it before publishing") from None
+        raise ModelError(f"{root / rel_dir}: file name {raw!r} is not valid UTF-8; "
+                         "rename it before publishing") from None
 
 
 def _scan(dir_bytes: bytes) -> list[os.DirEntry[bytes]]:
@@ -348,8 +350,8 @@ def git_dir_refusal(rel: str) -> str:
     return (f"{rel}: a .git folder inside the model folder is not part of the model's identity, and a folder "
             "published as it is (an MLflow artifact folder) would publish it and every file in its history; check a "
             "copy without it (e.g. `rsync -a --exclude .git MODEL/ COPY/`), or the pushed tree itself "
-            "(the pre-push hook, `gate check --hf`); if it is published only by git or huggingface_hub, which leave .git "
-            "out, pass --skip-git")
+            "(the pre-push hook, `gate check --hf`); if it is published only by git or huggingface_hub, which leave "
+            ".git out, pass --skip-git")
 
 
 def _check_excluded_file(entry: ModelFile) -> None:
@@ -501,10 +503,9 @@ def _open_regular(entry: ModelFile) -> int:
         os.close(fd)
         raise ModelError(f"{entry.path}: is no longer a regular file; was the model modified while being hashed?")
     if hasattr(os, "posix_fadvise"):
-        try:  # a hint for read-ahead on cold caches; harmless if the filesystem ignores it
+        # A hint for read-ahead on cold caches; harmless if the filesystem ignores it.
+        with contextlib.suppress(OSError):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except OSError:
-            pass
     return fd
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, NoReturn
+from collections.abc import Iterable, Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -88,7 +89,8 @@ def _parse_object(data: bytes, what: str) -> dict[str, Any]:
 def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
     value = obj.get(name)
     if not isinstance(value, kind):
-        expected = {dict: "an object", list: "a list", str: "a string"}.get(kind, kind.__name__)
+        names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+        expected = names.get(kind, kind.__name__)
         _fail(f"malformed {where}: '{name}' is missing or not {expected}")
     return value
 
@@ -123,7 +125,7 @@ def _pem_hint(key: PublicKey) -> str:
 
 def _pae_compat(payload: bytes) -> bytes:
     """The PAE model-signing 0.2 signed by mistake (``DSSEV1 ... b'<repr>'``); accepted for legacy payloads only."""
-    return f"DSSEV1 {len(INTOTO_PAYLOAD_TYPE)} {INTOTO_PAYLOAD_TYPE} {len(payload)} {payload!r}".encode("utf-8")
+    return f"DSSEV1 {len(INTOTO_PAYLOAD_TYPE)} {INTOTO_PAYLOAD_TYPE} {len(payload)} {payload!r}".encode()
 
 
 def signed_legacy(envelope: Envelope, key: PublicKey) -> bool:
@@ -136,9 +138,9 @@ def signed_legacy(envelope: Envelope, key: PublicKey) -> bool:
         try:
             # model-signing 0.2 hashed with SHA-256 whatever the curve (its certificate fixture signs with P-384).
             key.key.verify(signature.sig, compat, ec.ECDSA(hashes.SHA256()))
-            return True
         except (InvalidSignature, ValueError):
             continue
+        return True
     return False
 
 
@@ -162,7 +164,8 @@ def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[Publi
             "(the payload or the signature was altered)"
         )
     if hint:
-        _fail(f"no trusted key: signed by a key with hint {hint[:16]}..., which is none of the {len(keys)} trusted keys")
+        _fail(f"no trusted key: signed by a key with hint {hint[:16]}..., "
+              f"which is none of the {len(keys)} trusted keys")
     _fail(f"no trusted key: the signature verifies with none of the {len(keys)} trusted keys")
 
 
@@ -324,7 +327,8 @@ def _unlisted(path: str, signed_ignores: Sequence[str]) -> str:
 def _check_model(signed: _Signed, manifest: Manifest) -> None:
     problems = _differences(signed, manifest)
     if problems:
-        more = f" (and {len(problems) - 1} more difference{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        more = (f" (and {len(problems) - 1} more difference{'s' if len(problems) > 2 else ''})"
+                if len(problems) > 1 else "")
         _fail(problems[0] + more)
 
 

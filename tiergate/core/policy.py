@@ -1,8 +1,9 @@
 """The tier policy: ordered release tiers, what each requires, and which publish targets need which tier.
 
 A policy file is YAML (schema: ``tiergate/data/schemas/policy.schema.json``; the default ships as
-``tiergate/data/default-policy.yaml``). Tiers are listed from least to most open; each tier inherits every requirement of
-the tier it ``extends`` (by default the one listed before it), so ``open`` requires all that ``gated`` does and more.
+``tiergate/data/default-policy.yaml``). Tiers are listed from least to most open; each tier inherits every requirement
+of the tier it ``extends`` (by default the one listed before it), so ``open`` requires all that ``gated`` does and
+more.
 Loading validates everything and names the file and field of the first mistake.
 """
 
@@ -15,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from tiergate.core.attestation import RISK_DOMAINS
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue, normalize, parse_catalogue
@@ -131,7 +133,7 @@ class SignerRequirement:
     required_kinds: tuple[str, ...] = ()
     min_independent: int = 0
 
-    def merge(self, other: "SignerRequirement") -> "SignerRequirement":
+    def merge(self, other: SignerRequirement) -> SignerRequirement:
         return SignerRequirement(
             max(self.min_organizations, other.min_organizations),
             tuple(sorted(set(self.required_kinds) | set(other.required_kinds))),
@@ -231,7 +233,7 @@ class Policy:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> "Policy":
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
         """Load a policy file, or the default policy shipped with the package when ``path`` is None."""
         if path is None:
             raw = resources.files("tiergate.data").joinpath("default-policy.yaml").read_bytes()
@@ -239,7 +241,7 @@ class Policy:
         return cls.from_bytes(read_limited(path, "policy"), str(path))
 
     @classmethod
-    def from_bytes(cls, raw: bytes, uri: str) -> "Policy":
+    def from_bytes(cls, raw: bytes, uri: str) -> Policy:
         """Parse a policy file's bytes. Raises ConfigError naming ``uri``, the line or field, and the problem."""
         return _parse_policy(parse_yaml(raw, uri), uri, "sha256:" + hashlib.sha256(raw).hexdigest())
 
@@ -248,7 +250,8 @@ def _chain(policy: Policy, name: str) -> list[str]:
     chain = [policy.tier(name).name]
     while (parent := policy.tier(chain[-1]).extends) is not None:
         if parent in chain:
-            raise config_error(policy.uri, f"tiers[{chain[-1]}].extends", f"inheritance cycle: {' -> '.join(chain + [parent])}")
+            raise config_error(policy.uri, f"tiers[{chain[-1]}].extends",
+                               f"inheritance cycle: {' -> '.join(chain + [parent])}")
         chain.append(policy.tier(parent).name)
     return chain
 
@@ -258,8 +261,8 @@ def _chain(policy: Policy, name: str) -> list[str]:
 _POLICY_FIELDS = {"version", "name", "mode", "clock_skew", "benchmarks", "tiers", "targets"}
 _TIER_FIELDS = {"name", "description", "extends", "requires", "mode"}
 _REQUIRES_FIELDS = {"evaluations", "signers", "max_age", "formats"}
-_EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric", "comparator", "threshold", "min_samples",
-                      "source", "with"}
+_EVALUATION_FIELDS = {"id", "description", "benchmark", "risk_domain", "metric", "comparator", "threshold",
+                      "min_samples", "source", "with"}
 _CONDITION_FIELDS = {"metric", "comparator", "threshold"}
 _SIGNER_FIELDS = {"min_organizations", "kinds", "min_independent"}
 #: The one field whose null means something (inherit nothing), not "not written".
@@ -306,11 +309,12 @@ class _Reader:
             raise self.error(f"{where}.{key}", "required, a name or a non-empty list of names")
         return tuple(n.strip() for n in names)
 
-    def choice(self, data: Mapping[str, Any], key: str, where: str, choices: Sequence[str], default: str | None = None) -> str | None:
+    def choice(self, data: Mapping[str, Any], key: str, where: str, choices: Sequence[str],
+               default: str | None = None) -> str | None:
         value = data.get(key, default)
         if value is None:
             return None
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
             raise self.error(f"{where}.{key}", f"{value!r} is not one of {', '.join(map(str, choices))}")
         return value
 
@@ -417,7 +421,7 @@ def _parse_tier(r: _Reader, raw: Any, index: int, previous: str | None, catalogu
     raw_evals = requires.get("evaluations") or []
     if not isinstance(raw_evals, list):
         raise r.error(f"{where}.requires.evaluations", "must be a list")
-    extends = data["extends"] if "extends" in data else previous
+    extends = data.get("extends", previous)
     if extends is not None and not isinstance(extends, str):
         raise r.error(f"{where}.extends", "must name a tier")
     return Tier(
@@ -434,7 +438,7 @@ def _parse_tier(r: _Reader, raw: Any, index: int, previous: str | None, catalogu
 
 
 def _tier_ref(r: _Reader, names: Sequence[str], value: Any, where: str) -> str:
-    if value not in names:
+    if not isinstance(value, str) or value not in names:
         raise r.error(where, f"unknown tier {value!r} (tiers: {', '.join(names)})")
     return value
 
@@ -458,7 +462,8 @@ def _parse_targets(r: _Reader, raw: Any, names: Sequence[str]) -> tuple[MlflowTa
         stages=_tier_map(r, names, ml.get("stages") or {}, "targets.mlflow.stages"),
         tags={str(k): _tier_map(r, names, v, f"targets.mlflow.tags.{k}") for k, v in raw_tags.items()},
     )
-    hf = r.mapping(data.get("huggingface") or {}, "targets.huggingface", {"private", "gated_manual", "gated_auto", "public"})
+    hf = r.mapping(data.get("huggingface") or {}, "targets.huggingface",
+                   {"private", "gated_manual", "gated_auto", "public"})
     huggingface = HuggingFaceTargets(
         private=_tier_ref(r, names, hf.get("private", lowest), "targets.huggingface.private"),
         gated_manual=_tier_ref(r, names, hf.get("gated_manual", highest), "targets.huggingface.gated_manual"),

@@ -15,7 +15,8 @@ def decision_text(decision: Decision) -> str:
     lines = [
         f"model      {decision.model_digest}",
         f"policy     {decision.policy_uri} ({decision.policy_digest[:19]}...)",
-        f"trust      {decision.trust_source}" + (f" ({decision.trust_digest[:19]}...)" if decision.trust_digest else ""),
+        f"trust      {decision.trust_source}"
+        + (f" ({decision.trust_digest[:19]}...)" if decision.trust_digest else ""),
         f"tier       {decision.requested_tier} (mode {decision.mode})",
         "",
     ]
@@ -23,7 +24,8 @@ def decision_text(decision: Decision) -> str:
         lines.append(f"  tier '{decision.requested_tier}' has no requirements")
     width = max((len(r.id) for r in decision.requirements), default=0)
     for row in decision.requirements:
-        shown = ", ".join(_short(d) for d in row.evidence[:3]) + (f", +{len(row.evidence) - 3}" if len(row.evidence) > 3 else "")
+        shown = ", ".join(_short(d) for d in row.evidence[:3]) + (
+            f", +{len(row.evidence) - 3}" if len(row.evidence) > 3 else "")
         evidence = f"  [{shown}]" if row.evidence and row.met else ""
         lines.append(f"  {_MARK[row.status]:<8} {row.id:<{width}}  {row.reason}{evidence}")
     if decision.rejected:
@@ -42,12 +44,13 @@ def _cell(text: str) -> str:
 
 
 def decision_markdown(decision: Decision) -> str:
-    icon = ":white_check_mark:" if decision.decision == "allow" else (":warning:" if decision.mode == "warn" else ":no_entry:")
+    icon = (":white_check_mark:" if decision.decision == "allow"
+            else ":warning:" if decision.mode == "warn" else ":no_entry:")
     lines = [
         f"### {icon} tiergate: {decision.decision.upper()} at tier `{decision.requested_tier}`",
         "",
-        f"Model `{decision.model_digest}` · policy `{_cell(decision.policy_uri)}` (`{decision.policy_digest[:19]}`) · "
-        f"mode `{decision.mode}` · highest tier supported: `{decision.satisfied_tier or 'none'}`",
+        (f"Model `{decision.model_digest}` · policy `{_cell(decision.policy_uri)}` (`{decision.policy_digest[:19]}`) · "
+         f"mode `{decision.mode}` · highest tier supported: `{decision.satisfied_tier or 'none'}`"),
         "",
         "| status | requirement | tier | why | evidence |",
         "|---|---|---|---|---|",

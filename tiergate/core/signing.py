@@ -8,9 +8,11 @@ a PEM key here or a key in an HSM or a KMS behind an adapter (:mod:`tiergate.run
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from collections.abc import Sequence
 
-from tiergate.core.attestation import EvaluationPredicate, Evaluation, EvaluatorRef, EvidenceRef, Statement, build_statement
+from tiergate.core.attestation import (
+    EvaluationPredicate, Evaluation, EvaluatorRef, EvidenceRef, Statement, build_statement,
+)
 from tiergate.core.dsse import INTOTO_PAYLOAD_TYPE, Envelope, sign
 from tiergate.core.keys import SigningKey
 from tiergate.core.manifest import Manifest

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Protocol
+from collections.abc import Mapping
 
 from tiergate.errors import ConfigError, InputError
 
@@ -120,9 +121,9 @@ def skeleton(name: str) -> str:
 def _looks_alike(a: str, b: str) -> bool:
     """Same shape, letter by letter, with most letters the same: a name in another script altogether (every letter
     a wildcard) is a different name, not a disguised one."""
-    if len(a) != len(b) or not all(x == y or _WILDCARD in (x, y) for x, y in zip(a, b)):
+    if len(a) != len(b) or not all(x == y or _WILDCARD in (x, y) for x, y in zip(a, b, strict=True)):
         return False
-    return 2 * sum(x == y for x, y in zip(a, b)) >= len(a)
+    return 2 * sum(x == y for x, y in zip(a, b, strict=True)) >= len(a)
 
 
 def lookup(table: Mapping[str, str], name: str, what: str) -> str | None:
@@ -153,7 +154,7 @@ class Target:
     value: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Target":
+    def parse(cls, text: str) -> Target:
         """From ``mlflow:alias:production``, ``mlflow:tag:release.tier=hosted``, ``huggingface:public``; system and
         kind are normalised like names. Raises :class:`UnknownTarget`."""
         system, _, rest = text.partition(":")

@@ -9,7 +9,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def parse_time(text: str) -> datetime:
+def parse_time(text: object) -> datetime:
     """Parse an RFC 3339 / ISO 8601 time; a time without an offset is refused (ambiguous)."""
     if not isinstance(text, str):
         raise ValueError(f"expected an RFC 3339 time string, found {type(text).__name__}")

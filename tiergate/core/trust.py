@@ -43,7 +43,8 @@ import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from cryptography import x509
 
@@ -198,7 +199,7 @@ class TrustStore:
         return evaluator.kind != "developer" and evaluator.organization not in self.developer_organizations
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "TrustStore":
+    def load(cls, path: str | os.PathLike[str]) -> TrustStore:
         """Load a trust store file and the key files it names. Its ``digest`` covers all of them: the sha256 of the
         file when it names no key file, else :func:`trust_digest` (a key file swapped under an unchanged trust
         store changes the digest). Raises :class:`ConfigError` naming the file and field."""
@@ -210,14 +211,14 @@ class TrustStore:
         return replace(store, digest=trust_digest(raw, keys), files=(Path(path), *(full for _, full in key_files)))
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<memory>", base_dir: Path | None = None) -> "TrustStore":
+    def from_dict(cls, data: Any, source: str = "<memory>", base_dir: Path | None = None) -> TrustStore:
         if not isinstance(data, Mapping):
             raise config_error(source, None, "a trust store is a mapping with 'version' and 'evaluators'")
         if data.get("version") != TRUST_STORE_VERSION:
             raise config_error(source, "version", f"expected {TRUST_STORE_VERSION}, found {data.get('version')!r}")
         unknown = set(data) - {"version", "evaluators"}
         if unknown:
-            raise config_error(source, sorted(unknown)[0], "unknown field (expected version, evaluators)")
+            raise config_error(source, min(unknown), "unknown field (expected version, evaluators)")
         raw = data.get("evaluators")
         if not isinstance(raw, list):  # an empty list is a valid start: nothing above the lowest tier is allowed
             raise config_error(source, "evaluators", "must be a list (write [] for none yet)")
@@ -284,7 +285,8 @@ def _evaluator(item: Any, source: str, where: str, base_dir: Path | None) -> Eva
         raise config_error(source, where, "must be a mapping")
     unknown = set(item) - _EVALUATOR_FIELDS
     if unknown:
-        raise config_error(source, f"{where}.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(sorted(_EVALUATOR_FIELDS))})")
+        raise config_error(source, f"{where}.{min(unknown)}",
+                           f"unknown field (expected {', '.join(sorted(_EVALUATOR_FIELDS))})")
     _no_nulls(item, source, where)
     kind = _require_text(item, "kind", source, where)
     if kind not in EVALUATOR_KINDS:
@@ -334,7 +336,7 @@ def _mapping(item: Any, known: set[str], source: str, where: str) -> Mapping[str
         raise config_error(source, where, f"must be a mapping ({', '.join(sorted(known))})")
     unknown = set(item) - known
     if unknown:
-        raise config_error(source, f"{where}.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(sorted(known))})")
+        raise config_error(source, f"{where}.{min(unknown)}", f"unknown field (expected {', '.join(sorted(known))})")
     _no_nulls(item, source, where)
     return item
 
@@ -373,7 +375,8 @@ def _certificates(item: Mapping[str, Any], key: str, source: str, where: str, ba
                   required: bool) -> tuple[x509.Certificate, ...]:
     paths = item.get(key, [])
     if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths) or (required and not paths):
-        raise config_error(source, f"{where}.{key}", "must list PEM certificate files" + (" (one at least)" if required else ""))
+        raise config_error(source, f"{where}.{key}",
+                           "must list PEM certificate files" + (" (one at least)" if required else ""))
     found: list[x509.Certificate] = []
     for index, written in enumerate(paths):
         path = _resolve(written, base_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tiergate.core import oms
 from tiergate.core.bundle import SigstoreBundle, is_bundle, is_oms_signature, parse_bundle
@@ -105,7 +105,8 @@ def _signer(store: TrustStore, evaluator: Evaluator, trusted: TrustedKey) -> Sig
 def _signature_failure(envelope: Envelope, store: TrustStore) -> str:
     hinted = [s.keyid for s in envelope.signatures if store.owner(s.keyid)]
     if hinted:
-        return f"bad signature: the signature claiming trusted key {hinted[0][:16]} does not verify (tampered or re-signed)"
+        return (f"bad signature: the signature claiming trusted key {hinted[0][:16]} does not verify "
+                "(tampered or re-signed)")
     ids = ", ".join(s.keyid[:16] or "<no keyid>" for s in envelope.signatures)
     return f"unknown key: signed by {ids}, which is not in the trust store {store.source}"
 
@@ -172,7 +173,8 @@ def _certificate_signers(
 
     An X.509 chain is checked at the log's time when there is one, else at the gate's clock, never at a time the
     signer wrote: a certificate that has expired since counts only for signatures something trusted dated."""
-    assert evidence.bundle is not None and evidence.bundle.leaf is not None
+    assert evidence.bundle is not None
+    assert evidence.bundle.leaf is not None
     found, problems = [], []
     for evaluator, trusted in store.certificate_identities():
         identity = trusted.identity
@@ -267,8 +269,8 @@ def _measured(evaluation: Evaluation, catalogue: BenchmarkCatalogue) -> Evaluati
 def _scope_failure(evaluator: Evaluator, evaluation: Evaluation) -> str:
     scope = ", ".join(sorted(evaluator.scope or ())) or "nothing"
     if evaluation.risk_domain is None:
-        return (f"evaluator {evaluator.id} is trusted only for {scope}, and benchmark {evaluation.benchmark!r} is not in "
-                "the policy's benchmark catalogue, so it measures no risk domain the evaluator may attest")
+        return (f"evaluator {evaluator.id} is trusted only for {scope}, and benchmark {evaluation.benchmark!r} is not "
+                "in the policy's benchmark catalogue, so it measures no risk domain the evaluator may attest")
     return (f"evaluator {evaluator.id} is not trusted for risk domain {evaluation.risk_domain}, which benchmark "
             f"{evaluation.benchmark!r} measures (its scope: {scope})")
 
@@ -369,7 +371,8 @@ def verify_attestation(
     skew: timedelta = DEFAULT_SKEW,
     catalogue: BenchmarkCatalogue | None = None,
 ) -> VerifiedAttestation:
-    """Verify one attestation (a DSSE envelope, plain or in a Sigstore bundle, or an OMS signature) for ``model`` (a manifest, or a bare hex root digest).
+    """Verify one attestation (a DSSE envelope, plain or in a Sigstore bundle, or an OMS signature) for ``model`` (a
+    manifest, or a bare hex root digest).
 
     ``catalogue`` (the policy's; default: the built-in one) says which risk domain each benchmark measures: the
     evaluation's risk domain, and so the signers' scope check, follow from it.
@@ -401,7 +404,7 @@ def verify_all(
             accepted.append(verify_attestation(item, store, model, now, skew, catalogue))
         except GateError as exc:
             rejected.append(Rejection(item.source, item.digest, bounded(str(exc))))
-        except Exception as exc:  # each file is judged alone: a defect in reading one rejects it, not the check
+        except Exception as exc:  # noqa: BLE001 - each file is judged alone: a defect reading one rejects it only
             rejected.append(Rejection(item.source, item.digest, bounded(
                 f"could not be judged ({type(exc).__name__}: {exc}); rejected. Please report it")))
     return VerificationReport(tuple(accepted), tuple(rejected))

@@ -79,7 +79,8 @@ class GateClient:
                 for raw in t.field(answer, "attestations", list)]
 
     def post_decision(self, body: dict[str, Any]) -> Answer:
-        """``POST /v1/decisions`` with ``body``; the answer unchecked (:func:`tiergate.runtime.remote.ask` checks it)."""
+        """``POST /v1/decisions`` with ``body``; the answer unchecked (:func:`tiergate.runtime.remote.ask` checks
+        it)."""
         return self.transport.request("POST", "/v1/decisions", body=body, auth=True, publish=True)
 
     def policy(self, publish: bool = False) -> dict[str, Any]:

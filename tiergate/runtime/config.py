@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.answer import DEFAULT_MAX_AGE
 from tiergate.core.files import load_yaml
@@ -36,7 +37,7 @@ class GateConfig:
     trust: Path | None = None
     log: str | None = None
     server: str | None = None
-    token_env: str = "GATE_TOKEN"
+    token_env: str = "GATE_TOKEN"  # noqa: S105 - the name of the environment variable, not a token
     key: Path | None = None
     timeout: float = 30.0
     server_key: Path | None = None
@@ -52,12 +53,12 @@ class GateConfig:
         """The ``GATE_CONFIG`` file these settings were read from (None: environment and options only)."""
         return None if self.source == "environment" else Path(self.source)
 
-    def override(self, **values: Any) -> "GateConfig":
+    def override(self, **values: Any) -> GateConfig:
         """These settings with the ones given (not None) replaced: command-line options over the configuration."""
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "GateConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GateConfig:
         """Read ``GATE_CONFIG`` (if set) and the ``GATE_*`` variables; relative paths are relative to the file."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -83,7 +84,7 @@ class GateConfig:
         return cls._build(values, source, base)
 
     @classmethod
-    def _build(cls, values: Mapping[str, Any], source: str, base: Path) -> "GateConfig":
+    def _build(cls, values: Mapping[str, Any], source: str, base: Path) -> GateConfig:
         def path(name: str) -> Path | None:
             value = values.get(name)
             if value is None:
@@ -94,13 +95,15 @@ class GateConfig:
         try:
             timeout = float(values.get("timeout", 30.0))
         except (TypeError, ValueError):
-            raise config_error(source, "timeout", f"must be a number of seconds, found {values.get('timeout')!r}") from None
+            raise config_error(source, "timeout",
+                               f"must be a number of seconds, found {values.get('timeout')!r}") from None
         if timeout <= 0:
             raise config_error(source, "timeout", "must be positive")
         try:
             max_age = float(values.get("max_age", DEFAULT_MAX_AGE))
         except (TypeError, ValueError):
-            raise config_error(source, "max_age", f"must be a number of seconds, found {values.get('max_age')!r}") from None
+            raise config_error(source, "max_age",
+                               f"must be a number of seconds, found {values.get('max_age')!r}") from None
         if not 0 < max_age <= 86400:
             raise config_error(source, "max_age", "must be more than 0 and at most 86400 seconds")
         server = values.get("server")

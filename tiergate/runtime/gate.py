@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from tiergate.core.answer import load_answer_key
 from tiergate.core.decision import Decision
@@ -88,7 +89,7 @@ class Gate:
 
     @classmethod
     def load(cls, config: GateConfig | None = None, environ: Mapping[str, str] | None = None,
-             on_change: OnChange | None = None) -> "Gate":
+             on_change: OnChange | None = None) -> Gate:
         """The gate for ``config`` (default: ``GATE_CONFIG`` and ``GATE_*`` of ``environ``, read again when the
         ``GATE_CONFIG`` file changes). Raises ConfigError now when it does not load: a broken configuration stops
         start-up instead of a publish."""
@@ -102,7 +103,7 @@ class Gate:
 
     @classmethod
     def follow(cls, config: GateConfig | None = None, environ: Mapping[str, str] | None = None,
-               on_change: OnChange | None = None) -> "Gate":
+               on_change: OnChange | None = None) -> Gate:
         """Like :meth:`load`, but never raises: while the configuration does not load, every use of the gate raises
         :class:`~tiergate.runtime.reload.ConfigurationBroken` (see :attr:`error`). ``on_change`` is told of each reload
         (the new rules, or why they do not load), for the operator's log."""
@@ -136,7 +137,7 @@ class Gate:
         return cls(Reloader(load, roots, on_change=changed).current)
 
     @classmethod
-    def pinned(cls, rules: Rules, decider: Decider, config: GateConfig | None = None) -> "Gate":
+    def pinned(cls, rules: Rules, decider: Decider, config: GateConfig | None = None) -> Gate:
         """A gate over one fixed version of the rules (no files followed), deciding with ``decider``: for a host
         that has already chosen both (the service's webhook, for one event)."""
         state = _State(config or GateConfig(), rules, decider)
@@ -153,7 +154,7 @@ class Gate:
             return exc
         return None
 
-    def current(self) -> "Gate":
+    def current(self) -> Gate:
         """This gate as its files are now, kept so (several uses agree on one version); raises
         :class:`~tiergate.runtime.reload.ConfigurationBroken` while they do not load."""
         state = self._states()
@@ -209,7 +210,7 @@ def _open_log(url: str) -> LogStore:
         return open_store(url)
     except ConfigError:
         raise
-    except Exception as exc:  # an unreachable or unusable log is a configuration error
+    except Exception as exc:  # noqa: BLE001 - an unreachable or unusable log is a configuration error
         raise ConfigError(f"cannot open the decision log {url}: {exc}") from None
 
 

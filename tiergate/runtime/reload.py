@@ -24,7 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
 
 from tiergate.errors import ConfigError, GateError
 
@@ -133,7 +134,7 @@ class Reloader(Generic[T]):
         due = self._clock() - self._hashed_at >= self._rehash_every
         if stats == self._stats and not due:
             return
-        changed = [i for i, (now, then) in enumerate(zip(stats, self._stats)) if now != then]
+        changed = [i for i, (now, then) in enumerate(zip(stats, self._stats, strict=False)) if now != then]
         indices = range(len(self._files)) if due else changed
         contents = list(self._contents)
         for i in indices:
@@ -161,7 +162,7 @@ class Reloader(Generic[T]):
                 if tuple(_content(p) for p in files[:len(before)]) == before:
                     break  # broken as it stands, not mid-change
                 continue
-            except Exception as exc:  # an unexpected failure is still a configuration that does not load
+            except Exception as exc:  # noqa: BLE001 - an unexpected failure is still a configuration that does not load
                 problem = ConfigError(f"the gate configuration does not load: {type(exc).__name__}: {exc}")
                 files = _union(files, tuple(self._roots()))
                 break

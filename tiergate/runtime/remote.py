@@ -3,8 +3,9 @@
 The service decides with its policy, its trust store and the attestations its log holds (plus those sent), and logs
 the decision. What comes back must be exactly a decision about the model (and tier, or target) that was asked about,
 signed by the service's key over the nonce sent with this request (:mod:`tiergate.core.answer`), so a captured
-answer replayed later, or one to another request, is refused; anything else, like any failure to get an answer (:mod:`tiergate.runtime.transport`), raises
-:class:`~tiergate.runtime.transport.GateServiceError` saying the publish is denied.
+answer replayed later, or one to another request, is refused; anything else, like any failure to get an answer
+(:mod:`tiergate.runtime.transport`), raises :class:`~tiergate.runtime.transport.GateServiceError` saying the publish
+is denied.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _target_tier(client: GateClient, target: str, policy_digest: str) -> str:
             huggingface=SimpleNamespace(**{k: str(hf[k]) for k in ("private", "gated_manual", "gated_auto", "public")}),
             mlflow=SimpleNamespace(registration=str(ml["registration"]), aliases=dict(ml["aliases"]),
                                    stages=dict(ml["stages"]), tags={str(k): dict(v) for k, v in ml["tags"].items()}))
-        expected = required_tier(view, Target.parse(target))  # type: ignore[arg-type]
+        expected = required_tier(view, Target.parse(target))
     except TargetError as exc:
         raise t.fail(f"decided on a target its policy does not know: {exc}", True) from None
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -21,7 +21,8 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import requests
 
@@ -82,7 +83,7 @@ class Transport:
                 raise self.fail("needs a bearer token and none was given (set it with --token-env VAR)", publish)
             headers["Authorization"] = f"Bearer {self.token}"
         deadline = time.monotonic() + self.timeout
-        outcome: list[Any] = []
+        outcome: list[tuple[Answer, str | None] | BaseException] = []
 
         def exchange() -> None:
             try:
@@ -93,7 +94,7 @@ class Transport:
                     content = _read_limited(response, deadline)
                     outcome.append((Answer(response.status_code, content, _log_index(response.headers),
                                            response.headers.get(ANSWER_HEADER)), response.reason))
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 outcome.append(exc)
 
         helper = threading.Thread(target=exchange, name=f"gate-client {method} {path}", daemon=True)
@@ -149,7 +150,7 @@ def _read_limited(response: requests.Response, deadline: float) -> bytes:
     while True:
         if time.monotonic() > deadline:
             response.close()
-            raise _Late()
+            raise _Late
         chunk = raw.read1(_CHUNK, decode_content=True)  # returns what one read brings, not a full chunk
         if not chunk:
             break
@@ -175,8 +176,9 @@ def _error_text(content: bytes, reason: str | None) -> str:
     """The service's ``{"error": ...}`` message, or the HTTP reason phrase when the answer is not one."""
     try:
         data = json.loads(content)
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            return data["error"][:500]
+        message = data.get("error") if isinstance(data, dict) else None
+        if isinstance(message, str):
+            return message[:500]
     except (ValueError, UnicodeDecodeError, RecursionError):
         pass
     return (reason or "error").strip()[:200]

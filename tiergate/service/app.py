@@ -11,7 +11,8 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
 
 from tiergate.core.answer import AnswerRequest, SignedAnswer, body_digest
 from tiergate.core.attestation import AttestationFormatError, Statement
@@ -35,6 +36,9 @@ from tiergate.service.bodies import AttestationSubmission, DecisionRequest, mode
 from tiergate.service.responses import ApiError, bad_request
 from tiergate.service.targets import TARGET_FORMS, TargetError, tier_for_target
 from tiergate.service.tokens import TokenSet
+
+if TYPE_CHECKING:  # only for the annotation: the webhook is built (and huggingface_hub imported) when enabled
+    from tiergate.service.webhook import HfWebhook
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
 MAX_PAGE_ENTRIES = 1000
@@ -78,7 +82,7 @@ class GateService:
     origin: str
     clock: Callable[[], datetime] = utcnow
     #: ``POST /v1/webhooks/huggingface`` (a :class:`tiergate.service.webhook.HfWebhook`); None: the feature is off.
-    hf_webhook: Any = None
+    hf_webhook: HfWebhook | None = None
     _index: AttestationIndex = field(init=False, repr=False)
     _submit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)
@@ -165,8 +169,9 @@ class GateService:
                             logged.index, self.clock()).sign(self.signer.private_key)
 
     def decider(self, rules: Rules | None = None) -> LocalDecider:
-        """The service's :class:`~tiergate.runtime.port.Decider` for ``rules`` (default: as the files are now): it judges
-        with the attestations the log holds for the model plus those sent, and records through :meth:`record`."""
+        """The service's :class:`~tiergate.runtime.port.Decider` for ``rules`` (default: as the files are now): it
+        judges with the attestations the log holds for the model plus those sent, and records through
+        :meth:`record`."""
         rules = rules or self.rules()
         return LocalDecider(rules.policy, rules.trust, log=self, evidence=self._held, clock=self.clock)
 
@@ -290,8 +295,8 @@ class GateService:
         problem = self.store.writable_problem()
         if problem is not None:  # a load balancer takes this replica out; the reason is the operator's to act on
             error = ApiError(503, f"the log cannot be written, so nothing can be decided: {problem}",
-                             **{"status": "unavailable", "origin": self.origin, "log_key": self.signer.verifier.vkey(),
-                                "rules": judged})
+                             status="unavailable", origin=self.origin, log_key=self.signer.verifier.vkey(),
+                             rules=judged)
             error.headers["Retry-After"] = "5"
             raise error
         return {"status": "ok", "origin": self.origin, "tree_size": self.store.size(),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.answer import nonce_problem
 from tiergate.core.files import StrictJSONError, parse_json
@@ -89,7 +90,8 @@ def attestation_bytes(value: Any, where: str) -> bytes:
         try:
             data = base64.b64decode(value.strip().encode("ascii"), validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError):
-            raise bad_request(f"{where} is not standard base64 (send the attestation file's bytes, base64-encoded)") from None
+            raise bad_request(f"{where} is not standard base64 "
+                              "(send the attestation file's bytes, base64-encoded)") from None
         if not data:
             raise bad_request(f"{where} is empty")
         return data

@@ -19,7 +19,8 @@ from tiergate.core.log.checkpoint import NoteSigner, key_name_problem
 from tiergate.core.log.backends import open_store
 from tiergate.core.log.store import LogStore, StoreError
 from tiergate.errors import ConfigError, extra_missing
-from tiergate.runtime.gate import Reloader, describe_change, load_rules
+from tiergate.runtime.gate import describe_change, load_rules
+from tiergate.runtime.reload import Reloader
 from tiergate.service.app import GateService
 from tiergate.service.http import DEFAULT_MAX_BODY
 from tiergate.service.tokens import TokenSet
@@ -28,7 +29,7 @@ DEFAULT_ORIGIN = "tiergate.local/log"
 DEFAULT_PORT = 8700
 DEFAULT_LOG = "gate-log.db"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
-DEFAULT_HF_TOKEN_ENV = "HF_TOKEN"
+DEFAULT_HF_TOKEN_ENV = "HF_TOKEN"  # noqa: S105 - the name of the environment variable, not a token
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ What a client can make the server spend, before and without a valid token:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import re
@@ -131,10 +132,8 @@ def _refuse_busy(sock: socket.socket) -> None:
     """Answer 503 without blocking the accepting thread: the answer fits any socket buffer; a failure is ignored."""
     try:
         sock.setblocking(False)
-        try:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
             sock.recv(1 << 16)  # what the client already sent: unread data would turn our close into a reset
-        except (BlockingIOError, InterruptedError):
-            pass
         sock.send(_BUSY)
     except OSError:
         pass
@@ -177,7 +176,7 @@ class _Reader(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         if self.budget is not None:
             if self.budget <= 0:
-                raise _HeaderTooLarge()
+                raise _HeaderTooLarge
             view = view[: self.budget]
         self._sock.settimeout(wait)
         try:
@@ -198,6 +197,7 @@ class GateRequestHandler(BaseHTTPRequestHandler):
     timeout = READ_TIMEOUT  # replaced by the server's read_timeout in setup()
     wbufsize = -1  # buffer the answer: headers and body leave in one write, flushed once per request
     server: GateHTTPServer
+    rfile: io.BufferedReader  # set in setup(): peek() waits for an idle keep-alive connection's next request
 
     def setup(self) -> None:
         super().setup()
@@ -291,7 +291,7 @@ class GateRequestHandler(BaseHTTPRequestHandler):
             response = Response.json(503, {"error": str(exc)}, {"Retry-After": "30"})
         except GateError as exc:
             response = Response.json(500, {"error": str(exc)})
-        except Exception:  # never a traceback to the client; the operator sees it on stderr
+        except Exception:  # noqa: BLE001 - never a traceback to the client; the operator sees it on stderr
             sys.stderr.write(f"gate serve: internal error on {method} {self.path[:200]}\n{traceback.format_exc()}")
             response = Response.json(500, {"error": "internal error in the gate service (details in its log)"})
         if not self._body_read and self._declared_length() != 0:
@@ -418,5 +418,5 @@ class GateRequestHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
         """Quiet by default: a log line per request costs more than a decision on a busy gate."""

@@ -26,7 +26,7 @@ def _int_param(name: str, description: str, required: bool) -> dict[str, Any]:
 _MODEL_PARAM = {"name": "model", "in": "query", "required": True, "description": "Model digest, sha256:<hex> or hex.",
                 "schema": {"type": "string", "pattern": "^(sha256:)?[0-9a-fA-F]{64}$"}}
 _B64 = {"type": "string", "contentEncoding": "base64"}
-_HASHES = {"type": "object", "required": ["hashes"], "properties": {
+_HASHES: dict[str, Any] = {"type": "object", "required": ["hashes"], "properties": {
     "hashes": {"type": "array", "items": _B64, "description": "RFC 9162 proof, leaf-to-root, base64 SHA-256 hashes."}}}
 
 

@@ -19,7 +19,7 @@ class ApiError(Exception):
         self.extra = extra
         self.headers: dict[str, str] = {}
 
-    def response(self) -> "Response":
+    def response(self) -> Response:
         return Response.json(self.status, {"error": self.message, **self.extra}, self.headers)
 
 
@@ -35,7 +35,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> "Response":
+    def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         # A lone surrogate quoted from a request would make a 500 of any answer; written as its escape it stays JSON.
         body = text.encode("utf-8", "backslashreplace") + b"\n"

@@ -9,7 +9,7 @@ body is read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from tiergate.core.answer import ANSWER_HEADER
 from tiergate.service.app import MAX_FIND, GateService
@@ -151,7 +151,9 @@ def admit_huggingface_webhook(service: GateService, headers: Mapping[str, str]) 
 def huggingface_webhook(service: GateService, request: Request) -> Response:
     """Authenticated by the webhook's shared secret (X-Webhook-Secret), not a bearer token: the Hub sends the former."""
     admit_huggingface_webhook(service, request.headers)
-    return service.hf_webhook.handle(request.headers, request.body)
+    webhook = service.hf_webhook
+    assert webhook is not None  # admitted: the webhook is enabled
+    return webhook.handle(request.headers, request.body)
 
 
 ROUTES: tuple[Route, ...] = (

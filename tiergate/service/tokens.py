@@ -18,7 +18,8 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.files import parse_yaml, read_limited
 from tiergate.errors import config_error
@@ -57,13 +58,13 @@ class TokenSet:
         return found
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "TokenSet":
+    def load(cls, path: str | os.PathLike[str]) -> TokenSet:
         raw = read_limited(path, "tokens file", 1024 * 1024)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise config_error(path, None, "not UTF-8 text") from None
-        tokens = _yaml_tokens(path, text) if re.search(r"^tokens\s*:", text, re.M) else _line_tokens(path, text)
+        tokens = _yaml_tokens(path, text) if re.search(r"^tokens\s*:", text, re.MULTILINE) else _line_tokens(path, text)
         if not tokens:
             raise config_error(path, None, f"no token hashes found; {HINT}")
         return cls(tuple(tokens), str(path))

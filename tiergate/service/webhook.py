@@ -31,7 +31,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from tiergate.core.files import StrictJSONError, parse_json
 from tiergate.core.log.entries import containment_entry, webhook_entry
@@ -156,7 +157,9 @@ class HfWebhook:
             return Response.json(400, {"error": "webhook payload is not a JSON object"})
         event = parse_event(payload)
         if event is None:
-            kind = payload.get("event") if isinstance(payload.get("event"), dict) else {}
+            kind = payload.get("event")
+            if not isinstance(kind, dict):
+                kind = {}
             return Response.json(200, {"status": "ignored", "reason": (
                 f"event {str(kind.get('scope'))[:60]}/{str(kind.get('action'))[:60]} cannot publish anything")})
         record = {
@@ -189,7 +192,7 @@ class HfWebhook:
     def _work(self, job: _Job) -> None:
         try:
             job.response = self._contain(job)
-        except BaseException as exc:  # the last line of defence: never a silent thread death
+        except BaseException as exc:  # noqa: BLE001 - the last line of defence: never a silent thread death
             sys.stderr.write(f"gate serve: webhook {job.webhook_index}: {traceback.format_exc()}")
             job.response = Response.json(503, {"error": f"internal error handling the webhook: {_reason(exc)}",
                                                "webhook_entry": job.webhook_index}, {"Retry-After": str(RETRY_AFTER)})
@@ -218,7 +221,7 @@ class HfWebhook:
         except _LOG_ERRORS as exc:
             self._log_event_failure(job, exc)
             return _unavailable(f"the log is unavailable: {exc}", job.webhook_index)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - sorted below: routine failures get one line, others a traceback
             # The Hub or the network failing is routine (one line); anything else gets its traceback.
             routine = isinstance(exc, (GateError, OSError)) or type(exc).__module__.startswith(
                 ("huggingface_hub", "httpx"))
@@ -275,7 +278,7 @@ class HfWebhook:
         """A failure no revision was logged for (reading the repository or its refs): one containment entry."""
         if job.failure_logged:
             return
-        record = {
+        record: dict[str, Any] = {
             "integration": "huggingface", "repo": job.repo_id, "repo_type": job.repo_type, "ref": None,
             "commit": None, "tier": None, "state": None, "outcome": "failed", "decision_index": None,
             "webhook_index": job.webhook_index, "missing": [], "actions": [], "state_after": None,
@@ -330,9 +333,8 @@ def _config_change(value: Any) -> dict[str, Any] | None:
 
 
 def _hub_webhook_id(value: Any) -> str | None:
-    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
-        return value["id"][:200]
-    return None
+    found = value.get("id") if isinstance(value, dict) else None
+    return found[:200] if isinstance(found, str) and found else None
 
 
 def _unavailable(message: str, webhook_index: int | None = None) -> Response:

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePath
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn
+from collections.abc import Mapping
 
 from tiergate.core.files import MAX_LOG_JSON_DEPTH, StrictJSONError
 from tiergate.core.files import parse_json as strict_json

@@ -39,7 +39,8 @@ import struct
 import zipfile
 import zlib
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from tiergate.core.evidence import (
     EvalRun,
@@ -86,16 +87,13 @@ def read_inspect_log(path: str | os.PathLike[str]) -> list[EvalRun]:
 
 def _read_header(log: LogFile) -> dict[str, Any]:
     """The log's header as a dict. The format is told by content (zip magic), not the file's extension."""
-    if log.data[:4] in _ZIP_MAGIC:
-        header = _header_from_zip(log)
-    else:
-        header = parse_json(log.data, log.where, _WHAT)
+    header = _header_from_zip(log) if log.data[:4] in _ZIP_MAGIC else parse_json(log.data, log.where, _WHAT)
     if not isinstance(header, dict) or not isinstance(header.get("eval"), dict):
         refuse(log.where, f"is not {_WHAT} (it has no 'eval' object)")
     return header
 
 
-def _header_from_zip(log: LogFile) -> dict[str, Any]:
+def _header_from_zip(log: LogFile) -> dict[str, Any]:  # noqa: RET503 - ends in refuse(), which raises
     _refuse_too_many_members(log.data, log.where)
     try:
         archive = zipfile.ZipFile(io.BytesIO(log.data))

@@ -4,8 +4,8 @@
 - :mod:`tiergate.core.log.checkpoint` - signed notes, checkpoints (signed tree heads) and verifier keys.
 - :mod:`tiergate.core.log.store` - the append-only store many processes can append to safely; its backends
   :mod:`tiergate.core.log.sqlite` and :mod:`tiergate.core.log.postgres` (on :mod:`tiergate.core.log.sql`), chosen by
-  ``open_store`` (:mod:`tiergate.core.log.backends`); the tile cache that makes proofs cheap (:mod:`tiergate.core.log.tiles`);
-  passwords kept out of messages (:mod:`tiergate.core.log.redact`).
+  ``open_store`` (:mod:`tiergate.core.log.backends`); the tile cache that makes proofs cheap
+  (:mod:`tiergate.core.log.tiles`); passwords kept out of messages (:mod:`tiergate.core.log.redact`).
 
 Auditors need only :mod:`merkle` and :mod:`checkpoint`: both are pure and work offline.
 """

@@ -27,7 +27,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
 from tiergate.core.manifest import parse_digest
 from tiergate.core.timeutil import format_time, parse_time
@@ -104,7 +105,8 @@ def check_context(context: Any) -> dict[str, Any]:
     size = len(canonical_json(dict(context)))
     if size > MAX_CONTEXT_BYTES:
         raise EntryFormatError(f"context is {size} bytes encoded; the limit is {MAX_CONTEXT_BYTES}")
-    return json.loads(canonical_json(dict(context)))  # a plain, JSON-only copy
+    copy: dict[str, Any] = json.loads(canonical_json(dict(context)))  # a plain, JSON-only copy
+    return copy
 
 
 def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
@@ -123,7 +125,8 @@ def attestation_entry(data: bytes, model_digest: str, time: datetime) -> bytes:
 
 
 #: The texts of a decision record that :func:`bounded_decision_record` cuts: (list field, keys of its rows).
-_BOUNDED_TEXTS = (("rejected_attestations", ("reason", "source")), ("inputs", ("source",)), ("requirements", ("reason",)))
+_BOUNDED_TEXTS = (("rejected_attestations", ("reason", "source")), ("inputs", ("source",)),
+                  ("requirements", ("reason",)))
 
 
 def _cut(text: Any, limit: int = MAX_RECORDED_TEXT) -> Any:
@@ -152,7 +155,7 @@ def bounded_decision_record(record: dict[str, Any]) -> dict[str, Any]:
     return bounded
 
 
-def decision_entry(decision: "Decision", context: Mapping[str, Any] | None = None) -> bytes:
+def decision_entry(decision: Decision, context: Mapping[str, Any] | None = None) -> bytes:
     """The entry recording ``decision`` (a :class:`~tiergate.core.decision.Decision`) and the publish ``context``.
 
     Long texts in the decision are cut (:func:`bounded_decision_record`); a decision still over

@@ -96,9 +96,9 @@ class CompactRange:
 
     def __post_init__(self) -> None:
         _check_size(self.size, "compact range size")
-        if len(self.hashes) != bin(self.size).count("1"):
+        if len(self.hashes) != self.size.bit_count():
             raise TreeRangeError(
-                f"a compact range of size {self.size} has {bin(self.size).count('1')} hashes, not {len(self.hashes)}"
+                f"a compact range of size {self.size} has {self.size.bit_count()} hashes, not {len(self.hashes)}"
             )
         self.hashes = [_check_hash(h, f"compact range hash {i}") for i, h in enumerate(self.hashes)]
 

@@ -179,7 +179,8 @@ class PostgresLogStore(SqlLogStore):
         return self._call("append", append, retry=lambda: not committing)
 
     def _size(self) -> int:
-        return self._call("size", lambda db: int(db.execute(f"SELECT size FROM {self._head} WHERE id = 1").fetchone()[0]))
+        return self._call("size",
+                          lambda db: int(db.execute(f"SELECT size FROM {self._head} WHERE id = 1").fetchone()[0]))
 
     def _span(self, start: int) -> tuple[int, int]:
         def read(db: Any) -> tuple[int, int]:
@@ -215,7 +216,8 @@ class HealingPool:
                  initialise: Callable[[Any], None], *, connect_timeout: float = 10.0,
                  pool_timeout: float = DEFAULT_POOL_TIMEOUT) -> None:
         if not 0 < pool_timeout <= 3600:
-            raise ConfigError(f"the log's pool timeout must be more than 0 and at most 3600 seconds, not {pool_timeout}")
+            raise ConfigError("the log's pool timeout must be more than 0 and at most 3600 seconds, "
+                              f"not {pool_timeout}")
         psycopg = import_psycopg()
         from psycopg_pool import ConnectionPool, PoolTimeout
 

@@ -125,7 +125,8 @@ def tracked_hook(repo_path: str | os.PathLike[str]) -> Path | None:
 
 
 def chained_hook(hook: str | os.PathLike[str]) -> Path | None:
-    """The hook the gate's hook at ``hook`` replaced and must run, if any (git skips a non-executable hook; so do we)."""
+    """The hook the gate's hook at ``hook`` replaced and must run, if any (git skips a non-executable hook; so do
+    we)."""
     kept = Path(hook).with_name(CHAINED)
     return kept if kept.is_file() and os.access(kept, os.X_OK) else None
 
@@ -146,7 +147,7 @@ def run_chained(hook: str | os.PathLike[str], args: list[str], stdin: bytes, cwd
     else:
         command = [str(kept), *args]
     env = {**os.environ, KEPT_HOOK_ENV: str(kept)}
-    return subprocess.run(command, cwd=cwd, input=stdin, env=env).returncode
+    return subprocess.run(command, cwd=cwd, input=stdin, env=env, check=False).returncode
 
 
 # --- status ------------------------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ class HookStatus:
     lines: tuple[str, ...]
 
 
-_EXEC = re.compile(r"^exec (.+?) hooks pre-push", re.M)
+_EXEC = re.compile(r"^exec (.+?) hooks pre-push", re.MULTILINE)
 
 
 def _interpreter_problem(text: str) -> str | None:
@@ -171,14 +172,11 @@ def _interpreter_problem(text: str) -> str | None:
     program = words[0] if words else ""
     if program == "${TIERGATE:-gate}":
         program = os.environ.get("TIERGATE", "gate")
-    if os.sep in program:
-        ok = os.access(program, os.X_OK)
-    else:
-        ok = shutil.which(program) is not None
+    ok = os.access(program, os.X_OK) if os.sep in program else shutil.which(program) is not None
     return None if ok else f"it runs {program}, which is not there (reinstall: `gate hooks install`)"
 
 
-_HAND_WIRED = re.compile(r"(^|[\s/\"'])(?:tier)?gate[\"']?\s+hooks\s+pre-push\b", re.M)
+_HAND_WIRED = re.compile(r"(^|[\s/\"'])(?:tier)?gate[\"']?\s+hooks\s+pre-push\b", re.MULTILINE)
 
 
 def is_husky(where: HooksPath) -> bool:

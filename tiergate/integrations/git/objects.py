@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
+from collections.abc import Sequence
 
 from tiergate.core.collect import attestation_inputs
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
@@ -30,8 +31,8 @@ from tiergate.integrations.git.treemanifest import (check_excluded_content, chec
 LFS_SPEC = b"version https://git-lfs.github.com/spec/v1"
 #: git-lfs writes pointers well under this; a larger blob is content, not a pointer.
 MAX_POINTER_BYTES = 1024
-_POINTER_OID = re.compile(rb"^oid sha256:([0-9a-f]{64})$", re.M)
-_POINTER_SIZE = re.compile(rb"^size (\d+)$", re.M)
+_POINTER_OID = re.compile(rb"^oid sha256:([0-9a-f]{64})$", re.MULTILINE)
+_POINTER_SIZE = re.compile(rb"^size (\d+)$", re.MULTILINE)
 ZERO_SHA = "0" * 40
 SYMLINK = "120000"
 SUBMODULE = "160000"
@@ -84,8 +85,8 @@ class GitRepo:
         self._changes: dict[str, list[Change]] = {}
         self._media: Path | None = None
 
-    def git(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
-        result = subprocess.run(["git", *args], cwd=self.path, input=input, capture_output=True)
+    def git(self, *args: str, input: bytes | None = None, check: bool = True) -> str:  # noqa: A002 - as subprocess.run
+        result = subprocess.run(["git", *args], cwd=self.path, input=input, capture_output=True, check=False)
         if check and result.returncode != 0:
             raise InputError(f"git {' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
         return result.stdout.decode("utf-8", errors="surrogateescape")
@@ -96,7 +97,7 @@ class GitRepo:
 
     def has_commit(self, sha: str) -> bool:
         return subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=self.path,
-                              capture_output=True).returncode == 0
+                              capture_output=True, check=False).returncode == 0
 
     def close(self) -> None:
         for proc in (self._batch, self._check):
@@ -106,7 +107,7 @@ class GitRepo:
                 proc.wait()
         self._batch = self._check = None
 
-    def __enter__(self) -> "GitRepo":
+    def __enter__(self) -> GitRepo:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -116,7 +117,7 @@ class GitRepo:
 
     def tree(self, commit: str) -> list[TreeEntry]:
         out = subprocess.run(["git", "ls-tree", "-r", "-z", "--long", "--full-tree", commit], cwd=self.path,
-                             capture_output=True)
+                             capture_output=True, check=False)
         if out.returncode != 0:
             raise InputError(f"cannot list the tree of {commit}: {out.stderr.decode(errors='replace').strip()}")
         entries = []
@@ -140,7 +141,8 @@ class GitRepo:
 
     def _stream(self, oid: str) -> tuple[int, IO[bytes]]:
         proc = self._cat()
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         proc.stdin.write(oid.encode() + b"\n")
         proc.stdin.flush()
         header = proc.stdout.readline().split()
@@ -221,7 +223,8 @@ class GitRepo:
         if self._check is None:
             self._check = subprocess.Popen(["git", "cat-file", "--batch-check"], cwd=self.path,
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self._check.stdin is not None and self._check.stdout is not None
+        assert self._check.stdin is not None
+        assert self._check.stdout is not None
         self._check.stdin.write(oid.encode() + b"\n")
         self._check.stdin.flush()
         header = self._check.stdout.readline().split()
@@ -238,7 +241,7 @@ class GitRepo:
             return None
         return parse_pointer(self.read_blob(oid, MAX_POINTER_BYTES))
 
-    def changes(self, commit: str) -> list["Change"]:
+    def changes(self, commit: str) -> list[Change]:
         """What ``commit`` adds or changes, compared with each of its parents (all of it for a root commit).
 
         Every blob a push sends is in this list for at least one pushed commit, or is already on the remote (in the
@@ -254,7 +257,8 @@ class GitRepo:
         if not todo:
             return
         out = subprocess.run(["git", "diff-tree", "--stdin", "-r", "-z", "--no-renames", "--root", "-m"],
-                             cwd=self.path, input="".join(f"{c}\n" for c in todo).encode(), capture_output=True)
+                             cwd=self.path, input="".join(f"{c}\n" for c in todo).encode(), capture_output=True,
+                             check=False)
         if out.returncode != 0:
             raise InputError(f"cannot list the changes of {len(todo)} commit(s): "
                              f"{out.stderr.decode(errors='replace').strip()}")
@@ -290,7 +294,7 @@ class GitRepo:
         """Where git-lfs keeps this repository's objects (``git lfs env``'s LocalMediaDir, so lfs.storage counts)."""
         if self._media is None:
             media = None
-            env = subprocess.run(["git", "lfs", "env"], cwd=self.path, capture_output=True, text=True) \
+            env = subprocess.run(["git", "lfs", "env"], cwd=self.path, capture_output=True, text=True, check=False) \
                 if shutil.which("git-lfs") else None
             if env is not None and env.returncode == 0:
                 for line in env.stdout.splitlines():
@@ -316,7 +320,7 @@ class GitRepo:
         """
         path = self.lfs_object(pointer.oid)
         try:
-            handle = open(path, "rb")
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the `with handle` below, once open errors are told
         except FileNotFoundError:
             return ("is not in the local LFS store, so what would be uploaded for it cannot be checked; fetch it "
                     "(`git lfs fetch --all`) and push again")
@@ -413,7 +417,8 @@ def pushed_tree(repo: GitRepo, commit: str) -> PushedTree:
             if entry.size > MAX_SYMLINK_BYTES:
                 raise ModelError(f"{where}: {entry.path}: a symlink whose target is {entry.size} bytes long is "
                                  "content, not a link; commit the file itself")
-            entry = _resolve_symlink(entry, repo.read_blob(entry.oid, MAX_SYMLINK_BYTES), files, commit)
+            # The link is replaced by its target: what follows checks the target.
+            entry = _resolve_symlink(entry, repo.read_blob(entry.oid, MAX_SYMLINK_BYTES), files, commit)  # noqa: PLW2901
         if is_ignored(entry.path):
             source = check_excluded_change(repo, entry.path, entry.oid, where)
             budget.add(source.size)

@@ -38,7 +38,8 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from tiergate.core.decision import Decision
 from tiergate.core.history import EvidencePool, holds_nothing
@@ -242,7 +243,7 @@ def lfs_available() -> bool:
 
 def chain_to_lfs(repo: GitRepo, remote: str, url: str, stdin: bytes) -> int:
     """Run git-lfs's own pre-push (it uploads the LFS objects) with the same arguments and stdin."""
-    return subprocess.run(["git", "lfs", "pre-push", remote, url], cwd=repo.path, input=stdin).returncode
+    return subprocess.run(["git", "lfs", "pre-push", remote, url], cwd=repo.path, input=stdin, check=False).returncode
 
 
 def uses_lfs(repo: GitRepo, updates: Sequence[RefUpdate]) -> bool:

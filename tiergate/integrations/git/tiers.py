@@ -21,7 +21,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 from tiergate.core.targets import tier_named
 from tiergate.errors import ConfigError, UsageError
@@ -54,12 +54,12 @@ class TierChoice:
 def tier_config(repo: GitRepo) -> list[ConfigValue]:
     """Every tier setting visible to ``repo``, in git's order (a later value of the same key overrides)."""
     out = subprocess.run(["git", "config", "--show-scope", "-z", "--get-regexp", _KEYS.pattern], cwd=repo.path,
-                         capture_output=True)
+                         capture_output=True, check=False)
     if out.returncode not in (0, 1):  # 1: no such key
         raise ConfigError(f"git config: {out.stderr.decode(errors='replace').strip()}")
     fields = out.stdout.split(b"\x00")
     values = []
-    for scope, entry in zip(fields[0::2], fields[1::2]):
+    for scope, entry in zip(fields[0::2], fields[1::2], strict=False):
         key, _, value = entry.decode("utf-8", "replace").partition("\n")
         values.append(ConfigValue(key, value.strip(), scope.decode()))
     return values
@@ -139,8 +139,8 @@ def resolve_tier(repo: GitRepo, remote: str, url: str, tier_names: tuple[str, ..
     if not found:
         default = latest.get(DEFAULT_TIER_KEY)
         if default is not None and default.scope in REPOSITORY_SCOPES:
-            found.append((default.value, f"{DEFAULT_TIER_KEY}, this repository's default"
-                                         f"{' (set on the command line)' if default.scope == 'command' else ''}"))
+            found.append((default.value, (f"{DEFAULT_TIER_KEY}, this repository's default"
+                                          f"{' (set on the command line)' if default.scope == 'command' else ''}")))
         elif default is not None:
             refused.append(default)
     if not found:

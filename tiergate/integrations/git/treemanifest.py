@@ -1,15 +1,15 @@
 """The manifest of a model that is not a local folder: a git tree or a Hub revision, known as (path, size, sha256).
 
-:func:`tiergate.core.manifest.hash_model` decides what belongs to a model folder's identity and what excluded paths may
-hold (:func:`tiergate.core.manifest.check_excluded`). A pushed git tree or a Hub revision must get the *same* identity as
-the folder it was made from, or attestations signed over the folder would not match what was published; this module
-applies the same rules to a list of already-known digests, and the callers judge excluded files by their bytes with
-the same core function (:func:`check_excluded_content`).
+:func:`tiergate.core.manifest.hash_model` decides what belongs to a model folder's identity and what excluded paths
+may hold (:func:`tiergate.core.manifest.check_excluded`). A pushed git tree or a Hub revision must get the *same*
+identity as the folder it was made from, or attestations signed over the folder would not match what was published;
+this module applies the same rules to a list of already-known digests, and the callers judge excluded files by their
+bytes with the same core function (:func:`check_excluded_content`).
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from tiergate.core.formats import ByteSource
 from tiergate.core.manifest import (ATTESTATION_DIR, DEFAULT_IGNORES, FileDigest, Manifest, check_excluded,

@@ -39,11 +39,12 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.utils import (DEFAULT_IGNORE_PATTERNS, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError,
-                                   filter_repo_objects)
+from huggingface_hub.utils import (DEFAULT_IGNORE_PATTERNS, GatedRepoError, RepositoryNotFoundError,
+                                   RevisionNotFoundError, filter_repo_objects)
 
 from tiergate.core.decision import Decision
 from tiergate.core.manifest import Manifest
@@ -137,8 +138,8 @@ class GatedHfApi(HfApi):
         token may not read (``GatedRepoError`` is a ``RepositoryNotFoundError`` too, but the repository exists), a
         "not found" the Hub does not confirm as such, the Hub failing or unreachable.
         """
-        refusal = f"{repo_id}: cannot read the repository's current visibility, so {change} is refused (it could widen " \
-                  "access to files the gate has not checked); nothing was sent"
+        refusal = (f"{repo_id}: cannot read the repository's current visibility, so {change} is refused (it could "
+                   "widen access to files the gate has not checked); nothing was sent")
         try:
             return HubState.of(self.repo_info(repo_id, repo_type=repo_type, token=token))
         except GatedRepoError:
@@ -162,7 +163,8 @@ class GatedHfApi(HfApi):
 
     def check_commit(self, repo_id: str, operations: Sequence[Any], *, repo_type: str | None = None,
                      revision: str | None = None, state: HubState | None = None, token: Any = None,
-                     base: RemoteRevision | None = None, action: str = "commit") -> tuple[planning.CommitPlan, Decision]:
+                     base: RemoteRevision | None = None,
+                     action: str = "commit") -> tuple[planning.CommitPlan, Decision]:
         """Decide on a commit without sending it: hash the operations, build the resulting tree, ask the gate.
 
         ``state`` overrides the repo's current visibility (for a repository about to be created or changed).
@@ -184,7 +186,7 @@ class GatedHfApi(HfApi):
 
     # --- commits -------------------------------------------------------------------------------------------------
 
-    def create_commit(self, repo_id: str, operations: Iterable[Any], *, commit_message: str,  # type: ignore[override]
+    def create_commit(self, repo_id: str, operations: Iterable[Any], *, commit_message: str,
                       commit_description: str | None = None, token: Any = None, repo_type: str | None = None,
                       revision: str | None = None, create_pr: bool | None = None, num_threads: int = 5,
                       parent_commit: str | None = None, run_as_future: bool = False, **kwargs: Any) -> Any:
@@ -233,14 +235,14 @@ class GatedHfApi(HfApi):
                     if isinstance(op, CommitOperationAdd) and isinstance(op.path_or_fileobj, planning.CheckedSource):
                         op.path_or_fileobj.close()
 
-    def preupload_lfs_files(self, repo_id: str, additions: Iterable[Any], **kwargs: Any) -> None:  # type: ignore[override]
+    def preupload_lfs_files(self, repo_id: str, additions: Iterable[Any], **kwargs: Any) -> None:
         """Uploading LFS content ahead of a commit sends weights: only within a checked commit."""
         if not self._covered(repo_id):
             raise UsageError("preupload_lfs_files sends weights before any commit is checked; with GatedHfApi, "
                              "pass the operations to create_commit, which checks them first")
-        return super().preupload_lfs_files(repo_id, additions, **kwargs)
+        super().preupload_lfs_files(repo_id, additions, **kwargs)
 
-    def upload_folder(self, *, repo_id: str, folder_path: str | Path, path_in_repo: str | None = None,  # type: ignore[override]
+    def upload_folder(self, *, repo_id: str, folder_path: str | Path, path_in_repo: str | None = None,
                       commit_message: str | None = None, commit_description: str | None = None, token: Any = None,
                       repo_type: str | None = None, revision: str | None = None, create_pr: bool | None = None,
                       parent_commit: str | None = None, allow_patterns: list[str] | str | None = None,
@@ -254,7 +256,8 @@ class GatedHfApi(HfApi):
         if run_as_future:
             return self.run_as_future(self.upload_folder, **kwargs)
         base = self._base(repo_id, repo_type, parent_commit or ("main" if create_pr else revision), token)
-        operations = folder_operations(folder_path, path_in_repo, allow_patterns, ignore_patterns, delete_patterns, base)
+        operations = folder_operations(folder_path, path_in_repo, allow_patterns, ignore_patterns, delete_patterns,
+                                       base)
         if self._covered(repo_id):
             plan_args = None
         else:
@@ -345,7 +348,7 @@ class GatedHfApi(HfApi):
                              what=f"{action} in {repo_id} ({state.describe()})",
                              known=self._published_commits(repo_id, repo_type, token))
 
-    def create_branch(self, repo_id: str, *, branch: str, revision: str | None = None,  # type: ignore[override]
+    def create_branch(self, repo_id: str, *, branch: str, revision: str | None = None,
                       token: Any = None, repo_type: str | None = None, exist_ok: bool = False) -> None:
         """``HfApi.create_branch``; the commits the branch makes reachable are checked first (see check_reachable)."""
         if not self._covered(repo_id):
@@ -354,7 +357,7 @@ class GatedHfApi(HfApi):
         return super().create_branch(repo_id, branch=branch, revision=revision, token=token, repo_type=repo_type,
                                      exist_ok=exist_ok)
 
-    def create_tag(self, repo_id: str, *, tag: str, tag_message: str | None = None,  # type: ignore[override]
+    def create_tag(self, repo_id: str, *, tag: str, tag_message: str | None = None,
                    revision: str | None = None, token: Any = None, repo_type: str | None = None,
                    exist_ok: bool = False) -> None:
         """``HfApi.create_tag``; the commits the tag makes reachable are checked first."""
@@ -364,7 +367,7 @@ class GatedHfApi(HfApi):
         return super().create_tag(repo_id, tag=tag, tag_message=tag_message, revision=revision, token=token,
                                   repo_type=repo_type, exist_ok=exist_ok)
 
-    def merge_pull_request(self, repo_id: str, discussion_num: int, *, token: Any = None,  # type: ignore[override]
+    def merge_pull_request(self, repo_id: str, discussion_num: int, *, token: Any = None,
                            comment: str | None = None, repo_type: str | None = None) -> Any:
         """``HfApi.merge_pull_request``; the pull request's commits (its head and history) are checked at the
         repository's tier first: merging publishes them as the repository's."""
@@ -373,7 +376,7 @@ class GatedHfApi(HfApi):
                                 repo_type=repo_type, token=token, action=f"merging pull request #{discussion_num}")
         return super().merge_pull_request(repo_id, discussion_num, token=token, comment=comment, repo_type=repo_type)
 
-    def update_repo_settings(self, repo_id: str, *, gated: Any = None, private: bool | None = None,  # type: ignore[override]
+    def update_repo_settings(self, repo_id: str, *, gated: Any = None, private: bool | None = None,
                              visibility: str | None = None, token: Any = None, repo_type: str | None = None) -> None:
         """``HfApi.update_repo_settings``; a change that widens access is checked against the files first."""
         args = dict(gated=gated, private=private, visibility=visibility, token=token, repo_type=repo_type)
@@ -387,16 +390,17 @@ class GatedHfApi(HfApi):
         with self._approved(repo_id):
             return super().update_repo_settings(repo_id, **args)
 
-    def update_repo_visibility(self, repo_id: str, private: bool = False, *, token: Any = None,  # type: ignore[override]
+    def update_repo_visibility(self, repo_id: str, private: bool = False, *, token: Any = None,
                                repo_type: str | None = None) -> Any:
         """Older spelling of a visibility change: gated like ``update_repo_settings``."""
         return self.update_repo_settings(repo_id, private=private, token=token, repo_type=repo_type)
 
-    def create_repo(self, repo_id: str, *, token: Any = None, private: bool | None = None,  # type: ignore[override]
+    def create_repo(self, repo_id: str, *, token: Any = None, private: bool | None = None,
                     visibility: str | None = None, repo_type: str | None = None, exist_ok: bool = False,
                     **kwargs: Any) -> Any:
         """``HfApi.create_repo``; creating a repository that is not private is a publish (see the module docstring)."""
-        args = dict(token=token, private=private, visibility=visibility, repo_type=repo_type, exist_ok=exist_ok, **kwargs)
+        args = dict(token=token, private=private, visibility=visibility, repo_type=repo_type, exist_ok=exist_ok,
+                    **kwargs)
         if self._covered(repo_id):
             return super().create_repo(repo_id, **args)
         existing = self._state(repo_id, repo_type, token)
@@ -430,7 +434,7 @@ class GatedHfApi(HfApi):
                 "Nothing was sent. Choose another name, or check and publish at the repository's own tier "
                 "(without private=/visibility=).")
 
-    def duplicate_repo(self, from_id: str, to_id: str | None = None, *, repo_type: str | None = None,  # type: ignore[override]
+    def duplicate_repo(self, from_id: str, to_id: str | None = None, *, repo_type: str | None = None,
                        private: bool | None = None, visibility: str | None = None, token: Any = None,
                        **kwargs: Any) -> Any:
         """``HfApi.duplicate_repo``: the Hub copies the source's whole history, so every commit reachable from its
@@ -446,10 +450,10 @@ class GatedHfApi(HfApi):
         return super().duplicate_repo(from_id, to_id, repo_type=repo_type, private=private,
                                       visibility=visibility, token=token, **kwargs)  # type: ignore[arg-type]
 
-    def batch_bucket_files(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def batch_bucket_files(self, *args: Any, **kwargs: Any) -> Any:
         raise UsageError("tiergate does not gate bucket uploads; publish weights to a model repository")
 
-    def sync_bucket(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def sync_bucket(self, *args: Any, **kwargs: Any) -> Any:
         raise UsageError("tiergate does not gate bucket uploads; publish weights to a model repository")
 
     # --- `hf upload` ---------------------------------------------------------------------------------------------

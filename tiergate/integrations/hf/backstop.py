@@ -29,16 +29,21 @@ import json
 import re
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
 from urllib.parse import unquote
 
 from tiergate.integrations.hf.errors import BackstopRefused
 from tiergate.integrations.hf.plan import CommitPlan
 
+if TYPE_CHECKING:  # huggingface_hub's HTTP client, imported with the Hub when a transport is built
+    from huggingface_hub.utils import httpx
+
 _COMMIT = re.compile(r"/api/(?P<type>model|dataset|space|kernel)s/(?P<repo>.+?)/commit/(?P<rev>[^/]+)$")
 _PREUPLOAD = re.compile(r"/api/(?P<type>model|dataset|space|kernel)s/(?P<repo>.+?)/preupload/(?P<rev>[^/]+)$")
 _XET_WRITE_TOKEN = re.compile(r"/api/(?:model|dataset|space|kernel)s/.+?/xet-write-token/")
-_LFS_BATCH = re.compile(r"^(?:.*?/)??(?:(?P<type>datasets|spaces|kernels)/)?(?P<repo>[^/]+(?:/[^/]+)?)\.git/info/lfs/objects/batch$")
+_LFS_BATCH = re.compile(r"^(?:.*?/)??(?:(?P<type>datasets|spaces|kernels)/)?(?P<repo>[^/]+(?:/[^/]+)?)"
+                        r"\.git/info/lfs/objects/batch$")
 
 
 class Approvals:
@@ -148,7 +153,7 @@ def _first_unplanned(plan: CommitPlan, lines: list[dict[str, Any]]) -> str | Non
 APPROVALS = Approvals()
 
 
-def _path_of(request: Any) -> str:
+def _path_of(request: httpx.Request) -> str:
     raw = request.url.raw_path.decode("ascii", "replace")
     return raw.split("?", 1)[0]
 
@@ -181,7 +186,8 @@ def check_request(request: Any, approvals: Approvals = APPROVALS) -> None:
         except (ValueError, RecursionError):
             raise BackstopRefused("LFS batch request refused: not JSON") from None
         if payload.get("operation") == "upload":
-            repo_type = {"datasets": "dataset", "spaces": "space", "kernels": "kernel"}.get(match["type"] or "", "model")
+            repo_type = {"datasets": "dataset", "spaces": "space", "kernels": "kernel"}.get(match["type"] or "",
+                                                                                            "model")
             oids = [str(o.get("oid")) for o in payload.get("objects") or []]
             approvals.check_lfs_upload(repo_type, unquote(match["repo"]), oids)
 
@@ -193,7 +199,7 @@ _installed_factory: Any = None
 def _make_transport_class() -> type:
     from huggingface_hub.utils import httpx
 
-    class BackstopTransport(httpx.BaseTransport):  # type: ignore[misc, name-defined]
+    class BackstopTransport(httpx.BaseTransport):
         """Checks each request, then hands it to the transport the client would have used."""
 
         def __init__(self, inner: Any, approvals: Approvals) -> None:

@@ -13,10 +13,10 @@ the tier the repository's *current* state implies:
    head, not only the head (any commit is downloadable by its sha), minus the commits already cleared at this tier
    (the history of the heads the event moved from, and of heads already checked); for a private one, the heads;
 3. **restore what verification clears**: all cleared — access goes back to what it was (unless someone changed it
-   meanwhile; and what was pushed while it was narrowed is verified first); a commit not cleared — access stays as narrow as the policy's ``targets.huggingface`` says for the
-   weakest evidence (gated with manual approval if the model satisfies that tier, else private) and one discussion
-   lists the commits, what is missing and what was done; a pull request not cleared stays closed with a comment
-   saying why, one cleared is reopened.
+   meanwhile; and what was pushed while it was narrowed is verified first); a commit not cleared — access stays as
+   narrow as the policy's ``targets.huggingface`` says for the weakest evidence (gated with manual approval if the
+   model satisfies that tier, else private) and one discussion lists the commits, what is missing and what was done;
+   a pull request not cleared stays closed with a comment saying why, one cleared is reopened.
 
 Each step is an action on the revisions it concerns (``Containment.actions``, in order), which the service logs.
 The webhook service (not this module) owns the HTTP endpoint (``tiergate.service.webhook``: it calls :func:`contain` and
@@ -36,7 +36,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Mapping
 
 from tiergate.core.decision import Decision
 from tiergate.integrations.hf import remote
@@ -44,7 +45,7 @@ from tiergate.integrations.hf.errors import TooManyCommits
 from tiergate.integrations.hf.tiers import HubState, containment_state, tier_for
 from tiergate.runtime import Gate
 
-SECRET_HEADER = "X-Webhook-Secret"
+SECRET_HEADER = "X-Webhook-Secret"  # noqa: S105 - the name of the header, not a secret
 _ZERO = "0" * 40
 
 
@@ -152,8 +153,8 @@ def parse_event(payload: Mapping[str, Any]) -> WebhookEvent | None:
     if not publishing:
         return None
     refs, previous = [], []
-    for item in payload.get("updatedRefs") or []:
-        item = item if isinstance(item, dict) else {}
+    for entry in payload.get("updatedRefs") or []:
+        item = entry if isinstance(entry, dict) else {}
         sha, old = item.get("newSha"), item.get("oldSha")
         if isinstance(sha, str) and sha and sha != _ZERO:
             refs.append((str(item.get("ref", "")), sha))
@@ -398,8 +399,8 @@ class _Run:
                     self.api, event.repo_id, [(r.ref, r.commit) for r in heads], repo_type=event.repo_type,
                     token=self.token, limit=limit, known=known)
             except TooManyCommits as exc:
-                for result in heads:
-                    self._unverifiable(result, exc)
+                for head in heads:
+                    self._unverifiable(head, exc)
                 return
             self.ok |= known
         else:
@@ -408,9 +409,9 @@ class _Run:
         self.reach.update(reach)
         published = frozenset().union(*(reach.get(r.commit, frozenset()) for r in heads if r.pull_request is None))
         listed = {commit.sha for commit in commits}
-        for result in heads:
-            if result.commit not in listed:  # reachable from a head already cleared at this tier
-                result.skipped = "in the history of a head already checked at this tier"
+        for head in heads:
+            if head.commit not in listed:  # reachable from a head already cleared at this tier
+                head.skipped = "in the history of a head already checked at this tier"
         reader = remote.CommitReader(self.api, event.repo_id, event.repo_type, self.token)
         reader.prefetch(commit.sha for commit in commits)  # access is already narrowed: this sets how long for
         for check in reader.checks(commits):
@@ -504,9 +505,8 @@ class _Run:
             for result in self.narrowed:
                 result.actions.append("left private: the refs kept moving while verifying; widening access again "
                                       "has them checked")
-        elif self.narrowed and target != self.current:
-            self._set(target, repository)
-        elif repository and not self.narrowed and target != self.current:  # nothing was narrowed first (private)
+        elif ((self.narrowed and target != self.current)
+              or (repository and not self.narrowed and target != self.current)):
             self._set(target, repository)
         for result in repository:
             if self.current != self.state:
@@ -562,7 +562,8 @@ class _Run:
             results = bad.get(num)
             head = self.held.get(num)
             if results:
-                self.api.comment_discussion(event.repo_id, num, _pull_request_text(results, self.state, self.unverifiable),
+                self.api.comment_discussion(event.repo_id, num,
+                                            _pull_request_text(results, self.state, self.unverifiable),
                                             repo_type=event.repo_type, token=self.token)
                 if head is None:  # a pull request the event did not move (closed for its history)
                     self.api.change_discussion_status(event.repo_id, num, "closed", repo_type=event.repo_type,

@@ -21,11 +21,13 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, cast
+from collections.abc import Iterable, Mapping, Sequence
 
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
 from tiergate.core.formats import classify
-from tiergate.core.manifest import ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest, check_excluded_budget, default_workers
+from tiergate.core.manifest import (ATTESTATION_SUFFIXES, CHUNK_SIZE, FileDigest, Manifest, check_excluded_budget,
+                                    default_workers)
 from tiergate.core.verify import AttestationInput
 from tiergate.errors import InputError, ModelError
 from tiergate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,
@@ -137,7 +139,7 @@ class _Verified:
     """An upload source read at offsets through :class:`CheckedSource`: the classifier sees exactly the bytes the
     check hashed (and the upload will send); a block that changed since raises BackstopRefused."""
 
-    def __init__(self, checked: "CheckedSource", size: int) -> None:
+    def __init__(self, checked: CheckedSource, size: int) -> None:
         self.checked, self.size = checked, size
 
     def read_at(self, offset: int, n: int) -> bytes:
@@ -294,7 +296,8 @@ def checked_operation(op: Any, plan: CommitPlan) -> Any:
     # Built empty, then given the source and the checked digest: huggingface_hub would otherwise read the whole file
     # once more only to hash it again (the checked blocks already prove that digest for everything served).
     checked = CommitOperationAdd(path_in_repo=op.path_in_repo, path_or_fileobj=b"")
-    checked.path_or_fileobj = source
+    # huggingface_hub annotates BinaryIO (typing's nominal class) but takes any io.BufferedIOBase, which it checks for.
+    checked.path_or_fileobj = cast(BinaryIO, source)
     checked.upload_info = UploadInfo(size=digest.size, sample=sample, sha256=bytes.fromhex(digest.sha256))
     return checked
 

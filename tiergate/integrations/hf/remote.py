@@ -22,19 +22,21 @@ and attestation downloaded once whatever number of commits hold it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 from tiergate.core import history
 from tiergate.core.collect import attestation_inputs
 from tiergate.core.dsse import MAX_ENVELOPE_BYTES
 from tiergate.core.formats import BytesSource, SizeOnly, classify
-from tiergate.core.manifest import (ATTESTATION_SUFFIXES, MAX_EXCLUDED_TEXT_BYTES, FileDigest, Manifest, check_excluded_budget,
-                                excluded_rule)
+from tiergate.core.manifest import (ATTESTATION_SUFFIXES, MAX_EXCLUDED_TEXT_BYTES, FileDigest, Manifest,
+                                    check_excluded_budget, excluded_rule)
 from tiergate.core.verify import AttestationInput
 from tiergate.errors import ConfigError, GateError, InputError
 from tiergate.integrations.git.treemanifest import (check_excluded_content, check_tree_paths, is_attestation_path,
@@ -85,7 +87,7 @@ class RemoteRevision:
         return f"{prefix}{self.repo_id}@{self.sha[:12]}" if self.sha else f"{prefix}{self.repo_id}"
 
     @classmethod
-    def missing(cls, repo_id: str, repo_type: str) -> "RemoteRevision":
+    def missing(cls, repo_id: str, repo_type: str) -> RemoteRevision:
         """A repository that does not exist yet: no files, no state."""
         return cls(repo_id, repo_type, "", HubState(private=False), {}, exists=False)
 
@@ -150,7 +152,8 @@ def max_reachable_commits(value: int | None = None) -> int:
         except ValueError:
             raise ConfigError(f"${MAX_COMMITS_ENV}={raw[:40]!r}: not a whole number of commits") from None
     if value < 1:
-        raise ConfigError(f"the most commits to check ({MAX_COMMITS_ENV} / max_commits) must be at least 1, not {value}")
+        raise ConfigError(f"the most commits to check ({MAX_COMMITS_ENV} / max_commits) must be at least 1, "
+                          f"not {value}")
     return value
 
 
@@ -357,7 +360,8 @@ def file_digests(api: Any, rev: RemoteRevision, paths: Iterable[str], token: Any
             key: str | None = f"lfs:{item.lfs_sha256}"
         else:
             data = _checked_content(api, rev, item, MAX_REGULAR_BYTES, token)
-            digest = FileDigest(item.path, len(data), hashlib.sha256(data).hexdigest(), classify(BytesSource(data)).kind)
+            digest = FileDigest(item.path, len(data), hashlib.sha256(data).hexdigest(),
+                                classify(BytesSource(data)).kind)
             key = item.blob_id
         if cache is not None and key:
             cache[key] = (digest.size, digest.sha256, digest.content or "")
@@ -446,8 +450,8 @@ def revision_attestations(api: Any, rev: RemoteRevision, paths: Sequence[str] | 
 
 
 def holds_nothing(rev: RemoteRevision) -> bool:
-    """Whether a commit holds nothing of a model (:func:`tiergate.core.history.holds_nothing`): it has no model to decide
-    on; what its files hold is still judged by content (:func:`excluded_content`)."""
+    """Whether a commit holds nothing of a model (:func:`tiergate.core.history.holds_nothing`): it has no model to
+    decide on; what its files hold is still judged by content (:func:`excluded_content`)."""
     return history.holds_nothing(rev.files)
 
 
@@ -486,10 +490,8 @@ class CommitReader:
         todo = [sha for sha in dict.fromkeys(shas) if sha not in self._revisions]
 
         def one(sha: str) -> None:
-            try:
+            with contextlib.suppress(Exception):  # raised again, in order, when the commit is checked
                 self.revision(sha)
-            except Exception:  # noqa: BLE001 - raised again, in order, when the commit is checked
-                pass
 
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
             list(pool.map(one, todo))

@@ -38,7 +38,7 @@ class HubState:
                 PUBLIC: "public"}[self.target]
 
     @classmethod
-    def of(cls, info: Any) -> "HubState":
+    def of(cls, info: Any) -> HubState:
         """From a ``ModelInfo``/``DatasetInfo``; an unknown ``private`` counts as public (fail closed)."""
         gated = getattr(info, "gated", False)
         return cls(private=bool(getattr(info, "private", False)), gated=gated if gated in ("manual", "auto") else False)

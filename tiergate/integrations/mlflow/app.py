@@ -27,7 +27,8 @@ import os
 import sys
 from typing import Any
 
-from tiergate.integrations.mlflow.startup import AUTH_ENV, BASIC_AUTH, check_before_server_start, deployment_problem, describe
+from tiergate.integrations.mlflow.startup import (AUTH_ENV, BASIC_AUTH, check_before_server_start, deployment_problem,
+                                                  describe)
 
 log = logging.getLogger("tiergate.integrations.mlflow")
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import logging
 import posixpath
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Union
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 from tiergate.core.manifest import ATTESTATION_DIR, ATTESTATION_SUFFIXES, attestation_file_problem, parse_digest
 from tiergate.errors import GateError, InputError
@@ -137,7 +138,7 @@ class ArtifactGuard:
     def __init__(self, holder: GateHolder) -> None:
         self._holder = holder
 
-    def before(self, write: ArtifactWrite, requester: Mapping[str, str]) -> Union[Deny, Evidence, None]:
+    def before(self, write: ArtifactWrite, requester: Mapping[str, str]) -> Deny | Evidence | None:
         """Deny if ``write`` touches a gated version's files; :class:`Evidence` if it adds an attestation file to
         them (the caller checks its bytes). Exceptions mean: refuse (fail closed)."""
         candidates = self._candidates(write)
@@ -192,7 +193,8 @@ def _proxied(call: str, raw: str, name: str | None = None) -> ArtifactWrite:
         path = posixpath.join(path, name)
     if not path:
         raise InputError(f"{call} request names no artifact path")
-    return ArtifactWrite(call, path, mlflow_artifacts.proxied_place(path), deletes=call == mlflow_artifacts.DELETE_ARTIFACT)
+    return ArtifactWrite(call, path, mlflow_artifacts.proxied_place(path),
+                         deletes=call == mlflow_artifacts.DELETE_ARTIFACT)
 
 
 def flask_write(call: str, flask_request: Any) -> ArtifactWrite:

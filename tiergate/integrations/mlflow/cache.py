@@ -16,7 +16,7 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from tiergate.core.manifest import Manifest, hash_model, list_files
 from tiergate.errors import ModelError

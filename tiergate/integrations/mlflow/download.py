@@ -24,10 +24,12 @@ def download_version(model_uri: str, dst: Path, tracking_uri: str | None) -> Pat
     from mlflow.exceptions import MlflowException
 
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst), tracking_uri=tracking_uri)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst),
+                                                    tracking_uri=tracking_uri)
     except MlflowException as exc:
         raise UsageError(f"cannot download {model_uri} from {tracking_uri}: {exc.message}") from None
     path = Path(local)
     if not path.is_dir():
-        raise UsageError(f"{model_uri} is a single file, not a model folder; register the folder that holds the weights")
+        raise UsageError(f"{model_uri} is a single file, not a model folder; "
+                         "register the folder that holds the weights")
     return path

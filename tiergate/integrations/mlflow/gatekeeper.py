@@ -1,8 +1,8 @@
 """One registry call in, one outcome out: pass it, refuse it, or let it through with the decision tags to write.
 
 This is the adapter proper: it finds the weights a call publishes, hands them with their attestations to
-:meth:`tiergate.runtime.Gate.decide` and turns the :class:`~tiergate.core.decision.Decision` into an outcome. What a tier
-requires is the core's business; which tier a call needs is the policy's ``targets.mlflow`` table (``targets``).
+:meth:`tiergate.runtime.Gate.decide` and turns the :class:`~tiergate.core.decision.Decision` into an outcome. What a
+tier requires is the core's business; which tier a call needs is the policy's ``targets.mlflow`` table (``targets``).
 It is called by the store guard (:mod:`tiergate.integrations.mlflow.registry`) with the registry lock held, so what it
 resolves is what MLflow then writes.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.core.collect import model_attestations
 from tiergate.core.decision import Decision
@@ -57,7 +58,7 @@ class Withdraw:
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
-Outcome = Union[Deny, Publish, Withdraw, None]
+Outcome = Deny | Publish | Withdraw | None
 
 
 class RegistryGate:
@@ -132,7 +133,7 @@ class RegistryGate:
                 version = mlflow_registry.version_by_alias(call.name, call.alias or "")
             else:
                 version = mlflow_registry.get_version(call.name, call.version or "")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the version is looked up to be recorded; a lookup failure is logged
             log.warning("%s: not recorded (%s: %s)", call.describe(), type(exc).__name__, exc)
             return None
         context = {**call.context(), **requester, "event": "withdrawn"}
@@ -153,7 +154,8 @@ class RegistryGate:
             return
         gate.decide(gate.policy.tier_names[0], parse_digest(digest), (), outcome.context)
 
-    def record_event(self, describe: str, versions: list[mlflow_artifacts.GatedVersion], context: Mapping[str, Any]) -> None:
+    def record_event(self, describe: str, versions: list[mlflow_artifacts.GatedVersion],
+                     context: Mapping[str, Any]) -> None:
         """Record a registry event that moves or removes gated versions (a registered model renamed or deleted, a
         version deleted): one entry per version, as a withdrawal is recorded (a decision at the lowest tier about the
         version's digest, the event in its context). Raises when it cannot be recorded: the event is then refused.

@@ -9,7 +9,7 @@ must not keep allowing with the old one, nor fall back to allowing everything.
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from tiergate.errors import GateError
 from tiergate.runtime import ConfigurationBroken, Gate, Rules

@@ -5,12 +5,13 @@ A refusal is HTTP 403 with ``{"error_code": "PERMISSION_DENIED", "message": ...}
 ``RestException`` with that code and message and does not retry (it retries 408, 429 and 5xx). Any error while
 deciding becomes such a refusal too: the gate fails closed, and a 5xx would make clients retry into it.
 
-Registry calls are decided where MLflow writes them, in its registry store (:mod:`tiergate.integrations.mlflow.registry`),
-under the registry lock. The route refuses, before MLflow's handler, what the request alone shows to be refused
-(``tiergate.*`` or prompt-marker tags, :func:`~tiergate.integrations.mlflow.routes.refusal`), drops a copy's
-copied gate tags (:mod:`~tiergate.integrations.mlflow.copies`), and refuses any route the surface does not know to be
-harmless (:mod:`~tiergate.integrations.mlflow.surface`: deny by default). Artifact writes are Flask routes, seen by a
-Flask before-request hook, except the upload MLflow's FastAPI app serves itself under uvicorn
+Registry calls are decided where MLflow writes them, in its registry store
+(:mod:`tiergate.integrations.mlflow.registry`), under the registry lock. The route refuses, before MLflow's handler,
+what the request alone shows to be refused (``tiergate.*`` or prompt-marker tags,
+:func:`~tiergate.integrations.mlflow.routes.refusal`), drops a copy's copied gate tags
+(:mod:`~tiergate.integrations.mlflow.copies`), and refuses any route the surface does not know to be harmless
+(:mod:`~tiergate.integrations.mlflow.surface`: deny by default). Artifact writes are Flask routes, seen by a Flask
+before-request hook, except the upload MLflow's FastAPI app serves itself under uvicorn
 (``PUT …/mlflow-artifacts/artifacts/…``), seen by :class:`ArtifactWriteGuard`, an ASGI middleware in that app. Both
 hold the registry lock shared from before the check until the write is done, so no write overlaps a gated call.
 """
@@ -20,7 +21,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from tiergate.integrations.mlflow.artifacts import (
     EVIDENCE_LIMIT,
@@ -46,6 +48,9 @@ log = logging.getLogger("tiergate.integrations.mlflow")
 #: gets the 403 instead of a broken connection. A larger body is cut off: the connection closes after the answer.
 DRAIN_LIMIT = 64 * 1024 * 1024
 _HOLD = "tiergate_hold"
+#: The ASGI callables an ASGI app is given (the ASGI specification's ``receive`` and ``send``).
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 def deny_response(message: str) -> Any:
@@ -61,7 +66,7 @@ def _unguarded_store() -> str | None:
         if mlflow_registry.guards_store():
             return None
         reason = "the server's registry store is not MLflow's SQL store, the one tiergate guards"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a store that fails to load for any reason refuses registry writes
         reason = f"the registry store does not load ({type(exc).__name__}: {exc})"
     return (f"tiergate refused this registry write: {reason}; registry writes are refused until the server "
             "uses a SQLite or PostgreSQL backend store")
@@ -166,7 +171,7 @@ def _drain_flask(request: Any) -> None:
         read = 0
         while read < DRAIN_LIMIT and (chunk := request.stream.read(1024 * 1024)):
             read += len(chunk)
-    except Exception:  # the answer matters, not the rest of the body
+    except Exception:  # noqa: BLE001, S110 - the answer matters, not the rest of the body
         pass
 
 
@@ -184,7 +189,7 @@ def _asgi_requester(scope: Mapping[str, Any]) -> dict[str, str]:
     if auth[:6].lower() == "basic ":
         try:
             user = base64.b64decode(auth[6:].strip()).decode("utf-8").split(":", 1)[0]
-        except Exception:
+        except Exception:  # noqa: BLE001 - a malformed Authorization header names nobody
             user = ""
         if user:
             who["user"] = user
@@ -210,7 +215,7 @@ class ArtifactWriteGuard:
         self.routes = routes
         self.lock = lock
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not mlflow_artifacts.is_artifact_request(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -255,7 +260,7 @@ class ArtifactWriteGuard:
             return Deny(failure(exc)), None
 
 
-async def _read_asgi(receive: Any, limit: int) -> tuple[bytes, bool]:
+async def _read_asgi(receive: Receive, limit: int) -> tuple[bytes, bool]:
     """Up to ``limit`` bytes of the request body, and whether more was sent."""
     chunks: list[bytes] = []
     size = 0
@@ -272,7 +277,7 @@ async def _read_asgi(receive: Any, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive: Any) -> Any:
+def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
     async def replay() -> Mapping[str, Any]:
@@ -285,7 +290,7 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-async def _refuse(outcome: Deny, receive: Any, send: Any) -> None:
+async def _refuse(outcome: Deny, receive: Receive, send: Send) -> None:
     log.info("%s", outcome.message.removeprefix("tiergate "))
     await _drain_asgi(receive)
     body = json.dumps({"error_code": "PERMISSION_DENIED", "message": outcome.message}).encode()
@@ -294,7 +299,7 @@ async def _refuse(outcome: Deny, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _drain_asgi(receive: Any) -> None:
+async def _drain_asgi(receive: Receive) -> None:
     read = 0
     while read < DRAIN_LIMIT:
         message = await receive()

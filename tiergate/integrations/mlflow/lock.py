@@ -31,7 +31,8 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
+from collections.abc import Iterator
 
 from tiergate.errors import ConfigError, GateError
 
@@ -109,7 +110,7 @@ class _PgHold:
             connection.execute(text("SELECT pg_advisory_unlock_all()"))
             connection.commit()
             connection.close()  # back to the lock's own pool, holding nothing
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever failed, dropping the session releases its locks
             connection.invalidate()  # closes the session, which drops its advisory locks
 
 
@@ -161,7 +162,7 @@ def backend_for(uri: str) -> Backend:
 
     try:
         url = make_url(uri)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unparsable store URI is one the lock does not support
         return Unsupported(uri)
     dialect = url.get_backend_name()
     if dialect == "sqlite" and url.database and url.database != ":memory:":
@@ -221,7 +222,7 @@ def registry_lock() -> RegistryLock:
     global _LOCK
     with _LOCK_GUARD:
         if _LOCK is None:
-            from mlflow.server import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
+            from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
             uri = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or os.environ.get(BACKEND_STORE_URI_ENV_VAR) or ""
             _LOCK = RegistryLock(backend_for(uri))

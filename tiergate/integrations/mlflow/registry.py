@@ -33,7 +33,8 @@ import functools
 import inspect
 import logging
 import re
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 from tiergate.core.targets import TargetError
 from tiergate.errors import GateError
@@ -104,10 +105,7 @@ def failure(exc: BaseException) -> str:
     """The message for a call the gate could not decide on (it is refused: the gate fails closed)."""
     if isinstance(exc, RefusedByGate):
         return str(exc)
-    if isinstance(exc, GateError):
-        reason = str(exc)
-    else:
-        reason = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+    reason = str(exc) if isinstance(exc, GateError) else f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
     return (f"tiergate could not decide on this call, so it is refused (the gate fails closed): {reason}. "
             "If this persists, an administrator finds the details in the MLflow server's log.")
 
@@ -202,7 +200,7 @@ class StoreGuard:
         with contextlib.ExitStack() as held:
             try:
                 held.enter_context(self._lock().exclusive())
-            except Exception as exc:  # not obtained in time, or a backend with no lock: refused
+            except Exception as exc:  # noqa: BLE001 - not obtained in time, or a backend with no lock: refused
                 raise _permission_denied(failure(exc)) from None
             if method in GATED:
                 return self._gated(method, original, bound)
@@ -248,7 +246,8 @@ class StoreGuard:
             self._restore(call, outcome)
             raise _permission_denied(failure(RefusedByGate(
                 f"tiergate refused {call.describe()}: its decision could not be recorded on the version "
-                f"({type(exc).__name__}: {getattr(exc, 'message', None) or exc}), so the call is not carried out"))) from None
+                f"({type(exc).__name__}: {getattr(exc, 'message', None) or exc}), "
+                "so the call is not carried out"))) from None
         try:
             return original(*bound.args, **bound.kwargs)
         except BaseException:
@@ -301,7 +300,8 @@ class StoreGuard:
             raise _permission_denied(failure(RefusedByGate(
                 f"tiergate refused {method.replace('_', ' ')} '{name}': it holds versions the gate decided on, "
                 f"so the event is recorded first, and that failed ({type(exc).__name__}: "
-                f"{getattr(exc, 'message', None) or exc}); fix the gate's configuration or log and try again"))) from None
+                f"{getattr(exc, 'message', None) or exc}); "
+                "fix the gate's configuration or log and try again"))) from None
 
 
 _RPC_NAMES = {"rename_registered_model": "RenameRegisteredModel", "delete_registered_model": "DeleteRegisteredModel",

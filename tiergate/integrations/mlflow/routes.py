@@ -1,15 +1,16 @@
 """Which model-registry calls the gate looks at, and what each one asks for.
 
 The request fields arrive here already parsed by MLflow's own request parser (see
-:func:`tiergate.integrations.mlflow.internals.registry.request_fields`), so the gate reads exactly what the handler will act on:
-camelCase aliases, double-encoded bodies and query strings included. A reader of its own would be a way around the
-gate.
+:func:`tiergate.integrations.mlflow.internals.registry.request_fields`), so the gate reads exactly what the handler
+will act on: camelCase aliases, double-encoded bodies and query strings included. A reader of its own would be a way
+around the gate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 CREATE_VERSION = "CreateModelVersion"
 SET_ALIAS = "SetRegisteredModelAlias"

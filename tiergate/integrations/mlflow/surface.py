@@ -21,7 +21,8 @@ writer silently. ``gate mlflow routes`` prints the table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 GATED, READ_ONLY, PASSES, REFUSED = "gated", "read-only", "passes", "refused"
 VERDICTS = (GATED, READ_ONLY, PASSES, REFUSED)
@@ -92,9 +93,9 @@ AUTH_SIGNUP_FORM = "/mlflow/users/create-ui"
 #: in this MLflow holds two searches only.
 READING_HANDLERS = frozenset({
     "_batch_get_trace_infos", "_calculate_trace_filter_correlation", "_create_presigned_download_url",
-    "_get_latest_versions", "_graphql", "_not_implemented", "_query_trace_metrics", "_search_evaluation_datasets_handler",
-    "_search_experiments", "_search_issues", "_search_logged_models", "_search_prompt_optimization_jobs",
-    "_search_runs", "_search_traces_v3", "serve_search_datasets",
+    "_get_latest_versions", "_graphql", "_not_implemented", "_query_trace_metrics",
+    "_search_evaluation_datasets_handler", "_search_experiments", "_search_issues", "_search_logged_models",
+    "_search_prompt_optimization_jobs", "_search_runs", "_search_traces_v3", "serve_search_datasets",
 })
 
 #: Flask handlers reached by GET that write (none in this MLflow's Flask app; the assistant's stream, a FastAPI
@@ -105,14 +106,14 @@ WRITING_GETS: frozenset[str] = frozenset()
 #: checks: what each does.
 ASGI_HANDLERS: Mapping[str, tuple[str, str]] = {
     "mlflow.server.otel_api.export_traces": (PASSES, "OpenTelemetry trace ingest"),
-    "mlflow.server.job_api.submit_job": (REFUSED, "a job runs a server function in a job process, past the gate's "
-                                                  "hook (prompt optimization registers prompt versions)"),
+    "mlflow.server.job_api.submit_job": (REFUSED, ("a job runs a server function in a job process, past the gate's "
+                                                   "hook (prompt optimization registers prompt versions)")),
     "mlflow.server.job_api.cancel_job": (PASSES, "cancels a job"),
     "mlflow.server.job_api.search_jobs": (READ_ONLY, "searches jobs"),
-    "mlflow.server.assistant.api.send_message": (REFUSED, "the assistant runs an agent on the server that can write "
-                                                          "the registry without passing the gate's hook"),
-    "mlflow.server.assistant.api.stream_response": (REFUSED, "a GET that runs the assistant's agent on the pending "
-                                                             "message"),
+    "mlflow.server.assistant.api.send_message": (REFUSED, ("the assistant runs an agent on the server that can write "
+                                                           "the registry without passing the gate's hook")),
+    "mlflow.server.assistant.api.stream_response": (REFUSED, ("a GET that runs the assistant's agent on the pending "
+                                                              "message")),
     "mlflow.server.assistant.api.patch_session": (REFUSED, "drives the assistant's agent"),
     "mlflow.server.assistant.api.resolve_permission": (REFUSED, "grants the assistant's agent a permission"),
     "mlflow.server.assistant.api.resolve_client_tool_result": (REFUSED, "drives the assistant's agent"),

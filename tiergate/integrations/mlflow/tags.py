@@ -7,7 +7,7 @@ the version's current weights have been published at: an alias at a lower tier l
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from tiergate.core.decision import Decision
 from tiergate.core.policy import Policy
@@ -39,7 +39,8 @@ def decision_tags(decision: Decision, policy: Policy, existing: Mapping[str, str
                 tier = previous
         except ConfigError:  # a tier the current policy no longer has: the new decision replaces it
             pass
-    verdict = decision.decision if decision.decision == "allow" or decision.mode != "warn" else "deny (warn mode, not enforced)"
+    verdict = (decision.decision if decision.decision == "allow" or decision.mode != "warn"
+               else "deny (warn mode, not enforced)")
     tags = {TIER: tier, DECISION: verdict, DIGEST: decision.model_digest}
     if log_index is not None:
         tags[LOG_INDEX] = str(log_index)

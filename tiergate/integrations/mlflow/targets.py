@@ -3,14 +3,15 @@
 Names are normalised as the core does it (case, Unicode NFKC, surrounding whitespace): MLflow folds stage names
 itself (``production`` becomes ``Production``), and an alias or tag value that differs only in case or width from a
 release target is read as that target by people and by case-insensitive tooling. A look-alike of a release target
-(``prоduction`` with a Cyrillic ``о``, ``pro duction``) raises :class:`~tiergate.core.targets.ConfusableTarget`: the call
-is refused, never passed as if it published nowhere.
+(``prоduction`` with a Cyrillic ``о``, ``pro duction``) raises :class:`~tiergate.core.targets.ConfusableTarget`: the
+call is refused, never passed as if it published nowhere.
 """
 
 from __future__ import annotations
 
 from tiergate.core.policy import Policy
-from tiergate.core.targets import ALIAS, MLFLOW, REGISTRATION, STAGE, TAG, Target, is_mapped, mapped_tag_key, mapped_tier
+from tiergate.core.targets import (ALIAS, MLFLOW, REGISTRATION, STAGE, TAG, Target, is_mapped, mapped_tag_key,
+                                   mapped_tier)
 from tiergate.integrations.mlflow.routes import (
     CREATE_VERSION,
     DELETE_ALIAS,

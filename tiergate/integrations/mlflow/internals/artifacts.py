@@ -7,7 +7,8 @@ import posixpath
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from tiergate.errors import InputError
 from tiergate.integrations.mlflow.internals.registry import (
@@ -149,7 +150,7 @@ def _direct_place(uri: str) -> Place:
 def _destination() -> Place | None:
     import os
 
-    from mlflow.server import ARTIFACTS_DESTINATION_ENV_VAR
+    from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
 
     destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR)
     return _direct_place(destination) if destination else None
@@ -188,7 +189,8 @@ def multipart_file(call: str, flask_request: Any) -> str:
     from mlflow.server.handlers import _get_request_message
 
     message = _get_request_message(getattr(mlflow_artifacts_pb2, call)(), flask_request=flask_request)
-    name = posixpath.basename(message.path.replace("\\", "/"))
+    path: str = message.path
+    name = posixpath.basename(path.replace("\\", "/"))
     if not name:
         raise InputError(f"{call} request has no file 'path'")
     return name

@@ -9,7 +9,8 @@ import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
+from collections.abc import Iterator, Mapping
 
 from tiergate.errors import InputError
 
@@ -156,7 +157,8 @@ def new_version_location(source: str, model_id: str | None, run_id: str | None) 
     if model_id:
         handlers._validate_source_model(source, model_id)
     else:
-        handlers._validate_source_run(source, run_id)
+        # Annotated `run_id: str`, yet MLflow's own handler passes this str | None and the function checks `if run_id`.
+        handlers._validate_source_run(source, run_id)  # type: ignore[arg-type]
     if model_id and urllib.parse.urlparse(source).scheme == "models":
         return str(tracking_store().get_logged_model(model_id).artifact_location)
     return resolve_location(source)
@@ -184,7 +186,8 @@ def resolve_location(uri: str) -> str:
             return posixpath.join(root, path) if path else root
         else:
             return uri
-    raise InputError(f"{uri}: more than {MAX_SOURCE_HOPS} models:/ hops to find the weights; register from the original")
+    raise InputError(f"{uri}: more than {MAX_SOURCE_HOPS} models:/ hops to find the weights; "
+                     "register from the original")
 
 
 @contextlib.contextmanager
