@@ -105,7 +105,8 @@ class Instance:
             "certificateAuthorities": [{
                 "subject": {"organization": "tiergate-test", "commonName": "stand-in fulcio"},
                 "uri": self.fulcio_url,
-                "certChain": {"certificates": [{"rawBytes": _b64(self.ca_cert.public_bytes(serialization.Encoding.DER))}]},
+                "certChain": {"certificates": [
+                    {"rawBytes": _b64(self.ca_cert.public_bytes(serialization.Encoding.DER))}]},
                 "validFor": {"start": START},
             }],
             "ctlogs": [self._log(self.ct_key, self.fulcio_url + "/ct")],
@@ -161,7 +162,8 @@ class Instance:
                 x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(self.ca_cert.subject)
                 .public_key(public).serial_number(serial)
                 .not_valid_before(now - timedelta(seconds=5)).not_valid_after(now + timedelta(minutes=10))
-                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                               critical=True)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
@@ -220,11 +222,11 @@ class Instance:
 
     # -- serving --------------------------------------------------------------------------------------------------
 
-    def start(self) -> "Instance":
+    def start(self) -> Instance:
         instance = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 data = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 try:
                     if self.path == "/api/v2/signingCert":

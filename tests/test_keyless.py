@@ -19,7 +19,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -61,7 +62,7 @@ class Recorder(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(server.body)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = _answer  # noqa: N815 - http.server's handler names
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -131,7 +132,7 @@ def test_no_identity_token_is_a_one_line_usage_error(tmp_path: Path) -> None:
     assert not (model / ".attestations").exists()
 
 
-@pytest.mark.parametrize("raw, needle", [
+@pytest.mark.parametrize(("raw", "needle"), [
     ("not-a-jwt", "malformed"),
     (token(exp=int(time.time()) - 3600, iat=int(time.time()) - 7200, nbf=int(time.time()) - 7200), "malformed"),
     (token(aud="another-audience"), "audience 'sigstore'"),
@@ -185,7 +186,7 @@ def test_github_actions_without_id_token_permission_says_so(tmp_path: Path) -> N
     assert not (model / ".attestations").exists()
 
 
-@pytest.mark.parametrize("content, needle", [
+@pytest.mark.parametrize(("content", "needle"), [
     ("{", "not a Sigstore ClientTrustConfig"),
     ('{"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"}', "not a Sigstore ClientTrustConfig"),
     (None, "cannot read"),
@@ -234,7 +235,8 @@ def instance() -> Iterator[Instance]:
 def signed_keyless(model: Path, instance: Instance, folder: Path) -> tuple[Path, Path]:
     """Sign ``model`` keyless against the stand-in instance; the bundle's path and the instance's trusted root."""
     config, root = instance.write(folder)
-    result = attest(model, {"SIGSTORE_ID_TOKEN": token(iss=ISSUER, sub=IDENTITY)}, "--sigstore-trust-config", str(config))
+    result = attest(model, {"SIGSTORE_ID_TOKEN": token(iss=ISSUER, sub=IDENTITY)},
+                    "--sigstore-trust-config", str(config))
     assert result.returncode == 0, result.stderr
     return Path(result.stdout.strip()), root
 
@@ -254,7 +256,7 @@ def test_a_keyless_signature_is_a_bundle_sigstore_verifies(tmp_path: Path, insta
     assert document["dsseEnvelope"]["payloadType"] == "application/vnd.in-toto+json"
     bundle = Bundle.from_json(written.read_text())
     verifier = Verifier(trusted_root=TrustedRoot.from_file(str(root)))
-    payload_type, payload = verifier.verify_dsse(bundle, Identity(identity=IDENTITY, issuer=ISSUER))
+    _, payload = verifier.verify_dsse(bundle, Identity(identity=IDENTITY, issuer=ISSUER))
     statement = json.loads(payload)
     assert [s["digest"]["sha256"] for s in statement["subject"]] == [digest.removeprefix("sha256:")]
     assert statement["predicate"]["evaluator"]["id"] == "ci-evals"
@@ -272,7 +274,8 @@ def test_gate_verify_and_check_accept_a_keyless_attestation(tmp_path: Path, inst
     trust = tmp_path / "trust.yaml"
     trust.write_text(yaml.safe_dump({"version": 1, "evaluators": [{
         "id": "ci-evals", "organization": "CI Evals", "kind": "third_party",
-        "keys": [{"sigstore": {"issuer": ISSUER, "identity": IDENTITY, "trusted_root": str(root.with_name(root_file))}}],
+        "keys": [{"sigstore": {"issuer": ISSUER, "identity": IDENTITY,
+                               "trusted_root": str(root.with_name(root_file))}}],
     }]}))
     verified = run_gate("verify", str(model), str(written), "--trust", str(trust), "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr

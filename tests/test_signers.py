@@ -23,7 +23,8 @@ import yaml
 from tiergate.core.keys import PublicKey
 from support import World, run_gate, write_model
 
-SOFTHSM_MODULE = next((p for p in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+SOFTHSM_MODULE = next((p for p in ("/usr/lib/softhsm/libsofthsm2.so",
+                                   "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
                                    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so") if os.path.exists(p)), None)
 PIN = "4711"
 LABEL = "gate-test"
@@ -206,7 +207,7 @@ def test_an_unreachable_kms_fails_in_one_line_and_writes_nothing(tmp_path: Path,
     assert not (model / ".attestations").exists()
 
 
-@pytest.mark.parametrize("uri, needle", [
+@pytest.mark.parametrize(("uri", "needle"), [
     ("gcpkms:projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1", "securesystemslib[gcpkms]"),
     ("nope:key", "unknown scheme 'nope'"),
     ("file:/tmp/x.key", "file2:PATH"),
@@ -229,7 +230,7 @@ def test_a_bad_or_unusable_signer_uri_fails_before_hashing(tmp_path: Path, world
     assert not (model / ".attestations").exists()
 
 
-@pytest.mark.parametrize("args, needle", [
+@pytest.mark.parametrize(("args", "needle"), [
     ([], "say how to sign"),
     (["--signer", "hsm:2"], "go together"),
     (["--signer-public-key", "x.pub"], "go together"),

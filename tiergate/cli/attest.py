@@ -195,15 +195,16 @@ def _signing_keys(
 @click.option("--task", help="Which task of a multi-task log to attest.")
 @click.option("--subject-name", help="Name of the model in the statement (default: the folder name).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help=f"Where to write the attestation (default: MODEL_DIR/{ATTESTATION_DIR}/<evaluator>-<eval>.intoto.json, "
-                   "or .sigstore.json with --sigstore).")
+              help=f"Where to write the attestation (default: MODEL_DIR/{ATTESTATION_DIR}/<evaluator>-<eval>"
+                   ".intoto.json, or .sigstore.json with --sigstore).")
 @click.option("--now", "now_text", metavar="TIME", help="Signing time (default: now).")
 @skip_git_option
 @no_cache_option
 @quiet_option
 def attest_command(
     model_dir: Path, key_paths: tuple[Path, ...], signer_uri: str | None, signer_public_key: Path | None,
-    signer_secret_env: str | None, passphrase_env: str | None, keyless: bool, sigstore_trust_config: Path | None, evaluator_id: str,
+    signer_secret_env: str | None, passphrase_env: str | None, keyless: bool, sigstore_trust_config: Path | None,
+    evaluator_id: str,
     organization: str | None, eval_name: str | None, benchmark: str | None, risk_domain: str | None,
     policy_path: Path | None,
     metrics: tuple[str, ...], stderrs: tuple[str, ...], sample_size: int | None, harness: str | None,

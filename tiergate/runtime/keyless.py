@@ -17,7 +17,7 @@ from typing import Any
 from tiergate.core.attestation import Statement
 from tiergate.errors import ConfigError, UsageError, one_line
 
-TOKEN_ENV = "SIGSTORE_ID_TOKEN"
+TOKEN_ENV = "SIGSTORE_ID_TOKEN"  # noqa: S105 - the variable's name, not a token
 BUNDLE_SUFFIX = ".sigstore.json"
 MAX_TRUST_CONFIG = 1024 * 1024
 
@@ -58,7 +58,7 @@ def trust_config(path: Path | None) -> Any:
     if path is None:
         try:
             return ClientTrustConfig.production()
-        except Exception as exc:  # TUF raises its own network and metadata errors: all mean "cannot sign"
+        except Exception as exc:  # noqa: BLE001 - TUF raises its own network and metadata errors: all mean "cannot sign"
             raise ConfigError("--sigstore: the public-good instance's trust root could not be updated over TUF "
                               f"({type(exc).__name__}: {one_line(exc)}); check the network, or give a private "
                               "instance with --sigstore-trust-config") from None
@@ -72,7 +72,7 @@ def trust_config(path: Path | None) -> Any:
         config = ClientTrustConfig.from_json(text)
         # Both parts are checked when read, here and not at the first signature: a bad file changes nothing.
         _ = (config.signing_config, config.trusted_root)
-    except Exception as exc:  # betterproto and sigstore raise several kinds for a malformed document
+    except Exception as exc:  # noqa: BLE001 - betterproto and sigstore raise several kinds for a malformed document
         raise ConfigError(f"{path}: not a Sigstore ClientTrustConfig "
                           f"(application/vnd.dev.sigstore.clienttrustconfig.v0.1+json): {one_line(exc)}") from None
     return config
@@ -95,7 +95,7 @@ def sign_keyless(statement: Statement, token: Any, config: Any) -> bytes:
         context = SigningContext.from_trust_config(config)
         with context.signer(token) as signer:
             bundle = signer.sign_dsse(payload)
-    except Exception as exc:  # requests, Fulcio, Rekor and TSA clients each raise their own: all mean "not signed"
+    except Exception as exc:  # noqa: BLE001 - requests, Fulcio, Rekor and TSA clients raise their own: "not signed"
         raise ConfigError(f"--sigstore: signing failed ({type(exc).__name__}: {one_line(exc)}); nothing was "
                           "written") from None
     return bundle.to_json().encode("utf-8") + b"\n"

@@ -50,7 +50,7 @@ class ExternalSigner:
         try:
             signature = self.signer.sign(data)
             raw = bytes.fromhex(signature.signature)
-        except Exception as exc:  # each back end raises its own errors (PKCS#11, HTTP, cloud SDKs): all mean "no"
+        except Exception as exc:  # noqa: BLE001 - each back end raises its own (PKCS#11, HTTP, cloud SDKs): all mean "no"
             raise ConfigError(f"--signer {self.uri}: could not sign ({type(exc).__name__}: {one_line(exc)}); "
                               "nothing was written") from None
         if not self.public.verify(raw, data):
@@ -92,10 +92,11 @@ def load_signer(uri: str, public: PublicKey, secret: str | None = None) -> Exter
         key = SSlibKey.from_crypto(public.key, keyid=public.key_id)
         signer = Signer.from_priv_key_uri(uri, key, secrets_handler)
     except UnsupportedLibraryError as exc:
-        raise ConfigError(f"--signer {uri}: {one_line(exc).rstrip('.')}: pip install '{_requirement(scheme)}'") from None
+        missing = one_line(exc).rstrip(".")
+        raise ConfigError(f"--signer {uri}: {missing}: pip install '{_requirement(scheme)}'") from None
     except UsageError:
         raise
-    except Exception as exc:  # ValueError for a bad URI or key type, the back ends' own errors for the rest
+    except Exception as exc:  # noqa: BLE001 - ValueError for a bad URI or key type, the back ends' own for the rest
         raise ConfigError(f"--signer {uri}: {type(exc).__name__}: {one_line(exc)}") from None
     return ExternalSigner(uri, public, signer)
 
