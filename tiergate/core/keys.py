@@ -10,7 +10,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -83,6 +83,18 @@ class PublicKey:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PublicKey:
         return cls.from_pem(_read_key_file(path), str(path))
+
+
+class SigningKey(Protocol):
+    """What signs a DSSE envelope: a :class:`PrivateKey` from a PEM file, or a key held elsewhere (a PKCS#11 token,
+    a cloud KMS) behind an adapter. ``key_id`` is the id of its public key (:func:`key_id`), which verification
+    matches against the trust store; ``sign`` returns the signature over ``data`` as verification expects it
+    (Ed25519 raw, ECDSA DER)."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True)
