@@ -19,3 +19,10 @@ if ! command -v git-lfs >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &&
   { apt-get install -y -q git-lfs || { apt-get update -q && apt-get install -y -q git-lfs; }; } >/dev/null 2>&1 \
     || echo "note: git-lfs could not be installed; the LFS pre-push tests will be skipped" >&2
 fi
+# SoftHSM2 is the PKCS#11 token the `gate attest --signer hsm:` tests and the evaluator guide sign with, OpenSC's
+# pkcs11-tool what the guide makes its key with; Debian's, where we can (root).
+if { ! command -v softhsm2-util || ! command -v pkcs11-tool; } >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  { apt-get install -y -q softhsm2 opensc || { apt-get update -q && apt-get install -y -q softhsm2 opensc; }; } \
+    >/dev/null 2>&1 || echo "note: softhsm2/opensc could not be installed; the PKCS#11 signing tests will be skipped" >&2
+fi

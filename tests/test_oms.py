@@ -160,11 +160,14 @@ def test_extra_file_under_signed_ignore_path_is_rejected(model: Path, keys: dict
 
 
 def test_signature_inside_the_model(model: Path, keys: dict[str, Path], signer: PublicKey) -> None:
-    # Where the CLI would put it, ignoring itself: the gate sees an unsigned file and says what to do.
+    # Where the CLI would put it: OMS v1.0 §6.2 excludes the signature file itself at verify time.
     in_root = model / "model.sig"
     bundle = ms_sign(model, in_root, keys["private"], ignore_paths=["model.sig"])
     ms_verify(model, in_root, keys["public"])
-    assert "keep it in .attestations/ or outside the model directory" in reason(bundle, model, [signer])
+    assert verify_oms_bundle(bundle, hash_model(model), [signer]).key == signer
+    # Only the bundle being verified is excluded (found by its bytes): another file under that name is unsigned.
+    in_root.write_bytes(bundle.replace(b"{", b"{ ", 1))
+    assert reason(bundle, model, [signer]).startswith("OMS signature: unlisted file: model.sig is in the model")
     in_root.unlink()
     # Where the gate keeps signatures: excluded from the model identity, so it verifies.
     (model / ".attestations").mkdir()
@@ -365,7 +368,8 @@ STATEMENT_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("algorithm", lambda s: first_resource(s).update(algorithm="blake3"), "uses algorithm 'blake3', not sha256"),
     ("digest", lambda s: first_resource(s).update(digest="abc"), "not a hex SHA-256 digest: 'abc'"),
     ("escaping name", lambda s: (first_resource(s).update(name="../x"), fix_root(s)), "'..' component"),
-    ("single file", lambda s: first_resource(s).update(name="."), "unsupported: the signature is for a single-file"),
+    ("'.' among others", lambda s: first_resource(s).update(name="."), "'.' names the file of a single-file signature"),
+    ("no resources", lambda s: (s["predicate"].update(resources=[]), fix_root(s)), "'resources' is empty"),
     ("duplicate", lambda s: (s["predicate"]["resources"].append(first_resource(s)), fix_root(s)), "listed twice"),
     ("ignore_paths", lambda s: s["predicate"]["serialization"].update(ignore_paths="x"), "list of strings"),
     (
@@ -384,6 +388,23 @@ def test_signed_statement_problems(
 ) -> None:
     bundle = bundle_for(mutate_statement(model, change), keys["private"])
     assert expected in reason(bundle, model, [signer])
+
+
+def test_single_file_signature(tmp_path: Path, keys: dict[str, Path], signer: PublicKey) -> None:
+    # model_signing sign key <file>: one resource named '.', verified against a directory holding just that file.
+    model = make_model(tmp_path / "one", {"model.safetensors": b"weights"})
+    bundle = ms_sign(model / "model.safetensors", tmp_path / "one.sig", keys["private"])
+    assert json.loads(base64.b64decode(json.loads(bundle)["dsseEnvelope"]["payload"]))["predicate"]["resources"][0][
+        "name"] == "."
+    result = verify_oms_bundle(bundle, hash_model(model), [signer])
+    assert [f.path for f in result.files] == ["model.safetensors"]
+    (model / "model.sig").write_bytes(bundle)  # the signature itself is not a second file (OMS §6.2)
+    assert verify_oms_bundle(bundle, hash_model(model), [signer]).key == signer
+    (model / "config.json").write_bytes(b"{}")
+    assert "single file ('.'), but the model directory holds 2 files" in reason(bundle, model, [signer])
+    (model / "config.json").unlink()
+    (model / "model.safetensors").write_bytes(b"other")
+    assert "file changed: model.safetensors" in reason(bundle, model, [signer])
 
 
 def test_uppercase_hex_from_other_signers_is_accepted(model: Path, keys: dict[str, Path], signer: PublicKey) -> None:
@@ -437,3 +458,16 @@ def test_compat_pae_is_accepted_for_legacy_statements_only(
     modern["dsseEnvelope"] = legacy["dsseEnvelope"]  # a v1.0 statement signed over the buggy PAE
     message = reason(json.dumps(modern).encode(), model, [signer])
     assert "bad signature: it verifies only over model-signing 0.2's malformed PAE" in message
+
+
+@pytest.mark.parametrize("keyid", ["absent", None, "", "not-a-key-id"])
+def test_keyid_absent_empty_or_null(model: Path, keys: dict[str, Path], signer: PublicKey, keyid: Any) -> None:
+    # OMS v1.0 §4.1: verifiers MUST accept keyid absent, "" or null; it is never used to pick the key.
+    _, bundle = sign(model, keys)
+    data = json.loads(bundle)
+    for signature in data["dsseEnvelope"]["signatures"]:
+        if keyid == "absent":
+            signature.pop("keyid", None)
+        else:
+            signature["keyid"] = keyid
+    assert verify_oms_bundle(json.dumps(data).encode(), hash_model(model), [signer]).key == signer

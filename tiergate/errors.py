@@ -67,3 +67,15 @@ def extra_missing(extra: str, missing: str) -> ConfigError:
     how = ("pip install " + " ".join(f"'{r}'" for r in wanted) if wanted
            else f"pip install '.[{extra}]' from a checkout of {DISTRIBUTION}")
     return ConfigError(f"this needs the '{extra}' extra ({missing} is not installed): {how}")
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A third-party exception's message as one line of at most ``limit`` characters, for a reason shown to a user.
+    Where the message is empty (HTTP clients often keep theirs in the cause), the first cause with one is used."""
+    text = " ".join(str(exc).split())
+    cause = exc.__cause__
+    while not text and cause is not None:
+        text = " ".join(str(cause).split())
+        cause = cause.__cause__
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

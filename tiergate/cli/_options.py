@@ -91,12 +91,13 @@ def resolve_now(now_text: str | None) -> datetime:
         raise UsageError(f"--now: {exc}") from None
 
 
-def passphrase_from_env(var: str | None) -> bytes | None:
+def passphrase_from_env(var: str | None, option: str = "--passphrase-env") -> bytes | None:
+    """The secret in the environment variable ``var`` (named by ``option``); raises UsageError when it is unset."""
     if var is None:
         return None
     value = os.environ.get(var)
     if value is None:
-        raise UsageError(f"--passphrase-env {var}: that environment variable is not set")
+        raise UsageError(f"{option} {var}: that environment variable is not set")
     return value.encode("utf-8")
 
 

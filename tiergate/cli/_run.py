@@ -18,6 +18,8 @@ EXTRAS: dict[str, str] = {
     "hf_xet": "hf",
     "psycopg": "postgres",
     "psycopg_pool": "postgres",
+    "sigstore": "sigstore",
+    "securesystemslib": "signers",
 }
 
 

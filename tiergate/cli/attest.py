@@ -6,6 +6,7 @@ import hashlib
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from collections.abc import Sequence
 
 import click
@@ -14,10 +15,10 @@ from tiergate.cli._options import (hash_with_progress, model_dir_argument, no_ca
                                    policy_option, quiet_option, resolve_now, skip_git_option)
 from tiergate.core.attestation import RISK_DOMAINS, Evaluation, EvaluatorRef, EvidenceRef
 from tiergate.core.benchmarks import benchmark_of_task
-from tiergate.core.keys import PrivateKey
+from tiergate.core.keys import PrivateKey, PublicKey, SigningKey
 from tiergate.core.manifest import ATTESTATION_DIR
 from tiergate.core.policy import Policy
-from tiergate.core.signing import attest_evaluation
+from tiergate.core.signing import evaluation_statement, sign_statement
 from tiergate.core.timeutil import parse_time
 from tiergate.errors import InputError, UsageError
 
@@ -123,11 +124,55 @@ def _manual(
     )
 
 
+def _signing_keys(
+    key_paths: Sequence[Path], signer_uri: str | None, signer_public_key: Path | None, signer_secret_env: str | None,
+    passphrase_env: str | None, keyless: bool, sigstore_trust_config: Path | None,
+) -> tuple[list[SigningKey], tuple[Any, Any] | None]:
+    """The keys to sign with, or for ``--sigstore`` the identity token and the Sigstore instance. Raises UsageError
+    or ConfigError (exit 2) for a combination that cannot work or a key, signer or token that is not usable."""
+    if keyless:
+        if key_paths or signer_uri:
+            raise UsageError("--sigstore signs with a short-lived Sigstore key alone (a bundle holds one signature); "
+                             "drop --key/--signer, or sign a second attestation with them")
+        from tiergate.runtime.keyless import identity_token, trust_config
+
+        return [], (identity_token(), trust_config(sigstore_trust_config))
+    if sigstore_trust_config is not None:
+        raise UsageError("--sigstore-trust-config is for --sigstore")
+    if signer_secret_env is not None and signer_uri is None:
+        raise UsageError("--signer-secret-env is for --signer")
+    if (signer_uri is None) != (signer_public_key is None):
+        raise UsageError("--signer URI and --signer-public-key FILE go together: the public key is what the trust "
+                         "store lists and what the envelope records")
+    if not key_paths and signer_uri is None:
+        raise UsageError("say how to sign: --key FILE, --signer URI with --signer-public-key FILE, or --sigstore")
+    passphrase = passphrase_from_env(passphrase_env)
+    keys: list[SigningKey] = [PrivateKey.load(p, passphrase) for p in key_paths]
+    if signer_uri is not None and signer_public_key is not None:
+        from tiergate.runtime.signers import load_signer
+
+        secret = passphrase_from_env(signer_secret_env, "--signer-secret-env")
+        keys.append(load_signer(signer_uri, PublicKey.load(signer_public_key),
+                                secret.decode("utf-8") if secret is not None else None))
+    return keys, None
+
+
 @click.command("attest")
 @model_dir_argument
-@click.option("--key", "key_paths", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Private key to sign with (repeat to co-sign).")
-@click.option("--passphrase-env", metavar="VAR", help="Passphrase of the key(s) is in $VAR.")
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Private key (PEM file) to sign with (repeat to co-sign).")
+@click.option("--signer", "signer_uri", metavar="URI",
+              help="Sign with a key held in a PKCS#11 token or a KMS (securesystemslib URI: hsm:, gcpkms:, awskms:, "
+                   "azurekms:, hv:, file2:); needs --signer-public-key.")
+@click.option("--signer-public-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Public key (PEM) of the --signer key, as the trust store lists it.")
+@click.option("--signer-secret-env", metavar="VAR", help="The --signer's secret (the PIN of an hsm: token) is in $VAR.")
+@click.option("--passphrase-env", metavar="VAR", help="Passphrase of the --key file(s) is in $VAR.")
+@click.option("--sigstore", "keyless", is_flag=True,
+              help="Sign keyless with Sigstore (identity token from $SIGSTORE_ID_TOKEN or the CI) into a Sigstore "
+                   "bundle (*.sigstore.json).")
+@click.option("--sigstore-trust-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="ClientTrustConfig JSON of a private Sigstore instance (default: the public-good instance).")
 @click.option("--evaluator", "evaluator_id", required=True, help="Your evaluator id, as in the gate's trust store.")
 @click.option("--organization", help="Your organization (informational; the trust store is authoritative).")
 @click.option("--eval", "eval_name", help="Name of the evaluation, e.g. wmdp_bio.")
@@ -150,14 +195,16 @@ def _manual(
 @click.option("--task", help="Which task of a multi-task log to attest.")
 @click.option("--subject-name", help="Name of the model in the statement (default: the folder name).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help=f"Where to write the attestation "
-                   f"(default: MODEL_DIR/{ATTESTATION_DIR}/<evaluator>-<eval>.intoto.json).")
+              help=f"Where to write the attestation (default: MODEL_DIR/{ATTESTATION_DIR}/<evaluator>-<eval>"
+                   ".intoto.json, or .sigstore.json with --sigstore).")
 @click.option("--now", "now_text", metavar="TIME", help="Signing time (default: now).")
 @skip_git_option
 @no_cache_option
 @quiet_option
 def attest_command(
-    model_dir: Path, key_paths: tuple[Path, ...], passphrase_env: str | None, evaluator_id: str,
+    model_dir: Path, key_paths: tuple[Path, ...], signer_uri: str | None, signer_public_key: Path | None,
+    signer_secret_env: str | None, passphrase_env: str | None, keyless: bool, sigstore_trust_config: Path | None,
+    evaluator_id: str,
     organization: str | None, eval_name: str | None, benchmark: str | None, risk_domain: str | None,
     policy_path: Path | None,
     metrics: tuple[str, ...], stderrs: tuple[str, ...], sample_size: int | None, harness: str | None,
@@ -167,14 +214,17 @@ def attest_command(
 ) -> None:
     """Sign an evaluation attestation for MODEL_DIR: an in-toto statement in a DSSE envelope.
 
+    Sign with a PEM key (--key), a key in a PKCS#11 token or a KMS (--signer), or keyless with Sigstore (--sigstore,
+    in CI: the envelope is wrapped in a Sigstore bundle with its certificate and transparency-log entry).
+
     Scores come from --metric options, or from a real eval log (--from-inspect, --from-lm-eval), which is refused
     if the run is incomplete. The statement pins every file's digest, so auditors know exactly what was evaluated.
     """
     if from_inspect and from_lm_eval:
         raise UsageError("give one of --from-inspect and --from-lm-eval, not both")
     policy = Policy.load(policy_path)  # its benchmark catalogue says which risk domain the evaluation measures
-    passphrase = passphrase_from_env(passphrase_env)
-    keys = [PrivateKey.load(p, passphrase) for p in key_paths]  # load keys first: fail before a long hash
+    keys, keyless_with = _signing_keys(key_paths, signer_uri, signer_public_key, signer_secret_env, passphrase_env,
+                                       keyless, sigstore_trust_config)  # first: fail before a long hash
     log = from_inspect or from_lm_eval
     if log is not None:
         manual = {"--metric": metrics, "--stderr": stderrs, "--sample-size": sample_size, "--harness": harness,
@@ -194,13 +244,18 @@ def attest_command(
         evidence_ref = EvidenceRef(sha256=_file_sha256(evidence), name=evidence.name) if evidence else None
     evaluation = replace(evaluation, risk_domain=_risk_domain(evaluation.benchmark, risk_domain, policy))
     manifest = hash_with_progress(model_dir, quiet)
-    envelope = attest_evaluation(
-        manifest, subject_name or model_dir.resolve().name, evaluation,
-        EvaluatorRef(evaluator_id, organization), keys, resolve_now(now_text), evidence_ref,
-    )
-    target = output or model_dir / ATTESTATION_DIR / f"{evaluator_id}-{evaluation.name.replace('/', '_')}.intoto.json"
+    statement = evaluation_statement(manifest, subject_name or model_dir.resolve().name, evaluation,
+                                     EvaluatorRef(evaluator_id, organization), resolve_now(now_text), evidence_ref)
+    if keyless_with is not None:
+        from tiergate.runtime.keyless import BUNDLE_SUFFIX, sign_keyless
+
+        document, suffix = sign_keyless(statement, *keyless_with), BUNDLE_SUFFIX
+    else:
+        document, suffix = sign_statement(statement, keys).to_json(), ".intoto.json"
+    # Signed before anything is written: a signer that fails leaves no file and no folder behind.
+    target = output or model_dir / ATTESTATION_DIR / f"{evaluator_id}-{evaluation.name.replace('/', '_')}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(envelope.to_json())
+    target.write_bytes(document)
     click.echo(f"attested {evaluation.name} ({', '.join(f'{k}={v:g}' for k, v in evaluation.metrics.items())}) "
                f"for {manifest.digest}", err=True)
     click.echo(str(target))

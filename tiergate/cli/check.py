@@ -60,6 +60,12 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
 @click.option("--max-age", type=click.FloatRange(min=0, min_open=True, max=86400), metavar="SECONDS",
               help="Seconds a signed answer's time may differ from this clock (default: GATE_MAX_AGE, or max_age: "
                    "in GATE_CONFIG, or 300).")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="With a service: a witness whose cosignature counts (repeatable; default: witnesses: in "
+                   "GATE_CONFIG).")
+@click.option("--witnesses-required", type=click.IntRange(0), metavar="K",
+              help="With a service: deny unless the checkpoint covering the decision, signed with --server-key, "
+                   "carries K valid cosignatures of --witness keys and the decision is proven included under it.")
 @skip_git_option
 @no_cache_option
 @quiet_option
@@ -68,7 +74,8 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
                   trust_path: Path | None, policy_path: Path | None, now_text: str | None, as_json: bool,
                   vsa_path: Path | None, gate_key: Path | None, resource_uri: str | None, markdown_path: Path | None,
                   server: str | None, token_env: str | None, timeout: float | None, server_key: Path | None,
-                  max_age: float | None, quiet: bool) -> None:
+                  max_age: float | None, witnesses: tuple[str, ...], witnesses_required: int | None,
+                  quiet: bool) -> None:
     """Decide whether MODEL_DIR may be released at --tier.
 
     Verifies every attestation (ATTESTATIONS plus MODEL_DIR/.attestations), evaluates the policy, prints one row per
@@ -94,7 +101,8 @@ def check_command(ctx: click.Context, paths: tuple[Path, ...], hf_target: str | 
         return
     assert model_dir is not None
     gate = load_gate(policy_path, trust_path, server=server, token_env=token_env, timeout=timeout,
-                     server_key=server_key, max_age=max_age).current()
+                     server_key=server_key, max_age=max_age, witnesses=witnesses or None,
+                     witnesses_required=witnesses_required).current()
     remote = gate.config.server is not None
     if remote and (vsa_path is not None or now_text):  # refused before any hashing
         raise UsageError("--vsa and --now are local-only: with a gate service (--server, GATE_SERVER or server: in "

@@ -50,7 +50,25 @@ def _key_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--origin", help="Require checkpoints of this log origin (recommended with --pub)."),
     ]):
         func = option(func)
+    return _witness_options(func)
+
+
+def _witness_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--witness", "witness_keys", multiple=True, metavar="VKEY", expose_value=False,
+                     callback=_remember, help="A trusted witness's verifier key, or a file holding it (repeatable)."),
+        click.option("--witnesses-required", type=click.IntRange(0), default=0, metavar="K", expose_value=False,
+                     callback=_remember, help="Refuse a checkpoint without valid cosignatures by K distinct --witness "
+                                              "keys (default 0)."),
+    ]):
+        func = option(func)
     return func
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Witness options go to every command through the context, not each command's signature."""
+    ctx.meta[f"tiergate.{param.name}"] = value
+    return value
 
 
 class _Opened:
@@ -94,7 +112,9 @@ def _from_environment(parameter: str) -> bool:
 def _key(key_file: Path | None, pub: Path | None, origin: str | None) -> CheckpointKey:
     from tiergate.audit.keys import CheckpointKey
 
-    return CheckpointKey.load(key_file, pub, origin)
+    meta = click.get_current_context().meta
+    return CheckpointKey.load(key_file, pub, origin, tuple(meta.get("tiergate.witness_keys", ())),
+                              int(meta.get("tiergate.witnesses_required", 0)))
 
 
 def _b64(data: bytes) -> str:
@@ -134,8 +154,15 @@ def checkpoint_command(server: str | None, log_target: str | None, log_namespace
     checkpoint = key.verify(note, f"checkpoint from {server}")
     if save is not None:
         save.write_bytes(note)
+    witnessed = ""
+    if key.witnesses:
+        from tiergate.core.log.checkpoint import SignedNote
+        from tiergate.core.log.cosignature import cosignatures_of
+
+        names = sorted(c.name for c in cosignatures_of(SignedNote.parse(note), key.witnesses))
+        witnessed = f", cosigned by {len(names)} of {len(key.witnesses)} trusted witnesses ({', '.join(names)})"
     click.echo(f"checkpoint verified: log {checkpoint.origin}, {checkpoint.size} entries, "
-               f"root {_b64(checkpoint.root_hash)}" + (f" (saved to {save})" if save else ""))
+               f"root {_b64(checkpoint.root_hash)}" + witnessed + (f" (saved to {save})" if save else ""))
 
 
 @log_group.command("prove")
@@ -225,6 +252,7 @@ def consistency_command(old_checkpoint: Path, new_checkpoint: Path, server: str 
               help="Accept decision entries written before decisions cited their policy, trust store and "
                    "attestations (pre-v2): they are counted, not re-derived. Without it they fail the audit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_witness_options
 def audit_command(server: str | None, log_target: str | None, log_namespace: str | None, timeout: float,
                   trust_path: Path | None, key_file: Path | None, pub: Path | None, origin: str | None,
                   checkpoint_files: tuple[Path, ...], unsigned_ok: bool, from_file: Path | None, legacy_ok: bool,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import socketserver
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -65,11 +67,31 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 @click.option("--hf-token-env", metavar="VAR", default="HF_TOKEN", show_default=True, envvar="GATE_HF_TOKEN_ENV",
               help="The environment variable holding the Hub token containment acts with (write access to the "
                    "watched repositories).")
+@click.option("--max-client-connections", type=click.IntRange(1, 10000), envvar="GATE_MAX_CLIENT_CONNECTIONS",
+              help="Connections one client address may hold at once (default: three quarters of --max-connections).")
+@click.option("--reads-per-second", type=click.FloatRange(0), default=500.0, show_default=True,
+              envvar="GATE_READS_PER_SECOND",
+              help="Public (unauthenticated) requests one client address may make per second, in bursts of two "
+                   "seconds' worth; more get 429. Decisions are never limited by it. 0: unlimited.")
+@click.option("--read-share", type=click.FloatRange(0), default=0.1, show_default=True, envvar="GATE_READ_SHARE",
+              metavar="SECONDS",
+              help="Seconds of CPU time per second one client address's public requests may take while the service "
+                   "decides (a costly page counts for what it costs); more get 429. 0: unlimited.")
+@click.option("--checkpoint-interval", type=click.FloatRange(0, 3600), default=0.5, show_default=True,
+              envvar="GATE_CHECKPOINT_INTERVAL", metavar="SECONDS",
+              help="Sign a new checkpoint (and send it to the witnesses) at most this often; reads are served the "
+                   "last one signed. 0: re-sign on the first read after every append.")
+@click.option("--witness", "witnesses", nargs=2, multiple=True, metavar="URL VKEY",
+              help="A witness to cosign each new checkpoint (repeatable): its add-checkpoint URL prefix and its "
+                   "verifier key (as `gate witness` prints it, or a file holding it).")
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | None, trust_path: Path | None,
                   log_target: str | None, log_namespace: str | None, key_path: Path | None, tokens_path: Path | None,
                   origin: str, max_body: int, max_connections: int, request_timeout: float,
-                  hf_webhook_secret_env: str | None, hf_endpoint: str, hf_token_env: str) -> None:
+                  hf_webhook_secret_env: str | None, hf_endpoint: str, hf_token_env: str,
+                  max_client_connections: int | None, reads_per_second: float, read_share: float,
+                  checkpoint_interval: float,
+                  witnesses: tuple[tuple[str, str], ...]) -> None:
     """Run the gate service: attestation store, decisions and the transparency log over HTTP.
 
     Submitting attestations and deciding need a bearer token; reading the log is public. The OpenAPI document is at
@@ -98,11 +120,13 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     config = ServiceConfig(trust=trust_path, key=key_path, tokens=tokens_path, policy=policy_path, log=log_target,
                            log_namespace=log_namespace, origin=origin, host=host, port=port, max_body=max_body,
                            hf_webhook_secret_env=hf_webhook_secret_env or None, hf_endpoint=hf_endpoint,
-                           hf_token_env=hf_token_env)
+                           hf_token_env=hf_token_env, witnesses=witnesses,
+                           checkpoint_interval=checkpoint_interval)
     service = load_service(config)
     try:
         server = GateHTTPServer((host, port), service, max_body, max_connections=max_connections,
-                                request_timeout=request_timeout)
+                                request_timeout=request_timeout, max_client_connections=max_client_connections,
+                                reads_per_second=reads_per_second, read_share=read_share)
     except OSError as exc:
         _close(service)
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -112,6 +136,22 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     click.echo(f"gate: log verifier key {service.signer.verifier.vkey()}", err=True)
     if service.hf_webhook is not None:
         click.echo(f"gate: Hugging Face webhook on /v1/webhooks/huggingface (Hub {hf_endpoint})", err=True)
+    for witness in service.witnesses:
+        click.echo(f"gate: witness {witness.verifier.name} at {witness.url}", err=True)
+    stop_publishing = threading.Event()
+    if checkpoint_interval > 0:
+        threading.Thread(target=service.run_publisher, args=(stop_publishing,), daemon=True,
+                         name="checkpoint-publisher").start()
+    try:
+        serve_until_stopped(server)
+    finally:
+        stop_publishing.set()
+        _close(service)
+    click.echo("gate: stopped", err=True)
+
+
+def serve_until_stopped(server: socketserver.BaseServer) -> None:
+    """Serve until Ctrl-C or SIGTERM, then close the listening socket."""
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever(poll_interval=0.2)
@@ -120,8 +160,6 @@ def serve_command(ctx: click.Context, host: str, port: int, policy_path: Path | 
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
-        _close(service)
-    click.echo("gate: stopped", err=True)
 
 
 def _close(service: GateService) -> None:

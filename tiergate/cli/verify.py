@@ -32,6 +32,8 @@ def _accepted_row(item: VerifiedAttestation) -> dict[str, Any]:
         "evaluation": evaluation.name if evaluation else None,
         "risk_domain": evaluation.risk_domain if evaluation else None,
         "metrics": dict(evaluation.metrics) if evaluation else {},
+        # Metrics that are bounds (eval-result claims): "score": "<=" means the score is at most metrics.score.
+        "bounds": dict(evaluation.bounds) if evaluation else {},
         # When something other than the signer dated the signature (Rekor, an RFC 3161 timestamp, the gate's log).
         "trusted_time": ({"time": format_time(item.trusted_time.time), "source": item.trusted_time.source}
                          if item.trusted_time else None),

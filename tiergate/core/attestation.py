@@ -1,11 +1,14 @@
 """Evaluation attestations: an in-toto Statement v1 whose predicate binds evaluation scores to a model's manifest.
 
-Two predicate types are understood:
+Three predicate types are understood:
 
 - :data:`EVALUATION_PREDICATE_TYPE`, the gate's scored-evaluation predicate (JSON Schema in
   ``tiergate/data/schemas/evaluation-predicate.schema.json``): which evaluation, which scores, who evaluated, when, the
   digest of the raw eval log, and the full per-file manifest of the evaluated weights.
 - in-toto test-result v0.1, which carries a PASSED/WARNED/FAILED result and test counts but no scores.
+- in-toto eval-result v0.1 (proposed in in-toto/attestation#565, not yet merged there), which carries threshold
+  claims ``{metric, comparator, threshold, passed}`` instead of scores: each claim is a bound on its metric
+  (see :meth:`Evaluation.metrics_for`).
 
 Both are normalised to an :class:`Evaluation`, the one thing the policy reads.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import operator
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +31,8 @@ from tiergate.core.timeutil import format_time, parse_time
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 EVALUATION_PREDICATE_TYPE = "https://tiergate.dev/evaluation/v0.1"
 TEST_RESULT_PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
-PREDICATE_TYPES = (EVALUATION_PREDICATE_TYPE, TEST_RESULT_PREDICATE_TYPE)
+EVAL_RESULT_PREDICATE_TYPE = "https://in-toto.io/attestation/eval-result/v0.1"
+PREDICATE_TYPES = (EVALUATION_PREDICATE_TYPE, TEST_RESULT_PREDICATE_TYPE, EVAL_RESULT_PREDICATE_TYPE)
 
 #: Risk domains an evaluation can speak to; trust-store scopes and policy requirements name these.
 RISK_DOMAINS: tuple[str, ...] = (
@@ -41,6 +47,17 @@ RISK_DOMAINS: tuple[str, ...] = (
 )
 
 _TEST_RESULT_SCORES = {"PASSED": 1.0, "WARNED": 0.5, "FAILED": 0.0}
+#: What an eval-result claim ``metric comparator threshold`` proves of the metric when it held (True) or did not
+#: (False): ``metric <relation> threshold``.
+_CLAIM_RELATIONS = {
+    ("<=", True): "<=", ("<", True): "<", (">=", True): ">=", (">", True): ">",
+    ("<=", False): ">", ("<", False): ">=", (">=", False): "<", (">", False): "<=",
+}
+_HOLDS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+_UPPER = ("<=", "<")
+#: eval-result subject profiles that name the artifact itself (a "receipt" subject is the receipt, not the model).
+EVAL_RESULT_PROFILES = ("public-model", "release-gate")
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 
 class AttestationFormatError(ValueError):
@@ -152,6 +169,46 @@ class Evaluation:
     dataset: str | None = None
     dataset_revision: str | None = None
     evaluated_at: datetime | None = None
+    #: Metrics whose value is a bound, not a measurement (eval-result claims): name -> the relation proven,
+    #: ``metric <relation> value`` (``"<="``, ``"<"``, ``">="`` or ``">"``).
+    bounds: Mapping[str, str] = field(default_factory=dict)
+
+    def metrics_for(self, comparator: str, threshold: float | None) -> Mapping[str, float]:
+        """The metrics a requirement ``comparator threshold`` may read: every measured one, and each bound as a value
+        that meets the requirement exactly when the bound proves it does, and fails it when the bound proves it
+        cannot hold; a bound that proves neither is left out (``reported`` reads every bound; ``==`` none).
+
+        ``score <= 0.05`` reads as 0.05 for ``<= 0.10`` (met); ``score > 0.10`` (a failed ``<= 0.10`` claim) reads,
+        for the same requirement, as the next float above 0.10 (not met); ``score >= 0.01`` is left out.
+        """
+        if not self.bounds:
+            return self.metrics
+        usable = {k: v for k, v in self.metrics.items() if k not in self.bounds}
+        for name, relation in self.bounds.items():
+            value = _bound_reading(relation, self.metrics[name], comparator, threshold)
+            if value is not None:
+                usable[name] = value
+        return usable
+
+
+def _bound_reading(relation: str, bound: float, comparator: str, threshold: float | None) -> float | None:
+    """How ``metric <relation> bound`` reads for a requirement ``comparator threshold`` (see
+    :meth:`Evaluation.metrics_for`), or None when it says nothing of it."""
+    if comparator == "reported":
+        return bound
+    if comparator not in _HOLDS or threshold is None:
+        return None
+    if (relation in _UPPER) == (comparator in _UPPER):
+        # The same side proves the requirement when the bound lies within the threshold; a looser bound proves
+        # nothing (score <= 0.20 says nothing of "<= 0.10") and must not count as a failure either.
+        return bound if _HOLDS[comparator](bound, threshold) else None
+    # The other side can only prove the requirement false: the metric lies beyond the bound, on the far side.
+    strict = relation in ("<", ">")
+    towards = -math.inf if relation in _UPPER else math.inf
+    worst = math.nextafter(bound, towards) if strict else bound
+    # Proven false when even the value nearest the threshold the bound allows fails it (metric >= 0.10 allows 0.10,
+    # which meets "<= 0.10": nothing proven; metric > 0.10 does not).
+    return worst if not _HOLDS[comparator](worst, threshold) else None
 
 
 @dataclass(frozen=True)
@@ -302,6 +359,65 @@ def evaluation_from_test_result(predicate: Mapping[str, Any]) -> Evaluation:
         metrics[key] = float(len(tests))
         total += len(tests)
     return Evaluation(name=benchmark, benchmark=benchmark, risk_domain=None, metrics=metrics, sample_size=total or None)
+
+
+def evaluation_from_eval_result(predicate: Mapping[str, Any]) -> Evaluation:
+    """Normalise an in-toto eval-result v0.1 predicate: ``suite.name`` is the benchmark (looked up in the catalogue
+    like any other), each claim a bound on its metric at its threshold (:data:`_CLAIM_RELATIONS`), ``sampleSize`` the
+    sample size, ``evaluatedAt`` the evaluation time; ``harness`` name and version are kept.
+
+    Fields the draft requires must be there with their documented types; unknown fields are ignored, as the
+    predicate's parsing rules require. ``commitments`` are salted hashes, never digests, and are not read.
+    Raises AttestationFormatError naming the field.
+    """
+    predicate = _object(predicate, "predicate")
+    _text(_object(predicate.get("verifier"), "predicate.verifier"), "id", "predicate.verifier")
+    suite = _object(predicate.get("suite"), "predicate.suite")
+    benchmark = _text(suite, "name", "predicate.suite") or ""
+    _text(suite, "version", "predicate.suite")
+    profile = predicate.get("subjectProfile")
+    if profile not in EVAL_RESULT_PROFILES:
+        raise AttestationFormatError(
+            f"predicate.subjectProfile is {profile!r}: the gate needs the model itself as subject "
+            f"({' or '.join(EVAL_RESULT_PROFILES)}); a 'receipt' subject does not name the model")
+    _object(predicate.get("commitments"), "predicate.commitments")
+    _text(predicate, "assuranceLevel", "predicate")
+    sample_size = predicate.get("sampleSize")
+    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 0:
+        raise AttestationFormatError("predicate.sampleSize must be a non-negative integer")
+    claims = predicate.get("claims")
+    if not isinstance(claims, list) or not claims:
+        raise AttestationFormatError("predicate.claims must list at least one claim")
+    metrics: dict[str, float] = {}
+    bounds: dict[str, str] = {}
+    for index, raw in enumerate(claims):
+        where = f"predicate.claims[{index}]"
+        claim = _object(raw, where)
+        metric = _text(claim, "metric", where) or ""
+        comparator, passed, threshold = claim.get("comparator"), claim.get("passed"), claim.get("threshold")
+        relation = (_CLAIM_RELATIONS.get((comparator, passed))
+                    if isinstance(comparator, str) and isinstance(passed, bool) else None)
+        if relation is None:
+            raise AttestationFormatError(f"{where} needs comparator >=, >, <= or < and passed true or false")
+        # A decimal string, never a JSON number (the draft's rule, so no float round-trip changes it).
+        if not isinstance(threshold, str) or not _DECIMAL.fullmatch(threshold):
+            raise AttestationFormatError(f"{where}.threshold must be a decimal string such as \"0.98\"")
+        if metric in metrics:
+            raise AttestationFormatError(f"{where} repeats metric {metric!r}; one claim per metric")
+        metrics[metric] = float(threshold)
+        bounds[metric] = relation
+    harness = _object(predicate.get("harness", {}), "predicate.harness")
+    return Evaluation(
+        name=benchmark,
+        benchmark=benchmark,
+        risk_domain=None,
+        metrics=metrics,
+        sample_size=sample_size,
+        harness=_text(harness, "name", "predicate.harness", required=False),
+        harness_version=_text(harness, "version", "predicate.harness", required=False),
+        evaluated_at=_time(predicate, "evaluatedAt", "predicate"),
+        bounds=bounds,
+    )
 
 
 def build_statement(subject_name: str, manifest: Manifest, predicate: EvaluationPredicate) -> Statement:

@@ -267,7 +267,9 @@ def _matches(req: EvaluationRequirement, item: VerifiedAttestation) -> bool:
     policy's catalogue), and only signers trusted for that domain are in ``item.signers``: a requirement naming
     only a benchmark still needs a signer in scope for what that benchmark measures."""
     ev = item.evaluation
-    if ev is None or not item.signers or req.value_in(ev.metrics) is None or not req.covers_benchmark(ev.benchmark):
+    if ev is None or not item.signers or not req.covers_benchmark(ev.benchmark):
+        return False
+    if req.value_in(ev.metrics_for(req.comparator, req.threshold)) is None:
         return False
     return req.risk_domain is None or ev.risk_domain == req.risk_domain
 
@@ -279,7 +281,7 @@ def _unqualified(req: EvaluationRequirement, item: VerifiedAttestation) -> str |
     if req.min_samples and (ev.sample_size or 0) < req.min_samples:
         return f"{item.source} has sample size {ev.sample_size or 0}, below the {req.min_samples} required"
     for condition in req.conditions:
-        value = ev.metrics.get(condition.metric)
+        value = ev.metrics_for(condition.comparator, condition.threshold).get(condition.metric)
         if value is None:
             return f"{item.source} does not report {condition.metric} (needs {condition.describe()})"
         if not _COMPARE[condition.comparator](value, condition.threshold):
@@ -304,7 +306,7 @@ def _evaluation_row(
         too_old = [stale_why[a.digest] for a in stale if _matches(req, a)]
         stale_note = f" (not counted: {'; '.join(too_old)})" if too_old else ""
         return row(NOT_MET, f"no valid attestation reports {req.describe()}{stale_note}")
-    values = [req.value_in(a.evaluation.metrics) for a in counted]  # type: ignore[union-attr]
+    values = [req.value_in(a.evaluation.metrics_for(req.comparator, req.threshold)) for a in counted]  # type: ignore[union-attr]
     by = ", ".join(sorted({a.evaluator.evaluator_id for a in counted}))
     if unqualified:  # say so: a bad score on a small sample must not vanish silently behind a good one
         by += f"; {len(unqualified)} attestation(s) not counted ({'; '.join(unqualified.values())})"

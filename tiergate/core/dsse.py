@@ -14,7 +14,7 @@ from typing import Any
 from collections.abc import Iterable, Mapping
 
 from tiergate.core.files import StrictJSONError, parse_json
-from tiergate.core.keys import PrivateKey, PublicKey
+from tiergate.core.keys import PublicKey, SigningKey
 from tiergate.errors import VerificationError
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -110,7 +110,7 @@ class Envelope:
     def pae(self) -> bytes:
         return pae(self.payload_type, self.payload)
 
-    def add_signature(self, key: PrivateKey) -> Envelope:
+    def add_signature(self, key: SigningKey) -> Envelope:
         signature = Signature(keyid=key.key_id, sig=key.sign(self.pae()))
         return Envelope(self.payload, self.payload_type, self.signatures + (signature,))
 
@@ -137,7 +137,7 @@ class Envelope:
         return list(found.values())
 
 
-def sign(payload: bytes, payload_type: str, keys: Iterable[PrivateKey]) -> Envelope:
+def sign(payload: bytes, payload_type: str, keys: Iterable[SigningKey]) -> Envelope:
     envelope = Envelope(payload, payload_type, ())
     for key in keys:
         envelope = envelope.add_signature(key)

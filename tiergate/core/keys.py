@@ -1,6 +1,7 @@
 """Signing keys: Ed25519 and ECDSA P-256 (SHA-256), PEM on disk, key id = hex SHA-256 of the DER SubjectPublicKeyInfo.
 
-ECDSA signatures are DER-encoded, as securesystemslib, sigstore and model-signing write them.
+ECDSA signatures are DER-encoded, as securesystemslib, sigstore and model-signing write them; a fixed-size ``r || s``
+signature (the DSSE reference implementation's) is read too.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tiergate.errors import ConfigError, UsageError
 
@@ -56,8 +58,15 @@ class PublicKey:
         try:
             if isinstance(self.key, ed25519.Ed25519PublicKey):
                 self.key.verify(signature, data)
-            else:
-                self.key.verify(signature, data, ec.ECDSA(_hash_for_curve(self.key.curve)))
+                return True
+            algorithm = ec.ECDSA(_hash_for_curve(self.key.curve))
+            try:
+                self.key.verify(signature, data, algorithm)
+            except InvalidSignature:
+                p1363 = _der_of_p1363(signature, self.key.curve)
+                if p1363 is None:
+                    raise
+                self.key.verify(p1363, data, algorithm)
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -75,6 +84,18 @@ class PublicKey:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PublicKey:
         return cls.from_pem(_read_key_file(path), str(path))
+
+
+class SigningKey(Protocol):
+    """What signs a DSSE envelope: a :class:`PrivateKey` from a PEM file, or a key held elsewhere (a PKCS#11 token,
+    a cloud KMS) behind an adapter. ``key_id`` is the id of its public key (:func:`key_id`), which verification
+    matches against the trust store; ``sign`` returns the signature over ``data`` as verification expects it
+    (Ed25519 raw, ECDSA DER)."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,15 @@ class PrivateKey:
 def _hash_for_curve(curve: ec.EllipticCurve) -> hashes.HashAlgorithm:
     # The usual pairing (RFC 5656, model-signing): P-256/SHA-256, P-384/SHA-384, P-521/SHA-512.
     return {"secp384r1": hashes.SHA384(), "secp521r1": hashes.SHA512()}.get(curve.name, hashes.SHA256())
+
+
+def _der_of_p1363(signature: bytes, curve: ec.EllipticCurve) -> bytes | None:
+    """A fixed-size ``r || s`` ECDSA signature (IEEE P1363, what the DSSE reference implementation writes) in DER,
+    or None when ``signature`` is not that size. Either encoding proves the same key signed the same bytes."""
+    size = (curve.key_size + 7) // 8
+    if len(signature) != 2 * size:
+        return None
+    return encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
 
 
 def key_id(key: _Public) -> str:

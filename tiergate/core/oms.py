@@ -11,10 +11,14 @@ list is a failure, even when it lies under a path the signature says it ignores 
 ``evil.pkl`` dropped into an ignored folder verify). The model on disk is the caller's :class:`Manifest`, computed
 with the gate's default ignores (``.git`` and friends, and ``.attestations/`` where signatures are kept).
 
-Not supported, each with an explicit "unsupported" reason: shard serialization, hashes other than SHA-256,
-single-file models. This module verifies key signatures itself; a bundle signed with a certificate (model-signing's
-``certificate`` and ``sigstore`` methods) is verified against the trust store's identities by
-:mod:`tiergate.core.identity`, and its statement then checked here (:func:`verify_oms_statement`).
+A single-file signature (model-signing run on one file: one resource named ``.``) verifies against a model
+directory holding exactly that one file (the signature itself aside).
+
+Not supported, each with an explicit "unsupported" reason: shard serialization, hashes other than SHA-256.
+Certificate and Sigstore keyless signatures verify against the trust store's identities instead of a key: this
+module verifies key signatures itself; a bundle signed with a certificate (model-signing's ``certificate`` and
+``sigstore`` methods) is verified by :mod:`tiergate.core.identity`, and its statement then checked here
+(:func:`verify_oms_statement`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 LEGACY_PREDICATE_TYPE = "https://model_signing/Digests/v0.1"
 
 _HEX = frozenset("0123456789abcdef")
+#: The resource name model-signing gives the only file of a single-file signature.
+_SINGLE_FILE = "."
 
 
 @dataclass(frozen=True)
@@ -152,11 +158,9 @@ def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[Publi
     if verified:
         hinted = [k for k in verified if _pem_hint(k) == hint]
         return (hinted or verified)[0], False
-    compat = _pae_compat(envelope.payload)
-    for signature in envelope.signatures:
-        for key in keys:
-            if key.verify(signature.sig, compat):
-                return key, True
+    for key in keys:
+        if signed_legacy(envelope, key):
+            return key, True
     named = [k for k in keys if _pem_hint(k) == hint]
     if named:
         _fail(
@@ -173,8 +177,8 @@ def _verify_signature(envelope: Envelope, hint: str | None, keys: Sequence[Publi
 
 
 def _resource_path(name: Any, where: str) -> str:
-    if name == ".":
-        _fail("unsupported: the signature is for a single-file model ('.'); the gate verifies model directories")
+    if name == _SINGLE_FILE:
+        _fail(f"malformed {where}: '.' names the file of a single-file signature, which lists nothing else")
     if not isinstance(name, str):
         _fail(f"malformed {where}: 'name' is missing or not a string")
     try:
@@ -226,11 +230,15 @@ def _parse_v1(statement: Mapping[str, Any]) -> _Signed:
     predicate = _field(statement, "predicate", dict, "statement")
     ignores = _parse_serialization(predicate)
     files = []
-    for index, resource in enumerate(_field(predicate, "resources", list, "predicate")):
+    resources = _field(predicate, "resources", list, "predicate")
+    if not resources:
+        _fail("malformed predicate: 'resources' is empty; OMS v1.0 §5.2.1 requires at least one file")
+    for index, resource in enumerate(resources):
         where = f"resources[{index}]"
         if not isinstance(resource, dict):
             _fail(f"malformed {where}: expected an object")
-        path = _resource_path(resource.get("name"), where)
+        single = resource.get("name") == _SINGLE_FILE and len(resources) == 1
+        path = _SINGLE_FILE if single else _resource_path(resource.get("name"), where)
         if resource.get("algorithm") != "sha256":
             _fail(f"unsupported: {where} ({path}) uses algorithm {resource.get('algorithm')!r}, not sha256")
         files.append((path, _hex_digest(resource.get("digest"), where)))
@@ -288,9 +296,13 @@ def _under(path: str, prefixes: Iterable[str]) -> str | None:
     return None
 
 
-def _differences(signed: _Signed, manifest: Manifest) -> list[str]:
-    """Every way the model on disk differs from the signature, most serious first, each one line."""
-    on_disk = manifest.by_path()
+def _differences(signed: _Signed, manifest: Manifest, own_sha256: str) -> list[str]:
+    """Every way the model on disk differs from the signature, most serious first, each one line.
+
+    A file on disk whose bytes are the bundle being verified (``own_sha256``) is the signature itself, which OMS
+    v1.0 §6.2 excludes at verify time wherever it lies (model-signing writes ``model.sig`` at the model root).
+    """
+    on_disk = {path: f for path, f in manifest.by_path().items() if f.sha256 != own_sha256}
     listed = dict(signed.files)
     changed, unlisted, missing, gate_ignored = [], [], [], []
     for path, digest in signed.files:
@@ -318,14 +330,22 @@ def _unlisted(path: str, signed_ignores: Sequence[str]) -> str:
     reason = f"unlisted file: {path} is in the model but not in the signature"
     if ignore is None:
         return reason
-    return (
-        f"{reason} (the signature ignores '{ignore}', but every published file must be signed; if this is the "
-        "signature itself, keep it in .attestations/ or outside the model directory)"
-    )
+    return f"{reason} (the signature ignores '{ignore}', but every published file must be signed)"
 
 
-def _check_model(signed: _Signed, manifest: Manifest) -> None:
-    problems = _differences(signed, manifest)
+def _single_file(signed: _Signed, manifest: Manifest, own_sha256: str) -> _Signed:
+    """A single-file signature ('.') as a signature of the one file in the model directory; others unchanged."""
+    if [path for path, _ in signed.files] != [_SINGLE_FILE]:
+        return signed
+    found = [f.path for f in manifest.files if f.sha256 != own_sha256]
+    if len(found) != 1:
+        _fail(f"the signature is for a single file ('.'), but the model directory holds {len(found)} files; "
+              "verify that file alone in a directory of its own, or re-sign the directory")
+    return _Signed(signed.subject_name, signed.root_digest, ((found[0], signed.files[0][1]),), signed.ignore_paths)
+
+
+def _check_model(signed: _Signed, manifest: Manifest, own_sha256: str) -> None:
+    problems = _differences(signed, manifest, own_sha256)
     if problems:
         more = (f" (and {len(problems) - 1} more difference{'s' if len(problems) > 2 else ''})"
                 if len(problems) > 1 else "")
@@ -340,7 +360,8 @@ def verify_oms_bundle(data: bytes, manifest: Manifest, keys: Iterable[PublicKey]
 
     Order: size, strict parse, DSSE signature by one of ``keys`` (the bundle's key hint only names a key), the
     statement (in-toto v1, OMS predicate, sha256 file serialization, subject digest consistent with the resources),
-    then the files: every signed file present with the signed digest and every file on disk signed.
+    then the files: every signed file present with the signed digest and every file on disk signed (except the
+    signature itself, found by its bytes: OMS v1.0 §6.2).
     Raises :class:`VerificationError` with a one-line reason on any failure. Certificate and Sigstore keyless
     signatures are verified by :mod:`tiergate.core.identity`, then checked with :func:`verify_oms_statement`.
     """
@@ -348,17 +369,21 @@ def verify_oms_bundle(data: bytes, manifest: Manifest, keys: Iterable[PublicKey]
     if bundle.certificates:
         _fail("signed with a certificate: verify it against the trust store's x509 or sigstore identities")
     key, compat = _verify_signature(bundle.envelope, bundle.key_hint, list(keys))
-    return verify_oms_statement(bundle.envelope.payload, manifest, key, compat)
+    return verify_oms_statement(bundle.envelope.payload, manifest, key, compat, hashlib.sha256(data).hexdigest())
 
 
-def verify_oms_statement(payload: bytes, manifest: Manifest, key: PublicKey, compat_pae: bool = False) -> OmsSignature:
+def verify_oms_statement(
+    payload: bytes, manifest: Manifest, key: PublicKey, compat_pae: bool = False, own_sha256: str = ""
+) -> OmsSignature:
     """Check an OMS statement whose signature by ``key`` was already verified against the model on disk.
 
+    ``own_sha256`` is the SHA-256 of the bundle the statement came from: a file with those bytes is the signature
+    itself, left out of the comparison (OMS v1.0 §6.2).
     Raises :class:`VerificationError` with a one-line reason when the statement is malformed or unsupported, or the
     files differ from the signed ones.
     """
-    signed = _parse_statement(payload, compat_pae)
-    _check_model(signed, manifest)
+    signed = _single_file(_parse_statement(payload, compat_pae), manifest, own_sha256)
+    _check_model(signed, manifest, own_sha256)
     on_disk = manifest.by_path()
     return OmsSignature(
         key=key,

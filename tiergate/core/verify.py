@@ -16,12 +16,14 @@ from typing import TypeVar
 from tiergate.core import oms
 from tiergate.core.bundle import SigstoreBundle, is_bundle, is_oms_signature, parse_bundle
 from tiergate.core.attestation import (
+    EVAL_RESULT_PREDICATE_TYPE,
     EVALUATION_PREDICATE_TYPE,
     PREDICATE_TYPES,
     AttestationFormatError,
     Evaluation,
     EvaluationPredicate,
     Statement,
+    evaluation_from_eval_result,
     evaluation_from_test_result,
 )
 from tiergate.core.benchmarks import BenchmarkCatalogue, builtin_catalogue
@@ -296,7 +298,9 @@ def _statement_parts(payload: bytes) -> _Parts:
         if statement.predicate_type == EVALUATION_PREDICATE_TYPE:
             predicate = EvaluationPredicate.from_dict(statement.predicate)
             return statement, predicate, predicate.evaluation, predicate.attested_at, predicate.evaluator.id
-        return statement, None, evaluation_from_test_result(statement.predicate), None, None
+        from_predicate = (evaluation_from_eval_result if statement.predicate_type == EVAL_RESULT_PREDICATE_TYPE
+                          else evaluation_from_test_result)
+        return statement, None, from_predicate(statement.predicate), None, None
     except AttestationFormatError as exc:
         raise VerificationError(f"malformed predicate: {exc}") from None
 
@@ -394,7 +398,8 @@ def _verify_oms(item: AttestationInput, store: TrustStore, model: Manifest | str
         evaluator, trusted, when = _accepted_signers(signers, None, now)[0]
         accepted = [(evaluator, trusted, when)]
         key = PublicKey(evidence.bundle.leaf.public_key())  # type: ignore[arg-type, union-attr]
-        oms.verify_oms_statement(envelope.payload, model, key, compat_pae=not envelope.signed_by(key))
+        oms.verify_oms_statement(envelope.payload, model, key, compat_pae=not envelope.signed_by(key),
+                                 own_sha256=hashlib.sha256(item.data).hexdigest())
     else:
         result = oms.verify_oms_bundle(item.data, model, store.keys())
         owner = store.owner(result.key.key_id)

@@ -28,7 +28,7 @@ from tiergate.errors import config_error
 
 _FIELDS = {"policy": "GATE_POLICY", "trust": "GATE_TRUST", "log": "GATE_LOG", "server": "GATE_SERVER",
            "key": "GATE_KEY", "timeout": "GATE_TIMEOUT", "token_env": None, "server_key": "GATE_SERVER_KEY",
-           "max_age": "GATE_MAX_AGE"}
+           "max_age": "GATE_MAX_AGE", "witnesses": None, "witnesses_required": None}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class GateConfig:
     timeout: float = 30.0
     server_key: Path | None = None
     max_age: float = DEFAULT_MAX_AGE
+    #: With a service: the witness keys trusted, and how many must cosign the checkpoint (signed with
+    #: ``server_key``) covering a decision before the answer counts (:mod:`tiergate.runtime.witnessed`).
+    witnesses: tuple[str, ...] = ()
+    witnesses_required: int = 0
     source: str = "environment"
 
     @property
@@ -112,8 +116,16 @@ class GateConfig:
         log = values.get("log")
         if log is not None and "://" not in str(log):
             log = str(path("log"))
+        witnesses = values.get("witnesses") or ()
+        if not isinstance(witnesses, (list, tuple)) or not all(isinstance(w, str) for w in witnesses):
+            raise config_error(source, "witnesses", "must be a list of witness verifier keys")
+        required = values.get("witnesses_required", 0)
+        if isinstance(required, bool) or not isinstance(required, int) or required < 0:
+            raise config_error(source, "witnesses_required", f"must be a whole number, found {required!r}")
+        # A key is a vkey (name+id+base64) or a file holding one, relative to the configuration like every path.
+        witnesses = [w if "+" in w else str(base / Path(w).expanduser()) for w in witnesses]
         return cls(policy=path("policy"), trust=path("trust"), log=str(log) if log else None,
                    server=str(server).rstrip("/") if server else None,
                    token_env=str(values.get("token_env") or "GATE_TOKEN"), key=path("key"), timeout=timeout,
-                   server_key=path("server_key"), max_age=max_age,
-                   source=source)
+                   server_key=path("server_key"), max_age=max_age, witnesses=tuple(witnesses),
+                   witnesses_required=required, source=source)

@@ -197,8 +197,12 @@ def _decider(config: GateConfig, rules: Rules, logs: _Logs) -> Decider:
     if config.server:
         from tiergate.runtime.remote import RemoteDecider  # requests, only when a service is configured
 
+        from tiergate.runtime.witnessed import Witnessing
+
         key = load_answer_key(config.server_key) if config.server_key is not None else None
-        return RemoteDecider(rules.policy, config.server, config.token, config.timeout, key, config.max_age)
+        witnessing = Witnessing.load(config.server_key, config.witnesses, config.witnesses_required)
+        return RemoteDecider(rules.policy, config.server, config.token, config.timeout, key, config.max_age,
+                             witnessing)
     log = StoreLog(logs.store(config.log)) if config.log else None
     return LocalDecider(rules.policy, rules.trust, log)
 

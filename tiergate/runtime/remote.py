@@ -35,6 +35,7 @@ from tiergate.errors import InputError, UsageError
 from tiergate.runtime.client import GateClient
 from tiergate.runtime.local import model_digest
 from tiergate.runtime.port import RecordedDecision
+from tiergate.runtime.witnessed import Witnessing
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class RemoteDecider:
     #: The service's log key (its answers must be signed with it) and the age its answers may have, seconds.
     answer_key: PublicKey | None = None
     max_age: float = DEFAULT_MAX_AGE
+    #: If set, an answer counts only once a witnessed checkpoint covers it (:mod:`tiergate.runtime.witnessed`).
+    witnessing: Witnessing | None = None
 
     def decide(self, tier: str, model: Manifest | str, attestations: Sequence[AttestationInput] = (),
                context: Mapping[str, Any] | None = None, now: datetime | None = None) -> RecordedDecision:
@@ -56,7 +59,12 @@ class RemoteDecider:
         if now is not None:
             raise UsageError("a gate service times its own decisions; a decision at another time (--now) is local-only")
         client = GateClient(self.server, self.token, self.timeout, answer_key=self.answer_key, max_age=self.max_age)
-        return ask(client, model, attestations, context, tier=tier)
+        recorded = ask(client, model, attestations, context, tier=tier)
+        if self.witnessing is not None:
+            if recorded.log_index is None:
+                raise client.transport.fail("did not say where in its log the decision is", True)
+            self.witnessing.confirm(client, recorded.log_index, recorded.decision.to_dict(), self.timeout)
+        return recorded
 
 
 def ask(client: GateClient, model: Manifest | str, attestations: Sequence[AttestationInput] = (),

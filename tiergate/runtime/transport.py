@@ -33,6 +33,8 @@ from tiergate.errors import GateError
 DENIED = "the publish is denied"
 #: Answers larger than this are refused unread: no gate answer is that large (entry pages are capped by the server).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: Seconds to wait before asking again when a read is refused with 429 (what the service's Retry-After says).
+_RETRY_AFTER = 1.0
 #: Bytes read from the answer at a time (each read returns what has arrived, so the deadline is checked in between).
 _CHUNK = 1 << 16
 
@@ -70,9 +72,10 @@ class Transport:
         return GateServiceError(f"gate service at {self.server} {problem}" + (f"; {DENIED}" if publish else ""))
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                body: Any = None, auth: bool = False, publish: bool = False) -> Answer:
+                body: Any = None, auth: bool = False, publish: bool = False, _until: float | None = None) -> Answer:
         """One exchange, the whole of it within ``timeout``; raises :class:`GateServiceError` for anything but a
-        2xx answer read in full."""
+        2xx answer read in full. A read refused with 429 (the service's public reads yield to its decisions) is
+        asked again after a second, within the same ``timeout``."""
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
@@ -82,7 +85,7 @@ class Transport:
             if not self.token:
                 raise self.fail("needs a bearer token and none was given (set it with --token-env VAR)", publish)
             headers["Authorization"] = f"Bearer {self.token}"
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.timeout if _until is None else _until
         outcome: list[tuple[Answer, str | None] | BaseException] = []
 
         def exchange() -> None:
@@ -112,6 +115,9 @@ class Transport:
         if isinstance(result, BaseException):
             raise result
         answer, reason = result
+        if answer.status == 429 and method == "GET" and time.monotonic() + _RETRY_AFTER < deadline:
+            time.sleep(_RETRY_AFTER)
+            return self.request(method, path, params=params, body=body, auth=auth, publish=publish, _until=deadline)
         if answer.status >= 300:
             raise self.fail(f"answered HTTP {answer.status}: {_error_text(answer.content, reason)}", publish)
         return answer

@@ -7,7 +7,10 @@ not happen. If the append fails the caller gets an error (a deny, for a publish)
 from __future__ import annotations
 
 import base64
+import sys
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +25,9 @@ from tiergate.core.log.checkpoint import Checkpoint, NoteSigner
 from tiergate.core.log.entries import (
     DecisionTooLarge, EntryFormatError, attestation_entry, bounded_decision_record, entry_kind,
 )
+from tiergate.core.log.merkle import TreeRangeError
 from tiergate.core.log.store import MAX_ENTRY_SIZE, LogStore
+from tiergate.core.log.tiles import TilePath
 from tiergate.core.manifest import Manifest
 from tiergate.core.policy import Policy
 from tiergate.core.timeutil import utcnow
@@ -41,11 +46,17 @@ if TYPE_CHECKING:  # only for the annotation: the webhook is built (and huggingf
     from tiergate.service.webhook import HfWebhook
 
 #: Entries returned by one ``GET /v1/log/entries`` at most, and bytes of entry data (at least one entry is sent).
-MAX_PAGE_ENTRIES = 1000
-MAX_PAGE_BYTES = 8 * 1024 * 1024
+#: A tile's worth and 1 MiB: a page is built in milliseconds, so one reader's page never stalls the deciders for long.
+MAX_PAGE_ENTRIES = 256
+MAX_PAGE_BYTES = 1024 * 1024
 #: Results of one ``GET /v1/log/find`` at most, and bytes of entries it reads to tell their kinds (at least one).
 MAX_FIND = 1000
-MAX_FIND_BYTES = 8 * 1024 * 1024
+MAX_FIND_BYTES = 1024 * 1024
+#: Seconds a signed checkpoint is served before the log's size is looked at again: reads never sign, and a busy log
+#: is signed (and sent to its witnesses) at most this often, not once per decision.
+CHECKPOINT_INTERVAL = 0.5
+#: Bytes of full tiles and entry bundles kept in memory: they never change, so a popular one is read from the log once.
+TILE_CACHE_BYTES = 64 * 1024 * 1024
 #: What the public endpoints say while the trust store or policy does not load (token holders get the reason).
 BROKEN_IN_PUBLIC = ("the trust store or policy does not load; every decision is refused until it is fixed (the reason "
                     "is in the service's log)")
@@ -78,10 +89,16 @@ class GateService:
     clock: Callable[[], datetime] = utcnow
     #: ``POST /v1/webhooks/huggingface`` (a :class:`tiergate.service.webhook.HfWebhook`); None: the feature is off.
     hf_webhook: HfWebhook | None = None
+    #: Witnesses asked to cosign each new checkpoint (:class:`tiergate.service.witness.WitnessClient`).
+    witnesses: Sequence[Any] = ()
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
     _index: AttestationIndex = field(init=False, repr=False)
     _rules_log: RulesLog = field(init=False, repr=False)
     _submit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)
+    #: The published checkpoint: tree size, the signed (and cosigned) note, and when the size was last looked at.
+    _checkpoint: tuple[int, bytes, float] | None = field(default=None, repr=False)
+    _publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tiles: ImmutableCache = field(default_factory=lambda: ImmutableCache(TILE_CACHE_BYTES), repr=False)
 
     def __post_init__(self) -> None:
         self._index = AttestationIndex(self.store)
@@ -205,14 +222,70 @@ class GateService:
     # --- the log -----------------------------------------------------------------------------------------------
 
     def checkpoint(self) -> bytes:
-        """The signed checkpoint of the log as it is now (re-signed only when the size changed)."""
+        """The published signed checkpoint: at most :attr:`checkpoint_interval` seconds behind the log.
+
+        A read never waits for a signature while one is published: when the interval is over, one reader refreshes
+        (:meth:`publish`) and the others are served the checkpoint in hand meanwhile.
+        """
+        published = self._checkpoint
+        if published is not None and time.monotonic() - published[2] < self.checkpoint_interval:
+            return published[1]
+        if not self._publish_lock.acquire(blocking=published is None):
+            assert published is not None
+            return published[1]
+        try:
+            return self._publish()
+        finally:
+            self._publish_lock.release()
+
+    def publish(self) -> bytes:
+        """Sign (and have cosigned) the log as it is now if it grew since the last checkpoint; the checkpoint."""
+        with self._publish_lock:
+            return self._publish()
+
+    def _publish(self) -> bytes:
         size = self.store.size()
-        cached = self._checkpoint
-        if cached is not None and cached[0] == size:
-            return cached[1]
+        published = self._checkpoint
+        if published is not None and published[0] == size:
+            self._checkpoint = (size, published[1], time.monotonic())
+            return published[1]
         note = Checkpoint(self.origin, size, self.store.root(size)).sign(self.signer.private_key, self.signer.name)
-        self._checkpoint = (size, note)
+        if self.witnesses:
+            from tiergate.service.witness import collect_cosignatures
+
+            note, problems = collect_cosignatures(note, self.witnesses, self.store.consistency_proof)
+            for problem in problems:  # the checkpoint is served with the cosignatures it got; auditors count them
+                print(f"gate serve: no cosignature for size {size} from {problem}", file=sys.stderr, flush=True)
+        self._checkpoint = (size, note, time.monotonic())
         return note
+
+    def run_publisher(self, stop: threading.Event) -> None:
+        """Publish every :attr:`checkpoint_interval` seconds until ``stop`` is set, so witnesses see the log grow
+        even when nobody reads it (a thread of ``gate serve``)."""
+        while True:
+            try:
+                self.publish()
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end publishing; the next round retries
+                print(f"gate serve: cannot publish a checkpoint: {exc}", file=sys.stderr, flush=True)
+            if stop.wait(self.checkpoint_interval):
+                return
+
+    def tile(self, tile: TilePath) -> bytes:
+        """A C2SP tlog-tiles hash tile or entry bundle (404 while the log does not cover it yet). Full ones never
+        change and are served from memory after the first read."""
+        key = tile.path()
+        cached = None if tile.partial else self._tiles.get(key)
+        if cached is not None:
+            return cached
+        try:
+            data = self.store.tile(tile)
+        except TreeRangeError as exc:
+            raise ApiError(404, str(exc)) from None
+        except ValueError as exc:
+            raise ApiError(404, f"{key}: {exc}; read these entries from /v1/log/entries") from None
+        if not tile.partial:
+            self._tiles.put(key, data)
+        return data
 
     def entries(self, start: int, end: int | None) -> dict[str, Any]:
         size = self.store.size()
@@ -307,6 +380,35 @@ class GateService:
                            "tags": {key: dict(values) for key, values in ml.tags.items()}},
             },
         }
+
+
+class ImmutableCache:
+    """Values that never change (full tiles), least recently used dropped first, within a byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._used = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self._budget:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._used += len(value)
+            while self._used > self._budget:
+                _, dropped = self._items.popitem(last=False)
+                self._used -= len(dropped)
 
 
 def _batch(budget: int) -> int:

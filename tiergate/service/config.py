@@ -16,14 +16,16 @@ from urllib.parse import urlsplit
 
 from tiergate.core.keys import PrivateKey
 from tiergate.core.log.checkpoint import NoteSigner, key_name_problem
+from tiergate.core.log.cosignature import WitnessVerifier
 from tiergate.core.log.backends import open_store
 from tiergate.core.log.store import LogStore, StoreError
 from tiergate.errors import ConfigError, extra_missing
 from tiergate.runtime.gate import describe_change, load_rules
 from tiergate.runtime.reload import Reloader
-from tiergate.service.app import GateService
+from tiergate.service.app import CHECKPOINT_INTERVAL, GateService
 from tiergate.service.http import DEFAULT_MAX_BODY
 from tiergate.service.tokens import TokenSet
+from tiergate.service.witness import WitnessClient
 
 DEFAULT_ORIGIN = "tiergate.local/log"
 DEFAULT_PORT = 8700
@@ -49,6 +51,10 @@ class ServiceConfig:
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
     #: The environment variable holding the Hub token containment acts with (settings, discussions).
     hf_token_env: str = DEFAULT_HF_TOKEN_ENV
+    #: ``(add-checkpoint URL prefix, witness vkey or a file holding it)`` of each witness asked to cosign.
+    witnesses: tuple[tuple[str, str], ...] = ()
+    #: Seconds between two checkpoint signings at most (:data:`tiergate.service.app.CHECKPOINT_INTERVAL`).
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
 
 
 def _signer(config: ServiceConfig) -> NoteSigner:
@@ -87,7 +93,9 @@ def load_service(config: ServiceConfig) -> GateService:
     tokens = TokenSet.load(config.tokens)
     hub = _hf_settings(config)
     store = open_log(config.log, config.log_namespace)
-    service = GateService(rules=rules.current, store=store, signer=signer, tokens=tokens, origin=config.origin)
+    witnesses = _witnesses(config)
+    service = GateService(rules=rules.current, store=store, signer=signer, tokens=tokens, origin=config.origin,
+                          witnesses=witnesses, checkpoint_interval=config.checkpoint_interval)
     if hub is not None:
         from tiergate.service.seen import DatabaseSeen
         from tiergate.service.webhook import HfWebhook
@@ -103,6 +111,20 @@ def load_service(config: ServiceConfig) -> GateService:
             raise
         service.hf_webhook = HfWebhook(service, secret, seen, endpoint=config.hf_endpoint, token=token)
     return service
+
+
+def _witnesses(config: ServiceConfig) -> list[WitnessClient]:
+    """The witnesses to ask, each with the key its cosignatures must verify with; a key may be given in a file."""
+    clients: list[WitnessClient] = []
+    for url, key in config.witnesses:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"--witness {url!r}: the URL must be http(s)://HOST[:PORT][/PREFIX]")
+        verifier = WitnessVerifier.load(key, f"--witness {url}")
+        if any(c.verifier.key_id == verifier.key_id and c.verifier.name == verifier.name for c in clients):
+            raise ConfigError(f"--witness {url}: witness {verifier.name} is given twice")
+        clients.append(WitnessClient(url, verifier))
+    return clients
 
 
 def _hf_settings(config: ServiceConfig) -> tuple[str, str] | None:

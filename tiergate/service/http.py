@@ -7,8 +7,18 @@ unexpected exception is a 500 with a generic message; its traceback goes to the 
 
 What a client can make the server spend, before and without a valid token:
 
-- **Connections.** At most ``max_connections`` at once, one thread each; one more is answered 503 at once (by the
-  accepting thread, no thread of its own) and closed.
+- **Connections.** At most ``max_connections`` at once, one thread each, and at most ``max_client_connections`` of
+  them from one client address (so one client's idle connections cannot take every slot); one more is answered 503
+  at once (by the accepting thread, no thread of its own) and closed.
+- **Public reads.** Requests to routes that need no token are limited per client address to ``reads_per_second``
+  and to ``read_share`` seconds of serving time per second (token buckets holding two seconds' worth; a request is
+  charged the CPU time its thread spent on it, so a costly page counts for what it costs and a wait on the database
+  for nothing): more are answered 429 with ``Retry-After``.
+  All public requests together are held to ``3 * read_share`` seconds a second the same way, so many readers from
+  many addresses cannot crowd out the deciders either. Decisions and submissions (authenticated) are never limited
+  by it, and the bounds yield to them only: while no authenticated request is in flight or began in the last
+  :data:`WRITE_QUIET` seconds, public requests are served freely and charged nothing (an auditor reading the
+  whole log from an idle service goes at full speed).
 - **Time.** Each read waits at most :data:`READ_TIMEOUT` seconds (so does an idle keep-alive connection), and a whole
   request, from its first byte to the end of its body, must arrive within ``request_timeout`` seconds however slowly
   it trickles in (a 408, then the connection is closed).
@@ -29,7 +39,7 @@ import sys
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import BoundedSemaphore
+from threading import BoundedSemaphore, Lock
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +57,13 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 #: benchmark: an idle keep-alive connection or a health probe holds a slot too, and a cap with no room to spare
 #: leaves one busy client refused again and again.
 DEFAULT_MAX_CONNECTIONS = 128
+#: Public (unauthenticated) requests per second one client address may make, on average; 0: unlimited.
+DEFAULT_READS_PER_SECOND = 500.0
+#: Seconds of serving time per second one client address's public requests may take, on average (0: unlimited):
+#: a tenth of a core, so even a reader asking only for the costliest pages leaves the deciders the rest.
+DEFAULT_READ_SHARE = 0.1
+#: Seconds since the last authenticated request began after which public reads are no longer held to their share.
+WRITE_QUIET = 1.0
 #: Seconds from a request's first byte to the end of its body, however the bytes trickle in.
 DEFAULT_REQUEST_TIMEOUT = 60.0
 #: Seconds one read may wait for bytes, and an idle keep-alive connection for its next request.
@@ -72,9 +89,21 @@ class GateHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], service: GateService, max_body: int = DEFAULT_MAX_BODY, *,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                 read_timeout: float = READ_TIMEOUT) -> None:
+                 read_timeout: float = READ_TIMEOUT, max_client_connections: int | None = None,
+                 reads_per_second: float = DEFAULT_READS_PER_SECOND, read_share: float = DEFAULT_READ_SHARE) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        # Three quarters by default: the benchmark's 64 clients on one address fit in 128, one idle flood does not.
+        self.max_client_connections = max_client_connections or max(1, max_connections * 3 // 4)
+        if self.max_client_connections < 1 or reads_per_second < 0 or read_share < 0:
+            raise ValueError("max_client_connections must be at least 1, reads_per_second and read_share not "
+                             "negative")
+        self._per_client: dict[str, int] = {}
+        self._per_client_lock = Lock()
+        self.read_limit = ReadLimiter(reads_per_second, read_share)
+        self._writes_in_flight = 0
+        self._last_write = float("-inf")
+        self.all_reads = ReadLimiter(0.0, 3 * read_share)  # every address together, under the key ""
         if not request_timeout > 0 or not read_timeout > 0:
             raise ValueError("timeouts must be positive")
         self.service = service
@@ -87,20 +116,49 @@ class GateHTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """A thread for the connection if a slot is free; otherwise a 503 from this (the accepting) thread."""
-        if not self._slots.acquire(blocking=False):
+        client = str(client_address[0]) if isinstance(client_address, tuple) else ""
+        with self._per_client_lock:
+            held = self._per_client.get(client, 0)
+            admitted = held < self.max_client_connections and self._slots.acquire(blocking=False)
+            if admitted:
+                self._per_client[client] = held + 1
+        if not admitted:
             _refuse_busy(request)
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()  # no thread was started to release it
+            self._release(client)  # no thread was started to release it
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self._release(str(client_address[0]) if isinstance(client_address, tuple) else "")
+
+    def begin_write(self) -> None:
+        with self._per_client_lock:
+            self._writes_in_flight += 1
+            self._last_write = time.monotonic()
+
+    def end_write(self) -> None:
+        with self._per_client_lock:
+            self._writes_in_flight -= 1
+
+    def writes_quiet(self) -> bool:
+        """No authenticated request in flight, and none began in the last :data:`WRITE_QUIET` seconds."""
+        with self._per_client_lock:
+            return not self._writes_in_flight and time.monotonic() - self._last_write > WRITE_QUIET
+
+    def _release(self, client: str) -> None:
+        with self._per_client_lock:
+            left = self._per_client.get(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
             self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -108,6 +166,51 @@ class GateHTTPServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             return
         super().handle_error(request, client_address)
+
+
+class ReadLimiter:
+    """Token buckets per client address for public requests: ``rate`` requests and ``share`` seconds of serving time
+    a second, each holding two seconds' worth. A request is admitted while both buckets have something left, and is
+    charged its serving time afterwards (so the time bucket can go into debt, which the next requests wait out).
+
+    Buckets of clients quiet for a while are forgotten, so the table stays as small as the set of active readers.
+    """
+
+    def __init__(self, rate: float, share: float = 0.0) -> None:
+        self.rate = rate
+        self.share = share
+        self._buckets: dict[str, tuple[float, float, float]] = {}  # requests, seconds, when last updated
+        self._lock = Lock()
+        self._swept = time.monotonic()
+
+    def _refill(self, client: str, now: float) -> tuple[float, float]:
+        full = (max(1.0, 2 * self.rate), 2 * self.share)
+        requests_left, seconds_left, then = self._buckets.get(client, (*full, now))
+        return (min(full[0], requests_left + (now - then) * self.rate),
+                min(full[1], seconds_left + (now - then) * self.share))
+
+    def admit(self, client: str) -> bool:
+        if self.rate <= 0 and self.share <= 0:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            requests_left, seconds_left = self._refill(client, now)
+            admitted = (self.rate <= 0 or requests_left >= 1.0) and (self.share <= 0 or seconds_left > 0)
+            self._buckets[client] = (requests_left - (1.0 if admitted else 0.0), seconds_left, now)
+            if now - self._swept > 60:  # a full bucket is the same as no bucket
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[2] < 60}
+                self._swept = now
+            return admitted
+
+    def charge(self, client: str, seconds: float) -> None:
+        """Count ``seconds`` of serving time against ``client``'s share."""
+        if self.share <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            requests_left, seconds_left = self._refill(client, now)
+            # In debt by at most two seconds' worth: one costly request is waited out in seconds, not minutes.
+            self._buckets[client] = (requests_left, max(-2 * self.share, seconds_left - seconds), now)
 
 
 def _linger(sock: socket.socket) -> None:
@@ -273,6 +376,8 @@ class GateRequestHandler(BaseHTTPRequestHandler):
     # --- one request -------------------------------------------------------------------------------------------
 
     def _handle(self, method: str) -> None:
+        started = time.thread_time()  # CPU time: waiting on the database or a slow client costs the deciders nothing
+        self._public = self._writing = False
         self._body_read = False
         self._reader.budget = None  # the header block is parsed; a body is bounded by its route's limit
         try:
@@ -298,6 +403,12 @@ class GateRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # an unread body would be parsed as the next request
             self._drain_on_close = True
         self._send(response, method)
+        if self._writing:
+            self.server.end_write()
+        if self._public:  # what this public request cost, building and sending the answer
+            spent = time.thread_time() - started
+            self.server.read_limit.charge(self.client_address[0], spent)
+            self.server.all_reads.charge("", spent)
 
     def _respond(self, method: str) -> Response:
         if self.headers.get("Transfer-Encoding") and self._content_length() is not None:
@@ -306,6 +417,21 @@ class GateRequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         route = route_for(method, url.path)
         client = self._authenticate() if route.auth else None
+        if route.auth:
+            self.server.begin_write()
+            self._writing = True
+        elif route.admit is None and not self.server.writes_quiet():
+            client = self.client_address[0]
+            if not (self.server.read_limit.admit(client) and self.server.all_reads.admit("")):
+                # Answered after the Retry-After it states: a client that ignores it cannot make refusals its own
+                # flood (a waiting thread costs no CPU; --max-client-connections bounds how many wait).
+                time.sleep(1.0)
+                error = ApiError(429, "too many public requests from this address (over its share of requests or "
+                                      "serving time); retry shortly, read smaller pages, or cache what you read (full "
+                                      "tiles under /tile/ never change)")
+                error.headers["Retry-After"] = "1"
+                raise error
+            self._public = True
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             headers.setdefault(name.lower(), value)

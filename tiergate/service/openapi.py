@@ -241,8 +241,22 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "The current signed checkpoint (C2SP tlog-checkpoint signed note, Ed25519).",
                 "responses": {"200": {"description": "origin, size, base64 root, blank line, signature line.",
                                       "content": {"text/plain": {"schema": {"type": "string"}}}}, "503": unavailable}}},
+            "/checkpoint": {"get": {
+                "summary": "C2SP tlog-tiles: the published checkpoint with any witness cosignatures (cacheable 1 s).",
+                "responses": {"200": {"description": "The signed note, log signature first, then cosignatures.",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}, "503": unavailable}}},
+            "/tile/": {"get": {
+                "summary": "C2SP tlog-tiles, every path below /tile/: hash tiles tile/<L>/<N>[.p/<W>] and entry "
+                           "bundles tile/entries/<N>[.p/<W>] (<N> in x-prefixed 3-digit groups, e.g. x001/234). Full "
+                           "ones are immutable (Cache-Control: public, max-age=31536000, immutable).",
+                "responses": {"200": {"description": "Concatenated 32-byte hashes, or 16-bit length-prefixed entries.",
+                                      "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                          "format": "binary"}}}},
+                              "404": {"description": "Not a tile path, not yet covered by the log, or a bundle "
+                                                     "holding an entry over 65,535 bytes (read /v1/log/entries)."},
+                              "503": unavailable}}},
             "/v1/log/entries": {"get": {
-                "summary": "Log entries [start, end), at most 1000 or 8 MiB per page.",
+                "summary": "Log entries [start, end), at most 256 or 1 MiB per page.",
                 "parameters": [_int_param("start", "First index (default 0).", False),
                                _int_param("end", "Exclusive end (default: the tree size).", False)],
                 "responses": {"200": _json("EntryPage", "A page; ask again from `end` for more."), "400": bad,
@@ -262,7 +276,7 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_MODEL_PARAM, _int_param("start", "Smallest index to return (default 0).", False),
                                {**_int_param("limit", "At most this many (1-1000, default 1000).", False)}],
                 "responses": {"200": _json("FindResult", "Matching entries (fewer than `limit` when they add up to "
-                                                         "8 MiB; `next` says where to go on)."), "400": bad,
+                                                         "1 MiB; `next` says where to go on)."), "400": bad,
                               "503": unavailable}}},
             "/v1/healthz": {"get": {
                 "summary": "Liveness, the log's size, and whether the log can be written.",

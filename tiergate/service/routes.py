@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
 
 from tiergate.core.answer import ANSWER_HEADER
+from tiergate.core.log.tiles import TilePath
 from tiergate.service.app import MAX_FIND, GateService
 from tiergate.service.bodies import model_digest, parse_decision_request, parse_submission
 from tiergate.service.openapi import openapi_document
@@ -48,6 +49,7 @@ class Route:
     auth: bool = False  # a bearer token is required (checked before the body is read)
     max_body: int | None = None  # bytes; None: the service's --max-body (a route's limit never exceeds it)
     admit: Admission | None = None  # run after routing and auth, before the body is read
+    prefix: bool = False  # the route answers every path under ``path`` (the tlog-tiles tree)
 
 
 def _one(query: Mapping[str, list[str]], name: str) -> str | None:
@@ -98,6 +100,26 @@ def post_decision(service: GateService, request: Request) -> Response:
 
 def checkpoint(service: GateService, request: Request) -> Response:
     return Response(200, service.checkpoint(), CHECKPOINT_TYPE, {"Cache-Control": "no-store"})
+
+
+#: tlog-tiles: full tiles never change; the checkpoint changes at most every --checkpoint-interval seconds.
+IMMUTABLE = "public, max-age=31536000, immutable"
+BRIEFLY = "public, max-age=1"
+TILE_TYPE = "application/octet-stream"
+
+
+def tlog_checkpoint(service: GateService, request: Request) -> Response:
+    """``/checkpoint`` of the tlog-tiles layout: the published checkpoint, cacheable for a second."""
+    return Response(200, service.checkpoint(), CHECKPOINT_TYPE, {"Cache-Control": BRIEFLY})
+
+
+def tile(service: GateService, request: Request) -> Response:
+    """``/tile/<L>/<N>[.p/<W>]`` and ``/tile/entries/<N>[.p/<W>]`` (C2SP tlog-tiles)."""
+    parsed = TilePath.parse(request.path.lstrip("/"))
+    if parsed is None:
+        raise ApiError(404, f"not a tile path: {request.path[:120]} (tile/<L>/<N>[.p/<W>] or tile/entries/<N>...)")
+    cache = BRIEFLY if parsed.partial else IMMUTABLE  # a partial tile is replaced by the full one soon
+    return Response(200, service.tile(parsed), TILE_TYPE, {"Cache-Control": cache})
 
 
 def entries(service: GateService, request: Request) -> Response:
@@ -165,6 +187,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/log/proof/inclusion", inclusion),
     Route("GET", "/v1/log/proof/consistency", consistency),
     Route("GET", "/v1/log/find", find),
+    Route("GET", "/checkpoint", tlog_checkpoint),
+    Route("GET", "/tile/", tile, prefix=True),
     Route("GET", "/v1/healthz", health),
     Route("GET", "/v1/policy", policy),
     Route("GET", "/openapi.json", openapi),
@@ -175,7 +199,7 @@ ROUTES: tuple[Route, ...] = (
 
 def route_for(method: str, path: str) -> Route:
     """The route for ``method path``; 404 for an unknown path, 405 (with ``Allow``) for a known path's wrong method."""
-    methods = {r.method: r for r in ROUTES if r.path == path}
+    methods = {r.method: r for r in ROUTES if r.path == path or (r.prefix and path.startswith(r.path))}
     if not methods:
         raise ApiError(404, f"no such endpoint: {path[:200]} (see /openapi.json)")
     if method not in methods:

@@ -23,12 +23,14 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from tiergate.core.files import read_limited
 from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.errors import ConfigError, InputError, VerificationError
 
@@ -111,6 +113,48 @@ def _raw_ed25519(key: PublicKey, what: str) -> bytes:
 # --- keys --------------------------------------------------------------------------------------------------------
 
 
+def vkey_text(text: str, source: str) -> str:
+    """A vkey given as text (it has a '+'), or read from the file ``text`` names. Raises ConfigError."""
+    if "+" in text and not Path(text).is_file():
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"{source}: {text[:200]!r} is neither a verifier key nor a file")
+    return read_limited(path, "verifier key file", 64 * 1024).decode("utf-8", "replace").strip()
+
+
+def parse_vkey(text: str, source: str, key_ids: Mapping[int, Callable[[str, bytes], bytes]],
+               supported: str) -> tuple[str, PublicKey]:
+    """Name and Ed25519 key of a vkey ``<name>+<8 hex digits>+base64(type || key)`` whose type is one of ``key_ids``
+    (each with how its key ID is derived); the key ID must match. Raises ConfigError naming ``source``."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{source}: a verifier key is text, not {type(text).__name__}")
+    parts = text.split("+", 2)
+    if len(parts) != 3:
+        raise ConfigError(f"{source}: expected <name>+<8 hex digits>+<base64 key>, got {text!r}")
+    name, key_id_hex, encoded = parts
+    problem = key_name_problem(name)
+    if problem:
+        raise ConfigError(f"{source}: key name {name!r} {problem}")
+    if not _KEY_ID_HEX.fullmatch(key_id_hex):
+        raise ConfigError(f"{source}: key ID {key_id_hex!r} is not 8 lowercase hex digits")
+    raw = _b64decode_strict(encoded)
+    if raw is None:
+        raise ConfigError(f"{source}: the key is not canonical standard base64")
+    if not raw or raw[0] not in key_ids:
+        kind = f"0x{raw[0]:02x}" if raw else "missing"
+        raise ConfigError(f"{source}: signature type {kind} is not supported (only {supported})")
+    if len(raw) != 1 + 32:
+        raise ConfigError(f"{source}: an Ed25519 key is 32 bytes, this one is {len(raw) - 1}")
+    if key_ids[raw[0]](name, raw[1:]).hex() != key_id_hex:
+        raise ConfigError(f"{source}: key ID {key_id_hex} does not match the name and key (corrupted key?)")
+    try:
+        public = ed25519.Ed25519PublicKey.from_public_bytes(raw[1:])
+    except ValueError:
+        raise ConfigError(f"{source}: not a valid Ed25519 public key") from None
+    return name, PublicKey(public)
+
+
 @dataclass(frozen=True)
 class NoteVerifier:
     """A trusted note key: a name and an Ed25519 public key (the pair the key ID is derived from)."""
@@ -140,32 +184,8 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, text: str, source: str = "verifier key") -> NoteVerifier:
         """Parse a vkey, checking the key ID against the name and key so a typo cannot name another key."""
-        if not isinstance(text, str):
-            raise ConfigError(f"{source}: a verifier key is text, not {type(text).__name__}")
-        parts = text.split("+", 2)
-        if len(parts) != 3:
-            raise ConfigError(f"{source}: expected <name>+<8 hex digits>+<base64 key>, got {text!r}")
-        name, key_id_hex, encoded = parts
-        problem = key_name_problem(name)
-        if problem:
-            raise ConfigError(f"{source}: key name {name!r} {problem}")
-        if not _KEY_ID_HEX.fullmatch(key_id_hex):
-            raise ConfigError(f"{source}: key ID {key_id_hex!r} is not 8 lowercase hex digits")
-        raw = _b64decode_strict(encoded)
-        if raw is None:
-            raise ConfigError(f"{source}: the key is not canonical standard base64")
-        if not raw or raw[0] != SIGNATURE_TYPE_ED25519:
-            kind = f"0x{raw[0]:02x}" if raw else "missing"
-            raise ConfigError(f"{source}: signature type {kind} is not supported (only 0x01, Ed25519)")
-        if len(raw) != 1 + 32:
-            raise ConfigError(f"{source}: an Ed25519 key is 32 bytes, this one is {len(raw) - 1}")
-        if ed25519_key_id(name, raw[1:]).hex() != key_id_hex:
-            raise ConfigError(f"{source}: key ID {key_id_hex} does not match the name and key (corrupted key?)")
-        try:
-            public = ed25519.Ed25519PublicKey.from_public_bytes(raw[1:])
-        except ValueError:
-            raise ConfigError(f"{source}: not a valid Ed25519 public key") from None
-        return cls(name, PublicKey(public))
+        name, public = parse_vkey(text, source, {SIGNATURE_TYPE_ED25519: ed25519_key_id}, "0x01, Ed25519")
+        return cls(name, public)
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         """True if ``signature`` (without the key ID) is this key's Ed25519 signature over ``text``."""

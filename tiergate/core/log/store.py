@@ -31,7 +31,7 @@ from types import TracebackType
 from tiergate.errors import ConfigError, GateError, InputError, VerificationError
 
 from . import merkle
-from .tiles import TILE_WIDTH, Subtrees, TileCache, completed_tiles
+from .tiles import TILE_HEIGHT, TILE_WIDTH, Subtrees, TileCache, TilePath, completed_tiles, entry_bundle
 
 MAX_ENTRY_SIZE = 1 << 20
 MAX_MODEL_DIGEST = 512
@@ -278,6 +278,24 @@ class LogStore(ABC):
         new_size = self._tree_size(new_size)
         merkle.consistency_path_ranges(old_size, new_size)  # validates before any database work
         return merkle.consistency_proof_from(self._subtrees(new_size), old_size, new_size)
+
+    def tile(self, tile: TilePath) -> bytes:
+        """A tlog-tiles hash tile (the concatenated hashes) or entry bundle, if the log covers it now; raises
+        :class:`merkle.TreeRangeError` if it does not, ValueError for an entry a bundle cannot hold.
+
+        Hashes above level 0 are roots of complete subtrees, read from the tile cache (never from the leaves again).
+        """
+        start, end = tile.leaf_range()
+        size = self.size()
+        if end > size:
+            raise merkle.TreeRangeError(f"{tile.path()} needs {end} entries; the log has {size}")
+        if tile.level is None:
+            return entry_bundle([e.entry for e in self.entries(start, end)])
+        first = tile.index * TILE_WIDTH
+        if tile.level == 0:
+            return b"".join(self._leaf_hash_range(first, first + tile.width))
+        subtrees = self._subtrees(end)
+        return b"".join(subtrees.subtree_root(TILE_HEIGHT * tile.level, first + i) for i in range(tile.width))
 
     def audit(self, size: int | None = None) -> AuditResult:
         """Recompute the log from its entries and check every stored leaf hash, tile and index.
