@@ -157,7 +157,8 @@ def test_reads_are_served_the_published_checkpoint_not_a_fresh_signature(start_s
     assert _decide(server, 1).status_code == 200
     for _ in range(5):  # however many read it, the checkpoint is not signed again before the interval is over
         assert requests.get(f"{server.url}/v1/log/checkpoint", timeout=30).content == first
-    assert requests.get(f"{server.url}/v1/healthz", timeout=30).json()["tree_size"] == 1
+    # 3 entries: the policy and trust store the decision cites, then the decision.
+    assert requests.get(f"{server.url}/v1/healthz", timeout=30).json()["tree_size"] == 3
 
 
 def test_public_reads_are_bounded_per_client_and_decisions_are_not(start_server: Launcher, tmp_path: Path) -> None:

@@ -105,9 +105,10 @@ def test_a_served_checkpoint_carries_the_witnesses_cosignatures(start_server: La
         decide(server, n)
     note = SignedNote.parse(checkpoint_note(server))
     trusted = [WitnessVerifier.from_vkey(w.vkey) for w in witnesses]
-    assert len(cosignatures_of(note, trusted)) == 2 and note.text.split("\n")[1] == "3"
+    # 5 entries: the policy and trust store the decisions cite, then the 3 decisions.
+    assert len(cosignatures_of(note, trusted)) == 2 and note.text.split("\n")[1] == "5"
     # Each witness persisted what it cosigned.
-    assert json.loads(witnesses[0].state.read_text())["logs"][ORIGIN]["size"] == 3
+    assert json.loads(witnesses[0].state.read_text())["logs"][ORIGIN]["size"] == 5
     ok = run_gate("log", "checkpoint", "--server", server.url, *audit_args(gate_env, witnesses, 2))
     assert ok.returncode == 0, ok.stderr
     assert "cosigned by 2 of 3 trusted witnesses (w0.example, w1.example)" in ok.stdout
@@ -119,7 +120,7 @@ def test_a_served_checkpoint_carries_the_witnesses_cosignatures(start_server: La
     for n in range(3, 7):
         decide(server, n)
     later = SignedNote.parse(checkpoint_note(server))
-    assert later.text.split("\n")[1] == "7" and len(cosignatures_of(later, trusted)) == 2
+    assert later.text.split("\n")[1] == "9" and len(cosignatures_of(later, trusted)) == 2
 
 
 def test_an_auditor_requiring_two_of_three_rejects_a_checkpoint_with_one(start_server: Launcher, witnesses,
@@ -145,15 +146,15 @@ def test_a_forked_log_gets_no_cosignature_for_its_second_branch(start_server: La
     honest_note = checkpoint_note(honest)
     honest.kill()
     forked = start_server(tmp_path / "forked.db", *witness_args(witness))
-    decide(forked, 2)  # another decision at index 0: a checkpoint of size 1 with another root
+    decide(forked, 2)  # another decision (and rules entries of another time): a checkpoint of size 3, another root
     forked_note = checkpoint_note(forked)
     assert honest_note.split(b"\n")[:2] == forked_note.split(b"\n")[:2] and honest_note != forked_note
     trusted = [WitnessVerifier.from_vkey(witness.vkey)]
     assert len(cosignatures_of(SignedNote.parse(honest_note), trusted)) == 1
     assert cosignatures_of(SignedNote.parse(forked_note), trusted) == []
-    assert "no cosignature for size 1" in forked.output()
+    assert "no cosignature for size 3" in forked.output()
     # Asked directly, the witness answers the spec's 409 for the fork.
-    direct = requests.post(f"{witness.url}/add-checkpoint", data=AddCheckpoint(1, (), _log_only(forked_note)).encode(),
+    direct = requests.post(f"{witness.url}/add-checkpoint", data=AddCheckpoint(3, (), _log_only(forked_note)).encode(),
                            timeout=30)
     assert direct.status_code == 409 and "forked" in direct.text
     audit = run_gate("log", "checkpoint", "--server", forked.url, *audit_args(gate_env, witnesses, 1))
@@ -170,7 +171,7 @@ def test_the_witness_answers_409_with_its_size_and_survives_a_restart(start_serv
         note = _log_only(checkpoint_note(server))
         stale = requests.post(f"{witness.url}/add-checkpoint", data=AddCheckpoint(0, (), note).encode(), timeout=30)
         assert stale.status_code == 409 and stale.headers["Content-Type"] == "text/x.tlog.size"
-        assert stale.text == "2\n"
+        assert stale.text == "4\n"  # the policy and trust entries, then the 2 decisions
         assert requests.get(f"{witness.url}/add-checkpoint", timeout=30).status_code == 405
         assert requests.post(f"{witness.url}/add-checkpoint", data=b"garbage", timeout=30).status_code == 400
     finally:
@@ -179,8 +180,8 @@ def test_the_witness_answers_409_with_its_size_and_survives_a_restart(start_serv
     try:
         assert restarted.vkey == witness.vkey
         again = requests.post(f"{restarted.url}/add-checkpoint", data=AddCheckpoint(0, (), note).encode(), timeout=30)
-        assert again.status_code == 409 and again.text == "2\n"  # it remembers what it cosigned
-        same = requests.post(f"{restarted.url}/add-checkpoint", data=AddCheckpoint(2, (), note).encode(), timeout=30)
+        assert again.status_code == 409 and again.text == "4\n"  # it remembers what it cosigned
+        same = requests.post(f"{restarted.url}/add-checkpoint", data=AddCheckpoint(4, (), note).encode(), timeout=30)
         assert same.status_code == 200 and same.text.startswith("\u2014 solo.example ")
     finally:
         restarted.stop()
