@@ -181,6 +181,18 @@ def test_status_finds_a_hook_git_will_skip_or_cannot_run(tmp_path: Path, remote:
     assert "tier 'open' from tiergate.tier" in status.stdout  # and each remote's tier, with its source
 
 
+def test_status_says_a_broken_configuration_refuses_every_push(tmp_path: Path, remote: Path,
+                                                              env: dict[str, str]) -> None:
+    work = make_repo(tmp_path, remote, env, lfs=False)
+    broken = {**env, "GATE_CONFIG": str(tmp_path / "missing.yaml")}
+    status = gate_cmd(broken, "hooks", "status", str(work))
+    assert status.returncode == 1 and "FAILS" in status.stdout and "missing.yaml" in status.stdout, status.stdout
+    write_model(work)
+    commit_all(work, "weights")
+    refused = push(work, broken)  # what status said: the hook loads the same configuration and refuses
+    assert refused.returncode != 0 and remote_head(remote) is None
+
+
 def test_install_refuses_a_global_hooks_path(tmp_path: Path, remote: Path, env: dict[str, str]) -> None:
     work = make_repo(tmp_path, remote, env, lfs=False)
     git(work, "config", "--global", "core.hooksPath", str(tmp_path / "shared-hooks"), env=env)

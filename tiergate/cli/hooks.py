@@ -91,9 +91,10 @@ def status_command(repo: Path) -> None:
         os.environ["GATE_CONFIG"] = str(git.config("tiergate.config"))
     try:
         policy = Policy.load(GateConfig.from_env().policy)
-    except GateError as exc:
-        click.echo(f"gate: tiers not shown: {exc}")
-        sys.exit(0 if status.runs else 1)
+    except GateError as exc:  # the hook loads the same configuration, so it would refuse every push
+        click.echo(f"gate: FAILS: the gate's configuration cannot be loaded ({exc}); every push is refused until "
+                   "it is fixed")
+        sys.exit(1)
     urls = remote_push_urls(git)
     for name, pushes in urls.items():
         for url in pushes:
