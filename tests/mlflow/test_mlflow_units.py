@@ -300,6 +300,51 @@ def test_gated_versions_are_found_by_the_ids_their_files_lie_under(
     assert str(ungated.version) not in found(None)
 
 
+def test_the_index_finds_what_the_scan_finds_and_never_less(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.entities.model_registry import ModelVersionTag
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'registry.db'}")
+    monkeypatch.setattr(mlflow_artifacts, "registry_store", lambda: store)
+    digest = ModelVersionTag("tiergate.digest", "sha256:" + "1" * 64)
+    runs = [f"{i:032x}" for i in range(1, 9)]
+    for n in range(4):  # gated before the index existed: the start-up backfill covers them
+        store.create_registered_model(f"old-{n}")
+        v = store.create_model_version(f"old-{n}", f"mlflow-artifacts:/1/{runs[n]}/artifacts/w", run_id=runs[n])
+        store.set_model_version_tag(f"old-{n}", v.version, digest)
+
+    def scanned(ids: frozenset[str]) -> list[tuple[str, str]]:
+        return sorted((v.name, v.version) for v in mlflow_artifacts._gated_versions_sql(store, ids))
+
+    def looked_up(ids: frozenset[str]) -> list[tuple[str, str]]:
+        return sorted((v.name, v.version) for v in mlflow_artifacts.gated_versions(ids))
+
+    assert not mlflow_artifacts._index_complete(store)  # no index: the scan answers
+    assert mlflow_artifacts.build_index() == 4 and mlflow_artifacts._index_complete(store)
+    # gated after: indexed by the store guard before its tag, as registry.StoreGuard does
+    store.create_registered_model("new")
+    mlflow_artifacts.index_version("new", None, f"runs:/{runs[5]}/model", runs[5])
+    v = store.create_model_version("new", f"runs:/{runs[5]}/model", run_id=runs[5], tags=[digest])
+    mlflow_artifacts.index_version("new", v.version)
+    later = store.create_model_version("new", f"mlflow-artifacts:/1/models/m-{runs[6]}/artifacts")
+    mlflow_artifacts.index_version("new", later.version, f"mlflow-artifacts:/1/models/m-{runs[6]}/artifacts")
+    store.set_model_version_tag("new", later.version, digest)
+    store.rename_registered_model("old-1", "renamed")
+    mlflow_artifacts.rename_in_index("old-1", "renamed")
+    for ids in [{runs[0]}, {runs[1]}, {runs[5]}, {f"m-{runs[6]}"}, {runs[7]}, {runs[0], runs[5], f"m-{runs[6]}"}]:
+        assert looked_up(frozenset(ids)) == scanned(frozenset(ids)), ids
+    assert looked_up(frozenset({runs[1]})) == [("renamed", "1")]
+    assert looked_up(frozenset({runs[7]})) == []
+    # a version gated without being indexed (what index_unsure reports) is still found: lookups scan again
+    store.create_registered_model("stray")
+    stray = store.create_model_version("stray", f"mlflow-artifacts:/1/{runs[7]}/artifacts", run_id=runs[7])
+    store.set_model_version_tag("stray", stray.version, digest)
+    assert looked_up(frozenset({runs[7]})) == []  # the hole index_unsure exists to close
+    mlflow_artifacts.index_unsure()
+    assert looked_up(frozenset({runs[7]})) == [("stray", "1")]
+    assert mlflow_artifacts.build_index() == 7 and looked_up(frozenset({runs[7]})) == [("stray", "1")]
+
+
 class _Guard(ArtifactGuard):
     def __init__(self, outcome: Deny | Exception | None) -> None:
         self.outcome = outcome

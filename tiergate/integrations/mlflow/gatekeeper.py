@@ -47,6 +47,7 @@ class Publish:
     tags: Mapping[str, str]
     version: str | None  # None for a version being created: its tags go into the creation itself
     existing: Mapping[str, str] = field(default_factory=dict)  # the version's tags when it was decided on
+    location: str | None = None  # where the gate found the files it decided on (an artifact URI)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class RegistryGate:
         decision, log_index = self._decide(gate, tier, location, call, requester)
         if not decision.allowed:
             return Deny(f"tiergate refused {call.describe()}: {decision.summary()}")
-        return Publish(call, decision_tags(decision, gate.policy, existing, log_index), call.version, existing)
+        return Publish(call, decision_tags(decision, gate.policy, existing, log_index), call.version, existing,
+                       location)
 
     @staticmethod
     def _weights(call: Call) -> tuple[str, dict[str, str]] | None:

@@ -72,6 +72,17 @@ def _unguarded_store() -> str | None:
             "uses a SQLite or PostgreSQL backend store")
 
 
+def _build_index(lock: Callable[[], RegistryLock]) -> None:
+    """Bring the artifact guard's index up to date with every gated version (idempotent); until it is, artifact
+    writes are checked by scanning every gated version, which is as safe and slower."""
+    try:
+        with lock().exclusive():
+            count = mlflow_artifacts.build_index()
+        log.info("artifact guard index: %d gated version(s) covered", count)
+    except Exception:
+        log.exception("could not build the artifact guard's index; artifact writes scan every gated version")
+
+
 def install(app: Any, gatekeeper: RegistryGate | None, artifact_guard: ArtifactGuard | None = None,
             lock: Callable[[], RegistryLock] = registry_lock) -> None:
     """Install the store guard (deciding with ``gatekeeper``) and add the gate's before-request hook to MLflow's
@@ -85,6 +96,7 @@ def install(app: Any, gatekeeper: RegistryGate | None, artifact_guard: ArtifactG
         refused = StoreGuard(gatekeeper, lock).install()
         if refused:
             log.warning("registry store methods tiergate does not know are refused: %s", ", ".join(refused))
+        _build_index(lock)
     guard = artifact_guard or ArtifactGuard(gatekeeper.holder if gatekeeper is not None else None)  # type: ignore[arg-type]
     surface = FlaskSurface()
 

@@ -166,6 +166,16 @@ def _call(method: str, a: Mapping[str, Any]) -> Call:
     return Call(rpc, name, version)
 
 
+def _renamed_in_index(old: str, new: str) -> None:
+    """The artifact guard's index follows a renamed model; if it cannot, it is marked incomplete (lookups scan)."""
+    try:
+        mlflow_artifacts.rename_in_index(old, new)
+    except Exception:
+        log.exception("could not rename %s in the artifact guard's index; it scans until restarted", old)
+        with contextlib.suppress(Exception):
+            mlflow_artifacts.index_unsure()
+
+
 class StoreGuard:
     """The gate at the registry store (see the module docstring)."""
 
@@ -208,7 +218,10 @@ class StoreGuard:
                 return self._withdrawal(method, original, bound)
             if method in EVENTS:
                 self._event(method, a)
-            return original(*bound.args, **bound.kwargs)
+            result = original(*bound.args, **bound.kwargs)
+            if method == "rename_registered_model":
+                _renamed_in_index(str(a["name"]), str(a["new_name"]))
+            return result
 
     def _gated(self, method: str, original: Callable[..., Any], bound: inspect.BoundArguments) -> Any:
         a = bound.arguments
@@ -232,13 +245,11 @@ class StoreGuard:
         if not isinstance(outcome, Publish):
             return original(*bound.args, **bound.kwargs)
         if call.rpc == CREATE_VERSION:
-            from mlflow.entities.model_registry import ModelVersionTag
-
-            a["tags"] = list(a.get("tags") or ()) + [ModelVersionTag(k, v) for k, v in outcome.tags.items()]
-            with gate_writing():
-                return original(*bound.args, **bound.kwargs)
+            return self._create_gated(call, outcome, original, bound)
         assert outcome.version is not None
         try:
+            # the artifact guard's index first: a version with the digest tag is always in it
+            mlflow_artifacts.index_version(call.name, outcome.version, outcome.location)
             with gate_writing():
                 mlflow_registry.set_tags(call.name, outcome.version, outcome.tags)
         except Exception as exc:
@@ -253,6 +264,32 @@ class StoreGuard:
         except BaseException:
             self._restore(call, outcome)
             raise
+
+    @staticmethod
+    def _create_gated(call: Call, outcome: Publish, original: Callable[..., Any], bound: inspect.BoundArguments) -> Any:
+        """Create a version with the decision's tags, indexed for the artifact guard by what the call names before
+        it exists, and by what MLflow stored once it does."""
+        from mlflow.entities.model_registry import ModelVersionTag
+
+        try:
+            mlflow_artifacts.index_version(call.name, None, call.source, call.run_id, outcome.location)
+        except Exception as exc:
+            log.exception("could not index %s for the artifact guard; refused", call.describe())
+            raise _permission_denied(failure(RefusedByGate(
+                f"tiergate refused {call.describe()}: the artifact guard's index could not be written "
+                f"({type(exc).__name__}), so the new version's files could not be frozen"))) from None
+        a = bound.arguments
+        a["tags"] = list(a.get("tags") or ()) + [ModelVersionTag(k, v) for k, v in outcome.tags.items()]
+        with gate_writing():
+            created = original(*bound.args, **bound.kwargs)
+        try:
+            mlflow_artifacts.index_version(str(created.name), str(created.version))
+        except Exception:  # what MLflow stored may name more than the call did: scan until the index is rebuilt
+            log.exception("could not index %s/%s for the artifact guard; it scans until restarted",
+                          created.name, created.version)
+            with contextlib.suppress(Exception):
+                mlflow_artifacts.index_unsure()
+        return created
 
     @staticmethod
     def _restore(call: Call, outcome: Publish) -> None:

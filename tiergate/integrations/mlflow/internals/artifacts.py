@@ -244,18 +244,179 @@ class GatedVersion:
 def gated_versions(ids: frozenset[str] | None) -> list[GatedVersion]:
     """Gated versions whose storage location, source or run mentions one of ``ids`` (all of them for None).
 
-    Read from the registry's tables in one query (any workspace, deleted versions left out); a registry that is not
-    MLflow's SQL store is paged through its search API instead.
+    Read from the registry's tables in one query (any workspace, deleted versions left out): through the gate's index
+    of the ids each gated version mentions when it is complete (a lookup, flat in the registry's size), else by
+    scanning every gated version. A registry that is not MLflow's SQL store is paged through its search API instead.
     """
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
     store = registry_store()
+    if not isinstance(store, SqlAlchemyStore):
+        return _gated_versions_searched(store, ids)
+    if ids is not None and _index_complete(store):
+        models = _indexed_models(store, ids)
+        return _gated_versions_sql(store, ids, models=models) if models else []
+    return _gated_versions_sql(store, ids)
+
+
+# --- the index of gated models by the ids their versions mention -------------------------------------------------
+# MLflow's tables have no index that answers "which versions mention run or model X" (the ids sit inside source and
+# storage-location URIs), so at 50,000 gated versions every artifact upload scanned them all. The gate keeps its own
+# table, in the registry's database, of (id, workspace, model name) for every id a version it gates mentions (its
+# source, run and storage location, and where the gate found its files), written under the exclusive registry lock
+# *before* the version's digest tag; artifact writes read it under the shared lock, so no write can see a gated
+# version whose model is missing from it. A lookup then runs the former scan restricted to those models, so it finds
+# exactly what the scan found. Rows are never deleted (extra rows only add candidates, each checked precisely). A
+# state row says every gated version is covered: set by the start-up backfill, dropped if a version could not be
+# indexed; without it lookups scan everything as before.
+
+_INDEX_TABLE = "tiergate_gated_ids"
+_STATE_TABLE = "tiergate_gated_ids_state"
+_MENTIONED_ID = re.compile(r"(?<![0-9a-f])(?:m-)?[0-9a-f]{32}(?![0-9a-f])", re.IGNORECASE)
+
+
+def _index_tables() -> tuple[Any, Any]:
+    from sqlalchemy import Column, MetaData, String, Table
+
+    meta = MetaData()
+    index = Table(_INDEX_TABLE, meta, Column("entity_id", String(64), primary_key=True),
+                  Column("workspace", String(256), primary_key=True), Column("name", String(256), primary_key=True))
+    state = Table(_STATE_TABLE, meta, Column("key", String(32), primary_key=True), Column("value", String(64)))
+    return index, state
+
+
+def mentioned_ids(*texts: str | None) -> frozenset[str]:
+    """The run and logged-model ids that URIs and run ids mention (lower case)."""
+    return frozenset(found.group(0).lower() for text in texts if text for found in _MENTIONED_ID.finditer(text))
+
+
+def _index_complete(store: Any) -> bool:
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    _, state = _index_tables()
+    try:
+        with store.engine.connect() as connection:  # the primary, never a read replica that may lag
+            row = connection.execute(select(state.c.value).where(state.c.key == "complete")).first()
+    except SQLAlchemyError:  # no index (yet): scan
+        return False
+    return row is not None and row[0] == "1"
+
+
+def _indexed_models(store: Any, ids: frozenset[str]) -> list[tuple[str, str]]:
+    from sqlalchemy import select
+
+    index, _ = _index_tables()
+    with store.engine.connect() as connection:
+        rows = connection.execute(select(index.c.workspace, index.c.name).distinct()
+                                  .where(index.c.entity_id.in_(sorted(one.lower() for one in ids)))).all()
+    return [(str(w), str(n)) for w, n in rows]
+
+
+def _add_to_index(store: Any, rows: set[tuple[str, str, str]]) -> None:
+    """Add the (id, workspace, model name) ``rows`` that are not there yet (under the exclusive registry lock: no
+    other writer of the table)."""
+    from sqlalchemy import select
+
+    index, _ = _index_tables()
+    with store.engine.begin() as connection:
+        index.create(connection, checkfirst=True)
+        ordered = sorted(rows)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start:start + 500]
+            have = {(str(e), str(w), str(n)) for e, w, n in connection.execute(
+                select(index.c.entity_id, index.c.workspace, index.c.name)
+                .where(index.c.entity_id.in_(sorted({row[0] for row in chunk})))).all()}
+            fresh = [{"entity_id": e, "workspace": w, "name": n} for e, w, n in chunk if (e, w, n) not in have]
+            if fresh:
+                connection.execute(index.insert(), fresh)
+
+
+def index_version(name: str, version: str | None, *texts: str | None) -> None:
+    """Record that ``version`` of registered model ``name`` (None: a version being created), in whichever workspace
+    holds the model, is gated with the ids it mentions: its source, storage location and run, and ``texts`` (URIs,
+    run ids: where the gate found its files). Call it under the exclusive registry lock, before the digest tag is
+    written. Raises on any database error (the caller refuses)."""
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion as V
+    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModel as M
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+    from sqlalchemy import select
+
+    store = registry_store()
+    if not isinstance(store, SqlAlchemyStore):
+        return
+    with store.engine.connect() as connection:
+        found: Any = connection.execute(select(M.workspace).where(M.name == name)).all()
+        workspaces = [str(w) for (w,) in found]
+        if version is not None:
+            stored: Any = connection.execute(select(V.source, V.storage_location, V.run_id)
+                                             .where(V.name == name, V.version == int(version))).all()
+            for row in stored:
+                texts = (*texts, *row)
+    ids = mentioned_ids(*texts)
+    if ids:
+        _add_to_index(store, {(one, w, name) for one in ids for w in workspaces})
+
+
+def rename_in_index(old: str, new: str) -> None:
+    """Registered model ``old`` is now ``new`` (MLflow renames its versions with it): its rows are copied to the new
+    name, in every workspace that had them (extra rows only add candidates). Under the exclusive lock."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+    from sqlalchemy import select
+
+    store = registry_store()
+    if isinstance(store, SqlAlchemyStore) and old != new:
+        index, _ = _index_tables()
+        with store.engine.begin() as connection:
+            index.create(connection, checkfirst=True)
+            rows = connection.execute(select(index.c.entity_id, index.c.workspace).where(index.c.name == old)).all()
+        _add_to_index(store, {(str(e), str(w), new) for e, w in rows})
+
+
+def index_unsure() -> None:
+    """A gated version may be missing from the index: lookups scan everything until the next start-up rebuilds it."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    store = registry_store()
     if isinstance(store, SqlAlchemyStore):
-        return _gated_versions_sql(store, ids)
-    return _gated_versions_searched(store, ids)
+        _, state = _index_tables()
+        with store.engine.begin() as connection:
+            state.create(connection, checkfirst=True)
+            connection.execute(state.delete().where(state.c.key == "complete"))
 
 
-def _gated_versions_sql(store: Any, ids: frozenset[str] | None, name: str | None = None) -> list[GatedVersion]:
+def build_index() -> int:
+    """Index every gated version (idempotent) and mark the index complete; the number of gated versions. Call it
+    under the exclusive registry lock (at start-up)."""
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion as V
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag as T
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+    from sqlalchemy import and_, select
+
+    from tiergate.integrations.mlflow.tags import DIGEST
+
+    store = registry_store()
+    if not isinstance(store, SqlAlchemyStore):
+        return 0
+    with store.engine.connect() as connection:
+        gated: Any = connection.execute(
+            select(V.workspace, V.name, V.source, V.storage_location, V.run_id)
+            .join(T, and_(T.workspace == V.workspace, T.name == V.name, T.version == V.version))
+            .where(T.key == DIGEST)).all()
+    _add_to_index(store, {(one, str(w), str(n)) for w, n, source, location, run in gated
+                          for one in mentioned_ids(source, location, run)})
+    _, state = _index_tables()
+    with store.engine.begin() as connection:
+        state.create(connection, checkfirst=True)
+        connection.execute(state.delete().where(state.c.key == "complete"))
+        connection.execute(state.insert(), [{"key": "complete", "value": "1"}])
+    return len(gated)
+
+
+def _gated_versions_sql(store: Any, ids: frozenset[str] | None, name: str | None = None,
+                        models: list[tuple[str, str]] | None = None) -> list[GatedVersion]:
+    """The scan: gated versions mentioning ``ids`` (all for None), of model ``name`` or of ``models`` ((workspace,
+    name) pairs) if given."""
     from mlflow.entities.model_registry.model_version_stages import (
         STAGE_DELETED_INTERNAL,
     )
@@ -279,6 +440,8 @@ def _gated_versions_sql(store: Any, ids: frozenset[str] | None, name: str | None
             query = query.filter(or_(*mentions))
         if name is not None:
             query = query.filter(V.name == name)
+        if models is not None:
+            query = query.filter(or_(*(and_(V.workspace == w, V.name == n) for w, n in models)))
         rows = query.all()
     return [GatedVersion(name, str(version), str(digest or ""), str(location or source or ""), run_id)
             for name, version, source, location, run_id, digest in rows]
