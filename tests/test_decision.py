@@ -164,8 +164,13 @@ def test_old_attestation_beside_fresh_evidence_does_not_deny(policy, manifest, w
 
 
 def test_key_revoked_after_signing_keeps_old_signatures(policy, manifest, world) -> None:
+    # Only a time the entry accepts dates a signature: by default nothing but a trusted time does (the log, Rekor) ...
     world.evaluators["evalco"].key_fields = {"revoked_at": "2026-10-20T00:00:00Z"}
-    before = hosted_evidence(world, manifest, when=NOW - timedelta(days=20))  # signed 2026-10-12
+    before = hosted_evidence(world, manifest, when=NOW - timedelta(days=20))  # signed 2026-10-12, it says
+    judged_now = decide(policy, "hosted", manifest, before, world.trust(), NOW)
+    assert judged_now.decision == "deny" and all("(the gate's clock)" in r.reason for r in judged_now.rejected)
+    # ... and where the entry explicitly takes the signer's word, signatures claimed before revoked_at stay valid.
+    world.evaluators["evalco"].key_fields = {"revoked_at": "2026-10-20T00:00:00Z", "self_reported_time": True}
     assert decide(policy, "hosted", manifest, before, world.trust(), NOW).decision == "allow"
     after = hosted_evidence(world, manifest, when=NOW - timedelta(days=5))  # signed 2026-10-27
     decision = decide(policy, "hosted", manifest, after, world.trust(), NOW)

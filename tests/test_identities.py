@@ -358,16 +358,16 @@ def test_retired_key_backdated_into_its_window_is_refused_when_a_trusted_time_sa
     # Signed after retirement, attestedAt backdated to before it.
     envelope = Envelope(statement_bytes(model, when=revoked - timedelta(days=10)), INTOTO_PAYLOAD_TYPE, ())
     data = envelope.add_signature(key).to_json()
-    store = store_of(tmp_path, entry)
-    # Nothing but the signer dates it: a key entry takes the self-reported time (the documented default)...
-    assert verify_attestation(AttestationInput("a", data), store, model, NOW).signers
+    # By default nothing but a trusted time dates a signature: alone, it is judged at the gate's clock (refused).
+    strict = store_of(tmp_path, entry)
+    assert "(the gate's clock)" in refusal(AttestationInput("a", data), strict, model)
+    # An entry that explicitly accepts the signer's word takes the backdated attestedAt...
+    lenient = store_of(tmp_path, {**entry, "self_reported_time": True})
+    assert verify_attestation(AttestationInput("a", data), lenient, model, NOW).signers
     # ...unless something the signer could not choose says when it was signed: the gate's log first saw it later.
     logged = AttestationInput("log entry 7", data, recorded_at=revoked + timedelta(days=1))
     assert ("before the signing time " + format_day(revoked + timedelta(days=1)) + " (first recorded by the gate's log)"
-            in refusal(logged, store, model))
-    # An entry that refuses self-reported times judges it at the gate's clock.
-    strict = store_of(tmp_path, {**entry, "self_reported_time": False})
-    assert "(the gate's clock)" in refusal(AttestationInput("a", data), strict, model)
+            in refusal(logged, lenient, model))
     # Logged before retirement, it keeps counting after (that is what retiring, not compromising, means).
     early = AttestationInput("log entry 3", data, recorded_at=revoked - timedelta(days=5))
     assert verify_attestation(early, strict, model, NOW).trusted_time is not None

@@ -73,7 +73,7 @@ def test_unknown_key(world, manifest) -> None:
     ],
 )
 def test_key_validity(world, manifest, fields, expected) -> None:
-    world.evaluators["evalco"].key_fields = fields
+    world.evaluators["evalco"].key_fields = {**fields, "self_reported_time": True}  # judged at the claimed time
     item = world.attest(manifest, "evalco", "strongreject", {"score": 0.05}, when=NOW - timedelta(days=1))
     assert expected in reason(item, world, manifest)
 

@@ -258,7 +258,12 @@ REVOCATION_CASES = [
          Expect(1, rows={"signers.organizations": "not_met", "wmdp-bio-2": "met"})),
     Case("revocation-stranger-claims-trusted-keyid", "revocation", _stranger_claims_trusted_keyid,
          Expect(1, words(("bad signature", "does not verify")), rejected=1, accepted=0)),
-    Case("revocation-control-retired-after-signing", "false-deny", _revoked({"revoked_at": "2026-11-01T06:00:00Z"}),
+    # Retired after the signing time it claims: nothing the signer could not choose dates it, so by default it is
+    # judged at the gate's clock (after revoked_at) -- a backdate looks exactly like this.
+    Case("revocation-retired-claimed-time-only", "revocation", _revoked({"revoked_at": "2026-11-01T06:00:00Z"}),
+         Expect(1, words(("revoked", "gate's clock")), rejected=1, accepted=0)),
+    Case("revocation-control-retired-after-signing", "false-deny",
+         _revoked({"revoked_at": "2026-11-01T06:00:00Z", "self_reported_time": True}),
          Expect(0, accepted=1, rejected=0)),
 ]
 

@@ -34,6 +34,7 @@ def test_the_service_judges_at_the_time_it_receives(gate_env: GateEnv, tmp_path:
     for entry in trust["evaluators"]:
         if entry["id"] == "redteam":
             entry["keys"][0]["revoked_at"] = format_time(revoked)  # retired, not compromised
+            entry["keys"][0]["self_reported_time"] = True  # and the admin takes its attestedAt where nothing dates it
     trust_path = tmp_path / "trust.yaml"
     trust_path.write_text(yaml.safe_dump(trust))
     server = launch(dataclasses.replace(gate_env, trust=trust_path), tmp_path / "log.db", name="signing-time")
@@ -41,12 +42,12 @@ def test_the_service_judges_at_the_time_it_receives(gate_env: GateEnv, tmp_path:
         model = hash_model(write_model(tmp_path / "tiny"))
         headers = {"Authorization": f"Bearer {gate_env.token}"}
         backdated = world.attest(model, "redteam", "mmlu", {"acc": 0.7}, when=revoked - timedelta(days=10))
-        # Read from a folder, nothing but the signer dates it: a key entry takes attestedAt (the documented default).
+        # Read from a folder, nothing but the signer dates it: this entry takes attestedAt (it says so).
         (tmp_path / "backdated.json").write_bytes(backdated.data)
         local = run_gate("verify", str(tmp_path / "tiny"), str(tmp_path / "backdated.json"), "--trust",
                          str(trust_path), "--policy", str(gate_env.policy))
         assert local.returncode == 0, local.stdout + local.stderr
-        # The service logs what it accepts, so it judges at the time it receives: after the retirement.
+        # The service logs what it accepts, so it judges at the time it receives (trusted): after the retirement.
         answer = requests.post(f"{server.url}/v1/attestations", headers=headers,
                                json={"attestation": base64.b64encode(backdated.data).decode()}, timeout=30)
         assert answer.status_code == 400, answer.text

@@ -14,7 +14,7 @@ File format (YAML; schema in ``tiergate/data/schemas/trust-store.schema.json``):
             valid_until: 2027-01-01T00:00:00Z
             revoked_at: 2026-09-01T00:00:00Z   # optional
             compromised: false                  # true: nothing this identity signed is trusted, whenever
-            self_reported_time: true            # default true for keys, false for sigstore and x509
+            self_reported_time: false           # the default: attestedAt alone never dates a signature
           - sigstore:                # Sigstore keyless: an OIDC issuer and identity in a Fulcio certificate
               issuer: https://token.actions.githubusercontent.com
               identity: https://github.com/aisi/evals/.github/workflows/eval.yml@refs/heads/main
@@ -31,8 +31,9 @@ organisation, judged by :meth:`TrustedKey.problem_at` at one signing time (:meth
 the signer could not choose when there is one (Rekor, an RFC 3161 timestamp, the gate's own log), else the
 self-reported ``attestedAt`` where the entry allows it (``self_reported_time``), else the gate's clock.
 
-Revocation: an identity revoked with ``compromised: false`` (retired, rotated) keeps the signatures made before
-``revoked_at``; a compromised one invalidates everything, because a thief can backdate a claimed signing time.
+Revocation: an identity revoked with ``compromised: false`` (retired, rotated) keeps the signatures something
+trusted dates before ``revoked_at`` (or whose ``attestedAt`` counts, where the entry sets ``self_reported_time:
+true``); a compromised one invalidates everything, because a thief can backdate a claimed signing time.
 """
 
 
@@ -92,9 +93,7 @@ class TrustedKey:
 
     @property
     def allows_self_reported_time(self) -> bool:
-        if self.self_reported_time is not None:
-            return self.self_reported_time
-        return isinstance(self.identity, PublicKey)
+        return bool(self.self_reported_time)  # only where the entry says so: a signer's word is not a time
 
     def signing_time(self, trusted: SigningTime | None, claimed: datetime | None, now: datetime) -> SigningTime:
         """When a signature by this identity counts as made: ``trusted`` (vouched for by a log or timestamp

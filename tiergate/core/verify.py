@@ -242,6 +242,9 @@ def _accepted_signers(
     for evaluator, trusted, trusted_time in signers:
         when = trusted.signing_time(trusted_time, claimed, now)
         problem = trusted.problem_at(when, now)
+        if problem is None and claimed is not None and when.time != claimed:
+            # a claim outside the identity's window contradicts itself, even where it is not the time judged at
+            problem = trusted.problem_at(SigningTime(claimed, "attestedAt, as the signer claims", vouched=False), now)
         if problem:
             problems.append(f"{problem} (evaluator {evaluator.id})")
         else:
