@@ -104,9 +104,10 @@ def ed25519_key_id(name: str, public_key: bytes) -> bytes:
     ]
 
 
-def _raw_ed25519(key: PublicKey, what: str) -> bytes:
+def raw_ed25519(key: PublicKey, what: str, requirement: str = "note signatures need an Ed25519 key") -> bytes:
+    """The 32 raw bytes of an Ed25519 ``key``; raises ConfigError ``"<what>: <requirement>, not <algorithm>"``."""
     if not isinstance(key.key, ed25519.Ed25519PublicKey):
-        raise ConfigError(f"{what}: note signatures need an Ed25519 key, not {key.algorithm}")
+        raise ConfigError(f"{what}: {requirement}, not {key.algorithm}")
     return key.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -166,11 +167,11 @@ class NoteVerifier:
         problem = key_name_problem(self.name)
         if problem:
             raise ConfigError(f"note key name {self.name!r} {problem}")
-        _raw_ed25519(self.public_key, f"note key {self.name}")
+        raw_ed25519(self.public_key, f"note key {self.name}")
 
     @property
     def raw_public_key(self) -> bytes:
-        return _raw_ed25519(self.public_key, f"note key {self.name}")
+        return raw_ed25519(self.public_key, f"note key {self.name}")
 
     @property
     def key_id(self) -> bytes:
@@ -203,7 +204,7 @@ class NoteSigner:
         problem = key_name_problem(self.name)
         if problem:
             raise ConfigError(f"note key name {self.name!r} {problem}")
-        _raw_ed25519(self.private_key.public, f"note key {self.name}")
+        raw_ed25519(self.private_key.public, f"note key {self.name}")
 
     @property
     def verifier(self) -> NoteVerifier:

@@ -21,9 +21,6 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.errors import ConfigError
 
@@ -39,6 +36,7 @@ from .checkpoint import (
     ed25519_key_id,
     key_name_problem,
     parse_vkey,
+    raw_ed25519,
     vkey_text,
 )
 
@@ -64,9 +62,7 @@ def signed_message(body: str, timestamp: int) -> bytes:
 
 
 def _raw(key: PublicKey, what: str) -> bytes:
-    if not isinstance(key.key, ed25519.Ed25519PublicKey):
-        raise ConfigError(f"{what}: a cosignature/v1 key is Ed25519, not {key.algorithm}")
-    return key.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw_ed25519(key, what, "a cosignature/v1 key is Ed25519")
 
 
 @dataclass(frozen=True)
