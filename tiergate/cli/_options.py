@@ -46,6 +46,12 @@ no_cache_option = _hashing_flag(
     "no-cache", "Read every file, not taking digests of unchanged files from the digest cache ($GATE_CACHE_DIR, "
                 "else ~/.cache/tiergate; GATE_NO_CACHE=1 does the same).")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+# What every deciding command can print or append besides its table.
+decision_json_option = click.option("--json", "as_json", is_flag=True,
+                                    help="Print the decision as JSON (stable schema, replayable).")
+markdown_summary_option = click.option("--markdown-summary", "markdown_path",
+                                       type=click.Path(dir_okay=False, path_type=Path),
+                                       help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
 # The deciding commands read GATE_CONFIG and GATE_* themselves (tiergate.runtime.GateConfig): these options override.
 policy_option = click.option(
     "--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),

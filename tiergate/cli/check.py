@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from tiergate.cli._gate import check, load_gate, policy_option, report, trust_option
-from tiergate.cli._options import (no_cache_option, hash_with_progress, now_option, quiet_option, resolve_now,
-                                   skip_git_option)
+from tiergate.cli._options import (decision_json_option, hash_with_progress, markdown_summary_option, no_cache_option,
+                                   now_option, quiet_option, resolve_now, skip_git_option)
 from tiergate.core.collect import model_attestations, read_attestations
 from tiergate.core.keys import PrivateKey, PublicKey
 from tiergate.core.vsa import sign_vsa, tier_level, verify_vsa
@@ -38,14 +38,13 @@ def _split_paths(paths: tuple[Path, ...], hf: str | None) -> tuple[Path | None, 
 @trust_option
 @policy_option
 @now_option
-@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (stable schema, replayable).")
+@decision_json_option
 @click.option("--vsa", "vsa_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a signed SLSA VSA of the decision here.")
 @click.option("--gate-key", type=click.Path(dir_okay=False, path_type=Path),
               help="The gate's private key, to sign --vsa (default: GATE_KEY, or key: in GATE_CONFIG).")
 @click.option("--resource-uri", help="Resource URI for the VSA (default: the model folder's name).")
-@click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
+@markdown_summary_option
 @click.option("--server", metavar="URL",
               help="Let this gate service decide and log (default: GATE_SERVER, or server: in GATE_CONFIG); the model "
                    "is still hashed here.")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import click
 
 from tiergate.cli._gate import check, load_gate, policy_option, report, trust_option
-from tiergate.cli._options import now_option, quiet_option, resolve_now
+from tiergate.cli._options import decision_json_option, markdown_summary_option, now_option, quiet_option, resolve_now
 from tiergate.core.render import decision_text
 from tiergate.errors import GateError, UsageError
 
@@ -137,9 +137,8 @@ def _split_repo(text: str) -> tuple[str, str | None]:
 @trust_option
 @policy_option
 @now_option
-@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (stable schema, replayable).")
-@click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
+@decision_json_option
+@markdown_summary_option
 @click.option("--verify-bytes", is_flag=True,
               help="Also download every LFS file and check its bytes against the sha256 the Hub lists (for Xet "
                    "storage that sha256 is the uploading client's word). Slow: it reads the whole model.")

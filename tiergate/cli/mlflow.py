@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from tiergate.cli._gate import check, load_gate, policy_option, report, trust_option
-from tiergate.cli._options import hash_with_progress, now_option, quiet_option, resolve_now
+from tiergate.cli._options import (decision_json_option, hash_with_progress, markdown_summary_option, now_option,
+                                   quiet_option, resolve_now)
 from tiergate.core.collect import model_attestations
 
 
@@ -27,9 +28,8 @@ def mlflow_group() -> None:
 @trust_option
 @policy_option
 @now_option
-@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (stable schema, replayable).")
-@click.option("--markdown-summary", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append a Markdown table (e.g. $GITHUB_STEP_SUMMARY).")
+@decision_json_option
+@markdown_summary_option
 @quiet_option
 def check_command(model_uri: str, tier: str, tracking_uri: str | None, trust_path: Path | None,
                   policy_path: Path | None, now_text: str | None, as_json: bool, markdown_path: Path | None,
